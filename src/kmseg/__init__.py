@@ -1,0 +1,48 @@
+"""kmseg: exact, fast K-means colour segmentation of images.
+
+>>> import kmseg
+>>> seg = kmseg.segment(kmseg.data.path("coffee.png"), k=5, seed=0)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from . import data
+from .errors import (
+    ConvergenceWarning,
+    CorruptImageError,
+    ImageError,
+    ImageNotFoundError,
+    ImageTooLargeError,
+    InvalidImageDataError,
+    KmsegError,
+    NotAnImageError,
+    OutputExistsError,
+    ParameterError,
+    ParameterTypeError,
+)
+from .estimator import KMeans
+from .io import load_image
+from .segment import Prepared, Segmentation, prepare, segment
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "CorruptImageError",
+    "ImageError",
+    "ImageNotFoundError",
+    "ImageTooLargeError",
+    "InvalidImageDataError",
+    "KMeans",
+    "KmsegError",
+    "NotAnImageError",
+    "OutputExistsError",
+    "ParameterError",
+    "ParameterTypeError",
+    "Prepared",
+    "Segmentation",
+    "data",
+    "load_image",
+    "prepare",
+    "segment",
+]

@@ -1,0 +1,4 @@
+from kmseg.cli import main
+import sys
+
+sys.exit(main())

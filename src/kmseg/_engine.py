@@ -1,0 +1,263 @@
+"""Weighted K-means: the one engine behind every front end.
+
+Lloyd's algorithm on points with weights. A point of weight ``w`` behaves exactly like ``w``
+copies of it, so running on the unique colours of an image weighted by their counts follows the
+same trajectory as running on all of its pixels (Celebi's weighted sort-means).
+
+Nothing here validates: the public functions (``segment``, ``KMeans``, ``elbow``) do that once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels as K
+
+__all__ = ["FitResult", "fit", "lloyd", "kmeans_plusplus", "random_init", "tol_to_abs", "inertia_of"]
+
+_EMPTY = np.empty(0, dtype=np.float64)
+
+
+@dataclass
+class FitResult:
+    centers: np.ndarray  # (k, d) float64
+    labels: np.ndarray  # (n,) int32, the nearest centre of every point
+    inertia: float  # sum of w * squared distance to the assigned centre
+    n_iter: int  # assignment steps run, the final one included
+    converged: bool  # True when the last iteration changed no label
+    start: np.ndarray | None = None  # (k, d) the centres the final run started from
+
+
+def _w(weights: np.ndarray | None) -> np.ndarray:
+    return _EMPTY if weights is None else weights
+
+
+def _total_weight(X: np.ndarray, weights: np.ndarray | None) -> float:
+    return float(X.shape[0]) if weights is None else float(weights.sum())
+
+
+def tol_to_abs(X: np.ndarray, weights: np.ndarray | None, tol: float) -> float:
+    """Scale ``tol`` as scikit-learn does: by the mean of the (weighted) per-feature variances."""
+    if tol == 0.0:
+        return 0.0
+    wt = np.ones(X.shape[0]) if weights is None else weights
+    mean = np.average(X, axis=0, weights=wt)
+    var = np.average((X - mean) ** 2, axis=0, weights=wt)
+    return float(tol * var.mean())
+
+
+def inertia_of(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, labels: np.ndarray) -> float:
+    out = np.empty(K.n_chunks(X.shape[0]))
+    K.chunk_inertia(X, _w(weights), centers, labels, out)
+    return float(out.sum())
+
+
+# --------------------------------------------------------------------------- initialisation
+
+
+def kmeans_plusplus(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy weighted k-means++ (Arthur & Vassilvitskii; greedy trials as in scikit-learn).
+
+    Returns fewer than ``k`` centres when the points have fewer than ``k`` distinct values
+    (the potential reaches zero first).
+    """
+    n, nf = X.shape
+    w = _w(weights)
+    n_trials = 2 + int(math.log(k))
+    p = None if weights is None else weights / weights.sum()
+    first = int(rng.choice(n, p=p))
+    centers = [X[first].astype(np.float64)]
+    d2 = np.full(n, np.inf)
+    K.min_dist2_update(X, centers[0], d2)
+    wd2 = np.empty(n)
+    pot_parts = np.empty((K.n_chunks(n), n_trials))
+    for _ in range(1, k):
+        K.weighted_d2(w, d2, wd2)
+        cum = np.cumsum(wd2)
+        total = cum[-1]
+        if not total > 0.0:
+            break  # every point sits on a centre already
+        picks = np.searchsorted(cum, rng.random(n_trials) * total, side="right")
+        picks = np.minimum(picks, n - 1)
+        cands = X[picks].astype(np.float64)
+        K.trial_potentials(X, w, d2, cands, pot_parts)
+        best = int(np.argmin(pot_parts.sum(axis=0)))
+        centers.append(cands[best])
+        K.min_dist2_update(X, cands[best], d2)
+    return np.array(centers)
+
+
+def random_init(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` distinct points drawn with probability proportional to their weight."""
+    n = X.shape[0]
+    p = None if weights is None else weights / weights.sum()
+    idx = rng.choice(n, size=min(k, n), replace=False, p=p)
+    return X[np.sort(idx)].astype(np.float64)
+
+
+# --------------------------------------------------------------------------- Lloyd
+
+
+def _relocate_empty(X, centers_new, counts, C_old, labels):
+    """Move every empty cluster to the point that currently costs the most (farthest from its centre)."""
+    empty = np.flatnonzero(counts == 0)
+    n = X.shape[0]
+    d2 = np.empty(n)
+    K.assigned_dist2(X, C_old, labels, d2)
+    # Distinct points, by cost and then by their coordinates, so that ties are broken by the
+    # colour itself and never by where it sits: all pixels and their histogram choose alike.
+    top = min(n, 64 * len(empty))
+    while True:
+        cand = np.argpartition(-d2, top - 1)[:top] if top < n else np.arange(n)
+        keys = [X[cand, f] for f in range(X.shape[1] - 1, -1, -1)] + [-d2[cand]]
+        cand = cand[np.lexsort(keys)]
+        chosen: list[int] = []
+        for i in cand:
+            if not any(np.array_equal(X[i], X[c]) for c in chosen):
+                chosen.append(int(i))
+                if len(chosen) == len(empty):
+                    break
+        if len(chosen) == len(empty) or top == n:
+            break
+        top = min(n, top * 8)
+    for j, i in zip(empty, chosen):
+        centers_new[j] = X[i]
+
+
+def lloyd(
+    X: np.ndarray,
+    weights: np.ndarray | None,
+    init: np.ndarray,
+    *,
+    max_iter: int,
+    tol_abs: float = 0.0,
+    method: str = "hamerly",
+    trace: list[np.ndarray] | None = None,
+) -> FitResult:
+    """Weighted Lloyd iterations from ``init`` until no label changes (or ``max_iter``/``tol``).
+
+    ``method="hamerly"`` keeps Hamerly's upper and lower bounds so late iterations skip most
+    distance computations; ``"lloyd"`` computes every distance. Both give the same labels.
+    The labels returned are always the nearest-centre labels of the centres returned.
+    ``trace``, when given, receives a copy of the centres after every update.
+    """
+    n, nf = X.shape
+    k = init.shape[0]
+    w = _w(weights)
+    C = np.ascontiguousarray(init, dtype=np.float64).copy()
+    labels = np.full(n, -1, dtype=np.int32)
+    nch = K.n_chunks(n)
+    p_sums = np.empty((nch, k, nf))
+    p_counts = np.empty((nch, k))
+    p_changed = np.empty(nch, dtype=np.int64)
+    hamerly = method == "hamerly" and k > 1
+    if hamerly:
+        upper = np.empty(n)
+        lower = np.empty(n)
+        move = np.zeros(k)
+        scale = float(np.abs(X).max()) if n else 1.0
+        slack = 1e-9 * (1.0 + scale)
+    converged = False
+    n_iter = 0
+    labels_stale = False  # True when C moved after the last assignment
+    for it in range(max_iter):
+        if hamerly:
+            if k > 1:
+                cc = np.sqrt(((C[:, None, :] - C[None, :, :]) ** 2).sum(-1))
+                np.fill_diagonal(cc, np.inf)
+                half_sep = 0.5 * cc.min(axis=1)
+            K.hamerly_step(X, w, C, half_sep, move, it == 0, slack, labels, upper, lower, p_sums, p_counts, p_changed)
+        else:
+            K.lloyd_step(X, w, C, labels, p_sums, p_counts, p_changed)
+        n_iter += 1
+        labels_stale = False
+        if it > 0 and int(p_changed.sum()) == 0:
+            converged = True  # C is the mean of these very labels: a fixed point
+            break
+        sums = p_sums.sum(axis=0)
+        counts = p_counts.sum(axis=0)
+        C_new = C.copy()
+        nz = counts > 0
+        C_new[nz] = sums[nz] / counts[nz, None]
+        if not nz.all():
+            _relocate_empty(X, C_new, counts, C, labels)
+        shift2 = ((C_new - C) ** 2).sum(axis=1)
+        if hamerly:
+            move = np.sqrt(shift2)
+        C = C_new
+        if trace is not None:
+            trace.append(C.copy())
+        labels_stale = True
+        if tol_abs > 0.0 and shift2.sum() <= tol_abs:
+            break
+    if labels_stale:
+        # One more assignment, so the labels returned match the centres returned.
+        d2 = np.empty(n)
+        K.assign(X, C, labels, d2)
+        n_iter += 1
+    return FitResult(C, labels, inertia_of(X, weights, C, labels), n_iter, converged, init.astype(np.float64))
+
+
+# --------------------------------------------------------------------------- restarts
+
+
+def _make_init(X, weights, k, init, rng):
+    if isinstance(init, np.ndarray):
+        return init.astype(np.float64)
+    if init == "random":
+        return random_init(X, weights, k, rng)
+    return kmeans_plusplus(X, weights, k, rng)
+
+
+def fit(
+    X: np.ndarray,
+    weights: np.ndarray | None,
+    k: int,
+    *,
+    init: str | np.ndarray = "k-means++",
+    n_init: int = 10,
+    max_iter: int = 300,
+    tol: float = 0.0,
+    rng: np.random.Generator,
+    coarse: tuple[np.ndarray, np.ndarray] | None = None,
+    method: str = "hamerly",
+) -> FitResult:
+    """Best of ``n_init`` restarts, optionally run coarse-to-fine.
+
+    With ``coarse=(Xc, wc)`` (a small weighted summary of ``X``, such as its 5-bit histogram),
+    the ``n_init`` restarts run to convergence on the summary, and only the best of them is
+    refined on ``X``. The refinement is plain Lloyd on ``X``, so the result is a Lloyd fixed
+    point of ``X`` itself. An explicit ``init`` array runs once, on ``X``.
+
+    Returns fewer than ``k`` centres only if ``X`` has fewer than ``k`` distinct points.
+    """
+    tol_abs = tol_to_abs(X, weights, tol)
+    if isinstance(init, np.ndarray):
+        return lloyd(X, weights, init, max_iter=max_iter, tol_abs=tol_abs, method=method)
+    if coarse is not None:
+        Xc, wc = coarse
+        best_c = None
+        for _ in range(n_init):
+            c0 = _make_init(Xc, wc, k, init, rng)
+            if c0.shape[0] < k:
+                best_c = None  # the summary is too small to hold k clusters: work on X itself
+                break
+            r = lloyd(Xc, wc, c0, max_iter=max_iter, method=method)
+            if best_c is None or r.inertia < best_c.inertia:
+                best_c = r
+        if best_c is not None:
+            return lloyd(X, weights, best_c.centers, max_iter=max_iter, tol_abs=tol_abs, method=method)
+    best = None
+    for _ in range(n_init):
+        c0 = _make_init(X, weights, k, init, rng)
+        if c0.shape[0] < k:
+            # k-means++ ran out of potential: c0 holds every distinct point. Lloyd keeps them.
+            return lloyd(X, weights, c0, max_iter=max_iter, method=method)
+        r = lloyd(X, weights, c0, max_iter=max_iter, tol_abs=tol_abs, method=method)
+        if best is None or r.inertia < best.inertia:
+            best = r
+    assert best is not None
+    return best

@@ -1,0 +1,373 @@
+"""Hot loops, compiled with numba. Python orchestrates; these only compute.
+
+Conventions (from scikit-learn's ``_k_means_lloyd.pyx``):
+
+- Kernels write into preallocated buffers marked ``# OUT`` (or ``# IN/OUT``) and check nothing.
+- ``w`` is a weight per point. A zero-length ``w`` means "every weight is 1", which
+  saves an N-sized array on the all-pixels path.
+- Work is split into fixed chunks of ``CHUNK`` points. Every floating-point sum is first made
+  per chunk (``prange`` over chunks) and the chunk partials are then added in chunk order by
+  the caller. The chunking does not depend on the number of threads, so neither do the results.
+- Distances are computed as plain differences in float64, never by the expanded
+  ``|x|^2 - 2 x.c + |c|^2`` form, so labels are exact for integer colours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+CHUNK = 8192
+
+
+def n_chunks(n: int) -> int:
+    return max(1, (n + CHUNK - 1) // CHUNK)
+
+
+# --------------------------------------------------------------------------- distances
+
+
+@njit(cache=True, inline="always")
+def _dist2(X, i, C, j):
+    d = 0.0
+    for f in range(X.shape[1]):
+        t = np.float64(X[i, f]) - C[j, f]
+        d += t * t
+    return d
+
+
+@njit(cache=True, parallel=True)
+def min_dist2_update(X, center, d2):
+    """d2[i] = min(d2[i], |X[i] - center|^2).   # IN/OUT d2"""
+    n, nf = X.shape
+    for i in prange(n):
+        d = 0.0
+        for f in range(nf):
+            t = np.float64(X[i, f]) - center[f]
+            d += t * t
+        if d < d2[i]:
+            d2[i] = d
+
+
+@njit(cache=True, parallel=True)
+def trial_potentials(X, w, d2, cands, out):
+    """out[c, t] = sum over chunk c of w * min(d2, |X - cands[t]|^2).   # OUT out (nchunks, T)"""
+    n, nf = X.shape
+    T = cands.shape[0]
+    nch = out.shape[0]
+    unit = w.shape[0] == 0
+    for c in prange(nch):
+        start = c * CHUNK
+        end = min(n, start + CHUNK)
+        for t in range(T):
+            out[c, t] = 0.0
+        for i in range(start, end):
+            wi = 1.0 if unit else w[i]
+            for t in range(T):
+                d = 0.0
+                for f in range(nf):
+                    s = np.float64(X[i, f]) - cands[t, f]
+                    d += s * s
+                if d2[i] < d:
+                    d = d2[i]
+                out[c, t] += wi * d
+
+
+@njit(cache=True, parallel=True)
+def weighted_d2(w, d2, out):
+    """out[i] = w[i] * d2[i] (or d2[i] with unit weights).   # OUT out"""
+    n = d2.shape[0]
+    unit = w.shape[0] == 0
+    for i in prange(n):
+        out[i] = d2[i] if unit else w[i] * d2[i]
+
+
+# --------------------------------------------------------------------------- Lloyd steps
+
+
+@njit(cache=True, parallel=True)
+def lloyd_step(X, w, C, labels, p_sums, p_counts, p_changed):
+    """One full assignment plus accumulation.
+
+    labels      # IN/OUT: previous labels in, nearest-centre labels out (lowest index wins ties)
+    p_sums      # OUT (nchunks, k, nf): per-chunk weighted sums of the points of each cluster
+    p_counts    # OUT (nchunks, k): per-chunk weights of each cluster
+    p_changed   # OUT (nchunks,): per-chunk number of labels that changed
+    """
+    n, nf = X.shape
+    k = C.shape[0]
+    nch = p_sums.shape[0]
+    unit = w.shape[0] == 0
+    for c in prange(nch):
+        start = c * CHUNK
+        end = min(n, start + CHUNK)
+        for j in range(k):
+            p_counts[c, j] = 0.0
+            for f in range(nf):
+                p_sums[c, j, f] = 0.0
+        changed = 0
+        for i in range(start, end):
+            best = np.inf
+            bj = 0
+            for j in range(k):
+                d = _dist2(X, i, C, j)
+                if d < best:
+                    best = d
+                    bj = j
+            if labels[i] != bj:
+                changed += 1
+                labels[i] = bj
+            wi = 1.0 if unit else w[i]
+            p_counts[c, bj] += wi
+            for f in range(nf):
+                p_sums[c, bj, f] += wi * X[i, f]
+        p_changed[c] = changed
+
+
+@njit(cache=True, parallel=True)
+def hamerly_step(X, w, C, half_sep, move, first, slack, labels, upper, lower, p_sums, p_counts, p_changed):
+    """One Lloyd iteration with Hamerly's bounds; gives exactly the labels of ``lloyd_step``.
+
+    half_sep[j]  half the distance from centre j to its nearest other centre
+    move[j]      how far centre j moved since the bounds were last made
+    first        when True, every point is scanned and the bounds are made from scratch
+    slack        added to every bound update so rounding can only cause extra scans, never a miss
+    labels, upper, lower   # IN/OUT: assignment and its bounds (Euclidean, not squared)
+    p_sums, p_counts, p_changed   # OUT, as in ``lloyd_step``
+    """
+    n, nf = X.shape
+    k = C.shape[0]
+    nch = p_sums.shape[0]
+    unit = w.shape[0] == 0
+    # The largest and second largest move: a point's lower bound drops by the largest move of
+    # any centre other than its own.
+    m1 = -1.0
+    m2 = -1.0
+    j1 = -1
+    for j in range(k):
+        if move[j] > m1:
+            m2 = m1
+            m1 = move[j]
+            j1 = j
+        elif move[j] > m2:
+            m2 = move[j]
+    if m2 < 0.0:
+        m2 = 0.0
+    for c in prange(nch):
+        start = c * CHUNK
+        end = min(n, start + CHUNK)
+        for j in range(k):
+            p_counts[c, j] = 0.0
+            for f in range(nf):
+                p_sums[c, j, f] = 0.0
+        changed = 0
+        for i in range(start, end):
+            a = labels[i]
+            scan = first
+            if not first:
+                u = upper[i] + move[a] + slack
+                lo = lower[i] - (m2 if a == j1 else m1) - slack
+                upper[i] = u
+                lower[i] = lo
+                bound = half_sep[a] if half_sep[a] > lo else lo
+                if u > bound:
+                    u = np.sqrt(_dist2(X, i, C, a)) + slack
+                    upper[i] = u
+                    if u > bound:
+                        scan = True
+            if scan:
+                b1 = np.inf
+                b2 = np.inf
+                bj = 0
+                for j in range(k):
+                    d = _dist2(X, i, C, j)
+                    if d < b1:
+                        b2 = b1
+                        b1 = d
+                        bj = j
+                    elif d < b2:
+                        b2 = d
+                if a != bj:
+                    changed += 1
+                    labels[i] = bj
+                    a = bj
+                upper[i] = np.sqrt(b1) + slack
+                lower[i] = np.sqrt(b2) - slack
+            wi = 1.0 if unit else w[i]
+            p_counts[c, a] += wi
+            for f in range(nf):
+                p_sums[c, a, f] += wi * X[i, f]
+        p_changed[c] = changed
+
+
+@njit(cache=True, parallel=True)
+def assign(X, C, labels, d2):
+    """Nearest centre of every point (lowest index wins ties).   # OUT labels, d2"""
+    n = X.shape[0]
+    k = C.shape[0]
+    for i in prange(n):
+        best = np.inf
+        bj = 0
+        for j in range(k):
+            d = _dist2(X, i, C, j)
+            if d < best:
+                best = d
+                bj = j
+        labels[i] = bj
+        d2[i] = best
+
+
+@njit(cache=True, parallel=True)
+def assigned_dist2(X, C, labels, d2):
+    """d2[i] = |X[i] - C[labels[i]]|^2.   # OUT d2"""
+    n = X.shape[0]
+    for i in prange(n):
+        d2[i] = _dist2(X, i, C, labels[i])
+
+
+@njit(cache=True, parallel=True)
+def chunk_inertia(X, w, C, labels, out):
+    """out[c] = sum over chunk c of w * |X - C[label]|^2.   # OUT out (nchunks,)"""
+    n = X.shape[0]
+    unit = w.shape[0] == 0
+    for c in prange(out.shape[0]):
+        start = c * CHUNK
+        end = min(n, start + CHUNK)
+        s = 0.0
+        for i in range(start, end):
+            d = _dist2(X, i, C, labels[i])
+            s += d if unit else w[i] * d
+        out[c] = s
+
+
+# --------------------------------------------------------------------------- histograms
+
+
+@njit(cache=True, parallel=True)
+def histogram_u8(img, mask, tables):
+    """Count packed colour codes of an 8-bit (H, W, C<=3) image.
+
+    mask      (H, W) uint8, or zero-sized for "every pixel counts"
+    tables    # OUT (T, 2**(8*C)) uint32: one table per row band; the caller sums them
+    """
+    H = img.shape[0]
+    W = img.shape[1]
+    nc = img.shape[2]
+    T = tables.shape[0]
+    use_mask = mask.shape[0] != 0
+    for t in prange(T):
+        tab = tables[t]
+        tab[:] = 0
+        r0 = (H * t) // T
+        r1 = (H * (t + 1)) // T
+        for y in range(r0, r1):
+            for x in range(W):
+                if use_mask and mask[y, x] == 0:
+                    continue
+                code = 0
+                for ch in range(nc):
+                    code = (code << 8) | img[y, x, ch]
+                tab[code] += 1
+
+
+@njit(cache=True, parallel=True)
+def pack_codes(img, out):
+    """out[y, x] = packed colour code of img[y, x] (up to 3 uint8 channels).   # OUT out"""
+    H = img.shape[0]
+    W = img.shape[1]
+    nc = img.shape[2]
+    for y in prange(H):
+        for x in range(W):
+            code = 0
+            for ch in range(nc):
+                code = (code << 8) | img[y, x, ch]
+            out[y, x] = code
+
+
+@njit(cache=True, parallel=True)
+def sum_tables(tables, out):
+    """out[b] = sum over t of tables[t, b].   # OUT out"""
+    T = tables.shape[0]
+    for b in prange(out.shape[0]):
+        s = 0
+        for t in range(T):
+            s += tables[t, b]
+        out[b] = s
+
+
+@njit(cache=True, parallel=True)
+def paint_u8(img, mask, lut, colors, labels, out):
+    """One fused pass: label every pixel through the code -> label table and paint its colour.
+
+    lut       (2**(8*C),) int32: label of every colour code present
+    colors    (k, C) output colour of each label
+    labels    # OUT (H, W) int32, -1 where mask is 0
+    out       # OUT (H, W, >=C): channels [0, C) painted; masked pixels keep img's values
+    """
+    H = img.shape[0]
+    W = img.shape[1]
+    nc = img.shape[2]
+    nco = colors.shape[1]
+    use_mask = mask.shape[0] != 0
+    for y in prange(H):
+        for x in range(W):
+            if use_mask and mask[y, x] == 0:
+                labels[y, x] = -1
+                for ch in range(nco):
+                    out[y, x, ch] = img[y, x, ch]
+                continue
+            code = 0
+            for ch in range(nc):
+                code = (code << 8) | img[y, x, ch]
+            lab = lut[code]
+            labels[y, x] = lab
+            for ch in range(nco):
+                out[y, x, ch] = colors[lab, ch]
+
+
+@njit(cache=True, parallel=True)
+def paint_labels(labels, colors, img, out):
+    """out[y, x, :C] = colors[labels[y, x]], or img[y, x, :C] where the label is -1.   # OUT out"""
+    H = labels.shape[0]
+    W = labels.shape[1]
+    nco = colors.shape[1]
+    for y in prange(H):
+        for x in range(W):
+            lab = labels[y, x]
+            if lab < 0:
+                for ch in range(nco):
+                    out[y, x, ch] = img[y, x, ch]
+            else:
+                for ch in range(nco):
+                    out[y, x, ch] = colors[lab, ch]
+
+
+@njit(cache=True, parallel=True)
+def grid_bins(X, lo, step, nbins, out):
+    """Bin index of every point on a regular grid of ``nbins`` cells per feature.   # OUT out"""
+    n, nf = X.shape
+    for i in prange(n):
+        b = 0
+        for f in range(nf):
+            q = int((np.float64(X[i, f]) - lo[f]) / step[f])
+            if q < 0:
+                q = 0
+            elif q >= nbins:
+                q = nbins - 1
+            b = b * nbins + q
+        out[i] = b
+
+
+@njit(cache=True)
+def bin_means(X, w, bins, nb, sums, counts):
+    """Weighted sums and weights of the points in every bin.   # OUT sums (nb, nf), counts (nb,)"""
+    n, nf = X.shape
+    unit = w.shape[0] == 0
+    sums[:] = 0.0
+    counts[:] = 0.0
+    for i in range(n):
+        b = bins[i]
+        wi = 1.0 if unit else w[i]
+        counts[b] += wi
+        for f in range(nf):
+            sums[b, f] += wi * X[i, f]

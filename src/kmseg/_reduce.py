@@ -1,0 +1,208 @@
+"""From pixels to weighted points, and from labels of points back to pixels.
+
+Two kinds of reduction:
+
+- ``"histogram"``: an 8-bit image with up to 3 colour channels. One pass packs every pixel's
+  colour into a code of up to 24 bits and counts it. The points are the unique colours, the
+  weights their counts. Labels return to the pixels through a code -> label table.
+- ``"pixels"``: anything else (16-bit, float, more than 3 bands). The points are the pixels
+  themselves, with weight 1.
+
+Both also carry a coarse summary used to run the restarts cheaply: the 5-bit-per-channel
+histogram for the first kind, a regular grid over the features for the second. Each coarse
+point sits at the weighted mean of the points in its cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numba
+
+from . import _kernels as K
+from .color import to_features
+
+__all__ = ["Reduced", "color_histogram", "merge_histograms", "reduce_image", "paint"]
+
+_NO_MASK = np.zeros((0, 0), dtype=np.uint8)
+COARSE_BITS = 5
+#: Below this many points the restarts run on the points themselves.
+COARSE_MIN_POINTS = 1 << 16
+_COARSE_CELLS = 1 << 15
+#: From this many pixels on, colours are counted in dense 2**24 tables (one per thread).
+_DENSE_MIN_PIXELS = 1 << 22
+
+
+@dataclass
+class Reduced:
+    """Weighted points standing for the pixels of one image."""
+
+    kind: str  # "histogram" or "pixels"
+    points: np.ndarray  # (U, D) features, float32 or float64
+    weights: np.ndarray | None  # (U,) float64 counts; None means weight 1 each
+    n_pixels: int  # pixels clustered (alpha > 0)
+    codes: np.ndarray | None = None  # (U,) packed colour codes, histogram kind only
+    n_channels: int = 3
+    coarse: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        n = self.points.nbytes
+        n += 0 if self.weights is None else self.weights.nbytes
+        n += 0 if self.codes is None else self.codes.nbytes
+        if self.coarse is not None:
+            n += self.coarse[0].nbytes + self.coarse[1].nbytes
+        return n
+
+
+def _mask_arg(mask: np.ndarray | None) -> np.ndarray:
+    return _NO_MASK if mask is None else mask.view(np.uint8)
+
+
+def color_histogram(img: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unique colours of an 8-bit image and how many pixels have each.
+
+    Parameters
+    ----------
+    img : (H, W, C) ndarray of uint8, C <= 3
+    mask : (H, W) bool ndarray, optional
+        Only pixels where ``mask`` is True are counted.
+
+    Returns
+    -------
+    codes : (U,) int64 ndarray
+        Sorted packed colours, ``(c0 << 16) | (c1 << 8) | c2`` for three channels.
+    counts : (U,) int64 ndarray
+    """
+    nbins = 1 << (8 * img.shape[2])
+    H, W = img.shape[:2]
+    if H * W < _DENSE_MIN_PIXELS or img.shape[2] < 3:
+        # Small images: hashing the packed codes beats sweeping a 2**24 table.
+        packed = np.empty((H, W), dtype=np.uint32)
+        K.pack_codes(img, packed)
+        sel = packed if mask is None else packed[mask]
+        codes, counts = np.unique(sel.reshape(-1), return_counts=True)
+        return codes.astype(np.int64), counts.astype(np.int64)
+    # One table per thread; each is summed into the first. Counts are integers, so the result
+    # is the same for any number of tables.
+    T = max(1, min(numba.get_num_threads(), H, 8))
+    tables = np.empty((T, nbins), dtype=np.uint32)
+    K.histogram_u8(img, _mask_arg(mask), tables)
+    if T > 1:
+        total = np.empty(nbins, dtype=np.uint32)
+        K.sum_tables(tables, total)
+    else:
+        total = tables[0]
+    codes = np.flatnonzero(total)
+    return codes.astype(np.int64), total[codes].astype(np.int64)
+
+
+def merge_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum several (codes, counts) histograms into one, codes sorted."""
+    if len(parts) == 1:
+        return parts[0]
+    codes = np.concatenate([p[0] for p in parts])
+    counts = np.concatenate([p[1] for p in parts])
+    uniq, inv = np.unique(codes, return_inverse=True)
+    return uniq, np.bincount(inv, weights=counts, minlength=len(uniq)).astype(np.int64)
+
+
+def decode(codes: np.ndarray, n_channels: int) -> np.ndarray:
+    """(U,) packed codes -> (U, C) uint8 colours."""
+    out = np.empty((codes.shape[0], n_channels), dtype=np.uint8)
+    for ch in range(n_channels):
+        out[:, ch] = (codes >> (8 * (n_channels - 1 - ch))) & 0xFF
+    return out
+
+
+def _coarse_from(points: np.ndarray, weights: np.ndarray | None, bins: np.ndarray, nb: int):
+    sums = np.empty((nb, points.shape[1]))
+    counts = np.empty(nb)
+    K.bin_means(points, np.empty(0) if weights is None else weights, bins, nb, sums, counts)
+    keep = counts > 0
+    return sums[keep] / counts[keep, None], counts[keep]
+
+
+def histogram_coarse(points, weights, codes, n_channels):
+    """The 5-bit-per-channel summary of a colour histogram."""
+    shift = 8 - COARSE_BITS
+    bins = np.zeros(codes.shape[0], dtype=np.int64)
+    for ch in range(n_channels):
+        v = (codes >> (8 * (n_channels - 1 - ch))) & 0xFF
+        bins = (bins << COARSE_BITS) | (v >> shift)
+    return _coarse_from(points, weights, bins, 1 << (COARSE_BITS * n_channels))
+
+
+def grid_coarse(points, weights):
+    """A summary of arbitrary points on a regular grid of at most 2**15 cells."""
+    nf = points.shape[1]
+    nbins = max(2, int(round(_COARSE_CELLS ** (1.0 / nf))))
+    while nbins > 2 and nbins**nf > _COARSE_CELLS:
+        nbins -= 1
+    lo = points.min(axis=0).astype(np.float64)
+    hi = points.max(axis=0).astype(np.float64)
+    step = np.where(hi > lo, (hi - lo) / nbins, 1.0)
+    bins = np.empty(points.shape[0], dtype=np.int64)
+    K.grid_bins(points, lo, step, nbins, bins)
+    return _coarse_from(points, weights, bins, nbins**nf)
+
+
+def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: float | None) -> Reduced:
+    """Reduce an (H, W, C) image to weighted points in the clustering space.
+
+    ``mask`` (H, W) bool marks the pixels to cluster (None: all of them).
+    """
+    nc = pixels.shape[2]
+    if pixels.dtype == np.uint8 and nc <= 3:
+        codes, counts = color_histogram(pixels, mask)
+        return reduce_histogram(codes, counts, nc, space)
+    flat = pixels.reshape(-1, nc)
+    if mask is not None:
+        flat = flat[mask.reshape(-1)]
+    points = to_features(flat, space, vmax)
+    coarse = grid_coarse(points, None) if points.shape[0] > COARSE_MIN_POINTS else None
+    return Reduced("pixels", points, None, points.shape[0], None, nc, coarse)
+
+
+def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, space: str) -> Reduced:
+    """Weighted points from an exact colour histogram (codes sorted, counts > 0)."""
+    colors = decode(codes, n_channels)
+    points = to_features(colors, space, 255.0)
+    weights = counts.astype(np.float64)
+    coarse = None
+    if points.shape[0] > COARSE_MIN_POINTS:
+        coarse = histogram_coarse(points, weights, codes, n_channels)
+    return Reduced("histogram", points, weights, int(counts.sum()), codes, n_channels, coarse)
+
+
+def paint(
+    pixels: np.ndarray,
+    mask: np.ndarray | None,
+    red: Reduced,
+    point_labels: np.ndarray,
+    colors: np.ndarray,
+    out: np.ndarray,
+) -> np.ndarray:
+    """Labels of every pixel, and ``out`` painted with ``colors[label]`` (one fused pass).
+
+    Pixels outside ``mask`` get label -1 and keep their own values in ``out``.
+
+    Returns
+    -------
+    labels : (H, W) int32 ndarray
+    """
+    H, W = pixels.shape[:2]
+    labels = np.empty((H, W), dtype=np.int32)
+    if red.kind == "histogram":
+        lut = np.empty(1 << (8 * red.n_channels), dtype=np.int32)
+        lut[red.codes] = point_labels
+        K.paint_u8(pixels, _mask_arg(mask), lut, colors, labels, out)
+    else:
+        if mask is None:
+            labels.reshape(-1)[:] = point_labels
+        else:
+            labels.fill(-1)
+            labels[mask] = point_labels
+        K.paint_labels(labels, colors, pixels, out)
+    return labels

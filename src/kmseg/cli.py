@@ -1,0 +1,344 @@
+"""The ``kmseg`` command line.
+
+Thin: parse arguments, call the library, print or write. The library's own errors become one
+line on stderr, never a traceback. Exit codes: 0 every file succeeded, 1 a run (or any file of a
+batch) failed, 2 a usage error.
+
+Verbs live in their own modules and register themselves here, so this import path stays lean:
+``kmseg segment`` imports neither matplotlib nor the web stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+__all__ = ["main"]
+
+# Modules that add verbs: each has ``register(subparsers)``; a missing one is simply skipped.
+_VERB_MODULES = ("kmseg._cli_analysis", "kmseg.web.cli")
+
+
+class UsageError(Exception):
+    """Bad command-line usage: exit code 2."""
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} is out of range; it must be at least 1")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is out of range; it must be 0 or more")
+    return v
+
+
+def unit_fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"{v} is out of range; pass a factor in (0, 1]")
+    return v
+
+
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every verb that clusters an image."""
+    p.add_argument("--color-space", choices=("rgb", "lab", "hsv"), default="rgb", help="space to cluster in (default rgb)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed; the same seed gives the same result (default 0)")
+    p.add_argument("--n-init", type=positive_int, default=10, help="restarts; the best is kept (default 10)")
+    p.add_argument("--scale", type=unit_fraction, default=None, help="fit on a copy resized by this factor, label the full image")
+    p.add_argument("--max-pixels", type=positive_int, default=None,
+                   help="decompression-bomb limit in pixels (default: Pillow's, about 89 million)")
+
+
+def segment_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"color_space": args.color_space, "seed": args.seed, "n_init": args.n_init, "scale": args.scale,
+            "max_pixels": args.max_pixels}
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, total: int, label: str, *, stream: Any = None) -> None:
+        self.total = max(total, 1)
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)()) and total > 1
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def advance(self, n: int = 1, note: str = "") -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        frac = self.done / self.total
+        bar = "#" * int(frac * 30)
+        el = time.perf_counter() - self.start
+        self.stream.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {el:5.1f}s {note[:30]:<30}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+_GLOB_CHARS = set("*?[")
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[str]:
+    """Paths as given, with quoted globs (``'photos/**/*.jpg'``) expanded, in sorted order.
+
+    A glob that matches nothing is a usage error. Plain paths are passed through even if
+    missing, so that the file fails alone with its own message.
+    """
+    out: list[str] = []
+    for pat in patterns:
+        if _GLOB_CHARS & set(pat) and not os.path.exists(pat):
+            hits = sorted(h for h in glob.glob(pat, recursive=True) if os.path.isfile(h))
+            if not hits:
+                raise UsageError(f"{pat!r} matches no file; check the pattern (quote it so the shell does not expand it)")
+            out.extend(hits)
+        else:
+            out.append(pat)
+    return out
+
+
+def unique_stems(paths: Sequence[str]) -> list[str]:
+    """Output name stems; files with the same name from different folders get their folder in it."""
+    stems = [Path(p).stem for p in paths]
+    seen: dict[str, int] = {}
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+    result = []
+    for p, s in zip(paths, stems):
+        if seen[s] > 1:
+            rel = os.path.splitext(os.path.normpath(p))[0].lstrip(os.sep).replace(os.sep, "_").replace("..", "up")
+            result.append(rel)
+        else:
+            result.append(s)
+    return result
+
+
+def error_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- segment
+
+
+def _register_segment(sub: Any) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="segment images into k colour clusters",
+        description="Segment each IMAGE into K colour clusters. Writes NAME-segmented.png (recoloured), "
+        "NAME-labels.png (label map, uint8 or uint16; 255/65535 marks transparent pixels) and NAME-palette.json.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or quoted globs such as 'photos/**/*.jpg'")
+    p.add_argument("-k", "--k", type=positive_int, default=5, help="number of clusters (default 5)")
+    p.add_argument("-o", "--out", default="kmseg-out", metavar="DIR", help="output directory (default kmseg-out)")
+    add_image_options(p)
+    p.add_argument("--disable", type=non_negative_int, nargs="+", metavar="I", help="also write NAME-masked.png with these clusters blacked out")
+    p.add_argument("--masks", action="store_true", help="also write one RGBA cut-out per cluster (NAME-cluster<i>.png)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--dask", action="store_true", help="process the images as Dask tasks (needs the 'dask' extra)")
+    p.add_argument("--scheduler", metavar="ADDR", default=None,
+                   help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else a LocalCluster)")
+    p.add_argument("--shared-palette", action="store_true",
+                   help="fit one palette on all the images together (needs --dask) and label every image with it")
+    p.set_defaults(func=cmd_segment)
+
+
+def run_one(path: str, stem: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Segment one file and write its outputs; a dict for the summary."""
+    from .segment import segment
+
+    t0 = time.perf_counter()
+    seg = segment(path, args.k, **segment_options(args))
+    if args.disable:
+        bad = [i for i in args.disable if i >= seg.k]
+        if bad:
+            raise UsageError(f"--disable {bad[0]} is out of range; clusters run from 0 to {seg.k - 1}")
+    written = seg.save(args.out, stem=stem, disable=args.disable, masks=args.masks, force=args.force)
+    return {
+        "input": path,
+        "ok": True,
+        "k": seg.k,
+        "inertia": seg.inertia,
+        "n_iter": seg.n_iter,
+        "seconds": round(time.perf_counter() - t0, 4),
+        "outputs": {kind: str(p) for kind, p in written.items()},
+        "palette": seg.palette(),
+    }
+
+
+def report_batch(results: list[dict[str, Any]], as_json: bool) -> int:
+    failed = [r for r in results if not r["ok"]]
+    if as_json:
+        print(json.dumps({"results": results, "failed": len(failed)}, indent=2))
+    else:
+        for r in results:
+            if r["ok"]:
+                print(f"{r['input']}: k={r['k']}, {r['n_iter']} iterations, {r['seconds']:.2f} s -> {r['outputs']['segmented']}")
+    if failed:
+        names = ", ".join(r["input"] for r in failed)
+        print(f"kmseg: {len(failed)} of {len(results)} files failed: {names}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .errors import KmsegError
+
+    paths = expand_inputs(args.images)
+    if args.shared_palette and not args.dask:
+        raise UsageError("--shared-palette needs --dask; add --dask")
+    if args.dask or args.scheduler:
+        from .distributed import cli_segment  # noqa: PLC0415  (only with --dask)
+
+        return cli_segment(paths, args)
+    stems = unique_stems(paths)
+    results: list[dict[str, Any]] = []
+    bar = Progress(len(paths), "segment")
+    for path, stem in zip(paths, stems):
+        try:
+            results.append(run_one(path, stem, args))
+        except UsageError:
+            raise
+        except (KmsegError, OSError) as exc:
+            print(f"kmseg: error: {error_line(exc)}", file=sys.stderr)
+            results.append({"input": path, "ok": False, "error": error_line(exc)})
+        bar.advance(note=os.path.basename(path))
+    bar.close()
+    return report_batch(results, args.json)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _register_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="segment the bundled sample photo and write every output")
+    p.add_argument("-o", "--out", default="demo-out", metavar="DIR", help="output directory (default demo-out)")
+    p.add_argument("-k", "--k", type=positive_int, default=5, help="number of clusters (default 5)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import data
+    from .segment import segment
+
+    src = data.path("coffee.png")
+    t0 = time.perf_counter()
+    seg = segment(src, args.k, seed=0)
+    elapsed = time.perf_counter() - t0
+    written = seg.save(args.out, stem="coffee", disable=[0], masks=True, force=args.force)
+    extra = _demo_extras(src, args, seg)
+    written.update(extra)
+    print(f"kmseg demo: segmented {src.name} ({seg.labels.shape[1]}x{seg.labels.shape[0]}) into k={seg.k} "
+          f"clusters in {elapsed:.2f} s ({seg.n_iter} iterations)")
+    for p in seg.palette():
+        print(f"  cluster {p['index']}: {p['hex']}  {100 * p['fraction']:5.1f}%")
+    print(f"Wrote {len(written)} files to {Path(args.out).resolve()}/")
+    for kind, path in written.items():
+        print(f"  {kind:<12} {path}")
+    return 0
+
+
+def _demo_extras(src: Path, args: argparse.Namespace, seg: Any) -> dict[str, Path]:
+    """Outputs of optional verbs (the HTML report), when their module is present."""
+    try:
+        mod = importlib.import_module("kmseg.report")
+    except ImportError:
+        return {}
+    out = Path(args.out) / "coffee-report.html"
+    return {"report": mod.write_report(src, out, k=args.k, seed=0, force=args.force)}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="kmseg",
+        description="Exact, fast K-means colour segmentation of images.",
+        epilog="Run 'kmseg VERB --help' for the options of a verb.",
+    )
+    parser.add_argument("--version", action="version", version=f"kmseg {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    _register_segment(sub)
+    _register_demo(sub)
+    for name in _VERB_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # the module is not part of this install
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    from .errors import KmsegError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args) or 0)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"kmseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KmsegError as exc:
+        print(f"kmseg: error: {error_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kmseg: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug: still one line, with a way to see more
+        if os.environ.get("KMSEG_DEBUG"):
+            raise
+        print(f"kmseg: internal error: {type(exc).__name__}: {error_line(exc)} "
+              "(set KMSEG_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

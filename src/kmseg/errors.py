@@ -1,0 +1,67 @@
+"""The kmseg exception family and warnings.
+
+Every error kmseg raises for bad input is a :class:`KmsegError`. Each one also
+derives from the built-in exception a Python user would expect (``ValueError``,
+``TypeError``, ``FileNotFoundError``...), so ``except ValueError`` keeps working.
+The message names the file or parameter, repeats the bad value and says the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConvergenceWarning",
+    "CorruptImageError",
+    "ImageError",
+    "ImageNotFoundError",
+    "ImageTooLargeError",
+    "InvalidImageDataError",
+    "KmsegError",
+    "NotAnImageError",
+    "OutputExistsError",
+    "ParameterError",
+    "ParameterTypeError",
+]
+
+
+class KmsegError(Exception):
+    """Base class of every error kmseg raises on purpose."""
+
+
+class ParameterError(KmsegError, ValueError):
+    """A parameter has a value that is out of range or unknown."""
+
+
+class ParameterTypeError(KmsegError, TypeError):
+    """A parameter has the wrong type (for example a list where an array is needed)."""
+
+
+class ImageError(KmsegError):
+    """An image could not be read. The message names the file and the problem."""
+
+
+class ImageNotFoundError(ImageError, FileNotFoundError):
+    """The image path does not exist or is not a file."""
+
+
+class NotAnImageError(ImageError, ValueError):
+    """The file exists but is not in an image format kmseg can read."""
+
+
+class CorruptImageError(ImageError, ValueError):
+    """The file is an image but is truncated or corrupt."""
+
+
+class ImageTooLargeError(ImageError, ValueError):
+    """The image has more pixels than the decompression-bomb limit allows."""
+
+
+class InvalidImageDataError(ImageError, ValueError):
+    """The pixel values cannot be clustered (NaN or infinite values, bad shape or dtype)."""
+
+
+class OutputExistsError(KmsegError, FileExistsError):
+    """An output file exists already and ``force`` was not given."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The fit is valid but not what was asked for (for example fewer distinct colours than k)."""

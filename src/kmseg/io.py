@@ -1,0 +1,768 @@
+"""Read images into numpy arrays, and write output files atomically.
+
+Reading: :func:`load_image` turns PNG, JPEG, GIF, BMP, WebP and TIFF files into
+channels-last arrays in RGB(A) order and the file's own bit depth. Pillow reads the
+everyday formats, OpenCV reads 16-bit colour PNG (which Pillow would cut to 8 bits) and
+tifffile reads TIFF. The decompression-bomb limit is checked on the header, before any
+pixel is decoded.
+
+Writing: :func:`write_bytes` is the one mechanism. It writes a hidden temporary file
+in the target's directory, fsyncs it and moves it into place, so that a reader never
+sees half a file, and it refuses to overwrite unless ``force=True``.
+:func:`save_image`, :func:`write_json` and :func:`write_text` encode in memory and
+call it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import numbers
+import os
+import secrets
+import stat
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, Union, overload
+
+import cv2
+import numpy as np
+import tifffile
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import (
+    CorruptImageError,
+    ImageError,
+    ImageNotFoundError,
+    ImageTooLargeError,
+    InvalidImageDataError,
+    NotAnImageError,
+    OutputExistsError,
+    ParameterError,
+    ParameterTypeError,
+)
+
+__all__ = ["load_image", "save_image", "write_bytes", "write_json", "write_text"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_READABLE = "PNG, JPEG, GIF, BMP, WebP, TIFF"
+
+# Magic bytes of the formats kmseg reads. WebP ("RIFF....WEBP") is checked apart.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),  # BigTIFF
+    (b"MM\x00+", "TIFF"),
+)
+
+# EXIF/TIFF orientation (tag 274) -> numpy view that puts the picture upright. Same
+# geometry as PIL.ImageOps.exif_transpose; used where Pillow does not decode the pixels.
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+# Pillow checks its own limit (Image.MAX_IMAGE_PIXELS) while opening and loading, and
+# warns or raises DecompressionBombError. kmseg checks the same kind of limit itself,
+# with a message that says how to lift it, so Pillow's check is switched off while
+# kmseg reads. ImageFile.LOAD_TRUNCATED_IMAGES is forced off too, so that a truncated
+# file always raises CorruptImageError. The switch is reference-counted so that loads on
+# several threads can overlap, and the settings in force when the first of them started
+# are put back after the last one ends.
+_pillow_lock = threading.Lock()
+_pillow_depth = 0
+_pillow_saved: tuple[int | None, bool] = (None, False)
+
+
+@contextlib.contextmanager
+def _pillow_settings() -> Iterator[int | None]:
+    """Switch Pillow's bomb check and truncated loading off; yield Pillow's pixel limit."""
+    global _pillow_depth, _pillow_saved
+    with _pillow_lock:
+        if _pillow_depth == 0:
+            _pillow_saved = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)
+            Image.MAX_IMAGE_PIXELS = None
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+        _pillow_depth += 1
+        limit = _pillow_saved[0]
+    try:
+        yield limit
+    finally:
+        with _pillow_lock:
+            _pillow_depth -= 1
+            if _pillow_depth == 0:
+                Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = _pillow_saved
+
+
+def _path_str(path: object) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterTypeError(
+            f"path must be a str or os.PathLike, not {type(path).__name__}; pass the file's path"
+        )
+    return os.fsdecode(path)
+
+
+def _check_size(name: str, width: int, height: int, limit: int | None) -> None:
+    pixels = int(width) * int(height)
+    if limit is not None and pixels > limit:
+        raise ImageTooLargeError(
+            f"{name}: {pixels} pixels ({width} x {height}) exceeds the limit of {limit}; "
+            f"pass max_pixels={pixels} or more (CLI: --max-pixels) to allow it"
+        )
+
+
+def _corrupt(name: str, fmt: str, exc: BaseException) -> CorruptImageError:
+    return CorruptImageError(
+        f"{name}: looks like a {fmt} file but cannot be decoded ({type(exc).__name__}: {exc}); "
+        "it is truncated, corrupt or an unsupported variant, so re-export or re-download it"
+    )
+
+
+def _sniff(name: str) -> tuple[str, bytes]:
+    """Check that *name* is a readable file; return its format and first 32 bytes."""
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        raise ImageNotFoundError(f"{name}: no such file; check the path") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot be opened ({exc.strerror}); check the path") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageNotFoundError(f"{name}: is a directory, not an image file; pass the path of an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageNotFoundError(f"{name}: is not a regular file; pass the path of an image file")
+    try:
+        with open(name, "rb") as f:
+            head = f.read(32)
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot be read ({exc.strerror}); check the file's permissions") from None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP", head
+    for signature, fmt in _SIGNATURES:
+        if head.startswith(signature):
+            return fmt, head
+    what = "the file is empty" if not head else "the file's first bytes match none of them"
+    raise NotAnImageError(
+        f"{name}: not an image kmseg can read ({_READABLE}); {what}, so check the path "
+        "or convert the file to PNG"
+    )
+
+
+def _pillow_pixels(im: Image.Image, png16: bool) -> tuple[np.ndarray, bool]:
+    """Pixels of a loaded Pillow image under kmseg's rules; also whether it has alpha."""
+    mode = im.mode
+    keyed = "transparency" in im.info  # palette or colour-key transparency (tRNS, GIF)
+    if mode == "1":
+        return np.array(im.convert("L")), False  # 0/255
+    if mode.startswith("I;16"):
+        return np.array(im).astype(np.uint16), False  # native byte order
+    if mode == "I":  # older Pillow opens 16-bit grey PNG as 32-bit "I"
+        return (np.array(im).astype(np.uint16) if png16 else np.array(im)), False
+    if mode == "F":
+        return np.array(im), False
+    if mode in ("L", "RGB") and not keyed:
+        return np.array(im), False
+    if mode == "RGBA":
+        return np.array(im), True
+    alpha = keyed or mode in ("LA", "La", "PA", "RGBa")
+    # P, CMYK, YCbCr, RGBX, LAB, HSV -> RGB; LA, keyed L/RGB/P -> RGBA (grey replicated)
+    return np.array(im.convert("RGBA" if alpha else "RGB")), alpha
+
+
+def _load_pillow(name: str, fmt: str, limit: int | None, png16: bool = False) -> tuple[np.ndarray, bool]:
+    formats = [fmt, "MPO"] if fmt == "JPEG" else [fmt]
+    try:
+        im = Image.open(name, formats=formats)
+    except (UnidentifiedImageError, SyntaxError, ValueError, OSError, EOFError, struct.error) as exc:
+        raise _corrupt(name, fmt, exc) from exc
+    with im:
+        _check_size(name, im.width, im.height, limit)
+        try:
+            im.load()  # full decode here, so truncation raises here and not later
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise _corrupt(name, fmt, exc) from exc
+        with contextlib.suppress(Exception):  # unreadable EXIF: keep the pixels as stored
+            ImageOps.exif_transpose(im, in_place=True)
+        return _pillow_pixels(im, png16)
+
+
+def _png_orientation(name: str) -> int:
+    """EXIF orientation from a PNG's eXIf chunk (1 if none), without decoding pixels."""
+    try:
+        with open(name, "rb") as f:
+            f.seek(8)
+            while len(header := f.read(8)) == 8:
+                length, kind = struct.unpack(">I4s", header)
+                if kind == b"eXIf":
+                    exif = Image.Exif()
+                    exif.load(f.read(length))
+                    return int(exif.get(274, 1))
+                if kind == b"IEND":
+                    break
+                f.seek(length + 4, os.SEEK_CUR)
+    except Exception:  # a broken eXIf chunk does not make the pixels unreadable
+        pass
+    return 1
+
+
+def _load_png16_colour(name: str, head: bytes, limit: int | None) -> tuple[np.ndarray, bool]:
+    """16-bit RGB, RGBA and grey+alpha PNG, through OpenCV (Pillow keeps only 8 bits)."""
+    width, height = struct.unpack(">II", head[16:24])
+    _check_size(name, width, height, limit)
+    arr = cv2.imdecode(np.fromfile(name, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.shape[:2] != (height, width) or arr.ndim != 3:
+        raise CorruptImageError(
+            f"{name}: looks like a 16-bit PNG file but cannot be decoded; it is truncated or "
+            "corrupt, so re-export or re-download it"
+        )
+    # OpenCV gives BGR(A), and grey+alpha as BGRA with the grey replicated.
+    arr = arr[..., ::-1] if arr.shape[2] == 3 else arr[..., [2, 1, 0, 3]]
+    orientation = _png_orientation(name)
+    return _ORIENT.get(orientation, lambda a: a)(arr), arr.shape[2] == 4
+
+
+def _tifffile_reads(page: tifffile.TiffPage) -> bool:
+    """Whether tifffile (without imagecodecs) decodes *page* and kmseg knows its layout."""
+    ph = tifffile.PHOTOMETRIC
+    return (
+        page.photometric in (ph.MINISWHITE, ph.MINISBLACK, ph.RGB)
+        and page.compression in tifffile.TIFF.DECOMPRESSORS
+        and (page.predictor == 1 or page.predictor in tifffile.TIFF.UNPREDICTORS)
+        and page.bitspersample in (1, 8, 16, 32, 64)
+        and page.sampleformat in (1, 2, 3)  # uint, int, IEEE float
+        and page.imagedepth == 1
+    )
+
+
+def _enum_name(value: object) -> str:
+    return str(getattr(value, "name", value))
+
+
+def _load_tiff(name: str, limit: int | None) -> tuple[np.ndarray, bool]:
+    """First page of a TIFF through tifffile; palette, CMYK, YCbCr, 2/4-bit, LZW and JPEG
+    compressed 8-bit TIFFs (without imagecodecs) go through Pillow instead."""
+    try:
+        tif = tifffile.TiffFile(name)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise _corrupt(name, "TIFF", exc) from exc
+    with tif:
+        try:
+            page = tif.pages[0]
+            page.photometric  # noqa: B018 - a page that cannot even say this is broken
+        except Exception as exc:
+            raise _corrupt(name, "TIFF", exc) from exc
+        _check_size(name, page.imagewidth, page.imagelength, limit)
+        if not _tifffile_reads(page):
+            if page.bitspersample > 8 and page.samplesperpixel > 1:
+                raise NotAnImageError(
+                    f"{name}: this {page.bitspersample}-bit TIFF "
+                    f"(photometric {_enum_name(page.photometric)}, "
+                    f"compression {_enum_name(page.compression)}) "
+                    "needs the imagecodecs package to be read at full depth; pip install imagecodecs"
+                )
+            return _load_pillow(name, "TIFF", limit)
+        size = os.path.getsize(name)
+        if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
+            raise CorruptImageError(
+                f"{name}: looks like a TIFF file but its pixel data runs past the end of the "
+                "file; it is truncated, so re-export or re-download it"
+            )
+        try:
+            arr = page.asarray()
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise _corrupt(name, "TIFF", exc) from exc
+        if "S" in page.axes and page.axes.index("S") == 0:  # planar: (S, H, W)
+            arr = np.moveaxis(arr, 0, -1)
+        extra = tuple(int(e) for e in page.extrasamples)
+        n_colour = page.samplesperpixel - len(extra)
+        has_alpha = bool(extra) and extra[0] in (1, 2) and n_colour in (1, 3) and len(extra) == 1
+        if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+            if arr.dtype == np.bool_:
+                arr = ~arr
+            elif arr.dtype.kind in "ui":
+                arr = arr.copy()
+                colour = arr[..., :n_colour] if arr.ndim == 3 else arr
+                np.subtract((1 << page.bitspersample) - 1, colour, out=colour, casting="unsafe")
+        rgbx = page.photometric == tifffile.PHOTOMETRIC.RGB and arr.ndim == 3 and arr.shape[2] == 4
+        orientation = int(page.tags.valueof(274, 1))
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * np.uint8(255)
+    if has_alpha and n_colour == 1:  # grey + alpha -> RGBA, like LA
+        arr = arr[..., [0, 0, 0, 1]]
+    elif rgbx and not has_alpha:  # RGB + one unspecified extra sample: RGBX -> RGB
+        arr = arr[..., :3]
+    return _ORIENT.get(orientation, lambda a: a)(arr), has_alpha
+
+
+def _check_max_pixels(max_pixels: object) -> None:
+    if max_pixels is None:
+        return
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral):
+        raise ParameterTypeError(
+            f"max_pixels={max_pixels!r} is not an int; pass a positive int, or None for "
+            "Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS)"
+        )
+    if max_pixels < 1:
+        raise ParameterError(
+            f"max_pixels={max_pixels} is out of range; pass a positive int, or None for "
+            "Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS)"
+        )
+
+
+@overload
+def load_image(
+    path: PathLike, *, max_pixels: int | None = ..., return_alpha: Literal[False] = ...
+) -> np.ndarray: ...
+
+
+@overload
+def load_image(
+    path: PathLike, *, max_pixels: int | None = ..., return_alpha: Literal[True]
+) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+def load_image(
+    path: PathLike, *, max_pixels: int | None = None, return_alpha: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
+    """Read an image file into a channels-last array in RGB(A) order.
+
+    Rules:
+
+    - Bit depth is the file's own: uint8 for 8-bit (and 1, 2, 4-bit, scaled to 0-255),
+      uint16 for 16-bit, float32 or float64 for float TIFF (float16 is widened to float32).
+      Float values are returned as stored, never rescaled. Other integer TIFFs (int16,
+      uint32...) are returned as stored.
+    - Grey images (L, 16-bit grey, bilevel "1" as 0/255, float grey) come back (H, W).
+    - Colour images come back (H, W, 3) RGB: palette (P) without transparency, CMYK,
+      YCbCr and RGBX are converted to RGB.
+    - Any image with alpha comes back (H, W, 4) RGBA: RGBA, grey+alpha (LA, with the grey
+      copied to R, G and B), palette or colour-key transparency (tRNS, GIF), TIFF with an
+      alpha ExtraSample (associated alpha is returned as stored, not un-premultiplied).
+    - TIFFs with other band counts come back (H, W, S) with every band, as stored. A
+      4-band TIFF without alpha is (H, W, 4) too; ``return_alpha=True`` tells them apart.
+    - Multi-frame files (GIF, APNG, WebP, multi-page TIFF): the first frame or page only.
+    - The EXIF (or TIFF) orientation is applied, so the picture comes back upright.
+
+    Pillow reads PNG, JPEG, GIF, BMP and WebP; OpenCV reads 16-bit colour PNG; tifffile
+    reads TIFF (Pillow reads the TIFF variants tifffile needs imagecodecs for).
+    The input file is only read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+    max_pixels : int, optional
+        Largest number of pixels (width x height) to accept. The size is read from the
+        header, so a larger image is refused before it is decoded. Default: Pillow's
+        ``PIL.Image.MAX_IMAGE_PIXELS``, read at call time (no limit if that is None).
+    return_alpha : bool, default False
+        If True, return ``(pixels, alpha)``: the pixels without their alpha channel, and
+        the alpha channel as an (H, W) array of the same dtype, or None if the image has
+        no alpha.
+
+    Returns
+    -------
+    image : (H, W) or (H, W, C) ndarray
+        C-contiguous and writeable. C is 3 (RGB), 4 (RGBA) or a TIFF's band count.
+    alpha : (H, W) ndarray or None
+        Only with ``return_alpha=True``.
+
+    Raises
+    ------
+    ImageNotFoundError
+        The path does not exist or is a directory.
+    NotAnImageError
+        The file is not in a format kmseg reads.
+    CorruptImageError
+        The file is truncated or corrupt.
+    ImageTooLargeError
+        The image has more than ``max_pixels`` pixels.
+    InvalidImageDataError
+        A float image holds NaN or infinite values.
+    ParameterError, ParameterTypeError
+        ``path`` or ``max_pixels`` is not valid.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> rgb = np.zeros((2, 3, 3), np.uint8); rgb[..., 0] = 255
+    >>> path = save_image(os.path.join(tmp.name, "red.png"), rgb)
+    >>> image = load_image(path)
+    >>> image.shape, image.dtype, image[0, 0].tolist()
+    ((2, 3, 3), dtype('uint8'), [255, 0, 0])
+    >>> tmp.cleanup()
+    """
+    name = _path_str(path)
+    _check_max_pixels(max_pixels)
+    if not isinstance(return_alpha, (bool, np.bool_)):
+        raise ParameterTypeError(f"return_alpha={return_alpha!r} is not a bool; pass True or False")
+    fmt, head = _sniff(name)
+    with _pillow_settings() as default_limit:
+        limit = default_limit if max_pixels is None else int(max_pixels)
+        png16 = fmt == "PNG" and head[12:16] == b"IHDR" and head[24] == 16
+        if fmt == "TIFF":
+            arr, has_alpha = _load_tiff(name, limit)
+        elif png16 and head[25] in (2, 4, 6):  # colour types RGB, grey+alpha, RGBA
+            arr, has_alpha = _load_png16_colour(name, head, limit)
+        else:
+            arr, has_alpha = _load_pillow(name, fmt, limit, png16)
+    if arr.dtype.kind == "c":
+        raise InvalidImageDataError(f"{name}: holds complex values; kmseg needs real pixel values")
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    if arr.dtype.kind == "f":
+        for bad, test in (("NaN", np.isnan), ("infinite", np.isinf)):
+            if test(arr).any():
+                raise InvalidImageDataError(
+                    f"{name}: contains {bad} values; kmseg cannot cluster them, so replace them "
+                    "(for example with numpy.nan_to_num) and save the image again"
+                )
+    arr = np.require(arr.astype(arr.dtype.newbyteorder("="), copy=False), requirements=["C", "W"])
+    if not return_alpha:
+        return arr
+    if not has_alpha:
+        return arr, None
+    return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _output_path(path: object, force: object) -> Path:
+    """Check an output path and ``force`` before anything is encoded or written."""
+    target = Path(_path_str(path))
+    if not isinstance(force, (bool, np.bool_)):
+        raise ParameterTypeError(f"force={force!r} is not a bool; pass True or False")
+    if target.is_dir():
+        raise ParameterError(f"{target}: is a directory; pass a file path inside it")
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target} exists already; pass force=True (CLI: --force) to overwrite it")
+    return target
+
+
+def _publish(tmp: str, target: Path, force: bool) -> None:
+    """Move the finished temporary file onto *target*."""
+    if force:
+        os.replace(tmp, target)
+        return
+    exists = OutputExistsError(f"{target} exists already; pass force=True (CLI: --force) to overwrite it")
+    try:
+        os.link(tmp, target)  # fails if target exists, even if it appeared a moment ago
+    except FileExistsError:
+        raise exists from None
+    except OSError:  # no hard links on this file system: check, then replace
+        if target.exists():
+            raise exists from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
+def write_bytes(path: PathLike, data: bytes | bytearray | memoryview, *, force: bool = False) -> Path:
+    """Write *data* to *path* atomically, refusing to overwrite unless *force*.
+
+    The bytes go to a hidden temporary file in the same directory, which is fsynced and
+    then moved onto *path*, so *path* either keeps its old content or holds all of
+    *data*. The temporary file is removed if anything fails. Missing parent directories
+    are created.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    data : bytes, bytearray or memoryview
+        The content.
+    force : bool, default False
+        Overwrite *path* if it exists.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    OutputExistsError
+        *path* exists and ``force`` is False; nothing is written.
+    ParameterError, ParameterTypeError
+        *path* is a directory, or an argument has the wrong type.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = write_bytes(os.path.join(tmp.name, "sub", "a.bin"), b"abc")
+    >>> path.read_bytes()
+    b'abc'
+    >>> tmp.cleanup()
+    """
+    target = _output_path(path, force)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ParameterTypeError(
+            f"{target}: data must be bytes, bytearray or memoryview, not {type(data).__name__}; "
+            "use write_text for str"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:  # os.open, not mkstemp, so the file gets the usual umask permissions
+        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _publish(tmp, target, bool(force))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return target
+
+
+def write_text(path: PathLike, text: str, *, force: bool = False) -> Path:
+    """Write *text* to *path* as UTF-8, atomically (see :func:`write_bytes`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    text : str
+        The content, written as is (no newline is added).
+    force : bool, default False
+        Overwrite *path* if it exists.
+
+    Returns
+    -------
+    path : pathlib.Path
+
+    Raises
+    ------
+    OutputExistsError
+        *path* exists and ``force`` is False.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> write_text(os.path.join(tmp.name, "a.txt"), "héllo\\n").read_bytes()
+    b'h\\xc3\\xa9llo\\n'
+    >>> tmp.cleanup()
+    """
+    if not isinstance(text, str):
+        raise ParameterTypeError(f"{_path_str(path)}: text must be a str, not {type(text).__name__}")
+    return write_bytes(path, text.encode("utf-8"), force=force)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def write_json(path: PathLike, obj: Any, *, force: bool = False) -> Path:
+    """Write *obj* as JSON (indent 2, UTF-8, trailing newline), atomically.
+
+    numpy scalars and arrays are written as numbers and lists, paths as strings.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    obj : dict, list, str, int, float, bool or None
+        The data; floats must be finite.
+    force : bool, default False
+        Overwrite *path* if it exists.
+
+    Returns
+    -------
+    path : pathlib.Path
+
+    Raises
+    ------
+    OutputExistsError
+        *path* exists and ``force`` is False.
+    ParameterError
+        *obj* holds NaN or infinity, or a circular reference.
+    ParameterTypeError
+        *obj* holds a value JSON cannot store.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> print(write_json(os.path.join(tmp.name, "a.json"), {"k": np.int64(3)}).read_text(), end="")
+    {
+      "k": 3
+    }
+    >>> tmp.cleanup()
+    """
+    try:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
+    except TypeError as exc:
+        raise ParameterTypeError(
+            f"{_path_str(path)}: cannot write obj as JSON ({exc}); convert it to dicts, lists, "
+            "str, int, float, bool and None first"
+        ) from exc
+    except ValueError as exc:
+        raise ParameterError(
+            f"{_path_str(path)}: cannot write obj as JSON ({exc}); replace NaN and infinity "
+            "with None and remove circular references"
+        ) from exc
+    return write_text(path, text + "\n", force=force)
+
+
+_SAVE_FORMATS = {
+    "": "PNG",
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+}
+_SAVE_DTYPES = {
+    "PNG": ("uint8", "uint16"),
+    "TIFF": ("uint8", "uint16", "float32", "float64"),
+    "JPEG": ("uint8",),
+    "WEBP": ("uint8",),
+    "BMP": ("uint8",),
+}
+
+
+def _encode(name: str, arr: np.ndarray, fmt: str) -> bytes:
+    """Encode a checked array in memory."""
+    n_channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if fmt == "TIFF":
+        buf = io.BytesIO()
+        rgb = n_channels in (3, 4)
+        tifffile.imwrite(
+            buf,
+            arr,
+            photometric="rgb" if rgb else "minisblack",
+            planarconfig="contig" if arr.ndim == 3 else None,
+            extrasamples=("unassalpha",) if n_channels == 4 else None,
+            compression="zlib",
+        )
+        return buf.getvalue()
+    if arr.dtype == np.uint16 and n_channels > 1:  # 16-bit colour PNG: Pillow cannot
+        bgr = arr[..., ::-1] if n_channels == 3 else arr[..., [2, 1, 0, 3]]
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
+        if not ok:
+            raise ParameterError(f"{name}: OpenCV could not encode this array as a 16-bit PNG")
+        return encoded.tobytes()
+    options: dict[str, Any] = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def save_image(path: PathLike, array: np.ndarray, *, force: bool = False) -> Path:
+    """Encode *array* as an image and write it atomically (see :func:`write_bytes`).
+
+    The format comes from the suffix: ``.png`` (also when there is no suffix), ``.jpg``
+    or ``.jpeg`` (quality 95), ``.tif`` or ``.tiff`` (deflate, via tifffile), ``.webp``
+    (lossless; grey is stored as RGB) and ``.bmp``. Bool arrays are saved as uint8 0/255.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    array : (H, W), (H, W, 3) or (H, W, 4) ndarray
+        Grey, RGB or RGBA, in that channel order. uint8 for every format; uint16 for PNG
+        and TIFF; float32 and float64 for TIFF only. TIFF also takes (H, W, C) with any
+        number of bands. JPEG and BMP take no alpha.
+    force : bool, default False
+        Overwrite *path* if it exists.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    OutputExistsError
+        *path* exists and ``force`` is False; nothing is written.
+    ParameterError
+        Unknown suffix, or a shape the format cannot hold.
+    ParameterTypeError
+        A dtype the format cannot hold.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> grey = np.array([[0, 65535]], np.uint16)
+    >>> path = save_image(os.path.join(tmp.name, "grey.png"), grey)
+    >>> load_image(path).tolist()
+    [[0, 65535]]
+    >>> tmp.cleanup()
+    """
+    target = _output_path(path, force)
+    fmt = _SAVE_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ParameterError(
+            f"{target}: unknown image suffix {target.suffix!r}; use .png, .jpg, .jpeg, .tif, "
+            ".tiff, .webp or .bmp"
+        )
+    arr = np.asarray(array)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * np.uint8(255)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    shape_ok = arr.ndim == 2 or (arr.ndim == 3 and (arr.shape[2] in (3, 4) or fmt == "TIFF"))
+    no_alpha = fmt in ("JPEG", "BMP")  # BMP alpha is not read back by most readers, Pillow included
+    if not shape_ok or 0 in arr.shape or (no_alpha and arr.ndim == 3 and arr.shape[2] == 4):
+        wanted = "(H, W) or (H, W, 3)" if no_alpha else "(H, W), (H, W, 3) or (H, W, 4)"
+        raise ParameterError(
+            f"{target}: cannot save an array of shape {arr.shape} as {fmt}; pass a non-empty "
+            f"{wanted} array" + (f" ({fmt} keeps no alpha: save as .png)" if no_alpha else "")
+        )
+    allowed = _SAVE_DTYPES[fmt]
+    if arr.dtype.name not in allowed:
+        hint = " (float data: save as .tif)" if arr.dtype.kind == "f" else ""
+        raise ParameterTypeError(
+            f"{target}: cannot save an array of dtype {arr.dtype} as {fmt}, which holds "
+            f"{' or '.join(allowed)}; convert it first, for example array.astype(numpy.uint8){hint}"
+        )
+    return write_bytes(target, _encode(str(target), arr, fmt), force=force)

@@ -1,0 +1,603 @@
+"""Segment an image by clustering its colours: ``segment``, ``prepare`` and ``Segmentation``."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _engine
+from ._reduce import Reduced, paint, reduce_image
+from .color import COLOR_SPACES, from_features, to_features
+from .errors import ConvergenceWarning, InvalidImageDataError, OutputExistsError, ParameterError, ParameterTypeError
+
+__all__ = ["Prepared", "Segmentation", "prepare", "segment"]
+
+ImageLike = "str | os.PathLike[str] | np.ndarray"
+_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ParameterTypeError(f"{name}={value!r} is not an integer; pass a whole number such as {max(minimum, 5)}")
+    if value < minimum:
+        raise ParameterError(f"{name}={value} is out of range; {name} must be at least {minimum}")
+    return int(value)
+
+
+def check_color_space(color_space: Any, n_channels: int) -> str:
+    if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
+        raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab' or 'hsv'")
+    space = color_space.lower()
+    if space != "rgb" and n_channels != 3:
+        raise ParameterError(
+            f"color_space={space!r} needs an RGB image (3 colour channels); this image has {n_channels}: use color_space='rgb'"
+        )
+    return space
+
+
+def make_rng(seed: Any) -> np.random.Generator:
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ParameterError(f"seed={seed!r} is not valid; pass a non-negative integer, or None for a fresh random start")
+    return np.random.default_rng(int(seed))
+
+
+def check_fit_options(n_init: Any, max_iter: Any, tol: Any, init: Any) -> None:
+    check_int("n_init", n_init, 1)
+    check_int("max_iter", max_iter, 1)
+    if isinstance(tol, bool) or not isinstance(tol, Real) or not np.isfinite(tol) or tol < 0:
+        raise ParameterError(f"tol={tol!r} is out of range; tol must be a number >= 0 (0 runs until no label changes)")
+    if isinstance(init, str):
+        if init not in ("k-means++", "random"):
+            raise ParameterError(f"init={init!r} is not supported; use 'k-means++', 'random' or an array of centres")
+    elif not isinstance(init, np.ndarray):
+        raise ParameterTypeError(
+            f"init of type {type(init).__name__} is not supported; use 'k-means++', 'random' or a (k, C) ndarray"
+        )
+
+
+def _as_image(image: Any, max_pixels: int | None) -> tuple[np.ndarray, str | None, bool | None]:
+    """The image as an array, its source path, and whether its last channel is alpha (None: unknown)."""
+    if isinstance(image, (str, os.PathLike)):
+        from .io import load_image
+
+        pixels, alpha = load_image(image, max_pixels=max_pixels, return_alpha=True)
+        if alpha is None:
+            return pixels, os.fspath(image), False
+        return np.dstack([pixels, alpha]), os.fspath(image), True
+    if not isinstance(image, np.ndarray):
+        raise ParameterTypeError(
+            f"image of type {type(image).__name__} is not supported; pass a file path or an (H, W[, C]) ndarray"
+        )
+    if image.ndim not in (2, 3) or image.size == 0:
+        raise InvalidImageDataError(
+            f"image has shape {image.shape}; pass an (H, W) grey or (H, W, C) colour image with at least one pixel"
+        )
+    if image.dtype.type not in _DTYPES:
+        raise InvalidImageDataError(
+            f"image dtype {image.dtype} is not supported; convert it to uint8, uint16 or float (values in [0, 1])"
+        )
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise InvalidImageDataError("image contains NaN or infinite values; replace them (np.nan_to_num) first")
+    return image, None, None
+
+
+def _vmax(dtype: np.dtype) -> float | None:
+    return float(np.iinfo(dtype).max) if dtype.kind == "u" else None
+
+
+def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Centre colours in the input's units -> the input's dtype (rounded and clipped for integers)."""
+    if dtype.kind == "u":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+class Prepared:
+    """An image loaded, normalised and reduced once, ready to be segmented for any k.
+
+    Made by :func:`prepare`. Keep one to segment the same image with several values of k
+    (the elbow sweep, a slider on a web page) without decoding or re-histogramming it.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        *,
+        color_space: str,
+        alpha: bool,
+        scale: float | None,
+        source: str | None,
+    ) -> None:
+        self.image = image  # never modified
+        self.source = source
+        self.color_space = color_space
+        self.shape = image.shape
+        self.dtype = image.dtype
+        pixels = image[..., None] if image.ndim == 2 else image
+        if alpha:
+            self.mask: np.ndarray | None = pixels[..., -1] > 0
+            pixels = pixels[..., :-1]
+            if self.mask.all():
+                self.mask = None
+        else:
+            self.mask = None
+        self.pixels = pixels  # (H, W, C) colour channels, a view
+        self.n_channels = pixels.shape[2]
+        self.vmax = _vmax(image.dtype)
+        self.reduced = reduce_image(pixels, self.mask, color_space, self.vmax)
+        self.scale = scale
+        self.fit_reduced = self.reduced if scale is None else self._reduce_scaled(scale)
+
+    def _reduce_scaled(self, scale: float) -> Reduced:
+        import cv2
+
+        H, W = self.pixels.shape[:2]
+        size = (max(1, round(W * scale)), max(1, round(H * scale)))
+        src = self.pixels if self.pixels.dtype != np.float16 else self.pixels.astype(np.float32)
+        small = cv2.resize(np.ascontiguousarray(src), size, interpolation=cv2.INTER_AREA)
+        small = small.reshape(size[1], size[0], -1)
+        mask = None
+        if self.mask is not None:
+            m = cv2.resize(self.mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA)
+            mask = m > 0
+        return reduce_image(small, mask, self.color_space, self.vmax)
+
+    @property
+    def n_pixels(self) -> int:
+        return self.reduced.n_pixels
+
+    @property
+    def nbytes(self) -> int:
+        extra = 0 if self.fit_reduced is self.reduced else self.fit_reduced.nbytes
+        return self.image.nbytes + self.reduced.nbytes + extra
+
+    def fit(
+        self,
+        k: int,
+        *,
+        n_init: int = 10,
+        init: str | np.ndarray = "k-means++",
+        max_iter: int = 300,
+        tol: float = 0.0,
+        seed: int | np.random.Generator | None = None,
+    ) -> tuple[_engine.FitResult, np.ndarray, float, bool]:
+        """Fit centres on the (possibly scaled) points; label the full image's points.
+
+        Returns the fit, the labels of the full image's points, the inertia on the full image
+        and whether fewer distinct colours than ``k`` were found.
+        """
+        k = check_int("k", k, 1)
+        check_fit_options(n_init, max_iter, tol, init)
+        rng = make_rng(seed)
+        red = self.fit_reduced
+        if red.points.shape[0] == 0:
+            raise InvalidImageDataError("image has no opaque pixels (every alpha is 0); there is nothing to cluster")
+        if isinstance(init, np.ndarray):
+            init = self._init_features(init, k)
+        few = red.kind == "histogram" and red.points.shape[0] < k
+        if few:
+            pts = red.points.astype(np.float64)
+            res = _engine.FitResult(pts, np.arange(pts.shape[0], dtype=np.int32), 0.0, 0, True)
+        else:
+            res = _engine.fit(
+                red.points, red.weights, k, init=init, n_init=n_init, max_iter=max_iter, tol=tol, rng=rng,
+                coarse=red.coarse,
+            )
+            few = res.centers.shape[0] < k
+        if few:
+            warnings.warn(
+                f"the image has only {res.centers.shape[0]} distinct colours, fewer than k={k}; "
+                f"returning {res.centers.shape[0]} clusters, one per colour",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if red is self.reduced:
+            return res, res.labels, res.inertia, few
+        full = self.reduced
+        labels = np.empty(full.points.shape[0], dtype=np.int32)
+        _engine.K.assign(full.points, res.centers, labels, np.empty(full.points.shape[0]))
+        return res, labels, _engine.inertia_of(full.points, full.weights, res.centers, labels), few
+
+    def _init_features(self, init: np.ndarray, k: int) -> np.ndarray:
+        C = self.n_channels
+        if init.shape != (k, C):
+            raise ParameterError(f"init has shape {init.shape}; an array of centres must have shape (k, C) = ({k}, {C})")
+        if not np.isfinite(init).all():
+            raise ParameterError("init contains NaN or infinite values; pass finite centres")
+        return to_features(np.asarray(init, dtype=np.float64), self.color_space, self.vmax).astype(np.float64)
+
+    def segment(self, k: int = 5, **options: Any) -> Segmentation:
+        """Segment the prepared image into ``k`` clusters; options as in :func:`segment`."""
+        res, point_labels, inertia, _ = self.fit(k, **options)
+        k_eff = res.centers.shape[0]
+        centers = from_features(res.centers, self.color_space, self.vmax)
+        red = self.reduced
+        weights = red.weights if red.weights is not None else None
+        counts = np.bincount(point_labels, weights=weights, minlength=k_eff).astype(np.int64)
+        colors = _to_dtype(centers, self.dtype)
+        out = np.empty(self.pixels.shape[:2] + (self.shape[2] if self.image.ndim == 3 else 1,), dtype=self.dtype)
+        labels = paint(self.pixels, self.mask, red, point_labels, colors, out)
+        if out.shape[2] > self.n_channels:
+            out[..., self.n_channels :] = self.image[..., self.n_channels :]
+        painted = out[..., 0] if self.image.ndim == 2 else out
+        return Segmentation(
+            labels=labels,
+            centers=centers,
+            inertia=inertia,
+            n_iter=res.n_iter,
+            counts=counts,
+            converged=res.converged,
+            color_space=self.color_space,
+            original=self.image,
+            painted=painted,
+            n_channels=self.n_channels,
+            source=self.source,
+        )
+
+
+def prepare(
+    image: ImageLike,
+    *,
+    color_space: str = "rgb",
+    scale: float | None = None,
+    alpha: bool | None = None,
+    max_pixels: int | None = None,
+) -> Prepared:
+    """Load, check and reduce an image once, for segmenting it with several values of k.
+
+    Parameters are those of :func:`segment`. ``prepare(img).segment(k)`` equals
+    ``segment(img, k)``.
+
+    Examples
+    --------
+    >>> img = np.zeros((4, 4, 3), np.uint8); img[:2] = 200
+    >>> p = prepare(img)
+    >>> [p.segment(k, seed=0).counts.tolist() for k in (1, 2)]
+    [[16], [8, 8]]
+    """
+    arr, source, has_alpha = _as_image(image, max_pixels)
+    n_channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if alpha is None:
+        alpha = has_alpha if has_alpha is not None else n_channels in (2, 4)
+    elif alpha and n_channels not in (2, 4):
+        raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {n_channels}")
+    space = check_color_space(color_space, n_channels - (1 if alpha else 0))
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale <= 1:
+            raise ParameterError(f"scale={scale!r} is out of range; pass a factor in (0, 1], or None to cluster every pixel")
+        scale = None if scale == 1 else float(scale)
+    return Prepared(arr, color_space=space, alpha=bool(alpha), scale=scale, source=source)
+
+
+def segment(
+    image: ImageLike,
+    k: int = 5,
+    *,
+    color_space: str = "rgb",
+    n_init: int = 10,
+    init: str | np.ndarray = "k-means++",
+    max_iter: int = 300,
+    tol: float = 0.0,
+    seed: int | np.random.Generator | None = None,
+    scale: float | None = None,
+    alpha: bool | None = None,
+    max_pixels: int | None = None,
+) -> Segmentation:
+    """Segment an image into ``k`` clusters of colour with exact K-means.
+
+    The result is the fixed point that Lloyd's algorithm on every pixel reaches: each centre is
+    the mean of its pixels, and each pixel is labelled with its nearest centre. 8-bit images
+    with up to 3 channels are clustered through their exact colour histogram (unique colours
+    weighted by their counts), which gives the same centres and labels as all the pixels, much
+    faster. Other images run on their pixels.
+
+    Parameters
+    ----------
+    image : str, path or (M, N[, C]) ndarray
+        A file (see :func:`kmseg.load_image`) or an array of uint8, uint16 or float (in [0, 1]
+        for the Lab and HSV spaces). A 2- or 4-channel array is grey+alpha or RGBA.
+    k : int
+        Number of clusters, at least 1.
+    color_space : {"rgb", "lab", "hsv"}
+        Space to cluster in (see :mod:`kmseg.color`). ``"rgb"`` means the channels as they are.
+    n_init : int
+        Restarts; the one with the lowest inertia is kept. On large images the restarts run on
+        a 5-bit-per-channel summary and the best is refined on the exact points.
+    init : {"k-means++", "random"} or (k, C) ndarray
+        Greedy weighted k-means++, ``k`` random distinct colours, or starting centres in the
+        input's units (then ``n_init`` is ignored).
+    max_iter : int
+        Most Lloyd iterations per run.
+    tol : float
+        Stop early once the sum of squared centre moves in one iteration is at most ``tol``
+        times the mean per-channel variance of the data (scikit-learn's meaning). The default
+        0 runs until no label changes, which is a true fixed point.
+    seed : int, numpy Generator or None
+        Makes the run reproducible. The result never depends on the number of threads.
+    scale : float in (0, 1], optional
+        Fit on a copy resized by this factor (area interpolation), then label every pixel of the
+        full image with the nearest of those centres. Faster on huge images; no longer exact.
+    alpha : bool, optional
+        Treat the last channel as alpha. Default: for a file, whether it has alpha; for an
+        array, True for 2 and 4 channels (grey+alpha, RGBA). Pass ``alpha=False`` for a
+        4-band array that has no alpha. Pixels whose alpha is 0 get label -1 and are not
+        clustered or counted.
+    max_pixels : int, optional
+        For paths: the decompression-bomb limit (default: Pillow's).
+
+    Returns
+    -------
+    Segmentation
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        A parameter is out of range or of the wrong type.
+    ImageError
+        The file is missing, not an image, corrupt, too large, or the array holds NaN.
+
+    Warns
+    -----
+    ConvergenceWarning
+        The image has fewer distinct colours than ``k``; one cluster per colour is returned.
+
+    Examples
+    --------
+    >>> img = np.zeros((4, 4, 3), np.uint8); img[:, 2:] = (250, 10, 10)
+    >>> seg = segment(img, k=2, seed=0)
+    >>> sorted(seg.counts.tolist()), seg.labels.shape
+    ([8, 8], (4, 4))
+    """
+    prep = prepare(image, color_space=color_space, scale=scale, alpha=alpha, max_pixels=max_pixels)
+    return prep.segment(k, n_init=n_init, init=init, max_iter=max_iter, tol=tol, seed=seed)
+
+
+# --------------------------------------------------------------------------- the result
+
+
+def _to_rgb8(colors: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """(k, C) colours in input units -> (k, 3) uint8 for display (grey replicated, extra bands dropped)."""
+    c = np.asarray(colors, dtype=np.float64)
+    if dtype.kind == "u":
+        c = c * (255.0 / np.iinfo(dtype).max)
+    else:
+        c = c * 255.0
+    if c.shape[1] < 3:
+        c = np.repeat(c[:, :1], 3, axis=1)
+    return np.clip(np.rint(c[:, :3]), 0, 255).astype(np.uint8)
+
+
+class Segmentation:
+    """The result of :func:`segment`.
+
+    Attributes
+    ----------
+    labels : (M, N) ndarray of int32
+        Cluster of every pixel, in [0, k); -1 for pixels whose alpha is 0.
+    centers : (k, C) ndarray of float64
+        Cluster centres in the input's own units and channel order.
+    inertia : float
+        Sum of squared distances of the pixels to their centres, in the clustering space.
+    n_iter : int
+        Lloyd iterations of the final run, the last assignment included.
+    counts : (k,) ndarray of int64
+        Pixels in each cluster.
+    converged : bool
+        True when the final run stopped because no label changed.
+    """
+
+    def __init__(
+        self,
+        *,
+        labels: np.ndarray,
+        centers: np.ndarray,
+        inertia: float,
+        n_iter: int,
+        counts: np.ndarray,
+        converged: bool,
+        color_space: str,
+        original: np.ndarray,
+        painted: np.ndarray,
+        n_channels: int,
+        source: str | None = None,
+    ) -> None:
+        self.labels = labels
+        self.centers = centers
+        self.inertia = float(inertia)
+        self.n_iter = int(n_iter)
+        self.counts = counts
+        self.converged = bool(converged)
+        self.color_space = color_space
+        self.source = source
+        self._original = original
+        self._painted = painted
+        self._n_channels = n_channels
+
+    @property
+    def k(self) -> int:
+        """Number of clusters (fewer than asked when the image has fewer distinct colours)."""
+        return int(self.centers.shape[0])
+
+    def __repr__(self) -> str:
+        h, w = self.labels.shape
+        return f"Segmentation(k={self.k}, shape=({h}, {w}), color_space={self.color_space!r}, inertia={self.inertia:.6g})"
+
+    def _check_index(self, i: Any, name: str = "i") -> int:
+        if isinstance(i, bool) or not isinstance(i, Integral):
+            raise ParameterTypeError(f"{name}={i!r} is not a cluster index; pass an integer in [0, {self.k})")
+        if not 0 <= i < self.k:
+            raise ParameterError(f"{name}={i} is out of range; cluster indices run from 0 to {self.k - 1}")
+        return int(i)
+
+    def image(self) -> np.ndarray:
+        """The image with every pixel painted in its cluster's centre colour.
+
+        Same shape and dtype as the input; alpha is kept, and pixels with alpha 0 keep their values.
+        """
+        return self._painted.copy()
+
+    def mask(self, i: int) -> np.ndarray:
+        """(M, N) bool: the pixels of cluster ``i``."""
+        return self.labels == self._check_index(i)
+
+    def masked(self, disable: Sequence[int] | int, fill: Sequence[float] | float = 0) -> np.ndarray:
+        """The original image with the pixels of the ``disable`` clusters set to ``fill``.
+
+        Parameters
+        ----------
+        disable : int or sequence of int
+            Clusters to blank out.
+        fill : number or sequence of C numbers
+            Colour to paint them with, in the input's units (default black). Alpha is kept.
+        """
+        idx = [disable] if isinstance(disable, Integral) else list(disable)
+        idx = [self._check_index(i, "disable") for i in idx]
+        fill_arr = np.asarray(fill, dtype=np.float64).reshape(-1)
+        if fill_arr.size not in (1, self._n_channels):
+            raise ParameterError(
+                f"fill has {fill_arr.size} values; pass one number or {self._n_channels} (one per colour channel)"
+            )
+        out = self._original.copy()
+        sel = np.isin(self.labels, idx)
+        color = _to_dtype(np.broadcast_to(fill_arr, (self._n_channels,)), out.dtype)
+        if out.ndim == 2:
+            out[sel] = color[0]
+        else:
+            out[sel, : self._n_channels] = color
+        return out
+
+    def extract(self, i: int) -> np.ndarray:
+        """RGBA cut-out of cluster ``i``: the original colours, opaque only inside the cluster.
+
+        Returns an (M, N, 4) array in the input's dtype (grey is replicated to RGB; for more than
+        3 bands the first three are used).
+        """
+        sel = self.mask(i)
+        src = self._original
+        rgb = src[..., None] if src.ndim == 2 else src[..., : self._n_channels]
+        if rgb.shape[2] < 3:
+            rgb = np.repeat(rgb[..., :1], 3, axis=2)
+        out = np.zeros(src.shape[:2] + (4,), dtype=src.dtype)
+        out[..., :3] = rgb[..., :3]
+        opaque = np.iinfo(src.dtype).max if src.dtype.kind == "u" else 1.0
+        out[..., 3] = np.where(sel, opaque, 0)
+        return out
+
+    def palette(self) -> list[dict[str, Any]]:
+        """One entry per cluster: ``index``, ``rgb`` (0-255), ``hex``, ``fraction`` and ``count``.
+
+        Examples
+        --------
+        >>> img = np.zeros((2, 2, 3), np.uint8); img[0] = (255, 0, 0)
+        >>> [p["hex"] for p in segment(img, k=2, seed=0).palette()]
+        ['#000000', '#ff0000']
+        """
+        rgb = _to_rgb8(self.centers, self._original.dtype)
+        total = max(int(self.counts.sum()), 1)
+        return [
+            {
+                "index": i,
+                "rgb": [int(v) for v in rgb[i]],
+                "hex": "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb[i])),
+                "fraction": float(self.counts[i]) / total,
+                "count": int(self.counts[i]),
+            }
+            for i in range(self.k)
+        ]
+
+    def label_image(self) -> np.ndarray:
+        """Labels as an image to save: uint8 when k < 255, else uint16; label -1 becomes the dtype's maximum."""
+        dtype = np.uint8 if self.k < 255 else np.uint16
+        out = self.labels.astype(dtype)
+        out[self.labels < 0] = np.iinfo(dtype).max
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description of the run and its palette."""
+        h, w = self.labels.shape
+        return {
+            "source": self.source,
+            "width": w,
+            "height": h,
+            "k": self.k,
+            "color_space": self.color_space,
+            "inertia": self.inertia,
+            "n_iter": self.n_iter,
+            "converged": self.converged,
+            "centers": self.centers.tolist(),
+            "palette": self.palette(),
+        }
+
+    def save(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        stem: str | None = None,
+        disable: Sequence[int] | None = None,
+        masks: bool = False,
+        force: bool = False,
+    ) -> dict[str, Path]:
+        """Write the recoloured image, the label map and the palette JSON into ``directory``.
+
+        Files are ``{stem}-segmented.png``, ``{stem}-labels.png`` and ``{stem}-palette.json``;
+        with ``disable``, also ``{stem}-masked.png``; with ``masks``, ``{stem}-cluster{i}.png``
+        for every cluster (RGBA cut-outs). Images with more than 4 channels are written as TIFF.
+        Every file is written to a temporary name and renamed. If any target exists and
+        ``force`` is False, :class:`OutputExistsError` is raised before anything is written.
+
+        Returns
+        -------
+        paths : dict
+            Kind of output -> path written.
+        """
+        from .io import save_image, write_json
+
+        if stem is None:
+            stem = Path(self.source).stem if self.source else "image"
+        d = Path(directory)
+        ext = ".png" if self._painted.ndim == 2 or self._painted.shape[2] <= 4 else ".tif"
+        jobs: dict[str, tuple[Path, Any]] = {
+            "segmented": (d / f"{stem}-segmented{ext}", self._displayable(self._painted)),
+            "labels": (d / f"{stem}-labels.png", self.label_image()),
+            "palette": (d / f"{stem}-palette.json", self.summary()),
+        }
+        if disable:
+            jobs["masked"] = (d / f"{stem}-masked{ext}", self._displayable(self.masked(disable)))
+        if masks:
+            for i in range(self.k):
+                jobs[f"cluster{i}"] = (d / f"{stem}-cluster{i}.png", self._displayable(self.extract(i)))
+        if not force:
+            existing = [str(p) for p, _ in jobs.values() if p.exists()]
+            if existing:
+                raise OutputExistsError(
+                    f"{existing[0]} exists already" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
+                    + "; pass force=True (CLI: --force) to overwrite"
+                )
+        written = {}
+        for kind, (path, data) in jobs.items():
+            if kind == "palette":
+                written[kind] = write_json(path, data, force=True)
+            else:
+                written[kind] = save_image(path, data, force=True)
+        return written
+
+    @staticmethod
+    def _displayable(arr: np.ndarray) -> np.ndarray:
+        """Float images are written as 8-bit (values in [0, 1] scaled to 0-255)."""
+        if arr.dtype.kind == "f":
+            return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+        return arr

@@ -1,0 +1,124 @@
+"""The histogram engine gives exactly Lloyd's result on all pixels, and it is a fixed point."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import kmseg
+from kmseg import _engine
+from kmseg.color import from_features, to_features
+from helpers import numpy_lloyd
+
+
+def _start(img: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k distinct colours of the image, as a deterministic starting point."""
+    colors = np.unique(img.reshape(-1, img.shape[-1]), axis=0)
+    rng = np.random.default_rng(seed)
+    return colors[rng.choice(len(colors), k, replace=False)].astype(np.float64)
+
+
+@pytest.mark.parametrize("name", kmseg.data.NAMES)
+def test_histogram_engine_equals_all_pixel_lloyd(photos, name):
+    img = photos[name]
+    C0 = _start(img, 5, seed=1)
+    seg = kmseg.segment(img, k=5, init=C0)
+    C_ref, labels_ref = numpy_lloyd(img.reshape(-1, 3), C0)
+    np.testing.assert_array_equal(seg.labels.ravel(), labels_ref)
+    np.testing.assert_allclose(seg.centers, C_ref, rtol=1e-10, atol=1e-9)
+    assert seg.converged
+
+
+def test_lab_histogram_equals_lab_pixels(photos):
+    img = photos["chelsea.png"]
+    C0 = _start(img, 4, seed=2)
+    seg = kmseg.segment(img, k=4, init=C0, color_space="lab")
+    X = to_features(img.reshape(-1, 3), "lab", 255.0)
+    C_ref, labels_ref = numpy_lloyd(X, to_features(C0, "lab", 255.0))
+    np.testing.assert_array_equal(seg.labels.ravel(), labels_ref)
+    np.testing.assert_allclose(seg.centers, from_features(C_ref, "lab", 255.0), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["coffee.png", "rocket.jpg"])
+@pytest.mark.parametrize("k", [3, 8])
+def test_default_run_is_a_fixed_point(photos, name, k):
+    """Every returned centre is the mean of its pixels; every pixel's label is its nearest centre."""
+    img = photos[name]
+    seg = kmseg.segment(img, k=k, seed=0)
+    X = img.reshape(-1, 3).astype(np.float64)
+    labels = seg.labels.ravel()
+    d = ((X[:, None, :] - seg.centers[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(labels, d.argmin(axis=1))
+    means = np.array([X[labels == j].mean(axis=0) for j in range(k)])
+    np.testing.assert_allclose(seg.centers, means, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(seg.counts, np.bincount(labels, minlength=k))
+    assert seg.inertia == pytest.approx(d.min(axis=1).sum(), rel=1e-12)
+    assert seg.converged
+
+
+def test_uint16_pixels_path_equals_reference():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 65536, size=(30, 40, 3)).astype(np.uint16)
+    C0 = img.reshape(-1, 3)[[0, 100, 500, 900]].astype(np.float64)
+    seg = kmseg.segment(img, k=4, init=C0)
+    C_ref, labels_ref = numpy_lloyd(img.reshape(-1, 3), C0)
+    np.testing.assert_array_equal(seg.labels.ravel(), labels_ref)
+    np.testing.assert_allclose(seg.centers, C_ref, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- speed paths stay exact
+
+
+def _photo_points(photos, name="astronaut.png"):
+    prep = kmseg.prepare(photos[name])
+    return prep.reduced.points, prep.reduced.weights
+
+
+@pytest.mark.parametrize("k", [2, 8, 20])
+def test_hamerly_bounds_equal_plain_lloyd(photos, k):
+    X, w = _photo_points(photos)
+    rng = np.random.default_rng(k)
+    C0 = _engine.kmeans_plusplus(X, w, k, rng)
+    a = _engine.lloyd(X, w, C0, max_iter=500, method="hamerly")
+    b = _engine.lloyd(X, w, C0, max_iter=500, method="lloyd")
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centers, b.centers)
+    assert a.n_iter == b.n_iter and a.converged and b.converged
+
+
+def test_coarse_to_fine_reaches_the_plain_lloyd_fixed_point(photos):
+    img = photos["astronaut.png"]
+    prep = kmseg.prepare(img)
+    assert prep.reduced.coarse is not None  # the photo is big enough for the coarse stage
+    res = _engine.fit(prep.reduced.points, prep.reduced.weights, 6, rng=np.random.default_rng(0), coarse=prep.reduced.coarse)
+    # The refinement started from the best coarse centres; plain all-pixel Lloyd from there
+    # lands on exactly the same centres and labels.
+    C_ref, labels_ref = numpy_lloyd(img.reshape(-1, 3), res.start)
+    seg = prep.segment(6, init=res.start)
+    np.testing.assert_array_equal(seg.labels.ravel(), labels_ref)
+    np.testing.assert_allclose(res.centers, C_ref, rtol=1e-10)
+    np.testing.assert_allclose(seg.centers, C_ref, rtol=1e-10)
+
+
+def test_one_and_two_threads_give_identical_results(photos):
+    img = photos["coffee.png"]
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        a = kmseg.segment(img, k=6, seed=4)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        b = kmseg.segment(img, k=6, seed=4)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centers, b.centers)
+    assert a.inertia == b.inertia
+
+
+def test_seed_makes_runs_reproducible(photos):
+    img = photos["rocket.jpg"]
+    a = kmseg.segment(img, k=5, seed=11)
+    b = kmseg.segment(img, k=5, seed=11)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centers, b.centers)
