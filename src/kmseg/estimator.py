@@ -99,6 +99,17 @@ class KMeans:
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "cluster_centers_")
 
+    def __sklearn_tags__(self) -> Any:
+        """Estimator tags for scikit-learn >= 1.6; only scikit-learn calls this, so it imports it here."""
+        from sklearn.utils import Tags, TargetTags, TransformerTags
+
+        return Tags(
+            estimator_type="clusterer",
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(preserves_dtype=["float64"]),
+            non_deterministic=self.random_state is None,
+        )
+
     # -- input checks
 
     def _check_X(self, X: Any, *, fitted: bool) -> np.ndarray:

@@ -1,0 +1,166 @@
+"""The `kmseg segment` and `kmseg demo` command lines: outputs, exit codes, errors, no overwrite."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kmseg
+from kmseg.cli import main
+from kmseg.io import save_image
+from helpers import quadrants
+
+COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+KMSEG = [sys.executable, "-m", "kmseg"]
+
+
+@pytest.fixture
+def pics(tmp_path: Path) -> dict[str, Path]:
+    img, _ = quadrants(COLORS)
+    src = tmp_path / "in"
+    a = save_image(src / "a.png", img)
+    b = save_image(src / "b.png", img[::-1])
+    bad = src / "bad.png"
+    bad.write_text("not an image")
+    return {"a": a, "b": b, "bad": bad, "dir": src}
+
+
+def _digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_segment_writes_outputs(pics, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["segment", str(pics["a"]), "-k", "4", "-o", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a-labels.png", "a-palette.json", "a-segmented.png"]
+    lab = kmseg.load_image(out / "a-labels.png")
+    assert lab.dtype == np.uint8 and set(np.unique(lab)) == {0, 1, 2, 3}
+    pal = json.loads((out / "a-palette.json").read_text())
+    assert pal["k"] == 4 and len(pal["palette"]) == 4
+    assert "a.png: k=4" in capsys.readouterr().out
+
+
+def test_json_summary_and_options(pics, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(pics["a"]), str(pics["b"]), "-k", "4", "-o", str(out), "--json",
+                 "--disable", "1", "--masks", "--color-space", "lab", "--seed", "3"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["failed"] == 0 and len(summary["results"]) == 2
+    r = summary["results"][0]
+    assert r["ok"] and r["k"] == 4 and set(r["outputs"]) >= {"segmented", "labels", "palette", "masked", "cluster0", "cluster3"}
+    assert {"index", "rgb", "hex", "fraction"} <= set(r["palette"][0])
+    assert (out / "b-masked.png").exists() and (out / "b-cluster3.png").exists()
+
+
+def test_bad_file_fails_alone_with_exit_1(pics, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(pics["a"]), str(pics["bad"]), str(pics["b"]), "-k", "3", "-o", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "bad.png: not an image" in err
+    assert "1 of 3 files failed" in err and "Traceback" not in err
+    assert (out / "a-segmented.png").exists() and (out / "b-segmented.png").exists()
+    assert not (out / "bad-segmented.png").exists()
+
+
+def test_no_overwrite_without_force(pics, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["segment", str(pics["a"]), "-k", "2", "-o", str(out)]) == 0
+    before = {p.name: _digest(p) for p in out.iterdir()}
+    assert main(["segment", str(pics["a"]), "-k", "4", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "a-segmented.png exists already (and 2 more); pass force=True (CLI: --force) to overwrite" in err
+    assert {p.name: _digest(p) for p in out.iterdir()} == before
+    assert main(["segment", str(pics["a"]), "-k", "4", "-o", str(out), "--force"]) == 0
+    assert {p.name: _digest(p) for p in out.iterdir()} != before
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary files left
+
+
+def test_inputs_are_never_modified(pics, tmp_path):
+    before = _digest(pics["a"])
+    main(["segment", str(pics["a"]), "-k", "3", "-o", str(tmp_path / "o"), "--masks", "--disable", "0"])
+    assert _digest(pics["a"]) == before
+
+
+def test_globs_are_expanded(pics, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(pics["dir"] / "[ab].png"), "-k", "2", "-o", str(out)])
+    assert code == 0
+    assert (out / "a-segmented.png").exists() and (out / "b-segmented.png").exists()
+    assert main(["segment", str(pics["dir"] / "*.jpg"), "-k", "2", "-o", str(out)]) == 2
+    assert "matches no file" in capsys.readouterr().err
+
+
+def test_same_names_from_different_folders_do_not_collide(tmp_path):
+    img, _ = quadrants(COLORS)
+    p1 = save_image(tmp_path / "x" / "pic.png", img)
+    p2 = save_image(tmp_path / "y" / "pic.png", img)
+    out = tmp_path / "out"
+    assert main(["segment", str(p1), str(p2), "-k", "2", "-o", str(out)]) == 0
+    assert len(list(out.glob("*-segmented.png"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-k", "0"], "argument -k/--k: 0 is out of range; it must be at least 1"),
+        (["-k", "two"], "argument -k/--k: 'two' is not a whole number"),
+        (["--color-space", "xyz"], "argument --color-space: invalid choice"),
+        (["--seed", "-3"], "argument --seed: -3 is out of range"),
+        (["--max-pixels", "0"], "argument --max-pixels: 0 is out of range"),
+        (["--scale", "3"], "argument --scale: 3.0 is out of range"),
+        (["--disable", "7"], "--disable 7 is out of range; clusters run from 0 to 3"),
+        (["--shared-palette"], "--shared-palette needs --dask"),
+    ],
+)
+def test_usage_errors_exit_2(pics, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) if "argument" in message else _noop():
+        code = main(["segment", str(pics["a"]), "-o", str(tmp_path / "o"), "-k", "4", *argv])
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+class _noop:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_max_pixels_guard(pics, tmp_path, capsys):
+    assert main(["segment", str(pics["a"]), "-k", "2", "-o", str(tmp_path / "o"), "--max-pixels", "100"]) == 1
+    assert "exceeds the limit of 100" in capsys.readouterr().err
+
+
+def test_real_process_exit_codes_and_no_traceback(pics, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    ok = subprocess.run([*KMSEG, "segment", str(pics["a"]), "-k", "3", "-o", str(out)], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    missing = subprocess.run([*KMSEG, "segment", str(tmp_path / "nope.png"), "-o", str(out)], capture_output=True, text=True)
+    assert missing.returncode == 1
+    assert "nope.png: no such file" in missing.stderr and "Traceback" not in missing.stderr
+    usage = subprocess.run([*KMSEG, "segment"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_demo_writes_everything(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert str(out.resolve()) in text and "coffee.png" in text
+    for name in ["coffee-segmented.png", "coffee-labels.png", "coffee-palette.json", "coffee-masked.png", "coffee-cluster0.png"]:
+        assert (out / name).exists(), name
+    assert main(["demo", "-o", str(out)]) == 1  # outputs exist: no overwrite without --force
+    assert main(["demo", "-o", str(out), "--force"]) == 0

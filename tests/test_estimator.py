@@ -1,0 +1,112 @@
+"""kmseg.KMeans follows scikit-learn's estimator contract without importing scikit-learn."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kmseg
+from helpers import numpy_lloyd, same_partition
+
+
+def _blobs(seed=0, n=300):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]], float)
+    truth = rng.integers(0, 4, n)
+    return centers[truth] + rng.normal(0, 0.5, (n, 3)), truth
+
+
+def test_fit_predict_transform_score():
+    X, truth = _blobs()
+    km = kmseg.KMeans(4, random_state=0)
+    assert km.fit(X) is km
+    assert same_partition(km.labels_, truth)
+    assert km.cluster_centers_.shape == (4, 3) and km.n_iter_ >= 1 and km.n_features_in_ == 3
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    D = km.transform(X)
+    assert D.shape == (300, 4)
+    np.testing.assert_array_equal(D.argmin(1), km.labels_)
+    assert km.score(X) == pytest.approx(-km.inertia_)
+    np.testing.assert_array_equal(kmseg.KMeans(4, random_state=0).fit_predict(X), km.labels_)
+
+
+def test_equals_reference_lloyd_from_same_start():
+    X, _ = _blobs(1, 500)
+    C0 = X[:5].copy()
+    km = kmseg.KMeans(5, init=C0).fit(X)
+    C, labels = numpy_lloyd(X, C0)
+    np.testing.assert_array_equal(km.labels_, labels)
+    np.testing.assert_allclose(km.cluster_centers_, C, rtol=1e-12)
+
+
+def test_large_input_uses_coarse_stage_and_is_a_fixed_point():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80_000, 2))
+    km = kmseg.KMeans(6, random_state=0, n_init=3).fit(X)
+    means = np.array([X[km.labels_ == j].mean(0) for j in range(6)])
+    np.testing.assert_allclose(km.cluster_centers_, means, rtol=1e-10, atol=1e-12)
+
+
+def test_get_set_params_and_repr():
+    km = kmseg.KMeans(3, n_init=2)
+    assert km.get_params() == {"init": "k-means++", "max_iter": 300, "n_clusters": 3, "n_init": 2, "random_state": None, "tol": 0.0}
+    assert km.set_params(n_clusters=5) is km and km.n_clusters == 5
+    assert repr(km) == "KMeans(n_clusters=5, n_init=2)"
+    with pytest.raises(kmseg.ParameterError, match="'bogus' is not a parameter of KMeans"):
+        km.set_params(bogus=1)
+
+
+def test_sklearn_clone_and_pipeline():
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, truth = _blobs(3)
+    km = kmseg.KMeans(4, random_state=0, n_init=2)
+    c = clone(km)
+    assert c is not km and c.get_params() == km.get_params()
+    pipe = Pipeline([("scale", StandardScaler()), ("km", kmseg.KMeans(4, random_state=0))])
+    labels = pipe.fit_predict(X)
+    assert same_partition(labels, truth)
+    np.testing.assert_array_equal(pipe.predict(X), labels)
+    assert pipe.transform(X).shape == (300, 4)
+    assert sklearn.__version__
+
+
+def test_kmseg_does_not_import_sklearn():
+    code = "import sys, kmseg; kmseg.KMeans(2).fit([[0.0], [1.0], [5.0]]); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_sample_weight_and_fewer_points_than_clusters():
+    X = np.array([[0.0], [0.0], [1.0]])
+    with pytest.warns(kmseg.ConvergenceWarning, match="only 2 distinct points, fewer than n_clusters=3"):
+        km = kmseg.KMeans(3, random_state=0).fit(X)
+    assert km.cluster_centers_.shape == (2, 1)
+    km = kmseg.KMeans(1).fit(np.array([[0.0], [10.0]]), sample_weight=[3, 1])
+    assert km.cluster_centers_[0, 0] == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda: kmseg.KMeans(0).fit([[1.0]]), kmseg.ParameterError, "n_clusters=0 is out of range"),
+        (lambda: kmseg.KMeans(2).fit([1.0, 2.0]), kmseg.ParameterError, r"X has shape \(2,\); pass a 2-D"),
+        (lambda: kmseg.KMeans(2).fit(np.zeros((0, 2))), kmseg.ParameterError, "X has 0 samples"),
+        (lambda: kmseg.KMeans(2).fit([[np.nan], [1.0]]), kmseg.ParameterError, "X contains NaN"),
+        (lambda: kmseg.KMeans(2).fit([["a"], ["b"]]), kmseg.ParameterTypeError, "X could not be read as a numeric array"),
+        (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=[1.0]), kmseg.ParameterError, r"sample_weight has shape \(1,\)"),
+        (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=[-1.0, 1.0]), kmseg.ParameterError, "non-negative"),
+        (lambda: kmseg.KMeans(2, init=np.zeros((3, 1))).fit([[1.0], [2.0]]), kmseg.ParameterError, r"init has shape \(3, 1\)"),
+        (lambda: kmseg.KMeans(2).predict([[1.0]]), kmseg.ParameterError, "not fitted yet; call fit"),
+        (lambda: kmseg.KMeans(1).fit([[1.0, 2.0]]).predict([[1.0]]), kmseg.ParameterError, "X has 1 features, but KMeans was fitted with 2"),
+    ],
+)
+def test_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()

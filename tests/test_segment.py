@@ -1,0 +1,302 @@
+"""segment() semantics: known answers, colour spaces, alpha, scale, outputs, and every error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import kmseg
+from kmseg.io import save_image
+from helpers import quadrants, same_partition
+
+COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+
+
+def test_quadrants_known_answer():
+    img, truth = quadrants(COLORS)
+    seg = kmseg.segment(img, k=4, seed=0)
+    assert same_partition(seg.labels, truth)
+    got = sorted(map(tuple, np.rint(seg.centers).astype(int)))
+    assert got == sorted(COLORS) or np.allclose(sorted(map(tuple, seg.centers)), sorted(COLORS), atol=2)
+
+
+@pytest.mark.parametrize("space", ["rgb", "lab", "hsv"])
+def test_every_color_space_finds_the_quadrants(space):
+    img, truth = quadrants(COLORS, noise=2.0, seed=1)
+    seg = kmseg.segment(img, k=4, seed=0, color_space=space)
+    assert same_partition(seg.labels, truth)
+    # Centres come back in the input's units (0-255 RGB), whatever the clustering space.
+    for c in seg.centers:
+        assert min(np.abs(np.asarray(COLORS) - c).max(axis=1)) < 6
+
+
+def _hsv_image(hues_deg, s=1.0, v=1.0, reps=50):
+    import cv2
+
+    hsv = np.array([[h, s, v] for h in hues_deg for _ in range(reps)], np.float32).reshape(1, -1, 3)
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+
+def test_hsv_hue_is_circular():
+    """Hue 358 and hue 2 are neighbours: they share a cluster, apart from hue 180."""
+    img = _hsv_image([2, 358, 180])
+    seg = kmseg.segment(img, k=2, color_space="hsv", seed=0)
+    lab = seg.labels[0]
+    assert lab[0] == lab[50] != lab[100]
+    # A linear hue axis would put 2 and 358 at opposite ends: their features here are close.
+    from kmseg.color import to_features
+
+    f = to_features(img[0, [0, 50, 100]], "hsv", 255.0)
+    assert np.linalg.norm(f[0] - f[1]) < 0.1 < np.linalg.norm(f[0] - f[2])
+
+
+def test_centres_in_input_units_for_uint16_and_float():
+    img8, truth = quadrants(COLORS, noise=0.0)
+    for img, scale in [(img8.astype(np.uint16) * 257, 257.0), (img8.astype(np.float32) / 255, 1 / 255)]:
+        seg = kmseg.segment(img, k=4, seed=0)
+        assert same_partition(seg.labels, truth)
+        assert np.allclose(sorted(map(tuple, seg.centers / scale)), sorted(COLORS), atol=1e-3)
+        out = seg.image()
+        assert out.shape == img.shape and out.dtype == img.dtype
+
+
+def test_grey_image():
+    img = np.zeros((20, 20), np.uint8)
+    img[:, 10:] = 200
+    seg = kmseg.segment(img, k=2, seed=0)
+    assert seg.centers.shape == (2, 1)
+    assert seg.image().shape == (20, 20)
+    assert sorted(seg.centers.ravel().tolist()) == [0.0, 200.0]
+
+
+def test_alpha_zero_pixels_are_left_out():
+    img, truth = quadrants(COLORS[:2] * 2, noise=0.0)
+    rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    rgba[:5, :5, 3] = 0
+    rgba[:5, :5, :3] = (0, 0, 0)  # would be its own cluster if it were counted
+    seg = kmseg.segment(rgba, k=2, seed=0)
+    assert (seg.labels[:5, :5] == -1).all()
+    assert (seg.labels[5:] >= 0).all()
+    assert seg.counts.sum() == img.shape[0] * img.shape[1] - 25
+    out = seg.image()
+    assert out.shape == rgba.shape
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    np.testing.assert_array_equal(out[:5, :5], rgba[:5, :5])
+
+
+def test_four_band_array_without_alpha():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (10, 10, 4)).astype(np.uint8)
+    img[..., 3] = 0
+    seg = kmseg.segment(img, k=2, alpha=False, seed=0)
+    assert (seg.labels >= 0).all() and seg.centers.shape == (2, 4)
+
+
+def test_fewer_colours_than_k_warns_and_returns_the_colours():
+    img = np.zeros((6, 6, 3), np.uint8)
+    img[:3] = (10, 20, 30)
+    with pytest.warns(kmseg.ConvergenceWarning, match="only 2 distinct colours, fewer than k=5"):
+        seg = kmseg.segment(img, k=5, seed=0)
+    assert seg.k == 2
+    assert sorted(map(tuple, seg.centers)) == [(0, 0, 0), (10, 20, 30)]
+    assert same_partition(seg.labels, img[..., 0] > 0)
+
+
+def test_fewer_distinct_pixels_than_k_on_the_pixel_path():
+    img = np.zeros((6, 6, 3), np.uint16)
+    img[:3] = 1000
+    with pytest.warns(kmseg.ConvergenceWarning, match="fewer than k=4"):
+        seg = kmseg.segment(img, k=4, seed=0)
+    assert seg.k == 2
+
+
+def test_scale_fits_small_and_labels_everything(photos):
+    img = photos["coffee.png"]
+    seg = kmseg.segment(img, k=4, seed=0, scale=0.25)
+    assert seg.labels.shape == img.shape[:2]
+    X = img.reshape(-1, 3).astype(np.float64)
+    d = ((X[:, None] - seg.centers[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(seg.labels.ravel(), d.argmin(1))
+    assert seg.inertia == pytest.approx(d.min(1).sum(), rel=1e-9)
+    assert seg.counts.sum() == X.shape[0]
+
+
+def test_prepare_reuses_one_reduction(photos):
+    prep = kmseg.prepare(photos["chelsea.png"])
+    a = prep.segment(3, seed=1)
+    b = kmseg.segment(photos["chelsea.png"], 3, seed=1)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert prep.nbytes > photos["chelsea.png"].nbytes
+
+
+def test_init_array_in_input_units():
+    img, truth = quadrants(COLORS)
+    seg = kmseg.segment(img, k=4, init=np.array(COLORS, float))
+    np.testing.assert_array_equal(seg.labels, truth)
+
+
+def test_max_iter_and_tol_stop_early_with_consistent_labels(photos):
+    img = photos["astronaut.png"]
+    full = kmseg.segment(img, 8, seed=0, n_init=1)
+    short = kmseg.segment(img, 8, seed=0, n_init=1, max_iter=2)
+    assert short.n_iter == 3 and not short.converged  # 2 iterations plus the final assignment
+    loose = kmseg.segment(img, 8, seed=0, n_init=1, tol=1e-2)
+    assert loose.n_iter < full.n_iter
+    for s in (short, loose):
+        X = img.reshape(-1, 3).astype(np.float64)
+        d = ((X[:, None] - s.centers[None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(s.labels.ravel(), d.argmin(1))
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_mask_masked_extract_palette():
+    img, truth = quadrants(COLORS, noise=0.0)
+    seg = kmseg.segment(img, k=4, init=np.array(COLORS, float))
+    np.testing.assert_array_equal(seg.mask(2), truth == 2)
+    m = seg.masked(disable=[1, 3], fill=(1, 2, 3))
+    assert (m[truth == 1] == (1, 2, 3)).all() and (m[truth == 3] == (1, 2, 3)).all()
+    np.testing.assert_array_equal(m[truth == 0], img[truth == 0])
+    cut = seg.extract(0)
+    assert cut.shape == img.shape[:2] + (4,) and cut.dtype == np.uint8
+    np.testing.assert_array_equal(cut[..., 3] == 255, truth == 0)
+    np.testing.assert_array_equal(cut[..., :3], img)
+    pal = seg.palette()
+    assert [p["hex"] for p in pal] == ["#c81e1e", "#1ec81e", "#1e1ec8", "#dcdc28"]
+    assert sum(p["fraction"] for p in pal) == pytest.approx(1.0)
+    assert all(p["fraction"] == pytest.approx(0.25) for p in pal)
+
+
+def test_inputs_are_never_modified(photos):
+    img = photos["coffee.png"]
+    before = img.copy()
+    seg = kmseg.segment(img, 3, seed=0)
+    seg.masked([0])
+    seg.extract(1)
+    np.testing.assert_array_equal(img, before)
+
+
+def test_save_writes_every_output_atomically_and_refuses_to_overwrite(tmp_path, photos):
+    seg = kmseg.segment(photos["chelsea.png"], 4, seed=0)
+    paths = seg.save(tmp_path, stem="cat", disable=[0], masks=True)
+    assert set(paths) == {"segmented", "labels", "palette", "masked"} | {f"cluster{i}" for i in range(4)}
+    lab = kmseg.load_image(paths["labels"])
+    assert lab.dtype == np.uint8
+    np.testing.assert_array_equal(lab, seg.labels)
+    np.testing.assert_array_equal(kmseg.load_image(paths["segmented"]), seg.image())
+    meta = json.loads(paths["palette"].read_text())
+    assert meta["k"] == 4 and len(meta["palette"]) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+    stamp = paths["segmented"].stat().st_mtime_ns
+    with pytest.raises(kmseg.OutputExistsError, match=r"cat-segmented.png exists already .*force=True"):
+        seg.save(tmp_path, stem="cat")
+    assert paths["segmented"].stat().st_mtime_ns == stamp
+    seg.save(tmp_path, stem="cat", force=True)
+
+
+def test_label_map_png_is_uint16_for_many_clusters(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    seg = kmseg.segment(img, 300, seed=0, n_init=1)
+    paths = seg.save(tmp_path)
+    lab = kmseg.load_image(paths["labels"])
+    assert lab.dtype == np.uint16
+    np.testing.assert_array_equal(lab, seg.labels)
+
+
+def test_segment_a_path(tmp_path):
+    img, truth = quadrants(COLORS)
+    p = save_image(tmp_path / "q.png", img)
+    seg = kmseg.segment(p, k=4, seed=0)
+    assert same_partition(seg.labels, truth) and seg.source == str(p)
+
+
+def test_rgba_file_alpha_is_honoured(tmp_path):
+    img, _ = quadrants(COLORS, noise=0.0)
+    rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    rgba[:, :3, 3] = 0
+    p = save_image(tmp_path / "a.png", rgba)
+    seg = kmseg.segment(p, 2, seed=0)
+    assert (seg.labels[:, :3] == -1).all() and seg.image().shape == rgba.shape
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"k": 0}, kmseg.ParameterError, r"k=0 is out of range; k must be at least 1"),
+        ({"k": 2.5}, kmseg.ParameterTypeError, r"k=2.5 is not an integer"),
+        ({"k": True}, kmseg.ParameterTypeError, r"k=True is not an integer"),
+        ({"color_space": "xyz"}, kmseg.ParameterError, r"color_space='xyz' is not supported; use 'rgb', 'lab' or 'hsv'"),
+        ({"n_init": 0}, kmseg.ParameterError, r"n_init=0 is out of range"),
+        ({"max_iter": -1}, kmseg.ParameterError, r"max_iter=-1 is out of range"),
+        ({"tol": -1.0}, kmseg.ParameterError, r"tol=-1.0 is out of range"),
+        ({"tol": float("nan")}, kmseg.ParameterError, r"tol=nan is out of range"),
+        ({"init": "kmeans"}, kmseg.ParameterError, r"init='kmeans' is not supported"),
+        ({"init": [1, 2]}, kmseg.ParameterTypeError, r"init of type list is not supported"),
+        ({"init": np.zeros((2, 3))}, kmseg.ParameterError, r"init has shape \(2, 3\); .* \(3, 3\)"),
+        ({"seed": -1}, kmseg.ParameterError, r"seed=-1 is not valid"),
+        ({"seed": "a"}, kmseg.ParameterError, r"seed='a' is not valid"),
+        ({"scale": 0}, kmseg.ParameterError, r"scale=0 is out of range"),
+        ({"scale": 2.0}, kmseg.ParameterError, r"scale=2.0 is out of range"),
+        ({"alpha": True}, kmseg.ParameterError, r"alpha=True needs a grey\+alpha or RGBA image"),
+    ],
+)
+def test_parameter_errors(kwargs, exc, match):
+    img, _ = quadrants(COLORS)
+    kwargs = {"k": 3, **kwargs}
+    with pytest.raises(exc, match=match):
+        kmseg.segment(img, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("image", "exc", "match"),
+    [
+        ([[1, 2]], kmseg.ParameterTypeError, r"image of type list is not supported; pass a file path or"),
+        (np.zeros((2, 2, 3), np.int64), kmseg.InvalidImageDataError, r"image dtype int64 is not supported; convert"),
+        (np.zeros((2,), np.uint8), kmseg.InvalidImageDataError, r"image has shape \(2,\)"),
+        (np.zeros((0, 4, 3), np.uint8), kmseg.InvalidImageDataError, r"image has shape \(0, 4, 3\)"),
+        (np.full((2, 2, 3), np.nan), kmseg.InvalidImageDataError, r"NaN or infinite values; replace them"),
+        (np.zeros((2, 2), np.uint8), kmseg.ParameterError, r"color_space='lab' needs an RGB image .* has 1"),
+    ],
+)
+def test_image_errors(image, exc, match):
+    with pytest.raises(exc, match=match):
+        kmseg.segment(image, 2, color_space="lab" if exc is kmseg.ParameterError else "rgb")
+
+
+def test_fully_transparent_image_errors():
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    with pytest.raises(kmseg.InvalidImageDataError, match="no opaque pixels"):
+        kmseg.segment(rgba, 2)
+
+
+def test_missing_file_error(tmp_path):
+    with pytest.raises(kmseg.ImageNotFoundError, match="nope.png"):
+        kmseg.segment(tmp_path / "nope.png", 2)
+
+
+def test_result_method_errors():
+    img, _ = quadrants(COLORS)
+    seg = kmseg.segment(img, 4, seed=0)
+    with pytest.raises(kmseg.ParameterError, match=r"i=4 is out of range; cluster indices run from 0 to 3"):
+        seg.mask(4)
+    with pytest.raises(kmseg.ParameterTypeError, match=r"i='a' is not a cluster index"):
+        seg.extract("a")
+    with pytest.raises(kmseg.ParameterError, match=r"disable=9 is out of range"):
+        seg.masked([9])
+    with pytest.raises(kmseg.ParameterError, match=r"fill has 2 values; pass one number or 3"):
+        seg.masked([0], fill=(1, 2))
+
+
+def test_errors_are_builtin_subclasses():
+    assert issubclass(kmseg.ParameterError, ValueError)
+    assert issubclass(kmseg.ParameterTypeError, TypeError)
+    assert issubclass(kmseg.ImageNotFoundError, FileNotFoundError)
+    assert issubclass(kmseg.OutputExistsError, FileExistsError)
