@@ -70,14 +70,11 @@ def test_uint16_pixels_path_equals_reference():
 # --------------------------------------------------------------------------- speed paths stay exact
 
 
-def _photo_points(photos, name="astronaut.png"):
-    prep = kmseg.prepare(photos[name])
-    return prep.reduced.points, prep.reduced.weights
-
-
 @pytest.mark.parametrize("k", [2, 8, 20])
-def test_hamerly_bounds_equal_plain_lloyd(photos, k):
-    X, w = _photo_points(photos)
+@pytest.mark.parametrize("space", ["rgb", "lab"])
+def test_bounded_path_equals_plain_lloyd(photos, k, space):
+    prep = kmseg.prepare(photos["astronaut.png"], color_space=space)
+    X, w = prep.reduced.points, prep.reduced.weights
     rng = np.random.default_rng(k)
     C0 = _engine.kmeans_plusplus(X, w, k, rng)
     a = _engine.lloyd(X, w, C0, max_iter=500, method="hamerly")
@@ -90,8 +87,8 @@ def test_hamerly_bounds_equal_plain_lloyd(photos, k):
 def test_coarse_to_fine_reaches_the_plain_lloyd_fixed_point(photos):
     img = photos["astronaut.png"]
     prep = kmseg.prepare(img)
-    assert prep.reduced.coarse is not None  # the photo is big enough for the coarse stage
-    res = _engine.fit(prep.reduced.points, prep.reduced.weights, 6, rng=np.random.default_rng(0), coarse=prep.reduced.coarse)
+    assert prep.reduced.levels  # the photo is big enough for the coarse stages
+    res = _engine.fit(prep.reduced.points, prep.reduced.weights, 6, rng=np.random.default_rng(0), coarse=prep.reduced.levels)
     # The refinement started from the best coarse centres; plain all-pixel Lloyd from there
     # lands on exactly the same centres and labels.
     C_ref, labels_ref = numpy_lloyd(img.reshape(-1, 3), res.start)

@@ -10,8 +10,11 @@ Nothing here validates: the public functions (``segment``, ``KMeans``, ``elbow``
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
+import numba
 import numpy as np
 
 from . import _kernels as K
@@ -29,6 +32,24 @@ class FitResult:
     n_iter: int  # assignment steps run, the final one included
     converged: bool  # True when the last iteration changed no label
     start: np.ndarray | None = None  # (k, d) the centres the final run started from
+
+
+#: Below this many points a parallel region costs more than it saves: run on one thread.
+PARALLEL_MIN_POINTS = 50_000
+
+
+@contextmanager
+def threads_for(n: int) -> Iterator[None]:
+    """Run the kernels inside on one thread when ``n`` is small (results never depend on it)."""
+    before = numba.get_num_threads()
+    if n >= PARALLEL_MIN_POINTS or before == 1:
+        yield
+        return
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def _w(weights: np.ndarray | None) -> np.ndarray:
@@ -59,6 +80,12 @@ def inertia_of(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, l
 
 
 def kmeans_plusplus(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy weighted k-means++; see ``_kmeans_plusplus``."""
+    with threads_for(X.shape[0]):
+        return _kmeans_plusplus(X, weights, k, rng)
+
+
+def _kmeans_plusplus(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy weighted k-means++ (Arthur & Vassilvitskii; greedy trials as in scikit-learn).
 
     Returns fewer than ``k`` centres when the points have fewer than ``k`` distinct values
@@ -127,7 +154,13 @@ def _relocate_empty(X, centers_new, counts, C_old, labels):
         centers_new[j] = X[i]
 
 
-def lloyd(
+def lloyd(X: np.ndarray, weights: np.ndarray | None, init: np.ndarray, **options) -> FitResult:
+    """Weighted Lloyd from ``init``; see ``_lloyd`` for the options."""
+    with threads_for(X.shape[0]):
+        return _lloyd(X, weights, init, **options)
+
+
+def _lloyd(
     X: np.ndarray,
     weights: np.ndarray | None,
     init: np.ndarray,
@@ -139,8 +172,12 @@ def lloyd(
 ) -> FitResult:
     """Weighted Lloyd iterations from ``init`` until no label changes (or ``max_iter``/``tol``).
 
-    ``method="hamerly"`` keeps Hamerly's upper and lower bounds so late iterations skip most
-    distance computations; ``"lloyd"`` computes every distance. Both give the same labels.
+    ``method="hamerly"`` skips the points whose label provably cannot change and prunes the
+    scans of the others (see ``_kernels.hamerly_step``); ``"lloyd"`` computes every distance
+    every time. Both give the same labels. When every coordinate and weight is a whole number
+    (8- and 16-bit colours and their counts), the cluster sums are updated only by the points
+    that move; such sums are exact in float64, so the centres are bit for bit those of plain
+    Lloyd. Otherwise the sums are remade in full each iteration, in plain Lloyd's order.
     The labels returned are always the nearest-centre labels of the centres returned.
     ``trace``, when given, receives a copy of the centres after every update.
     """
@@ -153,40 +190,49 @@ def lloyd(
     p_sums = np.empty((nch, k, nf))
     p_counts = np.empty((nch, k))
     p_changed = np.empty(nch, dtype=np.int64)
-    hamerly = method == "hamerly" and k > 1
-    if hamerly:
-        upper = np.empty(n)
-        lower = np.empty(n)
-        move = np.zeros(k)
+    bounded = method == "hamerly"
+    if bounded:
+        ub = np.empty(n)
+        lb = np.empty(n)
+        D = np.zeros(k)  # how far each centre has moved in all
+        G = 0.0  # the sum of the largest move of every iteration
         scale = float(np.abs(X).max()) if n else 1.0
-        slack = 1e-9 * (1.0 + scale)
+        slack = 1e-9 * (1.0 + scale)  # covers rounding in the bounds; it can only add scans
+        incremental = bool(K.is_integral(X, w))
     converged = False
     n_iter = 0
     labels_stale = False  # True when C moved after the last assignment
     for it in range(max_iter):
-        if hamerly:
-            if k > 1:
-                cc = np.sqrt(((C[:, None, :] - C[None, :, :]) ** 2).sum(-1))
-                np.fill_diagonal(cc, np.inf)
-                half_sep = 0.5 * cc.min(axis=1)
-            K.hamerly_step(X, w, C, half_sep, move, it == 0, slack, labels, upper, lower, p_sums, p_counts, p_changed)
+        if bounded:
+            cc = np.sqrt(((C[:, None, :] - C[None, :, :]) ** 2).sum(-1))
+            np.fill_diagonal(cc, np.inf)
+            half_sep = 0.5 * cc.min(axis=1)
+            order = np.ascontiguousarray(np.argsort(cc, axis=1, kind="stable")[:, : k - 1])
+            K.hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, it == 0, incremental,
+                           labels, ub, lb, p_sums, p_counts, p_changed)
         else:
             K.lloyd_step(X, w, C, labels, p_sums, p_counts, p_changed)
         n_iter += 1
         labels_stale = False
+        if bounded and incremental and it > 0:
+            sums += p_sums.sum(axis=0)
+            counts += p_counts.sum(axis=0)
+        else:
+            sums = p_sums.sum(axis=0)
+            counts = p_counts.sum(axis=0)
         if it > 0 and int(p_changed.sum()) == 0:
             converged = True  # C is the mean of these very labels: a fixed point
             break
-        sums = p_sums.sum(axis=0)
-        counts = p_counts.sum(axis=0)
         C_new = C.copy()
         nz = counts > 0
         C_new[nz] = sums[nz] / counts[nz, None]
         if not nz.all():
             _relocate_empty(X, C_new, counts, C, labels)
         shift2 = ((C_new - C) ** 2).sum(axis=1)
-        if hamerly:
+        if bounded:
             move = np.sqrt(shift2)
+            D += move
+            G += float(move.max())
         C = C_new
         if trace is not None:
             trace.append(C.copy())
@@ -222,23 +268,25 @@ def fit(
     max_iter: int = 300,
     tol: float = 0.0,
     rng: np.random.Generator,
-    coarse: tuple[np.ndarray, np.ndarray] | None = None,
+    coarse: list[tuple[np.ndarray, np.ndarray]] | None = None,
     method: str = "hamerly",
 ) -> FitResult:
     """Best of ``n_init`` restarts, optionally run coarse-to-fine.
 
-    With ``coarse=(Xc, wc)`` (a small weighted summary of ``X``, such as its 5-bit histogram),
-    the ``n_init`` restarts run to convergence on the summary, and only the best of them is
-    refined on ``X``. The refinement is plain Lloyd on ``X``, so the result is a Lloyd fixed
-    point of ``X`` itself. An explicit ``init`` array runs once, on ``X``.
+    ``coarse`` is a list of weighted summaries of ``X``, coarsest first (for an image: its
+    histogram at 5, 6 and 7 bits per channel, each point at the weighted mean of its cell).
+    The ``n_init`` restarts run to convergence on the coarsest; the best of them is refined on
+    each finer summary in turn and last on ``X`` itself. That last run is plain Lloyd on ``X``,
+    so the result is a Lloyd fixed point of ``X``; the finer levels only give it a start close
+    to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``.
 
     Returns fewer than ``k`` centres only if ``X`` has fewer than ``k`` distinct points.
     """
     tol_abs = tol_to_abs(X, weights, tol)
     if isinstance(init, np.ndarray):
         return lloyd(X, weights, init, max_iter=max_iter, tol_abs=tol_abs, method=method)
-    if coarse is not None:
-        Xc, wc = coarse
+    if coarse:
+        Xc, wc = coarse[0]
         best_c = None
         for _ in range(n_init):
             c0 = _make_init(Xc, wc, k, init, rng)
@@ -249,7 +297,10 @@ def fit(
             if best_c is None or r.inertia < best_c.inertia:
                 best_c = r
         if best_c is not None:
-            return lloyd(X, weights, best_c.centers, max_iter=max_iter, tol_abs=tol_abs, method=method)
+            centers = best_c.centers
+            for Xl, wl in coarse[1:]:
+                centers = lloyd(Xl, wl, centers, max_iter=max_iter, method=method).centers
+            return lloyd(X, weights, centers, max_iter=max_iter, tol_abs=tol_abs, method=method)
     best = None
     for _ in range(n_init):
         c0 = _make_init(X, weights, k, init, rng)

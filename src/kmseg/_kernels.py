@@ -125,34 +125,32 @@ def lloyd_step(X, w, C, labels, p_sums, p_counts, p_changed):
 
 
 @njit(cache=True, parallel=True)
-def hamerly_step(X, w, C, half_sep, move, first, slack, labels, upper, lower, p_sums, p_counts, p_changed):
-    """One Lloyd iteration with Hamerly's bounds; gives exactly the labels of ``lloyd_step``.
+def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, labels, ub, lb, p_sums, p_counts, p_changed):
+    """One Lloyd iteration with Hamerly's bounds, applied lazily; labels exactly as ``lloyd_step``.
 
-    half_sep[j]  half the distance from centre j to its nearest other centre
-    move[j]      how far centre j moved since the bounds were last made
-    first        when True, every point is scanned and the bounds are made from scratch
-    slack        added to every bound update so rounding can only cause extra scans, never a miss
-    labels, upper, lower   # IN/OUT: assignment and its bounds (Euclidean, not squared)
+    A point keeps an upper bound on the distance to its centre and a lower bound on the
+    distance to every other centre. They are stored relative to the drift so far, so nothing is
+    written for the points that are skipped: ``D[j]`` is the total distance centre j has moved,
+    ``G`` the total of the largest move of each iteration, and the bounds now are
+    ``ub[i] + D[a]`` and ``lb[i] - G``. A point is skipped while its upper bound is at
+    most the larger of its lower bound and ``half_sep[a]``, half the distance from its centre to
+    the next centre. Otherwise the upper bound is made exact (one distance) and tested again.
+    Only then is the point scanned, visiting the other centres in order of their distance
+    ``cc[a, j]`` from its centre ``a`` (``order[a]``) and stopping once ``cc[a, j] - u`` exceeds
+    the second-best distance: by the triangle inequality no centre further on can come closer
+    than ``cc[a, j] - u``, so the second best found is the lower bound. Ties go to the lowest
+    index, as in Lloyd.
+
+    full          scan every point against every centre (first iteration; labels may be -1)
+    incremental   when not ``full``: p_sums/p_counts receive the *changes* of the cluster sums
+                  caused by the points that moved; otherwise the complete per-chunk sums
+    labels, ub, lb   # IN/OUT
     p_sums, p_counts, p_changed   # OUT, as in ``lloyd_step``
     """
     n, nf = X.shape
     k = C.shape[0]
     nch = p_sums.shape[0]
     unit = w.shape[0] == 0
-    # The largest and second largest move: a point's lower bound drops by the largest move of
-    # any centre other than its own.
-    m1 = -1.0
-    m2 = -1.0
-    j1 = -1
-    for j in range(k):
-        if move[j] > m1:
-            m2 = m1
-            m1 = move[j]
-            j1 = j
-        elif move[j] > m2:
-            m2 = move[j]
-    if m2 < 0.0:
-        m2 = 0.0
     for c in prange(nch):
         start = c * CHUNK
         end = min(n, start + CHUNK)
@@ -163,41 +161,80 @@ def hamerly_step(X, w, C, half_sep, move, first, slack, labels, upper, lower, p_
         changed = 0
         for i in range(start, end):
             a = labels[i]
-            scan = first
-            if not first:
-                u = upper[i] + move[a] + slack
-                lo = lower[i] - (m2 if a == j1 else m1) - slack
-                upper[i] = u
-                lower[i] = lo
+            scan = full
+            u = 0.0
+            if not full:
+                lo = lb[i] - G - slack
                 bound = half_sep[a] if half_sep[a] > lo else lo
-                if u > bound:
-                    u = np.sqrt(_dist2(X, i, C, a)) + slack
-                    upper[i] = u
-                    if u > bound:
-                        scan = True
+                if ub[i] + D[a] + slack > bound:
+                    u = np.sqrt(_dist2(X, i, C, a))
+                    ub[i] = u - D[a]
+                    scan = u + slack > bound
             if scan:
-                b1 = np.inf
-                b2 = np.inf
-                bj = 0
-                for j in range(k):
-                    d = _dist2(X, i, C, j)
-                    if d < b1:
-                        b2 = b1
-                        b1 = d
-                        bj = j
-                    elif d < b2:
-                        b2 = d
-                if a != bj:
+                if full:
+                    b1 = np.inf
+                    b2 = np.inf
+                    bj = 0
+                    for j in range(k):
+                        d = _dist2(X, i, C, j)
+                        if d < b1:
+                            b2 = b1
+                            b1 = d
+                            bj = j
+                        elif d < b2:
+                            b2 = d
+                    r1 = np.sqrt(b1)
+                    r2 = np.sqrt(b2)
+                else:
+                    # Distances, not squared, from here on: r1 the best, r2 the second best.
+                    r1 = u
+                    r2 = np.inf
+                    bj = a
+                    for m in range(k - 1):
+                        j = order[a, m]
+                        if cc[a, j] - u - slack > r2:
+                            break  # every centre from here on is further than r2
+                        d = np.sqrt(_dist2(X, i, C, j))
+                        if d < r1 or (d == r1 and j < bj):
+                            r2 = r1
+                            r1 = d
+                            bj = j
+                        elif d < r2:
+                            r2 = d
+                ub[i] = r1 - D[bj]
+                lb[i] = r2 + G
+                if bj != a:
                     changed += 1
                     labels[i] = bj
-                    a = bj
-                upper[i] = np.sqrt(b1) + slack
-                lower[i] = np.sqrt(b2) - slack
-            wi = 1.0 if unit else w[i]
-            p_counts[c, a] += wi
-            for f in range(nf):
-                p_sums[c, a, f] += wi * X[i, f]
+                    if incremental and not full:
+                        wi = 1.0 if unit else w[i]
+                        p_counts[c, a] -= wi
+                        p_counts[c, bj] += wi
+                        for f in range(nf):
+                            p_sums[c, a, f] -= wi * X[i, f]
+                            p_sums[c, bj, f] += wi * X[i, f]
+                a = bj
+            if full or not incremental:
+                wi = 1.0 if unit else w[i]
+                p_counts[c, a] += wi
+                for f in range(nf):
+                    p_sums[c, a, f] += wi * X[i, f]
         p_changed[c] = changed
+
+
+@njit(cache=True)
+def is_integral(X, w):
+    """True when every coordinate and weight is a whole number (sums then stay exact in float64)."""
+    n, nf = X.shape
+    for i in range(n):
+        for f in range(nf):
+            v = np.float64(X[i, f])
+            if v != np.floor(v) or abs(v) > 2.0**31:
+                return False
+    for i in range(w.shape[0]):
+        if w[i] != np.floor(w[i]) or w[i] > 2.0**31:
+            return False
+    return True
 
 
 @njit(cache=True, parallel=True)

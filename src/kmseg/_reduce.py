@@ -8,14 +8,14 @@ Two kinds of reduction:
 - ``"pixels"``: anything else (16-bit, float, more than 3 bands). The points are the pixels
   themselves, with weight 1.
 
-Both also carry a coarse summary used to run the restarts cheaply: the 5-bit-per-channel
-histogram for the first kind, a regular grid over the features for the second. Each coarse
-point sits at the weighted mean of the points in its cell.
+Both also carry coarser summaries used to run the restarts cheaply and then refine: the
+histogram at 5, 6 and 7 bits per channel for the first kind, regular grids over the features
+for the second. Each summary point sits at the weighted mean of the points in its cell.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numba
@@ -26,7 +26,6 @@ from .color import to_features
 __all__ = ["Reduced", "color_histogram", "merge_histograms", "reduce_image", "paint"]
 
 _NO_MASK = np.zeros((0, 0), dtype=np.uint8)
-COARSE_BITS = 5
 #: Below this many points the restarts run on the points themselves.
 COARSE_MIN_POINTS = 1 << 16
 _COARSE_CELLS = 1 << 15
@@ -44,16 +43,15 @@ class Reduced:
     n_pixels: int  # pixels clustered (alpha > 0)
     codes: np.ndarray | None = None  # (U,) packed colour codes, histogram kind only
     n_channels: int = 3
-    coarse: tuple[np.ndarray, np.ndarray] | None = None
+    #: Weighted summaries for coarse-to-fine fitting, coarsest first (may be empty).
+    levels: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @property
     def nbytes(self) -> int:
         n = self.points.nbytes
         n += 0 if self.weights is None else self.weights.nbytes
         n += 0 if self.codes is None else self.codes.nbytes
-        if self.coarse is not None:
-            n += self.coarse[0].nbytes + self.coarse[1].nbytes
-        return n
+        return n + sum(x.nbytes + w.nbytes for x, w in self.levels)
 
 
 def _mask_arg(mask: np.ndarray | None) -> np.ndarray:
@@ -124,28 +122,47 @@ def _coarse_from(points: np.ndarray, weights: np.ndarray | None, bins: np.ndarra
     return sums[keep] / counts[keep, None], counts[keep]
 
 
-def histogram_coarse(points, weights, codes, n_channels):
-    """The 5-bit-per-channel summary of a colour histogram."""
-    shift = 8 - COARSE_BITS
-    bins = np.zeros(codes.shape[0], dtype=np.int64)
-    for ch in range(n_channels):
-        v = (codes >> (8 * (n_channels - 1 - ch))) & 0xFF
-        bins = (bins << COARSE_BITS) | (v >> shift)
-    return _coarse_from(points, weights, bins, 1 << (COARSE_BITS * n_channels))
+def histogram_levels(points, weights, codes, n_channels) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Summaries of a colour histogram at 5, 6 and 7 bits per channel, coarsest first.
+
+    A level is kept only if it is at most half the size of the next finer one.
+    """
+    levels = []
+    size = points.shape[0]
+    for bits in (7, 6, 5):
+        shift = 8 - bits
+        bins = np.zeros(codes.shape[0], dtype=np.int64)
+        for ch in range(n_channels):
+            v = (codes >> (8 * (n_channels - 1 - ch))) & 0xFF
+            bins = (bins << bits) | (v >> shift)
+        level = _coarse_from(points, weights, bins, 1 << (bits * n_channels))
+        if 2 * level[0].shape[0] <= size:
+            levels.append(level)
+            size = level[0].shape[0]
+    return levels[::-1]
 
 
-def grid_coarse(points, weights):
-    """A summary of arbitrary points on a regular grid of at most 2**15 cells."""
+def grid_levels(points, weights) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Summaries of arbitrary points on regular grids of up to 2**15, 2**18 and 2**21 cells, coarsest first."""
     nf = points.shape[1]
-    nbins = max(2, int(round(_COARSE_CELLS ** (1.0 / nf))))
-    while nbins > 2 and nbins**nf > _COARSE_CELLS:
-        nbins -= 1
     lo = points.min(axis=0).astype(np.float64)
     hi = points.max(axis=0).astype(np.float64)
-    step = np.where(hi > lo, (hi - lo) / nbins, 1.0)
-    bins = np.empty(points.shape[0], dtype=np.int64)
-    K.grid_bins(points, lo, step, nbins, bins)
-    return _coarse_from(points, weights, bins, nbins**nf)
+    levels = []
+    size = points.shape[0]
+    for cells in (1 << 21, 1 << 18, _COARSE_CELLS):
+        nbins = max(2, int(cells ** (1.0 / nf)))
+        while nbins > 2 and nbins**nf > cells:
+            nbins -= 1
+        if nbins**nf > (1 << 24):
+            continue
+        step = np.where(hi > lo, (hi - lo) / nbins, 1.0)
+        bins = np.empty(points.shape[0], dtype=np.int64)
+        K.grid_bins(points, lo, step, nbins, bins)
+        level = _coarse_from(points, weights, bins, nbins**nf)
+        if 2 * level[0].shape[0] <= size:
+            levels.append(level)
+            size = level[0].shape[0]
+    return levels[::-1]
 
 
 def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: float | None) -> Reduced:
@@ -161,8 +178,8 @@ def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: 
     if mask is not None:
         flat = flat[mask.reshape(-1)]
     points = to_features(flat, space, vmax)
-    coarse = grid_coarse(points, None) if points.shape[0] > COARSE_MIN_POINTS else None
-    return Reduced("pixels", points, None, points.shape[0], None, nc, coarse)
+    levels = grid_levels(points, None) if points.shape[0] > COARSE_MIN_POINTS else []
+    return Reduced("pixels", points, None, points.shape[0], None, nc, levels)
 
 
 def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, space: str) -> Reduced:
@@ -170,10 +187,10 @@ def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, spa
     colors = decode(codes, n_channels)
     points = to_features(colors, space, 255.0)
     weights = counts.astype(np.float64)
-    coarse = None
+    levels = []
     if points.shape[0] > COARSE_MIN_POINTS:
-        coarse = histogram_coarse(points, weights, codes, n_channels)
-    return Reduced("histogram", points, weights, int(counts.sum()), codes, n_channels, coarse)
+        levels = histogram_levels(points, weights, codes, n_channels)
+    return Reduced("histogram", points, weights, int(counts.sum()), codes, n_channels, levels)
 
 
 def paint(

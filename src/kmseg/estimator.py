@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _engine
 from . import _kernels as K
-from ._reduce import COARSE_MIN_POINTS, grid_coarse
+from ._reduce import COARSE_MIN_POINTS, grid_levels
 from .errors import ConvergenceWarning, ParameterError, ParameterTypeError
 from .segment import check_fit_options, check_int, make_rng
 
@@ -157,7 +157,7 @@ class KMeans:
                 raise ParameterError(f"init has shape {init.shape}; it must be (n_clusters, n_features) = ({k}, {X.shape[1]})")
             init = np.ascontiguousarray(init, dtype=np.float64)
         rng = make_rng(self.random_state)
-        coarse = grid_coarse(X, w) if X.shape[0] > COARSE_MIN_POINTS and X.shape[1] <= 8 else None
+        coarse = grid_levels(X, w) if X.shape[0] > COARSE_MIN_POINTS and X.shape[1] <= 8 else None
         res = _engine.fit(X, w, k, init=init, n_init=int(self.n_init), max_iter=int(self.max_iter), tol=float(self.tol),
                           rng=rng, coarse=coarse)
         if res.centers.shape[0] < k:
