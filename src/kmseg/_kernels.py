@@ -395,6 +395,35 @@ def grid_bins(X, lo, step, nbins, out):
         out[i] = b
 
 
+@njit(cache=True, parallel=True)
+def code_cells(codes, n_channels, bits, out):
+    """Cell of every packed colour code when each channel keeps its top ``bits`` bits.   # OUT out"""
+    shift = 8 - bits
+    for i in prange(codes.shape[0]):
+        code = codes[i]
+        b = 0
+        for ch in range(n_channels):
+            v = (code >> (8 * (n_channels - 1 - ch))) & 0xFF
+            b = (b << bits) | (v >> shift)
+        out[i] = b
+
+
+@njit(cache=True)
+def parent_cells(cells, nbins, nf, out):
+    """Cell on the grid of ``nbins // 2`` per feature that holds each cell of an ``nbins`` grid.   # OUT out"""
+    half = nbins // 2
+    for i in range(cells.shape[0]):
+        b = cells[i]
+        p = 0
+        mul = 1
+        for f in range(nf):
+            q = b % nbins
+            b //= nbins
+            p += (q // 2) * mul
+            mul *= half
+        out[i] = p
+
+
 @njit(cache=True)
 def bin_means(X, w, bins, nb, sums, counts):
     """Weighted sums and weights of the points in every bin.   # OUT sums (nb, nf), counts (nb,)"""

@@ -28,7 +28,6 @@ __all__ = ["Reduced", "color_histogram", "merge_histograms", "reduce_image", "pa
 _NO_MASK = np.zeros((0, 0), dtype=np.uint8)
 #: Below this many points the restarts run on the points themselves.
 COARSE_MIN_POINTS = 1 << 16
-_COARSE_CELLS = 1 << 15
 #: From this many pixels on, colours are counted in dense 2**24 tables (one per thread).
 _DENSE_MIN_PIXELS = 1 << 22
 
@@ -114,55 +113,58 @@ def decode(codes: np.ndarray, n_channels: int) -> np.ndarray:
     return out
 
 
-def _coarse_from(points: np.ndarray, weights: np.ndarray | None, bins: np.ndarray, nb: int):
-    sums = np.empty((nb, points.shape[1]))
-    counts = np.empty(nb)
-    K.bin_means(points, np.empty(0) if weights is None else weights, bins, nb, sums, counts)
-    keep = counts > 0
-    return sums[keep] / counts[keep, None], counts[keep]
+def _summarise(points, weights, cells, n_cells):
+    """Weighted mean and total weight of the points in each occupied cell, and the cells' ids."""
+    sums = np.empty((n_cells, points.shape[1]))
+    counts = np.empty(n_cells)
+    K.bin_means(points, np.empty(0) if weights is None else weights, cells, n_cells, sums, counts)
+    ids = np.flatnonzero(counts)
+    return sums[ids] / counts[ids, None], counts[ids], ids
+
+
+def _nested_levels(points, weights, cells, nbins, nf, n_levels):
+    """Summaries on nested grids of ``nbins``, ``nbins/2``, ... cells per feature, coarsest first.
+
+    Only the finest is made from the points; each coarser one is made from the one below it.
+    A level is kept only if it has at most half as many points as the next finer one kept.
+    """
+    kept = []
+    size = points.shape[0]
+    X, w = points, weights
+    for level in range(n_levels):
+        if level:
+            parents = np.empty(cells.shape[0], dtype=np.int64)
+            K.parent_cells(cells, nbins, nf, parents)
+            cells, nbins = parents, nbins // 2
+        means, counts, ids = _summarise(X, w, cells, nbins**nf)
+        if 2 * means.shape[0] <= size:
+            kept.append((means, counts))
+            size = means.shape[0]
+        X, w, cells = means, counts, ids
+    return kept[::-1]
 
 
 def histogram_levels(points, weights, codes, n_channels) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Summaries of a colour histogram at 5, 6 and 7 bits per channel, coarsest first.
-
-    A level is kept only if it is at most half the size of the next finer one.
-    """
-    levels = []
-    size = points.shape[0]
-    for bits in (7, 6, 5):
-        shift = 8 - bits
-        bins = np.zeros(codes.shape[0], dtype=np.int64)
-        for ch in range(n_channels):
-            v = (codes >> (8 * (n_channels - 1 - ch))) & 0xFF
-            bins = (bins << bits) | (v >> shift)
-        level = _coarse_from(points, weights, bins, 1 << (bits * n_channels))
-        if 2 * level[0].shape[0] <= size:
-            levels.append(level)
-            size = level[0].shape[0]
-    return levels[::-1]
+    """Summaries of a colour histogram at 7, 6 and 5 bits per channel, returned coarsest first."""
+    cells = np.empty(codes.shape[0], dtype=np.int64)
+    K.code_cells(codes, n_channels, 7, cells)
+    return _nested_levels(points, weights, cells, 1 << 7, n_channels, 3)
 
 
 def grid_levels(points, weights) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Summaries of arbitrary points on regular grids of up to 2**15, 2**18 and 2**21 cells, coarsest first."""
+    """Summaries of arbitrary points on nested regular grids of up to 2**21 cells, coarsest first."""
     nf = points.shape[1]
+    nbins = 2
+    while (2 * nbins) ** nf <= (1 << 21):
+        nbins *= 2
+    if nbins < 8:
+        return []  # too many features for a useful grid
     lo = points.min(axis=0).astype(np.float64)
     hi = points.max(axis=0).astype(np.float64)
-    levels = []
-    size = points.shape[0]
-    for cells in (1 << 21, 1 << 18, _COARSE_CELLS):
-        nbins = max(2, int(cells ** (1.0 / nf)))
-        while nbins > 2 and nbins**nf > cells:
-            nbins -= 1
-        if nbins**nf > (1 << 24):
-            continue
-        step = np.where(hi > lo, (hi - lo) / nbins, 1.0)
-        bins = np.empty(points.shape[0], dtype=np.int64)
-        K.grid_bins(points, lo, step, nbins, bins)
-        level = _coarse_from(points, weights, bins, nbins**nf)
-        if 2 * level[0].shape[0] <= size:
-            levels.append(level)
-            size = level[0].shape[0]
-    return levels[::-1]
+    step = np.where(hi > lo, (hi - lo) / nbins, 1.0)
+    cells = np.empty(points.shape[0], dtype=np.int64)
+    K.grid_bins(points, lo, step, nbins, cells)
+    return _nested_levels(points, weights, cells, nbins, nf, 3)
 
 
 def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: float | None) -> Reduced:
