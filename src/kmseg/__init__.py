@@ -20,15 +20,18 @@ from .errors import (
     ParameterError,
     ParameterTypeError,
 )
+from ._edges import edges
+from ._elbow import Elbow, elbow, find_knee
 from .estimator import KMeans
 from .io import load_image
-from .segment import Prepared, Segmentation, prepare, segment
+from .segment import Prepared, Segmentation, prepare, read_image, segment
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",
     "CorruptImageError",
+    "Elbow",
     "ImageError",
     "ImageNotFoundError",
     "ImageTooLargeError",
@@ -42,7 +45,11 @@ __all__ = [
     "Prepared",
     "Segmentation",
     "data",
+    "edges",
+    "elbow",
+    "find_knee",
     "load_image",
     "prepare",
+    "read_image",
     "segment",
 ]

@@ -202,6 +202,8 @@ def _lloyd(
     converged = False
     n_iter = 0
     labels_stale = False  # True when C moved after the last assignment
+    sums = np.zeros((k, nf))
+    counts = np.zeros(k)
     for it in range(max_iter):
         if bounded:
             cc = np.sqrt(((C[:, None, :] - C[None, :, :]) ** 2).sum(-1))

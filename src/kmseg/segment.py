@@ -15,7 +15,7 @@ from ._reduce import Reduced, paint, reduce_image
 from .color import COLOR_SPACES, from_features, to_features
 from .errors import ConvergenceWarning, InvalidImageDataError, OutputExistsError, ParameterError, ParameterTypeError
 
-__all__ = ["Prepared", "Segmentation", "prepare", "segment"]
+__all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
 
 ImageLike = "str | os.PathLike[str] | np.ndarray"
 _DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
@@ -65,15 +65,44 @@ def check_fit_options(n_init: Any, max_iter: Any, tol: Any, init: Any) -> None:
         )
 
 
-def _as_image(image: Any, max_pixels: int | None) -> tuple[np.ndarray, str | None, bool | None]:
-    """The image as an array, its source path, and whether its last channel is alpha (None: unknown)."""
+def read_image(image: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+    """An image path or array as a checked array, and whether its last channel is alpha.
+
+    Paths are read with :func:`kmseg.load_image`, which knows whether the file has alpha.
+    Arrays are checked once here and taken to have alpha when they have 2 or 4 channels
+    (grey+alpha, RGBA). The array is returned as it is, never copied or changed.
+
+    Parameters
+    ----------
+    image : str, path or (M, N[, C]) ndarray
+    max_pixels : int, optional
+        For paths: the decompression-bomb limit (default: Pillow's).
+
+    Returns
+    -------
+    array : (M, N[, C]) ndarray of uint8, uint16 or float
+    has_alpha : bool
+
+    Raises
+    ------
+    ParameterTypeError
+        ``image`` is neither a path nor an ndarray.
+    ImageError
+        The file cannot be read, or the array has a bad shape or dtype, or NaN.
+
+    Examples
+    --------
+    >>> arr, has_alpha = read_image(np.zeros((2, 2, 4), np.uint8))
+    >>> arr.shape, has_alpha
+    ((2, 2, 4), True)
+    """
     if isinstance(image, (str, os.PathLike)):
         from .io import load_image
 
         pixels, alpha = load_image(image, max_pixels=max_pixels, return_alpha=True)
         if alpha is None:
-            return pixels, os.fspath(image), False
-        return np.dstack([pixels, alpha]), os.fspath(image), True
+            return pixels, False
+        return np.dstack([pixels, alpha]), True
     if not isinstance(image, np.ndarray):
         raise ParameterTypeError(
             f"image of type {type(image).__name__} is not supported; pass a file path or an (H, W[, C]) ndarray"
@@ -88,7 +117,7 @@ def _as_image(image: Any, max_pixels: int | None) -> tuple[np.ndarray, str | Non
         )
     if image.dtype.kind == "f" and not np.isfinite(image).all():
         raise InvalidImageDataError("image contains NaN or infinite values; replace them (np.nan_to_num) first")
-    return image, None, None
+    return image, image.ndim == 3 and image.shape[2] in (2, 4)
 
 
 def _vmax(dtype: np.dtype) -> float | None:
@@ -128,6 +157,7 @@ class Prepared:
         self.shape = image.shape
         self.dtype = image.dtype
         pixels = image[..., None] if image.ndim == 2 else image
+        self.has_alpha = alpha  # the last channel of ``image`` is alpha
         if alpha:
             self.mask: np.ndarray | None = pixels[..., -1] > 0
             pixels = pixels[..., :-1]
@@ -174,9 +204,12 @@ class Prepared:
         max_iter: int = 300,
         tol: float = 0.0,
         seed: int | np.random.Generator | None = None,
+        init_space: str = "input",
     ) -> tuple[_engine.FitResult, np.ndarray, float, bool]:
         """Fit centres on the (possibly scaled) points; label the full image's points.
 
+        ``init_space="features"`` takes an ``init`` array already in the clustering space (as
+        the engine returns centres), so that a fit can restart exactly where another ended.
         Returns the fit, the labels of the full image's points, the inertia on the full image
         and whether fewer distinct colours than ``k`` were found.
         """
@@ -187,7 +220,13 @@ class Prepared:
         if red.points.shape[0] == 0:
             raise InvalidImageDataError("image has no opaque pixels (every alpha is 0); there is nothing to cluster")
         if isinstance(init, np.ndarray):
-            init = self._init_features(init, k)
+            if init_space == "features":
+                d = red.points.shape[1]
+                if init.shape != (k, d):
+                    raise ParameterError(f"init has shape {init.shape}; centres in the clustering space must be ({k}, {d})")
+                init = np.ascontiguousarray(init, dtype=np.float64)
+            else:
+                init = self._init_features(init, k)
         few = red.kind == "histogram" and red.points.shape[0] < k
         if few:
             pts = red.points.astype(np.float64)
@@ -269,10 +308,11 @@ def prepare(
     >>> [p.segment(k, seed=0).counts.tolist() for k in (1, 2)]
     [[16], [8, 8]]
     """
-    arr, source, has_alpha = _as_image(image, max_pixels)
+    arr, has_alpha = read_image(image, max_pixels=max_pixels)
+    source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
     n_channels = 1 if arr.ndim == 2 else arr.shape[2]
     if alpha is None:
-        alpha = has_alpha if has_alpha is not None else n_channels in (2, 4)
+        alpha = has_alpha
     elif alpha and n_channels not in (2, 4):
         raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {n_channels}")
     space = check_color_space(color_space, n_channels - (1 if alpha else 0))
@@ -449,6 +489,15 @@ class Segmentation:
         Same shape and dtype as the input; alpha is kept, and pixels with alpha 0 keep their values.
         """
         return self._painted.copy()
+
+    def boundaries(self) -> np.ndarray:
+        """(M, N) bool: pixels whose label differs from their right or lower neighbour.
+
+        See :func:`kmseg._edges.boundaries`; -1 (transparent) counts as a label.
+        """
+        from ._edges import boundaries
+
+        return boundaries(self.labels)
 
     def mask(self, i: int) -> np.ndarray:
         """(M, N) bool: the pixels of cluster ``i``."""

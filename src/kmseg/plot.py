@@ -1,0 +1,886 @@
+"""Figures of an image and its segmentation, drawn with matplotlib's Agg backend.
+
+Every function returns a :class:`matplotlib.figure.Figure`. They build figures directly
+(never through ``pyplot``), so they keep no global state, need no display and are safe in
+threads and servers. With ``save="name.png"`` (or ``.svg``) the figure is also rendered in
+memory and written atomically (:func:`kmseg.io.write_bytes`); an existing file is kept
+unless ``force=True``, and that is checked before any work is done.
+
+Images can be arrays or paths. A ``seg`` argument takes a :class:`~kmseg.Segmentation` of the
+same image, or an int k to segment it here with ``**segment_options``.
+
+Functions: :func:`compare`, :func:`grid`, :func:`elbow`, :func:`scatter3d`,
+:func:`histogram`, :func:`palette`, :func:`masks`, :func:`edges`.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import math
+import os
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from ._edges import boundaries as _boundaries
+from ._edges import edges as _canny
+from ._elbow import Elbow, as_prepared, split_options
+from ._elbow import elbow as _elbow
+from .errors import OutputExistsError, ParameterError, ParameterTypeError
+from .segment import Prepared, Segmentation, check_int, make_rng, read_image
+
+__all__ = [
+    "compare",
+    "edges",
+    "elbow",
+    "figure_bytes",
+    "grid",
+    "histogram",
+    "masks",
+    "palette",
+    "scatter3d",
+]
+
+#: Longest side, in pixels, of an image drawn in a figure; larger ones are reduced first
+#: (area interpolation), which changes nothing visible at screen resolution.
+DISPLAY_MAX_SIDE = 1200
+
+_FORMATS = {".png": "png", ".svg": "svg"}
+_EDGE_RGB = (255, 214, 0)  # Canny edges: yellow
+_BOUNDARY_RGB = (0, 200, 255)  # segment boundaries: cyan
+_BOTH_RGB = (255, 255, 255)  # both: white
+
+
+# --------------------------------------------------------------------------- figure plumbing
+
+
+def _new_figure(figsize: tuple[float, float], dpi: float, *, layout: str | None = "constrained") -> Figure:
+    fig = Figure(figsize=figsize, dpi=dpi, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
+    """Render a figure in memory, at the figure's own size and dpi.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    fmt : {"png", "svg"}
+
+    Returns
+    -------
+    data : bytes
+        A PNG of exactly ``figsize * dpi`` pixels, or an SVG document (text as paths, no
+        date, so the same figure gives the same bytes).
+
+    Raises
+    ------
+    ParameterError
+        ``fmt`` is not "png" or "svg".
+
+    Examples
+    --------
+    >>> fig = _new_figure((2, 1), 50)
+    >>> figure_bytes(fig)[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
+    if fmt not in ("png", "svg"):
+        raise ParameterError(f"fmt={fmt!r} is not supported; use 'png' or 'svg'")
+    buf = _io.BytesIO()
+    if fmt == "svg":
+        # Fixed ids and no date, so that the same figure gives the same bytes.
+        with matplotlib.rc_context({"svg.hashsalt": "kmseg"}):
+            fig.savefig(buf, format="svg", dpi=fig.dpi, metadata={"Date": None})
+    else:
+        fig.savefig(buf, format="png", dpi=fig.dpi)
+    return buf.getvalue()
+
+
+def _check_save(save: Any, force: Any) -> str | None:
+    """The format to save in (None: do not save); refuse an existing file early."""
+    if not isinstance(force, (bool, np.bool_)):
+        raise ParameterTypeError(f"force={force!r} is not a bool; pass True or False")
+    if save is None:
+        return None
+    if not isinstance(save, (str, os.PathLike)):
+        raise ParameterTypeError(f"save={save!r} is not a path; pass a file name ending in .png or .svg, or None")
+    path = Path(save)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ParameterError(f"save={os.fspath(save)!r} has suffix {path.suffix!r}; figures are saved as .png or .svg")
+    if path.is_dir():
+        raise ParameterError(f"save={os.fspath(save)!r} is a directory; pass a file path inside it")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists already; pass force=True (CLI: --force) to overwrite it")
+    return fmt
+
+
+def _finish(fig: Figure, save: Any, fmt: str | None, force: bool) -> Figure:
+    if fmt is not None:
+        from .io import write_bytes
+
+        write_bytes(save, figure_bytes(fig, fmt), force=force)
+    return fig
+
+
+def _check_size(figsize: Any, dpi: Any) -> None:
+    if figsize is not None:
+        ok = isinstance(figsize, (tuple, list)) and len(figsize) == 2 and all(
+            isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in figsize
+        )
+        if not ok:
+            raise ParameterError(f"figsize={figsize!r} is not valid; pass (width, height) in inches, both > 0")
+    if isinstance(dpi, bool) or not isinstance(dpi, Real) or not math.isfinite(dpi) or dpi <= 0:
+        raise ParameterError(f"dpi={dpi!r} is out of range; pass a number of dots per inch > 0, such as 100")
+
+
+# --------------------------------------------------------------------------- images for display
+
+
+def _to_u8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype.kind == "u":
+        return np.rint(arr.astype(np.float32) * np.float32(255.0 / np.iinfo(arr.dtype).max)).astype(np.uint8)
+    return np.clip(np.rint(arr.astype(np.float32) * np.float32(255.0)), 0, 255).astype(np.uint8)
+
+
+def display_rgb(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
+    """(M, N, 3) or (M, N, 4) uint8 for ``imshow``: grey replicated, extra bands dropped, alpha kept.
+
+    Examples
+    --------
+    >>> display_rgb(np.array([[0.0, 1.0]]), False).tolist()
+    [[[0, 0, 0], [255, 255, 255]]]
+    """
+    a = _to_u8(arr)
+    if a.ndim == 2:
+        a = a[..., None]
+    alpha = a[..., -1:] if has_alpha else None
+    colour = a[..., :-1] if has_alpha else a
+    if colour.shape[2] < 3:
+        colour = np.repeat(colour[..., :1], 3, axis=2)
+    colour = colour[..., :3]
+    return np.ascontiguousarray(colour if alpha is None else np.concatenate([colour, alpha], axis=2))
+
+
+def _shrink(arr: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
+    """Reduce an image for display (area interpolation); bool masks stay True where any pixel was."""
+    h, w = arr.shape[:2]
+    f = max(h, w) / max_side
+    if f <= 1:
+        return arr
+    import cv2
+
+    size = (max(1, round(w / f)), max(1, round(h / f)))
+    if arr.dtype == np.bool_:
+        return cv2.resize(arr.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+    out = cv2.resize(np.ascontiguousarray(arr), size, interpolation=cv2.INTER_AREA)
+    return out.reshape(size[1], size[0], *arr.shape[2:])
+
+
+def _show(ax: Any, rgb: np.ndarray, title: str) -> None:
+    ax.imshow(_shrink(rgb), interpolation="antialiased")
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+
+
+def _auto_size(h: int, w: int, ncols: int, nrows: int, width: float = 10.0) -> tuple[float, float]:
+    """Figure size for a grid of image panels: ``width`` inches wide, height from the aspect."""
+    panel_w = width / ncols
+    return (width, round(nrows * (panel_w * h / w + 0.35) + 0.1, 2))
+
+
+def _prepared_alpha(prep: Prepared) -> bool:
+    """Whether a prepared image's last channel is alpha (it has more channels than it clusters)."""
+    return prep.image.ndim == 3 and prep.image.shape[2] > prep.n_channels
+
+
+def _resolve(
+    image: Any, seg: Any, options: dict[str, Any], *, required: bool = True
+) -> tuple[np.ndarray, bool, Segmentation | None]:
+    """The image as an array, whether it has alpha, and its segmentation (made here for an int k)."""
+    prep_opts, fit_opts = split_options(options)
+    if isinstance(image, Prepared):
+        arr, has_alpha = image.image, _prepared_alpha(image)
+    else:
+        arr, has_alpha = read_image(image, max_pixels=prep_opts.get("max_pixels"))
+    if seg is None and not required:
+        return arr, has_alpha, None
+    if isinstance(seg, Segmentation):
+        if seg.labels.shape != arr.shape[:2]:
+            raise ParameterError(
+                f"seg has labels of shape {seg.labels.shape} but the image is {arr.shape[:2]}; "
+                "pass the segmentation of this image"
+            )
+        if options:
+            name = next(iter(options))
+            raise ParameterError(f"{name}= cannot change a finished segmentation; pass seg=k (an int) to segment here")
+        return arr, has_alpha, seg
+    if isinstance(seg, Integral) and not isinstance(seg, bool):
+        if isinstance(image, Prepared):
+            prep = as_prepared(image, prep_opts)
+        else:
+            prep_opts.pop("max_pixels", None)
+            prep_opts.setdefault("alpha", has_alpha)
+            prep = as_prepared(arr, prep_opts)
+        return arr, has_alpha, prep.segment(int(seg), **fit_opts)
+    raise ParameterTypeError(
+        f"seg={seg!r} is not a Segmentation; pass the result of kmseg.segment() or an int k to segment here"
+    )
+
+
+def _legend_colour(rgb: Sequence[int]) -> tuple[float, float, float]:
+    return (rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0)
+
+
+# --------------------------------------------------------------------------- the figures
+
+
+def compare(
+    image: Any,
+    seg: Segmentation | int,
+    *,
+    save: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+    **segment_options: Any,
+) -> Figure:
+    """The original and the segmented image, side by side.
+
+    Parameters
+    ----------
+    image : str, path, (M, N[, C]) ndarray or Prepared
+    seg : Segmentation or int
+        The segmentation of ``image``, or k to segment it here with ``segment_options``.
+    save : str or path, optional
+        Also write the figure there, as PNG or SVG by the suffix.
+    force : bool
+        Overwrite ``save`` if it exists.
+    figsize : (float, float), optional
+        Inches; default 10 wide, high enough for the image's aspect.
+    dpi : float
+        Dots per inch; a PNG is ``figsize * dpi`` pixels.
+    **segment_options
+        Options of :func:`kmseg.segment`, when ``seg`` is an int.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        Bad ``seg``, ``save``, ``figsize`` or ``dpi``, or ``seg`` is of another image.
+    OutputExistsError
+        ``save`` exists and ``force`` is False.
+    ImageError
+        The image cannot be read.
+
+    Examples
+    --------
+    >>> img = np.zeros((20, 30, 3), np.uint8); img[:, 15:] = (200, 40, 40)
+    >>> fig = compare(img, 2, seed=0, dpi=20)
+    >>> len(fig.axes)
+    2
+    """
+    fmt = _check_save(save, force)
+    _check_size(figsize, dpi)
+    arr, has_alpha, s = _resolve(image, seg, segment_options)
+    assert s is not None
+    h, w = arr.shape[:2]
+    fig = _new_figure(figsize or _auto_size(h, w, 2, 1), dpi)
+    ax1, ax2 = fig.subplots(1, 2)
+    _show(ax1, display_rgb(arr, has_alpha), "original")
+    _show(ax2, display_rgb(s.image(), has_alpha), f"segmented, k={s.k}")
+    return _finish(fig, save, fmt, force)
+
+
+def grid(
+    image: Any,
+    ks: Iterable[int | Segmentation] = (3, 5, 7),
+    *,
+    ncols: int | None = None,
+    save: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+    **segment_options: Any,
+) -> Figure:
+    """The original and its segmentation for each k in ``ks``, in a grid.
+
+    The image is loaded and reduced once (:func:`kmseg.prepare`) for all the ks.
+
+    Parameters
+    ----------
+    image : str, path, (M, N[, C]) ndarray or Prepared
+    ks : iterable of int or Segmentation
+        Numbers of clusters, each at least 1, in the order shown; an item may also be a
+        finished :class:`~kmseg.Segmentation` of the image, shown as it is.
+    ncols : int, optional
+        Panels per row; default all in one row up to 4.
+    save, force, figsize, dpi
+        As in :func:`compare`.
+    **segment_options
+        Options of :func:`kmseg.segment` (with an int ``seed`` each k uses it afresh, so each
+        panel equals ``segment(image, k, seed=seed)``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        ``ks`` is empty or holds something other than ints >= 1 and segmentations of the
+        image; other bad parameters.
+    OutputExistsError
+        ``save`` exists and ``force`` is False.
+    ImageError
+        The image cannot be read.
+
+    Examples
+    --------
+    >>> img = np.zeros((20, 30, 3), np.uint8); img[:, 15:] = (200, 40, 40); img[::3] += 9
+    >>> len(grid(img, ks=(2, 3), seed=0, dpi=20).axes)
+    3
+    """
+    fmt = _check_save(save, force)
+    _check_size(figsize, dpi)
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
+        raise ParameterTypeError(f"ks={ks!r} is not a sequence of integers; pass for example (3, 5, 7)")
+    items = list(ks)
+    if not items:
+        raise ParameterError("ks=[] is empty; pass at least one k, for example (3, 5, 7)")
+    for k in items:
+        if isinstance(k, Segmentation):
+            continue
+        if isinstance(k, bool) or not isinstance(k, Integral):
+            raise ParameterTypeError(f"ks contains {k!r}, which is not an integer; pass whole numbers such as (3, 5, 7)")
+        if k < 1:
+            raise ParameterError(f"ks contains {k}, which is out of range; every k must be at least 1")
+    n = len(items) + 1
+    if ncols is None:
+        ncols = n if n <= 4 else 4
+    if isinstance(ncols, bool) or not isinstance(ncols, Integral) or ncols < 1:
+        raise ParameterError(f"ncols={ncols!r} is out of range; pass a whole number of panels per row >= 1")
+    nrows = math.ceil(n / ncols)
+    prep_opts, fit_opts = split_options(segment_options)
+    if isinstance(image, Prepared):
+        prep: Prepared | None = as_prepared(image, prep_opts)
+        arr = image.image
+        has_alpha = _prepared_alpha(image)
+    else:
+        arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
+        prep = None
+    segs: list[Segmentation] = []
+    for item in items:
+        if isinstance(item, Segmentation):
+            if item.labels.shape != arr.shape[:2]:
+                raise ParameterError(
+                    f"ks holds a segmentation of shape {item.labels.shape} but the image is {arr.shape[:2]}; "
+                    "pass segmentations of this image"
+                )
+            segs.append(item)
+            continue
+        if prep is None:
+            prep_opts.setdefault("alpha", has_alpha)
+            prep = as_prepared(arr, prep_opts)
+        segs.append(prep.segment(int(item), **fit_opts))
+    h, w = arr.shape[:2]
+    fig = _new_figure(figsize or _auto_size(h, w, ncols, nrows), dpi)
+    axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
+    _show(axes[0], display_rgb(arr, has_alpha), "original")
+    for ax, s in zip(axes[1:], segs):
+        _show(ax, display_rgb(s.image(), has_alpha), f"k={s.k}")
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return _finish(fig, save, fmt, force)
+
+
+def elbow(
+    result: Elbow | Any,
+    *,
+    yscale: str = "linear",
+    save: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+    **elbow_options: Any,
+) -> Figure:
+    """The inertia curve over k with its knee marked (and silhouettes, if computed).
+
+    Parameters
+    ----------
+    result : Elbow, or an image
+        The result of :func:`kmseg.elbow`; anything else is taken as an image and swept
+        here with ``elbow_options`` (``ks``, ``silhouette``, segmentation options...).
+    yscale : {"linear", "log"}
+        Scale of the inertia axis.
+    save, force, figsize, dpi
+        As in :func:`compare` (default size 7 x 4.5 inches).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        Bad ``yscale``, ``save``, ``figsize``, ``dpi``, or elbow options.
+    OutputExistsError
+        ``save`` exists and ``force`` is False.
+
+    Examples
+    --------
+    >>> from kmseg._elbow import Elbow
+    >>> r = Elbow(ks=np.arange(1, 5), inertias=np.array([9.0, 2.0, 1.0, 0.5]), knee=2)
+    >>> elbow(r, dpi=20).axes[0].get_xlabel()
+    'k (number of clusters)'
+    """
+    fmt = _check_save(save, force)
+    _check_size(figsize, dpi)
+    if yscale not in ("linear", "log"):
+        raise ParameterError(f"yscale={yscale!r} is not supported; use 'linear' or 'log'")
+    if not isinstance(result, Elbow):
+        result = _elbow(result, **elbow_options)
+    elif elbow_options:
+        raise ParameterError(f"{next(iter(elbow_options))}= cannot change a finished sweep; pass the image to sweep it here")
+    ks = result.ks
+    y = result.inertias
+    fig = _new_figure(figsize or (7.0, 4.5), dpi)
+    ax = fig.add_subplot()
+    ax.plot(ks, y, "o-", color="C0", label="inertia")
+    knee_y = float(y[int(np.flatnonzero(ks == result.knee)[0])])
+    ax.axvline(result.knee, color="C3", ls="--", lw=1)
+    ax.plot([result.knee], [knee_y], "o", ms=12, mfc="none", mec="C3", mew=2, label=f"knee: k={result.knee}")
+    ax.set_xlabel("k (number of clusters)")
+    ax.set_ylabel("inertia (sum of squared distances)")
+    ax.set_yscale(yscale)
+    ax.set_xticks(ks)
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if result.silhouettes is not None and not np.all(np.isnan(result.silhouettes)):
+        ax2 = ax.twinx()
+        ax2.plot(ks, result.silhouettes, "s--", color="C1", label="silhouette")
+        best = result.best_silhouette
+        if best is not None:
+            ax2.plot([best], [float(np.nanmax(result.silhouettes))], "s", ms=11, mfc="none", mec="C1", mew=2,
+                     label=f"best silhouette: k={best}")
+        ax2.set_ylabel("mean silhouette")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="upper right", fontsize=9)
+    ax.set_title(f"Elbow: inertia against k, knee at k={result.knee}", fontsize=11)
+    return _finish(fig, save, fmt, force)
+
+
+def scatter3d(
+    image: Any,
+    seg: Segmentation | int,
+    sample: int = 5000,
+    seed: int | None = 0,
+    *,
+    save: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+    **segment_options: Any,
+) -> Figure:
+    """A 3-D scatter of sampled pixel colours, each drawn in its cluster's colour.
+
+    Axes are R, G and B on the 8-bit scale (whatever space was clustered in); grey images
+    sit on the diagonal. The centres are drawn large, with a black rim.
+
+    Parameters
+    ----------
+    image : str, path, (M, N[, C]) ndarray or Prepared
+    seg : Segmentation or int
+        As in :func:`compare`.
+    sample : int
+        Pixels drawn at random without replacement (all if fewer), transparent ones excluded.
+    seed : int or None
+        Seed of the sample; when ``seg`` is an int, also of the segmentation.
+    save, force, figsize, dpi
+        As in :func:`compare` (default size 7 x 6 inches).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        Bad ``sample``, ``seed``, ``seg``, ``save``, ``figsize`` or ``dpi``.
+    OutputExistsError
+        ``save`` exists and ``force`` is False.
+    ImageError
+        The image cannot be read.
+
+    Examples
+    --------
+    >>> img = np.zeros((20, 30, 3), np.uint8); img[:, 15:] = (200, 40, 40)
+    >>> fig = scatter3d(img, 2, sample=100, dpi=20)
+    >>> fig.axes[0].name
+    '3d'
+    """
+    fmt = _check_save(save, force)
+    _check_size(figsize, dpi)
+    sample = check_int("sample", sample, 1)
+    rng = make_rng(seed)
+    if isinstance(seg, Integral) and not isinstance(seg, bool):
+        segment_options.setdefault("seed", seed)
+    arr, has_alpha, s = _resolve(image, seg, segment_options)
+    assert s is not None
+    rgb = display_rgb(arr, has_alpha)[..., :3].reshape(-1, 3)
+    labels = s.labels.reshape(-1)
+    idx = np.flatnonzero(labels >= 0)
+    if idx.size > sample:
+        idx = np.sort(rng.choice(idx, size=sample, replace=False))
+    pal = s.palette()
+    cluster_rgb = np.array([p["rgb"] for p in pal], dtype=np.float64) / 255.0
+    fig = _new_figure(figsize or (7.0, 6.0), dpi)
+    ax = fig.add_subplot(projection="3d")
+    pts = rgb[idx].astype(np.float64)
+    ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=cluster_rgb[labels[idx]], s=4, alpha=0.6, depthshade=False,
+               linewidths=0)
+    ax.scatter(cluster_rgb[:, 0] * 255, cluster_rgb[:, 1] * 255, cluster_rgb[:, 2] * 255, c=cluster_rgb, s=160,
+               edgecolors="black", linewidths=1.5, depthshade=False)
+    ax.set_xlim(0, 255)
+    ax.set_ylim(0, 255)
+    ax.set_zlim(0, 255)
+    ax.set_xlabel("R")
+    ax.set_ylabel("G")
+    ax.set_zlabel("B")
+    ax.set_title(f"{idx.size} pixels by cluster (k={s.k}); centres ringed", fontsize=10)
+    return _finish(fig, save, fmt, force)
+
+
+def histogram(
+    image: Any,
+    *,
+    log: bool = False,
+    max_pixels: int | None = None,
+    save: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+) -> Figure:
+    """The colour distribution: a histogram of each channel on the 8-bit scale (256 bins).
+
+    16-bit and float images are scaled to 0-255 first; transparent pixels are left out;
+    grey images have one curve.
+
+    Parameters
+    ----------
+    image : str, path, (M, N[, C]) ndarray or Prepared
+    log : bool
+        Logarithmic count axis.
+    max_pixels : int, optional
+        For paths: the decompression-bomb limit.
+    save, force, figsize, dpi
+        As in :func:`compare` (default size 7 x 4 inches).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        Bad ``save``, ``figsize`` or ``dpi``.
+    OutputExistsError
+        ``save`` exists and ``force`` is False.
+    ImageError
+        The image cannot be read.
+
+    Examples
+    --------
+    >>> fig = histogram(np.zeros((4, 4, 3), np.uint8), dpi=20)
+    >>> len(fig.axes[0].lines)
+    3
+    """
+    fmt = _check_save(save, force)
+    _check_size(figsize, dpi)
+    if isinstance(image, Prepared):
+        arr, has_alpha = image.image, _prepared_alpha(image)
+    else:
+        arr, has_alpha = read_image(image, max_pixels=max_pixels)
+    rgba = display_rgb(arr, has_alpha)
+    grey = arr.ndim == 2 or (arr.shape[2] - (1 if has_alpha else 0)) == 1
+    flat = rgba.reshape(-1, rgba.shape[2])
+    if has_alpha:
+        flat = flat[flat[:, 3] > 0]
+    fig = _new_figure(figsize or (7.0, 4.0), dpi)
+    ax = fig.add_subplot()
+    x = np.arange(256)
+    channels = [("grey", "0.2", 0)] if grey else [("red", "tab:red", 0), ("green", "tab:green", 1), ("blue", "tab:blue", 2)]
+    for name, colour, c in channels:
+        counts = np.bincount(flat[:, c], minlength=256)
+        ax.plot(x, counts, color=colour, lw=1.2, label=name)
+        ax.fill_between(x, counts, color=colour, alpha=0.15, lw=0)
+    ax.set_xlim(0, 255)
+    if log:
+        ax.set_yscale("symlog", linthresh=1)
+    ax.set_xlabel("value (8-bit scale)")
+    ax.set_ylabel("pixels")
+    ax.set_title(f"Colour distribution of {flat.shape[0]} pixels", fontsize=11)
+    ax.legend(fontsize=9)
+    ax.grid(alpha=0.3)
+    return _finish(fig, save, fmt, force)
+
+
+def palette(
+    seg: Segmentation,
+    *,
+    sort: bool = True,
+    save: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+) -> Figure:
+    """The cluster colours as swatches, each as tall as its share of the pixels.
+
+    Parameters
+    ----------
+    seg : Segmentation
+    sort : bool
+        Largest share first (default); else by cluster index.
+    save, force, figsize, dpi
+        As in :func:`compare` (default size 7 x 3.5 inches).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterTypeError
+        ``seg`` is not a Segmentation.
+    ParameterError
+        Bad ``save``, ``figsize`` or ``dpi``.
+    OutputExistsError
+        ``save`` exists and ``force`` is False.
+
+    Examples
+    --------
+    >>> from kmseg.segment import segment
+    >>> img = np.zeros((4, 4, 3), np.uint8); img[:1] = (255, 0, 0)
+    >>> len(palette(segment(img, 2, seed=0), dpi=20).axes[0].patches)
+    2
+    """
+    fmt = _check_save(save, force)
+    _check_size(figsize, dpi)
+    if not isinstance(seg, Segmentation):
+        raise ParameterTypeError(f"seg of type {type(seg).__name__} is not a Segmentation; pass the result of kmseg.segment()")
+    pal = seg.palette()
+    if sort:
+        pal = sorted(pal, key=lambda p: (-p["fraction"], p["index"]))
+    fig = _new_figure(figsize or (7.0, 3.5), dpi)
+    ax = fig.add_subplot()
+    x = np.arange(len(pal))
+    fr = np.array([p["fraction"] for p in pal])
+    ax.bar(x, fr * 100, color=[_legend_colour(p["rgb"]) for p in pal], edgecolor="0.3", linewidth=0.8, width=0.85)
+    for xi, p in zip(x, pal):
+        ax.text(xi, p["fraction"] * 100, f"{100 * p['fraction']:.1f}%", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [f"{p['index']}\n{p['hex']}" for p in pal], fontsize=8)
+    ax.set_ylabel("share of pixels (%)")
+    ax.set_ylim(0, max(float(fr.max()) * 100 * 1.15, 1.0))
+    ax.set_title(f"Palette: {seg.k} colours" + (", largest first" if sort else ""), fontsize=11)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _finish(fig, save, fmt, force)
+
+
+def masks(
+    image: Any,
+    seg: Segmentation | int,
+    disable: Sequence[int] | int | None = None,
+    *,
+    ncols: int = 4,
+    save: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+    **segment_options: Any,
+) -> Figure:
+    """The image with some clusters blacked out, and a cut-out of every cluster.
+
+    Parameters
+    ----------
+    image : str, path, (M, N[, C]) ndarray or Prepared
+    seg : Segmentation or int
+        As in :func:`compare`.
+    disable : int or sequence of int, optional
+        Clusters to black out in the first panel; default the largest cluster (often the
+        background).
+    ncols : int
+        Panels per row.
+    save, force, figsize, dpi
+        As in :func:`compare`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        A cluster index is out of range; other bad parameters.
+    OutputExistsError
+        ``save`` exists and ``force`` is False.
+    ImageError
+        The image cannot be read.
+
+    Examples
+    --------
+    >>> img = np.zeros((20, 30, 3), np.uint8); img[:, 20:] = (200, 40, 40)
+    >>> fig = masks(img, 2, seed=0, dpi=20)
+    >>> [ax.get_title() for ax in fig.axes][:2]
+    ['cluster 0 blacked out', 'cluster 0 (66.7%)']
+    """
+    fmt = _check_save(save, force)
+    _check_size(figsize, dpi)
+    if isinstance(ncols, bool) or not isinstance(ncols, Integral) or ncols < 1:
+        raise ParameterError(f"ncols={ncols!r} is out of range; pass a whole number of panels per row >= 1")
+    arr, has_alpha, s = _resolve(image, seg, segment_options)
+    assert s is not None
+    if disable is None:
+        disable = [int(np.argmax(s.counts))]
+    off = [disable] if isinstance(disable, Integral) else list(disable)
+    masked = s.masked(off)
+    n = s.k + 1
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    h, w = arr.shape[:2]
+    fig = _new_figure(figsize or _auto_size(h, w, ncols, nrows), dpi)
+    axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
+    word = "cluster" if len(off) == 1 else "clusters"
+    _show(axes[0], display_rgb(masked, has_alpha), f"{word} {', '.join(str(i) for i in off)} blacked out")
+    total = max(int(s.counts.sum()), 1)
+    for i in range(s.k):
+        ax = axes[i + 1]
+        ax.set_facecolor("0.85")
+        _show(ax, display_rgb(s.extract(i), True), f"cluster {i} ({100 * s.counts[i] / total:.1f}%)")
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return _finish(fig, save, fmt, force)
+
+
+def edge_agreement(canny: np.ndarray, bounds: np.ndarray, tolerance: int = 1) -> float:
+    """Share of Canny edge pixels within ``tolerance`` pixels (chessboard) of a segment boundary.
+
+    NaN when there are no Canny edges.
+
+    Examples
+    --------
+    >>> e = np.zeros((5, 5), bool); e[2, :] = True
+    >>> b = np.zeros((5, 5), bool); b[3, :3] = True
+    >>> edge_agreement(e, b)
+    0.8
+    """
+    import cv2
+
+    n = int(canny.sum())
+    if n == 0:
+        return float("nan")
+    kernel = np.ones((2 * tolerance + 1, 2 * tolerance + 1), np.uint8)
+    near = cv2.dilate(bounds.astype(np.uint8), kernel) > 0
+    return float((canny & near).sum()) / n
+
+
+def edges(
+    image: Any,
+    seg: Segmentation | int | None = None,
+    low: float = 100,
+    high: float = 200,
+    *,
+    save: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+    **segment_options: Any,
+) -> Figure:
+    """Canny edges and segment boundaries drawn over the photo.
+
+    The photo is dimmed; Canny edges (:func:`kmseg.edges`) are yellow, segment
+    boundaries (:meth:`kmseg.Segmentation.boundaries`) cyan, and pixels on both white. The title
+    gives the share of Canny edge pixels within one pixel of a boundary.
+
+    Parameters
+    ----------
+    image : str, path, (M, N[, C]) ndarray or Prepared
+    seg : Segmentation, int or None
+        As in :func:`compare`; None draws the Canny edges alone.
+    low, high : float
+        Canny thresholds, ``0 <= low <= high``.
+    save, force, figsize, dpi
+        As in :func:`compare` (default 8 inches wide).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        Bad thresholds, ``seg``, ``save``, ``figsize`` or ``dpi``.
+    OutputExistsError
+        ``save`` exists and ``force`` is False.
+    ImageError
+        The image cannot be read.
+
+    Examples
+    --------
+    >>> img = np.zeros((20, 30, 3), np.uint8); img[:, 15:] = (250, 250, 250)
+    >>> fig = edges(img, 2, seed=0, dpi=20)
+    >>> fig.axes[0].get_title()
+    'Canny edges (100, 200) and k=2 boundaries: 100% of edge pixels near a boundary'
+    """
+    fmt = _check_save(save, force)
+    _check_size(figsize, dpi)
+    arr, has_alpha, s = _resolve(image, seg, segment_options, required=False)
+    canny = _canny(arr, low, high)
+    rgb = display_rgb(arr, has_alpha)[..., :3].astype(np.float32)
+    out = rgb * 0.55
+    bounds = _boundaries(s.labels) if s is not None else np.zeros(canny.shape, bool)
+    out[bounds] = _BOUNDARY_RGB
+    out[canny] = _EDGE_RGB
+    out[canny & bounds] = _BOTH_RGB
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    h, w = arr.shape[:2]
+    fig = _new_figure(figsize or _auto_size(h, w, 1, 1, width=8.0), dpi)
+    ax = fig.add_subplot()
+    # Thin lines survive the reduction for display: keep every marked pixel of a block.
+    shown = _shrink(out)
+    if shown.shape[:2] != out.shape[:2]:
+        for mask, colour in ((bounds, _BOUNDARY_RGB), (canny, _EDGE_RGB), (canny & bounds, _BOTH_RGB)):
+            shown[_shrink(mask)] = colour
+    ax.imshow(shown, interpolation="nearest")
+    ax.set_axis_off()
+    lo, hi = (f"{v:g}" for v in (float(low), float(high)))
+    if s is None:
+        title = f"Canny edges ({lo}, {hi}): {100 * canny.mean():.1f}% of pixels"
+        handles = [Patch(color=_legend_colour(_EDGE_RGB), label="Canny edge")]
+    else:
+        agree = edge_agreement(canny, bounds)
+        share = "no Canny edges" if math.isnan(agree) else f"{100 * agree:.0f}% of edge pixels near a boundary"
+        title = f"Canny edges ({lo}, {hi}) and k={s.k} boundaries: {share}"
+        handles = [
+            Patch(color=_legend_colour(_EDGE_RGB), label="Canny edge"),
+            Patch(color=_legend_colour(_BOUNDARY_RGB), label="segment boundary"),
+            Patch(facecolor=_legend_colour(_BOTH_RGB), edgecolor="0.4", label="both"),
+        ]
+    ax.set_title(title, fontsize=9)
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
+    return _finish(fig, save, fmt, force)

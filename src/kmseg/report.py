@@ -1,0 +1,386 @@
+"""One self-contained HTML page about an image and its segmentation: :func:`write_report`.
+
+The page holds every figure of :mod:`kmseg.plot` as an embedded PNG (``data:`` URI), the
+palette table, the parameters and the time each step took. It links to nothing, loads no
+script, font or style sheet, and opens anywhere, offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import platform
+import time
+from numbers import Integral
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ._elbow import Elbow, as_prepared, check_ks, elbow, split_options
+from .errors import OutputExistsError, ParameterError, ParameterTypeError
+from .segment import Prepared, Segmentation, check_int, read_image
+
+__all__ = ["SECTIONS", "n_steps", "write_report"]
+
+#: Section ids of the page, in order. Each is an ``<section id=...>``.
+SECTIONS = ("segmentation", "elbow", "grid", "scatter", "histogram", "palette", "masks", "edges", "parameters")
+_FIGURES = ("segmentation", "elbow", "grid", "scatter", "histogram", "palette", "masks", "edges")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1040px;
+padding:0 16px 48px;color:#1d1d1f;line-height:1.45}
+h1{font-size:1.6em;margin:24px 0 4px}h2{font-size:1.25em;margin:0 0 8px}h3{font-size:1.05em}
+nav{margin:8px 0 16px;font-size:.92em}nav a{margin-right:12px;color:#0a58ca;text-decoration:none}
+section{border-top:1px solid #ddd;padding:16px 0}
+figure{margin:0}img{max-width:100%;height:auto;display:block}
+figcaption,.note{color:#555;font-size:.9em}
+table{border-collapse:collapse;font-size:.9em;margin:8px 0}
+th,td{border-bottom:1px solid #e5e5e5;padding:3px 10px;text-align:left}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.swatch{display:inline-block;width:2.6em;height:1.2em;border:1px solid #888;vertical-align:middle}
+code{background:#f4f4f4;padding:0 3px}
+"""
+
+
+def n_steps(ks: Iterable[int] = range(1, 11)) -> int:
+    """Steps :func:`write_report` reports to its ``progress`` callback for these ``ks``."""
+    return 4 + len(check_ks(ks)) + len(_FIGURES)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _check_out(out_path: Any, force: Any) -> Path:
+    if not isinstance(out_path, (str, os.PathLike)):
+        raise ParameterTypeError(f"out_path={out_path!r} is not a path; pass a file name such as 'report.html'")
+    if not isinstance(force, (bool, np.bool_)):
+        raise ParameterTypeError(f"force={force!r} is not a bool; pass True or False")
+    path = Path(out_path)
+    if path.is_dir():
+        raise ParameterError(f"out_path={os.fspath(out_path)!r} is a directory; pass a file path inside it")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists already; pass force=True (CLI: --force) to overwrite it")
+    return path
+
+
+def _segment_at(prep: Prepared, result: Elbow, k: int, fit_options: dict[str, Any]) -> Segmentation:
+    """The segmentation at k, started from the sweep's centres when the sweep has them (a few iterations)."""
+    hits = np.flatnonzero(result.ks == k)
+    if hits.size and result.centers[hits[0]].shape[0] == k:
+        opts = {name: fit_options[name] for name in ("max_iter", "tol") if name in fit_options}
+        return prep.segment(k, init=result.centers[hits[0]], **opts)
+    return prep.segment(k, **fit_options)
+
+
+def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+    """An HTML table; cells must be escaped already."""
+    th = "".join(f'<th{" class=num" if i in numeric else ""}>{h}</th>' for i, h in enumerate(head))
+    body = "".join(
+        "<tr>" + "".join(f'<td{" class=num" if i in numeric else ""}>{c}</td>' for i, c in enumerate(r)) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _versions() -> dict[str, str]:
+    import cv2
+    import matplotlib
+    import numba
+
+    from . import __version__
+
+    return {
+        "kmseg": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "matplotlib": matplotlib.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+def write_report(
+    image: Any,
+    out_path: str | os.PathLike[str],
+    *,
+    k: int | None = None,
+    force: bool = False,
+    ks: Iterable[int] = range(1, 11),
+    grid_ks: Iterable[int] = (3, 5, 7),
+    silhouette: bool = True,
+    canny: tuple[float, float] = (100, 200),
+    progress: Callable[[int, int, str], None] | None = None,
+    **segment_options: Any,
+) -> Path:
+    """Write one self-contained HTML report of an image's segmentation.
+
+    The image is read and reduced once. The report sweeps ``ks`` (:func:`kmseg.elbow`,
+    with silhouettes), segments at ``k`` (the sweep's knee if not given), and shows: the
+    original against the segmentation, the elbow curve, a grid over ``grid_ks``, a 3-D
+    scatter of pixel colours, the colour histogram, the palette (figure and table: index,
+    swatch, hex, rgb, fraction), the cluster masks and cut-outs (largest cluster blacked
+    out), Canny edges against segment boundaries, the parameters and versions, and the
+    time of every step. Every image is an embedded PNG; the page has no external link,
+    script, font or style sheet. Sections have the ids in :data:`SECTIONS`.
+
+    The segmentation at ``k`` starts from the sweep's centres at ``k`` (so it matches the
+    elbow curve and costs a few iterations); a ``k`` outside ``ks`` is fit from scratch.
+
+    Parameters
+    ----------
+    image : str, path or (M, N[, C]) ndarray
+    out_path : str or path
+        The HTML file to write (atomically).
+    k : int, optional
+        Number of clusters; default the knee of the sweep.
+    force : bool
+        Overwrite ``out_path`` if it exists. Checked before any work is done.
+    ks : iterable of int
+        The elbow sweep (at least 3 distinct ks >= 1).
+    grid_ks : iterable of int
+        The ks of the side-by-side grid.
+    silhouette : bool
+        Compute silhouette scores in the sweep (on 2000 pixels).
+    canny : (float, float)
+        Canny thresholds (low, high) for the edges section.
+    progress : callable, optional
+        Called as ``progress(done, total, note)`` after each step (for a progress bar);
+        ``total`` is :func:`n_steps` of ``ks``.
+    **segment_options
+        Options of :func:`kmseg.segment` (``color_space``, ``n_init``, ``seed``...).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out_path`` exists and ``force`` is False (before anything is computed).
+    ParameterError, ParameterTypeError
+        A parameter is out of range or of the wrong type.
+    ImageError
+        The image cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> img = np.zeros((30, 40, 3), np.uint8); img[:, 20:] = (200, 40, 40)
+    >>> img += np.random.default_rng(0).integers(0, 9, img.shape, dtype=np.uint8)
+    >>> path = write_report(img, os.path.join(tmp.name, "r.html"), seed=0, ks=range(1, 5))
+    >>> 'id="elbow"' in path.read_text()
+    True
+    >>> tmp.cleanup()
+    """
+    from . import plot
+
+    t_start = time.perf_counter()
+    path = _check_out(out_path, force)
+    k_values = check_ks(ks)
+    if k is not None:
+        k = check_int("k", k, 1)
+    if not isinstance(silhouette, (bool, np.bool_)):
+        raise ParameterTypeError(f"silhouette={silhouette!r} is not a bool; pass True or False")
+    if not isinstance(canny, (tuple, list)) or len(canny) != 2:
+        raise ParameterError(f"canny={canny!r} is not valid; pass (low, high) thresholds such as (100, 200)")
+    low, high = canny
+    grid_list = list(grid_ks) if isinstance(grid_ks, Iterable) and not isinstance(grid_ks, (str, bytes)) else grid_ks
+    if not isinstance(grid_list, list) or not grid_list or not all(
+        isinstance(g, Integral) and not isinstance(g, bool) and g >= 1 for g in grid_list
+    ):
+        raise ParameterError(f"grid_ks={grid_ks!r} is not valid; pass one or more ints >= 1, such as (3, 5, 7)")
+    if progress is not None and not callable(progress):
+        raise ParameterTypeError(f"progress={progress!r} is not callable; pass a function (done, total, note), or None")
+    prep_opts, fit_opts = split_options(segment_options)
+    from ._edges import _check_threshold
+
+    if _check_threshold("low", low) > _check_threshold("high", high):
+        raise ParameterError(f"canny={canny!r} has low above high; pass (low, high) with low <= high")
+
+    total = 4 + len(k_values) + len(_FIGURES)
+    done = 0
+    timings: list[tuple[str, float]] = []
+
+    def step(name: str, t0: float, note: str | None = None) -> float:
+        nonlocal done
+        now = time.perf_counter()
+        timings.append((name, now - t0))
+        done += 1
+        if progress is not None:
+            progress(done, total, note or name)
+        return now
+
+    # -- load and reduce, once
+    t = time.perf_counter()
+    arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
+    t = step("load", t)
+    prep_opts.setdefault("alpha", has_alpha)
+    prep = as_prepared(arr, prep_opts)
+    t = step("reduce (colour histogram)", t)
+
+    # -- the elbow sweep
+    def on_k(kk: int) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, f"elbow k={kk}")
+
+    result = elbow(prep, k_values, silhouette=bool(silhouette), progress=on_k, **fit_opts)
+    timings.append((f"elbow sweep (k = {', '.join(str(x) for x in result.ks)})", time.perf_counter() - t))
+    t = time.perf_counter()
+    chosen = result.knee if k is None else k
+    seg = _segment_at(prep, result, chosen, fit_opts)
+    t = step(f"segmentation (k={chosen})", t)
+
+    # -- figures
+    figures: dict[str, str] = {}
+
+    def render(name: str, make: Callable[[], Any]) -> None:
+        nonlocal t
+        fig = make()
+        figures[name] = _png_uri(plot.figure_bytes(fig, "png"))
+        t = step(f"figure: {name}", t)
+
+    largest = int(np.argmax(seg.counts))
+    grid_segs = [seg if g == chosen else _segment_at(prep, result, int(g), fit_opts) for g in grid_list]
+    render("segmentation", lambda: plot.compare(arr, seg))
+    render("elbow", lambda: plot.elbow(result))
+    render("grid", lambda: plot.grid(prep, grid_segs))
+    render("scatter", lambda: plot.scatter3d(arr, seg, seed=0))
+    render("histogram", lambda: plot.histogram(arr))
+    render("palette", lambda: plot.palette(seg))
+    render("masks", lambda: plot.masks(arr, seg, disable=[largest]))
+    render("edges", lambda: plot.edges(arr, seg, low, high))
+
+    # -- the page
+    source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+    name = Path(source).name if source else "array"
+    h, w = arr.shape[:2]
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    how = "the elbow's knee" if k is None else "given"
+    pal = sorted(seg.palette(), key=lambda p: (-p["fraction"], p["index"]))
+
+    def fig_html(key: str, alt: str, caption: str) -> str:
+        return (f'<figure><img src="{figures[key]}" alt="{_e(alt)}">'
+                f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+    sil = result.silhouettes
+    elbow_rows = []
+    for i, kk in enumerate(result.ks.tolist()):
+        mark = " (knee)" if kk == result.knee else ""
+        s_txt = "" if sil is None or np.isnan(sil[i]) else f"{sil[i]:.4f}"
+        elbow_rows.append([_e(f"{kk}{mark}"), _e(f"{result.inertias[i]:.6g}"), _e(s_txt), _e(f"{result.seconds[i]:.3f}")])
+    pal_rows = [
+        [
+            _e(p["index"]),
+            f'<span class="swatch" style="background:{_e(p["hex"])}"></span>',
+            f"<code>{_e(p['hex'])}</code>",
+            _e("({}, {}, {})".format(*p["rgb"])),
+            _e(f"{p['fraction']:.4f} ({100 * p['fraction']:.1f}%)"),
+        ]
+        for p in pal
+    ]
+    params = {
+        "source": source or "in-memory array",
+        "size": f"{w} x {h} pixels, {channels} channel(s), {arr.dtype}",
+        "pixels clustered": f"{prep.n_pixels}",
+        "distinct colours (points clustered)": f"{prep.reduced.points.shape[0]}",
+        "k": f"{chosen} ({how})",
+        "elbow ks": ", ".join(str(x) for x in result.ks),
+        "knee method": "Kneedle difference curve on log(inertia); see kmseg.find_knee",
+        "repaired ks (non-monotone fits refit)": ", ".join(str(x) for x in result.repaired) or "none",
+        "best silhouette": "n/a" if result.best_silhouette is None else f"k={result.best_silhouette}",
+        "color_space": prep.color_space,
+        "n_init": fit_opts.get("n_init", 10),
+        "init": fit_opts.get("init", "k-means++"),
+        "max_iter": fit_opts.get("max_iter", 300),
+        "tol": fit_opts.get("tol", 0.0),
+        "seed": fit_opts.get("seed"),
+        "scale": prep.scale,
+        "alpha": prep_opts.get("alpha"),
+        "canny (low, high)": f"({low}, {high})",
+        "grid ks": ", ".join(str(g) for g in grid_list),
+        "inertia at k": f"{seg.inertia:.6g}",
+        "iterations (final run)": f"{seg.n_iter}",
+        "converged": f"{seg.converged}",
+    }
+    params.update({f"version: {k_}": v for k_, v in _versions().items()})
+    t_write = time.perf_counter()
+    timings.append(("assemble the page", 0.0))  # filled in below
+    total_s = t_write - t_start
+
+    def timing_rows() -> list[list[str]]:
+        rows = [[_e(n), _e(f"{s:.3f}")] for n, s in timings]
+        return rows + [[_e("total"), _e(f"{total_s:.3f}")]]
+
+    nav = "".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>kmseg report: {_e(name)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<header><h1>kmseg report: {_e(name)}</h1>",
+        f'<p class="note">{_e(f"{w} x {h} pixels, k = {chosen} ({how}), colour space {prep.color_space}.")}</p>',
+        f"<nav>{nav}</nav></header>",
+        '<section id="segmentation"><h2>Segmentation</h2>',
+        fig_html("segmentation", "original and segmented image", f"Left: the original. Right: every pixel painted "
+                 f"in its cluster's mean colour, k = {chosen}. Inertia {seg.inertia:.6g}; {seg.n_iter} iterations "
+                 "(from the sweep's centres when k was swept)."),
+        "</section>",
+        '<section id="elbow"><h2>Choosing k: the elbow</h2>',
+        fig_html("elbow", "inertia against k", f"Inertia against k. The knee (k = {result.knee}) is where Kneedle's "
+                 "difference curve on the log-inertia peaks; the silhouette (on a pixel sample) is on the right axis."),
+        _table(["k", "inertia", "silhouette", "seconds"], elbow_rows, {1, 2, 3}),
+        "</section>",
+        '<section id="grid"><h2>Side by side</h2>',
+        fig_html("grid", "segmentations for several k", "The original and its segmentation for k = "
+                 + ", ".join(str(g) for g in grid_list) + "."),
+        "</section>",
+        '<section id="scatter"><h2>Pixel colours in 3-D</h2>',
+        fig_html("scatter", "3-D scatter of pixel colours", "A random sample of pixels in RGB, each in its cluster's "
+                 "colour; the centres are ringed."),
+        "</section>",
+        '<section id="histogram"><h2>Colour distribution</h2>',
+        fig_html("histogram", "per-channel histogram", "Histogram of each channel on the 8-bit scale."),
+        "</section>",
+        '<section id="palette"><h2>Palette</h2>',
+        fig_html("palette", "palette swatches", "The cluster colours, largest share first."),
+        _table(["index", "swatch", "hex", "rgb", "fraction"], pal_rows, {4}),
+        "</section>",
+        '<section id="masks"><h2>Masks and cut-outs</h2>',
+        fig_html("masks", "masked image and cut-outs", f"First: the image with the largest cluster ({largest}) "
+                 "blacked out. Then each cluster alone (other pixels transparent, shown grey)."),
+        "</section>",
+        '<section id="edges"><h2>Edges</h2>',
+        fig_html("edges", "Canny edges and segment boundaries", f"Canny edges (thresholds {low}, {high}) in yellow, "
+                 "segment boundaries in cyan, both in white."),
+        "</section>",
+        '<section id="parameters"><h2>Parameters</h2>',
+        _table(["parameter", "value"], [[_e(a), _e(b)] for a, b in params.items()]),
+        '<h3 id="timings">Timings</h3>',
+        None,  # the timings table, once the page is assembled
+        "</section>",
+        '<footer class="note">Made by kmseg. Exact K-means on the weighted unique colours of the image.</footer>',
+        "</body></html>",
+    ]
+    timings[-1] = ("assemble the page", time.perf_counter() - t_write)
+    total_s = time.perf_counter() - t_start
+    parts[parts.index(None)] = _table(["step", "seconds"], timing_rows(), {1})
+    text = "\n".join(p for p in parts if p is not None) + "\n"
+    from .io import write_text
+
+    written = write_text(path, text, force=force)
+    done += 1
+    if progress is not None:
+        progress(done, total, "write")
+    return written

@@ -1,0 +1,223 @@
+"""The `kmseg elbow`, `edges`, `palette` and `report` verbs: outputs, JSON, exit codes, no overwrite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kmseg.cli import main
+from kmseg.io import load_image, save_image
+from helpers import quadrants
+
+COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+KMSEG = str(Path(sys.executable).with_name("kmseg"))
+
+
+@pytest.fixture
+def pic(tmp_path: Path) -> Path:
+    img, _ = quadrants(COLORS, size=(30, 40), noise=4.0)
+    return save_image(tmp_path / "pic.png", img)
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``kmseg ARGV`` in-process: exit code (argparse's SystemExit too), stdout, stderr."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- elbow
+
+
+def test_elbow_plain(pic, capsys):
+    code, out, err = run(["elbow", pic, "--k-max", "7"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["k", "inertia"]
+    assert len(lines) == 1 + 7 + 1
+    assert lines[-1] == "knee: k=4"
+    assert lines[4].endswith("<- knee")
+
+
+def test_elbow_json_shape(pic, capsys):
+    code, out, _ = run(["elbow", pic, "--k-min", "2", "--k-max", "6", "--json", "--silhouette", "--seed", "3"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert set(d) >= {"input", "ks", "inertias", "knee", "silhouettes", "best_silhouette", "repaired", "seconds",
+                      "n_pixels", "options", "plot"}
+    assert d["input"] == str(pic) and d["plot"] is None
+    assert d["ks"] == [2, 3, 4, 5, 6] and d["knee"] == 4
+    assert len(d["inertias"]) == len(d["silhouettes"]) == 5
+    assert all(a >= b for a, b in zip(d["inertias"], d["inertias"][1:]))
+    assert d["n_pixels"] == 30 * 40
+    assert d["options"]["seed"] == 3 and d["options"]["color_space"] == "rgb"
+
+
+def test_elbow_plot_and_no_overwrite(pic, tmp_path, capsys):
+    plot = tmp_path / "elbow.png"
+    code, out, _ = run(["elbow", pic, "--k-max", "5", "-o", plot], capsys)
+    assert code == 0 and plot.read_bytes()[:4] == b"\x89PNG" and f"wrote {plot}" in out
+    before = plot.read_bytes()
+    code, _, err = run(["elbow", pic, "--k-max", "5", "-o", plot], capsys)
+    assert code == 1 and "exists already; pass --force" in err and len(err.strip().splitlines()) == 1
+    assert plot.read_bytes() == before
+    code, _, _ = run(["elbow", pic, "--k-max", "5", "-o", plot, "--force", "--json"], capsys)
+    assert code == 0
+    svg = tmp_path / "elbow.svg"
+    assert run(["elbow", pic, "--k-max", "4", "-o", svg], capsys)[0] == 0 and svg.read_text().lstrip().startswith("<?xml")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--k-max", "2"], "fewer than 3 ks"),
+        (["--k-min", "5", "--k-max", "6"], "fewer than 3 ks"),
+        (["-o", "plot.jpg"], "unknown suffix '.jpg'"),
+        (["--k-max", "0"], "out of range"),
+        (["--k-max", "x"], "not a whole number"),
+    ],
+)
+def test_elbow_usage_errors(pic, capsys, argv, message):
+    code, _, err = run(["elbow", pic, *argv], capsys)
+    assert code == 2 and message in err
+
+
+# --------------------------------------------------------------------------- edges
+
+
+def test_edges_writes_a_binary_image(pic, tmp_path, capsys):
+    out = tmp_path / "e.png"
+    code, stdout, _ = run(["edges", pic, "--low", "50", "--high", "150", "-o", out], capsys)
+    assert code == 0 and "edge pixels" in stdout
+    e = load_image(out)
+    assert e.shape == (30, 40) and set(np.unique(e).tolist()) <= {0, 255} and (e == 255).any()
+    code, _, err = run(["edges", pic, "-o", out], capsys)
+    assert code == 1 and "exists already" in err
+    assert run(["edges", pic, "-o", out, "--force"], capsys)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--low", "300"], "--low 300 is above --high 200"),
+        (["--low", "-1"], "-1 is out of range"),
+        (["--high", "nan"], "nan is out of range"),
+        (["--low", "abc"], "'abc' is not a number"),
+    ],
+)
+def test_edges_bad_thresholds_exit_2(pic, tmp_path, capsys, argv, message):
+    code, _, err = run(["edges", pic, "-o", tmp_path / "e.png", *argv], capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "e.png").exists()
+
+
+def test_edges_needs_an_output(pic, capsys):
+    code, _, err = run(["edges", pic], capsys)
+    assert code == 2 and "-o/--out" in err
+
+
+# --------------------------------------------------------------------------- palette
+
+
+def test_palette_plain_sorted_by_share(pic, capsys):
+    code, out, _ = run(["palette", pic, "-k", "4"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 4
+    shares = [float(line.split()[-1].rstrip("%")) for line in lines]
+    assert shares == sorted(shares, reverse=True) and sum(shares) == pytest.approx(100, abs=0.3)
+    assert all(line.split()[1].startswith("#") and "rgb(" in line for line in lines)
+
+
+def test_palette_json(pic, capsys):
+    code, out, _ = run(["palette", pic, "-k", "3", "--json", "--color-space", "lab"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert d["k"] == 3 and d["input"] == str(pic) and isinstance(d["inertia"], float)
+    assert [set(p) for p in d["palette"]] == [{"index", "rgb", "hex", "fraction", "count"}] * 3
+    fr = [p["fraction"] for p in d["palette"]]
+    assert fr == sorted(fr, reverse=True) and sum(fr) == pytest.approx(1.0)
+    assert sorted(p["index"] for p in d["palette"]) == [0, 1, 2]
+
+
+def test_library_warnings_are_one_line(tmp_path, capsys):
+    flat = np.zeros((4, 6, 3), np.uint8)
+    flat[:, 3:] = (250, 0, 0)
+    path = save_image(tmp_path / "two.png", flat)
+    code, out, err = run(["palette", path, "-k", "5"], capsys)
+    assert code == 0 and len(out.splitlines()) == 2
+    assert err.startswith("kmseg: warning: the image has only 2 distinct colours") and len(err.splitlines()) == 1
+
+
+def test_palette_needs_k(pic, capsys):
+    code, _, err = run(["palette", pic], capsys)
+    assert code == 2 and "-k/--k" in err
+
+
+# --------------------------------------------------------------------------- report
+
+
+def test_report(pic, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    code, stdout, _ = run(["report", pic, "-o", out, "--k-max", "5", "--seed", "1"], capsys)
+    assert code == 0 and f"wrote {out}" in stdout
+    text = out.read_text(encoding="utf-8")
+    assert 'id="elbow"' in text and "data:image/png;base64," in text
+    code, _, err = run(["report", pic, "-o", out, "-k", "3"], capsys)
+    assert code == 1 and "exists already" in err
+    assert out.read_text(encoding="utf-8") == text
+    assert run(["report", pic, "-o", out, "-k", "3", "--k-max", "3", "--force"], capsys)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--k-max", "2"], "fewer than 3 ks"),
+        (["--low", "9", "--high", "1"], "--low 9 is above --high 1"),
+        (["-k", "0"], "out of range"),
+    ],
+)
+def test_report_usage_errors(pic, tmp_path, capsys, argv, message):
+    code, _, err = run(["report", pic, "-o", tmp_path / "r.html", *argv], capsys)
+    assert code == 2 and message in err
+
+
+# --------------------------------------------------------------------------- bad input, every verb
+
+
+@pytest.mark.parametrize("verb", ["elbow", "edges", "palette", "report"])
+def test_missing_and_bad_files_exit_1_with_one_line(verb, tmp_path, capsys):
+    extra = {"elbow": [], "edges": ["-o", tmp_path / "e.png"], "palette": ["-k", "3"],
+             "report": ["-o", tmp_path / "r.html"]}[verb]
+    code, out, err = run([verb, tmp_path / "missing.png", *extra], capsys)
+    assert code == 1 and out == ""
+    assert err.strip() == f"kmseg: error: {tmp_path / 'missing.png'}: no such file; check the path"
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    code, _, err = run([verb, bad, *extra], capsys)
+    assert code == 1 and "not an image" in err and len(err.strip().splitlines()) == 1
+
+
+def test_real_process(pic, tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    r = subprocess.run([KMSEG, "elbow", str(tmp_path / "missing.png")], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == ""
+    assert r.stderr.strip().startswith("kmseg: error:") and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([KMSEG, "edges", str(pic), "--low", "5", "--high", "1", "-o", str(tmp_path / "e.png")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = subprocess.run([KMSEG, "palette", str(pic), "-k", "4", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["palette"]) == 4
+    assert r.stderr == ""  # no progress bar or warning when stderr is not a terminal

@@ -1,0 +1,302 @@
+"""kmseg.plot: every figure renders, at the size asked, to PNG and SVG, and saves safely."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from kmseg import plot
+from kmseg._elbow import elbow
+from kmseg.errors import ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
+from kmseg.io import save_image
+from kmseg.segment import prepare, segment
+from helpers import quadrants
+
+COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+
+
+@pytest.fixture(scope="module")
+def img() -> np.ndarray:
+    return quadrants(COLORS, size=(30, 40), noise=4.0)[0]
+
+
+@pytest.fixture(scope="module")
+def seg(img):
+    return segment(img, 4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def sweep(img):
+    return elbow(img, ks=range(1, 7), seed=0, silhouette=True, sample_size=300)
+
+
+def _makers(img, seg, sweep):
+    return {
+        "compare": lambda **kw: plot.compare(img, seg, **kw),
+        "grid": lambda **kw: plot.grid(img, (2, 4), seed=0, **kw),
+        "elbow": lambda **kw: plot.elbow(sweep, **kw),
+        "scatter3d": lambda **kw: plot.scatter3d(img, seg, sample=200, **kw),
+        "histogram": lambda **kw: plot.histogram(img, **kw),
+        "palette": lambda **kw: plot.palette(seg, **kw),
+        "masks": lambda **kw: plot.masks(img, seg, **kw),
+        "edges": lambda **kw: plot.edges(img, seg, 50, 150, **kw),
+    }
+
+
+NAMES = ["compare", "grid", "elbow", "scatter3d", "histogram", "palette", "masks", "edges"]
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG"
+        im.load()
+        return im.size
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_png_has_the_size_asked(name, img, seg, sweep):
+    fig = _makers(img, seg, sweep)[name](figsize=(6, 4), dpi=50)
+    assert isinstance(fig, Figure)
+    assert _png_size(plot.figure_bytes(fig)) == (300, 200)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_size_and_saved_png(name, img, seg, sweep, tmp_path):
+    path = tmp_path / f"{name}.png"
+    fig = _makers(img, seg, sweep)[name](save=path, dpi=40)
+    w, h = fig.get_size_inches() * fig.dpi
+    assert _png_size(path.read_bytes()) == (round(w), round(h))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_svg_is_valid_xml(name, img, seg, sweep, tmp_path):
+    path = tmp_path / f"{name}.SVG"
+    _makers(img, seg, sweep)[name](save=path, dpi=40)
+    root = ET.fromstring(path.read_bytes())
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def test_svg_bytes_are_reproducible(seg):
+    a = plot.figure_bytes(plot.palette(seg), "svg")
+    b = plot.figure_bytes(plot.palette(seg), "svg")
+    assert a == b
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def test_no_overwrite_without_force(seg, tmp_path):
+    path = tmp_path / "p.png"
+    path.write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError, match="exists already; pass force=True"):
+        plot.palette(seg, save=path)
+    assert path.read_bytes() == b"keep me"
+    plot.palette(seg, save=path, force=True, dpi=30)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.png"]  # no temporary file left
+
+
+def test_existing_file_is_refused_before_any_work(tmp_path):
+    path = tmp_path / "g.png"
+    path.write_bytes(b"x")
+    # The image does not exist either: the output check must come first.
+    with pytest.raises(OutputExistsError):
+        plot.grid(tmp_path / "missing.png", save=path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"save": "fig.jpg"}, ParameterError, "suffix '.jpg'; figures are saved as .png or .svg"),
+        ({"save": 3}, ParameterTypeError, "save=3 is not a path"),
+        ({"force": "yes"}, ParameterTypeError, "force='yes' is not a bool"),
+        ({"figsize": (0, 3)}, ParameterError, r"figsize=\(0, 3\) is not valid"),
+        ({"figsize": 5}, ParameterError, "figsize=5 is not valid"),
+        ({"dpi": 0}, ParameterError, "dpi=0 is out of range"),
+    ],
+)
+def test_common_argument_errors(seg, tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        plot.palette(seg, **kwargs)
+
+
+def test_save_into_a_directory_is_refused(seg, tmp_path):
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(ParameterError, match="is a directory"):
+        plot.palette(seg, save=tmp_path / "d.png")
+
+
+# --------------------------------------------------------------------------- content
+
+
+def test_seg_may_be_k(img):
+    fig = plot.compare(img, 3, seed=0, dpi=30)
+    assert fig.axes[1].get_title() == "segmented, k=3"
+
+
+def test_seg_of_another_image_is_refused(img, seg):
+    with pytest.raises(ParameterError, match="seg has labels of shape"):
+        plot.compare(img[:10], seg)
+    with pytest.raises(ParameterTypeError, match="seg='x' is not a Segmentation"):
+        plot.compare(img, "x")
+    with pytest.raises(ParameterError, match="cannot change a finished segmentation"):
+        plot.compare(img, seg, seed=1)
+    with pytest.raises(ParameterTypeError, match="seg of type int is not a Segmentation"):
+        plot.palette(4)
+
+
+def test_grid_panels_equal_segment(img):
+    fig = plot.grid(img, (2, 3), seed=5, dpi=30)
+    assert [ax.get_title() for ax in fig.axes] == ["original", "k=2", "k=3"]
+    for ax, k in zip(fig.axes[1:], (2, 3)):
+        assert np.array_equal(np.asarray(ax.images[0].get_array()), segment(img, k, seed=5).image())
+
+
+def test_grid_accepts_prepared_images_and_segmentations(img, seg):
+    fig = plot.grid(prepare(img), [seg, 2], seed=0, ncols=2, dpi=30)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["original", "k=4", "k=2"]
+    assert len(fig.axes) == 4 and not fig.axes[3].axison
+
+
+@pytest.mark.parametrize(
+    ("ks", "error", "message"),
+    [
+        ((), ParameterError, "is empty"),
+        ((0, 2), ParameterError, "contains 0"),
+        ((2.0,), ParameterTypeError, "contains 2.0"),
+        (3, ParameterTypeError, "ks=3 is not a sequence"),
+    ],
+)
+def test_grid_ks_errors(img, ks, error, message):
+    with pytest.raises(error, match=message):
+        plot.grid(img, ks)
+
+
+def test_grid_rejects_unknown_options(img):
+    with pytest.raises(ParameterTypeError, match="colour_space='lab' is not an option of segment"):
+        plot.grid(img, (2,), colour_space="lab")
+
+
+def test_elbow_marks_the_knee_and_sweeps_an_image(img, sweep):
+    fig = plot.elbow(sweep, dpi=30)
+    ax = fig.axes[0]
+    assert f"knee at k={sweep.knee}" in ax.get_title()
+    assert len(fig.axes) == 2  # silhouettes on a twin axis
+    fig2 = plot.elbow(img, ks=range(1, 6), seed=0, yscale="log", dpi=30)
+    assert fig2.axes[0].get_yscale() == "log"
+    with pytest.raises(ParameterError, match="yscale='cubic'"):
+        plot.elbow(sweep, yscale="cubic")
+    with pytest.raises(ParameterError, match="cannot change a finished sweep"):
+        plot.elbow(sweep, seed=3)
+
+
+def test_scatter_colours_points_by_cluster(img, seg):
+    fig = plot.scatter3d(img, seg, sample=150, seed=1, dpi=30)
+    plot.figure_bytes(fig)  # 3-D collections settle their colours when drawn
+    points, centres = fig.axes[0].collections
+    pal = np.array([p["rgb"] for p in seg.palette()]) / 255.0
+    colours = np.unique(np.round(points.get_facecolors()[:, :3], 6), axis=0)
+    assert len(points.get_facecolors()) == 150
+    assert {tuple(c) for c in colours} <= {tuple(np.round(c, 6)) for c in pal}
+    assert len(centres.get_facecolors()) == seg.k
+    big = plot.scatter3d(img, seg, sample=10**6, dpi=30)
+    plot.figure_bytes(big)
+    assert len(big.axes[0].collections[0].get_facecolors()) == img.shape[0] * img.shape[1]
+
+
+def test_histogram_counts_opaque_pixels_only(img):
+    rgba = np.dstack([img, np.zeros(img.shape[:2], np.uint8)])
+    rgba[:10, :, 3] = 255
+    fig = plot.histogram(rgba, dpi=30)
+    lines = fig.axes[0].lines
+    assert len(lines) == 3 and all(line.get_ydata().sum() == 10 * img.shape[1] for line in lines)
+    assert len(plot.histogram(img[..., 0], dpi=30).axes[0].lines) == 1
+
+
+def test_palette_bars_are_shares(seg):
+    fig = plot.palette(seg, dpi=30)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert len(heights) == seg.k and sum(heights) == pytest.approx(100.0)
+    assert heights == sorted(heights, reverse=True)
+
+
+def test_masks_blacks_out_the_largest_cluster_by_default(img, seg):
+    fig = plot.masks(img, seg, dpi=30)
+    largest = int(np.argmax(seg.counts))
+    assert fig.axes[0].get_title() == f"cluster {largest} blacked out"
+    assert len([ax for ax in fig.axes if ax.images]) == seg.k + 1
+    fig = plot.masks(img, seg, disable=[0, 1], dpi=30)
+    assert fig.axes[0].get_title() == "clusters 0, 1 blacked out"
+    with pytest.raises(ParameterError, match="disable=9 is out of range"):
+        plot.masks(img, seg, disable=9)
+
+
+def test_edges_overlay(img, seg):
+    fig = plot.edges(img, seg, 50, 150, dpi=30)
+    assert "boundaries" in fig.axes[0].get_title()
+    alone = plot.edges(img, None, 50, 150, dpi=30)
+    assert alone.axes[0].get_title().startswith("Canny edges (50, 150):")
+    with pytest.raises(ParameterError, match="low=150 is above high=50"):
+        plot.edges(img, seg, 150, 50)
+
+
+def test_edge_agreement():
+    e = np.zeros((5, 5), bool)
+    assert np.isnan(plot.edge_agreement(e, e))
+    e[2] = True
+    assert plot.edge_agreement(e, e) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["grey", "uint16", "float", "rgba", "grey_alpha"])
+def test_every_image_kind_renders(kind, img):
+    arr = {
+        "grey": img[..., 0],
+        "uint16": img.astype(np.uint16) * 257,
+        "float": img.astype(np.float32) / 255,
+        "rgba": np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]),
+        "grey_alpha": np.dstack([img[..., 0], np.full(img.shape[:2], 255, np.uint8)]),
+    }[kind]
+    # Plots need a segmentation of the same shape; segmenting 16-bit and float images is
+    # tested elsewhere (and costs a compile of the all-pixels path).
+    s = segment(arr if arr.dtype == np.uint8 else img, 3, seed=0)
+    for fig in (plot.compare(arr, s, dpi=20), plot.masks(arr, s, dpi=20), plot.scatter3d(arr, s, dpi=20),
+                plot.edges(arr, s, dpi=20), plot.histogram(arr, dpi=20)):
+        assert _png_size(plot.figure_bytes(fig))[0] > 0
+
+
+def test_large_images_are_reduced_for_display():
+    big = np.zeros((1000, 3000, 3), np.uint8)
+    big[:, 1500:] = 200
+    fig = plot.edges(big, None, dpi=20)
+    shown = fig.axes[0].images[0].get_array()
+    assert max(shown.shape[:2]) == plot.DISPLAY_MAX_SIDE
+    on_edge = (np.asarray(shown) == plot._EDGE_RGB).all(axis=2)
+    assert on_edge.any(axis=1).all()  # the one-pixel edge survives the reduction in every row
+
+
+def test_paths_are_read(img, tmp_path):
+    path = save_image(tmp_path / "q.png", img)
+    assert len(plot.compare(path, 2, seed=0, dpi=20).axes) == 2
+    with pytest.raises(ImageNotFoundError):
+        plot.histogram(tmp_path / "missing.png")
+
+
+def test_no_pyplot_and_segment_does_not_import_matplotlib():
+    code = (
+        "import sys, kmseg, kmseg.cli; kmseg.cli.build_parser(); "
+        "assert 'matplotlib' not in sys.modules, 'segment path imports matplotlib'; "
+        "import kmseg.plot, kmseg.report; assert 'matplotlib.pyplot' not in sys.modules; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

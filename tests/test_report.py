@@ -1,0 +1,175 @@
+"""kmseg.report: one self-contained HTML page with every section, image and timing."""
+
+from __future__ import annotations
+
+import base64
+import io
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kmseg.errors import ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
+from kmseg.io import save_image
+from kmseg.report import SECTIONS, n_steps, write_report
+from helpers import quadrants
+
+COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+PNG_PREFIX = "data:image/png;base64,"
+
+
+class Page(HTMLParser):
+    """Collects what the tests check: ids, image sources, links, tags and text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: list[str] = []
+        self.imgs: list[str] = []
+        self.links: list[str] = []
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self.palette_rows = 0
+        self._in_palette_table = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if "id" in a:
+            self.ids.append(a["id"])
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        for key in ("href", "src", "action", "data"):
+            if key in a and tag != "img":
+                self.links.append(a[key])
+        if tag == "section" and a.get("id") == "palette":
+            self._in_palette_table = True
+        elif tag == "section":
+            self._in_palette_table = False
+        if tag == "span" and "swatch" in (a.get("class") or "") and self._in_palette_table:
+            self.palette_rows += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def img() -> np.ndarray:
+    return quadrants(COLORS, size=(40, 60), noise=4.0)[0]
+
+
+@pytest.fixture(scope="module")
+def report(img, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "r.html"
+    return write_report(img, out, seed=0)
+
+
+def test_every_section_is_there(report):
+    page = parse(report)
+    for sid in SECTIONS:
+        assert sid in page.ids, sid
+    assert "timings" in page.ids
+    assert page.tags[0] == "html"
+
+
+def test_every_image_is_an_embedded_png(report):
+    page = parse(report)
+    assert len(page.imgs) == 8
+    for src in page.imgs:
+        assert src.startswith(PNG_PREFIX)
+        data = base64.b64decode(src[len(PNG_PREFIX):], validate=True)
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.format == "PNG"
+            im.verify()
+
+
+def test_self_contained(report):
+    page = parse(report)
+    text = report.read_text(encoding="utf-8")
+    assert all(not link.lower().startswith(("http://", "https://", "//")) for link in page.links)
+    assert all(link.startswith("#") for link in page.links)  # only the table of contents
+    for tag in ("script", "link", "iframe", "object", "embed"):
+        assert tag not in page.tags
+    assert "@import" not in text and "url(" not in text
+
+
+def test_knee_palette_and_timings(report):
+    page = parse(report)
+    text = " ".join(page.text)
+    assert "k = 4 (the elbow's knee)" in text
+    assert page.palette_rows == 4
+    for step in ("load", "elbow sweep", "segmentation (k=4)", "figure: scatter", "total"):
+        assert step in text
+    assert "color_space" in text and "version: kmseg" in text
+
+
+def test_given_k_demo_signature_and_escaping(img, tmp_path):
+    path = save_image(tmp_path / "<b>&pic.png", img)
+    out = write_report(path, tmp_path / "out" / "pic-report.html", k=3, seed=0, force=False)
+    assert out == tmp_path / "out" / "pic-report.html"
+    page = parse(out)
+    text = " ".join(page.text)
+    assert "k = 3 (given)" in text and "<b>&pic.png" in text
+    assert page.palette_rows == 3
+    raw = out.read_text(encoding="utf-8")
+    assert "<b>" not in raw and "&lt;b&gt;&amp;pic.png" in raw
+
+
+def test_k_outside_the_sweep(img, tmp_path):
+    out = write_report(img, tmp_path / "r.html", k=6, ks=range(1, 4), seed=0)
+    assert parse(out).palette_rows == 6
+
+
+def test_progress_is_reported(img, tmp_path):
+    calls = []
+    write_report(img, tmp_path / "r.html", seed=0, ks=range(1, 4), progress=lambda d, t, n: calls.append((d, t, n)))
+    total = n_steps(range(1, 4))
+    assert [c[0] for c in calls] == list(range(1, total + 1))
+    assert {c[1] for c in calls} == {total}
+    assert "elbow k=3" in [c[2] for c in calls]
+
+
+def test_no_overwrite_without_force_checked_first(img, tmp_path):
+    out = tmp_path / "r.html"
+    out.write_text("keep")
+    # The image is missing too: the output check must come first, before any work.
+    with pytest.raises(OutputExistsError, match="exists already; pass force=True"):
+        write_report(tmp_path / "missing.png", out)
+    assert out.read_text() == "keep"
+    write_report(img, out, seed=0, ks=range(1, 4), force=True)
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"k": 0}, ParameterError, "k=0 is out of range"),
+        ({"ks": [1, 2]}, ParameterError, "at least 3"),
+        ({"canny": (200, 100)}, ParameterError, "low above high"),
+        ({"canny": 5}, ParameterError, "canny=5 is not valid"),
+        ({"grid_ks": ()}, ParameterError, r"grid_ks=\(\) is not valid"),
+        ({"silhouette": 1}, ParameterTypeError, "silhouette=1 is not a bool"),
+        ({"colour": "red"}, ParameterTypeError, "colour='red' is not an option of segment"),
+        ({"force": "no"}, ParameterTypeError, "force='no' is not a bool"),
+    ],
+)
+def test_errors(img, tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        write_report(img, tmp_path / "r.html", **kwargs)
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_missing_image(tmp_path):
+    with pytest.raises(ImageNotFoundError):
+        write_report(tmp_path / "missing.png", tmp_path / "r.html")
+    with pytest.raises(ParameterError, match="is a directory"):
+        write_report(np.zeros((4, 4, 3), np.uint8), tmp_path)
