@@ -388,6 +388,7 @@ def elbow(
     alpha: bool | None = None,
     max_pixels: int | None = None,
     progress: Callable[[int], None] | None = None,
+    warn: bool = True,
 ) -> Elbow:
     """Segment an image for every k in ``ks``: the inertia curve, its knee, and silhouettes.
 
@@ -484,17 +485,15 @@ def elbow(
     red = prep.fit_reduced
     for j, k in enumerate(k_values.tolist()):
         t = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            res, _, inertia, few = prep.fit(k, seed=fit_seed, **fit_options)
-            if j > 0 and inertia > inertias[j - 1] and not few:
-                start = _extra_centres(red.points, red.weights, feature_centres[-1], k - feature_centres[-1].shape[0])
-                if start.shape[0] == k:
-                    res2, _, inertia2, _ = prep.fit(k, init=start, init_space="features", max_iter=max_iter, tol=tol,
-                                                    seed=fit_seed)
-                    repaired.append(k)
-                    if inertia2 < inertia:
-                        res, inertia = res2, inertia2
+        res, _, inertia, few = prep.fit(k, seed=fit_seed, warn=False, **fit_options)
+        if j > 0 and inertia > inertias[j - 1] and not few:
+            start = _extra_centres(red.points, red.weights, feature_centres[-1], k - feature_centres[-1].shape[0])
+            if start.shape[0] == k:
+                res2, _, inertia2, _ = prep.fit(k, init=start, init_space="features", max_iter=max_iter, tol=tol,
+                                                seed=fit_seed, warn=False)
+                repaired.append(k)
+                if inertia2 < inertia:
+                    res, inertia = res2, inertia2
         if few and few_at is None:
             few_at = k
         inertias[j] = inertia
@@ -503,7 +502,7 @@ def elbow(
         seconds[j] = time.perf_counter() - t
         if progress is not None:
             progress(k)
-    if few_at is not None:
+    if few_at is not None and warn:
         n_colours = centres_out[-1].shape[0]
         warnings.warn(
             f"the image has only {n_colours} distinct colours, fewer than k={int(k_values[-1])}; "

@@ -205,11 +205,14 @@ class Prepared:
         tol: float = 0.0,
         seed: int | np.random.Generator | None = None,
         init_space: str = "input",
+        warn: bool = True,
     ) -> tuple[_engine.FitResult, np.ndarray, float, bool]:
         """Fit centres on the (possibly scaled) points; label the full image's points.
 
         ``init_space="features"`` takes an ``init`` array already in the clustering space (as
         the engine returns centres), so that a fit can restart exactly where another ended.
+        ``warn=False`` skips the ConvergenceWarning for fewer distinct colours than ``k``
+        (threaded callers read it from the result instead of changing warning filters).
         Returns the fit, the labels of the full image's points, the inertia on the full image
         and whether fewer distinct colours than ``k`` were found.
         """
@@ -237,7 +240,7 @@ class Prepared:
                 coarse=red.levels,
             )
             few = res.centers.shape[0] < k
-        if few:
+        if few and warn:
             warnings.warn(
                 f"the image has only {res.centers.shape[0]} distinct colours, fewer than k={k}; "
                 f"returning {res.centers.shape[0]} clusters, one per colour",
@@ -475,6 +478,18 @@ class Segmentation:
     def __repr__(self) -> str:
         h, w = self.labels.shape
         return f"Segmentation(k={self.k}, shape=({h}, {w}), color_space={self.color_space!r}, inertia={self.inertia:.6g})"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by this result (labels, painted image, and the input it refers to)."""
+        return int(self.labels.nbytes + self._painted.nbytes + self._original.nbytes)
+
+    @property
+    def original(self) -> np.ndarray:
+        """The input image (read-only view; never modified)."""
+        view = self._original.view()
+        view.flags.writeable = False
+        return view
 
     def _check_index(self, i: Any, name: str = "i") -> int:
         if isinstance(i, bool) or not isinstance(i, Integral):

@@ -1,0 +1,1084 @@
+"""The kmseg web app: the page at ``/`` and a JSON API under ``/api``.
+
+:func:`create_app` builds a FastAPI application. The API is documented in the OpenAPI
+schema it serves at ``/openapi.json``. Everything heavy (decoding, reducing, clustering,
+PNG encoding) runs in worker threads, never on the event loop.
+
+Work is not repeated. An upload is decoded and reduced once: the :class:`~kmseg.Prepared`
+is kept in a thread-safe LRU cache bounded by memory, keyed by the SHA-256 of the file's
+bytes and the colour space (the SHA-256 is the ``upload_id`` the client sends back to
+segment the same image again with another K). Results are kept in a second bounded cache
+and their images are rendered on request, by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+import zipfile
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import numpy as np
+from anyio import CapacityLimiter, to_thread
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__, data
+from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
+from ..io import load_image
+from ..segment import Prepared, Segmentation, prepare
+
+__all__ = ["LRUCache", "WebState", "create_app"]
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+K_MAX = 64  # largest k the API accepts
+ELBOW_K_MAX = 32
+_MB = 1024 * 1024
+_UPLOAD_ID = re.compile(r"[0-9a-f]{64}")
+_ColorSpace = Literal["rgb", "lab", "hsv"]
+_SampleName = Literal[data.NAMES]  # type: ignore[valid-type]
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+# --------------------------------------------------------------------------- caches
+
+
+class LRUCache(Generic[K, V]):
+    """A thread-safe least-recently-used cache bounded by total size and entry count.
+
+    :meth:`get_or_create` runs the factory once per key even when several threads ask for
+    the same missing key at once: the others wait for the first and share its value (or
+    its exception). A value larger than ``max_bytes`` is returned but not kept.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int | None = None,
+        max_entries: int | None = None,
+        sizeof: Callable[[V], int] = lambda value: 0,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self._sizeof = sizeof
+        self._data: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._inflight: dict[K, Future[V]] = {}
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.joins = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def get(self, key: K) -> V | None:
+        """The value for ``key`` (now the most recently used), or None."""
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return item[0]
+
+    def find(self, predicate: Callable[[K], bool]) -> V | None:
+        """The most recently used value whose key satisfies ``predicate``; counts nothing."""
+        with self._lock:
+            for key in reversed(self._data):
+                if predicate(key):
+                    return self._data[key][0]
+        return None
+
+    def put(self, key: K, value: V) -> None:
+        size = self._sizeof(value)
+        with self._lock:
+            self._put_locked(key, value, size)
+
+    def _put_locked(self, key: K, value: V, size: int) -> None:
+        if self.max_bytes is not None and size > self.max_bytes:
+            return
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._data[key] = (value, size)
+        self.bytes += size
+        while self._data and (
+            (self.max_bytes is not None and self.bytes > self.max_bytes)
+            or (self.max_entries is not None and len(self._data) > self.max_entries)
+        ):
+            _, (_, dropped) = self._data.popitem(last=False)
+            self.bytes -= dropped
+            self.evictions += 1
+
+    def get_or_create(self, key: K, factory: Callable[[], V]) -> tuple[V, bool]:
+        """The value for ``key``, made by ``factory()`` if missing; also whether it was made here."""
+        with self._lock:
+            item = self._data.get(key)
+            if item is not None:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return item[0], False
+            future = self._inflight.get(key)
+            owner = future is None
+            if owner:
+                future = self._inflight[key] = Future()
+                self.misses += 1
+            else:
+                self.joins += 1
+        assert future is not None
+        if not owner:
+            return future.result(), False
+        try:
+            value = factory()
+        except BaseException as exc:
+            with self._lock:
+                del self._inflight[key]
+            future.set_exception(exc)
+            raise
+        size = self._sizeof(value)
+        with self._lock:
+            self._put_locked(key, value, size)
+            del self._inflight[key]
+        future.set_result(value)
+        return value, True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.bytes = 0
+
+    def stats(self) -> dict[str, int | None]:
+        with self._lock:
+            return {
+                "entries": len(self._data),
+                "bytes": self.bytes,
+                "max_bytes": self.max_bytes,
+                "max_entries": self.max_entries,
+                "hits": self.hits,
+                "misses": self.misses,
+                "joins": self.joins,
+                "evictions": self.evictions,
+            }
+
+
+def _numba_thread_safe() -> bool:
+    """Whether numba's threading layer takes calls from several threads at once (False if unknown)."""
+    try:
+        import numba
+
+        return numba.threading_layer() != "workqueue"
+    except Exception:  # not initialised yet (no parallel kernel has run), or no numba
+        return False
+
+
+class ComputeGate:
+    """Bounds how many decodes and fits run at once.
+
+    One at a time until numba reports its threading layer: its ``workqueue`` layer aborts
+    the process when two threads call parallel kernels concurrently. ``tbb`` and ``omp``
+    are thread-safe, and then up to ``slots`` run at once.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = max(1, int(slots))
+        self._limit = 1
+        self._busy = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._cond:
+            while self._busy >= self._limit:
+                self._cond.wait()
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                if self._limit < self.slots and _numba_thread_safe():
+                    self._limit = self.slots
+                self._cond.notify_all()
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Upload:
+    """A decoded, reduced upload in one colour space."""
+
+    upload_id: str
+    name: str
+    prepared: Prepared
+
+    @property
+    def nbytes(self) -> int:
+        return self.prepared.nbytes
+
+
+@dataclass
+class Result:
+    """One segmentation, kept so that its images can be fetched by id."""
+
+    result_id: str
+    upload_id: str
+    name: str
+    seg: Segmentation
+    seed: int
+
+    @property
+    def nbytes(self) -> int:
+        s = self.seg  # the label map, the painted image and the original it keeps alive
+        return s.nbytes
+
+    @property
+    def stem(self) -> str:
+        return f"{Path(self.name).stem or 'image'}-k{self.seg.k}"
+
+
+@dataclass
+class Curve:
+    ks: list[int]
+    inertias: list[float]
+    knee: int | None
+
+
+def _display_name(filename: str | None) -> str:
+    """A harmless label for an uploaded file: its base name, in safe characters."""
+    base = re.split(r"[\\/]", filename or "")[-1].strip()
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")[:80]
+    return base or "image"
+
+
+def _status_for(exc: KmsegError) -> int:
+    if isinstance(exc, ImageTooLargeError):
+        return 413
+    if isinstance(exc, NotAnImageError):
+        return 415
+    return 422
+
+
+def _mb(n: int) -> str:
+    return f"{n / _MB:g} MB"
+
+
+class WebState:
+    """Caches, limits and counters of one app; the app keeps it as ``app.state.kmseg``."""
+
+    def __init__(
+        self,
+        *,
+        max_upload_bytes: int = 50 * _MB,
+        max_pixels: int | None = None,
+        cache_bytes: int = 1024 * _MB,
+        result_bytes: int = 512 * _MB,
+        max_results: int = 64,
+        compute_slots: int | None = None,
+    ) -> None:
+        self.max_upload_bytes = int(max_upload_bytes)
+        self.max_pixels = max_pixels
+        self.uploads: LRUCache[tuple[str, str], Upload] = LRUCache(max_bytes=cache_bytes, sizeof=lambda u: u.nbytes)
+        self.results: LRUCache[str, Result] = LRUCache(
+            max_bytes=result_bytes, max_entries=max_results, sizeof=lambda r: r.nbytes
+        )
+        self.curves: LRUCache[tuple[Any, ...], Curve] = LRUCache(max_entries=128)
+        slots = compute_slots if compute_slots is not None else min(4, os.cpu_count() or 1)
+        self.gate = ComputeGate(slots)
+        # Requests wait for a compute slot on the event loop, not in a worker thread, so
+        # that queued work never holds the threads that render PNGs and answer quick calls.
+        self.compute_limiter = CapacityLimiter(self.gate.slots)
+        self._counts = {"decodes": 0, "prepares": 0, "segmentations": 0, "elbows": 0}
+        self._count_lock = threading.Lock()
+        self.tmpdir = tempfile.mkdtemp(prefix="kmseg-web-")  # private (0700); uploads are written here
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.tmpdir, True)
+
+    # ----------------------------------------------------------------- bookkeeping
+
+    def _count(self, name: str) -> None:
+        with self._count_lock:
+            self._counts[name] += 1
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many times each piece of work ran: decodes, prepares, segmentations, elbows."""
+        with self._count_lock:
+            return dict(self._counts)
+
+    def stats(self) -> dict[str, Any]:
+        return {"uploads": self.uploads.stats(), "results": self.results.stats(), **self.counts}
+
+    def close(self) -> None:
+        self.uploads.clear()
+        self.results.clear()
+        self.curves.clear()
+        self._finalizer()
+
+    def warm_up(self) -> None:
+        """Load the compiled kernels with a tiny segmentation, so the first request is quick."""
+        try:
+            rng = np.random.default_rng(0)
+            img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            with self.gate.hold():
+                prepare(img).segment(3, seed=0, n_init=1)
+        except Exception:  # only an optimisation: a real request will report any problem
+            pass
+
+    # ----------------------------------------------------------------- uploads
+
+    def _too_big(self) -> HTTPException:
+        return HTTPException(
+            413,
+            f"the upload is larger than the limit of {_mb(self.max_upload_bytes)}; choose a smaller "
+            "image, or start the server with a larger --max-upload-mb",
+        )
+
+    def _prepare(self, image: np.ndarray, color_space: str, upload_id: str, name: str) -> Upload:
+        try:
+            prep = prepare(image, color_space=color_space)
+        except KmsegError as exc:
+            raise HTTPException(_status_for(exc), f"{name}: {exc}") from None
+        self._count("prepares")
+        return Upload(upload_id, name, prep)
+
+    def _upload(self, upload_id: str, color_space: str, decode: Callable[[], Upload] | None) -> tuple[Upload, bool]:
+        """The cached upload in this colour space; else re-reduce a cached one in another
+        space (no decoding); else ``decode()``; else 404."""
+
+        def create() -> Upload:
+            with self.gate.hold():
+                other = self.uploads.find(lambda key: key[0] == upload_id)
+                if other is not None:
+                    return self._prepare(other.prepared.image, color_space, upload_id, other.name)
+                if decode is None:
+                    raise HTTPException(
+                        404,
+                        f"upload_id {upload_id} is not known to this server (uploads are kept in memory "
+                        "for a while only); send the file again",
+                    )
+                return decode()
+
+        upload, created = self.uploads.get_or_create((upload_id, color_space), create)
+        return upload, not created
+
+    def ingest(self, upload: UploadFile, color_space: str) -> tuple[Upload, bool]:
+        """Hash an uploaded file; decode it through a private temporary file unless cached.
+
+        Returns the upload and whether it came from the cache. Blocking: run it in a thread.
+        """
+        name = _display_name(upload.filename)
+        f = upload.file
+        f.seek(0)
+        digest = hashlib.sha256()
+        size = 0
+        while chunk := f.read(_MB):
+            size += len(chunk)
+            if size > self.max_upload_bytes:
+                raise self._too_big()
+            digest.update(chunk)
+        if size == 0:
+            raise HTTPException(422, f"{name}: the uploaded file is empty; choose an image file")
+        upload_id = digest.hexdigest()
+
+        def decode() -> Upload:
+            f.seek(0)
+            with tempfile.NamedTemporaryFile(dir=self.tmpdir, prefix="upload-", suffix=".bin") as tmp:
+                shutil.copyfileobj(f, tmp, _MB)
+                tmp.flush()
+                try:
+                    image = load_image(tmp.name, max_pixels=self.max_pixels)
+                except KmsegError as exc:  # name the upload, not the temporary file
+                    raise HTTPException(_status_for(exc), str(exc).replace(tmp.name, name)) from None
+            self._count("decodes")
+            return self._prepare(image, color_space, upload_id, name)
+
+        return self._upload(upload_id, color_space, decode)
+
+    def lookup(self, upload_id: str, color_space: str) -> tuple[Upload, bool]:
+        """An earlier upload by id; 404 if it is no longer cached. Blocking."""
+        upload_id = upload_id.strip().lower()
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            raise HTTPException(
+                422, f"upload_id={upload_id[:80]!r} is not valid; pass the upload_id returned by an earlier request"
+            )
+        return self._upload(upload_id, color_space, None)
+
+    # ----------------------------------------------------------------- work
+
+    def segment(self, upload: Upload, k: int, seed: int, n_init: int) -> tuple[Result, list[str]]:
+        """Segment a cached upload and keep the result. Blocking."""
+        prep = upload.prepared
+        notes: list[str] = []
+        try:
+            with self.gate.hold():
+                seg = prep.segment(k, seed=seed, n_init=n_init, warn=False)
+            if seg.k < k:
+                notes = [f"the image has only {seg.k} distinct colours, fewer than k={k}; one cluster per colour"]
+        except KmsegError as exc:
+            raise HTTPException(_status_for(exc), f"{upload.name}: {exc}") from None
+        self._count("segmentations")
+        result = Result(secrets.token_urlsafe(16), upload.upload_id, upload.name, seg, seed)
+        self.results.put(result.result_id, result)
+        return result, notes
+
+    def elbow(self, upload: Upload, k_max: int, seed: int, n_init: int) -> tuple[Curve, bool]:
+        """Inertia for k = 1..k_max and the knee, cached per upload and options. Blocking."""
+        key = (upload.upload_id, upload.prepared.color_space, k_max, seed, n_init)
+
+        def create() -> Curve:
+            try:
+                from .._elbow import elbow
+            except ImportError:
+                raise HTTPException(501, "the elbow sweep is not available in this kmseg install") from None
+            try:
+                with self.gate.hold():
+                    res = elbow(upload.prepared, ks=range(1, k_max + 1), seed=seed, n_init=n_init, warn=False)
+            except KmsegError as exc:
+                raise HTTPException(_status_for(exc), f"{upload.name}: {exc}") from None
+            self._count("elbows")
+            knee = None if res.knee is None else int(res.knee)
+            return Curve([int(k) for k in res.ks], [float(v) for v in res.inertias], knee)
+
+        curve, created = self.curves.get_or_create(key, create)
+        return curve, not created
+
+    def result(self, result_id: str) -> Result:
+        res = self.results.get(result_id)
+        if res is None:
+            raise HTTPException(
+                404, f"result {result_id[:80]!r} is not known to this server (results are kept for a while only); segment again"
+            )
+        return res
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _to_u8(arr: np.ndarray) -> np.ndarray:
+    """An image as 8-bit grey, grey+alpha, RGB or RGBA for PNG (extra bands dropped)."""
+    if arr.dtype == np.uint8:
+        out = arr
+    elif arr.dtype.kind == "u":
+        out = np.rint(arr.astype(np.float64) * (255.0 / np.iinfo(arr.dtype).max)).astype(np.uint8)
+    else:
+        out = np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    if out.ndim == 3 and out.shape[2] == 1:
+        out = out[..., 0]
+    elif out.ndim == 3 and out.shape[2] > 4:
+        out = out[..., :3]
+    return np.ascontiguousarray(out)
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(_to_u8(arr)).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def _parse_disable(text: str | None, k: int | None = None) -> list[int]:
+    """``"1,3"`` -> [1, 3]; empty -> []; 422 on anything else or an index >= k."""
+    if text is None or not text.strip():
+        return []
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not re.fullmatch(r"[0-9]{1,4}", part):
+            raise HTTPException(
+                422, f"disable={text[:80]!r} is not valid; pass cluster indices separated by commas, such as 0,2"
+            )
+        out.append(int(part))
+    if k is not None:
+        bad = [i for i in out if i >= k]
+        if bad:
+            raise HTTPException(422, f"disable={text!r} is out of range; this result has clusters 0 to {k - 1}")
+    return sorted(set(out))
+
+
+# --------------------------------------------------------------------------- API models
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What went wrong and how to fix it, in one sentence.")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    version: str = Field(description="kmseg's version.")
+    max_upload_bytes: int = Field(description="Largest upload accepted, in bytes.")
+    max_pixels: int | None = Field(description="Largest image accepted, in pixels (null: Pillow's default).")
+
+
+class PaletteEntry(BaseModel):
+    index: int = Field(description="Cluster index, as in the label map.")
+    rgb: list[int] = Field(description="Centre colour, 0-255 per channel.")
+    hex: str = Field(description="Centre colour as #rrggbb.")
+    fraction: float = Field(description="Share of the (opaque) pixels in this cluster.")
+    count: int = Field(description="Pixels in this cluster.")
+
+
+class ResultUrls(BaseModel):
+    segmented: str = Field(description="PNG: every pixel painted in its cluster's colour.")
+    labels: str = Field(description="PNG: 8-bit label map, value = cluster index, 255 = transparent pixel.")
+    palette: str = Field(description="JSON: the run's summary and palette (as `kmseg segment` writes).")
+    masked: str = Field(
+        description="PNG: the original with the `disable` clusters painted black; change the query "
+        "`?disable=0,2` to hide others (no query: the original image)."
+    )
+    clusters: list[str] = Field(description="PNG: RGBA cut-out of each cluster (transparent elsewhere).")
+    clusters_zip: str = Field(description="ZIP of every cut-out.")
+
+
+class SegmentResponse(BaseModel):
+    upload_id: str = Field(description="Send it back instead of the file to segment the same image again.")
+    result_id: str = Field(description="Id of this result; its files are under /api/result/{result_id}/.")
+    name: str = Field(description="The upload's file name, made safe.")
+    width: int
+    height: int
+    k: int = Field(description="Clusters found (fewer than asked when the image has fewer colours).")
+    k_requested: int
+    color_space: str
+    seed: int
+    n_init: int
+    inertia: float = Field(description="Sum of squared distances to the centres, in the clustering space.")
+    n_iter: int
+    converged: bool
+    disable: list[int] = Field(description="Clusters hidden in the `masked` image.")
+    palette: list[PaletteEntry]
+    urls: ResultUrls
+    cached: bool = Field(description="True when the decoded image came from the cache (no upload decoded).")
+    seconds: float = Field(description="Server time spent on this request.")
+    warnings: list[str] = Field(description="Notes, such as fewer distinct colours than k.")
+
+
+class ElbowResponse(BaseModel):
+    upload_id: str
+    color_space: str
+    seed: int
+    ks: list[int] = Field(description="The values of k tried: 1..k_max.")
+    inertias: list[float] = Field(description="Inertia of the best run for each k.")
+    knee: int | None = Field(description="The k at the knee of the curve, or null if there is none.")
+    cached: bool = Field(description="True when the curve came from the cache.")
+    seconds: float
+
+
+class CacheStats(BaseModel):
+    entries: int
+    bytes: int
+    max_bytes: int | None
+    max_entries: int | None
+    hits: int
+    misses: int
+    joins: int = Field(description="Requests that waited for the same item being made by another request.")
+    evictions: int
+
+
+class StatsResponse(BaseModel):
+    uploads: CacheStats = Field(description="Decoded, reduced uploads (one per upload_id and colour space).")
+    results: CacheStats
+    decodes: int = Field(description="Uploads decoded from their bytes.")
+    prepares: int = Field(description="Images reduced to their colour histogram (a decode, or a new colour space).")
+    segmentations: int
+    elbows: int
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown upload_id (send the file again)."},
+    413: {"model": ErrorResponse, "description": "Upload or image too large."},
+    415: {"model": ErrorResponse, "description": "Not an image kmseg can read."},
+    422: {"model": ErrorResponse, "description": "Bad parameter, or a corrupt image."},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Unknown result or cluster."}}
+_PNG = {"content": {"image/png": {}}, "description": "A PNG image."}
+
+# Parameter types, at module level: FastAPI resolves the string annotations in this module's globals.
+FileField = Annotated[
+    UploadFile | None, File(description="The image (PNG, JPEG, GIF, BMP, WebP or TIFF). Or send upload_id.")
+]
+UploadIdField = Annotated[
+    str | None, Form(max_length=200, description="upload_id from an earlier response, instead of the file.")
+]
+ColorField = Annotated[_ColorSpace, Form(description="Space to cluster in.")]
+SeedField = Annotated[int, Form(ge=0, le=2**32 - 1, description="Random seed; the same seed gives the same result.")]
+NInitField = Annotated[int, Form(ge=1, le=50, description="Restarts; the best is kept.")]
+ResultId = Annotated[str, PathParam(max_length=64, description="result_id from /api/segment.")]
+Download = Annotated[bool, Query(description="Send as an attachment (a download) rather than inline.")]
+
+
+_HINTS = {
+    "k": f"pass a whole number from 1 to {K_MAX}",
+    "k_max": f"pass a whole number from 2 to {ELBOW_K_MAX}",
+    "seed": "pass a whole number from 0 to 4294967295",
+    "n_init": "pass a whole number from 1 to 50",
+    "color_space": "use rgb, lab or hsv",
+    "file": "send the image as a multipart file field named 'file'",
+    "index": "pass a cluster index, a whole number",
+    "upload_id": "pass the upload_id returned by an earlier request",
+    "result_id": "use the URLs returned by /api/segment",
+    "disable": "pass cluster indices separated by commas, such as 0,2",
+}
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    """FastAPI's list of validation errors -> one sentence per parameter."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "form", "header")]
+        name = loc[0] if loc else "request"
+        hint = _HINTS.get(name, "check the request")
+        if err.get("type") == "missing":
+            parts.append(f"{name} is missing; {hint}")
+            continue
+        value = err.get("input")
+        shown = repr(value) if isinstance(value, (str, int, float)) else type(value).__name__
+        msg = str(err.get("msg", "is not valid"))
+        parts.append(f"{name}={shown[:80]} is not valid ({msg[:1].lower()}{msg[1:]}); {hint}")
+    return "; ".join(parts) or "the request is not valid"
+
+
+# --------------------------------------------------------------------------- ASGI middleware
+
+
+class _Guard:
+    """Refuses oversized bodies (413) and unexpected Host headers (400), and adds security headers.
+
+    The body limit is checked on Content-Length before anything is read, and again on the
+    bytes as they arrive (for chunked uploads).
+    """
+
+    CSP = (
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    )
+
+    def __init__(self, app: ASGIApp, *, max_body: int, too_big: str, allowed_hosts: Sequence[str] | None) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.too_big = too_big
+        self.allowed_hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.allowed_hosts is not None:
+            host = headers.get("host", "")
+            hostname = host[: host.find("]") + 1] if host.startswith("[") else host.split(":")[0]
+            if hostname.lower() not in self.allowed_hosts:
+                await self._error(send, 400, f"Host {host[:80]!r} is not allowed; open the page at 127.0.0.1 or localhost")
+                return
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            await self._error(send, 413, self.too_big)
+            return
+        received = 0
+        limit = self.max_body
+        too_big = self.too_big
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, too_big)
+            return message
+
+        async def secured_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"content-security-policy", self.CSP.encode()),
+                ]
+                message = {**message, "headers": list(message.get("headers", [])) + extra}
+            await send(message)
+
+        await self.app(scope, limited_receive, secured_send)
+
+    @staticmethod
+    async def _error(send: Send, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close")],
+        })
+        await send({"type": "http.response.body", "body": body})
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(
+    *,
+    max_upload_bytes: int = 50 * _MB,
+    max_pixels: int | None = None,
+    cache_bytes: int = 1024 * _MB,
+    result_bytes: int = 512 * _MB,
+    max_results: int = 64,
+    compute_slots: int | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    warm_up: bool = True,
+) -> FastAPI:
+    """Build the kmseg web app.
+
+    Parameters
+    ----------
+    max_upload_bytes : int
+        Largest upload accepted (413 above it).
+    max_pixels : int, optional
+        Largest image accepted, in pixels, checked on the header before decoding (413 above
+        it). Default: Pillow's limit.
+    cache_bytes : int
+        Memory for decoded, reduced uploads (the LRU cache of :class:`~kmseg.Prepared`).
+    result_bytes, max_results : int
+        Memory and count bound of the results kept for download.
+    compute_slots : int, optional
+        Decodes and fits that may run at once (default: CPU count, at most 4).
+    allowed_hosts : sequence of str, optional
+        Host names the ``Host`` header may carry (a guard against DNS rebinding when the
+        server listens on loopback). None accepts any.
+    warm_up : bool
+        Load the compiled kernels in the background at startup.
+
+    Returns
+    -------
+    FastAPI
+        The app; its state is ``app.state.kmseg`` (a :class:`WebState`).
+    """
+    state = WebState(
+        max_upload_bytes=max_upload_bytes,
+        max_pixels=max_pixels,
+        cache_bytes=cache_bytes,
+        result_bytes=result_bytes,
+        max_results=max_results,
+        compute_slots=compute_slots,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if warm_up:
+            threading.Thread(target=state.warm_up, name="kmseg-warm-up", daemon=True).start()
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="kmseg",
+        version=__version__,
+        summary="Segment images by clustering their colours with exact K-means.",
+        description="The JSON API behind kmseg's local web page (`kmseg serve`). Every error is "
+        '`{"detail": "..."}` with a one-sentence message. Images are sent as multipart uploads; '
+        "results are fetched by id.",
+        lifespan=lifespan,
+        docs_url=None,  # the interactive docs load scripts from a CDN; the schema is at /openapi.json
+        redoc_url=None,
+    )
+    app.state.kmseg = state
+    too_big = (
+        f"the upload is larger than the limit of {_mb(max_upload_bytes)}; choose a smaller image, "
+        "or start the server with a larger --max-upload-mb"
+    )
+    app.add_middleware(_Guard, max_body=max_upload_bytes + _MB, too_big=too_big, allowed_hosts=allowed_hosts)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"internal error: {type(exc).__name__}; the server is still running, please report it"},
+            status_code=500,
+        )
+
+    # ----------------------------------------------------------------- page
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # ----------------------------------------------------------------- API
+
+    @app.get("/api/health", response_model=HealthResponse, summary="Is the server up?", tags=["server"])
+    async def health() -> HealthResponse:
+        """Answers at once, even while segmentations run. Also gives the server's limits."""
+        return HealthResponse(
+            status="ok", version=__version__, max_upload_bytes=state.max_upload_bytes, max_pixels=state.max_pixels
+        )
+
+    @app.get("/api/stats", response_model=StatsResponse, summary="Cache and work counters", tags=["server"])
+    async def stats() -> dict[str, Any]:
+        """How often uploads were decoded and reduced, and the caches' sizes, hits and misses."""
+        return state.stats()
+
+    async def _get_upload(file: UploadFile | None, upload_id: str | None, color_space: str) -> tuple[Upload, bool]:
+        if file is not None and upload_id:
+            raise HTTPException(422, "pass either file or upload_id, not both")
+        if file is not None:
+            return await to_thread.run_sync(state.ingest, file, color_space, limiter=state.compute_limiter)
+        if upload_id:
+            return await to_thread.run_sync(state.lookup, upload_id, color_space, limiter=state.compute_limiter)
+        raise HTTPException(
+            422, "no image: send the image as a multipart file field named 'file', or the upload_id of an earlier upload"
+        )
+
+    @app.post(
+        "/api/segment",
+        response_model=SegmentResponse,
+        responses=_ERRORS,
+        summary="Segment an image into k colour clusters",
+        tags=["segment"],
+    )
+    async def api_segment(
+        file: FileField = None,
+        upload_id: UploadIdField = None,
+        k: Annotated[int, Form(ge=1, le=K_MAX, description="Number of clusters.")] = 5,
+        color_space: ColorField = "rgb",
+        seed: SeedField = 0,
+        n_init: NInitField = 10,
+        disable: Annotated[
+            str | None, Form(max_length=1000, description="Clusters to hide in the masked image: indices such as 0,2.")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Send the image as `file` (multipart), or the `upload_id` of an earlier upload to
+        segment it again without sending or decoding it again. The images of the result are
+        fetched from the URLs in `urls`."""
+        t0 = time.perf_counter()
+        hidden = _parse_disable(disable)
+        upload, cached = await _get_upload(file, upload_id, color_space)
+        result, notes = await to_thread.run_sync(state.segment, upload, k, seed, n_init, limiter=state.compute_limiter)
+        seg = result.seg
+        if any(i >= seg.k for i in hidden):
+            hidden = _parse_disable(disable, seg.k)
+        base = f"/api/result/{result.result_id}"
+        query = f"?disable={','.join(map(str, hidden))}" if hidden else ""
+        h, w = seg.labels.shape
+        return {
+            "upload_id": upload.upload_id,
+            "result_id": result.result_id,
+            "name": upload.name,
+            "width": w,
+            "height": h,
+            "k": seg.k,
+            "k_requested": k,
+            "color_space": upload.prepared.color_space,
+            "seed": seed,
+            "n_init": n_init,
+            "inertia": seg.inertia,
+            "n_iter": seg.n_iter,
+            "converged": seg.converged,
+            "disable": hidden,
+            "palette": seg.palette(),
+            "urls": {
+                "segmented": f"{base}/segmented.png",
+                "labels": f"{base}/labels.png",
+                "palette": f"{base}/palette.json",
+                "masked": f"{base}/masked.png{query}",
+                "clusters": [f"{base}/cluster/{i}.png" for i in range(seg.k)],
+                "clusters_zip": f"{base}/clusters.zip",
+            },
+            "cached": cached,
+            "seconds": round(time.perf_counter() - t0, 4),
+            "warnings": notes,
+        }
+
+    @app.post(
+        "/api/elbow",
+        response_model=ElbowResponse,
+        responses={**_ERRORS, 501: {"model": ErrorResponse, "description": "No elbow sweep in this install."}},
+        summary="Inertia against k, and the knee",
+        tags=["segment"],
+    )
+    async def api_elbow(
+        file: FileField = None,
+        upload_id: UploadIdField = None,
+        k_max: Annotated[int, Form(ge=2, le=ELBOW_K_MAX, description="Try k = 1..k_max.")] = 10,
+        color_space: ColorField = "rgb",
+        seed: SeedField = 0,
+        n_init: NInitField = 10,
+    ) -> dict[str, Any]:
+        """Segments the image for every k from 1 to `k_max` and returns the inertias and the
+        knee of the curve (a good k). Uses the cached upload like /api/segment."""
+        t0 = time.perf_counter()
+        upload, _ = await _get_upload(file, upload_id, color_space)
+        curve, cached = await to_thread.run_sync(state.elbow, upload, k_max, seed, n_init, limiter=state.compute_limiter)
+        return {
+            "upload_id": upload.upload_id,
+            "color_space": upload.prepared.color_space,
+            "seed": seed,
+            "ks": curve.ks,
+            "inertias": curve.inertias,
+            "knee": curve.knee,
+            "cached": cached,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+
+    def _send(content: bytes, media_type: str, filename: str, download: bool) -> Response:
+        disposition = "attachment" if download else "inline"
+        return Response(
+            content,
+            media_type=media_type,
+            headers={
+                "Content-Disposition": f'{disposition}; filename="{filename}"',
+                "Cache-Control": "private, max-age=3600",
+            },
+        )
+
+    async def _render(result_id: str, render: Callable[[Result], bytes]) -> tuple[Result, bytes]:
+        res = state.result(result_id)
+        return res, await to_thread.run_sync(render, res)
+
+    @app.get(
+        "/api/result/{result_id}/segmented.png",
+        response_class=Response,
+        responses={200: _PNG, **_NOT_FOUND},
+        summary="The recoloured image",
+        tags=["result"],
+    )
+    async def segmented_png(result_id: ResultId, download: Download = False) -> Response:
+        """Every pixel painted in its cluster's centre colour (8-bit PNG; alpha kept)."""
+        res, png = await _render(result_id, lambda r: _png(r.seg.image()))
+        return _send(png, "image/png", f"{res.stem}-segmented.png", download)
+
+    @app.get(
+        "/api/result/{result_id}/labels.png",
+        response_class=Response,
+        responses={200: _PNG, **_NOT_FOUND},
+        summary="The label map",
+        tags=["result"],
+    )
+    async def labels_png(result_id: ResultId, download: Download = False) -> Response:
+        """8-bit grey PNG: each pixel's value is its cluster index; 255 marks transparent pixels."""
+        res, png = await _render(result_id, lambda r: _png(r.seg.label_image()))
+        return _send(png, "image/png", f"{res.stem}-labels.png", download)
+
+    @app.get(
+        "/api/result/{result_id}/palette.json",
+        responses={200: {"content": {"application/json": {}}, "description": "The summary."}, **_NOT_FOUND},
+        response_class=Response,
+        summary="The palette and run summary",
+        tags=["result"],
+    )
+    async def palette_json(result_id: ResultId, download: Download = False) -> Response:
+        """The same JSON as `kmseg segment` writes: size, k, colour space, inertia, centres, palette."""
+        res = state.result(result_id)
+        summary = res.seg.summary()
+        summary["source"] = res.name
+        summary["seed"] = res.seed
+        text = json.dumps(summary, indent=2) + "\n"
+        return _send(text.encode(), "application/json", f"{res.stem}-palette.json", download)
+
+    @app.get(
+        "/api/result/{result_id}/masked.png",
+        response_class=Response,
+        responses={200: _PNG, **_NOT_FOUND, 422: {"model": ErrorResponse, "description": "Bad disable list."}},
+        summary="The original with some clusters hidden",
+        tags=["result"],
+    )
+    async def masked_png(
+        result_id: ResultId,
+        disable: Annotated[str | None, Query(max_length=1000, description="Clusters to paint black: 0,2.")] = None,
+        download: Download = False,
+    ) -> Response:
+        """The original image with the pixels of the `disable` clusters painted black (the
+        tutorials' "disable a cluster"). Without `disable`, the original image."""
+        res = state.result(result_id)
+        hidden = _parse_disable(disable, res.seg.k)
+        png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden)))
+        suffix = "-masked" + ("-" + "-".join(map(str, hidden)) if hidden else "")
+        return _send(png, "image/png", f"{res.stem}{suffix}.png", download)
+
+    @app.get(
+        "/api/result/{result_id}/cluster/{index}.png",
+        response_class=Response,
+        responses={200: _PNG, **_NOT_FOUND},
+        summary="A cut-out of one cluster",
+        tags=["result"],
+    )
+    async def cluster_png(
+        result_id: ResultId,
+        index: Annotated[int, PathParam(ge=0, description="Cluster index.")],
+        download: Download = False,
+    ) -> Response:
+        """RGBA PNG: the original colours inside cluster `index`, transparent elsewhere."""
+        res = state.result(result_id)
+        if index >= res.seg.k:
+            raise HTTPException(404, f"cluster {index} does not exist; this result has clusters 0 to {res.seg.k - 1}")
+        png = await to_thread.run_sync(lambda: _png(res.seg.extract(index)))
+        return _send(png, "image/png", f"{res.stem}-cluster{index}.png", download)
+
+    @app.get(
+        "/api/result/{result_id}/clusters.zip",
+        response_class=Response,
+        responses={200: {"content": {"application/zip": {}}, "description": "A ZIP archive."}, **_NOT_FOUND},
+        summary="Every cut-out, zipped",
+        tags=["result"],
+    )
+    async def clusters_zip(result_id: ResultId, download: Download = True) -> Response:
+        """A ZIP with one RGBA cut-out PNG per cluster (`NAME-kK-cluster{i}.png`)."""
+        res = state.result(result_id)
+
+        def build() -> bytes:
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+                for i in range(res.seg.k):
+                    zf.writestr(f"{res.stem}-cluster{i}.png", _png(res.seg.extract(i)))
+            return buf.getvalue()
+
+        content = await to_thread.run_sync(build)
+        return _send(content, "application/zip", f"{res.stem}-clusters.zip", download)
+
+    @app.get(
+        "/api/sample/{name}",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The photo."}},
+        summary="A bundled sample photo",
+        tags=["server"],
+    )
+    async def sample(name: Annotated[_SampleName, PathParam(description="One of kmseg.data.NAMES.")]) -> FileResponse:
+        """One of the photos bundled with kmseg, for trying the page without an image of your own."""
+        media = "image/jpeg" if name.endswith(".jpg") else "image/png"
+        return FileResponse(data.path(name), media_type=media)
+
+    return app

@@ -1,0 +1,357 @@
+// kmseg's web page: plain JavaScript, no build step, talks to the JSON API of `kmseg serve`.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    drop: $("dropzone"), input: $("file-input"), fileName: $("file-name"), maxUpload: $("max-upload"),
+    sample: $("sample"), k: $("k"), kValue: $("k-value"), space: $("color-space"), seed: $("seed"),
+    status: $("status"), error: $("error"), empty: $("empty"), result: $("result"),
+    segmented: $("segmented"), masked: $("masked"), maskedCaption: $("masked-caption"),
+    palette: $("palette"), elbow: $("elbow"), elbowNote: $("elbow-note"),
+    downloads: $("downloads"), dlSegmented: $("dl-segmented"), dlLabels: $("dl-labels"),
+    dlPalette: $("dl-palette"), dlMasked: $("dl-masked"), dlZip: $("dl-clusters-zip"), dlClusters: $("dl-clusters"),
+  };
+
+  const state = {
+    file: null,          // the File, kept to re-send if the server forgot the upload
+    uploadId: null,
+    result: null,        // the last /api/segment response shown
+    disabled: new Set(), // clusters hidden in the masked image
+    seq: 0,              // newest /api/segment request; older answers are dropped
+    controller: null,
+    elbowKey: null,
+    elbowSeq: 0,
+    maxUpload: 50 * 1024 * 1024,
+  };
+
+  // ------------------------------------------------------------------ messages
+
+  function showError(message) {
+    el.error.textContent = message;
+    el.error.hidden = false;
+  }
+
+  function clearError() {
+    el.error.hidden = true;
+    el.error.textContent = "";
+  }
+
+  function setStatus(text, busy = false) {
+    el.status.textContent = text;
+    el.status.classList.toggle("busy", busy);
+  }
+
+  async function errorText(resp) {
+    try {
+      const body = await resp.json();
+      if (typeof body.detail === "string") return body.detail;
+      return JSON.stringify(body.detail ?? body);
+    } catch {
+      return `the server answered ${resp.status} ${resp.statusText}`;
+    }
+  }
+
+  const mb = (bytes) => `${+(bytes / 1048576).toFixed(1)} MB`;
+
+  // ------------------------------------------------------------------ choosing an image
+
+  function useFile(file) {
+    if (!file) return;
+    clearError();
+    if (file.size > state.maxUpload) {
+      showError(`${file.name} is ${mb(file.size)}, more than the limit of ${mb(state.maxUpload)}; choose a smaller image.`);
+      return;
+    }
+    segment(true, file); // the file becomes the current one once it has been segmented
+  }
+
+  el.input.addEventListener("change", () => {
+    useFile(el.input.files[0]);
+    el.input.value = ""; // choosing the same file again fires "change" again
+  });
+  el.drop.addEventListener("click", (ev) => {
+    if (ev.target !== el.input && !ev.target.closest("label")) el.input.click();
+  });
+  el.drop.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); el.input.click(); }
+  });
+  for (const name of ["dragenter", "dragover"]) {
+    el.drop.addEventListener(name, (ev) => { ev.preventDefault(); el.drop.classList.add("dragging"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    el.drop.addEventListener(name, () => el.drop.classList.remove("dragging"));
+  }
+  el.drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    const files = ev.dataTransfer && ev.dataTransfer.files;
+    if (!files || files.length === 0) { showError("Nothing was dropped; drop an image file."); return; }
+    useFile(files[0]);
+  });
+  // Dropping a file anywhere else must not navigate away from the page.
+  window.addEventListener("dragover", (ev) => ev.preventDefault());
+  window.addEventListener("drop", (ev) => ev.preventDefault());
+
+  el.sample.addEventListener("click", async () => {
+    clearError();
+    setStatus("Fetching the sample photo…", true);
+    try {
+      const resp = await fetch("/api/sample/coffee.png");
+      if (!resp.ok) throw new Error(await errorText(resp));
+      const blob = await resp.blob();
+      useFile(new File([blob], "coffee.png", { type: blob.type || "image/png" }));
+    } catch (err) {
+      setStatus("");
+      showError(`Cannot fetch the sample photo: ${err.message}`);
+    }
+  });
+
+  // ------------------------------------------------------------------ segmenting
+
+  let debounce = null;
+  el.k.addEventListener("input", () => {
+    el.kValue.textContent = el.k.value;
+    clearTimeout(debounce);
+    debounce = setTimeout(() => segment(false), 150);
+  });
+  el.k.addEventListener("change", () => { clearTimeout(debounce); segment(false); });
+  el.space.addEventListener("change", () => segment(false));
+  el.seed.addEventListener("change", () => segment(false));
+
+  function seedValue() {
+    const v = Number.parseInt(el.seed.value, 10);
+    return Number.isFinite(v) && v >= 0 ? v : 0;
+  }
+
+  async function segment(withFile, newFile = null) {
+    const file = newFile || state.file;
+    if (!file) return;
+    clearTimeout(debounce);
+    const seq = ++state.seq;
+    if (state.controller) state.controller.abort();
+    const controller = new AbortController();
+    state.controller = controller;
+
+    const form = new FormData();
+    const sendFile = withFile || !state.uploadId;
+    if (sendFile) form.append("file", file, file.name);
+    else form.append("upload_id", state.uploadId);
+    form.append("k", el.k.value);
+    form.append("color_space", el.space.value);
+    form.append("seed", String(seedValue()));
+
+    setStatus(sendFile ? `Uploading and segmenting into ${el.k.value} clusters…` : `Segmenting into ${el.k.value} clusters…`, true);
+    let data;
+    try {
+      const resp = await fetch("/api/segment", { method: "POST", body: form, signal: controller.signal });
+      if (seq !== state.seq) return;
+      if (resp.status === 404 && !sendFile) { segment(true); return; } // the server forgot the upload: send it again
+      if (!resp.ok) {
+        const message = await errorText(resp);
+        if (seq !== state.seq) return;
+        setStatus("");
+        showError(message);
+        return;
+      }
+      data = await resp.json();
+    } catch (err) {
+      if (err.name === "AbortError" || seq !== state.seq) return; // a newer request replaced this one
+      setStatus("");
+      showError(`Cannot reach the kmseg server (${err.message}); is it still running?`);
+      return;
+    }
+    if (seq !== state.seq) return;
+    clearError();
+    state.file = file;
+    el.fileName.textContent = file.name;
+    state.uploadId = data.upload_id;
+    state.result = data;
+    state.disabled.clear();
+    render(data);
+    const key = `${data.upload_id}|${data.color_space}|${data.seed}`;
+    if (key !== state.elbowKey) { state.elbowKey = key; elbow(data); } else { markElbow(data.k); }
+  }
+
+  // ------------------------------------------------------------------ showing a result
+
+  function render(data) {
+    el.empty.hidden = true;
+    el.result.hidden = false;
+    el.downloads.hidden = false;
+    el.segmented.src = data.urls.segmented;
+    updateMasked();
+
+    const fewer = data.k < data.k_requested ? ` (the image has only ${data.k} colours)` : "";
+    const how = data.cached ? "image already decoded" : "image decoded";
+    setStatus(`K = ${data.k}${fewer} · ${data.width} × ${data.height} px · ${data.n_iter} iterations · ` +
+      `${data.seconds.toFixed(2)} s (${how})`);
+
+    el.palette.replaceChildren(...data.palette.map((p) => {
+      const li = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "swatch";
+      button.dataset.index = String(p.index);
+      button.dataset.testid = "swatch";
+      button.setAttribute("aria-pressed", "false");
+      button.title = `Cluster ${p.index}: ${p.hex}, ${(100 * p.fraction).toFixed(1)}% of the pixels. Click to hide or show it.`;
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      chip.style.backgroundColor = p.hex;
+      const hex = document.createElement("span");
+      hex.className = "hex";
+      hex.textContent = p.hex;
+      const pct = document.createElement("span");
+      pct.className = "pct";
+      pct.textContent = `${(100 * p.fraction).toFixed(1)}%`;
+      button.append(chip, hex, pct);
+      button.addEventListener("click", () => toggle(p.index, button));
+      li.append(button);
+      return li;
+    }));
+
+    const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
+    link(el.dlSegmented, data.urls.segmented, `${stem}-segmented.png`);
+    link(el.dlLabels, data.urls.labels, `${stem}-labels.png`);
+    link(el.dlPalette, data.urls.palette, `${stem}-palette.json`);
+    link(el.dlZip, data.urls.clusters_zip, `${stem}-clusters.zip`);
+    el.dlClusters.replaceChildren(...data.urls.clusters.map((url, i) => {
+      const li = document.createElement("li");
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      chip.style.backgroundColor = data.palette[i].hex;
+      const a = document.createElement("a");
+      a.dataset.testid = "dl-cluster";
+      link(a, url, `${stem}-cluster${i}.png`);
+      a.textContent = `Cluster ${i} (${data.palette[i].hex})`;
+      li.append(chip, a);
+      return li;
+    }));
+  }
+
+  function link(a, url, filename) {
+    a.href = url;
+    a.download = filename;
+  }
+
+  function toggle(index, button) {
+    if (state.disabled.has(index)) state.disabled.delete(index); else state.disabled.add(index);
+    button.setAttribute("aria-pressed", String(state.disabled.has(index)));
+    updateMasked();
+  }
+
+  function updateMasked() {
+    const data = state.result;
+    if (!data) return;
+    const base = data.urls.masked.split("?")[0];
+    const hidden = [...state.disabled].sort((a, b) => a - b);
+    const url = hidden.length ? `${base}?disable=${hidden.join(",")}` : base;
+    el.masked.src = url;
+    el.masked.dataset.disable = hidden.join(",");
+    el.maskedCaption.textContent = hidden.length
+      ? `Hidden: cluster${hidden.length > 1 ? "s" : ""} ${hidden.join(", ")}`
+      : "Original";
+    const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
+    link(el.dlMasked, url, `${stem}-masked${hidden.length ? "-" + hidden.join("-") : ""}.png`);
+  }
+
+  el.segmented.addEventListener("error", () => {
+    if (state.result) showError("The segmented image could not be loaded; the server may have restarted. Choose the image again.");
+  });
+
+  // ------------------------------------------------------------------ elbow curve
+
+  async function elbow(data) {
+    const seq = ++state.elbowSeq;
+    el.elbow.replaceChildren();
+    el.elbowNote.textContent = "Computing the elbow curve…";
+    const form = new FormData();
+    form.append("upload_id", data.upload_id);
+    form.append("color_space", data.color_space);
+    form.append("seed", String(data.seed));
+    form.append("k_max", "10");
+    let curve;
+    try {
+      const resp = await fetch("/api/elbow", { method: "POST", body: form });
+      if (seq !== state.elbowSeq) return;
+      if (!resp.ok) {
+        const message = await errorText(resp);
+        if (seq !== state.elbowSeq) return;
+        el.elbowNote.textContent = `No elbow curve: ${message}`;
+        if (resp.status !== 501) showError(message);
+        state.elbowKey = null;
+        return;
+      }
+      curve = await resp.json();
+    } catch (err) {
+      if (seq === state.elbowSeq) el.elbowNote.textContent = `The elbow curve failed: ${err.message}`;
+      return;
+    }
+    if (seq !== state.elbowSeq) return;
+    drawElbow(curve);
+    markElbow(state.result ? state.result.k : null);
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(name, attrs, text) {
+    const node = document.createElementNS(SVG, name);
+    for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function drawElbow(curve) {
+    const W = 480, H = 220, left = 58, right = 16, top = 14, bottom = 34;
+    const ks = curve.ks, ys = curve.inertias;
+    const kmin = Math.min(...ks), kmax = Math.max(...ks);
+    const ymax = Math.max(...ys) || 1;
+    const x = (k) => left + (kmax === kmin ? 0.5 : (k - kmin) / (kmax - kmin)) * (W - left - right);
+    const y = (v) => top + (1 - v / ymax) * (H - top - bottom);
+    const nodes = [];
+    for (let i = 0; i <= 4; i++) {
+      const v = (ymax * i) / 4;
+      nodes.push(svg("line", { class: "grid", x1: left, x2: W - right, y1: y(v), y2: y(v) }));
+      nodes.push(svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v.toExponential(1)));
+    }
+    nodes.push(svg("line", { class: "axis", x1: left, x2: W - right, y1: H - bottom, y2: H - bottom }));
+    nodes.push(svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: H - bottom }));
+    for (const k of ks) nodes.push(svg("text", { x: x(k), y: H - bottom + 16, "text-anchor": "middle" }, k));
+    nodes.push(svg("text", { x: (left + W - right) / 2, y: H - 3, "text-anchor": "middle" }, "K"));
+    nodes.push(svg("polyline", { class: "curve", points: ks.map((k, i) => `${x(k)},${y(ys[i])}`).join(" ") }));
+    if (curve.knee !== null && curve.knee !== undefined) {
+      const i = ks.indexOf(curve.knee);
+      if (i >= 0) {
+        nodes.push(svg("circle", { class: "knee", cx: x(curve.knee), cy: y(ys[i]), r: 10, "data-testid": "elbow-knee", "data-k": curve.knee }));
+        nodes.push(svg("text", { class: "knee-label", x: x(curve.knee) + 12, y: y(ys[i]) - 10 }, `knee: K = ${curve.knee}`));
+      }
+    }
+    ks.forEach((k, i) => {
+      const pt = svg("circle", { class: "pt", cx: x(k), cy: y(ys[i]), r: 5, "data-k": k, tabindex: 0, role: "button",
+        "aria-label": `Use K = ${k} (inertia ${ys[i].toExponential(3)})` });
+      pt.append(svg("title", {}, `K = ${k}: inertia ${ys[i].toExponential(3)}. Click to use this K.`));
+      const use = () => { el.k.value = String(k); el.kValue.textContent = String(k); segment(false); };
+      pt.addEventListener("click", use);
+      pt.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); use(); } });
+      nodes.push(pt);
+    });
+    el.elbow.replaceChildren(...nodes);
+    el.elbowNote.textContent = curve.knee
+      ? `The knee is at K = ${curve.knee}.`
+      : "The curve has no clear knee.";
+  }
+
+  function markElbow(k) {
+    for (const pt of el.elbow.querySelectorAll(".pt")) {
+      pt.classList.toggle("current", Number(pt.dataset.k) === k);
+    }
+  }
+
+  // ------------------------------------------------------------------ start
+
+  fetch("/api/health").then((r) => r.json()).then((h) => {
+    if (h && h.max_upload_bytes) {
+      state.maxUpload = h.max_upload_bytes;
+      el.maxUpload.textContent = mb(h.max_upload_bytes);
+    }
+  }).catch(() => showError("Cannot reach the kmseg server; start it with: kmseg serve"));
+})();

@@ -1,0 +1,516 @@
+"""The web API of `kmseg serve`, through FastAPI's TestClient: every endpoint, every error path,
+the caches, and the `kmseg serve` command line."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("python_multipart")
+with warnings.catch_warnings():
+    # Starlette >= 1.x warns when its TestClient runs on httpx rather than httpx2.
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient`")
+    from fastapi.testclient import TestClient
+
+import kmseg
+from kmseg import data
+from kmseg.cli import main
+from kmseg.web.app import create_app
+
+COFFEE = data.path("coffee.png").read_bytes()
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def blocks(colors: list[tuple[int, int, int]], size: int = 24, seed: int = 0) -> np.ndarray:
+    """Vertical bands of the given colours plus a little seeded noise (distinct images per seed)."""
+    rng = np.random.default_rng(seed)
+    bands = np.repeat(np.asarray(colors, np.float64), size // len(colors) + 1, axis=0)[:size]
+    img = np.broadcast_to(bands[None, :, :], (size, size, 3)) + rng.normal(0, 4, (size, size, 3))
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+SMALL = png_bytes(blocks([(200, 30, 30), (30, 200, 30), (30, 30, 200), (230, 230, 40)]))
+
+
+def decode_png(content: bytes) -> Image.Image:
+    assert content[:8] == b"\x89PNG\r\n\x1a\n"
+    im = Image.open(io.BytesIO(content))
+    im.load()
+    return im
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app(warm_up=False)) as c:
+        yield c
+
+
+@pytest.fixture
+def fresh() -> Iterator[TestClient]:
+    """A client on a new app, for counting decodes and cache entries from zero."""
+    with TestClient(create_app(warm_up=False)) as c:
+        yield c
+
+
+def upload(c: TestClient, content: bytes = SMALL, name: str = "img.png", **fields: object):
+    return c.post("/api/segment", files={"file": (name, content, "image/png")},
+                  data={k: str(v) for k, v in fields.items()})
+
+
+def assert_error(resp, status: int, pattern: str) -> str:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert set(body) == {"detail"} and isinstance(body["detail"], str), body
+    assert re.search(pattern, body["detail"]), body["detail"]
+    return body["detail"]
+
+
+# --------------------------------------------------------------------------- page and health
+
+
+def test_health(client: TestClient) -> None:
+    resp = client.get("/api/health")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["status"] == "ok" and body["version"] == kmseg.__version__
+    assert body["max_upload_bytes"] == 50 * 1024 * 1024
+
+
+def test_page_and_assets_are_served_locally(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for needle in ('id="k"', 'id="palette"', 'role="alert"', "/static/app.js", "/static/style.css"):
+        assert needle in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    texts = [page.text]
+    for asset, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css")):
+        resp = client.get(asset)
+        assert resp.status_code == 200 and kind in resp.headers["content-type"]
+        texts.append(resp.text)
+    for text in texts:  # no CDN: the only absolute URL is the SVG namespace
+        urls = set(re.findall(r"https?://[^\s\"'`)]+", text))
+        assert urls <= {"http://www.w3.org/2000/svg"}, urls
+
+
+def test_openapi_documents_every_endpoint(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    expected = {
+        ("get", "/api/health"), ("get", "/api/stats"), ("post", "/api/segment"), ("post", "/api/elbow"),
+        ("get", "/api/result/{result_id}/segmented.png"), ("get", "/api/result/{result_id}/labels.png"),
+        ("get", "/api/result/{result_id}/palette.json"), ("get", "/api/result/{result_id}/masked.png"),
+        ("get", "/api/result/{result_id}/cluster/{index}.png"), ("get", "/api/result/{result_id}/clusters.zip"),
+        ("get", "/api/sample/{name}"),
+    }
+    assert {(m, p) for p, ops in paths.items() for m in ops} == expected
+    for method, path in expected:
+        op = paths[path][method]
+        assert op.get("summary") and op.get("description"), (method, path)
+    seg = paths["/api/segment"]["post"]
+    assert seg["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("SegmentResponse")
+    assert {"404", "413", "415", "422"} <= set(seg["responses"])
+    fields = schema["components"]["schemas"]["SegmentResponse"]["properties"]
+    assert {"upload_id", "palette", "width", "height", "k", "inertia", "urls"} <= set(fields)
+
+
+# --------------------------------------------------------------------------- segment and results
+
+
+def test_segment_upload(client: TestClient) -> None:
+    resp = upload(client, COFFEE, "coffee.png", k=4, seed=0)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["upload_id"] == hashlib.sha256(COFFEE).hexdigest()
+    assert (body["width"], body["height"], body["k"], body["k_requested"]) == (600, 400, 4, 4)
+    assert body["name"] == "coffee.png" and body["color_space"] == "rgb" and body["warnings"] == []
+    assert [p["index"] for p in body["palette"]] == [0, 1, 2, 3]
+    assert sum(p["fraction"] for p in body["palette"]) == pytest.approx(1.0)
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", p["hex"]) for p in body["palette"])
+    assert len(body["urls"]["clusters"]) == 4
+    expected = kmseg.segment(kmseg.load_image(data.path("coffee.png")), 4, seed=0)
+    assert body["inertia"] == pytest.approx(expected.inertia, rel=1e-9)
+    assert [p["hex"] for p in body["palette"]] == [p["hex"] for p in expected.palette()]
+
+
+def test_result_files(client: TestClient) -> None:
+    body = upload(client, COFFEE, "coffee.png", k=3, seed=0, disable="1").json()
+    urls = body["urls"]
+    assert urls["masked"].endswith("/masked.png?disable=1") and body["disable"] == [1]
+    palette = {tuple(p["rgb"]) for p in body["palette"]}
+
+    seg = client.get(urls["segmented"])
+    assert seg.status_code == 200 and seg.headers["content-type"] == "image/png"
+    assert 'filename="coffee-k3-segmented.png"' in seg.headers["content-disposition"]
+    im = decode_png(seg.content)
+    assert im.size == (600, 400) and im.mode == "RGB"
+    painted = np.asarray(im)
+    assert {tuple(c) for c in np.unique(painted.reshape(-1, 3), axis=0)} == palette
+
+    labels = np.asarray(decode_png(client.get(urls["labels"]).content))
+    assert labels.shape == (400, 600) and labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1, 2}
+
+    summary = json.loads(client.get(urls["palette"]).content)
+    assert summary["k"] == 3 and summary["source"] == "coffee.png" and len(summary["palette"]) == 3
+
+    original = np.asarray(decode_png(client.get(urls["masked"].split("?")[0]).content))
+    assert np.array_equal(original, kmseg.load_image(data.path("coffee.png")))
+    masked = np.asarray(decode_png(client.get(urls["masked"]).content))
+    assert (masked[labels == 1] == 0).all() and np.array_equal(masked[labels != 1], original[labels != 1])
+
+    cut = np.asarray(decode_png(client.get(urls["clusters"][2]).content))
+    assert cut.shape == (400, 600, 4)
+    assert np.array_equal(cut[..., 3] == 255, labels == 2) and not cut[..., 3][labels != 2].any()
+
+    archive = client.get(urls["clusters_zip"])
+    assert archive.headers["content-disposition"].startswith("attachment")
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zf:
+        assert zf.namelist() == [f"coffee-k3-cluster{i}.png" for i in range(3)]
+        assert np.array_equal(np.asarray(decode_png(zf.read("coffee-k3-cluster2.png"))), cut)
+
+    attached = client.get(urls["segmented"] + "?download=1")
+    assert attached.headers["content-disposition"].startswith("attachment") and attached.content == seg.content
+
+
+def test_upload_id_reuses_the_decoded_image(fresh: TestClient) -> None:
+    state = fresh.app.state.kmseg
+    first = upload(fresh, SMALL, k=4).json()
+    assert first["cached"] is False
+    assert (state.counts["decodes"], state.counts["prepares"]) == (1, 1)
+
+    for k in (2, 3, 5):  # the slider: same upload, other k
+        again = fresh.post("/api/segment", data={"upload_id": first["upload_id"], "k": str(k)})
+        assert again.status_code == 200 and again.json()["cached"] is True and again.json()["k"] == k
+    assert (state.counts["decodes"], state.counts["prepares"], state.counts["segmentations"]) == (1, 1, 4)
+
+    assert upload(fresh, SMALL, k=4).json()["cached"] is True  # same bytes again: hashed, not decoded
+    assert state.counts["decodes"] == 1
+
+    lab = fresh.post("/api/segment", data={"upload_id": first["upload_id"], "k": "4", "color_space": "lab"})
+    assert lab.status_code == 200 and lab.json()["color_space"] == "lab" and lab.json()["cached"] is False
+    assert (state.counts["decodes"], state.counts["prepares"]) == (1, 2)  # re-reduced, not re-decoded
+
+    stats = fresh.get("/api/stats").json()
+    assert stats["decodes"] == 1 and stats["uploads"]["entries"] == 2 and stats["uploads"]["hits"] == 4
+    assert stats["results"]["entries"] == 6
+
+
+def test_same_new_upload_at_once_is_decoded_once(fresh: TestClient) -> None:
+    content = png_bytes(blocks([(10, 20, 30), (200, 100, 50), (90, 220, 140)], size=64, seed=7))
+    statuses: list[int] = []
+
+    def post() -> None:
+        statuses.append(upload(fresh, content, k=3).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * 4
+    assert fresh.app.state.kmseg.counts["decodes"] == 1
+
+
+def test_upload_cache_is_bounded_by_memory() -> None:
+    one = kmseg.prepare(blocks([(200, 30, 30), (30, 30, 200)], size=48)).nbytes
+    app = create_app(cache_bytes=int(one * 2.5), warm_up=False)
+    with TestClient(app) as c:
+        ids = [upload(c, png_bytes(blocks([(200, 30, 30), (30, 30, 200)], size=48, seed=s)), k=2).json()["upload_id"]
+               for s in range(4)]
+        stats = c.get("/api/stats").json()["uploads"]
+        assert stats["entries"] == 2 and stats["evictions"] == 2 and stats["bytes"] <= stats["max_bytes"]
+        assert_error(c.post("/api/segment", data={"upload_id": ids[0]}), 404, "send the file again")
+        assert c.post("/api/segment", data={"upload_id": ids[3]}).status_code == 200
+
+
+def test_results_are_bounded_and_unknown_results_are_404() -> None:
+    with TestClient(create_app(max_results=2, warm_up=False)) as c:
+        first = upload(c, k=2).json()
+        for k in (3, 4):
+            upload(c, k=k)
+        assert_error(c.get(first["urls"]["segmented"]), 404, "segment again")
+    assert c.app.state.kmseg.results.stats()["evictions"] == 1
+
+
+def test_fewer_colours_than_k_is_a_note_not_an_error(client: TestClient) -> None:
+    flat = np.zeros((10, 12, 3), np.uint8)
+    flat[:, 4:] = (250, 0, 0)
+    flat[:, 8:] = (0, 0, 250)
+    resp = upload(client, png_bytes(flat), k=6)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["k"] == 3 and body["k_requested"] == 6 and len(body["palette"]) == 3
+    assert any("distinct colours" in w for w in body["warnings"])
+
+
+def test_grey_and_rgba_uploads(client: TestClient) -> None:
+    grey = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (16, 1))
+    body = upload(client, png_bytes(grey), k=3).json()
+    assert len(body["palette"]) == 3 and all(len(set(p["rgb"])) == 1 for p in body["palette"])
+    assert decode_png(client.get(body["urls"]["segmented"]).content).mode == "L"
+
+    rgba = np.dstack([blocks([(200, 30, 30), (30, 30, 200)], size=16), np.full((16, 16), 255, np.uint8)])
+    rgba[:4, :, 3] = 0  # transparent rows: not clustered
+    body = upload(client, png_bytes(rgba), k=2).json()
+    assert sum(p["count"] for p in body["palette"]) == 12 * 16
+    labels = np.asarray(decode_png(client.get(body["urls"]["labels"]).content))
+    assert (labels[:4] == 255).all() and (labels[4:] < 2).all()
+
+
+# --------------------------------------------------------------------------- elbow
+
+
+def test_elbow(fresh: TestClient) -> None:
+    seg = upload(fresh, COFFEE, "coffee.png", k=4, seed=0).json()
+    resp = fresh.post("/api/elbow", data={"upload_id": seg["upload_id"], "k_max": "6", "seed": "0"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["ks"] == [1, 2, 3, 4, 5, 6] and body["knee"] in body["ks"]
+    assert all(a >= b for a, b in zip(body["inertias"], body["inertias"][1:]))
+    assert body["inertias"][3] == pytest.approx(seg["inertia"], rel=1e-9)  # the same fit as /api/segment
+    assert body["cached"] is False
+    again = fresh.post("/api/elbow", data={"upload_id": seg["upload_id"], "k_max": "6", "seed": "0"}).json()
+    assert again["cached"] is True and again["inertias"] == body["inertias"]
+    assert fresh.app.state.kmseg.counts == {"decodes": 1, "prepares": 1, "segmentations": 1, "elbows": 1}
+
+
+def test_elbow_takes_a_file_and_few_colours(client: TestClient) -> None:
+    flat = np.zeros((8, 8, 3), np.uint8)
+    flat[4:] = 255
+    resp = client.post("/api/elbow", files={"file": ("two.png", png_bytes(flat), "image/png")}, data={"k_max": "5"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["inertias"][1:] == [0.0] * 4
+
+
+# --------------------------------------------------------------------------- limits and errors
+
+
+def test_upload_larger_than_the_limit_is_413() -> None:
+    with TestClient(create_app(max_upload_bytes=100_000, warm_up=False)) as c:
+        big = os.urandom(150_000)  # under the body limit (file limit + 1 MB of form), over the file limit
+        assert_error(upload(c, big), 413, r"larger than the limit of 0\.095\d* MB")
+        huge = os.urandom(1_300_000)  # over the body limit: refused on Content-Length, before reading
+        assert_error(upload(c, huge), 413, "larger than the limit")
+        assert c.app.state.kmseg.counts["decodes"] == 0
+        assert c.get("/api/health").status_code == 200
+
+
+def test_chunked_upload_larger_than_the_limit_is_413() -> None:
+    boundary = "kmsegboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+
+    def body() -> Iterator[bytes]:  # no Content-Length: the limit is counted as the bytes arrive
+        yield head
+        for _ in range(40):
+            yield b"\0" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with TestClient(create_app(max_upload_bytes=100_000, warm_up=False)) as c:
+        resp = c.post("/api/segment", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert_error(resp, 413, "larger than the limit")
+        assert c.get("/api/health").status_code == 200
+
+
+def test_too_many_pixels_is_413() -> None:
+    with TestClient(create_app(max_pixels=10_000, warm_up=False)) as c:
+        detail = assert_error(upload(c, COFFEE, "coffee.png"), 413, r"240000 pixels .* exceeds the limit of 10000")
+        assert detail.startswith("coffee.png:")
+        assert c.app.state.kmseg.counts["decodes"] == 0
+
+
+def test_not_an_image_names_the_upload_not_a_temp_file(client: TestClient) -> None:
+    detail = assert_error(upload(client, b"just some text\n", "notes.txt"), 415, "^notes.txt: not an image")
+    assert client.app.state.kmseg.tmpdir not in detail and "upload-" not in detail
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "pattern"),
+    [
+        (b"", 422, "empty"),
+        (COFFEE[:4000], 422, "looks like a PNG file but cannot be decoded"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, 422, "cannot be decoded"),
+        (b"GIF89a" + b"\xff" * 30, 422, "cannot be decoded"),
+    ],
+    ids=["empty", "truncated-png", "garbage-png", "garbage-gif"],
+)
+def test_bad_files(client: TestClient, content: bytes, status: int, pattern: str) -> None:
+    assert_error(upload(client, content, "bad.png"), status, pattern)
+
+
+@pytest.mark.parametrize(
+    ("fields", "pattern"),
+    [
+        ({"k": "0"}, r"k='0' is not valid .*from 1 to 64"),
+        ({"k": "65"}, r"k='65' is not valid"),
+        ({"k": "five"}, r"k='five' is not valid .*integer"),
+        ({"color_space": "cmyk"}, r"color_space='cmyk' is not valid .*; use rgb, lab or hsv"),
+        ({"seed": "-1"}, r"seed='-1' is not valid"),
+        ({"n_init": "0"}, r"n_init='0' is not valid"),
+        ({"disable": "1;2"}, r"disable='1;2' is not valid; pass cluster indices"),
+        ({"disable": "9"}, r"disable='9' is out of range; this result has clusters 0 to 3"),
+    ],
+)
+def test_bad_parameters_are_422(client: TestClient, fields: dict[str, str], pattern: str) -> None:
+    assert_error(upload(client, SMALL, **{"k": "4", **fields}), 422, pattern)
+
+
+def test_colour_space_that_does_not_fit_the_image_is_422(client: TestClient) -> None:
+    grey = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (8, 1))
+    assert_error(upload(client, png_bytes(grey), "grey.png", color_space="lab"), 422, r"^grey.png: .*needs an RGB image")
+
+
+def test_upload_id_errors(client: TestClient) -> None:
+    assert_error(client.post("/api/segment", data={"upload_id": "0" * 64}), 404, "is not known .* send the file again")
+    assert_error(client.post("/api/segment", data={"upload_id": "../etc/passwd"}), 422, "upload_id=.* is not valid")
+    assert_error(client.post("/api/segment", data={"k": "3"}), 422, "no image")
+    assert_error(client.post("/api/segment"), 422, "no image")
+    both = client.post("/api/segment", files={"file": ("a.png", SMALL, "image/png")}, data={"upload_id": "0" * 64})
+    assert_error(both, 422, "either file or upload_id")
+    assert_error(client.post("/api/elbow", data={"upload_id": "f" * 64}), 404, "not known")
+    assert_error(client.post("/api/elbow", data={"upload_id": "f" * 64, "k_max": "1"}), 422, "k_max='1' is not valid")
+
+
+def test_result_errors(client: TestClient) -> None:
+    body = upload(client, SMALL, k=2).json()
+    base = f"/api/result/{body['result_id']}"
+    assert_error(client.get("/api/result/nope/segmented.png"), 404, "is not known")
+    assert_error(client.get(f"{base}/cluster/2.png"), 404, "clusters 0 to 1")
+    assert_error(client.get(f"{base}/cluster/x.png"), 422, "index='x' is not valid")
+    assert_error(client.get(f"{base}/masked.png?disable=5"), 422, "out of range")
+    assert_error(client.get(f"{base}/masked.png?disable=a"), 422, "not valid")
+    assert_error(client.get("/api/nothing"), 404, "Not Found")
+    assert_error(client.delete("/api/segment"), 405, "Method Not Allowed")
+
+
+def test_samples(client: TestClient) -> None:
+    resp = client.get("/api/sample/coffee.png")
+    assert resp.status_code == 200 and resp.content == COFFEE
+    assert_error(client.get("/api/sample/secret.png"), 422, "name='secret.png' is not valid")
+    assert client.get("/api/sample/..%2F..%2Fpyproject.toml").status_code in (404, 422)
+
+
+def test_server_stays_up_after_bad_requests(client: TestClient) -> None:
+    bad = [
+        lambda: upload(client, b"\0" * 10),
+        lambda: upload(client, COFFEE[:100]),
+        lambda: upload(client, SMALL, k="-3"),
+        lambda: client.post("/api/segment", content=b"{not json", headers={"content-type": "application/json"}),
+        lambda: client.post("/api/segment", content=b"--x\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=x"}),
+        lambda: client.post("/api/elbow", data={"upload_id": "z"}),
+        lambda: client.get("/api/result/%00/labels.png"),
+    ]
+    for send in bad:
+        resp = send()
+        assert 400 <= resp.status_code < 500, resp.text
+        assert isinstance(resp.json()["detail"], str)
+    assert client.get("/api/health").json()["status"] == "ok"
+    assert upload(client, SMALL, k=3).status_code == 200
+
+
+def test_health_answers_while_a_segmentation_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit runs in a worker thread: hold it inside the fit, and ask for /api/health meanwhile."""
+    entered, release = threading.Event(), threading.Event()
+    real = kmseg.Prepared.segment
+
+    def held(self, *args, **kwargs):
+        entered.set()
+        assert release.wait(30)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(kmseg.Prepared, "segment", held)
+    with TestClient(create_app(warm_up=False)) as c:
+        out: list[int] = []
+        worker = threading.Thread(target=lambda: out.append(upload(c, SMALL, k=3).status_code))
+        worker.start()
+        try:
+            assert entered.wait(30), "the segmentation never started"
+            health = c.get("/api/health")
+            assert health.status_code == 200 and worker.is_alive() and out == []
+        finally:
+            release.set()
+            worker.join(30)
+        assert out == [200]
+
+
+def test_host_guard() -> None:
+    app = create_app(allowed_hosts=["127.0.0.1", "localhost", "[::1]"], warm_up=False)
+    with TestClient(app, base_url="http://evil.example:8000") as c:
+        assert_error(c.get("/api/health"), 400, "is not allowed")
+    for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+        with TestClient(app, base_url=f"http://{host}") as c:
+            assert c.get("/api/health").status_code == 200
+
+
+# --------------------------------------------------------------------------- kmseg serve
+
+
+def test_serve_without_the_web_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if it were not installed
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install "kmseg[web]"' in err and "fastapi" in err
+
+
+def test_serve_on_a_busy_port_is_one_line(capsys) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+
+
+def test_serve_usage_errors(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--port", "70000"])
+    assert exc.value.code == 2 and "out of range" in capsys.readouterr().err
+
+
+def test_kmseg_serve_runs_and_stops(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kmseg", "serve", "--port", "0", "--max-upload-mb", "1"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        match = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line
+        import httpx
+
+        health = httpx.get(match.group(1) + "api/health", timeout=10).json()
+        assert health["status"] == "ok" and health["max_upload_bytes"] == 1024 * 1024
+        refused = httpx.get(match.group(1) + "api/health", headers={"host": "attacker.example"}, timeout=10)
+        assert refused.status_code == 400
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        proc.stderr.close()
+    assert code == 0

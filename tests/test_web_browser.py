@@ -1,0 +1,190 @@
+"""The page of `kmseg serve` in a real browser: a uvicorn server on loopback, driven through
+Playwright's sync API with Debian's chromium (Playwright's own browser download is not used)."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from kmseg import data  # noqa: E402
+from kmseg.web.app import create_app  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+TIMEOUT_MS = 20_000
+expect = sync_api.expect
+expect.set_options(timeout=TIMEOUT_MS)  # the elbow sweep takes a few seconds on a busy machine
+
+
+def _need_chromium() -> None:
+    if not os.path.exists(CHROMIUM):
+        reason = f"Debian's chromium is not installed at {CHROMIUM}; install it with: make chromium"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, Any]]:
+    """A real uvicorn server on a free loopback port, in a background thread; (url, app)."""
+    app = create_app()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, name="kmseg-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/", app
+    finally:
+        srv.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def kmseg_browser() -> Iterator[Any]:
+    _need_chromium()
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def web_page(kmseg_browser: Any) -> Iterator[Any]:
+    context = kmseg_browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def wait_loaded(page: Any, selector: str, width: int) -> None:
+    """Wait until the <img> is decoded at the given natural width."""
+    page.wait_for_function(
+        "([sel, w]) => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth === w; }",
+        arg=[selector, width],
+    )
+
+
+def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    page = web_page
+    url, app = server
+    state = app.state.kmseg
+    page.goto(url)
+    expect(page).to_have_title("kmseg: colour segmentation")
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_hidden()
+
+    # upload: the palette has K = 5 swatches and the segmented image shows
+    page.set_input_files("#file-input", str(data.path("coffee.png")))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    wait_loaded(page, "#segmented", 600)
+    expect(page.get_by_test_id("status")).to_contain_text("600 × 400")
+    decodes = state.counts["decodes"]
+
+    # the elbow curve arrives, with its knee marked
+    knee = page.get_by_test_id("elbow-knee")
+    expect(knee).to_have_count(1)
+    assert 1 <= int(knee.get_attribute("data-k")) <= 10
+    assert page.locator("#elbow .pt").count() == 10
+
+    # move K with the keyboard: 5 -> 3; re-segmented by upload_id, not uploaded or decoded again
+    slider = page.get_by_test_id("k-slider")
+    slider.focus()
+    slider.press("ArrowLeft")
+    slider.press("ArrowLeft")
+    expect(page.get_by_test_id("k-value")).to_have_text("3")
+    expect(swatches).to_have_count(3)
+    expect(page.get_by_test_id("status")).to_contain_text("K = 3")
+    wait_loaded(page, "#segmented", 600)
+    assert state.counts["decodes"] == decodes
+    assert state.counts["segmentations"] >= 2
+
+    # hide cluster 1: the masked image changes to the original with that cluster in black
+    masked = page.get_by_test_id("masked-image")
+    original_src = masked.get_attribute("src")
+    assert "disable" not in original_src
+    swatches.nth(1).click()
+    expect(swatches.nth(1)).to_have_attribute("aria-pressed", "true")
+    expect(masked).to_have_attribute("src", original_src + "?disable=1")
+    expect(page.get_by_test_id("masked-caption")).to_have_text("Hidden: cluster 1")
+    wait_loaded(page, "#masked", 600)
+    hidden = np.asarray(Image.open(io.BytesIO(page.request.get(url.rstrip("/") + masked.get_attribute("src")).body())))
+    shown = np.asarray(Image.open(io.BytesIO(page.request.get(url.rstrip("/") + original_src).body())))
+    changed = (hidden != shown).any(axis=2)
+    assert changed.any() and (hidden[changed] == 0).all()
+    swatches.nth(1).click()  # and show it again
+    expect(masked).to_have_attribute("src", original_src)
+
+    # download the recoloured PNG
+    with page.expect_download() as info:
+        page.get_by_test_id("dl-segmented").click()
+    download = info.value
+    assert download.suggested_filename == "coffee-k3-segmented.png"
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    im = Image.open(target)
+    im.load()
+    assert im.format == "PNG" and im.size == (600, 400)
+    assert len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) == 3
+
+    shot = os.environ.get("KMSEG_SCREENSHOT")
+    if shot:
+        page.screenshot(path=shot, full_page=True)
+
+
+def test_errors_are_shown_and_the_page_recovers(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image\n")
+    page.set_input_files("#file-input", str(bad))
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text("notes.txt: not an image")
+
+    page.get_by_test_id("sample").click()  # the bundled photo, fetched from the server
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    expect(alert).to_be_hidden()
+
+    # a bad file after a good one: the error shows, the good image stays current
+    page.set_input_files("#file-input", str(bad))
+    expect(alert).to_contain_text("notes.txt: not an image")
+    expect(page.get_by_test_id("file-name")).to_have_text("coffee.png")
+    page.get_by_test_id("k-slider").fill("7")
+    expect(swatches).to_have_count(7)
+    expect(alert).to_be_hidden()
