@@ -16,6 +16,8 @@ import time
 import webbrowser
 from typing import Any
 
+from ..cli import positive_int
+
 __all__ = ["register"]
 
 INSTALL_HINT = 'pip install "kmseg[web]"'
@@ -42,16 +44,6 @@ def _megabytes(text: str) -> float:
     return v
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} is out of range; it must be at least 1")
-    return v
-
-
 def register(subparsers: Any) -> None:
     """Add the ``serve`` verb (works without the web extra installed)."""
     p = subparsers.add_parser(
@@ -67,7 +59,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--open", action="store_true", help="open the page in the web browser once the server is up")
     p.add_argument("--max-upload-mb", type=_megabytes, default=50.0, metavar="MB",
                    help="largest upload accepted (default 50)")
-    p.add_argument("--max-pixels", type=_positive, default=None,
+    p.add_argument("--max-pixels", type=positive_int, default=None,
                    help="largest image accepted, in pixels (default: Pillow's, about 89 million)")
     p.add_argument("--cache-mb", type=_megabytes, default=1024.0, metavar="MB",
                    help="memory for decoded uploads kept for re-segmenting (default 1024)")
