@@ -119,3 +119,30 @@ def test_seed_makes_runs_reproducible(photos):
     b = kmseg.segment(img, k=5, seed=11)
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.centers, b.centers)
+
+
+def test_dense_histogram_path_on_a_large_image(photos):
+    """Images of 4 MP and more count colours in per-thread 2**24 tables: exact, with and without a mask."""
+    from kmseg._reduce import _DENSE_MIN_PIXELS, color_histogram
+
+    base = photos["astronaut.png"]
+    reps = int(np.ceil(np.sqrt(_DENSE_MIN_PIXELS / (base.shape[0] * base.shape[1]))))
+    big = np.tile(base, (reps, reps, 1))
+    big[::7, ::5] += 1  # a few more distinct colours
+    assert big.shape[0] * big.shape[1] >= _DENSE_MIN_PIXELS
+    packed = (big[..., 0].astype(np.int64) << 16) | (big[..., 1].astype(np.int64) << 8) | big[..., 2]
+    codes, counts = color_histogram(big)
+    ref_codes, ref_counts = np.unique(packed, return_counts=True)
+    np.testing.assert_array_equal(codes, ref_codes)
+    np.testing.assert_array_equal(counts, ref_counts)
+    mask = np.ones(big.shape[:2], bool)
+    mask[: big.shape[0] // 3] = False
+    codes, counts = color_histogram(big, mask)
+    ref_codes, ref_counts = np.unique(packed[mask], return_counts=True)
+    np.testing.assert_array_equal(codes, ref_codes)
+    np.testing.assert_array_equal(counts, ref_counts)
+    # And the fused painting pass labels every pixel with its nearest centre.
+    seg = kmseg.segment(big, 5, seed=0)
+    sample = big.reshape(-1, 3)[::101].astype(np.float64)
+    d = ((sample[:, None] - seg.centers[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(seg.labels.reshape(-1)[::101], d.argmin(1))

@@ -322,14 +322,49 @@ def pack_codes(img, out):
 
 
 @njit(cache=True, parallel=True)
-def sum_tables(tables, out):
-    """out[b] = sum over t of tables[t, b].   # OUT out"""
+def _count_nonzero_blocks(tables, block, out):
+    """out[b] = how many bins of block b are non-zero once the tables are summed."""
     T = tables.shape[0]
+    nbins = tables.shape[1]
     for b in prange(out.shape[0]):
-        s = 0
-        for t in range(T):
-            s += tables[t, b]
-        out[b] = s
+        cnt = 0
+        for i in range(b * block, min(nbins, (b + 1) * block)):
+            s = 0
+            for t in range(T):
+                s += tables[t, i]
+            if s != 0:
+                cnt += 1
+        out[b] = cnt
+
+
+@njit(cache=True, parallel=True)
+def _write_nonzero_blocks(tables, block, offsets, codes, counts):
+    T = tables.shape[0]
+    nbins = tables.shape[1]
+    for b in prange(offsets.shape[0] - 1):
+        o = offsets[b]
+        for i in range(b * block, min(nbins, (b + 1) * block)):
+            s = 0
+            for t in range(T):
+                s += tables[t, i]
+            if s != 0:
+                codes[o] = i
+                counts[o] = s
+                o += 1
+
+
+def table_nonzero(tables):
+    """Codes (sorted) and counts of the non-zero bins of the summed tables, in two parallel passes."""
+    block = 1 << 16
+    nblocks = (tables.shape[1] + block - 1) // block
+    per = np.empty(nblocks, dtype=np.int64)
+    _count_nonzero_blocks(tables, block, per)
+    offsets = np.zeros(nblocks + 1, dtype=np.int64)
+    np.cumsum(per, out=offsets[1:])
+    codes = np.empty(offsets[-1], dtype=np.int64)
+    counts = np.empty(offsets[-1], dtype=np.int64)
+    _write_nonzero_blocks(tables, block, offsets, codes, counts)
+    return codes, counts
 
 
 @njit(cache=True, parallel=True)

@@ -86,13 +86,7 @@ def color_histogram(img: np.ndarray, mask: np.ndarray | None = None) -> tuple[np
     T = max(1, min(numba.get_num_threads(), H, 8))
     tables = np.empty((T, nbins), dtype=np.uint32)
     K.histogram_u8(img, _mask_arg(mask), tables)
-    if T > 1:
-        total = np.empty(nbins, dtype=np.uint32)
-        K.sum_tables(tables, total)
-    else:
-        total = tables[0]
-    codes = np.flatnonzero(total)
-    return codes.astype(np.int64), total[codes].astype(np.int64)
+    return K.table_nonzero(tables)
 
 
 def merge_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +208,8 @@ def paint(
     H, W = pixels.shape[:2]
     labels = np.empty((H, W), dtype=np.int32)
     if red.kind == "histogram":
-        lut = np.empty(1 << (8 * red.n_channels), dtype=np.int32)
+        # A small table stays in cache far better: uint8 when the labels fit.
+        lut = np.empty(1 << (8 * red.n_channels), dtype=np.uint8 if colors.shape[0] <= 256 else np.int32)
         lut[red.codes] = point_labels
         K.paint_u8(pixels, _mask_arg(mask), lut, colors, labels, out)
     else:
