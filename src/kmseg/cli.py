@@ -264,8 +264,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     written = seg.save(args.out, stem="coffee", disable=[0], masks=True, force=args.force)
     extra = _demo_extras(src, args, seg)
     written.update(extra)
+    compiled = elapsed > 2.0  # numba compiles the kernels on the first run after install, then caches them
     print(f"kmseg demo: segmented {src.name} ({seg.labels.shape[1]}x{seg.labels.shape[0]}) into k={seg.k} "
-          f"clusters in {elapsed:.2f} s ({seg.n_iter} iterations)")
+          f"clusters in {elapsed:.2f} s ({seg.n_iter} iterations"
+          + ("; this first run included compiling the kernels, later runs reuse them)" if compiled else ")"))
     for p in seg.palette():
         print(f"  cluster {p['index']}: {p['hex']}  {100 * p['fraction']:5.1f}%")
     print(f"Wrote {len(written)} files to {Path(args.out).resolve()}/")
