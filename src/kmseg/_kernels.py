@@ -415,6 +415,29 @@ def paint_labels(labels, colors, img, out):
 
 
 @njit(cache=True, parallel=True)
+def feature_range(X, lo, hi):
+    """Per-feature minimum and maximum.   # OUT lo, hi (nf,) float64"""
+    n, nf = X.shape
+    nch = max(1, (n + CHUNK - 1) // CHUNK)
+    p_lo = np.full((nch, nf), np.inf)
+    p_hi = np.full((nch, nf), -np.inf)
+    for c in prange(nch):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            for f in range(nf):
+                v = np.float64(X[i, f])
+                if v < p_lo[c, f]:
+                    p_lo[c, f] = v
+                if v > p_hi[c, f]:
+                    p_hi[c, f] = v
+    for f in range(nf):
+        lo[f] = np.inf
+        hi[f] = -np.inf
+        for c in range(nch):
+            lo[f] = min(lo[f], p_lo[c, f])
+            hi[f] = max(hi[f], p_hi[c, f])
+
+
+@njit(cache=True, parallel=True)
 def grid_bins(X, lo, step, nbins, out):
     """Bin index of every point on a regular grid of ``nbins`` cells per feature.   # OUT out"""
     n, nf = X.shape

@@ -153,8 +153,9 @@ def grid_levels(points, weights) -> list[tuple[np.ndarray, np.ndarray]]:
         nbins *= 2
     if nbins < 8:
         return []  # too many features for a useful grid
-    lo = points.min(axis=0).astype(np.float64)
-    hi = points.max(axis=0).astype(np.float64)
+    lo = np.empty(nf)
+    hi = np.empty(nf)
+    K.feature_range(points, lo, hi)
     step = np.where(hi > lo, (hi - lo) / nbins, 1.0)
     cells = np.empty(points.shape[0], dtype=np.int64)
     K.grid_bins(points, lo, step, nbins, cells)
