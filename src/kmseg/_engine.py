@@ -34,6 +34,9 @@ class FitResult:
     start: np.ndarray | None = None  # (k, d) the centres the final run started from
 
 
+#: The restarts run on the coarsest summary with at least this many points per cluster.
+RESTART_POINTS_PER_CLUSTER = 256
+
 #: Below this many points a parallel region costs more than it saves: run on one thread.
 PARALLEL_MIN_POINTS = 50_000
 
@@ -277,8 +280,9 @@ def fit(
 
     ``coarse`` is a list of weighted summaries of ``X``, coarsest first (for an image: its
     histogram at 5, 6 and 7 bits per channel, each point at the weighted mean of its cell).
-    The ``n_init`` restarts run to convergence on the coarsest; the best of them is refined on
-    each finer summary in turn and last on ``X`` itself. That last run is plain Lloyd on ``X``,
+    The ``n_init`` restarts run to convergence on the coarsest summary that has at least 256
+    points per cluster; the best of them is refined on each finer summary in turn and last on
+    ``X`` itself. That last run is plain Lloyd on ``X``,
     so the result is a Lloyd fixed point of ``X``; the finer levels only give it a start close
     to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``.
 
@@ -288,6 +292,11 @@ def fit(
     if isinstance(init, np.ndarray):
         return lloyd(X, weights, init, max_iter=max_iter, tol_abs=tol_abs, method=method)
     if coarse:
+        # Restarts need enough points to tell a good start from a bad one: the coarsest
+        # summary with at least RESTART_POINTS_PER_CLUSTER points per cluster (else the finest).
+        first = next((i for i, (Xl, _) in enumerate(coarse) if Xl.shape[0] >= RESTART_POINTS_PER_CLUSTER * k),
+                     len(coarse) - 1)
+        coarse = coarse[first:]
         Xc, wc = coarse[0]
         best_c = None
         for _ in range(n_init):
