@@ -1,0 +1,361 @@
+"""The functions that :mod:`kmseg.distributed` runs as Dask tasks.
+
+Plain functions of picklable arguments, run in worker processes. Nothing here imports dask. Each
+task reads its own region of the input by path, calls the same reduce, engine and kernel code as
+the in-memory path, and returns something small: a histogram, per-cluster sums, a sample, or
+the compressed tiles of its part of the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+
+from . import _kernels as K
+from ._dask_tiff import TiffSource, encode_tiles
+from ._reduce import _mask_arg, decode, merge_histograms
+from .color import to_features
+from .errors import InvalidImageDataError, KmsegError
+
+Region = tuple[int, int, int, int]
+
+#: Above this many entries in total, histograms are merged through a dense table.
+_DENSE_MERGE_MIN = 1 << 22
+
+
+# --------------------------------------------------------------------------- pixels of a region
+
+
+def read_split(src: TiffSource, region: Region, alpha: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The region's image, its colour channels (a view) and its mask (None: every pixel counts).
+
+    Alpha is handled as :class:`kmseg.Prepared` handles it: pixels whose alpha is 0 are masked.
+    """
+    img = src.read(*region)
+    if img.dtype.kind == "f" and not np.isfinite(img).all():
+        raise InvalidImageDataError(
+            f"{src.path}: contains NaN or infinite values; kmseg cannot cluster them, so replace them "
+            "(for example with numpy.nan_to_num) and save the image again"
+        )
+    if not alpha:
+        return img, img, None
+    mask = img[..., -1] > 0
+    return img, img[..., :-1], None if mask.all() else mask
+
+
+def _features(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: float | None) -> np.ndarray:
+    flat = pixels.reshape(-1, pixels.shape[2])
+    if mask is not None:
+        flat = flat[mask.reshape(-1)]
+    return to_features(flat, space, vmax)
+
+
+def _flat_index(region: Region, width: int, mask: np.ndarray | None) -> np.ndarray:
+    """Row-major index in the whole image of every clustered pixel of the region, in order."""
+    y0, y1, x0, x1 = region
+    idx = (np.arange(y0, y1, dtype=np.int64)[:, None] * width + np.arange(x0, x1, dtype=np.int64)[None, :])
+    return idx.reshape(-1) if mask is None else idx[mask]
+
+
+def label_image(labels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Labels to save, as :meth:`kmseg.Segmentation.label_image`: -1 becomes the dtype's maximum."""
+    out = labels.astype(dtype)
+    out[labels < 0] = np.iinfo(dtype).max
+    return out
+
+
+# --------------------------------------------------------------------------- 8-bit: histograms
+
+
+def merge(*parts: tuple[np.ndarray, np.ndarray], nbins: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+    """Sum histograms: the result of :func:`kmseg._reduce.merge_histograms`, faster when big.
+
+    ``merge_histograms`` sorts every entry (``np.unique``). Past about four million entries, one
+    pass into a dense table of all ``nbins`` codes is faster (about twice) and gives the same
+    sorted codes and exact counts (float64 holds every count below 2**53). Either way the result
+    does not depend on the order of ``parts``.
+    """
+    parts = tuple(p for p in parts if p is not None)
+    total = sum(p[0].shape[0] for p in parts)
+    if len(parts) <= 1 or total < _DENSE_MERGE_MIN:
+        return merge_histograms(list(parts)) if parts else (np.empty(0, np.int64), np.empty(0, np.int64))
+    codes = np.concatenate([p[0] for p in parts])
+    counts = np.concatenate([p[1] for p in parts])
+    table = np.bincount(codes, weights=counts, minlength=nbins)
+    del codes, counts
+    uniq = np.flatnonzero(table)
+    return uniq, table[uniq].astype(np.int64)
+
+
+def hist_group(src: TiffSource, regions: list[Region], alpha: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Exact colour histogram of several regions together: ``(codes, counts)``, codes sorted.
+
+    Each region is counted by the kernel of :func:`kmseg._reduce.color_histogram` into a dense
+    table and added to a running total; the total is made sparse once per group, which saves
+    the sweep of the 2**24 table (longer than the counting itself) for every region.
+    """
+    acc = table = None
+    total = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in regions)
+    for region in regions:
+        _, pixels, mask = read_split(src, region, alpha)
+        if acc is None:
+            nbins = 1 << (8 * pixels.shape[2])
+            acc = np.zeros(nbins, dtype=np.uint32 if total < 2**32 else np.uint64)
+            table = np.empty((1, nbins), dtype=np.uint32)
+        K.histogram_u8(pixels, _mask_arg(mask), table)
+        acc += table[0]
+    codes = np.flatnonzero(acc)
+    return codes.astype(np.int64), acc[codes].astype(np.int64)
+
+
+def paint_hist_chunk(src: TiffSource, region: Region, alpha: bool, lut: np.ndarray, colors: np.ndarray,
+                     tile: tuple[int, int], label_dtype: str) -> tuple[list[bytes], list[bytes]]:
+    """Label and paint one region through the code -> label table.
+
+    The same fused kernel as :func:`kmseg._reduce.paint`, with the table built once per job
+    rather than once per region. Returns the region's compressed tiles of the label image and
+    of the painted image.
+    """
+    img, pixels, mask = read_split(src, region, alpha)
+    h, w = img.shape[:2]
+    labels = np.empty((h, w), dtype=np.int32)
+    out = np.empty((h, w, img.shape[2]), dtype=img.dtype)
+    K.paint_u8(pixels, _mask_arg(mask), lut, colors, labels, out)
+    nc = pixels.shape[2]
+    if out.shape[2] > nc:
+        out[..., nc:] = img[..., nc:]
+    return encode_tiles(label_image(labels, np.dtype(label_dtype)), tile), encode_tiles(out, tile)
+
+
+# --------------------------------------------------------------------------- other data: Lloyd on pixels
+
+
+def each(fn, src: TiffSource, regions: list[Region], alpha: bool, *args):
+    """``fn`` on several regions in turn, in one task: fewer, longer tasks for light passes."""
+    return [fn(src, r, alpha, *args) for r in regions]
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _hash_unit(idx: np.ndarray, key: int) -> np.ndarray:
+    """A uniform number in [0, 1) for every index (SplitMix64 of ``idx`` and ``key``)."""
+    with np.errstate(over="ignore"):
+        z = idx.astype(np.uint64) * _GOLDEN + np.uint64(key)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def sample_chunk(src: TiffSource, region: Region, alpha: bool, space: str, vmax: float | None, p: float, key: int):
+    """Count, feature sums and sums of squares of the region's clustered pixels, and a sample.
+
+    A pixel is in the sample when the hash of its index in the whole image (and ``key``) is
+    below ``p``: the sample does not depend on how the image is cut into regions. Returns
+    ``(n, sum, sumsq, index, values)`` with the sampled pixels' raw colour values.
+    """
+    _, pixels, mask = read_split(src, region, alpha)
+    X = _features(pixels, mask, space, vmax).astype(np.float64)
+    idx = _flat_index(region, src.width, mask)
+    flat = pixels.reshape(-1, pixels.shape[2])
+    if mask is not None:
+        flat = flat[mask.reshape(-1)]
+    pick = slice(None) if p >= 1.0 else _hash_unit(idx, key) < p
+    return X.shape[0], X.sum(axis=0), (X * X).sum(axis=0), idx[pick], np.array(flat[pick])
+
+
+def lloyd_chunk(src, region, alpha, space, vmax, C):
+    """One Lloyd step on the region: per-cluster sums ``(k, nf)`` and counts ``(k,)``.
+
+    Uses the engine's own kernel, so the sums are made in the same fixed blocks of points.
+    """
+    _, pixels, mask = read_split(src, region, alpha)
+    X = _features(pixels, mask, space, vmax)
+    n = X.shape[0]
+    k, nf = C.shape
+    nch = K.n_chunks(n)
+    p_sums = np.empty((nch, k, nf))
+    p_counts = np.empty((nch, k))
+    p_changed = np.empty(nch, dtype=np.int64)
+    if n:
+        K.lloyd_step(X, np.empty(0), C, np.full(n, -1, dtype=np.int32), p_sums, p_counts, p_changed)
+    else:
+        p_sums[:] = 0.0
+        p_counts[:] = 0.0
+    return p_sums.sum(axis=0), p_counts.sum(axis=0)
+
+
+def farthest_distinct(X: np.ndarray, d2: np.ndarray, m: int) -> list[int]:
+    """Indices of the ``m`` costliest distinct points: by decreasing ``d2``, then by the point's
+    coordinates; the rule of ``kmseg._engine._relocate_empty``, so that which pixels sit where
+    (and in which region) never matters."""
+    n, nf = X.shape
+    if n == 0 or m == 0:
+        return []
+    top = min(n, 64 * m)
+    while True:
+        cand = np.argpartition(-d2, top - 1)[:top] if top < n else np.arange(n)
+        keys = [X[cand, f] for f in range(nf - 1, -1, -1)] + [-d2[cand]]
+        cand = cand[np.lexsort(keys)]
+        chosen: list[int] = []
+        for i in cand:
+            if not any(np.array_equal(X[i], X[c]) for c in chosen):
+                chosen.append(int(i))
+                if len(chosen) == m:
+                    break
+        if len(chosen) == m or top == n:
+            return chosen
+        top = min(n, top * 8)
+
+
+def far_chunk(src, region, alpha, space, vmax, C, m):
+    """The region's ``m`` costliest distinct points (see :func:`farthest_distinct`): ``(d2, points)``."""
+    _, pixels, mask = read_split(src, region, alpha)
+    X = _features(pixels, mask, space, vmax)
+    labels = np.empty(X.shape[0], dtype=np.int32)
+    d2 = np.empty(X.shape[0])
+    if X.shape[0]:
+        K.assign(X, C, labels, d2)
+    chosen = farthest_distinct(X, d2, m)
+    return d2[chosen], X[chosen]
+
+
+def final_pixels_chunk(src, region, alpha, space, vmax, C, colors, tile, label_dtype):
+    """Label the region with the final centres and paint it.
+
+    Returns the compressed tiles of the label image and of the painted image, the region's
+    per-cluster counts and its share of the inertia.
+    """
+    img, pixels, mask = read_split(src, region, alpha)
+    X = _features(pixels, mask, space, vmax)
+    k = C.shape[0]
+    lab = np.empty(X.shape[0], dtype=np.int32)
+    d2 = np.empty(X.shape[0])
+    if X.shape[0]:
+        K.assign(X, C, lab, d2)
+    h, w = img.shape[:2]
+    labels = np.full((h, w), -1, dtype=np.int32)
+    if mask is None:
+        labels.reshape(-1)[:] = lab
+    else:
+        labels[mask] = lab
+    out = np.empty((h, w, img.shape[2]), dtype=img.dtype)
+    K.paint_labels(labels, colors, pixels, out)
+    nc = pixels.shape[2]
+    if out.shape[2] > nc:
+        out[..., nc:] = img[..., nc:]
+    tiles = (encode_tiles(label_image(labels, np.dtype(label_dtype)), tile), encode_tiles(out, tile))
+    return tiles[0], tiles[1], np.bincount(lab, minlength=k).astype(np.int64), float(d2.sum())
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Segment one file and write its outputs through the CLI's own ``run_one``.
+
+    A file that fails (unreadable, corrupt, outputs exist...) returns ``ok: False`` with the
+    error's first line, so that it fails alone.
+    """
+    from .cli import UsageError, error_line, run_one
+
+    try:
+        return run_one(path, stem, argparse.Namespace(**opts))
+    except UsageError as exc:
+        return {"input": path, "ok": False, "error": str(exc), "usage_error": True}
+    except (KmsegError, OSError) as exc:
+        return {"input": path, "ok": False, "error": error_line(exc)}
+
+
+def _as_rgb(prep) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(original, pixels, codes, weights) of a prepared 8-bit image, grey replicated to RGB."""
+    red = prep.reduced
+    if red.kind != "histogram":
+        raise InvalidImageDataError(
+            f"{prep.source}: is {prep.dtype} with {prep.n_channels} colour channels; a shared palette "
+            "needs 8-bit grey or RGB images, so convert it or segment it without --shared-palette"
+        )
+    image, pixels, codes = prep.image, prep.pixels, red.codes
+    if prep.n_channels == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+        codes = codes * 0x010101
+        img3 = image[..., None] if image.ndim == 2 else image
+        image = np.ascontiguousarray(img3[..., [0, 0, 0] + list(range(1, img3.shape[2]))])
+    return image, pixels, codes, red.weights
+
+
+def shared_hist(path: str, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The RGB colour histogram of one image, for a shared palette (grey replicated to RGB).
+
+    None when the file cannot be used: its labelling task reports why, so no error travels
+    (or is logged) here.
+    """
+    from .segment import prepare
+
+    try:
+        prep = prepare(path, color_space="rgb", max_pixels=max_pixels)
+        _, _, codes, weights = _as_rgb(prep)
+    except (KmsegError, OSError):
+        return None
+    return codes, weights.astype(np.int64)
+
+
+def shared_label(
+    path: str, stem: str, shared: dict[str, Any] | None, lut: np.ndarray | None, opts: dict[str, Any]
+) -> dict[str, Any]:
+    """Label one image with the shared palette, write its outputs; a summary dict as ``run_one``.
+
+    ``shared`` is None when no file gave any pixel to fit on.
+    """
+    from .cli import UsageError, error_line
+    from ._engine import inertia_of
+    from .segment import Segmentation, prepare
+
+    t0 = time.perf_counter()
+    try:
+        prep = prepare(path, color_space="rgb", max_pixels=opts["max_pixels"])
+        image, pixels, codes, weights = _as_rgb(prep)
+        if shared is None or lut is None:
+            raise InvalidImageDataError(f"{path}: no file of the batch has opaque pixels; there is nothing to cluster")
+        space = shared["color_space"]
+        k = shared["centers"].shape[0]
+        point_labels = lut[codes]
+        points = to_features(decode(codes, 3), space, 255.0)
+        inertia = inertia_of(points, weights, shared["features"], point_labels)
+        counts = np.bincount(point_labels, weights=weights, minlength=k).astype(np.int64)
+        h, w = pixels.shape[:2]
+        labels = np.empty((h, w), dtype=np.int32)
+        out = np.empty((h, w, image.shape[2]), dtype=np.uint8)
+        K.paint_u8(pixels, _mask_arg(prep.mask), lut, shared["colors"], labels, out)
+        if out.shape[2] > 3:
+            out[..., 3:] = image[..., 3:]
+        seg = Segmentation(
+            labels=labels, centers=shared["centers"], inertia=inertia, n_iter=shared["n_iter"], counts=counts,
+            converged=shared["converged"], color_space=space, original=image, painted=out, n_channels=3,
+            source=path,
+        )
+        disable = opts.get("disable")
+        if disable:
+            bad = [i for i in disable if i >= seg.k]
+            if bad:
+                raise UsageError(f"--disable {bad[0]} is out of range; clusters run from 0 to {seg.k - 1}")
+        written = seg.save(opts["out"], stem=stem, disable=disable, masks=opts.get("masks", False),
+                           force=opts.get("force", False))
+    except UsageError as exc:
+        return {"input": path, "ok": False, "error": str(exc), "usage_error": True}
+    except (KmsegError, OSError) as exc:
+        return {"input": path, "ok": False, "error": error_line(exc)}
+    return {
+        "input": path,
+        "ok": True,
+        "k": seg.k,
+        "inertia": seg.inertia,
+        "n_iter": seg.n_iter,
+        "seconds": round(time.perf_counter() - t0, 4),
+        "outputs": {kind: str(p) for kind, p in written.items()},
+        "palette": seg.palette(),
+    }

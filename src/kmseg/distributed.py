@@ -1,0 +1,1143 @@
+"""Scale out on Dask, with exactly the in-memory result.
+
+Two jobs, both needing the ``dask`` extra (``pip install "kmseg[dask]"``):
+
+- :func:`segment_large` segments one image too large for memory, a TIFF read region by region.
+  8-bit images (up to 3 colour channels) make one exact colour histogram per region, summed in
+  a tree; the fit on the summed histogram is the very one :func:`kmseg.segment` runs, so the
+  centres and labels are the in-memory ones. A second pass labels and paints every region and
+  writes tiled TIFFs. Other images (16-bit, float, more bands) are fitted in memory on all
+  their pixels when they are small enough, else on a seeded sample whose centres then start
+  Lloyd iterations over every pixel, the per-cluster sums and counts reduced over regions.
+- :func:`segment_batch` segments many files, one Dask task per file, each running the normal
+  in-memory path; or, with ``shared_palette=True``, fits one palette on all the files' merged
+  histograms and labels every file with it.
+
+Each task opens its input by path, so the files must be visible to every worker at the same path.
+With no ``client`` and no ``scheduler``, a :class:`distributed.LocalCluster` is started for the
+job with one single-threaded worker process per core. ``import kmseg`` never imports dask; this
+module imports it only when a job starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from . import _dask_tasks as T
+from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_tile, tile_indices
+from ._reduce import Reduced, reduce_histogram, reduce_image
+from .color import COLOR_SPACES, from_features
+from .errors import (
+    InvalidImageDataError,
+    KmsegError,
+    OutputExistsError,
+    ParameterError,
+    ParameterTypeError,
+)
+from .segment import Prepared, Segmentation, _to_dtype, _vmax, check_color_space, check_fit_options, check_int, make_rng
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+
+    from distributed import Client, Future
+
+__all__ = [
+    "BatchResult",
+    "DaskNotInstalledError",
+    "LargeSegmentation",
+    "cli_segment",
+    "cluster_client",
+    "local_cluster",
+    "segment_batch",
+    "segment_large",
+]
+
+#: Histograms and partial sums are added this many at a time.
+FAN_IN = 8
+#: Default region size: about 4 million pixels.
+DEFAULT_CHUNKS = (2048, 2048)
+#: Non-8-bit images with at most this many pixels are fitted whole, in memory; larger ones on a
+#: sample of about this many pixels, then refined by Lloyd over all of them.
+DEFAULT_SAMPLE = 1 << 22
+
+
+class DaskNotInstalledError(KmsegError, ImportError):
+    """The ``dask`` extra (dask, distributed, zarr) is not installed."""
+
+
+def _require_dask() -> None:
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        raise DaskNotInstalledError(
+            'kmseg.distributed needs Dask, which is not installed; pip install "kmseg[dask]"'
+        ) from None
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+def _n_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None) -> Iterator[Client]:
+    """A Dask client for one job, closed (with its cluster, if it made one) on exit.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler, such as ``"tcp://10.0.0.5:8786"``. Default: the
+        ``DASK_SCHEDULER_ADDRESS`` environment variable; if that is unset too, a new
+        :class:`distributed.LocalCluster` with ``n_workers`` single-threaded worker processes
+        (default: one per core), each with ``NUMBA_NUM_THREADS=1`` so that the workers do not
+        oversubscribe the cores.
+    n_workers : int, optional
+        Workers of the local cluster; ignored with a scheduler address.
+
+    Yields
+    ------
+    client : distributed.Client
+
+    Raises
+    ------
+    DaskNotInstalledError
+        The ``dask`` extra is not installed.
+    """
+    _require_dask()
+    from distributed import Client
+
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if address:
+        with Client(address, set_as_default=False) as client:
+            yield client
+        return
+    n = _n_cores() if n_workers is None else check_int("n_workers", n_workers, 1)
+    cluster = local_cluster(n)
+    try:
+        with Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def local_cluster(n_workers: int) -> Any:
+    """A :class:`distributed.LocalCluster` of ``n_workers`` single-threaded worker processes.
+
+    Two settings of the workers' environment differ from Dask's defaults:
+
+    - ``NUMBA_NUM_THREADS=1``, set before the workers start (numba reads it once), so that the
+      workers' kernels do not compete for the cores;
+    - no ``MALLOC_TRIM_THRESHOLD_``: Dask sets it to 64 KiB, which also freezes glibc's
+      threshold for serving large blocks from fresh pages, so every image-sized allocation
+      page-faults anew (about 15 % more CPU time per photo here).
+
+    No dashboard.
+    """
+    _require_dask()
+    import dask
+    from distributed import LocalCluster
+
+    env = {"NUMBA_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": None}
+    # The nanny sets these variables in this process too, before spawning its worker. Numba in
+    # this process would refuse to compile anything afterwards (NUMBA_NUM_THREADS may not change
+    # once its threads run), so they are all put back at once; a worker restarted later starts
+    # with numba's default.
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}):
+        keys = set(dask.config.get("distributed.nanny.pre-spawn-environ")) | {"PYTHONHASHSEED"}
+        saved = {key: os.environ.get(key) for key in keys}
+        try:
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,
+            )
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    for nanny in cluster.workers.values():
+        getattr(nanny, "pre_spawn_env", {}).pop("NUMBA_NUM_THREADS", None)
+    return cluster
+
+
+@contextlib.contextmanager
+def _use_client(client: Client | None, scheduler: str | None) -> Iterator[Client]:
+    if client is not None:
+        yield client
+    else:
+        with cluster_client(scheduler) as c:
+            yield c
+
+
+class _NoBar:
+    total = 0
+
+    def advance(self, n: int = 1, note: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(progress: bool, label: str) -> Any:
+    """A progress bar whose total grows as passes are submitted (``_grow``)."""
+    if not progress:
+        return _NoBar()
+    from .cli import Progress
+
+    bar = Progress(2, label)  # enabled when stderr is a terminal; the real total comes later
+    bar.total = 0
+    return bar
+
+
+def _grow(bar: Any, n: int) -> None:
+    bar.total = getattr(bar, "total", 0) + n
+
+
+def _reduce_tree(
+    client: Client,
+    leaves: Sequence[tuple[Callable[..., Any], tuple[Any, ...], int]],
+    combine: Callable[..., Any],
+    **kwargs: Any,
+) -> tuple[Any, Future, dict[str, int]]:
+    """Submit leaf tasks and a tree of ``combine`` tasks, ``FAN_IN`` inputs each.
+
+    Leaves are submitted in groups, each followed by its combine task, so that the scheduler
+    (which runs earlier submissions first) sums partial results as they appear and memory holds
+    a few of them at a time, not all. The tree's shape depends only on the number of leaves, so
+    the result does not depend on which task finishes first.
+
+    ``leaves`` holds ``(function, args, weight)``; the weight is what a leaf counts for on the
+    progress bar. Returns an ``as_completed`` iterator over the leaves (the only reference to
+    them: each is released once it has been yielded and summed), the root's future, and the
+    weight of every leaf by key.
+    """
+    from distributed import as_completed
+
+    ac = as_completed(loop=client.loop)
+    weights: dict[str, int] = {}
+    level: list[Future] = []
+    for i in range(0, len(leaves), FAN_IN):
+        group = []
+        for fn, args, weight in leaves[i : i + FAN_IN]:
+            g = client.submit(fn, *args, pure=False)
+            weights[g.key] = weight
+            ac.add(g)
+            group.append(g)
+        level.append(group[0] if len(group) == 1 else client.submit(combine, *group, pure=False, **kwargs))
+        del group, g
+    while len(level) > 1:
+        level = [
+            level[i] if len(level[i : i + FAN_IN]) == 1
+            else client.submit(combine, *level[i : i + FAN_IN], pure=False, **kwargs)
+            for i in range(0, len(level), FAN_IN)
+        ]
+    return ac, level[0], weights
+
+
+def _wait_tree(client: Client, ac: Any, root: Future, weights: dict[str, int], bar: Any, note: str = "") -> Any:
+    try:
+        for f in ac:
+            if f.status == "error":
+                f.result()
+            bar.advance(weights.get(f.key, 1), note=note)
+            del f
+        return root.result()
+    except BaseException:
+        client.cancel([root])
+        raise
+
+
+# --------------------------------------------------------------------------- shared with the in-memory path
+
+
+def _fit_reduced(red: Reduced, *, n_channels: int, color_space: str, vmax: float | None, k: int, **options: Any):
+    """Fit exactly as :meth:`kmseg.Prepared.fit` does, on points reduced elsewhere.
+
+    ``Prepared.fit`` only reads the reduced points and the colour settings, so a ``Prepared``
+    made without an image runs the very same code (validation, restarts, coarse-to-fine,
+    warnings) as ``kmseg.segment``.
+    """
+    prep = Prepared.__new__(Prepared)  # no image: see the seam requested in the report
+    prep.reduced = prep.fit_reduced = red
+    prep.n_channels = n_channels
+    prep.color_space = color_space
+    prep.vmax = vmax
+    return prep.fit(k, **options)
+
+
+def _init_features(init: np.ndarray, k: int, n_channels: int, color_space: str, vmax: float | None) -> np.ndarray:
+    prep = Prepared.__new__(Prepared)
+    prep.n_channels = n_channels
+    prep.color_space = color_space
+    prep.vmax = vmax
+    return prep._init_features(init, k)
+
+
+def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype, n_channels, source) -> Segmentation:
+    """A Segmentation without pixels (zero-stride views): for its palette and summary only."""
+    H, W = shape[:2]
+    C = shape[2]
+    ghost = np.broadcast_to(np.zeros((), dtype=dtype), (H, W, C))
+    return Segmentation(
+        labels=np.broadcast_to(np.int32(0), (H, W)),
+        centers=centers,
+        inertia=inertia,
+        n_iter=n_iter,
+        counts=counts,
+        converged=converged,
+        color_space=color_space,
+        original=ghost,
+        painted=ghost,
+        n_channels=n_channels,
+        source=source,
+    )
+
+
+# --------------------------------------------------------------------------- one large image
+
+
+@dataclass
+class LargeSegmentation:
+    """The result of :func:`segment_large`: the fit, and the files that hold the pixels.
+
+    Attributes
+    ----------
+    centers : (k, C) ndarray of float64
+        Cluster centres in the input's units, as :attr:`kmseg.Segmentation.centers`.
+    counts : (k,) ndarray of int64
+        Pixels in each cluster.
+    inertia : float
+        Sum of squared distances to the centres, in the clustering space.
+    n_iter : int
+        Lloyd iterations of the final run, the last assignment included.
+    converged : bool
+        True when the final run stopped because no label changed.
+    color_space : str
+    shape : tuple
+        (H, W, C) of the input, channels as :func:`kmseg.load_image` gives them.
+    dtype : numpy.dtype
+    paths : dict
+        ``"segmented"``, ``"labels"`` and ``"palette"`` -> path written.
+    source : str
+    n_chunks : int
+        Regions the image was processed in.
+    n_colors : int or None
+        Distinct colours of an 8-bit image (the points the fit ran on); None for other images.
+    timings : dict
+        Wall-clock seconds of each phase of the job (``"histogram"``, ``"fit"``, ``"lloyd"``,
+        ``"write"``, ``"sync"``...).
+    """
+
+    centers: np.ndarray
+    counts: np.ndarray
+    inertia: float
+    n_iter: int
+    converged: bool
+    color_space: str
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    paths: dict[str, Path]
+    source: str
+    n_chunks: int
+    n_channels: int = field(default=3, repr=False)
+    n_colors: int | None = None
+    timings: dict[str, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def k(self) -> int:
+        """Number of clusters (fewer than asked when the image has fewer distinct colours)."""
+        return int(self.centers.shape[0])
+
+    def _lite(self) -> Segmentation:
+        return _lite(self.centers, self.counts, self.inertia, self.n_iter, self.converged, self.color_space,
+                     self.shape, self.dtype, self.n_channels, self.source)
+
+    def palette(self) -> list[dict[str, Any]]:
+        """One entry per cluster, as :meth:`kmseg.Segmentation.palette`."""
+        return self._lite().palette()
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready description written to the palette file."""
+        return self._lite().summary()
+
+    def read_labels(self, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Labels from the label file, as an int32 array with -1 for transparent pixels.
+
+        Parameters
+        ----------
+        region : (y0, y1, x0, x1), optional
+            A window to read; default the whole image (mind its size).
+        """
+        src = open_source(self.paths["labels"])
+        y0, y1, x0, x1 = region if region is not None else (0, src.height, 0, src.width)
+        raw = src.read(y0, y1, x0, x1)[..., 0]
+        labels = raw.astype(np.int32)
+        labels[raw == np.iinfo(raw.dtype).max] = -1
+        return labels
+
+    def read_image(self, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """The recoloured image (or a window of it) from the segmented file."""
+        src = open_source(self.paths["segmented"])
+        y0, y1, x0, x1 = region if region is not None else (0, src.height, 0, src.width)
+        out = src.read(y0, y1, x0, x1)
+        return out[..., 0] if self.shape[2] == 1 else out
+
+
+def _check_chunks(chunks: Any) -> tuple[int, int]:
+    if isinstance(chunks, (int, np.integer)) and not isinstance(chunks, bool):
+        chunks = (chunks, chunks)
+    if not isinstance(chunks, (tuple, list)) or len(chunks) != 2:
+        raise ParameterTypeError(f"chunks={chunks!r} is not valid; pass (rows, columns) such as (2048, 2048)")
+    return (check_int("chunks[0]", chunks[0], 1), check_int("chunks[1]", chunks[1], 1))
+
+
+def _targets(out_dir: str | os.PathLike[str], stem: str, force: bool) -> dict[str, Path]:
+    d = Path(out_dir)
+    targets = {
+        "segmented": d / f"{stem}-segmented.tif",
+        "labels": d / f"{stem}-labels.tif",
+        "palette": d / f"{stem}-palette.json",
+    }
+    if not force:
+        existing = [str(p) for p in targets.values() if p.exists()]
+        if existing:
+            raise OutputExistsError(
+                f"{existing[0]} exists already" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
+                + "; pass force=True (CLI: --force) to overwrite"
+            )
+    return targets
+
+
+def _publish(tmp: Path, target: Path, force: bool) -> None:
+    """Move a finished temporary file onto ``target``; refuse to overwrite unless ``force``."""
+    if force:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise OutputExistsError(f"{target} exists already; pass force=True (CLI: --force) to overwrite it") from None
+    except OSError:  # no hard links here: check, then replace
+        if target.exists():
+            raise OutputExistsError(f"{target} exists already; pass force=True (CLI: --force) to overwrite it") from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
+def segment_large(
+    path: str | os.PathLike[str],
+    k: int = 5,
+    out_dir: str | os.PathLike[str] = "kmseg-out",
+    *,
+    color_space: str = "rgb",
+    n_init: int = 10,
+    init: str | np.ndarray = "k-means++",
+    max_iter: int = 300,
+    tol: float = 0.0,
+    seed: int | np.random.Generator | None = None,
+    alpha: bool | None = None,
+    chunks: int | tuple[int, int] = DEFAULT_CHUNKS,
+    sample: int = DEFAULT_SAMPLE,
+    stem: str | None = None,
+    force: bool = False,
+    client: Client | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+) -> LargeSegmentation:
+    """Segment a TIFF too large for memory on a Dask cluster, exactly as :func:`kmseg.segment` would.
+
+    The image is read in regions of about ``chunks`` pixels (aligned with its tiles or strips)
+    by tasks that open the file themselves, so memory is bounded by the region size, not by the
+    image. Writes ``{stem}-segmented.tif`` (the recoloured image, same dtype and channels as the
+    input), ``{stem}-labels.tif`` (uint8 labels, uint16 from k = 255; the maximum marks
+    transparent pixels), both deflate-compressed tiled TIFFs (tiles as the input's, or 256 x 256),
+    and ``{stem}-palette.json`` (as :meth:`kmseg.Segmentation.save` writes it). The tasks compress
+    their tiles; the driver only streams them into the files, under temporary names, then syncs
+    and renames them.
+
+    8-bit images with up to 3 colour channels give the same centres, labels, counts and inertia
+    as ``kmseg.segment(path, k, seed=seed, ...)``: the regions' exact colour histograms are
+    summed, and the in-memory fit runs on the sum. Other images (16-bit, float, more bands)
+    with at most ``sample`` pixels are gathered and fitted in memory, which again gives
+    ``kmseg.segment``'s result. Larger ones are fitted in memory on a seeded sample of about
+    ``sample`` pixels; from those centres (or from an ``init`` array), Lloyd iterations run over
+    all the pixels, each reducing per-region sums and counts, until no label changes: the same
+    iterations, from the same start, as the in-memory engine (bit for bit for integer images,
+    to rounding for float ones).
+
+    Parameters
+    ----------
+    path : str or path
+        A TIFF (tiled, striped or contiguous; uint8, uint16 or float samples; grey, RGB or more
+        bands). Its first page is segmented.
+    k : int
+        Number of clusters, at least 1.
+    out_dir : str or path
+        Directory for the outputs (made if missing).
+    color_space, n_init, init, max_iter, tol, seed, alpha
+        As in :func:`kmseg.segment`. ``alpha`` defaults to whether the TIFF has an alpha
+        sample. For the Lloyd iterations over regions, ``tol`` is scaled by the data's variance
+        computed in one pass (it only ever stops early).
+    chunks : int or (int, int)
+        Target region size in pixels (rows, columns), rounded to whole tiles or strips.
+    sample : int
+        For non-8-bit images: the most pixels fitted in memory (see above).
+    stem : str, optional
+        Output name stem; default the input's file name without suffix.
+    force : bool
+        Overwrite existing outputs. Otherwise :class:`kmseg.OutputExistsError` is raised before
+        any work is done. Outputs are written under temporary names and renamed at the end.
+    client : distributed.Client, optional
+        Cluster to run on. Default: see ``scheduler``.
+    scheduler : str, optional
+        Scheduler address used when ``client`` is None (see :func:`cluster_client`).
+    progress : bool
+        Show a progress bar on stderr (only when it is a terminal).
+
+    Returns
+    -------
+    LargeSegmentation
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        A parameter is out of range or of the wrong type.
+    ImageError
+        The file is missing, not a TIFF, a TIFF layout the chunked path cannot read, or holds NaN.
+    OutputExistsError
+        An output exists and ``force`` is False.
+    DaskNotInstalledError
+        The ``dask`` extra is not installed.
+
+    Warns
+    -----
+    ConvergenceWarning
+        The image has fewer distinct colours than ``k``.
+
+    Examples
+    --------
+    >>> import tifffile, tempfile, os                            # doctest: +SKIP
+    >>> d = tempfile.mkdtemp()                                   # doctest: +SKIP
+    >>> img = np.zeros((64, 64, 3), np.uint8); img[:, 32:] = 200 # doctest: +SKIP
+    >>> tifffile.imwrite(f"{d}/a.tif", img, tile=(32, 32))       # doctest: +SKIP
+    >>> res = segment_large(f"{d}/a.tif", k=2, out_dir=d, seed=0, chunks=32)  # doctest: +SKIP
+    >>> sorted(res.counts.tolist())                              # doctest: +SKIP
+    [2048, 2048]
+    """
+    _require_dask()
+    k = check_int("k", k, 1)
+    check_fit_options(n_init, max_iter, tol, init)
+    rng = make_rng(seed)
+    chunks = _check_chunks(chunks)
+    sample = check_int("sample", sample, 1)
+    src = open_source(path)
+    C = src.n_channels
+    if alpha is None:
+        alpha = src.has_alpha
+    elif alpha and C not in (2, 4):
+        raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {C}")
+    nc = C - (1 if alpha else 0)
+    space = check_color_space(color_space, nc)
+    dtype = src.out_dtype
+    vmax = _vmax(dtype)
+    stem = Path(os.fspath(path)).stem if stem is None else stem
+    targets = _targets(out_dir, stem, force)
+    tile = out_tile(src)
+    regions = chunk_grid(src, chunks, tile)
+    bar = _bar(progress, "segment")
+    options = {"n_init": n_init, "init": init, "max_iter": max_iter, "tol": tol}
+    with _use_client(client, scheduler) as cl:
+        job = _LargeJob(cl, src, regions, bool(alpha), nc, space, vmax, dtype, bar, os.fspath(path), sample)
+        try:
+            result = job.run(k, rng, options, targets, tile, force)
+        finally:
+            bar.close()
+    return result
+
+
+class _LargeJob:
+    """The passes of :func:`segment_large` over one image."""
+
+    def __init__(self, client, src: TiffSource, regions, alpha, nc, space, vmax, dtype, bar, name,
+                 sample=DEFAULT_SAMPLE):
+        self.client = client
+        self.sample = sample
+        self.src = src
+        self.regions = regions
+        self.alpha = alpha
+        self.nc = nc
+        self.space = space
+        self.vmax = vmax
+        self.dtype = dtype
+        self.bar = bar
+        self.name = os.path.basename(name)
+        self.source = name
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        """Add the time since the last mark to ``phase``."""
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - self._t
+        self._t = now
+
+    def pass_(self, fn: Callable[..., Any], *args: Any) -> list[Any]:
+        """Run ``fn(src, region, alpha, *args)`` on every region; results in region order.
+
+        Regions are grouped into about four tasks per worker thread: these passes return little,
+        and fewer tasks cost less scheduling (a few milliseconds each).
+        """
+        n = len(self.regions)
+        _grow(self.bar, n)
+        threads = max(1, sum(self.client.nthreads().values()))
+        size = max(1, -(-n // (4 * threads)))
+        groups = [self.regions[i : i + size] for i in range(0, n, size)]
+        futs = [self.client.submit(T.each, fn, self.src, g, self.alpha, *args, pure=False) for g in groups]
+        from distributed import as_completed
+
+        try:
+            sizes = {f.key: len(g) for f, g in zip(futs, groups)}
+            for f in as_completed(futs, loop=self.client.loop):
+                if f.status == "error":
+                    f.result()
+                self.bar.advance(sizes[f.key], note=self.name)
+            return [r for part in self.client.gather(futs) for r in part]
+        except BaseException:
+            self.client.cancel(futs)
+            raise
+
+    def groups(self, pixels: int) -> list[list[tuple[int, int, int, int]]]:
+        """Consecutive regions in groups of about ``pixels`` pixels, at least two groups per thread."""
+        n = len(self.regions)
+        y0, y1, x0, x1 = self.regions[0]
+        threads = max(1, sum(self.client.nthreads().values()))
+        size = max(1, min(round(pixels / max(1, (y1 - y0) * (x1 - x0))), -(-n // (2 * threads))))
+        return [self.regions[i : i + size] for i in range(0, n, size)]
+
+    # ----------------------------------------------------------------- the whole job
+
+    def run(self, k, rng, options, targets, tile, force) -> LargeSegmentation:
+        from distributed import as_completed
+
+        if self.dtype == np.uint8 and self.nc <= 3:
+            fit = self.fit_histogram(k, rng, options)
+        else:
+            fit = self.fit_pixels(k, rng, options)
+        k_eff = fit["features"].shape[0]
+        centers = from_features(fit["features"], self.space, self.vmax)
+        colors = _to_dtype(centers, self.dtype)
+        H, W, C = self.src.height, self.src.width, self.src.n_channels
+        label_dtype = np.dtype(np.uint8 if k_eff < 255 else np.uint16)
+        d = targets["labels"].parent
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = {kind: d / f".{targets[kind].name}.{secrets.token_hex(4)}.tmp" for kind in ("segmented", "labels")}
+        writers: list[TileWriter] = []
+        n = len(self.regions)
+        counts = np.zeros(k_eff, dtype=np.int64)
+        inertia_parts = np.zeros(n)
+        try:
+            writers = [TileWriter(tmp["labels"], (H, W, 1), label_dtype, tile, alpha=False),
+                       TileWriter(tmp["segmented"], (H, W, C), self.dtype, tile, alpha=self.alpha)]
+            self.mark("fit")
+            _grow(self.bar, n)
+            if fit.get("lut") is not None:
+                lut = self.client.scatter(fit.pop("lut"), broadcast=True, hash=False)
+                futs = [self.client.submit(T.paint_hist_chunk, self.src, r, self.alpha, lut, colors, tile,
+                                           label_dtype.name, pure=False) for r in self.regions]
+                del lut
+            else:
+                futs = [self.client.submit(T.final_pixels_chunk, self.src, r, self.alpha, self.space, self.vmax,
+                                           fit["features"], colors, tile, label_dtype.name, pure=False)
+                        for r in self.regions]
+            index = {f.key: i for i, f in enumerate(futs)}
+            ac = as_completed(futs, loop=self.client.loop)
+            del futs  # each result is released once its tiles are handed over
+            for f in ac:
+                i = index[f.key]
+                part = f.result()
+                del f
+                ids = tile_indices(self.regions[i], (H, W), tile)
+                for w, tiles in zip(writers, part[:2]):
+                    for j, data in zip(ids, tiles):
+                        w.put(j, data)
+                if len(part) > 2:
+                    counts += part[2]
+                    inertia_parts[i] = part[3]
+                del part
+                self.bar.advance(note=self.name)
+            for w in writers:
+                w.close()
+            self.mark("write")
+            if "counts" not in fit:
+                fit["counts"] = counts
+                if fit["inertia"] is None:
+                    fit["inertia"] = float(inertia_parts.sum())
+            for kind in ("labels", "segmented"):
+                _publish(tmp[kind], targets[kind], force)
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
+        finally:
+            for p in tmp.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+        result = LargeSegmentation(
+            centers=centers, counts=fit["counts"], inertia=float(fit["inertia"]), n_iter=int(fit["n_iter"]),
+            converged=bool(fit["converged"]), color_space=self.space, shape=(H, W, C), dtype=np.dtype(self.dtype),
+            paths=dict(targets), source=self.source, n_chunks=n, n_channels=self.nc, n_colors=fit.get("n_colors"),
+            timings=self.timings,
+        )
+        from .io import write_json
+
+        write_json(targets["palette"], result.summary(), force=force)
+        self.mark("sync")
+        return result
+
+    # ----------------------------------------------------------------- 8-bit: one histogram
+
+    def fit_histogram(self, k, rng, options) -> dict[str, Any]:
+        nbins = 1 << (8 * self.nc)
+        groups = self.groups(1 << 25)
+        _grow(self.bar, len(self.regions))
+        leaves = [(T.hist_group, (self.src, g, self.alpha), len(g)) for g in groups]
+        ac, root, weights = _reduce_tree(self.client, leaves, T.merge, nbins=nbins)
+        codes, counts = _wait_tree(self.client, ac, root, weights, self.bar, self.name)
+        self.mark("histogram")
+        if codes.shape[0] == 0:
+            raise InvalidImageDataError(f"{self.source}: image has no opaque pixels (every alpha is 0); there is nothing to cluster")
+        red = reduce_histogram(codes, counts, self.nc, self.space)
+        del codes, counts
+        res, point_labels, inertia, _ = _fit_reduced(
+            red, n_channels=self.nc, color_space=self.space, vmax=self.vmax, k=k, seed=rng, **options
+        )
+        k_eff = res.centers.shape[0]
+        lut = np.zeros(nbins, dtype=np.int32)
+        lut[red.codes] = point_labels
+        counts_k = np.bincount(point_labels, weights=red.weights, minlength=k_eff).astype(np.int64)
+        return {"features": res.centers, "lut": lut, "counts": counts_k, "inertia": inertia,
+                "n_iter": res.n_iter, "converged": res.converged, "n_colors": int(red.codes.shape[0])}
+
+    # ----------------------------------------------------------------- other data: Lloyd over regions
+
+    def fit_pixels(self, k, rng, options) -> dict[str, Any]:
+        """Non-8-bit images: the in-memory fit on the pixels (all, or a sample), then Lloyd.
+
+        When the image has at most ``sample`` pixels, they are all gathered (in image order)
+        and the in-memory fit runs on them: the result is ``kmseg.segment``'s. Otherwise the
+        in-memory fit runs on a seeded sample of about ``sample`` pixels, and its centres start
+        Lloyd iterations over all the pixels. With an ``init`` array, Lloyd starts from it.
+        """
+        sv = (self.space, self.vmax)
+        init = options["init"]
+        H, W = self.src.height, self.src.width
+        p = 1.0 if H * W <= self.sample else self.sample / (H * W)
+        # A copy, so that the in-memory fit draws from ``rng`` exactly as kmseg.segment would.
+        key = int(copy.deepcopy(rng).integers(2**63))
+        if isinstance(init, np.ndarray):
+            p = 0.0
+        parts = self.pass_(T.sample_chunk, *sv, p, key)
+        self.mark("sample")
+        n = int(sum(q[0] for q in parts))
+        if n == 0:
+            raise InvalidImageDataError(f"{self.source}: image has no opaque pixels (every alpha is 0); there is nothing to cluster")
+        if 0.0 < p < 1.0 and n <= self.sample:
+            p = 1.0  # transparent pixels made the image small enough to fit whole
+            parts = self.pass_(T.sample_chunk, *sv, p, key)
+        mean = np.sum([q[1] for q in parts], axis=0) / n
+        var = np.maximum(np.sum([q[2] for q in parts], axis=0) / n - mean * mean, 0.0)
+        tol_abs = float(options["tol"] * var.mean()) if options["tol"] > 0 else 0.0
+        if isinstance(init, np.ndarray):
+            start = _init_features(init, k, self.nc, self.space, self.vmax)
+        else:
+            idx = np.concatenate([q[3] for q in parts])
+            values = np.concatenate([q[4] for q in parts])[np.argsort(idx, kind="stable")]
+            del parts, idx
+            red = reduce_image(values[:, None, :], None, self.space, self.vmax)
+            res, _, inertia, _ = _fit_reduced(red, n_channels=self.nc, color_space=self.space, vmax=self.vmax,
+                                              k=k, seed=rng, **options)
+            if p >= 1.0:  # every pixel: this is the in-memory result
+                return {"features": res.centers, "lut": None, "inertia": inertia, "n_iter": res.n_iter,
+                        "converged": res.converged}
+            start = res.centers
+        self.mark("fit")
+        C, n_iter, converged = self.lloyd(start, options["max_iter"], tol_abs, n)
+        self.mark("lloyd")
+        return {"features": C, "lut": None, "inertia": None, "n_iter": n_iter, "converged": converged}
+
+    def lloyd(self, start: np.ndarray, max_iter: int, tol_abs: float, n: int) -> tuple[np.ndarray, int, bool]:
+        """Lloyd iterations over the regions, as ``_engine.lloyd`` runs them on all the points.
+
+        The engine stops when an assignment changes no label. Labels are not kept between
+        iterations here (they would take memory in proportion to the image); instead the loop
+        stops when an update leaves every centre bit-identical. The two rules stop on the same
+        centres: unchanged labels give unchanged sums, hence identical centres, and identical
+        centres give identical labels. (Only when two different labelings have identical means
+        can this loop stop one iteration earlier, with the same centres; ``n_iter`` then differs
+        by one.) Sums are made per region in the engine's fixed blocks and added in region
+        order; for integer images every sum is exact, so the centres are bit for bit the
+        engine's.
+        """
+        C = np.ascontiguousarray(start, dtype=np.float64).copy()
+        sv = (self.space, self.vmax)
+        n_iter = 0
+        converged = False
+        for it in range(max_iter):
+            parts = self.pass_(T.lloyd_chunk, *sv, C)
+            n_iter += 1
+            sums = parts[0][0].copy()
+            counts = parts[0][1].copy()
+            for s, c in parts[1:]:
+                sums += s
+                counts += c
+            C_new = C.copy()
+            nz = counts > 0
+            C_new[nz] = sums[nz] / counts[nz, None]
+            if not nz.all():
+                self.relocate(C_new, np.flatnonzero(~nz), C)
+            if np.array_equal(C_new, C):
+                converged = True
+                if it == 0:
+                    n_iter += 1  # the engine needs a second assignment to see that nothing changed
+                break
+            shift2 = float(((C_new - C) ** 2).sum())
+            C = C_new
+            if tol_abs > 0.0 and shift2 <= tol_abs:
+                break
+        if not converged:
+            n_iter += 1  # the final assignment, made by the writing pass
+        return C, n_iter, converged
+
+    def relocate(self, C_new: np.ndarray, empty: np.ndarray, C_old: np.ndarray) -> None:
+        """Move every empty cluster to a costliest distinct point, as the engine does."""
+        m = len(empty)
+        parts = self.pass_(T.far_chunk, self.space, self.vmax, C_old, m)
+        d2 = np.concatenate([q[0] for q in parts])
+        pts = np.concatenate([q[1] for q in parts])
+        chosen = T.farthest_distinct(pts, d2, m)
+        for j, i in zip(empty, chosen):
+            C_new[j] = pts[i]
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@dataclass
+class BatchResult:
+    """The result of :func:`segment_batch`.
+
+    Attributes
+    ----------
+    results : list of dict
+        One per input, in input order: the summary ``kmseg segment --json`` prints for each file
+        (``input``, ``ok``, ``k``, ``inertia``, ``n_iter``, ``seconds``, ``outputs``,
+        ``palette``), or ``{"input", "ok": False, "error"}`` for a file that failed.
+    centers : (k, C) ndarray or None
+        The shared palette's centres (with ``shared_palette=True`` only).
+    """
+
+    results: list[dict[str, Any]]
+    centers: np.ndarray | None = None
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """The entries of the files that failed."""
+        return [r for r in self.results if not r["ok"]]
+
+
+def _error_entry(path: str, exc: BaseException) -> dict[str, Any]:
+    from .cli import error_line
+
+    if isinstance(exc, (KmsegError, OSError)):
+        return {"input": path, "ok": False, "error": error_line(exc)}
+    return {"input": path, "ok": False, "error": f"{type(exc).__name__}: {error_line(exc)}"}
+
+
+def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disable, masks, force) -> dict[str, Any]:
+    return {"k": k, "out": os.fspath(out_dir), "color_space": color_space, "seed": seed, "n_init": n_init,
+            "scale": scale, "max_pixels": max_pixels, "disable": list(disable) if disable else None,
+            "masks": bool(masks), "force": bool(force)}
+
+
+def _collect(client, futs, index, paths, record) -> None:
+    """Record every per-file result as it arrives; results are fetched in batches (fewer round
+    trips), and a task that died (a worker killed, a bug) fails its file alone."""
+    from distributed import as_completed
+
+    for batch in as_completed(futs, loop=client.loop).batches():
+        done = [f for f in batch if f.status != "error"]
+        for f, entry in zip(done, client.gather(done, errors="skip") if done else []):
+            record(index[f.key], entry)
+        for f in batch:
+            if f.status == "error":
+                record(index[f.key], _error_entry(paths[index[f.key]], f.exception()))
+
+
+def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResult:
+    from distributed import as_completed
+
+    results: list[dict[str, Any] | None] = [None] * len(paths)
+    if not paths:
+        return BatchResult([])
+
+    def record(i: int, entry: dict[str, Any]) -> None:
+        results[i] = entry
+        on_result(entry)
+        bar.advance(note=os.path.basename(paths[i]))
+
+    if not shared:
+        _grow(bar, len(paths))
+        futs = [client.submit(T.batch_one, p, s, opts, pure=False) for p, s in zip(paths, stems)]
+        index = {f.key: i for i, f in enumerate(futs)}
+        _collect(client, futs, index, paths, record)
+        return BatchResult(results)  # type: ignore[arg-type]
+
+    # One palette for all: per-file histograms, merged as they arrive (the sum is exact and sorted
+    # by code, so neither the order of the files nor the order of completion matters). A file
+    # that cannot be read gives None here, and its labelling task reports the error.
+    _grow(bar, 2 * len(paths))
+    ac = as_completed(loop=client.loop)
+    for p in paths:  # no list of these futures: each is released once merged
+        ac.add(client.submit(T.shared_hist, p, opts["max_pixels"], pure=False))
+    pending: list[Future] = []
+    level: list[Future] = []
+    for f in ac:
+        bar.advance()
+        pending.append(f)
+        if len(pending) == FAN_IN:
+            level.append(client.submit(T.merge, *pending, pure=False))
+            pending = []
+        del f
+    level += pending
+    del pending
+    while len(level) > 1:
+        level = [client.submit(T.merge, *level[i : i + FAN_IN], pure=False) for i in range(0, len(level), FAN_IN)]
+    codes, counts = level[0].result() or (np.empty(0, np.int64), np.empty(0, np.int64))
+    del level
+    shared_fit: dict[str, Any] | None = None
+    lut_f = None
+    centers = None
+    if codes.shape[0]:
+        space = opts["color_space"]
+        red = reduce_histogram(codes, counts, 3, space)
+        del codes, counts
+        res, point_labels, _, _ = _fit_reduced(red, n_channels=3, color_space=space, vmax=255.0, k=opts["k"],
+                                               n_init=opts["n_init"], seed=opts["seed"])
+        centers = from_features(res.centers, space, 255.0)
+        lut = np.zeros(1 << 24, dtype=np.int32)
+        lut[red.codes] = point_labels
+        del red, point_labels
+        shared_fit = {"centers": centers, "features": res.centers, "colors": _to_dtype(centers, np.dtype(np.uint8)),
+                      "n_iter": res.n_iter, "converged": res.converged, "color_space": space}
+        lut_f = client.scatter(lut, broadcast=True, hash=False)
+        del lut
+    futs = [client.submit(T.shared_label, p, s, shared_fit, lut_f, opts, pure=False) for p, s in zip(paths, stems)]
+    index = {f.key: i for i, f in enumerate(futs)}
+    _collect(client, futs, index, paths, record)
+    return BatchResult(results, centers)  # type: ignore[arg-type]
+
+
+def segment_batch(
+    paths: Sequence[str | os.PathLike[str]],
+    k: int = 5,
+    out_dir: str | os.PathLike[str] = "kmseg-out",
+    *,
+    color_space: str = "rgb",
+    n_init: int = 10,
+    seed: int | None = None,
+    scale: float | None = None,
+    max_pixels: int | None = None,
+    disable: Sequence[int] | None = None,
+    masks: bool = False,
+    force: bool = False,
+    shared_palette: bool = False,
+    client: Client | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+) -> BatchResult:
+    """Segment many image files on a Dask cluster, one task per file.
+
+    Each task runs the normal in-memory path (``kmseg segment``'s own per-file code: load,
+    :func:`kmseg.segment`, :meth:`kmseg.Segmentation.save`), so every file gives the outputs the
+    command line gives it. A file that cannot be read or written fails alone: it is listed in
+    the result with its error, and the others go on.
+
+    With ``shared_palette=True``, one palette is fitted on all the files together: every file's
+    exact colour histogram is computed in a task, the histograms are summed (in any order: the
+    sum is exact and sorted by colour), the in-memory fit runs once on the sum, and every file is
+    then labelled and painted with that palette. The palette does not depend on the order of
+    the files. Files must be 8-bit; grey files are clustered as RGB (grey replicated) and their
+    outputs are RGB.
+
+    Parameters
+    ----------
+    paths : sequence of str or path
+        Image files (see :func:`kmseg.load_image`), visible to every worker at the same path.
+    k : int
+        Number of clusters, at least 1.
+    out_dir : str or path
+        Output directory; files are named as :meth:`kmseg.Segmentation.save` names them, with
+        stems made unique as the command line makes them.
+    color_space, n_init, seed, scale, max_pixels
+        As in :func:`kmseg.segment`; ``seed`` is given to every file. ``scale`` is not
+        available with a shared palette.
+    disable, masks, force
+        As in :meth:`kmseg.Segmentation.save`.
+    shared_palette : bool
+        Fit one palette on all the files, as above.
+    client, scheduler, progress
+        As in :func:`segment_large`.
+
+    Returns
+    -------
+    BatchResult
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        A parameter is out of range or of the wrong type (problems with one file do not raise).
+    DaskNotInstalledError
+        The ``dask`` extra is not installed.
+    """
+    _require_dask()
+    from .cli import unique_stems
+
+    names = [os.fspath(p) for p in paths]
+    k = check_int("k", k, 1)
+    check_int("n_init", n_init, 1)
+    if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
+        raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab' or 'hsv'")
+    if seed is not None:
+        check_int("seed", seed, 0)
+    if shared_palette and scale is not None:
+        raise ParameterError("scale is not available with shared_palette=True; the shared palette is fitted on every pixel")
+    opts = _batch_opts(k, out_dir, color_space.lower(), n_init, seed, scale, max_pixels, disable, masks, force)
+    bar = _bar(progress, "segment")
+    with _use_client(client, scheduler) as cl:
+        try:
+            out = _run_batch(cl, names, unique_stems(names), opts, shared_palette, bar, lambda r: None)
+        finally:
+            bar.close()
+    for r in out.results:
+        r.pop("usage_error", None)
+    return out
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def _large_tiff(path: str, max_pixels: int | None) -> bool:
+    """Whether ``path`` is a TIFF the in-memory path would refuse as too large (then it is chunked)."""
+    if not path.lower().endswith((".tif", ".tiff")):
+        return False
+    try:
+        import tifffile
+        from PIL import Image
+
+        limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+        if limit is None:
+            return False
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            return int(page.imagewidth) * int(page.imagelength) > limit
+    except Exception:
+        return False  # let the normal path report the problem
+
+
+def _large_entry(path: str, stem: str, args: argparse.Namespace, client: Client, bar: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    for flag, value in (("--scale", args.scale), ("--disable", args.disable), ("--masks", args.masks)):
+        if value:
+            raise ParameterError(f"{path}: {flag} is not available for images too large for memory; drop it")
+    src = open_source(path)
+    alpha = src.has_alpha
+    nc = src.n_channels - (1 if alpha else 0)
+    space = check_color_space(args.color_space, nc)
+    dtype = src.out_dtype
+    targets = _targets(args.out, stem, args.force)
+    tile = out_tile(src)
+    regions = chunk_grid(src, DEFAULT_CHUNKS, tile)
+    job = _LargeJob(client, src, regions, alpha, nc, space, _vmax(dtype), dtype, bar, path)
+    res = job.run(args.k, make_rng(args.seed), {"n_init": args.n_init, "init": "k-means++", "max_iter": 300, "tol": 0.0},
+                  targets, tile, args.force)
+    return {
+        "input": path,
+        "ok": True,
+        "k": res.k,
+        "inertia": res.inertia,
+        "n_iter": res.n_iter,
+        "seconds": round(time.perf_counter() - t0, 4),
+        "outputs": {kind: str(p) for kind, p in res.paths.items()},
+        "palette": res.palette(),
+    }
+
+
+def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
+    """``kmseg segment ... --dask``: run the batch on a cluster; returns the exit code.
+
+    Every file is a task running the normal per-file path; TIFFs larger than the in-memory
+    limit (``--max-pixels``, default Pillow's) are segmented region by region with
+    :func:`segment_large` instead. ``--shared-palette`` fits one palette on all the files.
+    One progress bar covers the whole job. Failed files are reported as the in-memory batch
+    reports them, with exit code 1.
+    """
+    import sys
+
+    from .cli import UsageError, error_line, report_batch, unique_stems
+
+    _require_dask()
+    stems = unique_stems(paths)
+    if args.shared_palette and args.scale is not None:
+        raise UsageError("--scale is not available with --shared-palette; drop one of them")
+    opts = _batch_opts(args.k, args.out, args.color_space, args.n_init, args.seed, args.scale, args.max_pixels,
+                       args.disable, args.masks, args.force)
+    large = set() if args.shared_palette else {i for i, p in enumerate(paths) if _large_tiff(p, args.max_pixels)}
+    small = [i for i in range(len(paths)) if i not in large]
+
+    def report(entry: dict[str, Any]) -> None:
+        if not entry["ok"]:
+            print(f"kmseg: error: {entry['error']}", file=sys.stderr)
+
+    bar = _bar(True, "segment")
+    results: list[dict[str, Any]] = [{} for _ in paths]
+    try:
+        with cluster_client(args.scheduler) as client:
+            if small:
+                out = _run_batch(client, [paths[i] for i in small], [stems[i] for i in small], opts,
+                                 args.shared_palette, bar, report)
+                for i, r in zip(small, out.results):
+                    results[i] = r
+            for i in sorted(large):
+                try:
+                    results[i] = _large_entry(paths[i], stems[i], args, client, bar)
+                except (KmsegError, OSError) as exc:
+                    results[i] = {"input": paths[i], "ok": False, "error": error_line(exc)}
+                    report(results[i])
+    finally:
+        bar.close()
+    usage = [r for r in results if r.pop("usage_error", False)]
+    if usage:
+        raise UsageError(usage[0]["error"])
+    return report_batch(results, args.json)

@@ -1,0 +1,216 @@
+"""kmseg.distributed on a real LocalCluster: the chunked path gives exactly the in-memory result,
+and batches fail file by file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmseg
+from kmseg import cli, data
+
+pytest.importorskip("distributed")
+tifffile = pytest.importorskip("tifffile")
+
+from kmseg import distributed as kd  # noqa: E402
+
+pytestmark = pytest.mark.dask
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real LocalCluster: 2 worker processes, 1 thread each, no dashboard (kd.local_cluster)."""
+    from distributed import Client
+
+    with kd.local_cluster(2) as lc, Client(lc, set_as_default=False) as client:
+        assert set(client.run(lambda: __import__("numba").get_num_threads()).values()) == {1}
+        yield client
+
+
+def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A crop of a bundled photo plus seeded noise: many distinct colours, like a real photo."""
+    rng = np.random.default_rng(seed)
+    img = np.asarray(Image.open(data.path("coffee.png")).convert("RGB"))[50 : 50 + h, 100 : 100 + w]
+    return np.clip(img.astype(np.int16) + rng.integers(-3, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+def _same_labels(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+@pytest.mark.parametrize("alpha", [False, True], ids=["rgb", "rgba"])
+def test_large_8bit_equals_in_memory(cluster, tmp_path, alpha):
+    img = _photo(200, 300)
+    if alpha:
+        a = np.full(img.shape[:2], 255, np.uint8)
+        a[20:90, 40:170] = 0
+        img = np.dstack([img, a])
+        tifffile.imwrite(tmp_path / "big.tif", img, tile=(64, 64), photometric="rgb", extrasamples=("unassalpha",))
+    else:
+        tifffile.imwrite(tmp_path / "big.tif", img, tile=(64, 64), photometric="rgb")
+    ref = kmseg.segment(tmp_path / "big.tif", k=5, seed=0)
+    res = kd.segment_large(tmp_path / "big.tif", k=5, out_dir=tmp_path / "out", seed=0, chunks=128, client=cluster)
+    assert res.n_chunks == 6  # several regions, smaller than the image
+    np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
+    labels = res.read_labels()
+    assert _same_labels(labels, ref.labels)
+    assert (labels == -1).any() == alpha
+    np.testing.assert_array_equal(res.counts, ref.counts)
+    assert res.inertia == pytest.approx(ref.inertia, rel=1e-12)
+    assert (res.n_iter, res.converged) == (ref.n_iter, ref.converged)
+    np.testing.assert_array_equal(res.read_image(), ref.image())
+    assert res.paths["labels"].name == "big-labels.tif"
+    summary = json.loads(res.paths["palette"].read_text())
+    assert summary == json.loads(json.dumps(ref.summary(), default=str)) | {"source": str(tmp_path / "big.tif")}
+    assert not [p for p in os.listdir(tmp_path / "out") if p.startswith(".")]  # no temporary files left
+
+
+def test_large_16bit_lloyd_over_regions_equals_in_memory_lloyd(cluster, tmp_path):
+    rng = np.random.default_rng(1)
+    img = (_photo(128, 192).astype(np.uint16) * 257 + rng.integers(0, 257, (128, 192, 3))).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "b16.tif", img, tile=(32, 32), photometric="rgb")
+    init = img.reshape(-1, 3)[rng.choice(img.shape[0] * img.shape[1], 5, replace=False)].astype(np.float64)
+    ref = kmseg.segment(tmp_path / "b16.tif", k=5, init=init)
+    res = kd.segment_large(tmp_path / "b16.tif", k=5, out_dir=tmp_path, init=init, chunks=64, client=cluster)
+    assert res.n_chunks == 6
+    assert res.dtype == np.uint16
+    np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
+    assert _same_labels(res.read_labels(), ref.labels)
+    np.testing.assert_array_equal(res.counts, ref.counts)
+    assert (res.n_iter, res.converged) == (ref.n_iter, ref.converged)
+    np.testing.assert_array_equal(res.read_image(), ref.image())
+
+
+def test_large_16bit_seeded(cluster, tmp_path):
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 65536, (96, 128, 3)).astype(np.uint16)
+    img[:48] //= 4
+    tifffile.imwrite(tmp_path / "s16.tif", img, tile=(32, 32), photometric="rgb")
+    # Small enough to gather: the in-memory fit itself.
+    ref = kmseg.segment(tmp_path / "s16.tif", k=4, seed=7)
+    res = kd.segment_large(tmp_path / "s16.tif", k=4, out_dir=tmp_path / "a", seed=7, chunks=64, client=cluster)
+    np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
+    assert _same_labels(res.read_labels(), ref.labels)
+    # Fitted on a sample, then Lloyd over every pixel: a fixed point of Lloyd on all the pixels.
+    res = kd.segment_large(tmp_path / "s16.tif", k=4, out_dir=tmp_path / "b", seed=7, chunks=64, sample=2000,
+                           client=cluster)
+    labels = res.read_labels()
+    X = img.reshape(-1, 3).astype(np.float64)
+    d2 = ((X[:, None, :] - res.centers[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(labels.reshape(-1), d2.argmin(axis=1))
+    means = np.array([X[labels.reshape(-1) == j].mean(axis=0) for j in range(4)])
+    np.testing.assert_allclose(res.centers, means, rtol=1e-12)
+    assert res.converged
+
+
+@pytest.mark.parametrize(
+    "kind", ["float32-5-bands", "grey-uint8-strips", "rgba-uint16"],
+)
+def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
+    rng = np.random.default_rng(3)
+    if kind == "float32-5-bands":
+        img = rng.random((80, 100, 5)).astype(np.float32)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", planarconfig="contig", tile=(32, 32))
+    elif kind == "grey-uint8-strips":
+        img = _photo(300, 100)[..., 1]  # bands of whole strips, 256 rows (the output's tiles)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", rowsperstrip=16, compression="zlib")
+    else:
+        img = np.dstack([rng.integers(0, 65536, (80, 100, 3)), np.where(rng.random((80, 100)) < 0.2, 0, 65535)])
+        img = img.astype(np.uint16)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="rgb", extrasamples=("unassalpha",), tile=(32, 32))
+    ref = kmseg.segment(tmp_path / "o.tif", k=4, seed=1)
+    res = kd.segment_large(tmp_path / "o.tif", k=4, out_dir=tmp_path, seed=1, chunks=32, client=cluster)
+    assert res.n_chunks > 1
+    np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
+    assert _same_labels(res.read_labels(), ref.labels)
+    np.testing.assert_array_equal(res.read_image(), ref.image())
+
+
+def test_large_refuses_to_overwrite(cluster, tmp_path):
+    tifffile.imwrite(tmp_path / "x.tif", _photo(64, 64), tile=(32, 32), photometric="rgb")
+    (tmp_path / "x-labels.tif").write_bytes(b"keep")
+    with pytest.raises(kmseg.OutputExistsError, match="x-labels.tif exists already"):
+        kd.segment_large(tmp_path / "x.tif", k=2, out_dir=tmp_path, client=cluster)
+    assert (tmp_path / "x-labels.tif").read_bytes() == b"keep"
+    with pytest.raises(kmseg.NotAnImageError, match="not a TIFF file"):
+        kd.segment_large(data.path("coffee.png"), k=2, out_dir=tmp_path, client=cluster)
+
+
+@pytest.fixture
+def batch_files(tmp_path):
+    """Five small photos with a bad file (text named .png) in the middle."""
+    paths = []
+    for i, name in enumerate(data.NAMES):
+        p = tmp_path / "in" / f"p{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.open(data.path(name)).convert("RGB").crop((0, 0, 160, 120)).save(p)
+        paths.append(str(p))
+    bad = tmp_path / "in" / "p1b.png"
+    bad.write_text("this is not an image")
+    paths.insert(2, str(bad))
+    return paths
+
+
+def test_batch_cli_bad_file_fails_alone(cluster, tmp_path, batch_files, capsys):
+    out = tmp_path / "out"
+    address = cluster.scheduler.address
+    rc = cli.main(["segment", *batch_files, "-k", "3", "-o", str(out), "--seed", "0", "--dask", "--scheduler", address])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "1 of 5 files failed" in err and "p1b.png" in err.splitlines()[-1]
+    for p in batch_files:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        assert (out / f"{stem}-labels.png").exists() == (stem != "p1b")
+    # Each file is the normal in-memory result.
+    ref = kmseg.segment(batch_files[0], k=3, seed=0)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "p0-labels.png")), ref.label_image())
+
+
+def test_cli_routes_tiffs_over_the_pixel_limit_to_the_chunked_path(cluster, tmp_path, capsys, monkeypatch):
+    img = _photo(96, 128)
+    tifffile.imwrite(tmp_path / "t.tif", img, tile=(32, 32), photometric="rgb")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler.address)  # no --scheduler: the variable
+    args = ["segment", str(tmp_path / "t.tif"), "-k", "3", "-o", str(tmp_path / "out"), "--json", "--dask"]
+    assert cli.main([*args, "--max-pixels", "1000"]) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    assert result["ok"] and result["outputs"]["labels"].endswith("t-labels.tif")
+    ref = kmseg.segment(img, k=3, seed=0)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "t-labels.tif"), ref.label_image())
+    assert cli.main([*args, "--max-pixels", "1000"]) == 1  # outputs exist: the file fails alone
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_shared_palette_independent_of_order(cluster, tmp_path, batch_files):
+    a = kd.segment_batch(batch_files, k=4, out_dir=tmp_path / "a", shared_palette=True, seed=0, client=cluster)
+    rng = np.random.default_rng(0)
+    shuffled = [batch_files[i] for i in rng.permutation(len(batch_files))]
+    b = kd.segment_batch(shuffled, k=4, out_dir=tmp_path / "b", shared_palette=True, seed=0, client=cluster)
+    assert a.centers is not None and a.centers.shape == (4, 3)
+    np.testing.assert_array_equal(a.centers, b.centers)
+    assert [r["input"] for r in a.failed] == [batch_files[2]] and len(b.failed) == 1
+    assert [r["input"] for r in a.results] == batch_files  # input order
+    for p in batch_files[:2]:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        la = np.asarray(Image.open(tmp_path / "a" / f"{stem}-labels.png"))
+        lb = np.asarray(Image.open(tmp_path / "b" / f"{stem}-labels.png"))
+        np.testing.assert_array_equal(la, lb)
+        palette = json.loads((tmp_path / "a" / f"{stem}-palette.json").read_text())
+        np.testing.assert_allclose(palette["centers"], a.centers)
+
+
+def test_import_kmseg_does_not_import_dask():
+    code = "import sys, kmseg, kmseg.cli; print(any(m in sys.modules for m in ('dask', 'distributed')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_missing_extra_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(kd.DaskNotInstalledError, match=r'pip install "kmseg\[dask\]"'):
+        kd.segment_batch([], k=2)
