@@ -736,7 +736,7 @@ def test_concurrent_loads_restore_pillows_limit(tmp_path: Path) -> None:
 
 
 def test_all_is_the_public_interface() -> None:
-    assert kio.__all__ == ["load_image", "save_image", "write_bytes", "write_json", "write_text"]
+    assert kio.__all__ == ["load_image", "publish", "save_image", "write_bytes", "write_json", "write_text"]
     assert all(callable(getattr(kio, name)) for name in kio.__all__)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels as K
+from ._engine import farthest_distinct
 from ._dask_tiff import TiffSource, encode_tiles
 from ._reduce import _mask_arg, decode, merge_histograms
 from .color import to_features
@@ -187,29 +188,6 @@ def lloyd_chunk(src, region, alpha, space, vmax, C):
         p_sums[:] = 0.0
         p_counts[:] = 0.0
     return p_sums.sum(axis=0), p_counts.sum(axis=0)
-
-
-def farthest_distinct(X: np.ndarray, d2: np.ndarray, m: int) -> list[int]:
-    """Indices of the ``m`` costliest distinct points: by decreasing ``d2``, then by the point's
-    coordinates; the rule of ``kmseg._engine._relocate_empty``, so that which pixels sit where
-    (and in which region) never matters."""
-    n, nf = X.shape
-    if n == 0 or m == 0:
-        return []
-    top = min(n, 64 * m)
-    while True:
-        cand = np.argpartition(-d2, top - 1)[:top] if top < n else np.arange(n)
-        keys = [X[cand, f] for f in range(nf - 1, -1, -1)] + [-d2[cand]]
-        cand = cand[np.lexsort(keys)]
-        chosen: list[int] = []
-        for i in cand:
-            if not any(np.array_equal(X[i], X[c]) for c in chosen):
-                chosen.append(int(i))
-                if len(chosen) == m:
-                    break
-        if len(chosen) == m or top == n:
-            return chosen
-        top = min(n, top * 8)
 
 
 def far_chunk(src, region, alpha, space, vmax, C, m):

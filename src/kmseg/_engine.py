@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["FitResult", "fit", "lloyd", "kmeans_plusplus", "random_init", "tol_to_abs", "inertia_of"]
+__all__ = ["FitResult", "farthest_distinct", "fit", "inertia_of", "kmeans_plusplus", "lloyd", "random_init", "tol_to_abs"]
 
 _EMPTY = np.empty(0, dtype=np.float64)
 
@@ -131,29 +131,37 @@ def random_init(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.rando
 # --------------------------------------------------------------------------- Lloyd
 
 
-def _relocate_empty(X, centers_new, counts, C_old, labels):
-    """Move every empty cluster to the point that currently costs the most (farthest from its centre)."""
-    empty = np.flatnonzero(counts == 0)
-    n = X.shape[0]
-    d2 = np.empty(n)
-    K.assigned_dist2(X, C_old, labels, d2)
-    # Distinct points, by cost and then by their coordinates, so that ties are broken by the
-    # colour itself and never by where it sits: all pixels and their histogram choose alike.
-    top = min(n, 64 * len(empty))
+def farthest_distinct(X: np.ndarray, d2: np.ndarray, m: int) -> list[int]:
+    """Indices of the ``m`` costliest distinct points: by decreasing ``d2``, then by coordinates.
+
+    Ties are broken by the point's value and never by where it sits, so all pixels, their
+    histogram, and any split of them into regions (the Dask path) choose alike.
+    """
+    n, nf = X.shape
+    if n == 0 or m == 0:
+        return []
+    top = min(n, 64 * m)
     while True:
         cand = np.argpartition(-d2, top - 1)[:top] if top < n else np.arange(n)
-        keys = [X[cand, f] for f in range(X.shape[1] - 1, -1, -1)] + [-d2[cand]]
+        keys = [X[cand, f] for f in range(nf - 1, -1, -1)] + [-d2[cand]]
         cand = cand[np.lexsort(keys)]
         chosen: list[int] = []
         for i in cand:
             if not any(np.array_equal(X[i], X[c]) for c in chosen):
                 chosen.append(int(i))
-                if len(chosen) == len(empty):
+                if len(chosen) == m:
                     break
-        if len(chosen) == len(empty) or top == n:
-            break
+        if len(chosen) == m or top == n:
+            return chosen
         top = min(n, top * 8)
-    for j, i in zip(empty, chosen):
+
+
+def _relocate_empty(X, centers_new, counts, C_old, labels):
+    """Move every empty cluster to the point that currently costs the most (farthest from its centre)."""
+    empty = np.flatnonzero(counts == 0)
+    d2 = np.empty(X.shape[0])
+    K.assigned_dist2(X, C_old, labels, d2)
+    for j, i in zip(empty, farthest_distinct(X, d2, len(empty))):
         centers_new[j] = X[i]
 
 

@@ -37,6 +37,7 @@ from . import _dask_tasks as T
 from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_tile, tile_indices
 from ._reduce import Reduced, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
+from .io import publish
 from .errors import (
     InvalidImageDataError,
     KmsegError,
@@ -272,26 +273,13 @@ def _wait_tree(client: Client, ac: Any, root: Future, weights: dict[str, int], b
 
 
 def _fit_reduced(red: Reduced, *, n_channels: int, color_space: str, vmax: float | None, k: int, **options: Any):
-    """Fit exactly as :meth:`kmseg.Prepared.fit` does, on points reduced elsewhere.
-
-    ``Prepared.fit`` only reads the reduced points and the colour settings, so a ``Prepared``
-    made without an image runs the very same code (validation, restarts, coarse-to-fine,
-    warnings) as ``kmseg.segment``.
-    """
-    prep = Prepared.__new__(Prepared)  # no image: see the seam requested in the report
-    prep.reduced = prep.fit_reduced = red
-    prep.n_channels = n_channels
-    prep.color_space = color_space
-    prep.vmax = vmax
-    return prep.fit(k, **options)
+    """Fit exactly as :meth:`kmseg.Prepared.fit` does (it is that method), on points reduced elsewhere."""
+    return Prepared.from_reduced(red, color_space=color_space, n_channels=n_channels, vmax=vmax).fit(k, **options)
 
 
 def _init_features(init: np.ndarray, k: int, n_channels: int, color_space: str, vmax: float | None) -> np.ndarray:
-    prep = Prepared.__new__(Prepared)
-    prep.n_channels = n_channels
-    prep.color_space = color_space
-    prep.vmax = vmax
-    return prep._init_features(init, k)
+    empty = Reduced("pixels", np.empty((0, n_channels)), None, 0)
+    return Prepared.from_reduced(empty, color_space=color_space, n_channels=n_channels, vmax=vmax).init_features(init, k)
 
 
 def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype, n_channels, source) -> Segmentation:
@@ -427,23 +415,6 @@ def _targets(out_dir: str | os.PathLike[str], stem: str, force: bool) -> dict[st
                 + "; pass force=True (CLI: --force) to overwrite"
             )
     return targets
-
-
-def _publish(tmp: Path, target: Path, force: bool) -> None:
-    """Move a finished temporary file onto ``target``; refuse to overwrite unless ``force``."""
-    if force:
-        os.replace(tmp, target)
-        return
-    try:
-        os.link(tmp, target)
-    except FileExistsError:
-        raise OutputExistsError(f"{target} exists already; pass force=True (CLI: --force) to overwrite it") from None
-    except OSError:  # no hard links here: check, then replace
-        if target.exists():
-            raise OutputExistsError(f"{target} exists already; pass force=True (CLI: --force) to overwrite it") from None
-        os.replace(tmp, target)
-        return
-    os.unlink(tmp)
 
 
 def segment_large(
@@ -695,7 +666,7 @@ class _LargeJob:
                 if fit["inertia"] is None:
                     fit["inertia"] = float(inertia_parts.sum())
             for kind in ("labels", "segmented"):
-                _publish(tmp[kind], targets[kind], force)
+                publish(tmp[kind], targets[kind], force)
         except BaseException:
             for w in writers:
                 w.abort()

@@ -45,7 +45,7 @@ from .errors import (
     ParameterTypeError,
 )
 
-__all__ = ["load_image", "save_image", "write_bytes", "write_json", "write_text"]
+__all__ = ["load_image", "publish", "save_image", "write_bytes", "write_json", "write_text"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -464,8 +464,8 @@ def _output_path(path: object, force: object) -> Path:
     return target
 
 
-def _publish(tmp: str, target: Path, force: bool) -> None:
-    """Move the finished temporary file onto *target*."""
+def publish(tmp: str | os.PathLike[str], target: Path, force: bool) -> None:
+    """Move a finished temporary file onto *target*; refuse to overwrite an existing one unless *force*."""
     if force:
         os.replace(tmp, target)
         return
@@ -540,7 +540,7 @@ def write_bytes(path: PathLike, data: bytes | bytearray | memoryview, *, force: 
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        _publish(tmp, target, bool(force))
+        publish(tmp, target, bool(force))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

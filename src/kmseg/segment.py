@@ -172,6 +172,25 @@ class Prepared:
         self.scale = scale
         self.fit_reduced = self.reduced if scale is None else self._reduce_scaled(scale)
 
+    @classmethod
+    def from_reduced(cls, reduced: Reduced, *, color_space: str, n_channels: int, vmax: float | None) -> Prepared:
+        """A Prepared made from points reduced elsewhere (the Dask path sums histograms region
+        by region). It has no pixels: :meth:`fit` works, :meth:`segment` does not."""
+        self = cls.__new__(cls)
+        self.image = None
+        self.source = None
+        self.color_space = color_space
+        self.shape = None
+        self.dtype = None
+        self.has_alpha = False
+        self.mask = None
+        self.pixels = None
+        self.n_channels = n_channels
+        self.vmax = vmax
+        self.reduced = self.fit_reduced = reduced
+        self.scale = None
+        return self
+
     def _reduce_scaled(self, scale: float) -> Reduced:
         import cv2
 
@@ -229,7 +248,7 @@ class Prepared:
                     raise ParameterError(f"init has shape {init.shape}; centres in the clustering space must be ({k}, {d})")
                 init = np.ascontiguousarray(init, dtype=np.float64)
             else:
-                init = self._init_features(init, k)
+                init = self.init_features(init, k)
         few = red.kind == "histogram" and red.points.shape[0] < k
         if few:
             pts = red.points.astype(np.float64)
@@ -254,7 +273,8 @@ class Prepared:
         _engine.K.assign(full.points, res.centers, labels, np.empty(full.points.shape[0]))
         return res, labels, _engine.inertia_of(full.points, full.weights, res.centers, labels), few
 
-    def _init_features(self, init: np.ndarray, k: int) -> np.ndarray:
+    def init_features(self, init: np.ndarray, k: int) -> np.ndarray:
+        """Starting centres given in the input's units, checked and moved to the clustering space."""
         C = self.n_channels
         if init.shape != (k, C):
             raise ParameterError(f"init has shape {init.shape}; an array of centres must have shape (k, C) = ({k}, {C})")
