@@ -27,7 +27,7 @@ __all__ = ["Reduced", "color_histogram", "merge_histograms", "reduce_image", "pa
 
 _NO_MASK = np.zeros((0, 0), dtype=np.uint8)
 #: Below this many points the restarts run on the points themselves.
-COARSE_MIN_POINTS = 1 << 16
+COARSE_MIN_POINTS = 1 << 14
 #: From this many pixels on, colours are counted in dense 2**24 tables (one per thread).
 _DENSE_MIN_PIXELS = 1 << 22
 
