@@ -37,6 +37,9 @@ class FitResult:
 #: The restarts run on the coarsest summary with at least this many points per cluster.
 RESTART_POINTS_PER_CLUSTER = 256
 
+#: How many of the best restarts are refined one level finer before one is chosen.
+REFINE_CANDIDATES = 3
+
 #: Below this many points a parallel region costs more than it saves: run on one thread.
 PARALLEL_MIN_POINTS = 50_000
 
@@ -306,18 +309,25 @@ def fit(
                      len(coarse) - 1)
         coarse = coarse[first:]
         Xc, wc = coarse[0]
-        best_c = None
+        runs: list[FitResult] = []
         for _ in range(n_init):
             c0 = _make_init(Xc, wc, k, init, rng)
             if c0.shape[0] < k:
-                best_c = None  # the summary is too small to hold k clusters: work on X itself
+                runs = []  # the summary is too small to hold k clusters: work on X itself
                 break
-            r = lloyd(Xc, wc, c0, max_iter=max_iter, method=method)
-            if best_c is None or r.inertia < best_c.inertia:
-                best_c = r
-        if best_c is not None:
-            centers = best_c.centers
-            for Xl, wl in coarse[1:]:
+            runs.append(lloyd(Xc, wc, c0, max_iter=max_iter, method=method))
+        if runs:
+            # Close inertias on a coarse summary do not rank reliably: the best few go one
+            # level finer, and the best of them there goes on.
+            runs.sort(key=lambda r: r.inertia)
+            centers = runs[0].centers
+            levels = coarse[1:]
+            if levels:
+                Xl, wl = levels[0]
+                finer = [lloyd(Xl, wl, r.centers, max_iter=max_iter, method=method) for r in runs[:REFINE_CANDIDATES]]
+                centers = min(finer, key=lambda r: r.inertia).centers
+                levels = levels[1:]
+            for Xl, wl in levels:
                 centers = lloyd(Xl, wl, centers, max_iter=max_iter, method=method).centers
             return lloyd(X, weights, centers, max_iter=max_iter, tol_abs=tol_abs, method=method)
     best = None
