@@ -289,7 +289,7 @@ def shared_label(
 
     ``shared`` is None when no file gave any pixel to fit on.
     """
-    from .cli import UsageError, error_line
+    from .cli import UsageError, error_line, save_one
     from ._engine import inertia_of
     from .segment import Segmentation, prepare
 
@@ -316,24 +316,9 @@ def shared_label(
             converged=shared["converged"], color_space=space, original=image, painted=out, n_channels=3,
             source=path,
         )
-        disable = opts.get("disable")
-        if disable:
-            bad = [i for i in disable if i >= seg.k]
-            if bad:
-                raise UsageError(f"--disable {bad[0]} is out of range; clusters run from 0 to {seg.k - 1}")
-        written = seg.save(opts["out"], stem=stem, disable=disable, masks=opts.get("masks", False),
-                           force=opts.get("force", False))
+        return save_one(seg, path, stem, out=opts["out"], disable=opts.get("disable"), masks=opts.get("masks", False),
+                        force=opts.get("force", False), t0=t0)
     except UsageError as exc:
         return {"input": path, "ok": False, "error": str(exc), "usage_error": True}
     except (KmsegError, OSError) as exc:
         return {"input": path, "ok": False, "error": error_line(exc)}
-    return {
-        "input": path,
-        "ok": True,
-        "k": seg.k,
-        "inertia": seg.inertia,
-        "n_iter": seg.n_iter,
-        "seconds": round(time.perf_counter() - t0, 4),
-        "outputs": {kind: str(p) for kind, p in written.items()},
-        "palette": seg.palette(),
-    }

@@ -184,11 +184,17 @@ def run_one(path: str, stem: str, args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     seg = segment(path, args.k, **segment_options(args))
-    if args.disable:
-        bad = [i for i in args.disable if i >= seg.k]
+    return save_one(seg, path, stem, out=args.out, disable=args.disable, masks=args.masks, force=args.force, t0=t0)
+
+
+def save_one(seg: Any, path: str, stem: str, *, out: str, disable: Sequence[int] | None, masks: bool, force: bool,
+             t0: float) -> dict[str, Any]:
+    """Write one segmentation's outputs (``--disable`` checked first); its dict for the summary."""
+    if disable:
+        bad = [i for i in disable if i >= seg.k]
         if bad:
             raise UsageError(f"--disable {bad[0]} is out of range; clusters run from 0 to {seg.k - 1}")
-    written = seg.save(args.out, stem=stem, disable=args.disable, masks=args.masks, force=args.force)
+    written = seg.save(out, stem=stem, disable=disable, masks=masks, force=force)
     return {
         "input": path,
         "ok": True,
