@@ -378,8 +378,9 @@ def segment(
     color_space : {"rgb", "lab", "hsv"}
         Space to cluster in (see :mod:`kmseg.color`). ``"rgb"`` means the channels as they are.
     n_init : int
-        Restarts; the one with the lowest inertia is kept. On large images the restarts run on
-        a 5-bit-per-channel summary and the best is refined on the exact points.
+        Restarts; the one with the lowest inertia is kept. On images with many colours the
+        restarts run on a coarse summary (5 to 7 bits per channel) and the best is refined
+        through finer summaries to the exact points.
     init : {"k-means++", "random"} or (k, C) ndarray
         Greedy weighted k-means++, ``k`` random distinct colours, or starting centres in the
         input's units (then ``n_init`` is ignored).
