@@ -1,7 +1,9 @@
 """kmseg: exact, fast K-means colour segmentation of images.
 
 >>> import kmseg
->>> seg = kmseg.segment(kmseg.data.path("coffee.png"), k=5, seed=0)   # doctest: +SKIP
+>>> seg = kmseg.segment(kmseg.data.path("coffee.png"), k=5, seed=0)
+>>> seg.labels.shape, seg.k, len(seg.palette())
+((400, 600), 5, 5)
 """
 
 from __future__ import annotations
