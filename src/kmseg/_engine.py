@@ -210,7 +210,10 @@ def _lloyd(
         lb = np.empty(n)
         D = np.zeros(k)  # how far each centre has moved in all
         G = 0.0  # the sum of the largest move of every iteration
-        scale = float(np.abs(X).max()) if n else 1.0
+        lo = np.empty(nf)
+        hi = np.empty(nf)
+        K.feature_range(X, lo, hi)
+        scale = float(max(np.abs(lo).max(), np.abs(hi).max())) if n else 1.0
         slack = 1e-9 * (1.0 + scale)  # covers rounding in the bounds; it can only add scans
         incremental = bool(K.is_integral(X, w))
     converged = False

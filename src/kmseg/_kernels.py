@@ -222,19 +222,41 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, l
         p_changed[c] = changed
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def is_integral(X, w):
     """True when every coordinate and weight is a whole number (sums then stay exact in float64)."""
     n, nf = X.shape
-    for i in range(n):
-        for f in range(nf):
-            v = np.float64(X[i, f])
-            if v != np.floor(v) or abs(v) > 2.0**31:
-                return False
-    for i in range(w.shape[0]):
-        if w[i] != np.floor(w[i]) or w[i] > 2.0**31:
-            return False
-    return True
+    nch = max(1, (n + CHUNK - 1) // CHUNK)
+    bad = np.zeros(nch, dtype=np.uint8)
+    unit = w.shape[0] == 0
+    for c in prange(nch):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            for f in range(nf):
+                v = np.float64(X[i, f])
+                if v != np.floor(v) or abs(v) > 2.0**31:
+                    bad[c] = 1
+            if not unit and (w[i] != np.floor(w[i]) or w[i] > 2.0**31):
+                bad[c] = 1
+            if bad[c]:
+                break
+    return bad.sum() == 0
+
+
+@njit(cache=True, parallel=True)
+def decode_codes(codes, out):
+    """(U,) packed colour codes -> (U, C) uint8 channels.   # OUT out"""
+    nc = out.shape[1]
+    for i in prange(codes.shape[0]):
+        code = codes[i]
+        for ch in range(nc):
+            out[i, ch] = (code >> (8 * (nc - 1 - ch))) & 0xFF
+
+
+@njit(cache=True, parallel=True)
+def scatter(lut, codes, values):
+    """lut[codes[i]] = values[i] (codes are distinct).   # IN/OUT lut"""
+    for i in prange(codes.shape[0]):
+        lut[codes[i]] = values[i]
 
 
 @njit(cache=True, parallel=True)

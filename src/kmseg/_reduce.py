@@ -102,8 +102,7 @@ def merge_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
 def decode(codes: np.ndarray, n_channels: int) -> np.ndarray:
     """(U,) packed codes -> (U, C) uint8 colours."""
     out = np.empty((codes.shape[0], n_channels), dtype=np.uint8)
-    for ch in range(n_channels):
-        out[:, ch] = (codes >> (8 * (n_channels - 1 - ch))) & 0xFF
+    K.decode_codes(codes, out)
     return out
 
 
@@ -211,7 +210,7 @@ def paint(
     if red.kind == "histogram":
         # A small table stays in cache far better: uint8 when the labels fit.
         lut = np.empty(1 << (8 * red.n_channels), dtype=np.uint8 if colors.shape[0] <= 256 else np.int32)
-        lut[red.codes] = point_labels
+        K.scatter(lut, red.codes, point_labels.astype(lut.dtype, copy=False))
         K.paint_u8(pixels, _mask_arg(mask), lut, colors, labels, out)
     else:
         if mask is None:
