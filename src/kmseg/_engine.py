@@ -62,10 +62,6 @@ def _w(weights: np.ndarray | None) -> np.ndarray:
     return _EMPTY if weights is None else weights
 
 
-def _total_weight(X: np.ndarray, weights: np.ndarray | None) -> float:
-    return float(X.shape[0]) if weights is None else float(weights.sum())
-
-
 def tol_to_abs(X: np.ndarray, weights: np.ndarray | None, tol: float) -> float:
     """Scale ``tol`` as scikit-learn does: by the mean of the (weighted) per-feature variances."""
     if tol == 0.0:
