@@ -84,6 +84,53 @@ def test_bounded_path_equals_plain_lloyd(photos, k, space):
     assert a.n_iter == b.n_iter and a.converged and b.converged
 
 
+def _visits(monkeypatch) -> list[int]:
+    """Record how many points each active-set iteration of the bounded Lloyd visits."""
+    sizes: list[int] = []
+    real = _engine._ActiveSet.points
+
+    def points(self, drift):
+        out = real(self, drift)
+        sizes.append(out[0].shape[0])
+        return out
+
+    monkeypatch.setattr(_engine._ActiveSet, "points", points)
+    return sizes
+
+
+@pytest.mark.parametrize("k", [3, 8, 24])
+def test_active_set_path_equals_plain_lloyd(photos, monkeypatch, k):
+    """Visiting only the points whose bounds may fail gives plain Lloyd's labels and centres, bit for bit."""
+    prep = kmseg.prepare(photos["astronaut.png"])
+    X, w = prep.reduced.points, prep.reduced.weights
+    monkeypatch.setattr(_engine, "ACTIVE_SET_MIN_POINTS", 1000)
+    sizes = _visits(monkeypatch)
+    C0 = _engine.kmeans_plusplus(X, w, k, np.random.default_rng(k))
+    C0 = _engine.lloyd(X, w, C0, max_iter=4, method="lloyd").centers  # a start near the end, as in fit
+    a = _engine.lloyd(X, w, C0, max_iter=500, method="hamerly")
+    b = _engine.lloyd(X, w, C0, max_iter=500, method="lloyd")
+    assert min(sizes) < X.shape[0] // 2  # some iterations ran on a part of the points
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centers, b.centers)
+    assert a.n_iter == b.n_iter and a.converged
+
+
+def test_active_set_on_uint16_pixels_equals_reference(monkeypatch):
+    # Smooth gradients plus noise: clusters with long, slowly moving borders, as in a photo.
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:200, 0:250]
+    img = np.stack([x * 260, y * 320, (x + y) * 140], axis=-1) + rng.integers(0, 2000, size=(200, 250, 3))
+    img = img.astype(np.uint16)
+    sizes = _visits(monkeypatch)
+    C0 = img.reshape(-1, 3)[[0, 7, 70, 700, 7000]].astype(np.float64)
+    C0 = numpy_lloyd(img.reshape(-1, 3), C0, max_iter=3)[0]  # a start near the end, as in fit
+    seg = kmseg.segment(img, k=5, init=C0)
+    C_ref, labels_ref = numpy_lloyd(img.reshape(-1, 3), C0)
+    assert sizes and min(sizes) < img.shape[0] * img.shape[1] // 2
+    np.testing.assert_array_equal(seg.labels.ravel(), labels_ref)
+    np.testing.assert_allclose(seg.centers, C_ref, rtol=1e-12)
+
+
 def test_coarse_to_fine_reaches_the_plain_lloyd_fixed_point(photos):
     img = photos["astronaut.png"]
     prep = kmseg.prepare(img)

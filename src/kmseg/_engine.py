@@ -164,6 +164,71 @@ def _relocate_empty(X, centers_new, counts, C_old, labels):
         centers_new[j] = X[i]
 
 
+#: From this many points on, the bounded Lloyd visits only the points that may be due (``_ActiveSet``).
+ACTIVE_SET_MIN_POINTS = 1 << 15
+
+
+class _ActiveSet:
+    """The points a bounded Lloyd iteration must visit, copied out so that the visits are contiguous.
+
+    A point needs a visit only once its bound gap ``lb - ub`` falls below ``D[a] + G`` (see
+    ``_kernels.hamerly_step``), and both of those only grow. ``select`` lists the points whose
+    gap is below that plus a horizon and copies their coordinates, weights, labels and bounds
+    into small arrays; ``hamerly_step`` then runs on those alone until some ``D[a] + G`` has
+    grown by more than the horizon, when the copies are written back and a new set is chosen.
+    The horizon is a quantile of the gaps on a sample. Its level doubles when a set lasts one
+    iteration and halves when it lasts eight or more, trading the cost of a selection (one pass
+    over the bounds) against the size of the set.
+
+    Only the visits change: every point left out provably keeps its label, so the labels, and
+    with them the centres, are those of every-point Lloyd. It needs integral data, whose
+    cluster sums are updated exactly by the points that move.
+    """
+
+    def __init__(self, X, w, labels, ub, lb, slack: float) -> None:
+        self.full = (X, w, labels, ub, lb)
+        self.slack = slack
+        self.level = 1 / 16
+        self.idx: np.ndarray | None = None
+        self.part: tuple | None = None
+        self.valid_until = np.empty(0)
+        self.age = 0
+        self.sample = slice(None, None, max(1, X.shape[0] // 16384))
+
+    def points(self, drift: np.ndarray) -> tuple:
+        """(X, w, labels, ub, lb) to visit this iteration: the active copies, or the full arrays."""
+        if self.idx is not None and not (drift > self.valid_until).any():
+            self.age += 1
+            return self.part if self.part is not None else self.full
+        if self.idx is not None:
+            self.flush()
+            if self.age <= 1:
+                self.level = min(0.5, 2 * self.level)
+            elif self.age >= 8:
+                self.level = max(1 / 1024, self.level / 2)
+        X, w, labels, ub, lb = self.full
+        s = self.sample
+        gaps = lb[s] - ub[s] - drift[labels[s]]
+        gaps[~np.isfinite(gaps)] = np.finfo(np.float64).max  # k = 1: no second centre
+        horizon = max(0.0, float(np.quantile(gaps, self.level)))
+        self.idx = K.select_due(ub, lb, labels, drift + (horizon + 3 * self.slack))
+        self.valid_until = drift + horizon
+        self.age = 1
+        if 2 * self.idx.shape[0] >= X.shape[0]:
+            self.part = None  # most points are due: visit them where they are
+            return self.full
+        i = self.idx
+        self.part = (X[i], w[i] if w.shape[0] else w, labels[i], ub[i], lb[i])
+        return self.part
+
+    def flush(self) -> None:
+        """Write the active copies' labels and bounds back into the full arrays."""
+        if self.part is not None:
+            _, _, labels, ub, lb = self.full
+            labels[self.idx], ub[self.idx], lb[self.idx] = self.part[2:]
+        self.idx = self.part = None
+
+
 def lloyd(X: np.ndarray, weights: np.ndarray | None, init: np.ndarray, **options) -> FitResult:
     """Weighted Lloyd from ``init``; see ``_lloyd`` for the options."""
     with threads_for(X.shape[0]):
@@ -201,6 +266,7 @@ def _lloyd(
     p_counts = np.empty((nch, k))
     p_changed = np.empty(nch, dtype=np.int64)
     bounded = method == "hamerly"
+    active = None
     if bounded:
         ub = np.empty(n)
         lb = np.empty(n)
@@ -212,6 +278,7 @@ def _lloyd(
         scale = float(max(np.abs(lo).max(), np.abs(hi).max())) if n else 1.0
         slack = 1e-9 * (1.0 + scale)  # covers rounding in the bounds; it can only add scans
         incremental = bool(K.is_integral(X, w))
+        active = _ActiveSet(X, w, labels, ub, lb, slack) if incremental and n >= ACTIVE_SET_MIN_POINTS else None
     converged = False
     n_iter = 0
     labels_stale = False  # True when C moved after the last assignment
@@ -223,25 +290,30 @@ def _lloyd(
             np.fill_diagonal(cc, np.inf)
             half_sep = 0.5 * cc.min(axis=1)
             order = np.ascontiguousarray(np.argsort(cc, axis=1, kind="stable")[:, : k - 1])
-            K.hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, it == 0, incremental,
-                           labels, ub, lb, p_sums, p_counts, p_changed)
+            Xv, wv, lv, uv, bv = (X, w, labels, ub, lb) if active is None or it == 0 else active.points(D + G)
+            m = K.n_chunks(Xv.shape[0])
+            K.hamerly_step(Xv, wv, C, cc, order, half_sep, D, G, slack, it == 0, incremental,
+                           lv, uv, bv, p_sums[:m], p_counts[:m], p_changed[:m])
         else:
+            m = nch
             K.lloyd_step(X, w, C, labels, p_sums, p_counts, p_changed)
         n_iter += 1
         labels_stale = False
         if bounded and incremental and it > 0:
-            sums += p_sums.sum(axis=0)
-            counts += p_counts.sum(axis=0)
+            sums += p_sums[:m].sum(axis=0)
+            counts += p_counts[:m].sum(axis=0)
         else:
             sums = p_sums.sum(axis=0)
             counts = p_counts.sum(axis=0)
-        if it > 0 and int(p_changed.sum()) == 0:
+        if it > 0 and int(p_changed[:m].sum()) == 0:
             converged = True  # C is the mean of these very labels: a fixed point
             break
         C_new = C.copy()
         nz = counts > 0
         C_new[nz] = sums[nz] / counts[nz, None]
         if not nz.all():
+            if active is not None:
+                active.flush()
             _relocate_empty(X, C_new, counts, C, labels)
         shift2 = ((C_new - C) ** 2).sum(axis=1)
         if bounded:
@@ -254,6 +326,8 @@ def _lloyd(
         labels_stale = True
         if tol_abs > 0.0 and shift2.sum() <= tol_abs:
             break
+    if active is not None:
+        active.flush()
     if labels_stale:
         # One more assignment, so the labels returned match the centres returned.
         d2 = np.empty(n)

@@ -223,6 +223,44 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, l
 
 
 @njit(cache=True, parallel=True)
+def _count_due(ub, lb, labels, limit, counts):
+    n = ub.shape[0]
+    for c in prange(counts.shape[0]):
+        t = 0
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            if lb[i] - ub[i] < limit[labels[i]]:
+                t += 1
+        counts[c] = t
+
+
+@njit(cache=True, parallel=True)
+def _write_due(ub, lb, labels, limit, offsets, idx):
+    n = ub.shape[0]
+    for c in prange(offsets.shape[0] - 1):
+        t = offsets[c]
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            if lb[i] - ub[i] < limit[labels[i]]:
+                idx[t] = i
+                t += 1
+
+
+def select_due(ub, lb, labels, limit):
+    """Indices, ascending, of the points with ``lb - ub < limit[label]``.
+
+    With ``limit[a] = D[a] + G + horizon + 3 * slack`` for a cluster's drift terms as in
+    ``hamerly_step``, every point left out passes its bound test for as long as no
+    ``D[a] + G`` grows by more than ``horizon``: its label cannot change until then.
+    """
+    counts = np.empty(n_chunks(ub.shape[0]), dtype=np.int64)
+    _count_due(ub, lb, labels, limit, counts)
+    offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    idx = np.empty(offsets[-1], dtype=np.int64)
+    _write_due(ub, lb, labels, limit, offsets, idx)
+    return idx
+
+
+@njit(cache=True, parallel=True)
 def is_integral(X, w):
     """True when every coordinate and weight is a whole number (sums then stay exact in float64)."""
     n, nf = X.shape
