@@ -168,15 +168,12 @@ def test_seed_makes_runs_reproducible(photos):
     np.testing.assert_array_equal(a.centers, b.centers)
 
 
-def test_dense_histogram_path_on_a_large_image(photos):
-    """Images of 4 MP and more count colours in per-thread 2**24 tables: exact, with and without a mask."""
-    from kmseg._reduce import _DENSE_MIN_PIXELS, color_histogram
+def test_radix_histogram_on_a_large_image(photos):
+    """Colours are counted by a radix partition over many row blocks: exact, with and without a mask."""
+    from kmseg._reduce import color_histogram
 
-    base = photos["astronaut.png"]
-    reps = int(np.ceil(np.sqrt(_DENSE_MIN_PIXELS / (base.shape[0] * base.shape[1]))))
-    big = np.tile(base, (reps, reps, 1))
+    big = np.tile(photos["astronaut.png"], (4, 4, 1))  # 4 MP: 16 row blocks
     big[::7, ::5] += 1  # a few more distinct colours
-    assert big.shape[0] * big.shape[1] >= _DENSE_MIN_PIXELS
     packed = (big[..., 0].astype(np.int64) << 16) | (big[..., 1].astype(np.int64) << 8) | big[..., 2]
     codes, counts = color_histogram(big)
     ref_codes, ref_counts = np.unique(packed, return_counts=True)
@@ -188,6 +185,13 @@ def test_dense_histogram_path_on_a_large_image(photos):
     ref_codes, ref_counts = np.unique(packed[mask], return_counts=True)
     np.testing.assert_array_equal(codes, ref_codes)
     np.testing.assert_array_equal(counts, ref_counts)
+    for nc in (1, 2):  # fewer channels: fewer code bits, one or a few buckets
+        part = np.ascontiguousarray(big[..., :nc])
+        packed_nc = part[..., 0].astype(np.int64) if nc == 1 else (part[..., 0].astype(np.int64) << 8) | part[..., 1]
+        codes, counts = color_histogram(part, mask)
+        ref_codes, ref_counts = np.unique(packed_nc[mask], return_counts=True)
+        np.testing.assert_array_equal(codes, ref_codes)
+        np.testing.assert_array_equal(counts, ref_counts)
     # And the fused painting pass labels every pixel with its nearest centre.
     seg = kmseg.segment(big, 5, seed=0)
     sample = big.reshape(-1, 3)[::101].astype(np.float64)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import numba
 
 from . import _kernels as K
 from .color import to_features
@@ -28,8 +27,6 @@ __all__ = ["Reduced", "color_histogram", "merge_histograms", "reduce_image", "pa
 _NO_MASK = np.zeros((0, 0), dtype=np.uint8)
 #: Below this many points the restarts run on the points themselves.
 COARSE_MIN_POINTS = 1 << 14
-#: From this many pixels on, colours are counted in dense 2**24 tables (one per thread).
-_DENSE_MIN_PIXELS = 1 << 22
 
 
 @dataclass
@@ -72,21 +69,7 @@ def color_histogram(img: np.ndarray, mask: np.ndarray | None = None) -> tuple[np
         Sorted packed colours, ``(c0 << 16) | (c1 << 8) | c2`` for three channels.
     counts : (U,) int64 ndarray
     """
-    nbins = 1 << (8 * img.shape[2])
-    H, W = img.shape[:2]
-    if H * W < _DENSE_MIN_PIXELS or img.shape[2] < 3:
-        # Small images: hashing the packed codes beats sweeping a 2**24 table.
-        packed = np.empty((H, W), dtype=np.uint32)
-        K.pack_codes(img, packed)
-        sel = packed if mask is None else packed[mask]
-        codes, counts = np.unique(sel.reshape(-1), return_counts=True)
-        return codes.astype(np.int64), counts.astype(np.int64)
-    # One table per thread; each is summed into the first. Counts are integers, so the result
-    # is the same for any number of tables.
-    T = max(1, min(numba.get_num_threads(), H, 8))
-    tables = np.empty((T, nbins), dtype=np.uint32)
-    K.histogram_u8(img, _mask_arg(mask), tables)
-    return K.table_nonzero(tables)
+    return K.histogram_sorted(img, _mask_arg(mask))
 
 
 def merge_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
