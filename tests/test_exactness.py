@@ -197,3 +197,25 @@ def test_radix_histogram_on_a_large_image(photos):
     sample = big.reshape(-1, 3)[::101].astype(np.float64)
     d = ((sample[:, None] - seg.centers[None]) ** 2).sum(-1)
     np.testing.assert_array_equal(seg.labels.reshape(-1)[::101], d.argmin(1))
+
+
+@pytest.mark.parametrize("k", [2, 9, 40])
+def test_coarse_label_table_paints_the_same_labels(photos, monkeypatch, k):
+    """Painting through the coarse cell table first (images of very many colours) changes nothing."""
+    from kmseg import _kernels, _reduce
+
+    rgba = np.dstack([photos["rocket.jpg"], np.full(photos["rocket.jpg"].shape[:2], 255, np.uint8)])
+    rgba[::4, :, 3] = 0  # transparent rows: label -1, painted as they are
+    plain = kmseg.segment(rgba, k, seed=0)
+    monkeypatch.setattr(_reduce, "COARSE_MIN_COLORS", 0)
+    prep = kmseg.prepare(rgba)
+    _, coarse = _reduce.label_tables(prep.reduced.codes, np.arange(prep.reduced.codes.shape[0]) % k, 3, k)
+    assert coarse.shape[0] == 1 << 18 and (coarse == _kernels.MIXED).any() and (coarse < k).any()
+    seg = prep.segment(k, seed=0)
+    np.testing.assert_array_equal(seg.labels, plain.labels)
+    np.testing.assert_array_equal(seg.image(), plain.image())
+    X = rgba[..., :3].reshape(-1, 3).astype(np.float64)
+    d = ((X[:, None, :] - plain.centers[None]) ** 2).sum(axis=2)
+    opaque = rgba[..., 3].ravel() > 0
+    np.testing.assert_array_equal(seg.labels.ravel()[opaque], d.argmin(axis=1)[opaque])
+    assert (seg.labels.ravel()[~opaque] == -1).all()

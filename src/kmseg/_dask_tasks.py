@@ -25,6 +25,7 @@ Region = tuple[int, int, int, int]
 
 #: Above this many entries in total, histograms are merged through a dense table.
 _DENSE_MERGE_MIN = 1 << 22
+_NO_COARSE = np.empty(0, dtype=np.uint8)  # paint through the full table only
 
 
 # --------------------------------------------------------------------------- pixels of a region
@@ -124,7 +125,7 @@ def paint_hist_chunk(src: TiffSource, region: Region, alpha: bool, lut: np.ndarr
     h, w = img.shape[:2]
     labels = np.empty((h, w), dtype=np.int32)
     out = np.empty((h, w, img.shape[2]), dtype=img.dtype)
-    K.paint_u8(pixels, _mask_arg(mask), lut, colors, labels, out)
+    K.paint_u8(pixels, _mask_arg(mask), lut, _NO_COARSE, 8, colors, labels, out)
     nc = pixels.shape[2]
     if out.shape[2] > nc:
         out[..., nc:] = img[..., nc:]
@@ -308,7 +309,7 @@ def shared_label(
         h, w = pixels.shape[:2]
         labels = np.empty((h, w), dtype=np.int32)
         out = np.empty((h, w, image.shape[2]), dtype=np.uint8)
-        K.paint_u8(pixels, _mask_arg(prep.mask), lut, shared["colors"], labels, out)
+        K.paint_u8(pixels, _mask_arg(prep.mask), lut, _NO_COARSE, 8, shared["colors"], labels, out)
         if out.shape[2] > 3:
             out[..., 3:] = image[..., 3:]
         seg = Segmentation(

@@ -473,11 +473,42 @@ def histogram_sorted(img, mask):
     return codes, out
 
 
+#: ``coarse`` entry of a cell whose colours do not all have the same label.
+MIXED = 255
+
+
+@njit(cache=True)
+def coarse_labels(codes, point_labels, n_channels, bits, coarse):
+    """coarse[cell] = the label shared by every code in the cell, or ``MIXED``.
+
+    Cells keep the top ``bits`` bits of each channel. Labels must be below ``MIXED``.
+    coarse    # OUT (2**(bits*C),) uint8; cells without codes are left ``MIXED`` (never read)
+    """
+    coarse[:] = MIXED
+    seen = np.zeros(coarse.shape[0], dtype=np.uint8)
+    drop = 8 - bits
+    cmask = (1 << bits) - 1
+    for u in range(codes.shape[0]):
+        code = codes[u]
+        cell = 0
+        for ch in range(n_channels):
+            v = (code >> (8 * (n_channels - 1 - ch))) & 255
+            cell = (cell << bits) | ((v >> drop) & cmask)
+        if seen[cell] == 0:
+            seen[cell] = 1
+            coarse[cell] = point_labels[u]
+        elif coarse[cell] != point_labels[u]:
+            coarse[cell] = MIXED
+
+
 @njit(cache=True, parallel=True)
-def paint_u8(img, mask, lut, colors, labels, out):
+def paint_u8(img, mask, lut, coarse, bits, colors, labels, out):
     """One fused pass: label every pixel through the code -> label table and paint its colour.
 
-    lut       (2**(8*C),) int32: label of every colour code present
+    lut       (2**(8*C),) int: label of every colour code present
+    coarse    (2**(bits*C),) uint8 from ``coarse_labels``, or zero-sized: a cell's label when
+              all its colours share one. It is small enough to stay in cache, so most pixels
+              never touch the large ``lut``.
     colors    (k, C) output colour of each label
     labels    # OUT (H, W) int32, -1 where mask is 0
     out       # OUT (H, W, >=C): channels [0, C) painted; masked pixels keep img's values
@@ -487,6 +518,8 @@ def paint_u8(img, mask, lut, colors, labels, out):
     nc = img.shape[2]
     nco = colors.shape[1]
     use_mask = mask.shape[0] != 0
+    use_coarse = coarse.shape[0] != 0
+    drop = 8 - bits
     for y in prange(H):
         for x in range(W):
             if use_mask and mask[y, x] == 0:
@@ -494,10 +527,14 @@ def paint_u8(img, mask, lut, colors, labels, out):
                 for ch in range(nco):
                     out[y, x, ch] = img[y, x, ch]
                 continue
-            code = 0
-            for ch in range(nc):
-                code = (code << 8) | img[y, x, ch]
-            lab = lut[code]
+            lab = MIXED
+            if use_coarse:
+                cell = 0
+                for ch in range(nc):
+                    cell = (cell << bits) | (img[y, x, ch] >> drop)
+                lab = coarse[cell]
+            if lab == MIXED:
+                lab = lut[_code(img, y, x)]
             labels[y, x] = lab
             for ch in range(nco):
                 out[y, x, ch] = colors[lab, ch]
