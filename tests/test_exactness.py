@@ -219,3 +219,40 @@ def test_coarse_label_table_paints_the_same_labels(photos, monkeypatch, k):
     opaque = rgba[..., 3].ravel() > 0
     np.testing.assert_array_equal(seg.labels.ravel()[opaque], d.argmin(axis=1)[opaque])
     assert (seg.labels.ravel()[~opaque] == -1).all()
+
+
+def test_side_by_side_small_runs_equal_lloyd(photos):
+    """The restarts' one-thread-per-run Lloyd reaches the same fixed points as the general path."""
+    prep = kmseg.prepare(photos["chelsea.png"])
+    X, w = prep.reduced.levels[0]  # a coarse summary: weighted means, not whole numbers
+    assert X.shape[0] < _engine.PARALLEL_MIN_POINTS
+    rng = np.random.default_rng(0)
+    for k in (2, 7, 30):
+        starts = [_engine.kmeans_plusplus(X, w, k, rng) for _ in range(4)]
+        many = _engine.lloyd_many(X, w, starts, max_iter=300)
+        for c0, got in zip(starts, many):
+            ref = _engine.lloyd(X, w, c0, max_iter=300)
+            np.testing.assert_array_equal(got.labels, ref.labels)
+            np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-12, atol=1e-9)
+            assert got.n_iter == ref.n_iter and got.converged and ref.converged
+            assert got.inertia == pytest.approx(ref.inertia, rel=1e-12)
+
+
+def test_side_by_side_runs_hand_an_emptied_cluster_to_lloyd():
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(0, 1, (300, 2)), rng.normal(10, 1, (300, 2))])
+    starts = [np.array([[0.0, 0.0], [10.0, 10.0], [500.0, 500.0]]), np.array([[0.0, 0.0], [10.0, 10.0], [5.0, 5.0]])]
+    many = _engine.lloyd_many(X, None, starts, max_iter=100)
+    for c0, got in zip(starts, many):
+        ref = _engine.lloyd(X, None, c0, max_iter=100)
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-12)
+    assert np.bincount(many[0].labels, minlength=3).min() > 0  # the far centre was moved to a point
+
+
+def test_side_by_side_runs_stopped_early_label_by_nearest_centre(photos):
+    X, w = kmseg.prepare(photos["coffee.png"]).reduced.levels[0]
+    got = _engine.lloyd_many(X, w, [X[:6].astype(np.float64)], max_iter=2)[0]
+    d = ((X[:, None, :].astype(np.float64) - got.centers[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(got.labels, d.argmin(1))
+    assert got.n_iter == 3 and not got.converged

@@ -339,6 +339,38 @@ def _lloyd(
 # --------------------------------------------------------------------------- restarts
 
 
+def lloyd_many(X: np.ndarray, weights: np.ndarray | None, inits: list[np.ndarray], *, max_iter: int,
+               method: str = "hamerly") -> list[FitResult]:
+    """``lloyd`` from each of ``inits``; on a small ``X`` the runs go side by side, one per thread.
+
+    Below ``PARALLEL_MIN_POINTS`` points a run is too short to split over threads, and the
+    per-iteration cost of Python dominates: the runs then go whole into ``_kernels.lloyd_runs``.
+    The fixed points are Lloyd's either way. A run whose cluster empties is redone by ``lloyd``.
+    """
+    n = X.shape[0]
+    if n >= PARALLEL_MIN_POINTS or not inits or method != "hamerly":
+        return [lloyd(X, weights, c, max_iter=max_iter, method=method) for c in inits]
+    C = np.ascontiguousarray(np.stack(inits), dtype=np.float64)
+    starts = C.copy()
+    R = C.shape[0]
+    labels = np.empty((R, n), dtype=np.int32)
+    n_iter = np.empty(R, dtype=np.int64)
+    status = np.empty(R, dtype=np.int64)
+    inertia = np.empty(R)
+    lo = np.empty(X.shape[1])
+    hi = np.empty(X.shape[1])
+    K.feature_range(X, lo, hi)
+    slack = 1e-9 * (1.0 + float(max(np.abs(lo).max(), np.abs(hi).max())))
+    K.lloyd_runs(X, _w(weights), C, labels, max_iter, slack, n_iter, status, inertia)
+    out = []
+    for r in range(R):
+        if status[r] < 0:
+            out.append(lloyd(X, weights, starts[r], max_iter=max_iter, method=method))
+        else:
+            out.append(FitResult(C[r], labels[r], float(inertia[r]), int(n_iter[r]), bool(status[r] == 1), starts[r]))
+    return out
+
+
 def _make_init(X, weights, k, init, rng):
     if isinstance(init, np.ndarray):
         return init.astype(np.float64)
@@ -382,13 +414,14 @@ def fit(
                      len(coarse) - 1)
         coarse = coarse[first:]
         Xc, wc = coarse[0]
-        runs: list[FitResult] = []
+        starts = []
         for _ in range(n_init):
             c0 = _make_init(Xc, wc, k, init, rng)
             if c0.shape[0] < k:
-                runs = []  # the summary is too small to hold k clusters: work on X itself
+                starts = []  # the summary is too small to hold k clusters: work on X itself
                 break
-            runs.append(lloyd(Xc, wc, c0, max_iter=max_iter, method=method))
+            starts.append(c0)
+        runs = lloyd_many(Xc, wc, starts, max_iter=max_iter, method=method)
         if runs:
             # Close inertias on a coarse summary do not rank reliably: the best few go one
             # level finer, and the best of them there goes on.
@@ -397,7 +430,7 @@ def fit(
             levels = coarse[1:]
             if levels:
                 Xl, wl = levels[0]
-                finer = [lloyd(Xl, wl, r.centers, max_iter=max_iter, method=method) for r in runs[:REFINE_CANDIDATES]]
+                finer = lloyd_many(Xl, wl, [r.centers for r in runs[:REFINE_CANDIDATES]], max_iter=max_iter, method=method)
                 centers = min(finer, key=lambda r: r.inertia).centers
                 levels = levels[1:]
             for Xl, wl in levels:

@@ -638,3 +638,125 @@ def bin_means(X, w, bins, nb, sums, counts):
         counts[b] += wi
         for f in range(nf):
             sums[b, f] += wi * X[i, f]
+
+
+# --------------------------------------------------------------------------- many small runs at once
+
+
+@njit(cache=True)
+def _lloyd_serial(X, w, C, labels, max_iter, slack):
+    """Weighted Lloyd on one thread, for the small summaries the restarts run on.
+
+    Hamerly's bounds, kept eagerly: the upper bound grows by its centre's move, the lower by
+    the largest move. Labels are plain Lloyd's (ties to the lowest index); cluster sums are
+    remade from all points, in order, every iteration. Returns (n_iter, status): status 1 when
+    no label changed (a fixed point), 0 when ``max_iter`` ran out, -1 when a cluster emptied
+    (the caller reruns that start on the general path, which relocates it). ``slack`` covers
+    rounding in the bounds, as in ``hamerly_step``.
+    C       # IN/OUT (k, nf) float64
+    labels  # OUT (n,) int32
+    """
+    n, nf = X.shape
+    k = C.shape[0]
+    unit = w.shape[0] == 0
+    ub = np.empty(n)
+    lb = np.empty(n)
+    sums = np.zeros((k, nf))
+    counts = np.zeros(k)
+    half = np.empty(k)
+    move = np.empty(k)
+    for it in range(max_iter):
+        for j in range(k):
+            m = np.inf
+            for j2 in range(k):
+                if j2 != j:
+                    d = 0.0
+                    for f in range(nf):
+                        t = C[j, f] - C[j2, f]
+                        d += t * t
+                    if d < m:
+                        m = d
+            half[j] = 0.5 * np.sqrt(m)
+        changed = 0
+        for i in range(n):
+            if it > 0:
+                a = labels[i]
+                bound = (lb[i] if lb[i] > half[a] else half[a]) - slack
+                if ub[i] + slack <= bound:
+                    continue
+                ub[i] = np.sqrt(_dist2(X, i, C, a))
+                if ub[i] + slack <= bound:
+                    continue
+            b1 = np.inf
+            b2 = np.inf
+            bj = 0
+            for j in range(k):
+                d = _dist2(X, i, C, j)
+                if d < b1:
+                    b2 = b1
+                    b1 = d
+                    bj = j
+                elif d < b2:
+                    b2 = d
+            ub[i] = np.sqrt(b1)
+            lb[i] = np.sqrt(b2)
+            if it == 0 or labels[i] != bj:
+                changed += 1
+                labels[i] = bj
+        if it > 0 and changed == 0:
+            return it + 1, 1
+        sums[:] = 0.0
+        counts[:] = 0.0
+        for i in range(n):
+            wi = 1.0 if unit else w[i]
+            a = labels[i]
+            counts[a] += wi
+            for f in range(nf):
+                sums[a, f] += wi * X[i, f]
+        big = 0.0
+        for j in range(k):
+            if counts[j] == 0.0:
+                return it + 1, -1
+            d = 0.0
+            for f in range(nf):
+                c = sums[j, f] / counts[j]
+                t = c - C[j, f]
+                d += t * t
+                C[j, f] = c
+            move[j] = np.sqrt(d)
+            if move[j] > big:
+                big = move[j]
+        for i in range(n):
+            ub[i] += move[labels[i]]
+            lb[i] -= big
+    return max_iter, 0
+
+
+@njit(cache=True, parallel=True)
+def lloyd_runs(X, w, C, labels, max_iter, slack, n_iter, status, inertia):
+    """Independent ``_lloyd_serial`` runs from the starts ``C[r]``, spread over the threads.
+
+    A run stopped by ``max_iter`` gets a last assignment, so its labels are the nearest centres.
+
+    C        # IN/OUT (R, k, nf)
+    labels   # OUT (R, n) int32
+    n_iter, status   # OUT (R,) int64
+    inertia  # OUT (R,) weighted sum of squared distances, summed in point order
+    """
+    unit = w.shape[0] == 0
+    for r in prange(C.shape[0]):
+        n_iter[r], status[r] = _lloyd_serial(X, w, C[r], labels[r], max_iter, slack)
+        if status[r] == 0:
+            for i in range(X.shape[0]):
+                best = np.inf
+                for j in range(C.shape[1]):
+                    d = _dist2(X, i, C[r], j)
+                    if d < best:
+                        best = d
+                        labels[r, i] = j
+            n_iter[r] += 1
+        s = 0.0
+        for i in range(X.shape[0]):
+            d = _dist2(X, i, C[r], labels[r, i])
+            s += d if unit else w[i] * d
+        inertia[r] = s
