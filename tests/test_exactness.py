@@ -256,3 +256,21 @@ def test_side_by_side_runs_stopped_early_label_by_nearest_centre(photos):
     d = ((X[:, None, :].astype(np.float64) - got.centers[None]) ** 2).sum(-1)
     np.testing.assert_array_equal(got.labels, d.argmin(1))
     assert got.n_iter == 3 and not got.converged
+
+
+@pytest.mark.parametrize("nc", [1, 2, 3])
+def test_histogram_levels_made_run_by_run_equal_the_full_table(photos, nc):
+    """The coarse summaries of a histogram, summed in small per-run tables, equal one table over every cell."""
+    from kmseg import _kernels, _reduce
+
+    img = np.ascontiguousarray(photos["astronaut.png"][..., :nc])
+    codes, counts = _reduce.color_histogram(img)
+    red = _reduce.reduce_histogram(codes, counts, nc, "rgb")
+    cells = np.empty(codes.shape[0], dtype=np.int64)
+    _kernels.code_cells(codes, nc, 7, cells)
+    fast = _reduce._nested_levels(red.points, red.weights, cells, 128, nc, 3, ordered=True)
+    full = _reduce._nested_levels(red.points, red.weights, cells, 128, nc, 3, ordered=False)
+    assert len(fast) == len(full) >= 1
+    for (xa, wa), (xb, wb) in zip(fast, full):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(wa, wb)

@@ -640,6 +640,46 @@ def bin_means(X, w, bins, nb, sums, counts):
             sums[b, f] += wi * X[i, f]
 
 
+@njit(cache=True)
+def sorted_bin_means(X, w, cells, low_bits, means, counts, ids):
+    """Weighted mean and weight of the points in every occupied cell, cells ascending.
+
+    The points must come ordered by ``cells >> low_bits`` (a histogram's points are, by their
+    first channel). Each run of one such prefix is summed in a table of ``2**low_bits`` cells,
+    small enough to stay in cache, rather than one table for every cell of the grid. Sums are
+    made in point order, as in ``bin_means``. Returns m, the number of occupied cells.
+    means   # OUT (>= m, nf): rows [0, m)
+    counts  # OUT (>= m,)
+    ids     # OUT (>= m,) int64 cell ids
+    """
+    n, nf = X.shape
+    L = 1 << low_bits
+    unit = w.shape[0] == 0
+    ls = np.zeros((L, nf))
+    lc = np.zeros(L)
+    m = 0
+    i = 0
+    while i < n:
+        top = cells[i] >> low_bits
+        while i < n and (cells[i] >> low_bits) == top:
+            c = cells[i] & (L - 1)
+            wi = 1.0 if unit else w[i]
+            lc[c] += wi
+            for f in range(nf):
+                ls[c, f] += wi * X[i, f]
+            i += 1
+        for c in range(L):
+            if lc[c] != 0.0:
+                for f in range(nf):
+                    means[m, f] = ls[c, f] / lc[c]
+                    ls[c, f] = 0.0
+                counts[m] = lc[c]
+                ids[m] = (top << low_bits) | c
+                lc[c] = 0.0
+                m += 1
+    return m
+
+
 # --------------------------------------------------------------------------- many small runs at once
 
 

@@ -98,11 +98,23 @@ def _summarise(points, weights, cells, n_cells):
     return sums[ids] / counts[ids, None], counts[ids], ids
 
 
-def _nested_levels(points, weights, cells, nbins, nf, n_levels):
+def _summarise_sorted(points, weights, cells, low_bits):
+    """As ``_summarise``, for points ordered by ``cells >> low_bits``, without a table of every cell."""
+    n = points.shape[0]
+    means = np.empty((n, points.shape[1]))
+    counts = np.empty(n)
+    ids = np.empty(n, dtype=np.int64)
+    m = K.sorted_bin_means(points, np.empty(0) if weights is None else weights, cells, low_bits, means, counts, ids)
+    return means[:m].copy(), counts[:m].copy(), ids[:m].copy()
+
+
+def _nested_levels(points, weights, cells, nbins, nf, n_levels, ordered=False):
     """Summaries on nested grids of ``nbins``, ``nbins/2``, ... cells per feature, coarsest first.
 
     Only the finest is made from the points; each coarser one is made from the one below it.
     A level is kept only if it has at most half as many points as the next finer one kept.
+    ``ordered``: the points come sorted by their first feature's bin (a histogram's do), so
+    the sums are made run by run in small tables.
     """
     kept = []
     size = points.shape[0]
@@ -112,7 +124,10 @@ def _nested_levels(points, weights, cells, nbins, nf, n_levels):
             parents = np.empty(cells.shape[0], dtype=np.int64)
             K.parent_cells(cells, nbins, nf, parents)
             cells, nbins = parents, nbins // 2
-        means, counts, ids = _summarise(X, w, cells, nbins**nf)
+        if ordered:
+            means, counts, ids = _summarise_sorted(X, w, cells, (nbins.bit_length() - 1) * (nf - 1))
+        else:
+            means, counts, ids = _summarise(X, w, cells, nbins**nf)
         if 2 * means.shape[0] <= size:
             kept.append((means, counts))
             size = means.shape[0]
@@ -124,7 +139,7 @@ def histogram_levels(points, weights, codes, n_channels) -> list[tuple[np.ndarra
     """Summaries of a colour histogram at 7, 6 and 5 bits per channel, returned coarsest first."""
     cells = np.empty(codes.shape[0], dtype=np.int64)
     K.code_cells(codes, n_channels, 7, cells)
-    return _nested_levels(points, weights, cells, 1 << 7, n_channels, 3)
+    return _nested_levels(points, weights, cells, 1 << 7, n_channels, 3, ordered=True)
 
 
 def grid_levels(points, weights) -> list[tuple[np.ndarray, np.ndarray]]:
