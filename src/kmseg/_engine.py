@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["FitResult", "farthest_distinct", "fit", "inertia_of", "kmeans_plusplus", "lloyd", "random_init", "tol_to_abs"]
+__all__ = ["FitResult", "cluster_weights", "farthest_distinct", "fit", "inertia_of", "kmeans_plusplus", "lloyd", "random_init", "tol_to_abs"]
 
 _EMPTY = np.empty(0, dtype=np.float64)
 
@@ -76,6 +76,13 @@ def inertia_of(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, l
     out = np.empty(K.n_chunks(X.shape[0]))
     K.chunk_inertia(X, _w(weights), centers, labels, out)
     return float(out.sum())
+
+
+def cluster_weights(labels: np.ndarray, weights: np.ndarray | None, k: int) -> np.ndarray:
+    """Total weight (pixels) of each of ``k`` clusters, as int64."""
+    out = np.empty((K.n_chunks(labels.shape[0]), k))
+    K.chunk_counts(labels, _w(weights), out)
+    return out.sum(axis=0).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- initialisation

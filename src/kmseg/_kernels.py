@@ -323,6 +323,17 @@ def assigned_dist2(X, C, labels, d2):
 
 
 @njit(cache=True, parallel=True)
+def chunk_counts(labels, w, out):
+    """out[c, j] = total weight of the points of chunk c labelled j.   # OUT out (nchunks, k)"""
+    n = labels.shape[0]
+    unit = w.shape[0] == 0
+    for c in prange(out.shape[0]):
+        out[c, :] = 0.0
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            out[c, labels[i]] += 1.0 if unit else w[i]
+
+
+@njit(cache=True, parallel=True)
 def chunk_inertia(X, w, C, labels, out):
     """out[c] = sum over chunk c of w * |X - C[label]|^2.   # OUT out (nchunks,)"""
     n = X.shape[0]

@@ -288,8 +288,7 @@ class Prepared:
         k_eff = res.centers.shape[0]
         centers = from_features(res.centers, self.color_space, self.vmax)
         red = self.reduced
-        weights = red.weights if red.weights is not None else None
-        counts = np.bincount(point_labels, weights=weights, minlength=k_eff).astype(np.int64)
+        counts = _engine.cluster_weights(point_labels, red.weights, k_eff)
         colors = _to_dtype(centers, self.dtype)
         out = np.empty(self.pixels.shape[:2] + (self.shape[2] if self.image.ndim == 3 else 1,), dtype=self.dtype)
         labels = paint(self.pixels, self.mask, red, point_labels, colors, out)
