@@ -421,33 +421,63 @@ def _radix_scatter(img, mask, rows, shift, offsets, low):
                 pos[h] += 1
 
 
+_BUCKETS_PER_TASK = 16
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_DEBRUIJN_INDEX = np.zeros(64, dtype=np.int64)
+for _i in range(64):
+    _DEBRUIJN_INDEX[((1 << _i) * 0x03F79D71B4CB0A89 & (2**64 - 1)) >> 58] = _i
+
+
 @njit(cache=True, parallel=True)
 def _bucket_uniques(low, starts, nlow, out):
-    """out[h] = distinct low parts in bucket h (``low[starts[h]:starts[h + 1]]``)."""
-    for h in prange(out.shape[0]):
-        seen = np.zeros(nlow, dtype=np.uint8)
-        u = 0
-        for t in range(starts[h], starts[h + 1]):
-            v = low[t]
-            if seen[v] == 0:
-                seen[v] = 1
-                u += 1
-        out[h] = u
+    """out[h] = distinct low parts in bucket h (``low[starts[h]:starts[h + 1]]``).
+
+    A value was seen in this bucket when its stamp is the bucket's number, so the table is
+    never cleared and the cost follows the pixels, not the table's size.
+    """
+    nb = out.shape[0]
+    for task in prange((nb + _BUCKETS_PER_TASK - 1) // _BUCKETS_PER_TASK):
+        stamp = np.full(nlow, -1, dtype=np.int32)
+        for h in range(task * _BUCKETS_PER_TASK, min(nb, (task + 1) * _BUCKETS_PER_TASK)):
+            u = 0
+            for t in range(starts[h], starts[h + 1]):
+                v = low[t]
+                if stamp[v] != h:
+                    stamp[v] = h
+                    u += 1
+            out[h] = u
 
 
 @njit(cache=True, parallel=True)
 def _bucket_emit(low, starts, nlow, shift, ustarts, codes, counts):
-    """Each bucket's distinct codes, ascending, and their counts, at ``ustarts[h]``."""
-    for h in prange(ustarts.shape[0] - 1):
+    """Each bucket's distinct codes, ascending, and their counts, at ``ustarts[h]``.
+
+    Occupied values are found through a bitmap, one bit per value, read a 64-bit word at a
+    time (lowest set bit by de Bruijn multiplication), so empty stretches cost one test per word.
+    """
+    nb = ustarts.shape[0] - 1
+    nwords = (nlow + 63) // 64
+    one = np.uint64(1)
+    for task in prange((nb + _BUCKETS_PER_TASK - 1) // _BUCKETS_PER_TASK):
         tab = np.zeros(nlow, dtype=np.uint32)
-        for t in range(starts[h], starts[h + 1]):
-            tab[low[t]] += 1
-        u = ustarts[h]
-        for v in range(nlow):
-            if tab[v] != 0:
-                codes[u] = (h << shift) | v
-                counts[u] = tab[v]
-                u += 1
+        bits = np.zeros(nwords, dtype=np.uint64)
+        for h in range(task * _BUCKETS_PER_TASK, min(nb, (task + 1) * _BUCKETS_PER_TASK)):
+            for t in range(starts[h], starts[h + 1]):
+                v = np.int64(low[t])
+                tab[v] += 1
+                bits[v >> 6] |= one << np.uint64(v & 63)
+            u = ustarts[h]
+            for wi in range(nwords):
+                word = bits[wi]
+                while word != 0:
+                    lsb = word & (~word + one)
+                    v = wi * 64 + _DEBRUIJN_INDEX[np.int64((lsb * _DEBRUIJN) >> np.uint64(58))]
+                    codes[u] = (h << shift) | v
+                    counts[u] = tab[v]
+                    tab[v] = 0
+                    u += 1
+                    word ^= lsb
+                bits[wi] = 0
 
 
 #: Low code bits counted per bucket: 2**14-entry tables stay in cache, 2**10 buckets keep the scatter local.
