@@ -72,6 +72,14 @@ def tol_to_abs(X: np.ndarray, weights: np.ndarray | None, tol: float) -> float:
     return float(tol * var.mean())
 
 
+def point_facts(X: np.ndarray, weights: np.ndarray | None) -> tuple[float, bool]:
+    """(largest absolute coordinate, whether all coordinates and weights are whole numbers)."""
+    lo = np.empty(X.shape[1])
+    hi = np.empty(X.shape[1])
+    integral = bool(K.point_facts(X, _w(weights), lo, hi))
+    return (float(max(np.abs(lo).max(), np.abs(hi).max())) if X.shape[0] else 0.0), integral
+
+
 def inertia_of(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, labels: np.ndarray) -> float:
     out = np.empty(K.n_chunks(X.shape[0]))
     K.chunk_inertia(X, _w(weights), centers, labels, out)
@@ -251,6 +259,7 @@ def _lloyd(
     tol_abs: float = 0.0,
     method: str = "hamerly",
     trace: list[np.ndarray] | None = None,
+    facts: tuple[float, bool] | None = None,
 ) -> FitResult:
     """Weighted Lloyd iterations from ``init`` until no label changes (or ``max_iter``/``tol``).
 
@@ -261,7 +270,8 @@ def _lloyd(
     that move; such sums are exact in float64, so the centres are bit for bit those of plain
     Lloyd. Otherwise the sums are remade in full each iteration, in plain Lloyd's order.
     The labels returned are always the nearest-centre labels of the centres returned.
-    ``trace``, when given, receives a copy of the centres after every update.
+    ``trace``, when given, receives a copy of the centres after every update. ``facts`` is
+    ``point_facts(X, weights)`` when the caller knows it already.
     """
     n, nf = X.shape
     k = init.shape[0]
@@ -279,12 +289,8 @@ def _lloyd(
         lb = np.empty(n)
         D = np.zeros(k)  # how far each centre has moved in all
         G = 0.0  # the sum of the largest move of every iteration
-        lo = np.empty(nf)
-        hi = np.empty(nf)
-        K.feature_range(X, lo, hi)
-        scale = float(max(np.abs(lo).max(), np.abs(hi).max())) if n else 1.0
+        scale, incremental = facts if facts is not None else point_facts(X, weights)
         slack = 1e-9 * (1.0 + scale)  # covers rounding in the bounds; it can only add scans
-        incremental = bool(K.is_integral(X, w))
         active = _ActiveSet(X, w, labels, ub, lb, slack) if incremental and n >= ACTIVE_SET_MIN_POINTS else None
     converged = False
     n_iter = 0
@@ -364,10 +370,7 @@ def lloyd_many(X: np.ndarray, weights: np.ndarray | None, inits: list[np.ndarray
     n_iter = np.empty(R, dtype=np.int64)
     status = np.empty(R, dtype=np.int64)
     inertia = np.empty(R)
-    lo = np.empty(X.shape[1])
-    hi = np.empty(X.shape[1])
-    K.feature_range(X, lo, hi)
-    slack = 1e-9 * (1.0 + float(max(np.abs(lo).max(), np.abs(hi).max())))
+    slack = 1e-9 * (1.0 + point_facts(X, weights)[0])
     K.lloyd_runs(X, _w(weights), C, labels, max_iter, slack, n_iter, status, inertia)
     out = []
     for r in range(R):
@@ -398,6 +401,7 @@ def fit(
     rng: np.random.Generator,
     coarse: list[tuple[np.ndarray, np.ndarray]] | None = None,
     method: str = "hamerly",
+    facts: tuple[float, bool] | None = None,
 ) -> FitResult:
     """Best of ``n_init`` restarts, optionally run coarse-to-fine.
 
@@ -408,12 +412,13 @@ def fit(
     ``X`` itself. That last run is plain Lloyd on ``X``,
     so the result is a Lloyd fixed point of ``X``; the finer levels only give it a start close
     to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``.
+    ``facts``: ``point_facts(X, weights)``, when known.
 
     Returns fewer than ``k`` centres only if ``X`` has fewer than ``k`` distinct points.
     """
     tol_abs = tol_to_abs(X, weights, tol)
     if isinstance(init, np.ndarray):
-        return lloyd(X, weights, init, max_iter=max_iter, tol_abs=tol_abs, method=method)
+        return lloyd(X, weights, init, max_iter=max_iter, tol_abs=tol_abs, method=method, facts=facts)
     if coarse:
         # Restarts need enough points to tell a good start from a bad one: the coarsest
         # summary with at least RESTART_POINTS_PER_CLUSTER points per cluster (else the finest).
@@ -442,14 +447,14 @@ def fit(
                 levels = levels[1:]
             for Xl, wl in levels:
                 centers = lloyd(Xl, wl, centers, max_iter=max_iter, method=method).centers
-            return lloyd(X, weights, centers, max_iter=max_iter, tol_abs=tol_abs, method=method)
+            return lloyd(X, weights, centers, max_iter=max_iter, tol_abs=tol_abs, method=method, facts=facts)
     best = None
     for _ in range(n_init):
         c0 = _make_init(X, weights, k, init, rng)
         if c0.shape[0] < k:
             # k-means++ ran out of potential: c0 holds every distinct point. Lloyd keeps them.
-            return lloyd(X, weights, c0, max_iter=max_iter, method=method)
-        r = lloyd(X, weights, c0, max_iter=max_iter, tol_abs=tol_abs, method=method)
+            return lloyd(X, weights, c0, max_iter=max_iter, method=method, facts=facts)
+        r = lloyd(X, weights, c0, max_iter=max_iter, tol_abs=tol_abs, method=method, facts=facts)
         if best is None or r.inertia < best.inertia:
             best = r
     assert best is not None

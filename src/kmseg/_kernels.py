@@ -261,26 +261,6 @@ def select_due(ub, lb, labels, limit):
 
 
 @njit(cache=True, parallel=True)
-def is_integral(X, w):
-    """True when every coordinate and weight is a whole number (sums then stay exact in float64)."""
-    n, nf = X.shape
-    nch = max(1, (n + CHUNK - 1) // CHUNK)
-    bad = np.zeros(nch, dtype=np.uint8)
-    unit = w.shape[0] == 0
-    for c in prange(nch):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            for f in range(nf):
-                v = np.float64(X[i, f])
-                if v != np.floor(v) or abs(v) > 2.0**31:
-                    bad[c] = 1
-            if not unit and (w[i] != np.floor(w[i]) or w[i] > 2.0**31):
-                bad[c] = 1
-            if bad[c]:
-                break
-    return bad.sum() == 0
-
-
-@njit(cache=True, parallel=True)
 def decode_codes(codes, out):
     """(U,) packed colour codes -> (U, C) uint8 channels.   # OUT out"""
     nc = out.shape[1]
@@ -611,13 +591,20 @@ def paint_labels(labels, colors, img, out):
 
 
 @njit(cache=True, parallel=True)
-def feature_range(X, lo, hi):
-    """Per-feature minimum and maximum.   # OUT lo, hi (nf,) float64"""
+def point_facts(X, w, lo, hi):
+    """Per-feature minimum and maximum, and whether every coordinate and weight is a whole number.
+
+    Whole numbers (below 2**31) keep cluster sums exact in float64 whatever the order of the
+    additions. One pass over the points.   # OUT lo, hi (nf,) float64
+    """
     n, nf = X.shape
     nch = max(1, (n + CHUNK - 1) // CHUNK)
     p_lo = np.full((nch, nf), np.inf)
     p_hi = np.full((nch, nf), -np.inf)
+    bad = np.zeros(nch, dtype=np.uint8)
+    unit = w.shape[0] == 0
     for c in prange(nch):
+        frac = False
         for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
             for f in range(nf):
                 v = np.float64(X[i, f])
@@ -625,12 +612,19 @@ def feature_range(X, lo, hi):
                     p_lo[c, f] = v
                 if v > p_hi[c, f]:
                     p_hi[c, f] = v
+                frac |= v != np.floor(v)
+            if not unit:
+                frac |= w[i] != np.floor(w[i]) or w[i] > 2.0**31
+        bad[c] = frac
+    integral = bad.sum() == 0
     for f in range(nf):
         lo[f] = np.inf
         hi[f] = -np.inf
         for c in range(nch):
             lo[f] = min(lo[f], p_lo[c, f])
             hi[f] = max(hi[f], p_hi[c, f])
+        integral = integral and lo[f] >= -(2.0**31) and hi[f] <= 2.0**31
+    return integral
 
 
 @njit(cache=True, parallel=True)

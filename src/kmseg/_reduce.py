@@ -41,6 +41,8 @@ class Reduced:
     n_channels: int = 3
     #: Weighted summaries for coarse-to-fine fitting, coarsest first (may be empty).
     levels: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    #: ``_engine.point_facts(points, weights)`` when it was computed on the way (else None).
+    facts: tuple[float, bool] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -142,17 +144,21 @@ def histogram_levels(points, weights, codes, n_channels) -> list[tuple[np.ndarra
     return _nested_levels(points, weights, cells, 1 << 7, n_channels, 3, ordered=True)
 
 
-def grid_levels(points, weights) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Summaries of arbitrary points on nested regular grids of up to 2**21 cells, coarsest first."""
+def grid_levels(points, weights, lo=None, hi=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Summaries of arbitrary points on nested regular grids of up to 2**21 cells, coarsest first.
+
+    ``lo``, ``hi``: the points' per-feature range, when known (``_kernels.point_facts``).
+    """
     nf = points.shape[1]
     nbins = 2
     while (2 * nbins) ** nf <= (1 << 21):
         nbins *= 2
     if nbins < 8:
         return []  # too many features for a useful grid
-    lo = np.empty(nf)
-    hi = np.empty(nf)
-    K.feature_range(points, lo, hi)
+    if lo is None or hi is None:
+        lo = np.empty(nf)
+        hi = np.empty(nf)
+        K.point_facts(points, np.empty(0) if weights is None else weights, lo, hi)
     step = np.where(hi > lo, (hi - lo) / nbins, 1.0)
     cells = np.empty(points.shape[0], dtype=np.int64)
     K.grid_bins(points, lo, step, nbins, cells)
@@ -172,8 +178,12 @@ def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: 
     if mask is not None:
         flat = flat[mask.reshape(-1)]
     points = to_features(flat, space, vmax)
-    levels = grid_levels(points, None) if points.shape[0] > COARSE_MIN_POINTS else []
-    return Reduced("pixels", points, None, points.shape[0], None, nc, levels)
+    lo = np.empty(points.shape[1])
+    hi = np.empty(points.shape[1])
+    integral = bool(K.point_facts(points, np.empty(0), lo, hi))
+    facts = (float(max(np.abs(lo).max(), np.abs(hi).max())) if points.shape[0] else 0.0), integral
+    levels = grid_levels(points, None, lo, hi) if points.shape[0] > COARSE_MIN_POINTS else []
+    return Reduced("pixels", points, None, points.shape[0], None, nc, levels, facts)
 
 
 def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, space: str) -> Reduced:
