@@ -274,3 +274,17 @@ def test_histogram_levels_made_run_by_run_equal_the_full_table(photos, nc):
     for (xa, wa), (xb, wb) in zip(fast, full):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_compiled_kmeans_plusplus_equals_the_general_one(photos, monkeypatch, k):
+    """Small point sets seed in one compiled loop; it draws the same numbers and picks the same centres."""
+    X, w = kmseg.prepare(photos["astronaut.png"]).reduced.levels[0]
+    assert X.shape[0] < _engine.PARALLEL_MIN_POINTS
+    few = np.repeat(X[:3], 5, axis=0)  # 3 distinct points: seeding stops at 3 centres
+    small = [_engine.kmeans_plusplus(Y, wt, k, np.random.default_rng(k)) for Y, wt in ((X, w), (X, None), (few, None))]
+    monkeypatch.setattr(_engine, "PARALLEL_MIN_POINTS", 0)
+    general = [_engine.kmeans_plusplus(Y, wt, k, np.random.default_rng(k)) for Y, wt in ((X, w), (X, None), (few, None))]
+    for a, b in zip(small, general):
+        np.testing.assert_array_equal(a, b)
+    assert small[2].shape[0] == min(k, 3)

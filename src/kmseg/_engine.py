@@ -113,6 +113,11 @@ def _kmeans_plusplus(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.
     n_trials = 2 + int(math.log(k))
     p = None if weights is None else weights / weights.sum()
     first = int(rng.choice(n, p=p))
+    if n < PARALLEL_MIN_POINTS:
+        # Too few points for threads to pay: the whole loop runs compiled, with the same draws.
+        out = np.empty((k, nf))
+        m = K.kmeanspp_serial(X, w, first, rng.random((k - 1, n_trials)), out)
+        return out[:m]
     centers = [X[first].astype(np.float64)]
     d2 = np.full(n, np.inf)
     K.min_dist2_update(X, centers[0], d2)

@@ -847,3 +847,77 @@ def lloyd_runs(X, w, C, labels, max_iter, slack, n_iter, status, inertia):
             d = _dist2(X, i, C[r], labels[r, i])
             s += d if unit else w[i] * d
         inertia[r] = s
+
+
+@njit(cache=True)
+def kmeanspp_serial(X, w, first, U, centers):
+    """Greedy weighted k-means++ on one thread, the whole loop compiled (see ``_engine._kmeans_plusplus``).
+
+    first     index of the first centre
+    U         (k - 1, T) uniform draws in [0, 1): T candidates per step, sampled by weight * d2
+    centers   # OUT (k, nf): rows [0, m) filled
+    Returns m, fewer than k when every point already sits on a centre. The sums are made per
+    chunk and then added in chunk order, as the parallel kernels do.
+    """
+    n, nf = X.shape
+    k = centers.shape[0]
+    T = U.shape[1]
+    unit = w.shape[0] == 0
+    nch = max(1, (n + CHUNK - 1) // CHUNK)
+    for f in range(nf):
+        centers[0, f] = X[first, f]
+    d2 = np.empty(n)
+    for i in range(n):
+        d2[i] = _dist2(X, i, centers, 0)
+    cum = np.empty(n)
+    part = np.empty((nch, T))
+    cand = np.empty(T, dtype=np.int64)
+    m = 1
+    for s in range(k - 1):
+        total = 0.0
+        for i in range(n):
+            total += d2[i] if unit else w[i] * d2[i]
+            cum[i] = total
+        if not total > 0.0:
+            break
+        for t in range(T):
+            target = U[s, t] * total
+            lo = 0
+            hi = n
+            while lo < hi:  # first index with cum > target (searchsorted, side="right")
+                mid = (lo + hi) // 2
+                if cum[mid] <= target:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            cand[t] = min(lo, n - 1)
+        for c in range(nch):
+            for t in range(T):
+                part[c, t] = 0.0
+            for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+                wi = 1.0 if unit else w[i]
+                for t in range(T):
+                    d = 0.0
+                    for f in range(nf):
+                        q = np.float64(X[i, f]) - np.float64(X[cand[t], f])
+                        d += q * q
+                    if d2[i] < d:
+                        d = d2[i]
+                    part[c, t] += wi * d
+        best = 0
+        best_pot = np.inf
+        for t in range(T):
+            pot = 0.0
+            for c in range(nch):
+                pot += part[c, t]
+            if pot < best_pot:
+                best_pot = pot
+                best = t
+        for f in range(nf):
+            centers[m, f] = X[cand[best], f]
+        for i in range(n):
+            d = _dist2(X, i, centers, m)
+            if d < d2[i]:
+                d2[i] = d
+        m += 1
+    return m
