@@ -288,3 +288,11 @@ def test_compiled_kmeans_plusplus_equals_the_general_one(photos, monkeypatch, k)
     for a, b in zip(small, general):
         np.testing.assert_array_equal(a, b)
     assert small[2].shape[0] == min(k, 3)
+
+
+def test_side_by_side_seedings_equal_one_after_another(photos):
+    X, w = kmseg.prepare(photos["astronaut.png"]).reduced.levels[0]
+    many = _engine.kmeans_plusplus_many(X, w, 12, np.random.default_rng(3), 5)
+    rng = np.random.default_rng(3)
+    for got in many:
+        np.testing.assert_array_equal(got, _engine.kmeans_plusplus(X, w, 12, rng))

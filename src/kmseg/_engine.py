@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["FitResult", "cluster_weights", "farthest_distinct", "fit", "inertia_of", "kmeans_plusplus", "lloyd", "random_init", "tol_to_abs"]
+__all__ = ["FitResult", "cluster_weights", "farthest_distinct", "fit", "inertia_of", "kmeans_plusplus", "kmeans_plusplus_many", "lloyd", "random_init", "tol_to_abs"]
 
 _EMPTY = np.empty(0, dtype=np.float64)
 
@@ -137,6 +137,28 @@ def _kmeans_plusplus(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.
         centers.append(cands[best])
         K.min_dist2_update(X, cands[best], d2)
     return np.array(centers)
+
+
+def kmeans_plusplus_many(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.random.Generator,
+                         runs: int) -> list[np.ndarray]:
+    """``runs`` calls of ``kmeans_plusplus``, drawing the same numbers in the same order.
+
+    On small point sets the seedings then run side by side, one per thread.
+    """
+    n, nf = X.shape
+    if n >= PARALLEL_MIN_POINTS or runs < 2:
+        return [kmeans_plusplus(X, weights, k, rng) for _ in range(runs)]
+    n_trials = 2 + int(math.log(k))
+    p = None if weights is None else weights / weights.sum()
+    firsts = np.empty(runs, dtype=np.int64)
+    U = np.empty((runs, k - 1, n_trials))
+    for r in range(runs):
+        firsts[r] = int(rng.choice(n, p=p))
+        U[r] = rng.random((k - 1, n_trials))
+    out = np.empty((runs, k, nf))
+    m = np.empty(runs, dtype=np.int64)
+    K.kmeanspp_runs(X, _w(weights), firsts, U, out, m)
+    return [out[r, : m[r]] for r in range(runs)]
 
 
 def random_init(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -431,13 +453,12 @@ def fit(
                      len(coarse) - 1)
         coarse = coarse[first:]
         Xc, wc = coarse[0]
-        starts = []
-        for _ in range(n_init):
-            c0 = _make_init(Xc, wc, k, init, rng)
-            if c0.shape[0] < k:
-                starts = []  # the summary is too small to hold k clusters: work on X itself
-                break
-            starts.append(c0)
+        if init == "k-means++":
+            starts = kmeans_plusplus_many(Xc, wc, k, rng, n_init)
+        else:
+            starts = [_make_init(Xc, wc, k, init, rng) for _ in range(n_init)]
+        if any(c0.shape[0] < k for c0 in starts):
+            starts = []  # the summary is too small to hold k clusters: work on X itself
         runs = lloyd_many(Xc, wc, starts, max_iter=max_iter, method=method)
         if runs:
             # Close inertias on a coarse summary do not rank reliably: the best few go one

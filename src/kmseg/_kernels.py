@@ -921,3 +921,13 @@ def kmeanspp_serial(X, w, first, U, centers):
                 d2[i] = d
         m += 1
     return m
+
+
+@njit(cache=True, parallel=True)
+def kmeanspp_runs(X, w, firsts, U, centers, m):
+    """``kmeanspp_serial`` for several restarts at once, one per thread.
+
+    firsts (R,), U (R, k - 1, T) as for one run; centers # OUT (R, k, nf); m # OUT (R,)
+    """
+    for r in prange(firsts.shape[0]):
+        m[r] = kmeanspp_serial(X, w, firsts[r], U[r], centers[r])
