@@ -735,7 +735,8 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
     """Weighted Lloyd on one thread, for the small summaries the restarts run on.
 
     Hamerly's bounds, kept eagerly: the upper bound grows by its centre's move, the lower by
-    the largest move. Labels are plain Lloyd's (ties to the lowest index); cluster sums are
+    the largest move. A point whose bounds fail scans the other centres nearest first and
+    stops as ``hamerly_step`` does. Labels are plain Lloyd's (ties to the lowest index); cluster sums are
     remade from all points, in order, every iteration. Returns (n_iter, status): status 1 when
     no label changed (a fixed point), 0 when ``max_iter`` ran out, -1 when a cluster emptied
     (the caller reruns that start on the general path, which relocates it). ``slack`` covers
@@ -752,18 +753,24 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
     counts = np.zeros(k)
     half = np.empty(k)
     move = np.empty(k)
+    cc = np.empty((k, k))
+    order = np.empty((k, k), dtype=np.int64)
     for it in range(max_iter):
         for j in range(k):
             m = np.inf
             for j2 in range(k):
+                d = np.inf
                 if j2 != j:
                     d = 0.0
                     for f in range(nf):
                         t = C[j, f] - C[j2, f]
                         d += t * t
+                    d = np.sqrt(d)
                     if d < m:
                         m = d
-            half[j] = 0.5 * np.sqrt(m)
+                cc[j, j2] = d
+            half[j] = 0.5 * m
+            order[j] = np.argsort(cc[j])
         changed = 0
         for i in range(n):
             if it > 0:
@@ -771,9 +778,30 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
                 bound = (lb[i] if lb[i] > half[a] else half[a]) - slack
                 if ub[i] + slack <= bound:
                     continue
-                ub[i] = np.sqrt(_dist2(X, i, C, a))
-                if ub[i] + slack <= bound:
+                u = np.sqrt(_dist2(X, i, C, a))
+                ub[i] = u
+                if u + slack <= bound:
                     continue
+                r1 = u
+                r2 = np.inf
+                bj = a
+                for mm in range(k - 1):
+                    j = order[a, mm]
+                    if cc[a, j] - u - slack > r2:
+                        break  # every centre from here on is further than r2
+                    d = np.sqrt(_dist2(X, i, C, j))
+                    if d < r1 or (d == r1 and j < bj):
+                        r2 = r1
+                        r1 = d
+                        bj = j
+                    elif d < r2:
+                        r2 = d
+                ub[i] = r1
+                lb[i] = r2
+                if bj != a:
+                    changed += 1
+                    labels[i] = bj
+                continue
             b1 = np.inf
             b2 = np.inf
             bj = 0
