@@ -409,33 +409,14 @@ for _i in range(64):
 
 
 @njit(cache=True, parallel=True)
-def _bucket_uniques(low, starts, nlow, out):
-    """out[h] = distinct low parts in bucket h (``low[starts[h]:starts[h + 1]]``).
-
-    A value was seen in this bucket when its stamp is the bucket's number, so the table is
-    never cleared and the cost follows the pixels, not the table's size.
-    """
-    nb = out.shape[0]
-    for task in prange((nb + _BUCKETS_PER_TASK - 1) // _BUCKETS_PER_TASK):
-        stamp = np.full(nlow, -1, dtype=np.int32)
-        for h in range(task * _BUCKETS_PER_TASK, min(nb, (task + 1) * _BUCKETS_PER_TASK)):
-            u = 0
-            for t in range(starts[h], starts[h + 1]):
-                v = low[t]
-                if stamp[v] != h:
-                    stamp[v] = h
-                    u += 1
-            out[h] = u
-
-
-@njit(cache=True, parallel=True)
-def _bucket_emit(low, starts, nlow, shift, ustarts, codes, counts):
-    """Each bucket's distinct codes, ascending, and their counts, at ``ustarts[h]``.
+def _bucket_emit(low, starts, nlow, sstarts, slow, scount, nu):
+    """Each bucket's distinct low parts, ascending, and their counts, written at ``sstarts[h]``.
 
     Occupied values are found through a bitmap, one bit per value, read a 64-bit word at a
-    time (lowest set bit by de Bruijn multiplication), so empty stretches cost one test per word.
+    time (lowest set bit by de Bruijn multiplication), so empty stretches cost one test per
+    word and the cost follows the pixels, not the table's size. nu # OUT (buckets,): how many.
     """
-    nb = ustarts.shape[0] - 1
+    nb = nu.shape[0]
     nwords = (nlow + 63) // 64
     one = np.uint64(1)
     for task in prange((nb + _BUCKETS_PER_TASK - 1) // _BUCKETS_PER_TASK):
@@ -446,18 +427,30 @@ def _bucket_emit(low, starts, nlow, shift, ustarts, codes, counts):
                 v = np.int64(low[t])
                 tab[v] += 1
                 bits[v >> 6] |= one << np.uint64(v & 63)
-            u = ustarts[h]
+            u = sstarts[h]
             for wi in range(nwords):
                 word = bits[wi]
                 while word != 0:
                     lsb = word & (~word + one)
                     v = wi * 64 + _DEBRUIJN_INDEX[np.int64((lsb * _DEBRUIJN) >> np.uint64(58))]
-                    codes[u] = (h << shift) | v
-                    counts[u] = tab[v]
+                    slow[u] = v
+                    scount[u] = tab[v]
                     tab[v] = 0
                     u += 1
                     word ^= lsb
                 bits[wi] = 0
+            nu[h] = u - sstarts[h]
+
+
+@njit(cache=True, parallel=True)
+def _bucket_compact(slow, scount, sstarts, nu, ustarts, shift, codes, counts):
+    """Gather the buckets' results into consecutive arrays, rebuilding the full codes."""
+    for h in prange(nu.shape[0]):
+        s = sstarts[h]
+        u = ustarts[h]
+        for t in range(nu[h]):
+            codes[u + t] = (h << shift) | np.int64(slow[s + t])
+            counts[u + t] = scount[s + t]
 
 
 #: Low code bits counted per bucket: 2**14-entry tables stay in cache, 2**10 buckets keep the scatter local.
@@ -468,8 +461,9 @@ def histogram_sorted(img, mask):
     """Sorted distinct packed codes of an 8-bit (H, W, C<=3) image and their counts.
 
     A radix partition: pixels are bucketed by the high bits of their code (one counting pass,
-    one scatter pass of the low 12 bits), then each bucket is counted in a small table that
-    stays in cache. Every pass is sequential in memory, unlike counting in a 2**24 table.
+    one scatter pass of the low ``RADIX_LOW_BITS`` bits), then each bucket is counted in a
+    small table that stays in cache and its distinct values are gathered. Every pass is
+    sequential in memory, unlike counting in a 2**24 table.
     ``mask`` as in ``histogram_u8``. Counts are integers: the result does not depend on threads.
     """
     H, W, nc = img.shape
@@ -486,13 +480,19 @@ def histogram_sorted(img, mask):
     starts = np.ascontiguousarray(offs[:: counts.shape[0]])
     low = np.empty(offs[-1], dtype=np.uint16 if shift <= 16 else np.uint32)
     _radix_scatter(img, mask, rows, shift, offsets, low)
-    nu = np.empty(counts.shape[1], dtype=np.int64)
-    _bucket_uniques(low, starts, 1 << shift, nu)
+    # A bucket holds at most min(its pixels, 2**shift) distinct values: room for that many each.
+    room = np.minimum(np.diff(starts), 1 << shift)
+    sstarts = np.zeros(room.shape[0] + 1, dtype=np.int64)
+    np.cumsum(room, out=sstarts[1:])
+    slow = np.empty(sstarts[-1], dtype=low.dtype)
+    scount = np.empty(sstarts[-1], dtype=np.uint32 if offs[-1] < 2**32 else np.uint64)
+    nu = np.empty(room.shape[0], dtype=np.int64)
+    _bucket_emit(low, starts, 1 << shift, sstarts, slow, scount, nu)
     ustarts = np.zeros(nu.shape[0] + 1, dtype=np.int64)
     np.cumsum(nu, out=ustarts[1:])
     codes = np.empty(ustarts[-1], dtype=np.int64)
     out = np.empty(ustarts[-1], dtype=np.int64)
-    _bucket_emit(low, starts, 1 << shift, shift, ustarts, codes, out)
+    _bucket_compact(slow, scount, sstarts, nu, ustarts, shift, codes, out)
     return codes, out
 
 
