@@ -324,12 +324,14 @@ def _lloyd(
     labels_stale = False  # True when C moved after the last assignment
     sums = np.zeros((k, nf))
     counts = np.zeros(k)
+    cc = np.empty((k, k))
+    half_sep = np.empty(k)
+    order = np.empty((k, max(k - 1, 0)), dtype=np.int64)
+    C_new = np.empty_like(C)
+    shift2 = np.empty(k)
     for it in range(max_iter):
         if bounded:
-            cc = np.sqrt(((C[:, None, :] - C[None, :, :]) ** 2).sum(-1))
-            np.fill_diagonal(cc, np.inf)
-            half_sep = 0.5 * cc.min(axis=1)
-            order = np.ascontiguousarray(np.argsort(cc, axis=1, kind="stable")[:, : k - 1])
+            K.centre_geometry(C, cc, half_sep, order)
             Xv, wv, lv, uv, bv = (X, w, labels, ub, lb) if active is None or it == 0 else active.points(D + G)
             m = K.n_chunks(Xv.shape[0])
             K.hamerly_step(Xv, wv, C, cc, order, half_sep, D, G, slack, it == 0, incremental,
@@ -339,28 +341,21 @@ def _lloyd(
             K.lloyd_step(X, w, C, labels, p_sums, p_counts, p_changed)
         n_iter += 1
         labels_stale = False
-        if bounded and incremental and it > 0:
-            sums += p_sums[:m].sum(axis=0)
-            counts += p_counts[:m].sum(axis=0)
-        else:
-            sums = p_sums.sum(axis=0)
-            counts = p_counts.sum(axis=0)
         if it > 0 and int(p_changed[:m].sum()) == 0:
             converged = True  # C is the mean of these very labels: a fixed point
             break
-        C_new = C.copy()
-        nz = counts > 0
-        C_new[nz] = sums[nz] / counts[nz, None]
-        if not nz.all():
+        # Incremental sums take the changes of the points that moved; else the sums are remade.
+        empty = K.update_centres(p_sums, p_counts, m, bounded and incremental and it > 0, sums, counts, C, C_new, shift2)
+        if empty:
             if active is not None:
                 active.flush()
             _relocate_empty(X, C_new, counts, C, labels)
-        shift2 = ((C_new - C) ** 2).sum(axis=1)
+            shift2 = ((C_new - C) ** 2).sum(axis=1)
         if bounded:
             move = np.sqrt(shift2)
             D += move
             G += float(move.max())
-        C = C_new
+        C, C_new = C_new, C
         if trace is not None:
             trace.append(C.copy())
         labels_stale = True

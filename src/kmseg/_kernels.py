@@ -959,3 +959,68 @@ def kmeanspp_runs(X, w, firsts, U, centers, m):
     """
     for r in prange(firsts.shape[0]):
         m[r] = kmeanspp_serial(X, w, firsts[r], U[r], centers[r])
+
+
+# --------------------------------------------------------------------------- per-iteration bookkeeping
+
+
+@njit(cache=True)
+def centre_geometry(C, cc, half_sep, order):
+    """Distances between the centres, for ``hamerly_step``.
+
+    cc        # OUT (k, k): cc[a, j] = |C[a] - C[j]|, infinite on the diagonal
+    half_sep  # OUT (k,): half the distance from each centre to its nearest other centre
+    order     # OUT (k, k - 1): the other centres of each, nearest first (stable in ties)
+    """
+    k, nf = C.shape
+    for a in range(k):
+        m = np.inf
+        for j in range(k):
+            d = np.inf
+            if j != a:
+                d = 0.0
+                for f in range(nf):
+                    t = C[a, f] - C[j, f]
+                    d += t * t
+                d = np.sqrt(d)
+                if d < m:
+                    m = d
+            cc[a, j] = d
+        half_sep[a] = 0.5 * m
+        idx = np.argsort(cc[a], kind="mergesort")
+        for t in range(k - 1):
+            order[a, t] = idx[t]
+
+
+@njit(cache=True)
+def update_centres(p_sums, p_counts, m, accumulate, sums, counts, C, C_new, shift2):
+    """The Lloyd update from the chunk partials of one iteration.
+
+    sums, counts   # IN/OUT: set to (or, with ``accumulate``, increased by) the partials of
+                   chunks [0, m), added in chunk order
+    C_new          # OUT: sums / counts, or C's row for an empty cluster
+    shift2         # OUT (k,): |C_new - C|^2
+    Returns the number of empty clusters.
+    """
+    k, nf = C.shape
+    for j in range(k):
+        tc = 0.0
+        for c in range(m):
+            tc += p_counts[c, j]
+        counts[j] = counts[j] + tc if accumulate else tc
+        for f in range(nf):
+            ts = 0.0
+            for c in range(m):
+                ts += p_sums[c, j, f]
+            sums[j, f] = sums[j, f] + ts if accumulate else ts
+    empty = 0
+    for j in range(k):
+        d = 0.0
+        for f in range(nf):
+            C_new[j, f] = sums[j, f] / counts[j] if counts[j] > 0 else C[j, f]
+            t = C_new[j, f] - C[j, f]
+            d += t * t
+        shift2[j] = d
+        if not counts[j] > 0:
+            empty += 1
+    return empty
