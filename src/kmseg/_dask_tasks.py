@@ -95,8 +95,8 @@ def merge(*parts: tuple[np.ndarray, np.ndarray], nbins: int = 1 << 24) -> tuple[
 def hist_group(src: TiffSource, regions: list[Region], alpha: bool) -> tuple[np.ndarray, np.ndarray]:
     """Exact colour histogram of several regions together: ``(codes, counts)``, codes sorted.
 
-    Each region is counted by the kernel of :func:`kmseg._reduce.color_histogram` into a dense
-    table and added to a running total; the total is made sparse once per group, which saves
+    Each region is counted into a dense 2**24 table (``_kernels.histogram_u8``) and added to a
+    running total; the total is made sparse once per group, which saves
     the sweep of the 2**24 table (longer than the counting itself) for every region.
     """
     acc = table = None
