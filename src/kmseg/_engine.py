@@ -72,10 +72,14 @@ def tol_to_abs(X: np.ndarray, weights: np.ndarray | None, tol: float) -> float:
     return float(tol * var.mean())
 
 
-def point_facts(X: np.ndarray, weights: np.ndarray | None) -> tuple[float, bool]:
-    """(largest absolute coordinate, whether all coordinates and weights are whole numbers)."""
-    lo = np.empty(X.shape[1])
-    hi = np.empty(X.shape[1])
+def point_facts(X: np.ndarray, weights: np.ndarray | None, lo: np.ndarray | None = None,
+                hi: np.ndarray | None = None) -> tuple[float, bool]:
+    """(largest absolute coordinate, whether all coordinates and weights are whole numbers).
+
+    ``lo``, ``hi``, when given, receive the per-feature minimum and maximum.
+    """
+    lo = np.empty(X.shape[1]) if lo is None else lo
+    hi = np.empty(X.shape[1]) if hi is None else hi
     integral = bool(K.point_facts(X, _w(weights), lo, hi))
     return (float(max(np.abs(lo).max(), np.abs(hi).max())) if X.shape[0] else 0.0), integral
 

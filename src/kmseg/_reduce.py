@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _kernels as K
+from ._engine import point_facts
 from .color import to_features
 
 __all__ = ["Reduced", "color_histogram", "merge_histograms", "reduce_image", "paint"]
@@ -180,8 +181,7 @@ def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: 
     points = to_features(flat, space, vmax)
     lo = np.empty(points.shape[1])
     hi = np.empty(points.shape[1])
-    integral = bool(K.point_facts(points, np.empty(0), lo, hi))
-    facts = (float(max(np.abs(lo).max(), np.abs(hi).max())) if points.shape[0] else 0.0), integral
+    facts = point_facts(points, None, lo, hi)
     levels = grid_levels(points, None, lo, hi) if points.shape[0] > COARSE_MIN_POINTS else []
     return Reduced("pixels", points, None, points.shape[0], None, nc, levels, facts)
 
@@ -194,7 +194,9 @@ def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, spa
     levels = []
     if points.shape[0] > COARSE_MIN_POINTS:
         levels = histogram_levels(points, weights, codes, n_channels)
-    return Reduced("histogram", points, weights, int(counts.sum()), codes, n_channels, levels)
+    return Reduced("histogram", points, weights, int(counts.sum()), codes, n_channels, levels,
+                   point_facts(points, weights))
+
 
 
 #: Bits per channel of the coarse label table that ``paint`` tries first (2**18 cells for RGB).
