@@ -754,23 +754,9 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
     half = np.empty(k)
     move = np.empty(k)
     cc = np.empty((k, k))
-    order = np.empty((k, k), dtype=np.int64)
+    order = np.empty((k, max(k - 1, 0)), dtype=np.int64)
     for it in range(max_iter):
-        for j in range(k):
-            m = np.inf
-            for j2 in range(k):
-                d = np.inf
-                if j2 != j:
-                    d = 0.0
-                    for f in range(nf):
-                        t = C[j, f] - C[j2, f]
-                        d += t * t
-                    d = np.sqrt(d)
-                    if d < m:
-                        m = d
-                cc[j, j2] = d
-            half[j] = 0.5 * m
-            order[j] = np.argsort(cc[j])
+        centre_geometry(C, cc, half, order)
         changed = 0
         for i in range(n):
             if it > 0:
