@@ -36,6 +36,46 @@ def _dist2(X, i, C, j):
     return d
 
 
+@njit(cache=True, inline="always")
+def _nearest_two(X, i, C):
+    """(squared distance to the nearest centre, to the second nearest, the nearest's index); ties to the lowest."""
+    b1 = np.inf
+    b2 = np.inf
+    bj = 0
+    for j in range(C.shape[0]):
+        d = _dist2(X, i, C, j)
+        if d < b1:
+            b2 = b1
+            b1 = d
+            bj = j
+        elif d < b2:
+            b2 = d
+    return b1, b2, bj
+
+
+@njit(cache=True, inline="always")
+def _scan_from(X, i, C, cc, order, a, u, slack):
+    """Nearest and second-nearest distances (not squared) and the nearest's index, for a point
+    at distance ``u`` from centre ``a``: the other centres are visited nearest to ``a`` first,
+    stopping once ``cc[a, j] - u`` exceeds the second best, as no centre further on can come
+    closer (triangle inequality). Ties go to the lowest index, as in Lloyd."""
+    r1 = u
+    r2 = np.inf
+    bj = a
+    for m in range(C.shape[0] - 1):
+        j = order[a, m]
+        if cc[a, j] - u - slack > r2:
+            break
+        d = np.sqrt(_dist2(X, i, C, j))
+        if d < r1 or (d == r1 and j < bj):
+            r2 = r1
+            r1 = d
+            bj = j
+        elif d < r2:
+            r2 = d
+    return r1, r2, bj
+
+
 @njit(cache=True, parallel=True)
 def min_dist2_update(X, center, d2):
     """d2[i] = min(d2[i], |X[i] - center|^2).   # IN/OUT d2"""
@@ -172,35 +212,11 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, l
                     scan = u + slack > bound
             if scan:
                 if full:
-                    b1 = np.inf
-                    b2 = np.inf
-                    bj = 0
-                    for j in range(k):
-                        d = _dist2(X, i, C, j)
-                        if d < b1:
-                            b2 = b1
-                            b1 = d
-                            bj = j
-                        elif d < b2:
-                            b2 = d
+                    b1, b2, bj = _nearest_two(X, i, C)
                     r1 = np.sqrt(b1)
                     r2 = np.sqrt(b2)
                 else:
-                    # Distances, not squared, from here on: r1 the best, r2 the second best.
-                    r1 = u
-                    r2 = np.inf
-                    bj = a
-                    for m in range(k - 1):
-                        j = order[a, m]
-                        if cc[a, j] - u - slack > r2:
-                            break  # every centre from here on is further than r2
-                        d = np.sqrt(_dist2(X, i, C, j))
-                        if d < r1 or (d == r1 and j < bj):
-                            r2 = r1
-                            r1 = d
-                            bj = j
-                        elif d < r2:
-                            r2 = d
+                    r1, r2, bj = _scan_from(X, i, C, cc, order, a, u, slack)
                 ub[i] = r1 - D[bj]
                 lb[i] = r2 + G
                 if bj != a:
@@ -768,37 +784,14 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
                 ub[i] = u
                 if u + slack <= bound:
                     continue
-                r1 = u
-                r2 = np.inf
-                bj = a
-                for mm in range(k - 1):
-                    j = order[a, mm]
-                    if cc[a, j] - u - slack > r2:
-                        break  # every centre from here on is further than r2
-                    d = np.sqrt(_dist2(X, i, C, j))
-                    if d < r1 or (d == r1 and j < bj):
-                        r2 = r1
-                        r1 = d
-                        bj = j
-                    elif d < r2:
-                        r2 = d
+                r1, r2, bj = _scan_from(X, i, C, cc, order, a, u, slack)
                 ub[i] = r1
                 lb[i] = r2
                 if bj != a:
                     changed += 1
                     labels[i] = bj
                 continue
-            b1 = np.inf
-            b2 = np.inf
-            bj = 0
-            for j in range(k):
-                d = _dist2(X, i, C, j)
-                if d < b1:
-                    b2 = b1
-                    b1 = d
-                    bj = j
-                elif d < b2:
-                    b2 = d
+            b1, b2, bj = _nearest_two(X, i, C)
             ub[i] = np.sqrt(b1)
             lb[i] = np.sqrt(b2)
             if it == 0 or labels[i] != bj:
