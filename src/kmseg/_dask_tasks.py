@@ -17,7 +17,7 @@ import numpy as np
 from . import _kernels as K
 from ._engine import farthest_distinct
 from ._dask_tiff import TiffSource, encode_tiles
-from ._reduce import _mask_arg, decode, merge_histograms
+from ._reduce import COARSE_BITS, _mask_arg, decode, merge_histograms
 from .color import to_features
 from .errors import InvalidImageDataError, KmsegError
 
@@ -25,7 +25,6 @@ Region = tuple[int, int, int, int]
 
 #: Above this many entries in total, histograms are merged through a dense table.
 _DENSE_MERGE_MIN = 1 << 22
-_NO_COARSE = np.empty(0, dtype=np.uint8)  # paint through the full table only
 
 
 # --------------------------------------------------------------------------- pixels of a region
@@ -113,11 +112,11 @@ def hist_group(src: TiffSource, regions: list[Region], alpha: bool) -> tuple[np.
     return codes.astype(np.int64), acc[codes].astype(np.int64)
 
 
-def paint_hist_chunk(src: TiffSource, region: Region, alpha: bool, lut: np.ndarray, colors: np.ndarray,
-                     tile: tuple[int, int], label_dtype: str) -> tuple[list[bytes], list[bytes]]:
-    """Label and paint one region through the code -> label table.
+def paint_hist_chunk(src: TiffSource, region: Region, alpha: bool, tables: tuple[np.ndarray, np.ndarray],
+                     colors: np.ndarray, tile: tuple[int, int], label_dtype: str) -> tuple[list[bytes], list[bytes]]:
+    """Label and paint one region through the code -> label tables (``_reduce.label_tables``).
 
-    The same fused kernel as :func:`kmseg._reduce.paint`, with the table built once per job
+    The same fused kernel as :func:`kmseg._reduce.paint`, with the tables built once per job
     rather than once per region. Returns the region's compressed tiles of the label image and
     of the painted image.
     """
@@ -125,7 +124,7 @@ def paint_hist_chunk(src: TiffSource, region: Region, alpha: bool, lut: np.ndarr
     h, w = img.shape[:2]
     labels = np.empty((h, w), dtype=np.int32)
     out = np.empty((h, w, img.shape[2]), dtype=img.dtype)
-    K.paint_u8(pixels, _mask_arg(mask), lut, _NO_COARSE, 8, colors, labels, out)
+    K.paint_u8(pixels, _mask_arg(mask), tables[0], tables[1], COARSE_BITS, colors, labels, out)
     nc = pixels.shape[2]
     if out.shape[2] > nc:
         out[..., nc:] = img[..., nc:]
@@ -284,32 +283,34 @@ def shared_hist(path: str, max_pixels: int | None) -> tuple[np.ndarray, np.ndarr
 
 
 def shared_label(
-    path: str, stem: str, shared: dict[str, Any] | None, lut: np.ndarray | None, opts: dict[str, Any]
+    path: str, stem: str, shared: dict[str, Any] | None, tables: tuple[np.ndarray, np.ndarray] | None,
+    opts: dict[str, Any],
 ) -> dict[str, Any]:
     """Label one image with the shared palette, write its outputs; a summary dict as ``run_one``.
 
     ``shared`` is None when no file gave any pixel to fit on.
     """
     from .cli import UsageError, error_line, save_one
-    from ._engine import inertia_of
+    from ._engine import cluster_weights, inertia_of
     from .segment import Segmentation, prepare
 
     t0 = time.perf_counter()
     try:
         prep = prepare(path, color_space="rgb", max_pixels=opts["max_pixels"])
         image, pixels, codes, weights = _as_rgb(prep)
-        if shared is None or lut is None:
+        if shared is None or tables is None:
             raise InvalidImageDataError(f"{path}: no file of the batch has opaque pixels; there is nothing to cluster")
         space = shared["color_space"]
         k = shared["centers"].shape[0]
-        point_labels = lut[codes]
+        lut, coarse = tables
+        point_labels = lut[codes].astype(np.int32)
         points = to_features(decode(codes, 3), space, 255.0)
         inertia = inertia_of(points, weights, shared["features"], point_labels)
-        counts = np.bincount(point_labels, weights=weights, minlength=k).astype(np.int64)
+        counts = cluster_weights(point_labels, weights, k)
         h, w = pixels.shape[:2]
         labels = np.empty((h, w), dtype=np.int32)
         out = np.empty((h, w, image.shape[2]), dtype=np.uint8)
-        K.paint_u8(pixels, _mask_arg(prep.mask), lut, _NO_COARSE, 8, shared["colors"], labels, out)
+        K.paint_u8(pixels, _mask_arg(prep.mask), lut, coarse, COARSE_BITS, shared["colors"], labels, out)
         if out.shape[2] > 3:
             out[..., 3:] = image[..., 3:]
         seg = Segmentation(

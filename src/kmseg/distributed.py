@@ -35,7 +35,8 @@ import numpy as np
 
 from . import _dask_tasks as T
 from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_tile, tile_indices
-from ._reduce import Reduced, reduce_histogram, reduce_image
+from ._engine import cluster_weights
+from ._reduce import Reduced, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
 from .io import publish
 from .errors import (
@@ -633,11 +634,11 @@ class _LargeJob:
                        TileWriter(tmp["segmented"], (H, W, C), self.dtype, tile, alpha=self.alpha)]
             self.mark("fit")
             _grow(self.bar, n)
-            if fit.get("lut") is not None:
-                lut = self.client.scatter(fit.pop("lut"), broadcast=True, hash=False)
-                futs = [self.client.submit(T.paint_hist_chunk, self.src, r, self.alpha, lut, colors, tile,
+            if fit.get("tables") is not None:
+                tables = self.client.scatter(fit.pop("tables"), broadcast=True, hash=False)
+                futs = [self.client.submit(T.paint_hist_chunk, self.src, r, self.alpha, tables, colors, tile,
                                            label_dtype.name, pure=False) for r in self.regions]
-                del lut
+                del tables
             else:
                 futs = [self.client.submit(T.final_pixels_chunk, self.src, r, self.alpha, self.space, self.vmax,
                                            fit["features"], colors, tile, label_dtype.name, pure=False)
@@ -705,10 +706,9 @@ class _LargeJob:
             red, n_channels=self.nc, color_space=self.space, vmax=self.vmax, k=k, seed=rng, **options
         )
         k_eff = res.centers.shape[0]
-        lut = np.zeros(nbins, dtype=np.int32)
-        lut[red.codes] = point_labels
-        counts_k = np.bincount(point_labels, weights=red.weights, minlength=k_eff).astype(np.int64)
-        return {"features": res.centers, "lut": lut, "counts": counts_k, "inertia": inertia,
+        tables = label_tables(red.codes, point_labels, self.nc, k_eff)
+        counts_k = cluster_weights(point_labels, red.weights, k_eff)
+        return {"features": res.centers, "tables": tables, "counts": counts_k, "inertia": inertia,
                 "n_iter": res.n_iter, "converged": res.converged, "n_colors": int(red.codes.shape[0])}
 
     # ----------------------------------------------------------------- other data: Lloyd over regions
@@ -750,13 +750,13 @@ class _LargeJob:
             res, _, inertia, _ = _fit_reduced(red, n_channels=self.nc, color_space=self.space, vmax=self.vmax,
                                               k=k, seed=rng, **options)
             if p >= 1.0:  # every pixel: this is the in-memory result
-                return {"features": res.centers, "lut": None, "inertia": inertia, "n_iter": res.n_iter,
+                return {"features": res.centers, "tables": None, "inertia": inertia, "n_iter": res.n_iter,
                         "converged": res.converged}
             start = res.centers
         self.mark("fit")
         C, n_iter, converged = self.lloyd(start, options["max_iter"], tol_abs, n)
         self.mark("lloyd")
-        return {"features": C, "lut": None, "inertia": None, "n_iter": n_iter, "converged": converged}
+        return {"features": C, "tables": None, "inertia": None, "n_iter": n_iter, "converged": converged}
 
     def lloyd(self, start: np.ndarray, max_iter: int, tol_abs: float, n: int) -> tuple[np.ndarray, int, bool]:
         """Lloyd iterations over the regions, as ``_engine.lloyd`` runs them on all the points.
@@ -908,7 +908,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
     codes, counts = level[0].result() or (np.empty(0, np.int64), np.empty(0, np.int64))
     del level
     shared_fit: dict[str, Any] | None = None
-    lut_f = None
+    tables_f = None
     centers = None
     if codes.shape[0]:
         space = opts["color_space"]
@@ -917,14 +917,13 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
         res, point_labels, _, _ = _fit_reduced(red, n_channels=3, color_space=space, vmax=255.0, k=opts["k"],
                                                n_init=opts["n_init"], seed=opts["seed"])
         centers = from_features(res.centers, space, 255.0)
-        lut = np.zeros(1 << 24, dtype=np.int32)
-        lut[red.codes] = point_labels
+        tables = label_tables(red.codes, point_labels, 3, res.centers.shape[0])
         del red, point_labels
         shared_fit = {"centers": centers, "features": res.centers, "colors": _to_dtype(centers, np.dtype(np.uint8)),
                       "n_iter": res.n_iter, "converged": res.converged, "color_space": space}
-        lut_f = client.scatter(lut, broadcast=True, hash=False)
-        del lut
-    futs = [client.submit(T.shared_label, p, s, shared_fit, lut_f, opts, pure=False) for p, s in zip(paths, stems)]
+        tables_f = client.scatter(tables, broadcast=True, hash=False)
+        del tables
+    futs = [client.submit(T.shared_label, p, s, shared_fit, tables_f, opts, pure=False) for p, s in zip(paths, stems)]
     index = {f.key: i for i, f in enumerate(futs)}
     _collect(client, futs, index, paths, record)
     return BatchResult(results, centers)  # type: ignore[arg-type]
