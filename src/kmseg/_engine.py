@@ -84,6 +84,14 @@ def point_facts(X: np.ndarray, weights: np.ndarray | None, lo: np.ndarray | None
     return (float(max(np.abs(lo).max(), np.abs(hi).max())) if X.shape[0] else 0.0), integral
 
 
+def bound_slack(scale: float) -> float:
+    """Margin added to every bound test for rounding, given the largest absolute coordinate.
+
+    It can only make a point be checked when it need not be, never the reverse.
+    """
+    return 1e-9 * (1.0 + scale)
+
+
 def inertia_of(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, labels: np.ndarray) -> float:
     out = np.empty(K.n_chunks(X.shape[0]))
     K.chunk_inertia(X, _w(weights), centers, labels, out)
@@ -100,6 +108,11 @@ def cluster_weights(labels: np.ndarray, weights: np.ndarray | None, k: int) -> n
 # --------------------------------------------------------------------------- initialisation
 
 
+def _n_trials(k: int) -> int:
+    """Candidates tried per greedy k-means++ step, as in scikit-learn."""
+    return 2 + int(math.log(k))
+
+
 def kmeans_plusplus(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy weighted k-means++; see ``_kmeans_plusplus``."""
     with threads_for(X.shape[0]):
@@ -114,14 +127,12 @@ def _kmeans_plusplus(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.
     """
     n, nf = X.shape
     w = _w(weights)
-    n_trials = 2 + int(math.log(k))
-    p = None if weights is None else weights / weights.sum()
-    first = int(rng.choice(n, p=p))
     if n < PARALLEL_MIN_POINTS:
         # Too few points for threads to pay: the whole loop runs compiled, with the same draws.
-        out = np.empty((k, nf))
-        m = K.kmeanspp_serial(X, w, first, rng.random((k - 1, n_trials)), out)
-        return out[:m]
+        return kmeans_plusplus_many(X, weights, k, rng, 1)[0]
+    n_trials = _n_trials(k)
+    p = None if weights is None else weights / weights.sum()
+    first = int(rng.choice(n, p=p))
     centers = [X[first].astype(np.float64)]
     d2 = np.full(n, np.inf)
     K.min_dist2_update(X, centers[0], d2)
@@ -147,12 +158,12 @@ def kmeans_plusplus_many(X: np.ndarray, weights: np.ndarray | None, k: int, rng:
                          runs: int) -> list[np.ndarray]:
     """``runs`` calls of ``kmeans_plusplus``, drawing the same numbers in the same order.
 
-    On small point sets the seedings then run side by side, one per thread.
+    On small point sets each seeding runs whole in compiled code, side by side, one per thread.
     """
     n, nf = X.shape
-    if n >= PARALLEL_MIN_POINTS or runs < 2:
+    if n >= PARALLEL_MIN_POINTS:
         return [kmeans_plusplus(X, weights, k, rng) for _ in range(runs)]
-    n_trials = 2 + int(math.log(k))
+    n_trials = _n_trials(k)
     p = None if weights is None else weights / weights.sum()
     firsts = np.empty(runs, dtype=np.int64)
     U = np.empty((runs, k - 1, n_trials))
@@ -218,7 +229,7 @@ class _ActiveSet:
     """The points a bounded Lloyd iteration must visit, copied out so that the visits are contiguous.
 
     A point needs a visit only once its bound gap ``lb - ub`` falls below ``D[a] + G`` (see
-    ``_kernels.hamerly_step``), and both of those only grow. ``select`` lists the points whose
+    ``_kernels.hamerly_step``), and both of those only grow. ``points`` lists the points whose
     gap is below that plus a horizon and copies their coordinates, weights, labels and bounds
     into small arrays; ``hamerly_step`` then runs on those alone until some ``D[a] + G`` has
     grown by more than the horizon, when the copies are written back and a new set is chosen.
@@ -321,7 +332,7 @@ def _lloyd(
         D = np.zeros(k)  # how far each centre has moved in all
         G = 0.0  # the sum of the largest move of every iteration
         scale, incremental = facts if facts is not None else point_facts(X, weights)
-        slack = 1e-9 * (1.0 + scale)  # covers rounding in the bounds; it can only add scans
+        slack = bound_slack(scale)
         active = _ActiveSet(X, w, labels, ub, lb, slack) if incremental and n >= ACTIVE_SET_MIN_POINTS else None
     converged = False
     n_iter = 0
@@ -396,7 +407,7 @@ def lloyd_many(X: np.ndarray, weights: np.ndarray | None, inits: list[np.ndarray
     n_iter = np.empty(R, dtype=np.int64)
     status = np.empty(R, dtype=np.int64)
     inertia = np.empty(R)
-    slack = 1e-9 * (1.0 + point_facts(X, weights)[0])
+    slack = bound_slack(point_facts(X, weights)[0])
     K.lloyd_runs(X, _w(weights), C, labels, max_iter, slack, n_iter, status, inertia)
     out = []
     for r in range(R):

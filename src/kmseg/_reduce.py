@@ -159,7 +159,7 @@ def grid_levels(points, weights, lo=None, hi=None) -> list[tuple[np.ndarray, np.
     if lo is None or hi is None:
         lo = np.empty(nf)
         hi = np.empty(nf)
-        K.point_facts(points, np.empty(0) if weights is None else weights, lo, hi)
+        point_facts(points, weights, lo, hi)
     step = np.where(hi > lo, (hi - lo) / nbins, 1.0)
     cells = np.empty(points.shape[0], dtype=np.int64)
     K.grid_bins(points, lo, step, nbins, cells)
