@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .cli import Progress, UsageError, add_image_options, positive_int, segment_options
+from .cli import Progress, UsageError, add_image_options, parse_float, positive_int, segment_options
 
 __all__ = ["register"]
 
@@ -23,10 +23,7 @@ _FIGURE_SUFFIXES = (".png", ".svg")
 
 
 def _threshold(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = parse_float(text)
     if not math.isfinite(v) or v < 0:
         raise argparse.ArgumentTypeError(f"{text} is out of range; a threshold is a number >= 0")
     return v

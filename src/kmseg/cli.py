@@ -33,31 +33,38 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- argument types
 
 
-def positive_int(text: str) -> int:
+def parse_int(text: str) -> int:
+    """A whole number from the command line, or argparse's error naming the text."""
     try:
-        v = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def parse_float(text: str) -> float:
+    """A number from the command line, or argparse's error naming the text."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_int(text: str) -> int:
+    v = parse_int(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"{v} is out of range; it must be at least 1")
     return v
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    v = parse_int(text)
     if v < 0:
         raise argparse.ArgumentTypeError(f"{v} is out of range; it must be 0 or more")
     return v
 
 
 def unit_fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = parse_float(text)
     if not 0 < v <= 1:
         raise argparse.ArgumentTypeError(f"{v} is out of range; pass a factor in (0, 1]")
     return v

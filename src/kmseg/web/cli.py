@@ -16,7 +16,7 @@ import time
 import webbrowser
 from typing import Any
 
-from ..cli import positive_int
+from ..cli import parse_float, parse_int, positive_int
 
 __all__ = ["register"]
 
@@ -25,20 +25,14 @@ _REQUIRED = (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("python-multipart"
 
 
 def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    v = parse_int(text)
     if not 0 <= v <= 65535:
         raise argparse.ArgumentTypeError(f"{v} is out of range; a port runs from 0 (any free port) to 65535")
     return v
 
 
 def _megabytes(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = parse_float(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"{v} is out of range; it must be more than 0")
     return v
