@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kmseg
-from kmseg import _engine
+from kmseg import _engine, _kernels
 from kmseg.color import from_features, to_features
 from helpers import numpy_lloyd
 
@@ -104,6 +104,7 @@ def test_active_set_path_equals_plain_lloyd(photos, monkeypatch, k):
     prep = kmseg.prepare(photos["astronaut.png"])
     X, w = prep.reduced.points, prep.reduced.weights
     monkeypatch.setattr(_engine, "ACTIVE_SET_MIN_POINTS", 1000)
+    monkeypatch.setattr(_engine, "TREE_MIN_K", 10**9)  # per-point bounds at every k here
     sizes = _visits(monkeypatch)
     C0 = _engine.kmeans_plusplus(X, w, k, np.random.default_rng(k))
     C0 = _engine.lloyd(X, w, C0, max_iter=4, method="lloyd").centers  # a start near the end, as in fit
@@ -296,3 +297,137 @@ def test_side_by_side_seedings_equal_one_after_another(photos):
     rng = np.random.default_rng(3)
     for got in many:
         np.testing.assert_array_equal(got, _engine.kmeans_plusplus(X, w, 12, rng))
+
+
+# --------------------------------------------------------------------------- kd-tree filtering
+
+
+def _tree_runs(monkeypatch) -> list[int]:
+    """Record the number of points of every Lloyd run that goes through the kd-tree."""
+    runs: list[int] = []
+    real = _engine._lloyd_tree
+
+    def spy(X, *args, **kwargs):
+        runs.append(X.shape[0])
+        return real(X, *args, **kwargs)
+
+    monkeypatch.setattr(_engine, "_lloyd_tree", spy)
+    return runs
+
+
+@pytest.mark.parametrize("k", [16, 40])
+def test_tree_path_equals_plain_lloyd(photos, monkeypatch, k):
+    """Many centres: Lloyd by kd-tree filtering gives plain Lloyd's labels, centres and iterations, bit for bit."""
+    prep = kmseg.prepare(photos["astronaut.png"])
+    X, w = prep.reduced.points, prep.reduced.weights
+    runs = _tree_runs(monkeypatch)
+    C0 = _engine.kmeans_plusplus(X, w, k, np.random.default_rng(k))
+    a = _engine.lloyd(X, w, C0, max_iter=500)
+    b = _engine.lloyd(X, w, C0, max_iter=500, method="lloyd")
+    assert runs == [X.shape[0]]
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centers, b.centers)
+    assert a.n_iter == b.n_iter and a.converged and b.converged
+    assert a.inertia == b.inertia
+    # Stopped early, by max_iter or by tol: the same again.
+    for opts in ({"max_iter": 3}, {"max_iter": 500, "tol_abs": 1.0}):
+        a = _engine.lloyd(X, w, C0, **opts)
+        b = _engine.lloyd(X, w, C0, method="lloyd", **opts)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.centers, b.centers)
+        assert a.n_iter == b.n_iter and not a.converged
+
+
+def test_tree_path_from_a_fixed_point_and_with_an_emptied_cluster(monkeypatch):
+    rng = np.random.default_rng(2)
+    X = np.rint(np.concatenate([rng.normal(c, 3, (3000, 3)) for c in (20, 60, 100, 140, 180, 220)])).astype(np.float32)
+    k = 16
+    C0 = X[rng.choice(X.shape[0], k, replace=False)].astype(np.float64)
+    C0[5] = C0[3]  # a duplicate loses every point to the lower index: its cluster empties at once
+    C0[9] = 1000.0  # and one far from every point
+    monkeypatch.setattr(_engine, "TREE_MIN_POINTS", 1000)
+    runs = _tree_runs(monkeypatch)
+    a = _engine.lloyd(X, None, C0, max_iter=300)
+    b = _engine.lloyd(X, None, C0, max_iter=300, method="lloyd")
+    np.testing.assert_array_equal(a.centers, b.centers)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.n_iter == b.n_iter and a.converged
+    assert np.bincount(a.labels, minlength=k).min() > 0
+    # Started at its own fixed point, it stops where Lloyd does: at the second assignment.
+    again = _engine.lloyd(X, None, a.centers, max_iter=300)
+    assert again.n_iter == 2 and again.converged
+    np.testing.assert_array_equal(again.centers, a.centers)
+    assert len(runs) == 2
+
+
+def test_tree_path_on_fractional_points_only_when_inexact_is_allowed(photos, monkeypatch):
+    """Weighted means round differently when summed node by node: there the tree only seeds finer levels."""
+    X, w = kmseg.prepare(photos["astronaut.png"]).reduced.levels[-1]
+    monkeypatch.setattr(_engine, "TREE_MIN_POINTS", 1000)
+    runs = _tree_runs(monkeypatch)
+    C0 = _engine.kmeans_plusplus(X, w, 20, np.random.default_rng(0))
+    _engine.lloyd(X, w, C0, max_iter=300)
+    assert runs == []
+    got = _engine.lloyd(X, w, C0, max_iter=300, exact=False)
+    assert runs == [X.shape[0]] and got.converged
+    # Still a Lloyd fixed point: nearest-centre labels whose weighted means are the centres.
+    Xd = X.astype(np.float64)
+    d = ((Xd[:, None, :] - got.centers[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(got.labels, d.argmin(1))
+    means = np.array([np.average(Xd[got.labels == j], axis=0, weights=w[got.labels == j]) for j in range(20)])
+    np.testing.assert_allclose(got.centers, means, rtol=1e-12)
+
+
+def test_kdtree_holds_every_point_once_in_boxes_that_contain_them(photos):
+    X, w = kmseg.prepare(photos["coffee.png"]).reduced.levels[-1]
+    tree = _engine.kdtree(X, w)
+    Xt, wt, lo, hi, start, end, child, nsum, nw, depth = tree.parts
+    np.testing.assert_array_equal(np.sort(tree.perm), np.arange(X.shape[0]))
+    np.testing.assert_array_equal(Xt, X[tree.perm])
+    inner = child >= 0
+    np.testing.assert_array_equal(start[child[inner]], start[inner])
+    np.testing.assert_array_equal(end[child[inner] + 1], end[inner])
+    np.testing.assert_array_equal(end[child[inner]], start[child[inner] + 1])
+    assert (end[child[inner]] > start[inner]).all() and (end[inner] > start[child[inner] + 1]).all()
+    for p in range(start.shape[0]):
+        pts = Xt[start[p]:end[p]]
+        np.testing.assert_array_equal(pts.min(0), lo[p])
+        np.testing.assert_array_equal(pts.max(0), hi[p])
+    assert nw[0] == w.sum()
+    np.testing.assert_allclose(nsum[0], (w[:, None] * X).sum(0), rtol=1e-12)
+    leaves = ~inner
+    assert ((end - start)[leaves] <= _engine.TREE_LEAF_SIZE).all()
+    assert np.array_equal(np.sort(np.concatenate([np.arange(start[t], end[t]) for t in tree.tasks])), np.arange(X.shape[0]))
+
+
+def test_side_by_side_tree_runs_equal_lloyd(photos, monkeypatch):
+    """The restarts' one-thread-per-run filtering reaches plain Lloyd's fixed points, bit for bit on whole numbers."""
+    prep = kmseg.prepare(photos["chelsea.png"])
+    X, w = prep.reduced.points, prep.reduced.weights  # whole numbers: the sums are exact in any order
+    assert X.shape[0] < _engine.PARALLEL_MIN_POINTS
+    monkeypatch.setattr(_engine, "TREE_MIN_POINTS", 1000)
+    calls = []
+    real = _kernels.filter_runs
+
+    def spy(*args):
+        calls.append(args[0].shape[0])
+        return real(*args)
+
+    monkeypatch.setattr(_kernels, "filter_runs", spy)
+    rng = np.random.default_rng(0)
+    starts = [_engine.kmeans_plusplus(X, w, 20, rng) for _ in range(3)]
+    starts.append(starts[0].copy())
+    starts[-1][7] = starts[-1][2]  # a duplicate centre: its cluster empties, and lloyd takes the run over
+    many = _engine.lloyd_many(X, w, starts, max_iter=300)
+    assert calls == [4]
+    for c0, got in zip(starts, many):
+        ref = _engine.lloyd(X, w, c0, max_iter=300, method="lloyd")
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        np.testing.assert_array_equal(got.centers, ref.centers)
+        assert got.n_iter == ref.n_iter and got.converged
+        assert got.inertia == pytest.approx(ref.inertia, rel=1e-12)
+    stopped = _engine.lloyd_many(X, w, starts[:1], max_iter=2)[0]
+    ref = _engine.lloyd(X, w, starts[0], max_iter=2, method="lloyd")
+    np.testing.assert_array_equal(stopped.labels, ref.labels)
+    np.testing.assert_array_equal(stopped.centers, ref.centers)
+    assert stopped.n_iter == ref.n_iter == 3 and not stopped.converged

@@ -286,6 +286,112 @@ class _ActiveSet:
         self.idx = self.part = None
 
 
+#: From this many clusters on, Lloyd runs on a kd-tree of the points (``_lloyd_tree``) once they
+#: number at least ``TREE_MIN_POINTS``: per-point bounds weaken as more centres move.
+TREE_MIN_K = 16
+TREE_MIN_POINTS = 1 << 14
+#: Points per kd-tree leaf at most (unless they are all equal).
+TREE_LEAF_SIZE = 16
+#: Subtrees an iteration is split into, so that threads share it: a fixed number, so that the
+#: order in which their sums are added never depends on the threads.
+TREE_TASKS = 32
+
+
+@dataclass
+class KDTree:
+    """A kd-tree over weighted points, from ``_kernels.kdtree_build``, for ``_kernels.filter_step``."""
+
+    perm: np.ndarray  # tree order -> point index
+    parts: tuple  # (Xt, wt, lo, hi, start, end, child, nsum, nw, depth), as filter_step takes them
+    tasks: np.ndarray  # the subtrees one iteration is split into, in point order
+    eps: float  # rounding margin of the pruning test, in squared units
+
+
+def kdtree(X: np.ndarray, weights: np.ndarray | None) -> KDTree:
+    """The kd-tree of ``X`` (its grid: 2**10 cells a side in up to 6 dimensions, fewer above)."""
+    n, nf = X.shape
+    lo = np.empty(nf)
+    hi = np.empty(nf)
+    scale, _ = point_facts(X, weights, lo, hi)
+    bits = max(1, min(10, 62 // nf))
+    span = float((hi - lo).max()) if n else 0.0
+    step = span / (2**bits - 0.5) if span > 0 else 1.0
+    perm, Xt, wt, blo, bhi, start, end, child, nsum, nw, depth = K.kdtree_build(X, _w(weights), lo, step, bits, TREE_LEAF_SIZE)
+    # Split the biggest subtree until there are enough to share, then keep them in point order.
+    tasks = [0]
+    while len(tasks) < TREE_TASKS:
+        inner = [p for p in tasks if child[p] >= 0]
+        if not inner:
+            break
+        p = max(inner, key=lambda q: end[q] - start[q])
+        tasks.remove(p)
+        tasks += [int(child[p]), int(child[p]) + 1]
+    tasks.sort(key=lambda q: start[q])
+    eps = bound_slack(scale) * (1.0 + scale)
+    return KDTree(perm, (Xt, wt, blo, bhi, start, end, child, nsum, nw, depth), np.array(tasks, dtype=np.int64), eps)
+
+
+def _tree_labels(tree: KDTree, C: np.ndarray, p_sums: np.ndarray, p_counts: np.ndarray) -> np.ndarray:
+    """The nearest centre of every point (ties to the lowest index), by one filtering pass."""
+    labels_t = np.empty(tree.perm.shape[0], dtype=np.int32)
+    K.filter_step(C, *tree.parts, tree.tasks, tree.eps, p_sums, p_counts, labels_t, True)
+    labels = np.empty_like(labels_t)
+    labels[tree.perm] = labels_t
+    return labels
+
+
+def _lloyd_tree(X, weights, init, tree: KDTree, *, max_iter: int, tol_abs: float,
+                trace: list[np.ndarray] | None) -> FitResult:
+    """Lloyd's iterations by Kanungo et al.'s filtering algorithm on ``tree``; see ``_lloyd``.
+
+    Each iteration walks the tree with the centres that may still be nearest to some point of
+    a node, so most nodes join their cluster whole, by their precomputed sums. The labels are
+    Lloyd's; the sums are added node by node rather than point by point, so the centres are
+    Lloyd's to the bit when the data are whole numbers (their sums are exact) and may differ
+    in the last bits otherwise. The run stops when an update leaves every centre as it was:
+    then the labels cannot change again.
+    """
+    n, nf = X.shape
+    k = init.shape[0]
+    C = np.ascontiguousarray(init, dtype=np.float64).copy()
+    m = tree.tasks.shape[0]
+    p_sums = np.empty((m, k, nf))
+    p_counts = np.empty((m, k))
+    no_labels = np.empty(0, dtype=np.int32)
+    sums = np.zeros((k, nf))
+    counts = np.zeros(k)
+    C_new = np.empty_like(C)
+    shift2 = np.empty(k)
+    converged = False
+    n_iter = 0
+    for it in range(max_iter):
+        K.filter_step(C, *tree.parts, tree.tasks, tree.eps, p_sums, p_counts, no_labels, False)
+        n_iter += 1
+        if K.update_centres(p_sums, p_counts, m, False, sums, counts, C, C_new, shift2):
+            _relocate_empty(X, C_new, counts, C, _tree_labels(tree, C, p_sums, p_counts))
+            shift2 = ((C_new - C) ** 2).sum(axis=1)
+        elif np.array_equal(C_new, C):
+            # The labels give back the centres they came from, so Lloyd finds them unchanged at
+            # its next assignment: here when that is the first, else at this one.
+            converged = True
+            n_iter = max(n_iter, 2)
+            break
+        C, C_new = C_new, C
+        if trace is not None:
+            trace.append(C.copy())
+        if tol_abs > 0.0 and shift2.sum() <= tol_abs:
+            break
+    labels = _tree_labels(tree, C, p_sums, p_counts)
+    if not converged:
+        n_iter += 1  # the labels of the last centres: one more assignment, as in _lloyd
+    return FitResult(C, labels, inertia_of(X, weights, C, labels), n_iter, converged, init.astype(np.float64))
+
+
+def use_tree(n: int, k: int, method: str) -> bool:
+    """Whether bounded Lloyd on ``n`` points and ``k`` centres goes through a kd-tree."""
+    return method == "hamerly" and k >= TREE_MIN_K and n >= TREE_MIN_POINTS
+
+
 def lloyd(X: np.ndarray, weights: np.ndarray | None, init: np.ndarray, **options) -> FitResult:
     """Weighted Lloyd from ``init``; see ``_lloyd`` for the options."""
     with threads_for(X.shape[0]):
@@ -302,6 +408,8 @@ def _lloyd(
     method: str = "hamerly",
     trace: list[np.ndarray] | None = None,
     facts: tuple[float, bool] | None = None,
+    exact: bool = True,
+    tree: KDTree | None = None,
 ) -> FitResult:
     """Weighted Lloyd iterations from ``init`` until no label changes (or ``max_iter``/``tol``).
 
@@ -314,9 +422,20 @@ def _lloyd(
     The labels returned are always the nearest-centre labels of the centres returned.
     ``trace``, when given, receives a copy of the centres after every update. ``facts`` is
     ``point_facts(X, weights)`` when the caller knows it already.
+
+    With many centres (``use_tree``) the bounded method walks a kd-tree instead
+    (``_lloyd_tree``; ``tree``, when the caller built it): for whole-number data it gives
+    exactly the same result; for other data its sums round differently, so there it is used
+    only when ``exact`` is False (a run that only seeds a finer one).
     """
     n, nf = X.shape
     k = init.shape[0]
+    if use_tree(n, k, method):
+        if facts is None:
+            facts = point_facts(X, weights)
+        if facts[1] or not exact:
+            tree = kdtree(X, weights) if tree is None else tree
+            return _lloyd_tree(X, weights, init, tree, max_iter=max_iter, tol_abs=tol_abs, trace=trace)
     w = _w(weights)
     C = np.ascontiguousarray(init, dtype=np.float64).copy()
     labels = np.full(n, -1, dtype=np.int32)
@@ -390,16 +509,24 @@ def _lloyd(
 
 
 def lloyd_many(X: np.ndarray, weights: np.ndarray | None, inits: list[np.ndarray], *, max_iter: int,
-               method: str = "hamerly") -> list[FitResult]:
+               method: str = "hamerly", exact: bool = True) -> list[FitResult]:
     """``lloyd`` from each of ``inits``; on a small ``X`` the runs go side by side, one per thread.
 
     Below ``PARALLEL_MIN_POINTS`` points a run is too short to split over threads, and the
-    per-iteration cost of Python dominates: the runs then go whole into ``_kernels.lloyd_runs``.
-    The fixed points are Lloyd's either way. A run whose cluster empties is redone by ``lloyd``.
+    per-iteration cost of Python dominates: the runs then go whole into ``_kernels.lloyd_runs``
+    (per-point bounds) or, with many centres (``use_tree``), ``_kernels.filter_runs`` (one
+    kd-tree shared by all). The fixed points are Lloyd's either way. A run whose cluster
+    empties is redone by ``lloyd``, which relocates it.
     """
     n = X.shape[0]
-    if n >= PARALLEL_MIN_POINTS or not inits or method != "hamerly":
-        return [lloyd(X, weights, c, max_iter=max_iter, method=method) for c in inits]
+    if not inits:
+        return []
+    k = inits[0].shape[0]
+    facts = point_facts(X, weights)
+    tree = kdtree(X, weights) if use_tree(n, k, method) and (facts[1] or not exact) else None
+    if n >= PARALLEL_MIN_POINTS or method != "hamerly":
+        return [lloyd(X, weights, c, max_iter=max_iter, method=method, facts=facts, exact=exact, tree=tree)
+                for c in inits]
     C = np.ascontiguousarray(np.stack(inits), dtype=np.float64)
     starts = C.copy()
     R = C.shape[0]
@@ -407,12 +534,14 @@ def lloyd_many(X: np.ndarray, weights: np.ndarray | None, inits: list[np.ndarray
     n_iter = np.empty(R, dtype=np.int64)
     status = np.empty(R, dtype=np.int64)
     inertia = np.empty(R)
-    slack = bound_slack(point_facts(X, weights)[0])
-    K.lloyd_runs(X, _w(weights), C, labels, max_iter, slack, n_iter, status, inertia)
+    if tree is not None:
+        K.filter_runs(C, *tree.parts, tree.eps, max_iter, tree.perm, labels, n_iter, status, inertia)
+    else:
+        K.lloyd_runs(X, _w(weights), C, labels, max_iter, bound_slack(facts[0]), n_iter, status, inertia)
     out = []
     for r in range(R):
         if status[r] < 0:
-            out.append(lloyd(X, weights, starts[r], max_iter=max_iter, method=method))
+            out.append(lloyd(X, weights, starts[r], max_iter=max_iter, method=method, facts=facts, exact=exact, tree=tree))
         else:
             out.append(FitResult(C[r], labels[r], float(inertia[r]), int(n_iter[r]), bool(status[r] == 1), starts[r]))
     return out
@@ -469,7 +598,7 @@ def fit(
             starts = [_make_init(Xc, wc, k, init, rng) for _ in range(n_init)]
         if any(c0.shape[0] < k for c0 in starts):
             starts = []  # the summary is too small to hold k clusters: work on X itself
-        runs = lloyd_many(Xc, wc, starts, max_iter=max_iter, method=method)
+        runs = lloyd_many(Xc, wc, starts, max_iter=max_iter, method=method, exact=False)
         if runs:
             # Close inertias on a coarse summary do not rank reliably: the best few go one
             # level finer, and the best of them there goes on.
@@ -478,11 +607,12 @@ def fit(
             levels = coarse[1:]
             if levels:
                 Xl, wl = levels[0]
-                finer = lloyd_many(Xl, wl, [r.centers for r in runs[:REFINE_CANDIDATES]], max_iter=max_iter, method=method)
+                finer = lloyd_many(Xl, wl, [r.centers for r in runs[:REFINE_CANDIDATES]], max_iter=max_iter,
+                                   method=method, exact=False)
                 centers = min(finer, key=lambda r: r.inertia).centers
                 levels = levels[1:]
             for Xl, wl in levels:
-                centers = lloyd(Xl, wl, centers, max_iter=max_iter, method=method).centers
+                centers = lloyd(Xl, wl, centers, max_iter=max_iter, method=method, exact=False).centers
             return lloyd(X, weights, centers, max_iter=max_iter, tol_abs=tol_abs, method=method, facts=facts)
     best = None
     for _ in range(n_init):

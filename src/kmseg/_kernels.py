@@ -424,15 +424,42 @@ for _i in range(64):
     _DEBRUIJN_INDEX[((1 << _i) * 0x03F79D71B4CB0A89 & (2**64 - 1)) >> 58] = _i
 
 
+@njit(cache=True, inline="always")
+def _popcount(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
 @njit(cache=True, parallel=True)
-def _bucket_emit(low, starts, nlow, sstarts, slow, scount, nu):
-    """Each bucket's distinct low parts, ascending, and their counts, written at ``sstarts[h]``.
+def _bucket_distinct(low, starts, nlow, nu):
+    """nu[h] = how many distinct low parts bucket h holds (one bit per value).   # OUT nu"""
+    nb = nu.shape[0]
+    one = np.uint64(1)
+    for task in prange((nb + _BUCKETS_PER_TASK - 1) // _BUCKETS_PER_TASK):
+        bits = np.zeros((nlow + 63) // 64, dtype=np.uint64)
+        for h in range(task * _BUCKETS_PER_TASK, min(nb, (task + 1) * _BUCKETS_PER_TASK)):
+            for t in range(starts[h], starts[h + 1]):
+                v = np.int64(low[t])
+                bits[v >> 6] |= one << np.uint64(v & 63)
+            m = 0
+            for wi in range(bits.shape[0]):
+                m += _popcount(bits[wi])
+                bits[wi] = 0
+            nu[h] = m
+
+
+@njit(cache=True, parallel=True)
+def _bucket_emit(low, starts, nlow, ustarts, shift, codes, counts):
+    """Each bucket's distinct codes, ascending, and their counts, written from ``ustarts[h]``.
 
     Occupied values are found through a bitmap, one bit per value, read a 64-bit word at a
     time (lowest set bit by de Bruijn multiplication), so empty stretches cost one test per
-    word and the cost follows the pixels, not the table's size. nu # OUT (buckets,): how many.
+    word and the cost follows the pixels, not the table's size.
+    codes, counts  # OUT (ustarts[-1],) int64
     """
-    nb = nu.shape[0]
+    nb = ustarts.shape[0] - 1
     nwords = (nlow + 63) // 64
     one = np.uint64(1)
     for task in prange((nb + _BUCKETS_PER_TASK - 1) // _BUCKETS_PER_TASK):
@@ -443,30 +470,19 @@ def _bucket_emit(low, starts, nlow, sstarts, slow, scount, nu):
                 v = np.int64(low[t])
                 tab[v] += 1
                 bits[v >> 6] |= one << np.uint64(v & 63)
-            u = sstarts[h]
+            u = ustarts[h]
+            high = np.int64(h) << shift
             for wi in range(nwords):
                 word = bits[wi]
                 while word != 0:
                     lsb = word & (~word + one)
                     v = wi * 64 + _DEBRUIJN_INDEX[np.int64((lsb * _DEBRUIJN) >> np.uint64(58))]
-                    slow[u] = v
-                    scount[u] = tab[v]
+                    codes[u] = high | v
+                    counts[u] = tab[v]
                     tab[v] = 0
                     u += 1
                     word ^= lsb
                 bits[wi] = 0
-            nu[h] = u - sstarts[h]
-
-
-@njit(cache=True, parallel=True)
-def _bucket_compact(slow, scount, sstarts, nu, ustarts, shift, codes, counts):
-    """Gather the buckets' results into consecutive arrays, rebuilding the full codes."""
-    for h in prange(nu.shape[0]):
-        s = sstarts[h]
-        u = ustarts[h]
-        for t in range(nu[h]):
-            codes[u + t] = (h << shift) | np.int64(slow[s + t])
-            counts[u + t] = scount[s + t]
 
 
 #: Low code bits counted per bucket: 2**14-entry tables stay in cache, 2**10 buckets keep the scatter local.
@@ -477,9 +493,11 @@ def histogram_sorted(img, mask):
     """Sorted distinct packed codes of an 8-bit (H, W, C<=3) image and their counts.
 
     A radix partition: pixels are bucketed by the high bits of their code (one counting pass,
-    one scatter pass of the low ``RADIX_LOW_BITS`` bits), then each bucket is counted in a
-    small table that stays in cache and its distinct values are gathered. Every pass is
-    sequential in memory, unlike counting in a 2**24 table.
+    one scatter pass of the low ``RADIX_LOW_BITS`` bits). A pass over each bucket's bitmap
+    counts its distinct values, which fixes where each bucket's output starts; then each
+    bucket is counted in a small table that stays in cache and its distinct values are
+    written straight to their place. Every pass is sequential in memory, unlike counting in a
+    2**24 table, and the only pixel-sized buffer is the scatter's (2 bytes a pixel).
     ``mask`` as in ``histogram_u8``. Counts are integers: the result does not depend on threads.
     """
     H, W, nc = img.shape
@@ -496,19 +514,14 @@ def histogram_sorted(img, mask):
     starts = np.ascontiguousarray(offs[:: counts.shape[0]])
     low = np.empty(offs[-1], dtype=np.uint16 if shift <= 16 else np.uint32)
     _radix_scatter(img, mask, rows, shift, offsets, low)
-    # A bucket holds at most min(its pixels, 2**shift) distinct values: room for that many each.
-    room = np.minimum(np.diff(starts), 1 << shift)
-    sstarts = np.zeros(room.shape[0] + 1, dtype=np.int64)
-    np.cumsum(room, out=sstarts[1:])
-    slow = np.empty(sstarts[-1], dtype=low.dtype)
-    scount = np.empty(sstarts[-1], dtype=np.uint32 if offs[-1] < 2**32 else np.uint64)
-    nu = np.empty(room.shape[0], dtype=np.int64)
-    _bucket_emit(low, starts, 1 << shift, sstarts, slow, scount, nu)
+    # Count each bucket's distinct values first, so they are written straight to their place.
+    nu = np.empty(counts.shape[1], dtype=np.int64)
+    _bucket_distinct(low, starts, 1 << shift, nu)
     ustarts = np.zeros(nu.shape[0] + 1, dtype=np.int64)
     np.cumsum(nu, out=ustarts[1:])
     codes = np.empty(ustarts[-1], dtype=np.int64)
     out = np.empty(ustarts[-1], dtype=np.int64)
-    _bucket_compact(slow, scount, sstarts, nu, ustarts, shift, codes, out)
+    _bucket_emit(low, starts, 1 << shift, ustarts, shift, codes, out)
     return codes, out
 
 
@@ -1003,3 +1016,327 @@ def update_centres(p_sums, p_counts, m, accumulate, sums, counts, C, C_new, shif
         if not counts[j] > 0:
             empty += 1
     return empty
+
+
+# --------------------------------------------------------------------------- kd-tree filtering
+
+
+@njit(cache=True, parallel=True)
+def _morton_keys(X, lo, step, bits, keys):
+    """keys[i]: the bits of every coordinate's grid cell, interleaved (a Morton code)."""
+    n, nf = X.shape
+    top = (1 << bits) - 1
+    for i in prange(n):
+        key = 0
+        for f in range(nf):
+            q = int((np.float64(X[i, f]) - lo[f]) / step)
+            q = min(max(q, 0), top)
+            for b in range(bits):
+                key |= ((q >> b) & 1) << (b * nf + f)
+        keys[i] = key
+
+
+@njit(cache=True)
+def _radix_argsort(keys, nbits):
+    """Stable argsort of non-negative int64 keys below 2**nbits (LSD radix, 11 bits a pass)."""
+    n = keys.shape[0]
+    idx = np.arange(n)
+    tmp = np.empty(n, dtype=np.int64)
+    k = keys.copy()
+    k2 = np.empty(n, dtype=np.int64)
+    counts = np.empty(2049, dtype=np.int64)
+    shift = 0
+    while shift < nbits:
+        counts[:] = 0
+        for i in range(n):
+            counts[((k[i] >> shift) & 2047) + 1] += 1
+        for b in range(2048):
+            counts[b + 1] += counts[b]
+        for i in range(n):
+            b = (k[i] >> shift) & 2047
+            t = counts[b]
+            counts[b] = t + 1
+            tmp[t] = idx[i]
+            k2[t] = k[i]
+        idx, tmp = tmp, idx
+        k, k2 = k2, k
+        shift += 11
+    return idx, k
+
+
+@njit(cache=True)
+def kdtree_build(X, w, lo, step, bits, leaf_size):
+    """A kd-tree over the points, for ``filter_step`` (Kanungo et al.'s filtering algorithm).
+
+    The points are sorted by Morton code on a grid of ``2**bits`` cells a side, starting at
+    ``lo`` with cells ``step`` wide; a node is a range of that order sharing a code prefix,
+    split by the next bit (halving a cell) until it holds at most ``leaf_size`` points or one
+    cell. Each node keeps the tight bounding box of its own points, so the grid only shapes
+    the tree; correctness never depends on it. The children of node ``p`` are ``child[p]``
+    and ``child[p] + 1`` (``-1``: a leaf), numbered after ``p``.
+
+    Returns (perm, Xt, wt, lo, hi, start, end, child, nsum, nw, depth): ``Xt = X[perm]``
+    in float64 and ``wt = w[perm]`` (ones when ``w`` is empty); ``nsum``/``nw`` are each node's
+    weighted coordinate sum and total weight.
+    """
+    n, nf = X.shape
+    unit = w.shape[0] == 0
+    keys = np.empty(n, dtype=np.int64)
+    _morton_keys(X, lo, step, bits, keys)
+    nbits = bits * nf
+    perm, keys = _radix_argsort(keys, nbits)
+    Xt = np.empty((n, nf))
+    wt = np.empty(n)
+    for i in range(n):
+        p = perm[i]
+        wt[i] = 1.0 if unit else w[p]
+        for f in range(nf):
+            Xt[i, f] = X[p, f]
+    cap = 2 * (n // max(1, leaf_size)) + 64
+    start = np.empty(cap, dtype=np.int64)
+    end = np.empty(cap, dtype=np.int64)
+    child = np.full(cap, -1, dtype=np.int64)
+    nbit = np.empty(cap, dtype=np.int64)  # the next key bit that splits the node
+    ndepth = np.zeros(cap, dtype=np.int64)
+    start[0] = 0
+    end[0] = n
+    nbit[0] = nbits - 1
+    n_nodes = 1
+    depth = 0
+    stack = [0]
+    while len(stack) > 0:
+        p = stack.pop()
+        s = start[p]
+        e = end[p]
+        b = nbit[p]
+        split = s
+        while e - s > leaf_size and b >= 0:
+            # keys[s:e] share every bit above b: the first key with bit b set splits them
+            lo_i = s
+            hi_i = e
+            while lo_i < hi_i:
+                mid = (lo_i + hi_i) // 2
+                if (keys[mid] >> b) & 1:
+                    hi_i = mid
+                else:
+                    lo_i = mid + 1
+            split = lo_i
+            if s < split < e:
+                break
+            b -= 1
+        if e - s <= leaf_size or b < 0:
+            continue
+        if n_nodes + 2 > cap:
+            cap *= 2
+            start = np.concatenate((start[:n_nodes], np.empty(cap - n_nodes, dtype=np.int64)))
+            end = np.concatenate((end[:n_nodes], np.empty(cap - n_nodes, dtype=np.int64)))
+            child = np.concatenate((child[:n_nodes], np.full(cap - n_nodes, -1, dtype=np.int64)))
+            nbit = np.concatenate((nbit[:n_nodes], np.empty(cap - n_nodes, dtype=np.int64)))
+            ndepth = np.concatenate((ndepth[:n_nodes], np.zeros(cap - n_nodes, dtype=np.int64)))
+        c = n_nodes
+        n_nodes += 2
+        child[p] = c
+        start[c] = s
+        end[c] = split
+        start[c + 1] = split
+        end[c + 1] = e
+        nbit[c] = nbit[c + 1] = b - 1
+        ndepth[c] = ndepth[c + 1] = ndepth[p] + 1
+        depth = max(depth, ndepth[c])
+        stack.append(c + 1)
+        stack.append(c)
+    blo = np.empty((n_nodes, nf))
+    bhi = np.empty((n_nodes, nf))
+    nsum = np.zeros((n_nodes, nf))
+    nw = np.zeros(n_nodes)
+    for p in range(n_nodes - 1, -1, -1):  # children come after their parent
+        c = child[p]
+        if c < 0:
+            for f in range(nf):
+                blo[p, f] = np.inf
+                bhi[p, f] = -np.inf
+            for i in range(start[p], end[p]):
+                nw[p] += wt[i]
+                for f in range(nf):
+                    v = Xt[i, f]
+                    nsum[p, f] += wt[i] * v
+                    blo[p, f] = min(blo[p, f], v)
+                    bhi[p, f] = max(bhi[p, f], v)
+        else:
+            nw[p] = nw[c] + nw[c + 1]
+            for f in range(nf):
+                nsum[p, f] = nsum[c, f] + nsum[c + 1, f]
+                blo[p, f] = min(blo[c, f], blo[c + 1, f])
+                bhi[p, f] = max(bhi[c, f], bhi[c + 1, f])
+    return (perm, Xt, wt, blo, bhi, start[:n_nodes].copy(), end[:n_nodes].copy(), child[:n_nodes].copy(),
+            nsum, nw, depth)
+
+
+@njit(cache=True)
+def _filter(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
+            sums, counts, labels_t, write_labels):
+    """Add every point under ``root`` to the sums of its nearest centre (filtering algorithm).
+
+    Each node keeps the candidates that may be nearest to some point of its box. The one nearest
+    the box's middle, z, stays; any other z' is dropped when even the box corner furthest
+    toward it is closer to z by more than ``eps`` (then every point of the box is, since
+    ``|x - z'|^2 - |x - z|^2`` is linear in x). A node left with one candidate adds its
+    precomputed sum to it; a leaf with several compares its points with each, in index
+    order, so ties go to the lowest index as in Lloyd. Candidates only ever leave for
+    certain, so every point gets exactly Lloyd's label.
+    labels_t  # OUT, when ``write_labels``: each point's label, in tree order
+    """
+    k, nf = C.shape
+    for j in range(k):
+        cand[j] = j
+    s_node[0] = root
+    s_off[0] = 0
+    s_cnt[0] = k
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        node = s_node[sp]
+        off = s_off[sp]
+        cnt = s_cnt[sp]
+        top = off + cnt
+        zs = cand[off]
+        if cnt > 1:
+            best = np.inf
+            for t in range(cnt):
+                j = cand[off + t]
+                d = 0.0
+                for f in range(nf):
+                    q = 0.5 * (lo[node, f] + hi[node, f]) - C[j, f]
+                    d += q * q
+                if d < best:
+                    best = d
+                    zs = j
+        m = 0
+        for t in range(cnt):
+            j = cand[off + t]
+            if j != zs:
+                dz = 0.0
+                dj = 0.0
+                for f in range(nf):
+                    v = hi[node, f] if C[j, f] > C[zs, f] else lo[node, f]
+                    a = v - C[zs, f]
+                    b = v - C[j, f]
+                    dz += a * a
+                    dj += b * b
+                if dj - dz > eps:
+                    continue
+            cand[top + m] = j
+            m += 1
+        if m == 1:
+            counts[zs] += nw[node]
+            for f in range(nf):
+                sums[zs, f] += nsum[node, f]
+            if write_labels:
+                for i in range(start[node], end[node]):
+                    labels_t[i] = zs
+        elif child[node] < 0:
+            for i in range(start[node], end[node]):
+                bd = np.inf
+                bj = 0
+                for t in range(m):
+                    j = cand[top + t]
+                    d = _dist2(Xt, i, C, j)
+                    if d < bd:
+                        bd = d
+                        bj = j
+                counts[bj] += wt[i]
+                for f in range(nf):
+                    sums[bj, f] += wt[i] * Xt[i, f]
+                if write_labels:
+                    labels_t[i] = bj
+        else:
+            c = child[node]
+            s_node[sp] = c + 1
+            s_off[sp] = top
+            s_cnt[sp] = m
+            s_node[sp + 1] = c
+            s_off[sp + 1] = top
+            s_cnt[sp + 1] = m
+            sp += 2
+
+
+@njit(cache=True, parallel=True)
+def filter_step(C, Xt, wt, lo, hi, start, end, child, nsum, nw, depth, tasks, eps, p_sums, p_counts,
+                labels_t, write_labels):
+    """One Lloyd assignment by filtering, the subtrees ``tasks`` spread over the threads.
+
+    p_sums, p_counts  # OUT (len(tasks), k, nf), (len(tasks), k): each task's cluster sums
+    labels_t          # OUT when ``write_labels``, as in ``_filter``
+    """
+    k = C.shape[0]
+    for t in prange(tasks.shape[0]):
+        p_sums[t] = 0.0
+        p_counts[t] = 0.0
+        cand = np.empty((depth + 2) * k, dtype=np.int64)
+        s_node = np.empty(depth + 3, dtype=np.int64)
+        s_off = np.empty(depth + 3, dtype=np.int64)
+        s_cnt = np.empty(depth + 3, dtype=np.int64)
+        _filter(tasks[t], C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
+                p_sums[t], p_counts[t], labels_t, write_labels)
+
+
+@njit(cache=True)
+def _filter_serial(C, Xt, wt, lo, hi, start, end, child, nsum, nw, depth, eps, max_iter, labels_t):
+    """Lloyd by filtering on one thread, for the restarts: ``_engine._lloyd_tree`` in one loop.
+
+    Returns (n_iter, status) as ``_lloyd_serial`` does: status 1 at a fixed point, 0 when
+    ``max_iter`` ran out, -1 when a cluster emptied. labels_t # OUT: the labels of the
+    centres left in ``C``, in tree order (not written when status is -1).
+    """
+    k, nf = C.shape
+    cand = np.empty((depth + 2) * k, dtype=np.int64)
+    s_node = np.empty(depth + 3, dtype=np.int64)
+    s_off = np.empty(depth + 3, dtype=np.int64)
+    s_cnt = np.empty(depth + 3, dtype=np.int64)
+    sums = np.empty((k, nf))
+    counts = np.empty(k)
+    n_iter = max_iter
+    status = 0
+    for it in range(max_iter):
+        sums[:] = 0.0
+        counts[:] = 0.0
+        _filter(0, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
+                sums, counts, labels_t, False)
+        same = True
+        for j in range(k):
+            if not counts[j] > 0.0:
+                return it + 1, -1
+            for f in range(nf):
+                c = sums[j, f] / counts[j]
+                if c != C[j, f]:
+                    same = False
+                C[j, f] = c
+        if same:
+            n_iter = max(it + 1, 2)
+            status = 1
+            break
+    _filter(0, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
+            sums, counts, labels_t, True)
+    return n_iter + (1 - status), status
+
+
+@njit(cache=True, parallel=True)
+def filter_runs(C, Xt, wt, lo, hi, start, end, child, nsum, nw, depth, eps, max_iter, perm, labels,
+                n_iter, status, inertia):
+    """Independent ``_filter_serial`` runs from the starts ``C[r]``, spread over the threads.
+
+    C # IN/OUT (R, k, nf); labels # OUT (R, n) int32, in point order; n_iter, status # OUT (R,);
+    inertia # OUT (R,): weighted squared distances, summed in tree order.
+    """
+    n = Xt.shape[0]
+    for r in prange(C.shape[0]):
+        labels_t = np.empty(n, dtype=np.int32)
+        n_iter[r], status[r] = _filter_serial(C[r], Xt, wt, lo, hi, start, end, child, nsum, nw, depth, eps,
+                                              max_iter, labels_t)
+        if status[r] < 0:
+            continue
+        s = 0.0
+        for i in range(n):
+            labels[r, perm[i]] = labels_t[i]
+            s += wt[i] * _dist2(Xt, i, C[r], labels_t[i])
+        inertia[r] = s
