@@ -290,6 +290,7 @@ class _ActiveSet:
 #: number at least ``TREE_MIN_POINTS``: per-point bounds weaken as more centres move.
 TREE_MIN_K = 16
 TREE_MIN_POINTS = 1 << 14
+TREE_MAX_FEATURES = 6
 #: Points per kd-tree leaf at most (unless they are all equal).
 TREE_LEAF_SIZE = 16
 #: Subtrees an iteration is split into, so that threads share it: a fixed number, so that the
@@ -308,12 +309,12 @@ class KDTree:
 
 
 def kdtree(X: np.ndarray, weights: np.ndarray | None) -> KDTree:
-    """The kd-tree of ``X`` (its grid: 2**10 cells a side in up to 6 dimensions, fewer above)."""
+    """The kd-tree of ``X``, split on a grid of 2**10 cells a side (coarser above 6 dimensions)."""
     n, nf = X.shape
     lo = np.empty(nf)
     hi = np.empty(nf)
     scale, _ = point_facts(X, weights, lo, hi)
-    bits = max(1, min(10, 62 // nf))
+    bits = min(10, 62 // max(nf, 1))  # the codes fit in 62 bits (none above 62 features: one leaf)
     span = float((hi - lo).max()) if n else 0.0
     step = span / (2**bits - 0.5) if span > 0 else 1.0
     perm, Xt, wt, blo, bhi, start, end, child, nsum, nw, depth = K.kdtree_build(X, _w(weights), lo, step, bits, TREE_LEAF_SIZE)
@@ -387,9 +388,14 @@ def _lloyd_tree(X, weights, init, tree: KDTree, *, max_iter: int, tol_abs: float
     return FitResult(C, labels, inertia_of(X, weights, C, labels), n_iter, converged, init.astype(np.float64))
 
 
-def use_tree(n: int, k: int, method: str) -> bool:
-    """Whether bounded Lloyd on ``n`` points and ``k`` centres goes through a kd-tree."""
-    return method == "hamerly" and k >= TREE_MIN_K and n >= TREE_MIN_POINTS
+def use_tree(X: np.ndarray, k: int, method: str) -> bool:
+    """Whether bounded Lloyd on the points ``X`` and ``k`` centres goes through a kd-tree.
+
+    Only in few dimensions (``TREE_MAX_FEATURES``): a box's corners stop telling centres apart
+    as dimensions grow.
+    """
+    n, nf = X.shape
+    return method == "hamerly" and k >= TREE_MIN_K and n >= TREE_MIN_POINTS and nf <= TREE_MAX_FEATURES
 
 
 def lloyd(X: np.ndarray, weights: np.ndarray | None, init: np.ndarray, **options) -> FitResult:
@@ -430,7 +436,7 @@ def _lloyd(
     """
     n, nf = X.shape
     k = init.shape[0]
-    if use_tree(n, k, method):
+    if use_tree(X, k, method):
         if facts is None:
             facts = point_facts(X, weights)
         if facts[1] or not exact:
@@ -523,7 +529,7 @@ def lloyd_many(X: np.ndarray, weights: np.ndarray | None, inits: list[np.ndarray
         return []
     k = inits[0].shape[0]
     facts = point_facts(X, weights)
-    tree = kdtree(X, weights) if use_tree(n, k, method) and (facts[1] or not exact) else None
+    tree = kdtree(X, weights) if use_tree(X, k, method) and (facts[1] or not exact) else None
     if n >= PARALLEL_MIN_POINTS or method != "hamerly":
         return [lloyd(X, weights, c, max_iter=max_iter, method=method, facts=facts, exact=exact, tree=tree)
                 for c in inits]

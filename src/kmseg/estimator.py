@@ -18,7 +18,7 @@ __all__ = ["KMeans"]
 
 
 class KMeans:
-    """Exact weighted K-means (Lloyd with Hamerly bounds) with scikit-learn's interface.
+    """Exact weighted K-means (Lloyd, sped up by Hamerly bounds or a kd-tree) with scikit-learn's interface.
 
     Works on any ``(n_samples, n_features)`` data, with optional ``sample_weight``. It follows
     the estimator contract (``get_params``/``set_params``, ``fit`` returns ``self``, fitted
