@@ -195,7 +195,8 @@ def run_method(method: str, img: np.ndarray, arg: Any, repeats: int, slow: float
     return rec
 
 
-def run_case(case: C.Case, mode: str, repeats: int, slow: float, limit: float | None) -> dict[str, Any]:
+def run_case(case: C.Case, mode: str, repeats: int, slow: float, limit: float | None,
+             prefault_mb: int = 0) -> dict[str, Any]:
     log(f"== {case.key}: {case.title}")
     res: dict[str, Any] = {"key": case.key, "title": case.title, "k": case.k, "ks": list(case.ks) if case.ks else None,
                            "skipped": case.skipped, "images": []}
@@ -208,6 +209,8 @@ def run_case(case: C.Case, mode: str, repeats: int, slow: float, limit: float | 
         log(f"  {label}: {img.shape[1]}x{img.shape[0]}x{img.shape[2]} {img.dtype}, {entry['unique_colours']:,} distinct colours")
         arg = case.ks if case.ks else case.k
         for m in case.methods:
+            if prefault_mb > 0:
+                prefault(prefault_mb)  # every method starts from the same memory state
             if m == "kmseg-elbow" and MT.elbow_function() is None:
                 rec = run_method("kmseg-elbow", img, arg, repeats, slow, limit)
                 rec["method"] = "kmseg-elbow-loop"
@@ -307,7 +310,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sklearn-dtype", choices=("float64", "float32"), default="float64",
                    help="pixel dtype given to scikit-learn (default float64, what it converts integer input to)")
     p.add_argument("--prefault-mb", type=int, default=None,
-                   help="write to this much fresh memory once before any run, then free it (default 4096; --quick 0)")
+                   help="before each method's runs, write to this much fresh memory and free it (default 1024; --quick 0)")
     p.add_argument("--markdown-only", action="store_true", help="print only the markdown that goes into the README")
     p.add_argument("--from-json", metavar="PATH", help="render a saved run instead of running")
     p.add_argument("--out", default=str(OUT_DIR), help="directory for the JSON and markdown (default bench/out)")
@@ -376,10 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         "cases": [],
     }
     log(f"kmseg benchmark, {mode} mode, cases: {', '.join(selected)}")
-    prefault_mb = args.prefault_mb if args.prefault_mb is not None else (0 if args.quick else 4096)
+    prefault_mb = args.prefault_mb if args.prefault_mb is not None else (0 if args.quick else 1024)
     if prefault_mb > 0:
         secs = prefault(prefault_mb)
-        log(f"  wrote {prefault_mb} MB of fresh memory once in {secs:.1f} s (VM first-touch cost, see --prefault-mb)")
+        log(f"  wrote {prefault_mb} MB of fresh memory in {secs:.1f} s; again before each method (see --prefault-mb)")
         data["meta"]["prefault"] = {"mb": prefault_mb, "seconds": secs}
     data["kmseg_cold"] = kmseg_cold(1 if args.quick else 3)
     data["meta"]["peer_warmup_seconds"] = warm_up_peers()
@@ -389,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in selected:
         if key == "cli":
             continue
-        data["cases"].append(run_case(all_cases[key], mode, repeats, slow, limit))
+        data["cases"].append(run_case(all_cases[key], mode, repeats, slow, limit, prefault_mb))
         if save:
             _save(data, out_dir, stamp)  # partial results survive an interrupted run
     if "cli" in selected:

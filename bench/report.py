@@ -380,10 +380,11 @@ def footnotes(data: dict[str, Any]) -> list[str]:
         + (f"; other processes used {others_load(data)[0]:.0%} of the CPUs on average during the timed runs "
            "(from /proc/stat minus this process's CPU time)" if others_load(data)[0] is not None else "")
         + ".",
-        *([f"- Memory warm-up: before any run the harness wrote to {meta['prefault']['mb']:,} MB of fresh memory once and "
-           f"freed it ({meta['prefault']['seconds']:.1f} s). This virtual machine backs memory when it is first written, "
-           "which made the first runs after the process grew up to 2.5× slower; without the warm-up that cost fell on "
-           "whichever method ran first (kmseg, in every case)."] if meta.get("prefault") else []),
+        *([f"- Memory warm-up: before each method's runs the harness wrote to {meta['prefault']['mb']:,} MB of fresh "
+           f"memory and freed it (the first time took {meta['prefault']['seconds']:.1f} s). On this virtual machine "
+           "fresh pages cost far more when memory has lately been given back to the host or broken up by other "
+           "methods' allocations; the same 12 MP run took 0.09 s or 0.14-0.3 s depending on what ran before it. "
+           "The warm-up gives every method the same memory state."] if meta.get("prefault") else []),
         f"- Images: made in the harness from the bundled `coffee.png`, resized with cv2.INTER_CUBIC, plus Gaussian "
         f"noise σ={meta['noise_sigma_8bit']:g} (σ={meta['noise_sigma_8bit'] * 257:g} for 16-bit, which is the photo × 257), "
         f"seed {meta['seed']}; the all-distinct image is W·H different 24-bit colours drawn without replacement.",

@@ -146,14 +146,15 @@ def test_coarse_to_fine_reaches_the_plain_lloyd_fixed_point(photos):
     np.testing.assert_allclose(seg.centers, C_ref, rtol=1e-10)
 
 
-def test_one_and_two_threads_give_identical_results(photos):
-    img = photos["coffee.png"]
+@pytest.mark.parametrize("name, k", [("coffee.png", 6), ("astronaut.png", 20)])  # bounds; kd-tree
+def test_one_and_two_threads_give_identical_results(photos, name, k):
+    img = photos[name]
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        a = kmseg.segment(img, k=6, seed=4)
+        a = kmseg.segment(img, k=k, seed=4)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        b = kmseg.segment(img, k=6, seed=4)
+        b = kmseg.segment(img, k=k, seed=4)
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(a.labels, b.labels)
