@@ -432,3 +432,20 @@ def test_side_by_side_tree_runs_equal_lloyd(photos, monkeypatch):
     np.testing.assert_array_equal(stopped.labels, ref.labels)
     np.testing.assert_array_equal(stopped.centers, ref.centers)
     assert stopped.n_iter == ref.n_iter == 3 and not stopped.converged
+
+
+def test_histograms_merge_exactly_in_any_order():
+    """Per-region histograms (the Dask path, the shared palette) sum to the histogram of all the pixels."""
+    from kmseg._reduce import color_histogram, merge_histograms
+
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 40, size=(300, 200, 3)).astype(np.uint8)  # many colours repeat across regions
+    regions = [img[:100], img[100:101], img[101:250], img[250:]]
+    parts = [color_histogram(np.ascontiguousarray(r)) for r in regions]
+    parts.append((np.empty(0, np.int64), np.empty(0, np.int64)))  # a region with nothing in it
+    whole = color_histogram(img)
+    for order in (range(5), [4, 2, 0, 3, 1]):
+        codes, counts = merge_histograms([parts[i] for i in order])
+        np.testing.assert_array_equal(codes, whole[0])
+        np.testing.assert_array_equal(counts, whole[1])
+    assert merge_histograms([])[0].shape == (0,)

@@ -17,15 +17,11 @@ import numpy as np
 from . import _kernels as K
 from ._engine import farthest_distinct
 from ._dask_tiff import TiffSource, encode_tiles
-from ._reduce import COARSE_BITS, _mask_arg, decode, merge_histograms
+from ._reduce import COARSE_BITS, _mask_arg, color_histogram, decode, merge_histograms
 from .color import to_features
 from .errors import InvalidImageDataError, KmsegError
 
 Region = tuple[int, int, int, int]
-
-#: Above this many entries in total, histograms are merged through a dense table.
-_DENSE_MERGE_MIN = 1 << 22
-
 
 # --------------------------------------------------------------------------- pixels of a region
 
@@ -71,45 +67,18 @@ def label_image(labels: np.ndarray, dtype: np.dtype) -> np.ndarray:
 # --------------------------------------------------------------------------- 8-bit: histograms
 
 
-def merge(*parts: tuple[np.ndarray, np.ndarray], nbins: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
-    """Sum histograms: the result of :func:`kmseg._reduce.merge_histograms`, faster when big.
-
-    ``merge_histograms`` sorts every entry (``np.unique``). Past about four million entries, one
-    pass into a dense table of all ``nbins`` codes is faster (about twice) and gives the same
-    sorted codes and exact counts (float64 holds every count below 2**53). Either way the result
-    does not depend on the order of ``parts``.
-    """
-    parts = tuple(p for p in parts if p is not None)
-    total = sum(p[0].shape[0] for p in parts)
-    if len(parts) <= 1 or total < _DENSE_MERGE_MIN:
-        return merge_histograms(list(parts)) if parts else (np.empty(0, np.int64), np.empty(0, np.int64))
-    codes = np.concatenate([p[0] for p in parts])
-    counts = np.concatenate([p[1] for p in parts])
-    table = np.bincount(codes, weights=counts, minlength=nbins)
-    del codes, counts
-    uniq = np.flatnonzero(table)
-    return uniq, table[uniq].astype(np.int64)
+def merge(*parts: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Sum histograms (``None`` entries are skipped): :func:`kmseg._reduce.merge_histograms`."""
+    return merge_histograms([p for p in parts if p is not None])
 
 
 def hist_group(src: TiffSource, regions: list[Region], alpha: bool) -> tuple[np.ndarray, np.ndarray]:
     """Exact colour histogram of several regions together: ``(codes, counts)``, codes sorted.
 
-    Each region is counted into a dense 2**24 table (``_kernels.histogram_u8``) and added to a
-    running total; the total is made sparse once per group, which saves
-    the sweep of the 2**24 table (longer than the counting itself) for every region.
+    Each region is counted by the same radix histogram as an in-memory image
+    (:func:`kmseg._reduce.color_histogram`), and the sorted results are merged.
     """
-    acc = table = None
-    total = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in regions)
-    for region in regions:
-        _, pixels, mask = read_split(src, region, alpha)
-        if acc is None:
-            nbins = 1 << (8 * pixels.shape[2])
-            acc = np.zeros(nbins, dtype=np.uint32 if total < 2**32 else np.uint64)
-            table = np.empty((1, nbins), dtype=np.uint32)
-        K.histogram_u8(pixels, _mask_arg(mask), table)
-        acc += table[0]
-    codes = np.flatnonzero(acc)
-    return codes.astype(np.int64), acc[codes].astype(np.int64)
+    return merge_histograms([color_histogram(*read_split(src, region, alpha)[1:]) for region in regions])
 
 
 def paint_hist_chunk(src: TiffSource, region: Region, alpha: bool, tables: tuple[np.ndarray, np.ndarray],

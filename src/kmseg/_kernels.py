@@ -347,33 +347,6 @@ def chunk_inertia(X, w, C, labels, out):
 # --------------------------------------------------------------------------- histograms
 
 
-@njit(cache=True, parallel=True)
-def histogram_u8(img, mask, tables):
-    """Count packed colour codes of an 8-bit (H, W, C<=3) image.
-
-    mask      (H, W) uint8, or zero-sized for "every pixel counts"
-    tables    # OUT (T, 2**(8*C)) uint32: one table per row band; the caller sums them
-    """
-    H = img.shape[0]
-    W = img.shape[1]
-    nc = img.shape[2]
-    T = tables.shape[0]
-    use_mask = mask.shape[0] != 0
-    for t in prange(T):
-        tab = tables[t]
-        tab[:] = 0
-        r0 = (H * t) // T
-        r1 = (H * (t + 1)) // T
-        for y in range(r0, r1):
-            for x in range(W):
-                if use_mask and mask[y, x] == 0:
-                    continue
-                code = 0
-                for ch in range(nc):
-                    code = (code << 8) | img[y, x, ch]
-                tab[code] += 1
-
-
 @njit(cache=True, inline="always")
 def _code(img, y, x):
     if img.shape[2] == 3:
@@ -498,7 +471,8 @@ def histogram_sorted(img, mask):
     bucket is counted in a small table that stays in cache and its distinct values are
     written straight to their place. Every pass is sequential in memory, unlike counting in a
     2**24 table, and the only pixel-sized buffer is the scatter's (2 bytes a pixel).
-    ``mask`` as in ``histogram_u8``. Counts are integers: the result does not depend on threads.
+    ``mask``: (H, W) uint8, or zero-sized for "every pixel counts". Counts are integers: the
+    result does not depend on threads.
     """
     H, W, nc = img.shape
     bits = 8 * nc
@@ -523,6 +497,45 @@ def histogram_sorted(img, mask):
     out = np.empty(ustarts[-1], dtype=np.int64)
     _bucket_emit(low, starts, 1 << shift, ustarts, shift, codes, out)
     return codes, out
+
+
+@njit(cache=True)
+def merge_sorted(codes_a, counts_a, codes_b, counts_b, codes, counts):
+    """Merge two histograms of sorted distinct codes, adding the counts of codes in both.
+
+    codes, counts  # OUT (>= len(a) + len(b),): rows [0, m) filled. Returns m.
+    """
+    i = 0
+    j = 0
+    m = 0
+    na = codes_a.shape[0]
+    nb = codes_b.shape[0]
+    while i < na and j < nb:
+        if codes_a[i] < codes_b[j]:
+            codes[m] = codes_a[i]
+            counts[m] = counts_a[i]
+            i += 1
+        elif codes_b[j] < codes_a[i]:
+            codes[m] = codes_b[j]
+            counts[m] = counts_b[j]
+            j += 1
+        else:
+            codes[m] = codes_a[i]
+            counts[m] = counts_a[i] + counts_b[j]
+            i += 1
+            j += 1
+        m += 1
+    while i < na:
+        codes[m] = codes_a[i]
+        counts[m] = counts_a[i]
+        i += 1
+        m += 1
+    while j < nb:
+        codes[m] = codes_b[j]
+        counts[m] = counts_b[j]
+        j += 1
+        m += 1
+    return m
 
 
 #: ``coarse`` entry of a cell whose colours do not all have the same label.

@@ -76,13 +76,25 @@ def color_histogram(img: np.ndarray, mask: np.ndarray | None = None) -> tuple[np
 
 
 def merge_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Sum several (codes, counts) histograms into one, codes sorted."""
-    if len(parts) == 1:
-        return parts[0]
-    codes = np.concatenate([p[0] for p in parts])
-    counts = np.concatenate([p[1] for p in parts])
-    uniq, inv = np.unique(codes, return_inverse=True)
-    return uniq, np.bincount(inv, weights=counts, minlength=len(uniq)).astype(np.int64)
+    """Sum several (codes, counts) histograms, each with sorted distinct codes, into one.
+
+    Merged two at a time in a balanced tree, each merge one linear pass (``_kernels.merge_sorted``).
+    The result does not depend on the order of ``parts``.
+    """
+    parts = [(np.asarray(c, dtype=np.int64), np.asarray(n, dtype=np.int64)) for c, n in parts]
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    while len(parts) > 1:
+        merged = []
+        for a, b in zip(parts[::2], parts[1::2]):
+            codes = np.empty(a[0].shape[0] + b[0].shape[0], dtype=np.int64)
+            counts = np.empty_like(codes)
+            m = K.merge_sorted(a[0], a[1], b[0], b[1], codes, counts)
+            merged.append((codes[:m].copy(), counts[:m].copy()))
+        if len(parts) % 2:
+            merged.append(parts[-1])
+        parts = merged
+    return parts[0]
 
 
 def decode(codes: np.ndarray, n_channels: int) -> np.ndarray:

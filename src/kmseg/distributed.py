@@ -691,11 +691,10 @@ class _LargeJob:
     # ----------------------------------------------------------------- 8-bit: one histogram
 
     def fit_histogram(self, k, rng, options) -> dict[str, Any]:
-        nbins = 1 << (8 * self.nc)
         groups = self.groups(1 << 25)
         _grow(self.bar, len(self.regions))
         leaves = [(T.hist_group, (self.src, g, self.alpha), len(g)) for g in groups]
-        ac, root, weights = _reduce_tree(self.client, leaves, T.merge, nbins=nbins)
+        ac, root, weights = _reduce_tree(self.client, leaves, T.merge)
         codes, counts = _wait_tree(self.client, ac, root, weights, self.bar, self.name)
         self.mark("histogram")
         if codes.shape[0] == 0:
