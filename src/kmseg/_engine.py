@@ -355,7 +355,7 @@ def _lloyd_tree(X, weights, init, tree: KDTree, *, max_iter: int, tol_abs: float
     in the last bits otherwise. The run stops when an update leaves every centre as it was:
     then the labels cannot change again.
     """
-    n, nf = X.shape
+    nf = X.shape[1]
     k = init.shape[0]
     C = np.ascontiguousarray(init, dtype=np.float64).copy()
     m = tree.tasks.shape[0]
@@ -391,15 +391,17 @@ def _lloyd_tree(X, weights, init, tree: KDTree, *, max_iter: int, tol_abs: float
     return FitResult(C, labels, inertia_of(X, weights, C, labels), n_iter, converged, init.astype(np.float64))
 
 
-def use_tree(X: np.ndarray, k: int, method: str) -> bool:
+def use_tree(X: np.ndarray, k: int, method: str, facts: tuple[float, bool], exact: bool) -> bool:
     """Whether bounded Lloyd on the points ``X`` and ``k`` centres goes through a kd-tree.
 
     Only in few dimensions (``TREE_MAX_FEATURES``): a box's corners stop telling centres apart
-    as dimensions grow. And not on very many points (``TREE_MAX_POINTS``).
+    as dimensions grow. And not on very many points (``TREE_MAX_POINTS``). On data that are not
+    whole numbers (``facts``, from ``point_facts``) the tree's sums round differently from
+    Lloyd's, so there only when ``exact`` is False.
     """
     n, nf = X.shape
     return (method == "hamerly" and k >= TREE_MIN_K and TREE_MIN_POINTS <= n <= TREE_MAX_POINTS
-            and nf <= TREE_MAX_FEATURES)
+            and nf <= TREE_MAX_FEATURES and (facts[1] or not exact))
 
 
 def lloyd(X: np.ndarray, weights: np.ndarray | None, init: np.ndarray, **options) -> FitResult:
@@ -440,12 +442,12 @@ def _lloyd(
     """
     n, nf = X.shape
     k = init.shape[0]
-    if use_tree(X, k, method):
-        if facts is None:
-            facts = point_facts(X, weights)
-        if facts[1] or not exact:
-            tree = kdtree(X, weights) if tree is None else tree
-            return _lloyd_tree(X, weights, init, tree, max_iter=max_iter, tol_abs=tol_abs, trace=trace)
+    bounded = method == "hamerly"
+    if bounded and facts is None:
+        facts = point_facts(X, weights)
+    if bounded and use_tree(X, k, method, facts, exact):
+        tree = kdtree(X, weights) if tree is None else tree
+        return _lloyd_tree(X, weights, init, tree, max_iter=max_iter, tol_abs=tol_abs, trace=trace)
     w = _w(weights)
     C = np.ascontiguousarray(init, dtype=np.float64).copy()
     labels = np.full(n, -1, dtype=np.int32)
@@ -453,14 +455,13 @@ def _lloyd(
     p_sums = np.empty((nch, k, nf))
     p_counts = np.empty((nch, k))
     p_changed = np.empty(nch, dtype=np.int64)
-    bounded = method == "hamerly"
     active = None
     if bounded:
         ub = np.empty(n)
         lb = np.empty(n)
         D = np.zeros(k)  # how far each centre has moved in all
         G = 0.0  # the sum of the largest move of every iteration
-        scale, incremental = facts if facts is not None else point_facts(X, weights)
+        scale, incremental = facts
         slack = bound_slack(scale)
         active = _ActiveSet(X, w, labels, ub, lb, slack) if incremental and n >= ACTIVE_SET_MIN_POINTS else None
     converged = False
@@ -533,7 +534,7 @@ def lloyd_many(X: np.ndarray, weights: np.ndarray | None, inits: list[np.ndarray
         return []
     k = inits[0].shape[0]
     facts = point_facts(X, weights)
-    tree = kdtree(X, weights) if use_tree(X, k, method) and (facts[1] or not exact) else None
+    tree = kdtree(X, weights) if use_tree(X, k, method, facts, exact) else None
     if n >= PARALLEL_MIN_POINTS or method != "hamerly":
         return [lloyd(X, weights, c, max_iter=max_iter, method=method, facts=facts, exact=exact, tree=tree)
                 for c in inits]

@@ -868,12 +868,7 @@ def lloyd_runs(X, w, C, labels, max_iter, slack, n_iter, status, inertia):
         n_iter[r], status[r] = _lloyd_serial(X, w, C[r], labels[r], max_iter, slack)
         if status[r] == 0:
             for i in range(X.shape[0]):
-                best = np.inf
-                for j in range(C.shape[1]):
-                    d = _dist2(X, i, C[r], j)
-                    if d < best:
-                        best = d
-                        labels[r, i] = j
+                labels[r, i] = _nearest_two(X, i, C[r])[2]
             n_iter[r] += 1
         s = 0.0
         for i in range(X.shape[0]):
@@ -1186,6 +1181,13 @@ def kdtree_build(X, w, lo, step, bits, leaf_size):
 
 
 @njit(cache=True)
+def _filter_scratch(depth, k):
+    """(cand, s_node, s_off, s_cnt): ``_filter``'s candidate lists and stack for a tree of ``depth``."""
+    return (np.empty((depth + 2) * k, dtype=np.int64), np.empty(depth + 3, dtype=np.int64),
+            np.empty(depth + 3, dtype=np.int64), np.empty(depth + 3, dtype=np.int64))
+
+
+@njit(cache=True)
 def _filter(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
             sums, counts, labels_t, write_labels):
     """Add every point under ``root`` to the sums of its nearest centre (filtering algorithm).
@@ -1285,10 +1287,7 @@ def filter_step(C, Xt, wt, lo, hi, start, end, child, nsum, nw, depth, tasks, ep
     for t in prange(tasks.shape[0]):
         p_sums[t] = 0.0
         p_counts[t] = 0.0
-        cand = np.empty((depth + 2) * k, dtype=np.int64)
-        s_node = np.empty(depth + 3, dtype=np.int64)
-        s_off = np.empty(depth + 3, dtype=np.int64)
-        s_cnt = np.empty(depth + 3, dtype=np.int64)
+        cand, s_node, s_off, s_cnt = _filter_scratch(depth, k)
         _filter(tasks[t], C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
                 p_sums[t], p_counts[t], labels_t, write_labels)
 
@@ -1302,34 +1301,29 @@ def _filter_serial(C, Xt, wt, lo, hi, start, end, child, nsum, nw, depth, eps, m
     centres left in ``C``, in tree order (not written when status is -1).
     """
     k, nf = C.shape
-    cand = np.empty((depth + 2) * k, dtype=np.int64)
-    s_node = np.empty(depth + 3, dtype=np.int64)
-    s_off = np.empty(depth + 3, dtype=np.int64)
-    s_cnt = np.empty(depth + 3, dtype=np.int64)
+    cand, s_node, s_off, s_cnt = _filter_scratch(depth, k)
+    p_sums = np.empty((1, k, nf))
+    p_counts = np.empty((1, k))
     sums = np.empty((k, nf))
     counts = np.empty(k)
+    C_new = np.empty((k, nf))
+    shift2 = np.empty(k)
     n_iter = max_iter
     status = 0
     for it in range(max_iter):
-        sums[:] = 0.0
-        counts[:] = 0.0
+        p_sums[:] = 0.0
+        p_counts[:] = 0.0
         _filter(0, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
-                sums, counts, labels_t, False)
-        same = True
-        for j in range(k):
-            if not counts[j] > 0.0:
-                return it + 1, -1
-            for f in range(nf):
-                c = sums[j, f] / counts[j]
-                if c != C[j, f]:
-                    same = False
-                C[j, f] = c
-        if same:
+                p_sums[0], p_counts[0], labels_t, False)
+        if update_centres(p_sums, p_counts, 1, False, sums, counts, C, C_new, shift2):
+            return it + 1, -1
+        if (C_new == C).all():
             n_iter = max(it + 1, 2)
             status = 1
             break
+        C[:] = C_new
     _filter(0, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
-            sums, counts, labels_t, True)
+            p_sums[0], p_counts[0], labels_t, True)
     return n_iter + (1 - status), status
 
 

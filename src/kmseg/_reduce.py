@@ -210,7 +210,6 @@ def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, spa
                    point_facts(points, weights))
 
 
-
 #: Bits per channel of the coarse label table that ``paint`` tries first (2**18 cells for RGB).
 COARSE_BITS = 6
 #: From this many distinct colours on, ``paint`` looks labels up in the coarse table first.
