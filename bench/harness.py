@@ -321,9 +321,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def prefault(mb: int) -> float:
     """Write to ``mb`` MB of fresh memory once and free it; returns the seconds it took.
 
-    On a virtual machine the host may back guest memory only when it is first written, which
-    makes the first uses of fresh pages several times slower. Without this, that cost lands on
-    whichever method runs first after the process grows (kmseg runs first in every case).
+    On this virtual machine fresh pages cost several times more after memory has been given
+    back to the host or broken up by other allocations. Run before each method, it gives every
+    method the same memory state; without it the cost lands on whichever method runs first
+    after such a change (kmseg runs first in every case).
     """
     t0 = time.perf_counter()
     step = 256 << 20
