@@ -91,7 +91,7 @@ def _visits(monkeypatch) -> list[int]:
 
     def points(self, drift):
         out = real(self, drift)
-        sizes.append(out[0].shape[0])
+        sizes.append(self.n if out is None else out.shape[0])
         return out
 
     monkeypatch.setattr(_engine._ActiveSet, "points", points)
@@ -449,3 +449,83 @@ def test_histograms_merge_exactly_in_any_order():
         np.testing.assert_array_equal(codes, whole[0])
         np.testing.assert_array_equal(counts, whole[1])
     assert merge_histograms([])[0].shape == (0,)
+
+
+# --------------------------------------------------------------------------- first assignment, warm runs, k = 1
+
+
+@pytest.mark.parametrize("k", [5, 40])  # every centre compared; the ordered scan with its early stop
+def test_first_assignment_equals_an_exhaustive_search(k):
+    """Scanning from the previous point's centre finds the nearest and second-nearest centre exactly."""
+    rng = np.random.default_rng(k)
+    X = np.sort(rng.integers(0, 256, (20_000, 3)), axis=0).astype(np.float32)  # runs of similar points
+    C = rng.uniform(0, 255, (k, 3))
+    C[3] = C[1]  # a tie: the lower index wins
+    w = rng.integers(1, 50, X.shape[0]).astype(np.float64)
+    n, nch = X.shape[0], _kernels.n_chunks(X.shape[0])
+    cc, half, order = np.empty((k, k)), np.empty(k), np.empty((k, k - 1), dtype=np.int64)
+    _kernels.centre_geometry(C, cc, half, order)
+    labels, ub, lb = np.empty(n, dtype=np.int32), np.empty(n), np.empty(n)
+    sums, counts, changed = np.empty((nch, k, 3)), np.empty((nch, k)), np.empty(nch, dtype=np.int64)
+    _kernels.hamerly_first(X, w, C, cc, order, 1e-9, labels, ub, lb, sums, counts, changed)
+    d2 = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)
+    nearest = d2.argmin(1)
+    np.testing.assert_array_equal(labels, nearest)
+    assert not (labels == 3).any()
+    np.testing.assert_array_equal(ub, np.sqrt(d2.min(1)))
+    d2[np.arange(n), nearest] = np.inf
+    np.testing.assert_array_equal(lb, np.sqrt(d2.min(1)))
+    np.testing.assert_array_equal(counts.sum(0), np.bincount(labels, weights=w, minlength=k))
+    assert changed.sum() == n
+
+
+def test_coarse_to_fine_ends_on_point_bounds_bit_for_bit(photos, monkeypatch):
+    """The last run starts near its end: per-point bounds, not the kd-tree, and plain Lloyd's result."""
+    prep = kmseg.prepare(photos["astronaut.png"])
+    X, w = prep.reduced.points, prep.reduced.weights
+    monkeypatch.setattr(_engine, "TREE_MIN_POINTS", 1000)
+    runs = _tree_runs(monkeypatch)
+    res = _engine.fit(X, w, 20, rng=np.random.default_rng(1), coarse=prep.reduced.levels)
+    assert runs and X.shape[0] not in runs  # the summaries' runs took the tree, the last did not
+    ref = _engine.lloyd(X, w, res.start, max_iter=300, method="lloyd")
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    np.testing.assert_array_equal(res.centers, ref.centers)
+    assert res.n_iter == ref.n_iter and res.converged
+
+
+def test_inexact_runs_on_fractional_points_update_sums_by_the_moves(photos, monkeypatch):
+    """A run that only seeds a finer one updates fractional sums incrementally, on an active set:
+    it still ends at a fixed point, its centres the means of their points to rounding."""
+    X, w = kmseg.prepare(photos["astronaut.png"]).reduced.levels[-1]
+    assert not _engine.point_facts(X, w)[1]  # weighted means: not whole numbers
+    monkeypatch.setattr(_engine, "ACTIVE_SET_MIN_POINTS", 1000)
+    sizes = _visits(monkeypatch)
+    C0 = _engine.kmeans_plusplus(X, w, 8, np.random.default_rng(0))
+    C0 = _engine.lloyd(X, w, C0, max_iter=4, method="lloyd").centers  # a start near the end, as in fit
+    got = _engine.lloyd(X, w, C0, max_iter=300, exact=False)
+    assert got.converged and sizes and min(sizes) < X.shape[0] // 2
+    Xd = X.astype(np.float64)
+    d = ((Xd[:, None, :] - got.centers[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(got.labels, d.argmin(1))
+    means = np.array([np.average(Xd[got.labels == j], axis=0, weights=w[got.labels == j]) for j in range(8)])
+    np.testing.assert_allclose(got.centers, means, rtol=1e-12)
+    # The exact run does not touch the active set on such points: its sums are remade in Lloyd's order.
+    sizes.clear()
+    exact = _engine.lloyd(X, w, C0, max_iter=300)
+    ref = _engine.lloyd(X, w, C0, max_iter=300, method="lloyd")
+    assert sizes == []
+    np.testing.assert_array_equal(exact.centers, ref.centers)
+
+
+def test_one_cluster_is_the_weighted_mean_after_one_update(photos):
+    img = photos["coffee.png"]
+    prep = kmseg.prepare(img)
+    seg = prep.segment(1, seed=3)
+    X = img.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(seg.centers[0], X.mean(0), rtol=1e-12)
+    assert (seg.labels == 0).all() and seg.n_iter == 2 and seg.converged
+    assert seg.inertia == pytest.approx(((X - X.mean(0)) ** 2).sum(), rel=1e-12)
+    # Any start gives the same fixed point, bit for bit, as plain Lloyd.
+    red = prep.reduced
+    ref = _engine.lloyd(red.points, red.weights, red.points[-1:].astype(np.float64), max_iter=300, method="lloyd")
+    np.testing.assert_array_equal(to_features(seg.centers, "rgb", 255.0), ref.centers)
