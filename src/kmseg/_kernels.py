@@ -73,18 +73,26 @@ def _nearest_two(X, i, C):
 
 
 @njit(cache=True, inline="always")
+def _scan_all(X, i, C):
+    """As ``_scan_from`` (distances not squared), visiting every centre in index order.
+
+    With few centres this is faster: the ordered scan's square roots and unpredictable stop
+    cost more than the distances they save (measured: 1.3 to 1.9 times slower from k = 4 to
+    24 on the restarts' summaries). Callers choose by ``SCAN_ALL_MAX_K``, outside the point
+    loop's hot path: a choice made inside one helper compiled into slower code (measured).
+    """
+    b1, b2, bj = _nearest_two(X, i, C)
+    return np.sqrt(b1), np.sqrt(b2), bj
+
+
+@njit(cache=True, inline="always")
 def _scan_from(X, i, C, cc, order, a, u, slack):
     """Nearest and second-nearest distances (not squared) and the nearest's index, for a point
     at distance ``u`` from centre ``a``: the other centres are visited nearest to ``a`` first,
     stopping once ``cc[a, j] - u`` exceeds the second best, as no centre further on can come
     closer (triangle inequality). Ties go to the lowest index, as in Lloyd.
 
-    Up to ``SCAN_ALL_MAX_K`` centres it visits them all instead, in index order: the ordered
-    scan's square roots and unpredictable stop cost more than the distances it saves
-    (measured: 1.3 to 1.9 times slower from k = 4 to 24 on the restarts' summaries)."""
-    if C.shape[0] <= SCAN_ALL_MAX_K:
-        b1, b2, bj = _nearest_two(X, i, C)
-        return np.sqrt(b1), np.sqrt(b2), bj
+    Callers with at most ``SCAN_ALL_MAX_K`` centres call ``_scan_all`` instead."""
     r1 = u
     r2 = np.inf
     bj = a
@@ -195,7 +203,10 @@ def hamerly_first(X, w, C, cc, order, slack, labels, ub, lb, p_sums, p_counts, p
                 p_sums[c, j, f] = 0.0
         a = 0
         for i in range(start, end):
-            r1, r2, a = _scan_from(X, i, C, cc, order, a, np.sqrt(_dist2(X, i, C, a)), slack)
+            if k > SCAN_ALL_MAX_K:
+                r1, r2, a = _scan_from(X, i, C, cc, order, a, np.sqrt(_dist2(X, i, C, a)), slack)
+            else:
+                r1, r2, a = _scan_all(X, i, C)
             labels[i] = a
             ub[i] = r1
             lb[i] = r2
@@ -254,14 +265,16 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, l
                 lo = lb[i] - G - slack
                 bound = half_sep[a] if half_sep[a] > lo else lo
                 if ub[i] + D[a] + slack > bound:
-                    u = np.sqrt(_dist2(X, i, C, a))
-                    ub[i] = u - D[a]
-                    scan = u + slack > bound
+                    scan = True
+                    if k > SCAN_ALL_MAX_K:
+                        # Make the upper bound exact first: that may spare the scan. (With few
+                        # centres the scan costs little more than this distance.)
+                        u = np.sqrt(_dist2(X, i, C, a))
+                        ub[i] = u - D[a]
+                        scan = u + slack > bound
             if scan:
-                if full:
-                    b1, b2, bj = _nearest_two(X, i, C)
-                    r1 = np.sqrt(b1)
-                    r2 = np.sqrt(b2)
+                if full or k <= SCAN_ALL_MAX_K:
+                    r1, r2, bj = _scan_all(X, i, C)
                 else:
                     r1, r2, bj = _scan_from(X, i, C, cc, order, a, u, slack)
                 ub[i] = r1 - D[bj]
@@ -813,13 +826,13 @@ def sorted_bin_means(X, w, cells, low_bits, means, counts, ids):
 def _lloyd_serial(X, w, C, labels, max_iter, slack):
     """Weighted Lloyd on one thread, for the small summaries the restarts run on.
 
-    Hamerly's bounds, kept eagerly: the upper bound grows by its centre's move, the lower by
-    the largest move. A point whose bounds fail scans the other centres nearest first and
-    stops as ``hamerly_step`` does. Labels are plain Lloyd's (ties to the lowest index); cluster sums are
-    remade from all points, in order, every iteration. Returns (n_iter, status): status 1 when
-    no label changed (a fixed point), 0 when ``max_iter`` ran out, -1 when a cluster emptied
-    (the caller reruns that start on the general path, which relocates it). ``slack`` covers
-    rounding in the bounds, as in ``hamerly_step``.
+    Hamerly's bounds, kept as ``hamerly_step`` keeps them: relative to the drift so far, so a
+    point that passes its test costs one comparison and no write. A point whose bounds fail
+    is scanned as there (``_scan_from``). Labels are plain Lloyd's (ties to the lowest
+    index); cluster sums are remade from all points, in order, every iteration. Returns
+    (n_iter, status): status 1 when no label changed (a fixed point), 0 when ``max_iter`` ran
+    out, -1 when a cluster emptied (the caller reruns that start on the general path, which
+    relocates it). ``slack`` covers rounding in the bounds, as in ``hamerly_step``.
     C       # IN/OUT (k, nf) float64
     labels  # OUT (n,) int32
     """
@@ -831,7 +844,8 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
     sums = np.zeros((k, nf))
     counts = np.zeros(k)
     half = np.empty(k)
-    move = np.empty(k)
+    D = np.zeros(k)  # how far each centre has moved in all
+    G = 0.0  # the sum of the largest move of every iteration
     cc = np.empty((k, k))
     order = np.empty((k, max(k - 1, 0)), dtype=np.int64)
     for it in range(max_iter):
@@ -841,26 +855,35 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
         for i in range(n):
             if it == 0:
                 # Scanned from the previous point's centre, as in ``hamerly_first``.
-                r1, r2, a = _scan_from(X, i, C, cc, order, a, np.sqrt(_dist2(X, i, C, a)), slack)
+                if k > SCAN_ALL_MAX_K:
+                    r1, r2, a = _scan_from(X, i, C, cc, order, a, np.sqrt(_dist2(X, i, C, a)), slack)
+                else:
+                    r1, r2, a = _scan_all(X, i, C)
                 ub[i] = r1
                 lb[i] = r2
                 labels[i] = a
                 changed += 1
-            else:
-                a = labels[i]
-                bound = (lb[i] if lb[i] > half[a] else half[a]) - slack
-                if ub[i] + slack <= bound:
-                    continue
+                continue
+            a = labels[i]
+            lo = lb[i] - G - slack
+            bound = half[a] if half[a] > lo else lo
+            if ub[i] + D[a] + slack <= bound:
+                continue
+            if k > SCAN_ALL_MAX_K:
+                # Make the upper bound exact first: that may spare the scan. (With few centres
+                # the scan costs little more than this distance.)
                 u = np.sqrt(_dist2(X, i, C, a))
-                ub[i] = u
+                ub[i] = u - D[a]
                 if u + slack <= bound:
                     continue
                 r1, r2, bj = _scan_from(X, i, C, cc, order, a, u, slack)
-                ub[i] = r1
-                lb[i] = r2
-                if bj != a:
-                    changed += 1
-                    labels[i] = bj
+            else:
+                r1, r2, bj = _scan_all(X, i, C)
+            ub[i] = r1 - D[bj]
+            lb[i] = r2 + G
+            if bj != a:
+                changed += 1
+                labels[i] = bj
         if it > 0 and changed == 0:
             return it + 1, 1
         sums[:] = 0.0
@@ -881,12 +904,10 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
                 t = c - C[j, f]
                 d += t * t
                 C[j, f] = c
-            move[j] = np.sqrt(d)
-            if move[j] > big:
-                big = move[j]
-        for i in range(n):
-            ub[i] += move[labels[i]]
-            lb[i] -= big
+            move = np.sqrt(d)
+            D[j] += move
+            big = max(big, move)
+        G += big
     return max_iter, 0
 
 
@@ -1217,6 +1238,43 @@ def _filter_scratch(depth, k):
             np.empty(depth + 3, dtype=np.int64), np.empty(depth + 3, dtype=np.int64))
 
 
+@njit(cache=True, inline="always")
+def _mid_dist2(lo, hi, node, C, j):
+    """Squared distance from the middle of box ``node`` to centre j (3 features written out)."""
+    if C.shape[1] == 3:
+        q0 = 0.5 * (lo[node, 0] + hi[node, 0]) - C[j, 0]
+        q1 = 0.5 * (lo[node, 1] + hi[node, 1]) - C[j, 1]
+        q2 = 0.5 * (lo[node, 2] + hi[node, 2]) - C[j, 2]
+        return q0 * q0 + q1 * q1 + q2 * q2
+    d = 0.0
+    for f in range(C.shape[1]):
+        q = 0.5 * (lo[node, f] + hi[node, f]) - C[j, f]
+        d += q * q
+    return d
+
+
+@njit(cache=True, inline="always")
+def _corner_gap(lo, hi, node, C, z, j):
+    """|v - C[j]|^2 - |v - C[z]|^2 at the corner v of box ``node`` furthest toward centre j
+    from centre z: the least by which any point of the box is closer to z than to j."""
+    if C.shape[1] == 3:
+        v0 = hi[node, 0] if C[j, 0] > C[z, 0] else lo[node, 0]
+        v1 = hi[node, 1] if C[j, 1] > C[z, 1] else lo[node, 1]
+        v2 = hi[node, 2] if C[j, 2] > C[z, 2] else lo[node, 2]
+        a0, a1, a2 = v0 - C[z, 0], v1 - C[z, 1], v2 - C[z, 2]
+        b0, b1, b2 = v0 - C[j, 0], v1 - C[j, 1], v2 - C[j, 2]
+        return (b0 * b0 + b1 * b1 + b2 * b2) - (a0 * a0 + a1 * a1 + a2 * a2)
+    dz = 0.0
+    dj = 0.0
+    for f in range(C.shape[1]):
+        v = hi[node, f] if C[j, f] > C[z, f] else lo[node, f]
+        a = v - C[z, f]
+        b = v - C[j, f]
+        dz += a * a
+        dj += b * b
+    return dj - dz
+
+
 @njit(cache=True)
 def _filter(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
             sums, counts, labels_t, write_labels):
@@ -1249,27 +1307,14 @@ def _filter(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_n
             best = np.inf
             for t in range(cnt):
                 j = cand[off + t]
-                d = 0.0
-                for f in range(nf):
-                    q = 0.5 * (lo[node, f] + hi[node, f]) - C[j, f]
-                    d += q * q
-                if d < best:
-                    best = d
-                    zs = j
+                d = _mid_dist2(lo, hi, node, C, j)
+                zs = j if d < best else zs  # selects, as in ``_nearest``
+                best = min(best, d)
         m = 0
         for t in range(cnt):
             j = cand[off + t]
-            if j != zs:
-                dz = 0.0
-                dj = 0.0
-                for f in range(nf):
-                    v = hi[node, f] if C[j, f] > C[zs, f] else lo[node, f]
-                    a = v - C[zs, f]
-                    b = v - C[j, f]
-                    dz += a * a
-                    dj += b * b
-                if dj - dz > eps:
-                    continue
+            if j != zs and _corner_gap(lo, hi, node, C, zs, j) > eps:
+                continue
             cand[top + m] = j
             m += 1
         if m == 1:
