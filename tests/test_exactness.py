@@ -91,19 +91,21 @@ def _visits(monkeypatch) -> list[int]:
 
     def points(self, drift):
         out = real(self, drift)
-        sizes.append(self.n if out is None else out.shape[0])
+        sizes.append(out[5].shape[0] if out[6] else out[0].shape[0])
         return out
 
     monkeypatch.setattr(_engine._ActiveSet, "points", points)
     return sizes
 
 
+@pytest.mark.parametrize("copies", [False, True])  # visits by index; to copies written back
 @pytest.mark.parametrize("k", [3, 8, 24])
-def test_active_set_path_equals_plain_lloyd(photos, monkeypatch, k):
+def test_active_set_path_equals_plain_lloyd(photos, monkeypatch, k, copies):
     """Visiting only the points whose bounds may fail gives plain Lloyd's labels and centres, bit for bit."""
     prep = kmseg.prepare(photos["astronaut.png"])
     X, w = prep.reduced.points, prep.reduced.weights
     monkeypatch.setattr(_engine, "ACTIVE_SET_MIN_POINTS", 1000)
+    monkeypatch.setattr(_engine, "ACTIVE_COPY_MIN_POINTS", 1000 if copies else 10**9)
     monkeypatch.setattr(_engine, "TREE_MIN_K", 10**9)  # per-point bounds at every k here
     sizes = _visits(monkeypatch)
     C0 = _engine.kmeans_plusplus(X, w, k, np.random.default_rng(k))
