@@ -509,7 +509,7 @@ def _lloyd(
                 Xv, wv, lv, uv, bv, idx, subset = (X, w, labels, ub, lb, _NO_INDEX, False) if active is None \
                     else active.points(D + G)
                 m = K.n_chunks(idx.shape[0] if subset else Xv.shape[0])
-                K.hamerly_step(Xv, wv, C, cc, order, half_sep, D, G, slack, False, incremental, lv, uv, bv,
+                K.hamerly_step(Xv, wv, C, cc, order, half_sep, D, G, slack, incremental, lv, uv, bv,
                                idx, subset, p_sums[:m], p_counts[:m], p_changed[:m])
         else:
             m = nch
@@ -618,7 +618,8 @@ def fit(
     points per cluster; the best of them is refined on each finer summary in turn and last on
     ``X`` itself. That last run is plain Lloyd on ``X``,
     so the result is a Lloyd fixed point of ``X``; the finer levels only give it a start close
-    to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``.
+    to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``; so
+    does ``k = 1``, where every start gives the same result.
     ``facts``: ``point_facts(X, weights)``, when known.
 
     Returns fewer than ``k`` centres only if ``X`` has fewer than ``k`` distinct points.

@@ -220,9 +220,10 @@ def hamerly_first(X, w, C, cc, order, slack, labels, ub, lb, p_sums, p_counts, p
 
 
 @njit(cache=True, parallel=True)
-def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, labels, ub, lb, idx, subset,
+def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels, ub, lb, idx, subset,
                  p_sums, p_counts, p_changed):
     """One Lloyd iteration with Hamerly's bounds, applied lazily; labels exactly as ``lloyd_step``.
+    The first iteration, which has no bounds yet, is ``hamerly_first``.
 
     A point keeps an upper bound on the distance to its centre and a lower bound on the
     distance to every other centre. They are stored relative to the drift so far, so nothing is
@@ -230,16 +231,16 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, l
     ``G`` the total of the largest move of each iteration, and the bounds now are
     ``ub[i] + D[a]`` and ``lb[i] - G``. A point is skipped while its upper bound is at
     most the larger of its lower bound and ``half_sep[a]``, half the distance from its centre to
-    the next centre. Otherwise the upper bound is made exact (one distance) and tested again.
-    Only then is the point scanned, visiting the other centres in order of their distance
+    the next centre. Otherwise, with more than ``SCAN_ALL_MAX_K`` centres, the upper bound is
+    made exact (one distance) and tested again, and only then is the point scanned, visiting the other centres in order of their distance
     ``cc[a, j]`` from its centre ``a`` (``order[a]``) and stopping once ``cc[a, j] - u`` exceeds
     the second-best distance: by the triangle inequality no centre further on can come closer
-    than ``cc[a, j] - u``, so the second best found is the lower bound. Ties go to the lowest
-    index, as in Lloyd.
+    than ``cc[a, j] - u``, so the second best found is the lower bound. With fewer centres it
+    is compared with every centre at once (``_scan_all``). Ties go to the lowest index, as in
+    Lloyd.
 
-    full          scan every point against every centre (first iteration; labels may be -1)
-    incremental   when not ``full``: p_sums/p_counts receive the *changes* of the cluster sums
-                  caused by the points that moved; otherwise the complete per-chunk sums
+    incremental   p_sums/p_counts receive the *changes* of the cluster sums caused by the
+                  points that moved; otherwise the complete per-chunk sums
     labels, ub, lb   # IN/OUT
     idx, subset   when ``subset``, visit only the points ``idx`` (ascending; see ``select_due``),
                   the others keep their labels and bounds; else visit every point
@@ -261,21 +262,20 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, l
         for t in range(start, end):
             i = idx[t] if subset else t
             a = labels[i]
-            scan = full
+            scan = False
             u = 0.0
-            if not full:
-                lo = lb[i] - G - slack
-                bound = half_sep[a] if half_sep[a] > lo else lo
-                if ub[i] + D[a] + slack > bound:
-                    scan = True
-                    if k > SCAN_ALL_MAX_K:
-                        # Make the upper bound exact first: that may spare the scan. (With few
-                        # centres the scan costs little more than this distance.)
-                        u = np.sqrt(_dist2(X, i, C, a))
-                        ub[i] = u - D[a]
-                        scan = u + slack > bound
+            lo = lb[i] - G - slack
+            bound = half_sep[a] if half_sep[a] > lo else lo
+            if ub[i] + D[a] + slack > bound:
+                scan = True
+                if k > SCAN_ALL_MAX_K:
+                    # Make the upper bound exact first: that may spare the scan. (With few
+                    # centres the scan costs little more than this distance.)
+                    u = np.sqrt(_dist2(X, i, C, a))
+                    ub[i] = u - D[a]
+                    scan = u + slack > bound
             if scan:
-                if full or k <= SCAN_ALL_MAX_K:
+                if k <= SCAN_ALL_MAX_K:
                     r1, r2, bj = _scan_all(X, i, C)
                 else:
                     r1, r2, bj = _scan_from(X, i, C, cc, order, a, u, slack)
@@ -284,7 +284,7 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, l
                 if bj != a:
                     changed += 1
                     labels[i] = bj
-                    if incremental and not full:
+                    if incremental:
                         wi = 1.0 if unit else w[i]
                         p_counts[c, a] -= wi
                         p_counts[c, bj] += wi
@@ -292,7 +292,7 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, full, incremental, l
                             p_sums[c, a, f] -= wi * X[i, f]
                             p_sums[c, bj, f] += wi * X[i, f]
                 a = bj
-            if full or not incremental:
+            if not incremental:
                 wi = 1.0 if unit else w[i]
                 p_counts[c, a] += wi
                 for f in range(nf):
