@@ -412,8 +412,9 @@ def use_tree(X: np.ndarray, k: int, method: str, facts: tuple[float, bool], exac
     The tree pays when many labels change: with many centres, per-point bounds weaken as
     more centres move, while the tree settles whole boxes of points at once. A ``warm`` run
     (one that starts from a finer summary's fixed point, close to its own) changes few labels,
-    and the active set of per-point bounds skips the rest; it is faster there (measured: 2 MP
-    at k = 16 to 64, 1.4 to 1.7 times), so a warm run never takes the tree.
+    and the active set of per-point bounds skips the rest; it is faster there (measured on the
+    exact colours: 2 MP at k = 16 to 64, 1.1 to 1.9 times; 12 MP at k = 64, 1.05 to 1.25
+    times), so a warm run never takes the tree.
 
     Only in few dimensions (``TREE_MAX_FEATURES``): a box's corners stop telling centres apart
     as dimensions grow. And not on very many points (``TREE_MAX_POINTS``). On data that are not

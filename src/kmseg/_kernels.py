@@ -18,7 +18,8 @@ import numpy as np
 from numba import njit, prange
 
 CHUNK = 8192
-#: Up to this many centres, a point whose bounds fail is compared with every centre (``_scan_from``).
+#: Up to this many centres, a point whose bounds fail is compared with every centre (``_scan_all``),
+#: not scanned nearest first (``_scan_from``).
 SCAN_ALL_MAX_K = 16
 
 
@@ -118,7 +119,7 @@ def min_dist2_update(X, C, j, d2):
 @njit(cache=True, parallel=True)
 def trial_potentials(X, w, d2, cands, out):
     """out[c, t] = sum over chunk c of w * min(d2, |X - cands[t]|^2).   # OUT out (nchunks, T)"""
-    n, nf = X.shape
+    n = X.shape[0]
     T = cands.shape[0]
     nch = out.shape[0]
     unit = w.shape[0] == 0
@@ -155,16 +156,13 @@ def lloyd_step(X, w, C, labels, p_sums, p_counts, p_changed):
     p_changed   # OUT (nchunks,): per-chunk number of labels that changed
     """
     n, nf = X.shape
-    k = C.shape[0]
     nch = p_sums.shape[0]
     unit = w.shape[0] == 0
     for c in prange(nch):
         start = c * CHUNK
         end = min(n, start + CHUNK)
-        for j in range(k):
-            p_counts[c, j] = 0.0
-            for f in range(nf):
-                p_sums[c, j, f] = 0.0
+        p_sums[c] = 0.0
+        p_counts[c] = 0.0
         changed = 0
         for i in range(start, end):
             _, bj = _nearest(X, i, C)
@@ -199,10 +197,8 @@ def hamerly_first(X, w, C, cc, order, slack, labels, ub, lb, p_sums, p_counts, p
     for c in prange(p_sums.shape[0]):
         start = c * CHUNK
         end = min(n, start + CHUNK)
-        for j in range(k):
-            p_counts[c, j] = 0.0
-            for f in range(nf):
-                p_sums[c, j, f] = 0.0
+        p_sums[c] = 0.0
+        p_counts[c] = 0.0
         a = 0
         for i in range(start, end):
             if k > SCAN_ALL_MAX_K:
@@ -232,8 +228,9 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
     ``ub[i] + D[a]`` and ``lb[i] - G``. A point is skipped while its upper bound is at
     most the larger of its lower bound and ``half_sep[a]``, half the distance from its centre to
     the next centre. Otherwise, with more than ``SCAN_ALL_MAX_K`` centres, the upper bound is
-    made exact (one distance) and tested again, and only then is the point scanned, visiting the other centres in order of their distance
-    ``cc[a, j]`` from its centre ``a`` (``order[a]``) and stopping once ``cc[a, j] - u`` exceeds
+    made exact (one distance) and tested again, and only then is the point scanned, visiting
+    the other centres in order of their distance ``cc[a, j]`` from its centre ``a``
+    (``order[a]``) and stopping once ``cc[a, j] - u`` exceeds
     the second-best distance: by the triangle inequality no centre further on can come closer
     than ``cc[a, j] - u``, so the second best found is the lower bound. With fewer centres it
     is compared with every centre at once (``_scan_all``). Ties go to the lowest index, as in
@@ -254,10 +251,8 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
     for c in prange(nch):
         start = c * CHUNK
         end = min(n, start + CHUNK)
-        for j in range(k):
-            p_counts[c, j] = 0.0
-            for f in range(nf):
-                p_sums[c, j, f] = 0.0
+        p_sums[c] = 0.0
+        p_counts[c] = 0.0
         changed = 0
         for t in range(start, end):
             i = idx[t] if subset else t
@@ -830,7 +825,7 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
 
     Hamerly's bounds, kept as ``hamerly_step`` keeps them: relative to the drift so far, so a
     point that passes its test costs one comparison and no write. A point whose bounds fail
-    is scanned as there (``_scan_from``). Labels are plain Lloyd's (ties to the lowest
+    is scanned as there (``_scan_from``, or ``_scan_all`` with few centres). Labels are plain Lloyd's (ties to the lowest
     index); cluster sums are remade from all points, in order, every iteration. Returns
     (n_iter, status): status 1 when no label changed (a fixed point), 0 when ``max_iter`` ran
     out, -1 when a cluster emptied (the caller reruns that start on the general path, which
@@ -929,7 +924,7 @@ def lloyd_runs(X, w, C, labels, max_iter, slack, n_iter, status, inertia):
         n_iter[r], status[r] = _lloyd_serial(X, w, C[r], labels[r], max_iter, slack)
         if status[r] == 0:
             for i in range(X.shape[0]):
-                labels[r, i] = _nearest_two(X, i, C[r])[2]
+                labels[r, i] = _nearest(X, i, C[r])[1]
             n_iter[r] += 1
         s = 0.0
         for i in range(X.shape[0]):
