@@ -172,8 +172,19 @@ def test_seed_makes_runs_reproducible(photos):
     np.testing.assert_array_equal(a.centers, b.centers)
 
 
-def test_radix_histogram_on_a_large_image(photos):
-    """Colours are counted by a radix partition over many row blocks: exact, with and without a mask."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_radix_histogram_on_a_large_image(photos, threads):
+    """Colours are counted by a radix partition over many row blocks: exact, with and without a
+    mask, whether one thread marks every colour's bit or two threads each mark their own rows'."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        _check_radix_histogram(photos)
+    finally:
+        numba.set_num_threads(before)
+
+
+def _check_radix_histogram(photos):
     from kmseg._reduce import color_histogram
 
     big = np.tile(photos["astronaut.png"], (4, 4, 1))  # 4 MP: 16 row blocks

@@ -14,6 +14,7 @@ Conventions (from scikit-learn's ``_k_means_lloyd.pyx``):
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -405,18 +406,26 @@ def _code(img, y, x):
 
 
 @njit(cache=True, parallel=True)
-def _radix_count(img, mask, rows, shift, counts):
-    """counts[b, h] = pixels of row block b whose code's high part (code >> shift) is h."""
+def _radix_count(img, mask, rows, shift, counts, seen):
+    """counts[b, h] = pixels of row block b whose code's high part (code >> shift) is h.
+
+    seen  # IN/OUT (threads, 2**bits / 64) uint64, zeroed: each thread sets the bit of every
+          code it meets in its own row, so the union of the rows is the set of colours present
+    """
     H, W = img.shape[0], img.shape[1]
     use_mask = mask.shape[0] != 0
+    one = np.uint64(1)
     for b in prange(counts.shape[0]):
+        bits = seen[numba.get_thread_id()]
         cnt = counts[b]
         cnt[:] = 0
         for y in range(b * rows, min(H, (b + 1) * rows)):
             for x in range(W):
                 if use_mask and mask[y, x] == 0:
                     continue
-                cnt[_code(img, y, x) >> shift] += 1
+                code = _code(img, y, x)
+                cnt[code >> shift] += 1
+                bits[code >> 6] |= one << np.uint64(code & 63)
 
 
 @njit(cache=True, parallel=True)
@@ -453,47 +462,42 @@ def _popcount(x):
 
 
 @njit(cache=True, parallel=True)
-def _bucket_distinct(low, starts, nlow, nu):
-    """nu[h] = how many distinct low parts bucket h holds (one bit per value).   # OUT nu"""
-    nb = nu.shape[0]
-    one = np.uint64(1)
-    for task in prange((nb + _BUCKETS_PER_TASK - 1) // _BUCKETS_PER_TASK):
-        bits = np.zeros((nlow + 63) // 64, dtype=np.uint64)
-        for h in range(task * _BUCKETS_PER_TASK, min(nb, (task + 1) * _BUCKETS_PER_TASK)):
-            for t in range(starts[h], starts[h + 1]):
-                v = np.int64(low[t])
-                bits[v >> 6] |= one << np.uint64(v & 63)
-            m = 0
-            for wi in range(bits.shape[0]):
-                m += _popcount(bits[wi])
-                bits[wi] = 0
-            nu[h] = m
+def _bucket_distinct(seen, shift, nu):
+    """OR every thread's bitmap into ``seen[0]``; nu[h] = the distinct codes of bucket h.   # OUT nu"""
+    words = 1 << (shift - 6)
+    for h in prange(nu.shape[0]):
+        m = 0
+        for wi in range(h * words, (h + 1) * words):
+            word = seen[0, wi]
+            for t in range(1, seen.shape[0]):
+                word |= seen[t, wi]
+            seen[0, wi] = word
+            m += _popcount(word)
+        nu[h] = m
 
 
 @njit(cache=True, parallel=True)
-def _bucket_emit(low, starts, nlow, ustarts, shift, codes, counts):
+def _bucket_emit(low, starts, seen, ustarts, shift, codes, counts):
     """Each bucket's distinct codes, ascending, and their counts, written from ``ustarts[h]``.
 
-    Occupied values are found through a bitmap, one bit per value, read a 64-bit word at a
-    time (lowest set bit by de Bruijn multiplication), so empty stretches cost one test per
-    word and the cost follows the pixels, not the table's size.
+    Each bucket is counted in a table of its low parts that stays in cache; its occupied values
+    are read off the bitmap ``seen`` (one bit per code, from ``_bucket_distinct``) a 64-bit word
+    at a time (lowest set bit by de Bruijn multiplication), so empty stretches cost one test
+    per word and the cost follows the pixels, not the table's size.
     codes, counts  # OUT (ustarts[-1],) int64
     """
     nb = ustarts.shape[0] - 1
-    nwords = (nlow + 63) // 64
+    words = 1 << (shift - 6)
     one = np.uint64(1)
     for task in prange((nb + _BUCKETS_PER_TASK - 1) // _BUCKETS_PER_TASK):
-        tab = np.zeros(nlow, dtype=np.uint32)
-        bits = np.zeros(nwords, dtype=np.uint64)
+        tab = np.zeros(1 << shift, dtype=np.uint32)
         for h in range(task * _BUCKETS_PER_TASK, min(nb, (task + 1) * _BUCKETS_PER_TASK)):
             for t in range(starts[h], starts[h + 1]):
-                v = np.int64(low[t])
-                tab[v] += 1
-                bits[v >> 6] |= one << np.uint64(v & 63)
+                tab[np.int64(low[t])] += 1
             u = ustarts[h]
             high = np.int64(h) << shift
-            for wi in range(nwords):
-                word = bits[wi]
+            for wi in range(words):
+                word = seen[h * words + wi]
                 while word != 0:
                     lsb = word & (~word + one)
                     v = wi * 64 + _DEBRUIJN_INDEX[np.int64((lsb * _DEBRUIJN) >> np.uint64(58))]
@@ -502,7 +506,6 @@ def _bucket_emit(low, starts, nlow, ustarts, shift, codes, counts):
                     tab[v] = 0
                     u += 1
                     word ^= lsb
-                bits[wi] = 0
 
 
 #: Low code bits counted per bucket: 2**14-entry tables stay in cache, 2**10 buckets keep the scatter local.
@@ -513,11 +516,12 @@ def histogram_sorted(img, mask):
     """Sorted distinct packed codes of an 8-bit (H, W, C<=3) image and their counts.
 
     A radix partition: pixels are bucketed by the high bits of their code (one counting pass,
-    one scatter pass of the low ``RADIX_LOW_BITS`` bits). A pass over each bucket's bitmap
-    counts its distinct values, which fixes where each bucket's output starts; then each
-    bucket is counted in a small table that stays in cache and its distinct values are
-    written straight to their place. Every pass is sequential in memory, unlike counting in a
-    2**24 table, and the only pixel-sized buffer is the scatter's (2 bytes a pixel).
+    one scatter pass of the low ``RADIX_LOW_BITS`` bits). The counting pass also marks every
+    code in a bitmap (2 MB a thread for RGB), whose popcounts fix where each bucket's output
+    starts; then each bucket is counted in a small table that stays in cache and its distinct
+    values are written straight to their place. The pixels are read twice and the scatter's
+    buffer (2 bytes a pixel, the only pixel-sized one) twice, each pass in order in memory,
+    unlike counting in a 2**24 table.
     ``mask``: (H, W) uint8, or zero-sized for "every pixel counts". Counts are integers: the
     result does not depend on threads.
     """
@@ -526,7 +530,8 @@ def histogram_sorted(img, mask):
     shift = min(RADIX_LOW_BITS, bits)
     rows = max(1, (1 << 18) // max(W, 1))
     counts = np.empty(((H + rows - 1) // rows, 1 << (bits - shift)), dtype=np.int64)
-    _radix_count(img, mask, rows, shift, counts)
+    seen = np.zeros((numba.get_num_threads(), 1 << (bits - 6)), dtype=np.uint64)
+    _radix_count(img, mask, rows, shift, counts, seen)
     # Bucket-major, row blocks in order within a bucket.
     flat = counts.T.ravel()
     offs = np.zeros(flat.shape[0] + 1, dtype=np.int64)
@@ -537,12 +542,12 @@ def histogram_sorted(img, mask):
     _radix_scatter(img, mask, rows, shift, offsets, low)
     # Count each bucket's distinct values first, so they are written straight to their place.
     nu = np.empty(counts.shape[1], dtype=np.int64)
-    _bucket_distinct(low, starts, 1 << shift, nu)
+    _bucket_distinct(seen, shift, nu)
     ustarts = np.zeros(nu.shape[0] + 1, dtype=np.int64)
     np.cumsum(nu, out=ustarts[1:])
     codes = np.empty(ustarts[-1], dtype=np.int64)
     out = np.empty(ustarts[-1], dtype=np.int64)
-    _bucket_emit(low, starts, 1 << shift, ustarts, shift, codes, out)
+    _bucket_emit(low, starts, seen[0], ustarts, shift, codes, out)
     return codes, out
 
 
