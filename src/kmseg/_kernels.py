@@ -110,6 +110,24 @@ def _scan_from(X, i, C, cc, order, a, u, slack):
     return r1, r2, bj
 
 
+@njit(cache=True, inline="always")
+def _potential(X, w, d2, P, p, start, end):
+    """The sum over the points [start, end) of w * min(d2, |X - P[p]|^2), in point order."""
+    unit = w.shape[0] == 0
+    total = 0.0
+    if X.shape[1] == 3:
+        p0, p1, p2 = np.float64(P[p, 0]), np.float64(P[p, 1]), np.float64(P[p, 2])
+        for i in range(start, end):
+            a0 = np.float64(X[i, 0]) - p0
+            a1 = np.float64(X[i, 1]) - p1
+            a2 = np.float64(X[i, 2]) - p2
+            total += (1.0 if unit else w[i]) * min(a0 * a0 + a1 * a1 + a2 * a2, d2[i])
+        return total
+    for i in range(start, end):
+        total += (1.0 if unit else w[i]) * min(_dist2(X, i, P, p), d2[i])
+    return total
+
+
 @njit(cache=True, parallel=True)
 def min_dist2_update(X, C, j, d2):
     """d2[i] = min(d2[i], |X[i] - C[j]|^2).   # IN/OUT d2"""
@@ -121,18 +139,9 @@ def min_dist2_update(X, C, j, d2):
 def trial_potentials(X, w, d2, cands, out):
     """out[c, t] = sum over chunk c of w * min(d2, |X - cands[t]|^2).   # OUT out (nchunks, T)"""
     n = X.shape[0]
-    T = cands.shape[0]
-    nch = out.shape[0]
-    unit = w.shape[0] == 0
-    for c in prange(nch):
-        start = c * CHUNK
-        end = min(n, start + CHUNK)
-        for t in range(T):
-            out[c, t] = 0.0
-        for i in range(start, end):
-            wi = 1.0 if unit else w[i]
-            for t in range(T):
-                out[c, t] += wi * min(_dist2(X, i, cands, t), d2[i])
+    for c in prange(out.shape[0]):
+        for t in range(cands.shape[0]):
+            out[c, t] = _potential(X, w, d2, cands, t, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
 @njit(cache=True, parallel=True)
@@ -1012,11 +1021,9 @@ def kmeanspp_serial(X, w, first, U, centers):
             cand[t] = min(lo, n - 1)
         for c in range(nch):
             for t in range(T):
-                part[c, t] = 0.0
-            for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-                wi = 1.0 if unit else w[i]
-                for t in range(T):
-                    part[c, t] += wi * min(_dist2(X, i, X, cand[t]), d2[i])
+                # One candidate at a time, its sum in a local: the same additions in the same
+                # order as point by point over every candidate, without a store between them.
+                part[c, t] = _potential(X, w, d2, X, cand[t], c * CHUNK, min(n, (c + 1) * CHUNK))
         best = 0
         best_pot = np.inf
         for t in range(T):
