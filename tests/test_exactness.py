@@ -352,6 +352,23 @@ def test_tree_path_equals_plain_lloyd(photos, monkeypatch, k):
         assert a.n_iter == b.n_iter and not a.converged
 
 
+@pytest.mark.parametrize("nf", [2, 4])
+def test_tree_path_in_other_dimensions_equals_plain_lloyd(monkeypatch, nf):
+    """The general filter (colours have their own, written out for 3 features) is exact too."""
+    rng = np.random.default_rng(nf)
+    X = np.rint(rng.normal(0, 40, (6000, nf)) + rng.integers(0, 4, (6000, 1)) * 90).astype(np.float32)
+    w = rng.integers(1, 9, X.shape[0]).astype(np.float64)
+    monkeypatch.setattr(_engine, "TREE_MIN_POINTS", 1000)
+    runs = _tree_runs(monkeypatch)
+    C0 = _engine.kmeans_plusplus(X, w, 20, rng)
+    a = _engine.lloyd(X, w, C0, max_iter=300)
+    b = _engine.lloyd(X, w, C0, max_iter=300, method="lloyd")
+    assert runs == [X.shape[0]]
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centers, b.centers)
+    assert a.n_iter == b.n_iter and a.converged
+
+
 def test_tree_path_from_a_fixed_point_and_with_an_emptied_cluster(monkeypatch):
     rng = np.random.default_rng(2)
     X = np.rint(np.concatenate([rng.normal(c, 3, (3000, 3)) for c in (20, 60, 100, 140, 180, 220)])).astype(np.float32)
