@@ -484,6 +484,29 @@ def test_histograms_merge_exactly_in_any_order():
 # --------------------------------------------------------------------------- first assignment, warm runs, k = 1
 
 
+def test_centre_order_resorted_from_the_last_equals_a_fresh_sort():
+    """``centre_geometry`` re-sorts the previous iteration's order by insertion: the same order as
+    sorting afresh, ties by index, whatever order it starts from."""
+    rng = np.random.default_rng(0)
+    k = 40
+    C = rng.uniform(0, 255, (k, 3))
+    C[7] = C[2]  # ties: equal distances from every other centre
+    cc, half, order = np.empty((k, k)), np.empty(k), np.empty((k, k - 1), dtype=np.int64)
+    _kernels.centre_geometry(C, cc, half, order)
+    moved = C + rng.normal(0, 3, C.shape)
+    moved[7] = moved[2]
+    fresh = np.empty_like(order)
+    cc2, half2 = np.empty((k, k)), np.empty(k)
+    _kernels.centre_geometry(moved, cc2, half2, fresh)
+    assert (np.diff(cc2[np.arange(k)[:, None], fresh], axis=1) >= 0).all()
+    for start in (order.copy(), np.array([rng.permutation(row) for row in order])):
+        cc3, half3 = np.empty((k, k)), np.empty(k)
+        _kernels.centre_geometry(moved, cc3, half3, start, True)
+        np.testing.assert_array_equal(start, fresh)
+        np.testing.assert_array_equal(cc3, cc2)
+        np.testing.assert_array_equal(half3, half2)
+
+
 @pytest.mark.parametrize("k", [5, 40])  # every centre compared; the ordered scan with its early stop
 def test_first_assignment_equals_an_exhaustive_search(k):
     """Scanning from the previous point's centre finds the nearest and second-nearest centre exactly."""

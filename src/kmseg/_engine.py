@@ -504,7 +504,7 @@ def _lloyd(
     shift2 = np.empty(k)
     for it in range(max_iter):
         if bounded:
-            K.centre_geometry(C, cc, half_sep, order)
+            K.centre_geometry(C, cc, half_sep, order, it > 0)
             if it == 0:
                 m = nch
                 K.hamerly_first(X, w, C, cc, order, slack, labels, ub, lb, p_sums, p_counts, p_changed)

@@ -895,7 +895,7 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
     cc = np.empty((k, k))
     order = np.empty((k, max(k - 1, 0)), dtype=np.int64)
     for it in range(max_iter):
-        centre_geometry(C, cc, half, order)
+        centre_geometry(C, cc, half, order, it > 0)
         changed = 0
         a = 0
         for i in range(n):
@@ -1055,12 +1055,15 @@ def kmeanspp_runs(X, w, firsts, U, centers, m):
 
 
 @njit(cache=True)
-def centre_geometry(C, cc, half_sep, order):
+def centre_geometry(C, cc, half_sep, order, resort=False):
     """Distances between the centres, for ``hamerly_step``.
 
     cc        # OUT (k, k): cc[a, j] = |C[a] - C[j]|, infinite on the diagonal
     half_sep  # OUT (k,): half the distance from each centre to its nearest other centre
-    order     # OUT (k, k - 1): the other centres of each, nearest first (stable in ties)
+    order     # OUT (k, k - 1): the other centres of each, nearest first, ties by index;
+              # IN/OUT with ``resort``: the order for the previous centres, re-sorted by
+              # insertion. Centres move little from one iteration to the next, so the old order
+              # is nearly sorted and that takes about k steps a row instead of a fresh sort.
     """
     k, nf = C.shape
     for a in range(k):
@@ -1077,9 +1080,20 @@ def centre_geometry(C, cc, half_sep, order):
                     m = d
             cc[a, j] = d
         half_sep[a] = 0.5 * m
-        idx = np.argsort(cc[a], kind="mergesort")
-        for t in range(k - 1):
-            order[a, t] = idx[t]
+        if not resort:
+            idx = np.argsort(cc[a], kind="mergesort")
+            for t in range(k - 1):
+                order[a, t] = idx[t]
+            continue
+        row = order[a]
+        for t in range(1, k - 1):
+            j = row[t]
+            d = cc[a, j]
+            u = t - 1
+            while u >= 0 and (cc[a, row[u]] > d or (cc[a, row[u]] == d and row[u] > j)):
+                row[u + 1] = row[u]
+                u -= 1
+            row[u + 1] = j
 
 
 @njit(cache=True)
