@@ -157,6 +157,15 @@ def weighted_d2(w, d2, out):
 
 
 @njit(cache=True, inline="always")
+def _add_run(sums, counts, j, cw, s0, s1, s2):
+    """Add a run's weight and weighted coordinate sums (3 features) to cluster j.   # IN/OUT sums, counts"""
+    counts[j] += cw
+    sums[j, 0] += s0
+    sums[j, 1] += s1
+    sums[j, 2] += s2
+
+
+@njit(cache=True, inline="always")
 def _sum_runs(X, w, labels, start, end, sums, counts):
     """Add the points [start, end) to the sums and weights of their labels' clusters.   # IN/OUT sums, counts
 
@@ -184,10 +193,7 @@ def _sum_runs(X, w, labels, start, end, sums, counts):
     for i in range(start, end):
         a = labels[i]
         if a != cur:
-            counts[cur] += cw
-            sums[cur, 0] += s0
-            sums[cur, 1] += s1
-            sums[cur, 2] += s2
+            _add_run(sums, counts, cur, cw, s0, s1, s2)
             cur = a
             cw = 0.0
             s0 = 0.0
@@ -198,10 +204,7 @@ def _sum_runs(X, w, labels, start, end, sums, counts):
         s0 += wi * X[i, 0]
         s1 += wi * X[i, 1]
         s2 += wi * X[i, 2]
-    counts[cur] += cw
-    sums[cur, 0] += s0
-    sums[cur, 1] += s1
-    sums[cur, 2] += s2
+    _add_run(sums, counts, cur, cw, s0, s1, s2)
 
 
 @njit(cache=True, parallel=True)
@@ -1328,6 +1331,18 @@ def _corner_gap(lo, hi, node, C, z, j):
     return dj - dz
 
 
+@njit(cache=True, inline="always")
+def _push_children(s_node, s_off, s_cnt, sp, c, top, m):
+    """Push children c + 1 and c (popped first) of a node with the m candidates at ``top``; returns sp."""
+    s_node[sp] = c + 1
+    s_off[sp] = top
+    s_cnt[sp] = m
+    s_node[sp + 1] = c
+    s_off[sp + 1] = top
+    s_cnt[sp + 1] = m
+    return sp + 2
+
+
 @njit(cache=True)
 def _filter(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_node, s_off, s_cnt,
             sums, counts, labels_t, write_labels):
@@ -1401,10 +1416,7 @@ def _filter3(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_
             cand[top + m] = j
             m += 1 if (j == zs or gap <= eps) else 0
         if m == 1:
-            counts[zs] += nw[node]
-            sums[zs, 0] += nsum[node, 0]
-            sums[zs, 1] += nsum[node, 1]
-            sums[zs, 2] += nsum[node, 2]
+            _add_run(sums, counts, zs, nw[node], nsum[node, 0], nsum[node, 1], nsum[node, 2])
             if write_labels:
                 for i in range(start[node], end[node]):
                     labels_t[i] = zs
@@ -1425,10 +1437,7 @@ def _filter3(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_
                     bj = j if d < bd else bj  # selects, as in ``_nearest``
                     bd = min(bd, d)
                 if bj != cur:
-                    counts[cur] += cw
-                    sums[cur, 0] += s0
-                    sums[cur, 1] += s1
-                    sums[cur, 2] += s2
+                    _add_run(sums, counts, cur, cw, s0, s1, s2)
                     cur = bj
                     cw = 0.0
                     s0 = 0.0
@@ -1441,19 +1450,9 @@ def _filter3(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_
                 s2 += wi * x2
                 if write_labels:
                     labels_t[i] = bj
-            counts[cur] += cw
-            sums[cur, 0] += s0
-            sums[cur, 1] += s1
-            sums[cur, 2] += s2
+            _add_run(sums, counts, cur, cw, s0, s1, s2)
         else:
-            c = child[node]
-            s_node[sp] = c + 1
-            s_off[sp] = top
-            s_cnt[sp] = m
-            s_node[sp + 1] = c
-            s_off[sp + 1] = top
-            s_cnt[sp + 1] = m
-            sp += 2
+            sp = _push_children(s_node, s_off, s_cnt, sp, child[node], top, m)
 
 
 @njit(cache=True)
@@ -1510,14 +1509,7 @@ def _filter_any(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand,
                 if write_labels:
                     labels_t[i] = bj
         else:
-            c = child[node]
-            s_node[sp] = c + 1
-            s_off[sp] = top
-            s_cnt[sp] = m
-            s_node[sp + 1] = c
-            s_off[sp + 1] = top
-            s_cnt[sp + 1] = m
-            sp += 2
+            sp = _push_children(s_node, s_off, s_cnt, sp, child[node], top, m)
 
 
 @njit(cache=True, parallel=True)
