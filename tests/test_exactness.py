@@ -532,6 +532,56 @@ def test_first_assignment_equals_an_exhaustive_search(k):
     assert changed.sum() == n
 
 
+@pytest.mark.parametrize("m", [1, 100, _kernels.BLOCK])
+def test_block_scan_equals_the_point_by_point_scan(m):
+    """Scanning a block of points centre by centre gives each point's nearest-two search to the bit."""
+    rng = np.random.default_rng(m)
+    X = rng.integers(0, 8, (m, 3)).astype(np.float32)  # few values: many equal distances
+    C = rng.integers(0, 8, (9, 3)).astype(np.float64)
+    C[4] = C[2]  # a tie: the lower index wins
+    x0, x1, x2 = (np.ascontiguousarray(X[:, f], dtype=np.float64) for f in range(3))
+    b1, b2, bj = np.empty(m), np.empty(m), np.empty(m, dtype=np.int64)
+    _kernels._scan_block(C, x0, x1, x2, m, b1, b2, bj)
+    for i in range(m):
+        assert (b1[i], b2[i], bj[i]) == _kernels._nearest_two(X, i, C)
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_bounded_step_scanning_in_blocks_finds_every_nearest_centre(incremental):
+    """With every bound failing, a step scans every listed point (in blocks, the last one partial)
+    and labels it, bounds it and moves its weight exactly."""
+    rng = np.random.default_rng(3)
+    X = np.sort(rng.integers(0, 256, (20_000, 3)), axis=0).astype(np.float32)
+    w = rng.integers(1, 50, X.shape[0]).astype(np.float64)
+    k = 6
+    C = rng.uniform(0, 255, (k, 3))
+    C[5] = C[1]
+    idx = np.flatnonzero(rng.random(X.shape[0]) < 0.7)  # a subset, visited by index
+    n, nch = idx.shape[0], _kernels.n_chunks(idx.shape[0])
+    cc, half, order = np.empty((k, k)), np.empty(k), np.empty((k, k - 1), dtype=np.int64)
+    _kernels.centre_geometry(C, cc, half, order)
+    labels = np.zeros(X.shape[0], dtype=np.int32)
+    ub, lb = np.full(X.shape[0], np.inf), np.full(X.shape[0], -np.inf)
+    D, G = np.full(k, 0.5), 0.25
+    sums, counts, changed = np.empty((nch, k, 3)), np.empty((nch, k)), np.empty(nch, dtype=np.int64)
+    _kernels.hamerly_step(X, w, C, cc, order, half, D, G, 1e-9, incremental, labels, ub, lb, idx, True,
+                          sums, counts, changed)
+    d2 = ((X[idx, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)
+    nearest = d2.argmin(1)
+    np.testing.assert_array_equal(labels[idx], nearest)
+    assert not (labels == 5).any()
+    np.testing.assert_array_equal(ub[idx], np.sqrt(d2.min(1)) - D[nearest])
+    d2[np.arange(n), nearest] = np.inf
+    np.testing.assert_array_equal(lb[idx], np.sqrt(d2.min(1)) + G)
+    rest = np.setdiff1d(np.arange(X.shape[0]), idx)
+    assert (labels[rest] == 0).all() and np.isinf(ub[rest]).all()
+    assert changed.sum() == np.count_nonzero(nearest)
+    if incremental:  # the weight of every point that moved, out of cluster 0 and into its own
+        moved = np.bincount(nearest, weights=w[idx], minlength=k)
+        moved[0] = -moved[1:].sum()
+        np.testing.assert_allclose(counts.sum(0), moved, rtol=0, atol=0)
+
+
 def test_coarse_to_fine_ends_on_point_bounds_bit_for_bit(photos, monkeypatch):
     """The last run starts near its end: per-point bounds, not the kd-tree, and plain Lloyd's result."""
     prep = kmseg.prepare(photos["astronaut.png"])
