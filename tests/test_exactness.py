@@ -632,3 +632,18 @@ def test_one_cluster_is_the_weighted_mean_after_one_update(photos):
     red = prep.reduced
     ref = _engine.lloyd(red.points, red.weights, red.points[-1:].astype(np.float64), max_iter=300, method="lloyd")
     np.testing.assert_array_equal(to_features(seg.centers, "rgb", 255.0), ref.centers)
+
+
+@pytest.mark.parametrize("max_iter, tol", [(300, 0.0), (1, 0.0), (300, 1e-4)])
+def test_one_cluster_fit_equals_lloyd_from_any_start(photos, max_iter, tol):
+    """k = 1 draws no start; its centres, labels, iterations and convergence are Lloyd's from any start."""
+    red = kmseg.prepare(photos["rocket.jpg"]).reduced
+    got = _engine.fit(red.points, red.weights, 1, max_iter=max_iter, tol=tol, rng=np.random.default_rng(0),
+                      coarse=red.levels, facts=red.facts)
+    tol_abs = _engine.tol_to_abs(red.points, red.weights, tol)
+    for start in (0, red.points.shape[0] // 2, -1):
+        ref = _engine.lloyd(red.points, red.weights, red.points[start][None].astype(np.float64),
+                            max_iter=max_iter, tol_abs=tol_abs, method="lloyd")
+        np.testing.assert_array_equal(got.centers, ref.centers)
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        assert (got.n_iter, got.converged, got.inertia) == (ref.n_iter, ref.converged, ref.inertia)

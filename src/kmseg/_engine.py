@@ -591,6 +591,30 @@ def lloyd_many(X: np.ndarray, weights: np.ndarray | None, inits: list[np.ndarray
     return out
 
 
+def _one_cluster(X: np.ndarray, weights: np.ndarray | None, max_iter: int) -> FitResult:
+    """Lloyd's result for k = 1 from any start (with ``max_iter`` >= 2 and no ``tol``), computed
+    as ``_lloyd`` computes it.
+
+    The first assignment gives every point label 0; the update makes the centre the weighted
+    mean, summed as every path sums (per chunk, then chunk by chunk); the second assignment
+    changes nothing, so Lloyd stops there: 2 assignments, converged.
+    """
+    n, nf = X.shape
+    nch = K.n_chunks(n)
+    labels = np.zeros(n, dtype=np.int32)
+    p_sums = np.empty((nch, 1, nf))
+    p_counts = np.empty((nch, 1))
+    C = np.zeros((1, nf))
+    with threads_for(n):
+        K.lloyd_step(X, _w(weights), C, labels, p_sums, p_counts, np.empty(nch, dtype=np.int64))
+    sums = np.zeros((1, nf))
+    counts = np.zeros(1)
+    C_new = np.empty((1, nf))
+    if K.update_centres(p_sums, p_counts, nch, False, sums, counts, C, C_new, np.empty(1)):
+        return lloyd(X, weights, X[:1].astype(np.float64), max_iter=max_iter)  # no weight at all: as Lloyd does
+    return FitResult(C_new, labels, inertia_of(X, weights, C_new, labels), 2, True, C_new.copy())
+
+
 def _make_init(X, weights, k, init, rng):
     if isinstance(init, np.ndarray):
         return init.astype(np.float64)
@@ -632,7 +656,10 @@ def fit(
         return lloyd(X, weights, init, max_iter=max_iter, tol_abs=tol_abs, method=method, facts=facts)
     if k == 1:
         # Every start reaches the same fixed point after one update (the weighted mean of all
-        # the points): one run on X itself, without restarts or summaries.
+        # the points): no restarts or summaries, and no start is drawn unless a stopping rule
+        # may end the run before it is confirmed.
+        if max_iter >= 2 and tol_abs == 0.0:
+            return _one_cluster(X, weights, max_iter)
         return lloyd(X, weights, _make_init(X, weights, k, init, rng), max_iter=max_iter, tol_abs=tol_abs,
                      method=method, facts=facts)
     if coarse:
