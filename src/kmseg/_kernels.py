@@ -153,12 +153,13 @@ def _block_buffers():
 
 
 @njit(cache=True, inline="always")
-def _put(X, i, t, x0, x1, x2, ids):
-    """Hold point i at slot t of a block."""
-    x0[t] = X[i, 0]
-    x1[t] = X[i, 1]
-    x2[t] = X[i, 2]
-    ids[t] = i
+def _gather(X, ids, m, x0, x1, x2):
+    """Hold the points ``ids[:m]`` in a block."""
+    for t in range(m):
+        i = ids[t]
+        x0[t] = X[i, 0]
+        x1[t] = X[i, 1]
+        x2[t] = X[i, 2]
 
 
 @njit(cache=True, inline="always")
@@ -202,7 +203,8 @@ def _first_block(X, C, start, end, labels, ub, lb):
     for s0 in range(start, end, BLOCK):
         m = min(end, s0 + BLOCK) - s0
         for t in range(m):
-            _put(X, s0 + t, t, x0, x1, x2, ids)
+            ids[t] = s0 + t
+        _gather(X, ids, m, x0, x1, x2)
         _scan_block(C, x0, x1, x2, m, b1, b2, bj)
         for t in range(m):
             labels[s0 + t] = bj[t]
@@ -412,7 +414,22 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
         changed = 0
         x0, x1, x2, b1, b2, bj, ids = _block_buffers()
         nb = 0
-        for t in range(start, end):
+        for t in range(start, end if blocked else start):
+            # Every point is listed, and the list advances past those whose bounds hold: no
+            # branch. The listed points are scanned a block at a time (``_scan_block``) and
+            # settled in the order met.
+            i = idx[t] if subset else t
+            a = labels[i]
+            lo = lb[i] - G - slack
+            bound = half_sep[a] if half_sep[a] > lo else lo
+            ids[nb] = i
+            nb += 1 if ub[i] + D[a] + slack > bound else 0
+            if nb == BLOCK:
+                _gather(X, ids, nb, x0, x1, x2)
+                changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
+                                         labels, ub, lb, p_sums[c], p_counts[c])
+                nb = 0
+        for t in range(start, start if blocked else end):
             i = idx[t] if subset else t
             a = labels[i]
             scan = False
@@ -429,21 +446,13 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
                     scan = u + slack > bound
             if not scan:
                 continue
-            if blocked:
-                # Scanned a block at a time (``_scan_block``), settled in the order met.
-                _put(X, i, nb, x0, x1, x2, ids)
-                nb += 1
-                if nb == BLOCK:
-                    changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
-                                             labels, ub, lb, p_sums[c], p_counts[c])
-                    nb = 0
-                continue
             if k <= SCAN_ALL_MAX_K:
                 r1, r2, j = _scan_all(X, i, C)
             else:
                 r1, r2, j = _scan_from(X, i, C, cc, order, a, u, slack)
             changed += _settle(X, w, i, a, r1, r2, j, D, G, incremental, labels, ub, lb, p_sums[c], p_counts[c])
         if nb:
+            _gather(X, ids, nb, x0, x1, x2)
             changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
                                      labels, ub, lb, p_sums[c], p_counts[c])
         if not incremental:  # then every point is visited (``subset`` is False)
@@ -1025,19 +1034,23 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
                     lb[i] = r2
                     labels[i] = a
             changed = n
-        for i in range(n if it > 0 else 0):
+        for i in range(n if it > 0 and blocked else 0):
+            # Every point is listed, and the list advances past those whose bounds hold: no branch.
+            a = labels[i]
+            lo = lb[i] - G - slack
+            bound = half[a] if half[a] > lo else lo
+            ids[nb] = i
+            nb += 1 if ub[i] + D[a] + slack > bound else 0
+            if nb == BLOCK:
+                _gather(X, ids, nb, x0, x1, x2)
+                changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj_, ids, D, G, False,
+                                         labels, ub, lb, sums, counts)
+                nb = 0
+        for i in range(n if it > 0 and not blocked else 0):
             a = labels[i]
             lo = lb[i] - G - slack
             bound = half[a] if half[a] > lo else lo
             if ub[i] + D[a] + slack <= bound:
-                continue
-            if blocked:
-                _put(X, i, nb, x0, x1, x2, ids)
-                nb += 1
-                if nb == BLOCK:
-                    changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj_, ids, D, G, False,
-                                             labels, ub, lb, sums, counts)
-                    nb = 0
                 continue
             if k > SCAN_ALL_MAX_K:
                 # Make the upper bound exact first: that may spare the scan. (With few centres
@@ -1051,6 +1064,7 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
                 r1, r2, bj = _scan_all(X, i, C)
             changed += _settle(X, w, i, a, r1, r2, bj, D, G, False, labels, ub, lb, sums, counts)
         if nb:
+            _gather(X, ids, nb, x0, x1, x2)
             changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj_, ids, D, G, False,
                                      labels, ub, lb, sums, counts)
         if it > 0 and changed == 0:
