@@ -300,7 +300,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cases", default="all",
                    help=f"comma-separated: {', '.join(C.KEYS)}; aliases 12mp, 2mp, all (default all)")
     p.add_argument("--quick", action="store_true", help="small sizes, one timed run: a smoke run in under a minute")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per method, median reported (default 3; --quick 1)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per method, median reported (default 5; --quick 1)")
     p.add_argument("--slow", type=float, default=None,
                    help="a peer whose first run takes longer is timed once (that run); default 5 s (--quick: 0, "
                         "so every peer is timed on its first run)")
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     selected = C.select(args.cases)
     mode = "quick" if args.quick else "full"
-    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
     slow = args.slow if args.slow is not None else (0.0 if args.quick else 5.0)
     limit = args.limit if args.limit is not None else (60.0 if args.quick else 600.0)
     MT.SKLEARN_DTYPE = np.dtype(args.sklearn_dtype).type
