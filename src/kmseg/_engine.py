@@ -259,7 +259,7 @@ class _ActiveSet:
         self.part: tuple | None = None  # what ``points`` returns until the list is remade
         self.valid_until = np.empty(0)
         self.age = 0
-        self.sample = slice(None, None, max(1, self.n // 16384))
+        self.sample = slice(None, None, max(1, self.n // 4096))
 
     def points(self, drift: np.ndarray) -> tuple:
         """(X, w, labels, ub, lb, idx, subset) for ``hamerly_step`` this iteration: the full

@@ -466,8 +466,7 @@ def _count_due(ub, lb, labels, limit, counts):
     for c in prange(counts.shape[0]):
         t = 0
         for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            if lb[i] - ub[i] < limit[labels[i]]:
-                t += 1
+            t += 1 if lb[i] - ub[i] < limit[labels[i]] else 0
         counts[c] = t
 
 
@@ -475,11 +474,15 @@ def _count_due(ub, lb, labels, limit, counts):
 def _write_due(ub, lb, labels, limit, offsets, idx):
     n = ub.shape[0]
     for c in prange(offsets.shape[0] - 1):
-        t = offsets[c]
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            if lb[i] - ub[i] < limit[labels[i]]:
-                idx[t] = i
-                t += 1
+        # Every index is written and the position advances past the due ones only: no branch.
+        # Into a chunk's own buffer, since the slot after its last due index is the next chunk's.
+        own = np.empty(CHUNK + 1, dtype=np.int64)
+        t = 0
+        start = c * CHUNK
+        for i in range(start, min(n, start + CHUNK)):
+            own[t] = i
+            t += 1 if lb[i] - ub[i] < limit[labels[i]] else 0
+        idx[offsets[c]:offsets[c] + t] = own[:t]
 
 
 def select_due(ub, lb, labels, limit):
