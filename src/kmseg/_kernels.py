@@ -184,8 +184,9 @@ def _settle(X, w, i, a, r1, r2, bj, D, G, incremental, labels, ub, lb, sums, cou
 
 @njit(cache=True, inline="always")
 def _settle_block(X, w, C, x0, x1, x2, m, b1, b2, bj, ids, D, G, incremental, labels, ub, lb, sums, counts):
-    """Scan the ``m`` points held in a block (``_scan_block``) and ``_settle`` each, in the
-    order they were put. Returns how many labels changed."""
+    """Scan the ``m`` points listed in ``ids`` (``_scan_block``) and ``_settle`` each, in the
+    order listed. Returns how many labels changed."""
+    _gather(X, ids, m, x0, x1, x2)
     _scan_block(C, x0, x1, x2, m, b1, b2, bj)
     changed = 0
     for t in range(m):
@@ -193,6 +194,18 @@ def _settle_block(X, w, C, x0, x1, x2, m, b1, b2, bj, ids, D, G, incremental, la
         changed += _settle(X, w, i, labels[i], np.sqrt(b1[t]), np.sqrt(b2[t]), bj[t], D, G, incremental,
                            labels, ub, lb, sums, counts)
     return changed
+
+
+@njit(cache=True, inline="always")
+def _list_point(i, ids, nb, labels, ub, lb, half, D, G, slack):
+    """List point i in a block (``ids``, ``nb`` listed so far) unless its bounds hold (see
+    ``hamerly_step``). Without a branch: the index is written either way, and the count
+    advances only if the point is due. Returns the new count."""
+    a = labels[i]
+    lo = lb[i] - G - slack
+    bound = half[a] if half[a] > lo else lo
+    ids[nb] = i
+    return nb + (1 if ub[i] + D[a] + slack > bound else 0)
 
 
 @njit(cache=True, inline="always")
@@ -392,7 +405,8 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
     (``order[a]``) and stopping once ``cc[a, j] - u`` exceeds
     the second-best distance: by the triangle inequality no centre further on can come closer
     than ``cc[a, j] - u``, so the second best found is the lower bound. With fewer centres it
-    is compared with every centre at once (``_scan_all``). Ties go to the lowest index, as in
+    is compared with every centre at once: in 3 features a block of such points at a time
+    (``_scan_block``), else one by one (``_scan_all``). Ties go to the lowest index, as in
     Lloyd.
 
     incremental   p_sums/p_counts receive the *changes* of the cluster sums caused by the
@@ -414,22 +428,15 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
         changed = 0
         x0, x1, x2, b1, b2, bj, ids = _block_buffers()
         nb = 0
-        for t in range(start, end if blocked else start):
-            # Every point is listed, and the list advances past those whose bounds hold: no
-            # branch. The listed points are scanned a block at a time (``_scan_block``) and
-            # settled in the order met.
-            i = idx[t] if subset else t
-            a = labels[i]
-            lo = lb[i] - G - slack
-            bound = half_sep[a] if half_sep[a] > lo else lo
-            ids[nb] = i
-            nb += 1 if ub[i] + D[a] + slack > bound else 0
-            if nb == BLOCK:
-                _gather(X, ids, nb, x0, x1, x2)
-                changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
-                                         labels, ub, lb, p_sums[c], p_counts[c])
-                nb = 0
-        for t in range(start, start if blocked else end):
+        if blocked:
+            # The points whose bounds fail are scanned a block at a time and settled in order.
+            for t in range(start, end):
+                nb = _list_point(idx[t] if subset else t, ids, nb, labels, ub, lb, half_sep, D, G, slack)
+                if nb == BLOCK:
+                    changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
+                                             labels, ub, lb, p_sums[c], p_counts[c])
+                    nb = 0
+        for t in range(start, start if blocked else end):  # the other cases, point by point
             i = idx[t] if subset else t
             a = labels[i]
             scan = False
@@ -452,7 +459,6 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
                 r1, r2, j = _scan_from(X, i, C, cc, order, a, u, slack)
             changed += _settle(X, w, i, a, r1, r2, j, D, G, incremental, labels, ub, lb, p_sums[c], p_counts[c])
         if nb:
-            _gather(X, ids, nb, x0, x1, x2)
             changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
                                      labels, ub, lb, p_sums[c], p_counts[c])
         if not incremental:  # then every point is visited (``subset`` is False)
@@ -997,7 +1003,8 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
 
     Hamerly's bounds, kept as ``hamerly_step`` keeps them: relative to the drift so far, so a
     point that passes its test costs one comparison and no write. A point whose bounds fail
-    is scanned as there (``_scan_from``, or ``_scan_all`` with few centres). Labels are plain Lloyd's (ties to the lowest
+    is scanned as there (``_scan_from``; with few centres ``_scan_block``, or ``_scan_all``
+    outside 3 features). Labels are plain Lloyd's (ties to the lowest
     index); cluster sums are remade from all points, in order, every iteration. Returns
     (n_iter, status): status 1 when no label changed (a fixed point), 0 when ``max_iter`` ran
     out, -1 when a cluster emptied (the caller reruns that start on the general path, which
@@ -1037,19 +1044,14 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
                     lb[i] = r2
                     labels[i] = a
             changed = n
-        for i in range(n if it > 0 and blocked else 0):
-            # Every point is listed, and the list advances past those whose bounds hold: no branch.
-            a = labels[i]
-            lo = lb[i] - G - slack
-            bound = half[a] if half[a] > lo else lo
-            ids[nb] = i
-            nb += 1 if ub[i] + D[a] + slack > bound else 0
-            if nb == BLOCK:
-                _gather(X, ids, nb, x0, x1, x2)
-                changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj_, ids, D, G, False,
-                                         labels, ub, lb, sums, counts)
-                nb = 0
-        for i in range(n if it > 0 and not blocked else 0):
+        elif blocked:
+            for i in range(n):
+                nb = _list_point(i, ids, nb, labels, ub, lb, half, D, G, slack)
+                if nb == BLOCK:
+                    changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj_, ids, D, G, False,
+                                             labels, ub, lb, sums, counts)
+                    nb = 0
+        for i in range(n if it > 0 and not blocked else 0):  # the other cases, point by point
             a = labels[i]
             lo = lb[i] - G - slack
             bound = half[a] if half[a] > lo else lo
@@ -1067,7 +1069,6 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
                 r1, r2, bj = _scan_all(X, i, C)
             changed += _settle(X, w, i, a, r1, r2, bj, D, G, False, labels, ub, lb, sums, counts)
         if nb:
-            _gather(X, ids, nb, x0, x1, x2)
             changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj_, ids, D, G, False,
                                      labels, ub, lb, sums, counts)
         if it > 0 and changed == 0:
