@@ -1470,6 +1470,24 @@ def _corner_gap(lo, hi, node, C, z, j):
 
 
 @njit(cache=True, inline="always")
+def _start_walk(root, k, cand, s_node, s_off, s_cnt):
+    """Put ``root`` on the stack with every centre 0..k-1 as its candidates; returns sp."""
+    for j in range(k):
+        cand[j] = j
+    s_node[0] = root
+    s_off[0] = 0
+    s_cnt[0] = k
+    return 1
+
+
+@njit(cache=True, inline="always")
+def _pop(s_node, s_off, s_cnt, sp):
+    """Take the top node off the stack: (sp, node, offset of its candidates, their count)."""
+    sp -= 1
+    return sp, s_node[sp], s_off[sp], s_cnt[sp]
+
+
+@njit(cache=True, inline="always")
 def _push_children(s_node, s_off, s_cnt, sp, c, top, m):
     """Push children c + 1 and c (popped first) of a node with the m candidates at ``top``; returns sp."""
     s_node[sp] = c + 1
@@ -1518,17 +1536,9 @@ def _filter3(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand, s_
     run (``use_tree``).
     """
     k = C.shape[0]
-    for j in range(k):
-        cand[j] = j
-    s_node[0] = root
-    s_off[0] = 0
-    s_cnt[0] = k
-    sp = 1
+    sp = _start_walk(root, k, cand, s_node, s_off, s_cnt)
     while sp > 0:
-        sp -= 1
-        node = s_node[sp]
-        off = s_off[sp]
-        cnt = s_cnt[sp]
+        sp, node, off, cnt = _pop(s_node, s_off, s_cnt, sp)
         top = off + cnt
         l0, l1, l2 = lo[node, 0], lo[node, 1], lo[node, 2]
         h0, h1, h2 = hi[node, 0], hi[node, 1], hi[node, 2]
@@ -1598,17 +1608,9 @@ def _filter_any(root, C, Xt, wt, lo, hi, start, end, child, nsum, nw, eps, cand,
                 sums, counts, labels_t, write_labels):
     """``_filter`` in any number of features."""
     k, nf = C.shape
-    for j in range(k):
-        cand[j] = j
-    s_node[0] = root
-    s_off[0] = 0
-    s_cnt[0] = k
-    sp = 1
+    sp = _start_walk(root, k, cand, s_node, s_off, s_cnt)
     while sp > 0:
-        sp -= 1
-        node = s_node[sp]
-        off = s_off[sp]
-        cnt = s_cnt[sp]
+        sp, node, off, cnt = _pop(s_node, s_off, s_cnt, sp)
         top = off + cnt
         zs = cand[off]
         if cnt > 1:
