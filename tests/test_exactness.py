@@ -546,6 +546,24 @@ def test_block_scan_equals_the_point_by_point_scan(m):
         assert (b1[i], b2[i], bj[i]) == _kernels._nearest_two(X, i, C)
 
 
+@pytest.mark.parametrize("n", [1, _kernels.CHUNK, 3 * _kernels.CHUNK + 17])
+def test_select_due_lists_exactly_the_points_whose_bounds_may_fail(n):
+    """The active set's one-pass selection equals a plain filter, in order, whole chunks or not,
+    with scratch rows reused from an earlier, different selection."""
+    rng = np.random.default_rng(n)
+    k = 5
+    labels = rng.integers(0, k, n).astype(np.int32)
+    ub = rng.uniform(0, 10, n)
+    lb = ub + rng.uniform(0, 4, n)
+    lists = _kernels.due_lists(n)
+    for limit in (np.full(k, 5.0), rng.uniform(0, 4, k), np.zeros(k)):
+        expected = np.flatnonzero(lb - ub < limit[labels])
+        got = _kernels.select_due(ub, lb, labels, limit, lists)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, expected)
+    assert _kernels.select_due(ub, lb, labels, np.full(k, 5.0)).shape[0] == n
+
+
 @pytest.mark.parametrize("incremental", [False, True])
 def test_bounded_step_scanning_in_blocks_finds_every_nearest_centre(incremental):
     """With every bound failing, a step scans every listed point (in blocks, the last one partial)

@@ -260,6 +260,7 @@ class _ActiveSet:
         self.valid_until = np.empty(0)
         self.age = 0
         self.sample = slice(None, None, max(1, self.n // 4096))
+        self.lists = K.due_lists(self.n)  # scratch for every selection of this run
 
     def points(self, drift: np.ndarray) -> tuple:
         """(X, w, labels, ub, lb, idx, subset) for ``hamerly_step`` this iteration: the full
@@ -278,7 +279,7 @@ class _ActiveSet:
         gaps = lb[s] - ub[s] - drift[labels[s]]
         gaps[~np.isfinite(gaps)] = np.finfo(np.float64).max  # k = 1: no second centre
         horizon = max(0.0, float(np.quantile(gaps, self.level)))
-        idx = K.select_due(ub, lb, labels, drift + (horizon + 3 * self.slack))
+        idx = K.select_due(ub, lb, labels, drift + (horizon + 3 * self.slack), self.lists)
         self.valid_until = drift + horizon
         self.age = 1
         if 2 * idx.shape[0] >= self.n:

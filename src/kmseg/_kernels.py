@@ -467,43 +467,47 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
 
 
 @njit(cache=True, parallel=True)
-def _count_due(ub, lb, labels, limit, counts):
+def _list_due(ub, lb, labels, limit, lists, counts):
     n = ub.shape[0]
     for c in prange(counts.shape[0]):
-        t = 0
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            t += 1 if lb[i] - ub[i] < limit[labels[i]] else 0
-        counts[c] = t
-
-
-@njit(cache=True, parallel=True)
-def _write_due(ub, lb, labels, limit, offsets, idx):
-    n = ub.shape[0]
-    for c in prange(offsets.shape[0] - 1):
         # Every index is written and the position advances past the due ones only: no branch.
-        # Into a chunk's own buffer, since the slot after its last due index is the next chunk's.
-        own = np.empty(CHUNK + 1, dtype=np.int64)
+        # Into the chunk's own row, since the slot after its last due index may be written.
+        own = lists[c]
         t = 0
         start = c * CHUNK
         for i in range(start, min(n, start + CHUNK)):
             own[t] = i
             t += 1 if lb[i] - ub[i] < limit[labels[i]] else 0
-        idx[offsets[c]:offsets[c] + t] = own[:t]
+        counts[c] = t
 
 
-def select_due(ub, lb, labels, limit):
+@njit(cache=True, parallel=True)
+def _join_due(lists, counts, offsets, idx):
+    for c in prange(counts.shape[0]):
+        idx[offsets[c]:offsets[c + 1]] = lists[c, :counts[c]]
+
+
+def due_lists(n: int) -> np.ndarray:
+    """Scratch rows for ``select_due`` on ``n`` points (reusable from one call to the next)."""
+    return np.empty((n_chunks(n), CHUNK + 1), dtype=np.int64)
+
+
+def select_due(ub, lb, labels, limit, lists=None):
     """Indices, ascending, of the points with ``lb - ub < limit[label]``.
 
     With ``limit[a] = D[a] + G + horizon + 3 * slack`` for a cluster's drift terms as in
     ``hamerly_step``, every point left out passes its bound test for as long as no
     ``D[a] + G`` grows by more than ``horizon``: its label cannot change until then.
+    One pass over the bounds lists each chunk's due points in its row of ``lists``
+    (``due_lists``); the rows are then joined.
     """
-    counts = np.empty(n_chunks(ub.shape[0]), dtype=np.int64)
-    _count_due(ub, lb, labels, limit, counts)
+    lists = due_lists(ub.shape[0]) if lists is None else lists
+    counts = np.empty(lists.shape[0], dtype=np.int64)
+    _list_due(ub, lb, labels, limit, lists, counts)
     offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     idx = np.empty(offsets[-1], dtype=np.int64)
-    _write_due(ub, lb, labels, limit, offsets, idx)
+    _join_due(lists, counts, offsets, idx)
     return idx
 
 
