@@ -554,20 +554,21 @@ def _lloyd(
 
 
 def lloyd_many(X: np.ndarray, weights: np.ndarray | None, inits: list[np.ndarray], *, max_iter: int,
-               method: str = "hamerly", exact: bool = True) -> list[FitResult]:
+               method: str = "hamerly", exact: bool = True, facts: tuple[float, bool] | None = None) -> list[FitResult]:
     """``lloyd`` from each of ``inits``; on a small ``X`` the runs go side by side, one per thread.
 
     Below ``PARALLEL_MIN_POINTS`` points a run is too short to split over threads, and the
     per-iteration cost of Python dominates: the runs then go whole into ``_kernels.lloyd_runs``
     (per-point bounds) or, with many centres (``use_tree``), ``_kernels.filter_runs`` (one
     kd-tree shared by all). The fixed points are Lloyd's either way. A run whose cluster
-    empties is redone by ``lloyd``, which relocates it.
+    empties is redone by ``lloyd``, which relocates it. ``facts``: ``point_facts(X, weights)``,
+    when known.
     """
     n = X.shape[0]
     if not inits:
         return []
     k = inits[0].shape[0]
-    facts = point_facts(X, weights)
+    facts = point_facts(X, weights) if facts is None else facts
     tree = kdtree(X, weights) if use_tree(X, k, method, facts, exact) else None
     if n >= PARALLEL_MIN_POINTS or method != "hamerly":
         return [lloyd(X, weights, c, max_iter=max_iter, method=method, facts=facts, exact=exact, tree=tree)
@@ -637,6 +638,7 @@ def fit(
     coarse: list[tuple[np.ndarray, np.ndarray]] | None = None,
     method: str = "hamerly",
     facts: tuple[float, bool] | None = None,
+    coarse_facts: list[tuple[float, bool]] | None = None,
 ) -> FitResult:
     """Best of ``n_init`` restarts, optionally run coarse-to-fine.
 
@@ -648,7 +650,8 @@ def fit(
     so the result is a Lloyd fixed point of ``X``; the finer levels only give it a start close
     to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``; so
     does ``k = 1``, where every start gives the same result.
-    ``facts``: ``point_facts(X, weights)``, when known.
+    ``facts``: ``point_facts(X, weights)``, when known; ``coarse_facts``: the same for each
+    summary in ``coarse``, when known.
 
     Returns fewer than ``k`` centres only if ``X`` has fewer than ``k`` distinct points.
     """
@@ -669,6 +672,7 @@ def fit(
         first = next((i for i, (Xl, _) in enumerate(coarse) if Xl.shape[0] >= RESTART_POINTS_PER_CLUSTER * k),
                      len(coarse) - 1)
         coarse = coarse[first:]
+        known = [None] * len(coarse) if coarse_facts is None else coarse_facts[first:]
         Xc, wc = coarse[0]
         if init == "k-means++":
             starts = kmeans_plusplus_many(Xc, wc, k, rng, n_init)
@@ -676,21 +680,21 @@ def fit(
             starts = [_make_init(Xc, wc, k, init, rng) for _ in range(n_init)]
         if any(c0.shape[0] < k for c0 in starts):
             starts = []  # the summary is too small to hold k clusters: work on X itself
-        runs = lloyd_many(Xc, wc, starts, max_iter=max_iter, method=method, exact=False)
+        runs = lloyd_many(Xc, wc, starts, max_iter=max_iter, method=method, exact=False, facts=known[0])
         if runs:
             # Close inertias on a coarse summary do not rank reliably: the best few go one
             # level finer, and the best of them there goes on.
             runs.sort(key=lambda r: r.inertia)
             centers = runs[0].centers
-            levels = coarse[1:]
+            levels = list(zip(coarse[1:], known[1:]))
             if levels:
-                Xl, wl = levels[0]
+                (Xl, wl), fl = levels[0]
                 finer = lloyd_many(Xl, wl, [r.centers for r in runs[:REFINE_CANDIDATES]], max_iter=max_iter,
-                                   method=method, exact=False)
+                                   method=method, exact=False, facts=fl)
                 centers = min(finer, key=lambda r: r.inertia).centers
                 levels = levels[1:]
-            for Xl, wl in levels:
-                centers = lloyd(Xl, wl, centers, max_iter=max_iter, method=method, exact=False).centers
+            for (Xl, wl), fl in levels:
+                centers = lloyd(Xl, wl, centers, max_iter=max_iter, method=method, exact=False, facts=fl).centers
             return lloyd(X, weights, centers, max_iter=max_iter, tol_abs=tol_abs, method=method, facts=facts,
                          warm=True)
     best = None

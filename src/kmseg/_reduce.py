@@ -44,6 +44,12 @@ class Reduced:
     levels: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     #: ``_engine.point_facts(points, weights)`` when it was computed on the way (else None).
     facts: tuple[float, bool] | None = None
+    #: ``_engine.point_facts`` of each of ``levels``, computed once for every fit to come.
+    level_facts: list[tuple[float, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.level_facts) != len(self.levels):
+            self.level_facts = [point_facts(X, w) for X, w in self.levels]
 
     @property
     def nbytes(self) -> int:

@@ -256,7 +256,7 @@ class Prepared:
         else:
             res = _engine.fit(
                 red.points, red.weights, k, init=init, n_init=n_init, max_iter=max_iter, tol=tol, rng=rng,
-                coarse=red.levels, facts=red.facts,
+                coarse=red.levels, facts=red.facts, coarse_facts=red.level_facts,
             )
             few = res.centers.shape[0] < k
         if few and warn:
