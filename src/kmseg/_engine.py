@@ -164,11 +164,15 @@ def kmeans_plusplus_many(X: np.ndarray, weights: np.ndarray | None, k: int, rng:
     if n >= PARALLEL_MIN_POINTS:
         return [kmeans_plusplus(X, weights, k, rng) for _ in range(runs)]
     n_trials = _n_trials(k)
-    p = None if weights is None else weights / weights.sum()
     firsts = np.empty(runs, dtype=np.int64)
     U = np.empty((runs, k - 1, n_trials))
+    if weights is not None:
+        # rng.choice(n, p=p) draws one number and looks it up in p's normalised cumulative
+        # sum; doing so here gives the same indices without remaking the sum for every run.
+        cdf = (weights / weights.sum()).cumsum()
+        cdf /= cdf[-1]
     for r in range(runs):
-        firsts[r] = int(rng.choice(n, p=p))
+        firsts[r] = int(rng.choice(n)) if weights is None else int(cdf.searchsorted(rng.random(), side="right"))
         U[r] = rng.random((k - 1, n_trials))
     out = np.empty((runs, k, nf))
     m = np.empty(runs, dtype=np.int64)
