@@ -631,6 +631,12 @@ for _i in range(64):
 
 
 @njit(cache=True, inline="always")
+def _bit_index(lsb):
+    """The position of the one set bit of the uint64 ``lsb`` (de Bruijn multiplication)."""
+    return _DEBRUIJN_INDEX[np.int64((lsb * _DEBRUIJN) >> np.uint64(58))]
+
+
+@njit(cache=True, inline="always")
 def _popcount(x):
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
     x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
@@ -677,7 +683,7 @@ def _bucket_emit(low, starts, seen, ustarts, shift, codes, counts):
                 word = seen[h * words + wi]
                 while word != 0:
                     lsb = word & (~word + one)
-                    v = wi * 64 + _DEBRUIJN_INDEX[np.int64((lsb * _DEBRUIJN) >> np.uint64(58))]
+                    v = wi * 64 + _bit_index(lsb)
                     codes[u] = high | v
                     counts[u] = tab[v]
                     tab[v] = 0
@@ -965,7 +971,8 @@ def sorted_bin_means(X, w, cells, low_bits, means, counts, ids):
     The points must come ordered by ``cells >> low_bits`` (a histogram's points are, by their
     first channel). Each run of one such prefix is summed in a table of ``2**low_bits`` cells,
     small enough to stay in cache, rather than one table for every cell of the grid. Sums are
-    made in point order, as in ``bin_means``. Returns m, the number of occupied cells.
+    made in point order, as in ``bin_means``. The run's occupied cells are read off a bitmap
+    a 64-bit word at a time, so the table is not scanned. Returns m, the number of occupied cells.
     means   # OUT (>= m, nf): rows [0, m)
     counts  # OUT (>= m,)
     ids     # OUT (>= m,) int64 cell ids
@@ -975,6 +982,8 @@ def sorted_bin_means(X, w, cells, low_bits, means, counts, ids):
     unit = w.shape[0] == 0
     ls = np.zeros((L, nf))
     lc = np.zeros(L)
+    touched = np.zeros((L + 63) >> 6, dtype=np.uint64)
+    one = np.uint64(1)
     m = 0
     i = 0
     while i < n:
@@ -985,16 +994,24 @@ def sorted_bin_means(X, w, cells, low_bits, means, counts, ids):
             lc[c] += wi
             for f in range(nf):
                 ls[c, f] += wi * X[i, f]
+            touched[c >> 6] |= one << np.uint64(c & 63)
             i += 1
-        for c in range(L):
-            if lc[c] != 0.0:
+        for t in range(touched.shape[0]):
+            word = touched[t]
+            touched[t] = 0
+            while word != 0:
+                lsb = word & (~word + one)
+                c = t * 64 + _bit_index(lsb)
+                word ^= lsb
+                if lc[c] != 0.0:  # a weight of 0 leaves its cell empty, as in bin_means
+                    for f in range(nf):
+                        means[m, f] = ls[c, f] / lc[c]
+                    counts[m] = lc[c]
+                    ids[m] = (top << low_bits) | c
+                    m += 1
                 for f in range(nf):
-                    means[m, f] = ls[c, f] / lc[c]
                     ls[c, f] = 0.0
-                counts[m] = lc[c]
-                ids[m] = (top << low_bits) | c
                 lc[c] = 0.0
-                m += 1
     return m
 
 
