@@ -614,6 +614,31 @@ def test_coarse_to_fine_ends_on_point_bounds_bit_for_bit(photos, monkeypatch):
     assert res.n_iter == ref.n_iter and res.converged
 
 
+def test_the_chosen_start_skips_a_finer_summary_unless_much_smaller_than_the_points(photos, monkeypatch):
+    """Past the candidates' summary, the chosen start is refined on a finer one only when the
+    points outnumber it ``SUMMARY_MIN_SHRINK`` times; the result is a Lloyd fixed point either way."""
+    red = kmseg.prepare(photos["astronaut.png"]).reduced
+    X, w = red.points, red.weights
+    finest = red.levels[-1][0].shape[0]
+    assert len(red.levels) == 3 and 256 * 3 <= red.levels[0][0].shape[0]  # k=3: restarts on the coarsest
+    sizes: list[int] = []
+    real = _engine.lloyd
+    monkeypatch.setattr(_engine, "lloyd", lambda Y, *a, **kw: sizes.append(Y.shape[0]) or real(Y, *a, **kw))
+    default = _engine.SUMMARY_MIN_SHRINK
+    assert default * finest > X.shape[0]  # so by default the chosen start goes straight to X
+    results = []
+    for shrink in (default, 1):
+        monkeypatch.setattr(_engine, "SUMMARY_MIN_SHRINK", shrink)
+        sizes.clear()
+        results.append(_engine.fit(X, w, 3, rng=np.random.default_rng(0), coarse=red.levels))
+        assert sizes[-1] == X.shape[0]
+        assert (finest in sizes) == (shrink * finest <= X.shape[0])
+    for res in results:
+        ref = _engine.lloyd(X, w, res.start, max_iter=300, method="lloyd")
+        np.testing.assert_array_equal(res.labels, ref.labels)
+        np.testing.assert_array_equal(res.centers, ref.centers)
+
+
 def test_inexact_runs_on_fractional_points_update_sums_by_the_moves(photos, monkeypatch):
     """A run that only seeds a finer one updates fractional sums incrementally, on an active set:
     it still ends at a fixed point, its centres the means of their points to rounding."""

@@ -40,6 +40,14 @@ RESTART_POINTS_PER_CLUSTER = 256
 #: How many of the best restarts are refined one level finer before one is chosen.
 REFINE_CANDIDATES = 3
 
+#: The chosen start is refined on a finer summary before ``X`` only if ``X`` has at least this
+#: many times its points. Else going straight to ``X`` costs less: its run needs a few more
+#: iterations, but the summary's run is spared (2 MP photo, the 79 k-colour summary of 321 k
+#: colours: the elbow's fits 5-7% faster; 12 M distinct colours, K=8: 155 -> 131 ms). 16-bit
+#: pixels keep theirs (123 k points for 12 M: 166 against 172-190 ms without). Inertias on
+#: the 105 reference fits: 15 moved, by 1.2e-6 at most, 9 of them down (measured).
+SUMMARY_MIN_SHRINK = 16
+
 #: Below this many points a parallel region costs more than it saves: run on one thread.
 PARALLEL_MIN_POINTS = 50_000
 
@@ -649,8 +657,8 @@ def fit(
     ``coarse`` is a list of weighted summaries of ``X``, coarsest first (for an image: its
     histogram at 5, 6 and 7 bits per channel, each point at the weighted mean of its cell).
     The ``n_init`` restarts run to convergence on the coarsest summary that has at least 256
-    points per cluster; the best of them is refined on each finer summary in turn and last on
-    ``X`` itself. That last run is plain Lloyd on ``X``,
+    points per cluster; the best few go one summary finer, and the best of those is refined on
+    each finer summary much smaller than ``X`` (``SUMMARY_MIN_SHRINK``) and last on ``X`` itself. That last run is plain Lloyd on ``X``,
     so the result is a Lloyd fixed point of ``X``; the finer levels only give it a start close
     to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``; so
     does ``k = 1``, where every start gives the same result.
@@ -698,7 +706,8 @@ def fit(
                 centers = min(finer, key=lambda r: r.inertia).centers
                 levels = levels[1:]
             for (Xl, wl), fl in levels:
-                centers = lloyd(Xl, wl, centers, max_iter=max_iter, method=method, exact=False, facts=fl).centers
+                if SUMMARY_MIN_SHRINK * Xl.shape[0] <= X.shape[0]:
+                    centers = lloyd(Xl, wl, centers, max_iter=max_iter, method=method, exact=False, facts=fl).centers
             return lloyd(X, weights, centers, max_iter=max_iter, tol_abs=tol_abs, method=method, facts=facts,
                          warm=True)
     best = None
