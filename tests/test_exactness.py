@@ -546,6 +546,31 @@ def test_block_scan_equals_the_point_by_point_scan(m):
         assert (b1[i], b2[i], bj[i]) == _kernels._nearest_two(X, i, C)
 
 
+@pytest.mark.parametrize("nf", [1, 3, 5])
+def test_point_facts_give_the_range_and_whether_all_are_whole_numbers(nf):
+    """The range of every feature, and integrality of coordinates and weights, over several chunks,
+    with the one fractional value or weight in the last, partial chunk."""
+    rng = np.random.default_rng(nf)
+    n = 2 * _kernels.CHUNK + 5
+    X = rng.integers(-300, 300, (n, nf)).astype(np.float32)
+    X[_kernels.CHUNK + 3] = 1000.0  # the maximum and the minimum sit in different chunks
+    X[7] = -1000.0
+    w = rng.integers(1, 9, n).astype(np.float64)
+    lo, hi = np.empty(nf), np.empty(nf)
+    assert _engine.point_facts(X, w, lo, hi) == (1000.0, True)
+    np.testing.assert_array_equal(lo, X.min(axis=0))
+    np.testing.assert_array_equal(hi, X.max(axis=0))
+    assert _engine.point_facts(X, None) == (1000.0, True)
+    Y = X.copy()
+    Y[-1, nf - 1] = 0.5
+    assert _engine.point_facts(Y, w) == (1000.0, False)
+    v = w.copy()
+    v[-1] = 2.5
+    assert _engine.point_facts(X, v) == (1000.0, False)
+    v[-1] = 2.0**32  # whole, but too large for exact sums
+    assert _engine.point_facts(X, v)[1] is False
+
+
 @pytest.mark.parametrize("n", [1, _kernels.CHUNK, 3 * _kernels.CHUNK + 17])
 def test_select_due_lists_exactly_the_points_whose_bounds_may_fail(n):
     """The active set's one-pass selection equals a plain filter, in order, whole chunks or not,

@@ -881,17 +881,32 @@ def point_facts(X, w, lo, hi):
     bad = np.zeros(nch, dtype=np.uint8)
     unit = w.shape[0] == 0
     for c in prange(nch):
+        start = c * CHUNK
+        end = min(n, start + CHUNK)
         frac = False
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            for f in range(nf):
-                v = np.float64(X[i, f])
-                if v < p_lo[c, f]:
-                    p_lo[c, f] = v
-                if v > p_hi[c, f]:
-                    p_hi[c, f] = v
-                frac |= v != np.floor(v)
-            if not unit:
-                frac |= w[i] != np.floor(w[i]) or w[i] > 2.0**31
+        if nf == 3:
+            # In locals and without branches: 3-4 times faster than through p_lo, p_hi.
+            l0, l1, l2 = p_lo[c, 0], p_lo[c, 1], p_lo[c, 2]
+            h0, h1, h2 = p_hi[c, 0], p_hi[c, 1], p_hi[c, 2]
+            for i in range(start, end):
+                v0, v1, v2 = np.float64(X[i, 0]), np.float64(X[i, 1]), np.float64(X[i, 2])
+                l0, l1, l2 = min(l0, v0), min(l1, v1), min(l2, v2)
+                h0, h1, h2 = max(h0, v0), max(h1, v1), max(h2, v2)
+                frac |= (v0 != np.floor(v0)) | (v1 != np.floor(v1)) | (v2 != np.floor(v2))
+            p_lo[c, 0], p_lo[c, 1], p_lo[c, 2] = l0, l1, l2
+            p_hi[c, 0], p_hi[c, 1], p_hi[c, 2] = h0, h1, h2
+        else:
+            for i in range(start, end):
+                for f in range(nf):
+                    v = np.float64(X[i, f])
+                    if v < p_lo[c, f]:
+                        p_lo[c, f] = v
+                    if v > p_hi[c, f]:
+                        p_hi[c, f] = v
+                    frac |= v != np.floor(v)
+        if not unit:
+            for i in range(start, end):
+                frac |= (w[i] != np.floor(w[i])) | (w[i] > 2.0**31)
         bad[c] = frac
     integral = bad.sum() == 0
     for f in range(nf):
