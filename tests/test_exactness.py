@@ -572,15 +572,18 @@ def test_point_facts_give_the_range_and_whether_all_are_whole_numbers(nf):
 
 
 @pytest.mark.parametrize("n", [1, _kernels.CHUNK, 3 * _kernels.CHUNK + 17])
-def test_select_due_lists_exactly_the_points_whose_bounds_may_fail(n):
+@pytest.mark.parametrize("batch", [64, 2])
+def test_select_due_lists_exactly_the_points_whose_bounds_may_fail(n, batch, monkeypatch):
     """The active set's one-pass selection equals a plain filter, in order, whole chunks or not,
-    with scratch rows reused from an earlier, different selection."""
+    in one batch of chunks or several, with scratch rows reused from an earlier selection."""
+    monkeypatch.setattr(_kernels, "DUE_BATCH_CHUNKS", batch)
     rng = np.random.default_rng(n)
     k = 5
     labels = rng.integers(0, k, n).astype(np.int32)
     ub = rng.uniform(0, 10, n)
     lb = ub + rng.uniform(0, 4, n)
     lists = _kernels.due_lists(n)
+    assert lists.shape[0] == min(_kernels.n_chunks(n), batch)  # the scratch is bounded
     for limit in (np.full(k, 5.0), rng.uniform(0, 4, k), np.zeros(k)):
         expected = np.flatnonzero(lb - ub < limit[labels])
         got = _kernels.select_due(ub, lb, labels, limit, lists)

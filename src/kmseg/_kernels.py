@@ -467,14 +467,14 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
 
 
 @njit(cache=True, parallel=True)
-def _list_due(ub, lb, labels, limit, lists, counts):
+def _list_due(ub, lb, labels, limit, first, lists, counts):
     n = ub.shape[0]
     for c in prange(counts.shape[0]):
         # Every index is written and the position advances past the due ones only: no branch.
         # Into the chunk's own row, since the slot after its last due index may be written.
         own = lists[c]
         t = 0
-        start = c * CHUNK
+        start = (first + c) * CHUNK
         for i in range(start, min(n, start + CHUNK)):
             own[t] = i
             t += 1 if lb[i] - ub[i] < limit[labels[i]] else 0
@@ -487,9 +487,13 @@ def _join_due(lists, counts, offsets, idx):
         idx[offsets[c]:offsets[c + 1]] = lists[c, :counts[c]]
 
 
+#: Chunks that ``select_due`` lists in one pass: its scratch stays at 4 MB however many points.
+DUE_BATCH_CHUNKS = 64
+
+
 def due_lists(n: int) -> np.ndarray:
     """Scratch rows for ``select_due`` on ``n`` points (reusable from one call to the next)."""
-    return np.empty((n_chunks(n), CHUNK + 1), dtype=np.int64)
+    return np.empty((min(n_chunks(n), DUE_BATCH_CHUNKS), CHUNK + 1), dtype=np.int64)
 
 
 def select_due(ub, lb, labels, limit, lists=None):
@@ -499,16 +503,20 @@ def select_due(ub, lb, labels, limit, lists=None):
     ``hamerly_step``, every point left out passes its bound test for as long as no
     ``D[a] + G`` grows by more than ``horizon``: its label cannot change until then.
     One pass over the bounds lists each chunk's due points in its row of ``lists``
-    (``due_lists``); the rows are then joined.
+    (``due_lists``), up to ``DUE_BATCH_CHUNKS`` chunks at a time; the rows are then joined.
     """
+    nch = n_chunks(ub.shape[0])
     lists = due_lists(ub.shape[0]) if lists is None else lists
-    counts = np.empty(lists.shape[0], dtype=np.int64)
-    _list_due(ub, lb, labels, limit, lists, counts)
-    offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    idx = np.empty(offsets[-1], dtype=np.int64)
-    _join_due(lists, counts, offsets, idx)
-    return idx
+    parts = []
+    for first in range(0, nch, lists.shape[0]):
+        counts = np.empty(min(lists.shape[0], nch - first), dtype=np.int64)
+        _list_due(ub, lb, labels, limit, first, lists, counts)
+        offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        idx = np.empty(offsets[-1], dtype=np.int64)
+        _join_due(lists, counts, offsets, idx)
+        parts.append(idx)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 @njit(cache=True, parallel=True)
