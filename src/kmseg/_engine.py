@@ -658,9 +658,9 @@ def fit(
     histogram at 5, 6 and 7 bits per channel, each point at the weighted mean of its cell).
     The ``n_init`` restarts run to convergence on the coarsest summary that has at least 256
     points per cluster; the best few go one summary finer, and the best of those is refined on
-    each finer summary much smaller than ``X`` (``SUMMARY_MIN_SHRINK``) and last on ``X`` itself. That last run is plain Lloyd on ``X``,
-    so the result is a Lloyd fixed point of ``X``; the finer levels only give it a start close
-    to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``; so
+    each finer summary much smaller than ``X`` (``SUMMARY_MIN_SHRINK``) and last on ``X`` itself.
+    That last run is plain Lloyd on ``X``, so the result is a Lloyd fixed point of ``X``; the
+    finer levels only give it a start close to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``; so
     does ``k = 1``, where every start gives the same result.
     ``facts``: ``point_facts(X, weights)``, when known; ``coarse_facts``: the same for each
     summary in ``coarse``, when known.
