@@ -660,8 +660,9 @@ def fit(
     points per cluster; the best few go one summary finer, and the best of those is refined on
     each finer summary much smaller than ``X`` (``SUMMARY_MIN_SHRINK``) and last on ``X`` itself.
     That last run is plain Lloyd on ``X``, so the result is a Lloyd fixed point of ``X``; the
-    finer levels only give it a start close to its end, so it needs few iterations. An explicit ``init`` array runs once, on ``X``; so
-    does ``k = 1``, where every start gives the same result.
+    finer levels only give it a start close to its end, so it needs few iterations. An
+    explicit ``init`` array runs once, on ``X``; so does ``k = 1``, where every start gives
+    the same result.
     ``facts``: ``point_facts(X, weights)``, when known; ``coarse_facts``: the same for each
     summary in ``coarse``, when known.
 
