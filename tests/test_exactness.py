@@ -305,6 +305,63 @@ def test_compiled_kmeans_plusplus_equals_the_general_one(photos, monkeypatch, k)
     assert small[2].shape[0] == min(k, 3)
 
 
+def _numpy_kmeans_plusplus(X, w, k, rng):
+    """Greedy weighted k-means++ written plainly in numpy: the reference for the compiled one."""
+    n = X.shape[0]
+    wt = np.ones(n) if w is None else w
+    trials = 2 + int(np.log(k))
+    first = rng.choice(n) if w is None else rng.choice(n, p=wt / wt.sum())
+    centers = [X[int(first)].astype(np.float64)]
+    d2 = ((X - centers[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        cum = np.cumsum(wt * d2)
+        picks = np.minimum(np.searchsorted(cum, rng.random(trials) * cum[-1], side="right"), n - 1)
+        near = np.minimum(d2[None, :], ((X[None, :, :] - X[picks][:, None, :]) ** 2).sum(axis=2))
+        best = picks[int(np.argmin((wt * near).sum(axis=1)))]
+        centers.append(X[best].astype(np.float64))
+        d2 = np.minimum(d2, ((X - X[best]) ** 2).sum(axis=1))
+    return np.array(centers)
+
+
+@pytest.mark.parametrize("nf", [2, 3, 5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_kmeans_plusplus_equals_plain_numpy(nf, weighted):
+    """The compiled seeding skips blocks of points that no candidate can reach; it still picks
+    the centres a plain loop over every point picks."""
+    rng = np.random.default_rng(nf)
+    X = rng.integers(0, 40, size=(3000, nf)).astype(np.float64)  # many repeated points
+    w = rng.integers(1, 50, size=3000).astype(np.float64) if weighted else None
+    assert X.shape[0] < _engine.PARALLEL_MIN_POINTS
+    got = _engine.kmeans_plusplus_many(X, w, 24, np.random.default_rng(7), 1)[0]
+    np.testing.assert_array_equal(got, _numpy_kmeans_plusplus(X, w, 24, np.random.default_rng(7)))
+
+
+@pytest.mark.parametrize("nf", [1, 3, 4])
+def test_seeding_potential_skips_only_blocks_no_candidate_reaches(nf):
+    """A candidate's potential, made block by block with far blocks taken whole, equals the sum
+    over every point."""
+    rng = np.random.default_rng(nf)
+    X = rng.integers(0, 60, size=(2000, nf)).astype(np.float32)
+    w = rng.integers(1, 9, size=2000).astype(np.float64)
+    perm = _engine.morton_order(X)
+    Xt, wt = X[perm], w[perm]
+    nb = -(-2000 // _kernels.KPP_BLOCK)
+    lo, hi = np.empty((nb, nf)), np.empty((nb, nf))
+    _kernels.kpp_boxes(Xt, lo, hi)
+    C = X[rng.choice(2000, 12)].astype(np.float64)
+    d2 = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(axis=2).min(axis=1)
+    bmax, bsum = np.empty(nb), np.empty(nb)
+    _kernels.kpp_block_sums(wt, perm, d2, bmax, bsum)
+    skipped = 0
+    for p in rng.choice(2000, 40, replace=False):
+        got = _kernels.kpp_potential(Xt, wt, perm, d2, lo, hi, bmax, bsum, X, p)
+        near = ((X.astype(np.float64) - X[p].astype(np.float64)) ** 2).sum(axis=1)
+        assert got == pytest.approx(float((w * np.minimum(d2, near)).sum()), rel=1e-12)
+        gaps = np.maximum(np.maximum(lo - X[p], X[p] - hi), 0.0)
+        skipped += int(((gaps**2).sum(axis=1) >= bmax).sum())
+    assert skipped > 0  # the test reaches the blocks taken whole
+
+
 def test_side_by_side_seedings_equal_one_after_another(photos):
     X, w = kmseg.prepare(photos["astronaut.png"]).reduced.levels[0]
     many = _engine.kmeans_plusplus_many(X, w, 12, np.random.default_rng(3), 5)

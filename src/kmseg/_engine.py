@@ -184,8 +184,30 @@ def kmeans_plusplus_many(X: np.ndarray, weights: np.ndarray | None, k: int, rng:
         U[r] = rng.random((k - 1, n_trials))
     out = np.empty((runs, k, nf))
     m = np.empty(runs, dtype=np.int64)
-    K.kmeanspp_runs(X, _w(weights), firsts, U, out, m)
+    K.kmeanspp_runs(X, _w(weights), firsts, U, morton_order(X), out, m)
     return [out[r, : m[r]] for r in range(runs)]
+
+
+def morton_grid(X: np.ndarray, weights: np.ndarray | None, bits: int) -> tuple[np.ndarray, float, int, float]:
+    """(lo, step, bits, scale): a grid of 2**bits cells a side over the points' box, for Morton
+    codes; fewer bits when the codes would not fit in 62. ``scale``: as ``point_facts``."""
+    n, nf = X.shape
+    lo = np.empty(nf)
+    hi = np.empty(nf)
+    scale, _ = point_facts(X, weights, lo, hi)
+    bits = min(bits, 62 // max(nf, 1))  # none above 62 features: every code is 0
+    span = float((hi - lo).max()) if n else 0.0
+    step = span / (2**bits - 0.5) if span > 0 else 1.0
+    return lo, step, bits, scale
+
+
+def morton_order(X: np.ndarray) -> np.ndarray:
+    """An order of the points that keeps near ones together: by their Morton code on a grid
+    of 64 cells a side."""
+    lo, step, bits, _ = morton_grid(X, None, 6)
+    keys = np.empty(X.shape[0], dtype=np.int64)
+    K._morton_keys(X, lo, step, bits, keys)
+    return K._radix_argsort(keys, bits * X.shape[1])[0]
 
 
 def random_init(X: np.ndarray, weights: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -343,13 +365,7 @@ class KDTree:
 
 def kdtree(X: np.ndarray, weights: np.ndarray | None) -> KDTree:
     """The kd-tree of ``X``, split on a grid of 2**10 cells a side (coarser above 6 dimensions)."""
-    n, nf = X.shape
-    lo = np.empty(nf)
-    hi = np.empty(nf)
-    scale, _ = point_facts(X, weights, lo, hi)
-    bits = min(10, 62 // max(nf, 1))  # the codes fit in 62 bits (none above 62 features: one leaf)
-    span = float((hi - lo).max()) if n else 0.0
-    step = span / (2**bits - 0.5) if span > 0 else 1.0
+    lo, step, bits, scale = morton_grid(X, weights, 10)
     perm, Xt, wt, blo, bhi, start, end, child, nsum, nw, depth = K.kdtree_build(X, _w(weights), lo, step, bits, TREE_LEAF_SIZE)
     # Split the biggest subtree until there are enough to share, then keep them in point order.
     tasks = [0]

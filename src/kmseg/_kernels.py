@@ -245,20 +245,13 @@ def _first_assign(X, C, cc, order, slack, start, end, labels, ub, lb):
 
 
 @njit(cache=True, inline="always")
-def _potential(X, w, d2, P, p, start, end):
-    """The sum over the points [start, end) of w * min(d2, |X - P[p]|^2), in point order."""
+def _potential(X, w, d2, P, p, start, end, at):
+    """The sum over the points [start, end) of w * min(d2, |X - P[p]|^2), in point order, where
+    point i's d2 is ``d2[at[i]]``."""
     unit = w.shape[0] == 0
     total = 0.0
-    if X.shape[1] == 3:
-        p0, p1, p2 = np.float64(P[p, 0]), np.float64(P[p, 1]), np.float64(P[p, 2])
-        for i in range(start, end):
-            a0 = np.float64(X[i, 0]) - p0
-            a1 = np.float64(X[i, 1]) - p1
-            a2 = np.float64(X[i, 2]) - p2
-            total += (1.0 if unit else w[i]) * min(a0 * a0 + a1 * a1 + a2 * a2, d2[i])
-        return total
     for i in range(start, end):
-        total += (1.0 if unit else w[i]) * min(_dist2(X, i, P, p), d2[i])
+        total += (1.0 if unit else w[i]) * min(_dist2(X, i, P, p), d2[at[i]])
     return total
 
 
@@ -273,9 +266,10 @@ def min_dist2_update(X, C, j, d2):
 def trial_potentials(X, w, d2, cands, out):
     """out[c, t] = sum over chunk c of w * min(d2, |X - cands[t]|^2).   # OUT out (nchunks, T)"""
     n = X.shape[0]
+    at = np.arange(n)
     for c in prange(out.shape[0]):
         for t in range(cands.shape[0]):
-            out[c, t] = _potential(X, w, d2, cands, t, c * CHUNK, min(n, (c + 1) * CHUNK))
+            out[c, t] = _potential(X, w, d2, cands, t, c * CHUNK, min(n, (c + 1) * CHUNK), at)
 
 
 @njit(cache=True, parallel=True)
@@ -1150,28 +1144,108 @@ def lloyd_runs(X, w, C, labels, max_iter, slack, n_iter, status, inertia):
         inertia[r] = s
 
 
+#: Points per block of the greedy k-means++ (``kmeanspp_serial``): a box and two sums each.
+KPP_BLOCK = 32
+
+
 @njit(cache=True)
-def kmeanspp_serial(X, w, first, U, centers):
+def kpp_boxes(Xt, lo, hi):
+    """The bounding box of each block of ``KPP_BLOCK`` consecutive points.   # OUT lo, hi (blocks, nf)"""
+    n, nf = Xt.shape
+    for b in range(lo.shape[0]):
+        for f in range(nf):
+            lo[b, f] = np.inf
+            hi[b, f] = -np.inf
+        for i in range(b * KPP_BLOCK, min(n, (b + 1) * KPP_BLOCK)):
+            for f in range(nf):
+                v = np.float64(Xt[i, f])
+                lo[b, f] = min(lo[b, f], v)
+                hi[b, f] = max(hi[b, f], v)
+
+
+@njit(cache=True, inline="always")
+def _box_dist2(lo, hi, b, P, p):
+    """A lower bound on ``_dist2`` from any point of box b to P[p], rounded as that rounds.
+
+    Per feature the gap to the box is at most the point's difference, and rounding is
+    monotone, so the rounded sum of squared gaps never exceeds a point's rounded ``_dist2``."""
+    d = 0.0
+    for f in range(lo.shape[1]):
+        q = np.float64(P[p, f])
+        g = max(lo[b, f] - q, q - hi[b, f], 0.0)
+        d += g * g
+    return d
+
+
+@njit(cache=True, inline="always")
+def _block_d2(wt, perm, d2, b, bmax, bsum):
+    """bmax[b], bsum[b]: the largest d2 and the sum of w * d2 (in block order) of block b.   # OUT"""
+    unit = wt.shape[0] == 0
+    m = 0.0
+    s = 0.0
+    for t in range(b * KPP_BLOCK, min(perm.shape[0], (b + 1) * KPP_BLOCK)):
+        d = d2[perm[t]]
+        m = max(m, d)
+        s += d if unit else wt[t] * d
+    bmax[b] = m
+    bsum[b] = s
+
+
+@njit(cache=True)
+def kpp_block_sums(wt, perm, d2, bmax, bsum):
+    """``_block_d2`` of every block.   # OUT bmax, bsum"""
+    for b in range(bmax.shape[0]):
+        _block_d2(wt, perm, d2, b, bmax, bsum)
+
+
+@njit(cache=True)
+def kpp_potential(Xt, wt, perm, d2, lo, hi, bmax, bsum, P, p):
+    """The sum of w * min(d2, |x - P[p]|^2) over the points, block by block in block order; a
+    block whose box lies at least its largest d2 from P[p] adds its ``bsum`` instead of its points."""
+    pot = 0.0
+    for b in range(lo.shape[0]):
+        if _box_dist2(lo, hi, b, P, p) >= bmax[b]:
+            pot += bsum[b]
+        else:
+            pot += _potential(Xt, wt, d2, P, p, b * KPP_BLOCK, min(perm.shape[0], (b + 1) * KPP_BLOCK), perm)
+    return pot
+
+
+@njit(cache=True)
+def kmeanspp_serial(X, w, first, U, Xt, wt, perm, lo, hi, centers):
     """Greedy weighted k-means++ on one thread, the whole loop compiled (see ``_engine._kmeans_plusplus``).
 
     first     index of the first centre
     U         (k - 1, T) uniform draws in [0, 1): T candidates per step, sampled by weight * d2
+    Xt, wt    the points and weights in blocks of ``KPP_BLOCK``: ``X[perm]``, ``w[perm]``, with
+              ``perm`` an order that keeps near points together (``_engine.kmeans_plusplus_many``)
+    lo, hi    each block's box (``kpp_boxes(Xt)``)
     centers   # OUT (k, nf): rows [0, m) filled
-    Returns m, fewer than k when every point already sits on a centre. The sums are made per
-    chunk and then added in chunk order, as the parallel kernels do.
+    Returns m, fewer than k when every point already sits on a centre.
+
+    The draws are those of ``_engine._kmeans_plusplus``: the cumulative sum of w * d2 runs over
+    the points in their order. Each candidate's potential, the sum of w * min(d2, |x - c|^2),
+    is made block by block: a block whose box lies at least its largest d2 away from the
+    candidate adds the sum of its w * d2, kept up to date, which is what its points would add,
+    to the bit, since none of them comes closer. The update of d2 after each step skips such
+    blocks too. As centres accumulate, most blocks are skipped. Only the order in which the
+    blocks add up a potential differs from a point-by-point loop, so the candidate chosen could
+    differ only between potentials equal to rounding.
     """
     n, nf = X.shape
     k = centers.shape[0]
     T = U.shape[1]
     unit = w.shape[0] == 0
-    nch = max(1, (n + CHUNK - 1) // CHUNK)
+    nb = lo.shape[0]
     for f in range(nf):
         centers[0, f] = X[first, f]
     d2 = np.empty(n)
     for i in range(n):
         d2[i] = _dist2(X, i, centers, 0)
+    bmax = np.empty(nb)
+    bsum = np.empty(nb)
+    kpp_block_sums(wt, perm, d2, bmax, bsum)
     cum = np.empty(n)
-    part = np.empty((nch, T))
     cand = np.empty(T, dtype=np.int64)
     m = 1
     for s in range(k - 1):
@@ -1183,45 +1257,50 @@ def kmeanspp_serial(X, w, first, U, centers):
             break
         for t in range(T):
             target = U[s, t] * total
-            lo = 0
-            hi = n
-            while lo < hi:  # first index with cum > target (searchsorted, side="right")
-                mid = (lo + hi) // 2
+            l = 0
+            h = n
+            while l < h:  # first index with cum > target (searchsorted, side="right")
+                mid = (l + h) // 2
                 if cum[mid] <= target:
-                    lo = mid + 1
+                    l = mid + 1
                 else:
-                    hi = mid
-            cand[t] = min(lo, n - 1)
-        for c in range(nch):
-            for t in range(T):
-                # One candidate at a time, its sum in a local: the same additions in the same
-                # order as point by point over every candidate, without a store between them.
-                part[c, t] = _potential(X, w, d2, X, cand[t], c * CHUNK, min(n, (c + 1) * CHUNK))
+                    h = mid
+            cand[t] = min(l, n - 1)
         best = 0
         best_pot = np.inf
         for t in range(T):
-            pot = 0.0
-            for c in range(nch):
-                pot += part[c, t]
+            pot = kpp_potential(Xt, wt, perm, d2, lo, hi, bmax, bsum, X, cand[t])
             if pot < best_pot:
                 best_pot = pot
                 best = t
         for f in range(nf):
             centers[m, f] = X[cand[best], f]
-        for i in range(n):
-            d2[i] = min(d2[i], _dist2(X, i, centers, m))
+        for b in range(nb):
+            if _box_dist2(lo, hi, b, centers, m) >= bmax[b]:
+                continue
+            for t in range(b * KPP_BLOCK, min(n, (b + 1) * KPP_BLOCK)):
+                i = perm[t]
+                d2[i] = min(d2[i], _dist2(Xt, t, centers, m))
+            _block_d2(wt, perm, d2, b, bmax, bsum)
         m += 1
     return m
 
 
 @njit(cache=True, parallel=True)
-def kmeanspp_runs(X, w, firsts, U, centers, m):
+def kmeanspp_runs(X, w, firsts, U, perm, centers, m):
     """``kmeanspp_serial`` for several restarts at once, one per thread.
 
-    firsts (R,), U (R, k - 1, T) as for one run; centers # OUT (R, k, nf); m # OUT (R,)
+    firsts (R,), U (R, k - 1, T) as for one run; perm: the order of the blocks' points;
+    centers # OUT (R, k, nf); m # OUT (R,)
     """
+    Xt = X[perm]
+    wt = w[perm] if w.shape[0] else w
+    nb = (X.shape[0] + KPP_BLOCK - 1) // KPP_BLOCK
+    lo = np.empty((nb, X.shape[1]))
+    hi = np.empty((nb, X.shape[1]))
+    kpp_boxes(Xt, lo, hi)
     for r in prange(firsts.shape[0]):
-        m[r] = kmeanspp_serial(X, w, firsts[r], U[r], centers[r])
+        m[r] = kmeanspp_serial(X, w, firsts[r], U[r], Xt, wt, perm, lo, hi, centers[r])
 
 
 # --------------------------------------------------------------------------- per-iteration bookkeeping
