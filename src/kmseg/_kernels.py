@@ -246,10 +246,17 @@ def _first_assign(X, C, cc, order, slack, start, end, labels, ub, lb):
 
 @njit(cache=True, inline="always")
 def _potential(X, w, d2, P, p, start, end, at):
-    """The sum over the points [start, end) of w * min(d2, |X - P[p]|^2), in point order, where
-    point i's d2 is ``d2[at[i]]``."""
+    """The sum over the points [start, end) of w * min(d2, |X - P[p]|^2), in point order.
+
+    Point i's d2 is ``d2[i]``, or ``d2[at[i]]`` unless ``at`` is empty (points held in
+    another order than their d2). The two loops are written apart so that neither tests
+    ``at`` point by point."""
     unit = w.shape[0] == 0
     total = 0.0
+    if at.shape[0] == 0:
+        for i in range(start, end):
+            total += (1.0 if unit else w[i]) * min(_dist2(X, i, P, p), d2[i])
+        return total
     for i in range(start, end):
         total += (1.0 if unit else w[i]) * min(_dist2(X, i, P, p), d2[at[i]])
     return total
@@ -266,10 +273,10 @@ def min_dist2_update(X, C, j, d2):
 def trial_potentials(X, w, d2, cands, out):
     """out[c, t] = sum over chunk c of w * min(d2, |X - cands[t]|^2).   # OUT out (nchunks, T)"""
     n = X.shape[0]
-    at = np.arange(n)
+    direct = np.empty(0, dtype=np.int64)
     for c in prange(out.shape[0]):
         for t in range(cands.shape[0]):
-            out[c, t] = _potential(X, w, d2, cands, t, c * CHUNK, min(n, (c + 1) * CHUNK), at)
+            out[c, t] = _potential(X, w, d2, cands, t, c * CHUNK, min(n, (c + 1) * CHUNK), direct)
 
 
 @njit(cache=True, parallel=True)
