@@ -1155,19 +1155,24 @@ def lloyd_runs(X, w, C, labels, max_iter, slack, n_iter, status, inertia):
 KPP_BLOCK = 32
 
 
+@njit(cache=True, inline="always")
+def _range_box(X, start, end, lo, hi, row):
+    """lo[row], hi[row]: the bounding box of the points [start, end).   # OUT"""
+    for f in range(X.shape[1]):
+        lo[row, f] = np.inf
+        hi[row, f] = -np.inf
+    for i in range(start, end):
+        for f in range(X.shape[1]):
+            v = np.float64(X[i, f])
+            lo[row, f] = min(lo[row, f], v)
+            hi[row, f] = max(hi[row, f], v)
+
+
 @njit(cache=True)
 def kpp_boxes(Xt, lo, hi):
     """The bounding box of each block of ``KPP_BLOCK`` consecutive points.   # OUT lo, hi (blocks, nf)"""
-    n, nf = Xt.shape
     for b in range(lo.shape[0]):
-        for f in range(nf):
-            lo[b, f] = np.inf
-            hi[b, f] = -np.inf
-        for i in range(b * KPP_BLOCK, min(n, (b + 1) * KPP_BLOCK)):
-            for f in range(nf):
-                v = np.float64(Xt[i, f])
-                lo[b, f] = min(lo[b, f], v)
-                hi[b, f] = max(hi[b, f], v)
+        _range_box(Xt, b * KPP_BLOCK, min(Xt.shape[0], (b + 1) * KPP_BLOCK), lo, hi, b)
 
 
 @njit(cache=True, inline="always")
@@ -1523,16 +1528,11 @@ def kdtree_build(X, w, lo, step, bits, leaf_size):
     for p in range(n_nodes - 1, -1, -1):  # children come after their parent
         c = child[p]
         if c < 0:
-            for f in range(nf):
-                blo[p, f] = np.inf
-                bhi[p, f] = -np.inf
+            _range_box(Xt, start[p], end[p], blo, bhi, p)
             for i in range(start[p], end[p]):
                 nw[p] += wt[i]
                 for f in range(nf):
-                    v = Xt[i, f]
-                    nsum[p, f] += wt[i] * v
-                    blo[p, f] = min(blo[p, f], v)
-                    bhi[p, f] = max(bhi[p, f], v)
+                    nsum[p, f] += wt[i] * Xt[i, f]
         else:
             nw[p] = nw[c] + nw[c + 1]
             for f in range(nf):
