@@ -85,6 +85,20 @@ def test_no_overwrite_without_force(pics, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary files left
 
 
+@pytest.mark.parametrize("verb", ["segment", "demo"])
+def test_an_output_directory_named_like_a_file_is_refused(verb, pics, tmp_path, capsys):
+    args = [str(pics["a"]), "-k", "2"] if verb == "segment" else []
+    with pytest.raises(SystemExit) as exc:
+        main([verb, *args, "-o", str(tmp_path / "out.png")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "looks like a file name, but -o takes a directory" in err and f"-o {tmp_path / 'out'}" in err
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "out").exists()  # nothing made
+    (tmp_path / "out.png").mkdir()  # a directory that exists is taken as it is, whatever its name
+    assert main([verb, *args, "-o", str(tmp_path / "out.png")]) == 0
+    assert (tmp_path / "out.png" / ("a-segmented.png" if verb == "segment" else "coffee-segmented.png")).exists()
+
+
 def test_inputs_are_never_modified(pics, tmp_path):
     before = _digest(pics["a"])
     main(["segment", str(pics["a"]), "-k", "3", "-o", str(tmp_path / "o"), "--masks", "--disable", "0"])

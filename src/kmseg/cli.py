@@ -63,6 +63,22 @@ def non_negative_int(text: str) -> int:
     return v
 
 
+#: Suffixes that make an ``-o DIR`` look like a file name.
+_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".json", ".svg", ".html")
+
+
+def output_dir(text: str) -> str:
+    """An output directory; a name like ``out.png`` that is not a directory already is refused,
+    since the verbs that take one write several files into it."""
+    path = Path(text)
+    if path.suffix.lower() in _FILE_SUFFIXES and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} looks like a file name, but -o takes a directory to write the outputs into; "
+            f"pass a directory such as -o {path.with_suffix('')}"
+        )
+    return text
+
+
 def unit_fraction(text: str) -> float:
     v = parse_float(text)
     if not 0 < v <= 1:
@@ -171,7 +187,7 @@ def _register_segment(sub: Any) -> None:
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or quoted globs such as 'photos/**/*.jpg'")
     p.add_argument("-k", "--k", type=positive_int, default=5, help="number of clusters (default 5)")
-    p.add_argument("-o", "--out", default="kmseg-out", metavar="DIR", help="output directory (default kmseg-out)")
+    p.add_argument("-o", "--out", default="kmseg-out", type=output_dir, metavar="DIR", help="output directory (default kmseg-out)")
     add_image_options(p)
     p.add_argument("--disable", type=non_negative_int, nargs="+", metavar="I", help="also write NAME-masked.png with these clusters blacked out")
     p.add_argument("--masks", action="store_true", help="also write one RGBA cut-out per cluster (NAME-cluster<i>.png)")
@@ -260,7 +276,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def _register_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="segment the bundled sample photo and write every output")
-    p.add_argument("-o", "--out", default="demo-out", metavar="DIR", help="output directory (default demo-out)")
+    p.add_argument("-o", "--out", default="demo-out", type=output_dir, metavar="DIR", help="output directory (default demo-out)")
     p.add_argument("-k", "--k", type=positive_int, default=5, help="number of clusters (default 5)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.set_defaults(func=cmd_demo)
