@@ -99,6 +99,18 @@ def test_an_output_directory_named_like_a_file_is_refused(verb, pics, tmp_path, 
     assert (tmp_path / "out.png" / ("a-segmented.png" if verb == "segment" else "coffee-segmented.png")).exists()
 
 
+def test_library_warnings_are_one_line_naming_the_file(tmp_path, capsys):
+    flat = np.zeros((4, 6, 3), np.uint8)
+    flat[:, 3:] = (250, 0, 0)
+    paths = [save_image(tmp_path / "in" / "two.png", flat), save_image(tmp_path / "in" / "owt.png", flat[:, ::-1])]
+    assert main(["segment", *map(str, paths), "-k", "5", "-o", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"kmseg: warning: {p}: the image has only 2 distinct colours, fewer than k=5; returning 2 clusters, one per colour"
+        for p in paths
+    ]
+    assert main(["demo", "-k", "3", "-o", str(tmp_path / "demo")]) == 0 and capsys.readouterr().err == ""
+
+
 def test_inputs_are_never_modified(pics, tmp_path):
     before = _digest(pics["a"])
     main(["segment", str(pics["a"]), "-k", "3", "-o", str(tmp_path / "o"), "--masks", "--disable", "0"])

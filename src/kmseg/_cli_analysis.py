@@ -9,13 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from .cli import Progress, UsageError, add_image_options, parse_float, positive_int, segment_options
+from .cli import Progress, UsageError, add_image_options, parse_float, positive_int, segment_options, warnings_as_lines
 
 __all__ = ["register"]
 
@@ -27,21 +24,6 @@ def _threshold(text: str) -> float:
     if not math.isfinite(v) or v < 0:
         raise argparse.ArgumentTypeError(f"{text} is out of range; a threshold is a number >= 0")
     return v
-
-
-@contextmanager
-def _warnings_as_lines() -> Iterator[None]:
-    """kmseg's own warnings become one ``kmseg: warning:`` line each on stderr; others pass through."""
-    from .errors import ConvergenceWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        yield
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning):
-            print(f"kmseg: warning: {w.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None = None) -> None:
@@ -70,7 +52,7 @@ def cmd_elbow(args: argparse.Namespace) -> int:
     ks = range(args.k_min, args.k_max + 1)
     bar = Progress(len(ks), "elbow")
     try:
-        with _warnings_as_lines():
+        with warnings_as_lines():
             result = elbow(args.image, ks, silhouette=args.silhouette, progress=lambda k: bar.advance(note=f"k={k}"),
                            **segment_options(args))
     finally:
@@ -119,7 +101,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
 def cmd_palette(args: argparse.Namespace) -> int:
     from .segment import segment
 
-    with _warnings_as_lines():
+    with warnings_as_lines():
         seg = segment(args.image, args.k, **segment_options(args))
     pal = sorted(seg.palette(), key=lambda p: (-p["fraction"], p["index"]))
     if args.json:
@@ -146,7 +128,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     ks = range(1, args.k_max + 1)
     bar = Progress(n_steps(ks), "report")
     try:
-        with _warnings_as_lines():
+        with warnings_as_lines():
             path = write_report(args.image, args.out, k=args.k, force=args.force, ks=ks,
                                 canny=(args.low, args.high), progress=lambda d, t, note: bar.advance(note=note),
                                 **segment_options(args))

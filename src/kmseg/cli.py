@@ -17,8 +17,10 @@ import json
 import os
 import sys
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 __all__ = ["main"]
 
@@ -171,6 +173,24 @@ def unique_stems(paths: Sequence[str]) -> list[str]:
     return result
 
 
+@contextmanager
+def warnings_as_lines(prefix: str = "") -> Iterator[None]:
+    """kmseg's own warnings become one ``kmseg: warning: PREFIXmessage`` line each on stderr,
+    printed when the block ends (also when it raises); other warnings pass through."""
+    from .errors import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, ConvergenceWarning):
+                    print(f"kmseg: warning: {prefix}{w.message}", file=sys.stderr)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def error_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -260,7 +280,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     bar = Progress(len(paths), "segment")
     for path, stem in zip(paths, stems):
         try:
-            results.append(run_one(path, stem, args))
+            with warnings_as_lines(f"{path}: "):  # a batch's warnings name their file
+                results.append(run_one(path, stem, args))
         except UsageError:
             raise
         except (KmsegError, OSError) as exc:
@@ -350,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return int(func(args) or 0)
+        with warnings_as_lines():
+            return int(func(args) or 0)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"kmseg: error: {exc}", file=sys.stderr)
