@@ -59,6 +59,20 @@ def test_get_set_params_and_repr():
         km.set_params(bogus=1)
 
 
+def test_n_init_auto_is_the_default_number_of_restarts():
+    # scikit-learn's default since 1.4; code written for it runs here unchanged. On these
+    # points 9, 10 and 11 restarts each end at a different inertia.
+    X = np.random.default_rng(5).random((400, 2))
+    fits = {n: kmseg.KMeans(12, n_init=n, random_state=0).fit(X) for n in ("auto", 9, 10, 11)}
+    assert len({fits[n].inertia_ for n in (9, 10, 11)}) == 3
+    assert fits["auto"].inertia_ == fits[10].inertia_
+    np.testing.assert_array_equal(fits["auto"].cluster_centers_, fits[10].cluster_centers_)
+    assert fits["auto"].get_params()["n_init"] == "auto"
+    assert repr(fits["auto"]) == "KMeans(n_clusters=12, n_init='auto', random_state=0)"
+    with pytest.raises(kmseg.ParameterError, match=r"n_init='many' is not supported; pass a whole number such as 10, or 'auto'"):
+        kmseg.KMeans(4, n_init="many").fit(X)
+
+
 def test_sklearn_clone_and_pipeline():
     sklearn = pytest.importorskip("sklearn")
     from sklearn.base import clone

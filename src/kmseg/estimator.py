@@ -16,6 +16,9 @@ from .segment import check_fit_options, check_int, make_rng
 
 __all__ = ["KMeans"]
 
+#: What ``n_init="auto"`` stands for: the restarts kmseg runs by default everywhere.
+AUTO_N_INIT = 10
+
 
 class KMeans:
     """Exact weighted K-means (Lloyd, sped up by Hamerly bounds or a kd-tree) with scikit-learn's interface.
@@ -30,8 +33,10 @@ class KMeans:
     n_clusters : int
         Number of clusters.
     init : {"k-means++", "random"} or (n_clusters, n_features) ndarray
-    n_init : int
+    n_init : int or "auto"
         Restarts; the lowest inertia wins. Large inputs run them on a coarse grid summary.
+        ``"auto"`` (scikit-learn's default) means kmseg's default, 10: restarts are cheap here,
+        so kmseg does not drop to scikit-learn's single k-means++ run. An array ``init`` runs once.
     max_iter : int
     tol : float
         As in :func:`kmseg.segment`: relative to the mean feature variance; 0 runs to a fixed point.
@@ -58,7 +63,7 @@ class KMeans:
         n_clusters: int = 8,
         *,
         init: str | np.ndarray = "k-means++",
-        n_init: int = 10,
+        n_init: int | str = 10,
         max_iter: int = 300,
         tol: float = 0.0,
         random_state: int | np.random.Generator | None = None,
@@ -150,7 +155,12 @@ class KMeans:
         X = self._check_X(X, fitted=False)
         w = self._check_weight(sample_weight, X.shape[0])
         k = check_int("n_clusters", self.n_clusters, 1)
-        check_fit_options(self.n_init, self.max_iter, self.tol, self.init)
+        n_init = self.n_init
+        if isinstance(n_init, str):
+            if n_init != "auto":
+                raise ParameterError(f"n_init={n_init!r} is not supported; pass a whole number such as 10, or 'auto'")
+            n_init = AUTO_N_INIT
+        check_fit_options(n_init, self.max_iter, self.tol, self.init)
         init = self.init
         if isinstance(init, np.ndarray):
             if init.shape != (k, X.shape[1]):
@@ -158,7 +168,7 @@ class KMeans:
             init = np.ascontiguousarray(init, dtype=np.float64)
         rng = make_rng(self.random_state)
         coarse = grid_levels(X, w) if X.shape[0] > COARSE_MIN_POINTS and X.shape[1] <= 8 else None
-        res = _engine.fit(X, w, k, init=init, n_init=int(self.n_init), max_iter=int(self.max_iter), tol=float(self.tol),
+        res = _engine.fit(X, w, k, init=init, n_init=int(n_init), max_iter=int(self.max_iter), tol=float(self.tol),
                           rng=rng, coarse=coarse)
         if res.centers.shape[0] < k:
             warnings.warn(
