@@ -198,6 +198,17 @@ def test_save_writes_every_output_atomically_and_refuses_to_overwrite(tmp_path, 
     seg.save(tmp_path, stem="cat", force=True)
 
 
+@pytest.mark.parametrize("name", ["out.png", "result.JPG", "seg.json"])
+def test_save_refuses_a_directory_named_like_a_file(tmp_path, name):
+    seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)
+    stem = name.rsplit(".", 1)[0]
+    with pytest.raises(kmseg.ParameterError, match=rf"looks like a file name, .* such as '.*{stem}' \(seg.image\(\)"):
+        seg.save(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []  # nothing made
+    (tmp_path / name).mkdir()  # a directory that exists is used, whatever its name
+    assert set(seg.save(tmp_path / name)) == {"segmented", "labels", "palette"}
+
+
 def test_label_map_png_is_uint16_for_many_clusters(tmp_path):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)

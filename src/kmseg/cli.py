@@ -65,15 +65,13 @@ def non_negative_int(text: str) -> int:
     return v
 
 
-#: Suffixes that make an ``-o DIR`` look like a file name.
-_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".json", ".svg", ".html")
-
-
 def output_dir(text: str) -> str:
     """An output directory; a name like ``out.png`` that is not a directory already is refused,
     since the verbs that take one write several files into it."""
+    from .segment import looks_like_file
+
     path = Path(text)
-    if path.suffix.lower() in _FILE_SUFFIXES and not path.is_dir():
+    if looks_like_file(path):
         raise argparse.ArgumentTypeError(
             f"{text!r} looks like a file name, but -o takes a directory to write the outputs into; "
             f"pass a directory such as -o {path.with_suffix('')}"

@@ -24,6 +24,17 @@ _DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
 # --------------------------------------------------------------------------- validation
 
 
+#: Suffixes that make an output name look like a file rather than a directory.
+FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".json", ".svg", ".html")
+
+
+def looks_like_file(directory: str | os.PathLike[str]) -> bool:
+    """Whether an output directory's name looks like a file's (``out.png``) and is not a
+    directory already: writing several files into it would make a directory of that name."""
+    path = Path(directory)
+    return path.suffix.lower() in FILE_SUFFIXES and not path.is_dir()
+
+
 def check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise ParameterTypeError(f"{name}={value!r} is not an integer; pass a whole number such as {max(minimum, 5)}")
@@ -642,6 +653,8 @@ class Segmentation:
         for every cluster (RGBA cut-outs). Images with more than 4 channels are written as TIFF.
         Every file is written to a temporary name and renamed. If any target exists and
         ``force`` is False, :class:`OutputExistsError` is raised before anything is written.
+        A ``directory`` named like a file (``out.png``) that is not a directory already is
+        refused with :class:`ParameterError` rather than made into one.
 
         Returns
         -------
@@ -653,6 +666,11 @@ class Segmentation:
         if stem is None:
             stem = Path(self.source).stem if self.source else "image"
         d = Path(directory)
+        if looks_like_file(d):
+            raise ParameterError(
+                f"{os.fspath(directory)!r} looks like a file name, but save() writes several files into a directory; "
+                f"pass a directory such as {os.fspath(d.with_suffix(''))!r} (seg.image() is the recoloured image alone)"
+            )
         ext = ".png" if self._painted.ndim == 2 or self._painted.shape[2] <= 4 else ".tif"
         jobs: dict[str, tuple[Path, Any]] = {
             "segmented": (d / f"{stem}-segmented{ext}", self._displayable(self._painted)),
