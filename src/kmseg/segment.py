@@ -382,7 +382,8 @@ def segment(
     ----------
     image : str, path or (M, N[, C]) ndarray
         A file (see :func:`kmseg.load_image`) or an array of uint8, uint16 or float (in [0, 1]
-        for the Lab and HSV spaces). A 2- or 4-channel array is grey+alpha or RGBA.
+        for the Lab and HSV spaces). A 2- or 4-channel array is grey+alpha or RGBA. Channels
+        are taken as RGB: convert OpenCV's BGR with ``cv2.cvtColor(img, cv2.COLOR_BGR2RGB)``.
     k : int
         Number of clusters, at least 1.
     color_space : {"rgb", "lab", "hsv"}
