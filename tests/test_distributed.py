@@ -204,6 +204,12 @@ def test_shared_palette_independent_of_order(cluster, tmp_path, batch_files):
         np.testing.assert_allclose(palette["centers"], a.centers)
 
 
+def test_batch_refuses_an_out_dir_named_like_a_file_before_any_work(tmp_path, batch_files):
+    with pytest.raises(kmseg.ParameterError, match=r"'.*out.png' looks like a file name, .* such as '.*out'$"):
+        kd.segment_batch(batch_files, k=2, out_dir=tmp_path / "out.png")
+    assert not (tmp_path / "out.png").exists()
+
+
 def test_import_kmseg_does_not_import_dask():
     code = "import sys, kmseg, kmseg.cli; print(any(m in sys.modules for m in ('dask', 'distributed')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -46,7 +46,17 @@ from .errors import (
     ParameterError,
     ParameterTypeError,
 )
-from .segment import Prepared, Segmentation, _to_dtype, _vmax, check_color_space, check_fit_options, check_int, make_rng
+from .segment import (
+    Prepared,
+    Segmentation,
+    _to_dtype,
+    _vmax,
+    check_color_space,
+    check_fit_options,
+    check_int,
+    check_output_dir,
+    make_rng,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -996,6 +1006,7 @@ def segment_batch(
     names = [os.fspath(p) for p in paths]
     k = check_int("k", k, 1)
     check_int("n_init", n_init, 1)
+    check_output_dir(out_dir)
     if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
         raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab' or 'hsv'")
     if seed is not None:

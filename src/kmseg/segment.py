@@ -35,6 +35,17 @@ def looks_like_file(directory: str | os.PathLike[str]) -> bool:
     return path.suffix.lower() in FILE_SUFFIXES and not path.is_dir()
 
 
+def check_output_dir(directory: str | os.PathLike[str]) -> Path:
+    """``directory`` as a path, or :class:`ParameterError` if it :func:`looks_like_file`."""
+    path = Path(directory)
+    if looks_like_file(path):
+        raise ParameterError(
+            f"{os.fspath(directory)!r} looks like a file name, but the outputs are several files written into a "
+            f"directory; pass a directory such as {os.fspath(path.with_suffix(''))!r}"
+        )
+    return path
+
+
 def check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise ParameterTypeError(f"{name}={value!r} is not an integer; pass a whole number such as {max(minimum, 5)}")
@@ -666,12 +677,7 @@ class Segmentation:
 
         if stem is None:
             stem = Path(self.source).stem if self.source else "image"
-        d = Path(directory)
-        if looks_like_file(d):
-            raise ParameterError(
-                f"{os.fspath(directory)!r} looks like a file name, but save() writes several files into a directory; "
-                f"pass a directory such as {os.fspath(d.with_suffix(''))!r} (seg.image() is the recoloured image alone)"
-            )
+        d = check_output_dir(directory)
         ext = ".png" if self._painted.ndim == 2 or self._painted.shape[2] <= 4 else ".tif"
         jobs: dict[str, tuple[Path, Any]] = {
             "segmented": (d / f"{stem}-segmented{ext}", self._displayable(self._painted)),
