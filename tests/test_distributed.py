@@ -140,6 +140,11 @@ def test_large_refuses_to_overwrite(cluster, tmp_path):
     assert (tmp_path / "x-labels.tif").read_bytes() == b"keep"
     with pytest.raises(kmseg.NotAnImageError, match="not a TIFF file"):
         kd.segment_large(data.path("coffee.png"), k=2, out_dir=tmp_path, client=cluster)
+    with pytest.raises(kmseg.ParameterError, match=r"'.*x.tif' looks like a file name"):
+        kd.segment_large(tmp_path / "x.tif", k=2, out_dir=tmp_path / "x.tif", client=cluster)
+    with pytest.raises(kmseg.ParameterError, match=r"'.*y.tiff' looks like a file name"):
+        kd.segment_large(tmp_path / "x.tif", k=2, out_dir=tmp_path / "y.tiff", client=cluster)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-labels.tif", "x.tif"]  # nothing made
 
 
 @pytest.fixture

@@ -412,7 +412,7 @@ def _check_chunks(chunks: Any) -> tuple[int, int]:
 
 
 def _targets(out_dir: str | os.PathLike[str], stem: str, force: bool) -> dict[str, Path]:
-    d = Path(out_dir)
+    d = check_output_dir(out_dir)
     targets = {
         "segmented": d / f"{stem}-segmented.tif",
         "labels": d / f"{stem}-labels.tif",
