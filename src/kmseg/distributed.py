@@ -42,7 +42,6 @@ from .io import publish
 from .errors import (
     InvalidImageDataError,
     KmsegError,
-    OutputExistsError,
     ParameterError,
     ParameterTypeError,
 )
@@ -56,6 +55,7 @@ from .segment import (
     check_int,
     check_output_dir,
     make_rng,
+    refuse_existing,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -418,13 +418,7 @@ def _targets(out_dir: str | os.PathLike[str], stem: str, force: bool) -> dict[st
         "labels": d / f"{stem}-labels.tif",
         "palette": d / f"{stem}-palette.json",
     }
-    if not force:
-        existing = [str(p) for p in targets.values() if p.exists()]
-        if existing:
-            raise OutputExistsError(
-                f"{existing[0]} exists already" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
-                + "; pass force=True (CLI: --force) to overwrite"
-            )
+    refuse_existing(targets.values(), force)
     return targets
 
 

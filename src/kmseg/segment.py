@@ -6,7 +6,7 @@ import os
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -44,6 +44,19 @@ def check_output_dir(directory: str | os.PathLike[str]) -> Path:
             f"directory; pass a directory such as {os.fspath(path.with_suffix(''))!r}"
         )
     return path
+
+
+def refuse_existing(paths: Iterable[Path], force: bool) -> None:
+    """Unless ``force``: :class:`OutputExistsError` naming the first of ``paths`` that exists
+    (and how many more do), so that a set of outputs is refused before any of it is written."""
+    if force:
+        return
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        raise OutputExistsError(
+            f"{existing[0]} exists already" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
+            + "; pass force=True (CLI: --force) to overwrite"
+        )
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -689,13 +702,7 @@ class Segmentation:
         if masks:
             for i in range(self.k):
                 jobs[f"cluster{i}"] = (d / f"{stem}-cluster{i}.png", self._displayable(self.extract(i)))
-        if not force:
-            existing = [str(p) for p, _ in jobs.values() if p.exists()]
-            if existing:
-                raise OutputExistsError(
-                    f"{existing[0]} exists already" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
-                    + "; pass force=True (CLI: --force) to overwrite"
-                )
+        refuse_existing((p for p, _ in jobs.values()), force)
         written = {}
         for kind, (path, data) in jobs.items():
             if kind == "palette":
