@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .cli import Progress, UsageError, add_image_options, parse_float, positive_int, segment_options, warnings_as_lines
+from .cli import Progress, UsageError, add_image_options, parse_float, positive_int, segment_options
 
 __all__ = ["register"]
 
@@ -52,9 +52,8 @@ def cmd_elbow(args: argparse.Namespace) -> int:
     ks = range(args.k_min, args.k_max + 1)
     bar = Progress(len(ks), "elbow")
     try:
-        with warnings_as_lines():
-            result = elbow(args.image, ks, silhouette=args.silhouette, progress=lambda k: bar.advance(note=f"k={k}"),
-                           **segment_options(args))
+        result = elbow(args.image, ks, silhouette=args.silhouette, progress=lambda k: bar.advance(note=f"k={k}"),
+                       **segment_options(args))
     finally:
         bar.close()
     written = None
@@ -101,8 +100,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
 def cmd_palette(args: argparse.Namespace) -> int:
     from .segment import segment
 
-    with warnings_as_lines():
-        seg = segment(args.image, args.k, **segment_options(args))
+    seg = segment(args.image, args.k, **segment_options(args))
     pal = sorted(seg.palette(), key=lambda p: (-p["fraction"], p["index"]))
     if args.json:
         print(json.dumps({"input": args.image, "k": seg.k, "inertia": seg.inertia, "n_iter": seg.n_iter,
@@ -128,10 +126,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     ks = range(1, args.k_max + 1)
     bar = Progress(n_steps(ks), "report")
     try:
-        with warnings_as_lines():
-            path = write_report(args.image, args.out, k=args.k, force=args.force, ks=ks,
-                                canny=(args.low, args.high), progress=lambda d, t, note: bar.advance(note=note),
-                                **segment_options(args))
+        path = write_report(args.image, args.out, k=args.k, force=args.force, ks=ks,
+                            canny=(args.low, args.high), progress=lambda d, t, note: bar.advance(note=note),
+                            **segment_options(args))
     finally:
         bar.close()
     print(f"wrote {path}")
