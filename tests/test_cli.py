@@ -111,6 +111,57 @@ def test_library_warnings_are_one_line_naming_the_file(tmp_path, capsys):
     assert main(["demo", "-k", "3", "-o", str(tmp_path / "demo")]) == 0 and capsys.readouterr().err == ""
 
 
+def _screen(raw: str) -> list[str]:
+    """The lines a terminal shows for ``raw``: a carriage return goes back to the line's start,
+    and what follows overwrites what was there."""
+    shown = []
+    for row in raw.split("\n"):
+        cells: list[str] = []
+        col = 0
+        for ch in row:
+            if ch == "\r":
+                col = 0
+                continue
+            cells[col:col + 1] = [ch]
+            col += 1
+        if "".join(cells).strip():
+            shown.append("".join(cells).rstrip())
+    return shown
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_messages_on_a_terminal_are_not_glued_to_the_progress_bar(pics, tmp_path):
+    import pty
+
+    flat = np.zeros((4, 6, 3), np.uint8)
+    flat[:, 3:] = (250, 0, 0)
+    two = save_image(tmp_path / "in2" / "two.png", flat)
+    files = [pics["a"], pics["bad"], two, pics["b"]]
+    main_fd, term_fd = pty.openpty()  # stderr is a real terminal, so the bar is drawn
+    proc = subprocess.Popen([*KMSEG, "segment", *map(str, files), "-k", "3", "-o", str(tmp_path / "out")],
+                            stdout=subprocess.DEVNULL, stderr=term_fd)
+    os.close(term_fd)
+    raw = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        raw += chunk
+    os.close(main_fd)
+    assert proc.wait() == 1
+    shown = _screen(raw.decode().replace("\r\n", "\n"))
+    assert f"kmseg: error: {pics['bad']}: not an image" in "\n".join(shown)
+    assert f"kmseg: warning: {two}: the image has only 2 distinct colours, fewer than k=3; returning 2 clusters, one per colour" in shown
+    messages = [line for line in shown if line.startswith("kmseg:")]
+    bars = [line for line in shown if line.startswith("segment [")]
+    assert len(messages) == 3 and not [line for line in shown if line not in messages and line not in bars]
+    assert len(bars) == 1 and "4/4" in bars[0] and bars[0] == shown[-2]  # the bar, redrawn below, ends at 4/4
+    assert shown[-1] == "kmseg: 1 of 4 files failed: " + str(pics["bad"])
+
+
 def test_inputs_are_never_modified(pics, tmp_path):
     before = _digest(pics["a"])
     main(["segment", str(pics["a"]), "-k", "3", "-o", str(tmp_path / "o"), "--masks", "--disable", "0"])

@@ -105,7 +105,11 @@ def segment_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class Progress:
-    """A one-line progress bar on stderr, shown only when stderr is a terminal."""
+    """A one-line progress bar on stderr, shown only when stderr is a terminal.
+
+    Other lines printed while the bar is open go through ``line``, which clears the bar's
+    line, prints them and draws the bar again below, so that no message is glued to the bar.
+    """
 
     def __init__(self, total: int, label: str, *, stream: Any = None) -> None:
         self.total = max(total, 1)
@@ -114,6 +118,7 @@ class Progress:
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)()) and total > 1
         self.done = 0
         self.start = time.perf_counter()
+        self.shown = ""  # the bar as last drawn, "" before the first draw and after close
 
     def advance(self, n: int = 1, note: str = "") -> None:
         self.done += n
@@ -122,13 +127,28 @@ class Progress:
         frac = self.done / self.total
         bar = "#" * int(frac * 30)
         el = time.perf_counter() - self.start
-        self.stream.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {el:5.1f}s {note[:30]:<30}")
+        self._draw(f"{self.label} [{bar:<30}] {self.done}/{self.total} {el:5.1f}s {note[:30]:<30}")
+
+    def line(self, text: str) -> None:
+        """Print ``text`` as a line of its own above the bar."""
+        shown = self.shown
+        if shown:
+            self.stream.write("\r" + " " * len(shown) + "\r")
+        self.stream.write(text + "\n")
+        if shown:
+            self._draw(shown)
         self.stream.flush()
 
+    def _draw(self, text: str) -> None:
+        self.stream.write("\r" + text)
+        self.stream.flush()
+        self.shown = text
+
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and self.shown:
             self.stream.write("\n")
             self.stream.flush()
+        self.shown = ""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -172,9 +192,10 @@ def unique_stems(paths: Sequence[str]) -> list[str]:
 
 
 @contextmanager
-def warnings_as_lines(prefix: str = "") -> Iterator[None]:
-    """kmseg's own warnings become one ``kmseg: warning: PREFIXmessage`` line each on stderr,
-    printed when the block ends (also when it raises); other warnings pass through."""
+def warnings_as_lines(prefix: str = "", bar: Progress | None = None) -> Iterator[None]:
+    """kmseg's own warnings become one ``kmseg: warning: PREFIXmessage`` line each on stderr
+    (above ``bar``, when one is open), printed when the block ends (also when it raises);
+    other warnings pass through."""
     from .errors import ConvergenceWarning
 
     with warnings.catch_warnings(record=True) as caught:
@@ -184,7 +205,11 @@ def warnings_as_lines(prefix: str = "") -> Iterator[None]:
         finally:
             for w in caught:
                 if issubclass(w.category, ConvergenceWarning):
-                    print(f"kmseg: warning: {prefix}{w.message}", file=sys.stderr)
+                    text = f"kmseg: warning: {prefix}{w.message}"
+                    if bar is None:
+                        print(text, file=sys.stderr)
+                    else:
+                        bar.line(text)
                 else:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
@@ -278,12 +303,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
     bar = Progress(len(paths), "segment")
     for path, stem in zip(paths, stems):
         try:
-            with warnings_as_lines(f"{path}: "):  # a batch's warnings name their file
+            with warnings_as_lines(f"{path}: ", bar):  # a batch's warnings name their file
                 results.append(run_one(path, stem, args))
         except UsageError:
+            bar.close()
             raise
         except (KmsegError, OSError) as exc:
-            print(f"kmseg: error: {error_line(exc)}", file=sys.stderr)
+            bar.line(f"kmseg: error: {error_line(exc)}")
             results.append({"input": path, "ok": False, "error": error_line(exc)})
         bar.advance(note=os.path.basename(path))
     bar.close()

@@ -1077,8 +1077,6 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     One progress bar covers the whole job. Failed files are reported as the in-memory batch
     reports them, with exit code 1.
     """
-    import sys
-
     from .cli import UsageError, error_line, report_batch, unique_stems
 
     _require_dask()
@@ -1090,11 +1088,11 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     large = set() if args.shared_palette else {i for i, p in enumerate(paths) if _large_tiff(p, args.max_pixels)}
     small = [i for i in range(len(paths)) if i not in large]
 
+    bar = _bar(True, "segment")
+
     def report(entry: dict[str, Any]) -> None:
         if not entry["ok"]:
-            print(f"kmseg: error: {entry['error']}", file=sys.stderr)
-
-    bar = _bar(True, "segment")
+            bar.line(f"kmseg: error: {entry['error']}")  # above the bar, not glued to it
     results: list[dict[str, Any]] = [{} for _ in paths]
     try:
         with cluster_client(args.scheduler) as client:
