@@ -291,6 +291,26 @@ def test_histogram_levels_made_run_by_run_equal_the_full_table(photos, nc):
         np.testing.assert_array_equal(wa, wb)
 
 
+@pytest.mark.parametrize("tops", [1, 3, 200])
+def test_a_sorted_summary_cut_into_parts_equals_one_table(tops):
+    """Many points are summed in parts side by side, cut between runs; the cells are those of
+    one table over every cell, also when one run holds most points and some parts are empty."""
+    from kmseg import _kernels, _reduce
+
+    rng = np.random.default_rng(tops)
+    n = 3 * _kernels.SORTED_PARTS_MIN_POINTS
+    low = 10
+    top = np.sort(rng.integers(0, tops, n) if tops < 3 else np.minimum(rng.geometric(0.02, n), tops - 1))
+    cells = (top << low) | rng.integers(0, 1 << low, n)
+    X = rng.integers(0, 256, (n, 3)).astype(np.float32)
+    w = rng.integers(1, 50, n).astype(np.float64)
+    w[::97] = 0.0  # a weight of 0 leaves its cell empty
+    got = _reduce._summarise_sorted(X, w, cells, low, tops << low)
+    want = _reduce._summarise(X, w, cells, tops << low)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("k", [1, 5, 40])
 def test_compiled_kmeans_plusplus_equals_the_general_one(photos, monkeypatch, k):
     """Small point sets seed in one compiled loop; it draws the same numbers and picks the same centres."""

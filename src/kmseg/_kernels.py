@@ -959,17 +959,17 @@ def code_cells(codes, n_channels, bits, out):
 
 @njit(cache=True)
 def parent_cells(cells, nbins, nf, out):
-    """Cell on the grid of ``nbins // 2`` per feature that holds each cell of an ``nbins`` grid.   # OUT out"""
-    half = nbins // 2
+    """Cell on the grid of ``nbins // 2`` per feature that holds each cell of an ``nbins`` grid
+    (``nbins`` a power of two, feature 0 in the lowest bits).   # OUT out"""
+    s = 0  # log2(nbins)
+    while (1 << s) < nbins:
+        s += 1
+    mask = nbins - 1
     for i in range(cells.shape[0]):
         b = cells[i]
         p = 0
-        mul = 1
         for f in range(nf):
-            q = b % nbins
-            b //= nbins
-            p += (q // 2) * mul
-            mul *= half
+            p |= (((b >> (s * f)) & mask) >> 1) << ((s - 1) * f)
         out[i] = p
 
 
@@ -988,7 +988,12 @@ def bin_means(X, w, bins, nb, sums, counts):
             sums[b, f] += wi * X[i, f]
 
 
-@njit(cache=True)
+#: From this many points on, ``sorted_bin_means`` sums ``SORTED_PARTS`` parts side by side.
+SORTED_PARTS_MIN_POINTS = 1 << 16
+SORTED_PARTS = 4
+
+
+@njit(cache=True, parallel=True)
 def sorted_bin_means(X, w, cells, low_bits, means, counts, ids):
     """Weighted mean and weight of the points in every occupied cell, cells ascending.
 
@@ -997,22 +1002,54 @@ def sorted_bin_means(X, w, cells, low_bits, means, counts, ids):
     small enough to stay in cache, rather than one table for every cell of the grid. Sums are
     made in point order, as in ``bin_means``. The run's occupied cells are read off a bitmap
     a 64-bit word at a time, so the table is not scanned. Returns m, the number of occupied cells.
-    means   # OUT (>= m, nf): rows [0, m)
-    counts  # OUT (>= m,)
-    ids     # OUT (>= m,) int64 cell ids
+
+    Many points are cut into ``SORTED_PARTS`` parts between runs, summed side by side: part p
+    writes its cells from row ``start_p`` on (it has no more cells than points), and the rows
+    are then closed up. No cell spans two parts, so the sums are the same for any cut.
+    means   # OUT (>= n, nf): rows [0, m)
+    counts  # OUT (>= n,)
+    ids     # OUT (>= n,) int64 cell ids
     """
     n, nf = X.shape
+    parts = SORTED_PARTS if n >= SORTED_PARTS_MIN_POINTS else 1
+    bounds = np.empty(parts + 1, dtype=np.int64)
+    bounds[0] = 0
+    for p in range(1, parts):
+        i = max(bounds[p - 1], n * p // parts)
+        while 0 < i < n and (cells[i] >> low_bits) == (cells[i - 1] >> low_bits):
+            i += 1
+        bounds[p] = i
+    bounds[parts] = n
+    got = np.empty(parts, dtype=np.int64)
+    for p in prange(parts):
+        got[p] = _sorted_means_range(X, w, cells, low_bits, bounds[p], bounds[p + 1], means, counts, ids) - bounds[p]
+    m = got[0]
+    for p in range(1, parts):
+        for r in range(bounds[p], bounds[p] + got[p]):
+            for f in range(nf):
+                means[m, f] = means[r, f]
+            counts[m] = counts[r]
+            ids[m] = ids[r]
+            m += 1
+    return m
+
+
+@njit(cache=True)
+def _sorted_means_range(X, w, cells, low_bits, start, end, means, counts, ids):
+    """``sorted_bin_means`` of the points [start, end), written from row ``start`` on; returns
+    the row after the last one written."""
+    nf = X.shape[1]
     L = 1 << low_bits
     unit = w.shape[0] == 0
     ls = np.zeros((L, nf))
     lc = np.zeros(L)
     touched = np.zeros((L + 63) >> 6, dtype=np.uint64)
     one = np.uint64(1)
-    m = 0
-    i = 0
-    while i < n:
+    m = start
+    i = start
+    while i < end:
         top = cells[i] >> low_bits
-        while i < n and (cells[i] >> low_bits) == top:
+        while i < end and (cells[i] >> low_bits) == top:
             c = cells[i] & (L - 1)
             wi = 1.0 if unit else w[i]
             lc[c] += wi
