@@ -301,18 +301,17 @@ def cmd_segment(args: argparse.Namespace) -> int:
     stems = unique_stems(paths)
     results: list[dict[str, Any]] = []
     bar = Progress(len(paths), "segment")
-    for path, stem in zip(paths, stems):
-        try:
-            with warnings_as_lines(f"{path}: ", bar):  # a batch's warnings name their file
-                results.append(run_one(path, stem, args))
-        except UsageError:
-            bar.close()
-            raise
-        except (KmsegError, OSError) as exc:
-            bar.line(f"kmseg: error: {error_line(exc)}")
-            results.append({"input": path, "ok": False, "error": error_line(exc)})
-        bar.advance(note=os.path.basename(path))
-    bar.close()
+    try:  # closed however the batch ends, so that main()'s last line is not glued to the bar
+        for path, stem in zip(paths, stems):
+            try:
+                with warnings_as_lines(f"{path}: ", bar):  # a batch's warnings name their file
+                    results.append(run_one(path, stem, args))
+            except (KmsegError, OSError) as exc:
+                bar.line(f"kmseg: error: {error_line(exc)}")
+                results.append({"input": path, "ok": False, "error": error_line(exc)})
+            bar.advance(note=os.path.basename(path))
+    finally:
+        bar.close()
     return report_batch(results, args.json)
 
 
