@@ -129,6 +129,31 @@ def _screen(raw: str) -> list[str]:
     return shown
 
 
+_PASS_THROUGH = """
+import resource, warnings
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a runaway list fails fast
+from kmseg import cli
+from kmseg.errors import ConvergenceWarning
+with warnings.catch_warnings(record=True) as outer:
+    warnings.simplefilter("always")
+    with cli.warnings_as_lines("f.png: "):
+        warnings.warn("few colours", ConvergenceWarning)
+        warnings.warn("not kmseg's", UserWarning)
+print([(w.category.__name__, str(w.message)) for w in outer])
+"""
+
+
+def test_warnings_as_lines_passes_other_warnings_on_once():
+    """kmseg's warnings become lines; any other is passed on, once. Passing it on inside the
+    recording block recorded it again, for ever: the command spun at full CPU (``kmseg segment
+    --dask`` did so when Dask warned that its port was taken). In a process of its own, so that
+    such a loop fails this test instead of hanging the suite."""
+    run = subprocess.run([sys.executable, "-c", _PASS_THROUGH], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-500:]
+    assert run.stdout.strip() == "[('UserWarning', \"not kmseg's\")]"
+    assert run.stderr == "kmseg: warning: f.png: few colours\n"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 def test_messages_on_a_terminal_are_not_glued_to_the_progress_bar(pics, tmp_path):
     import pty

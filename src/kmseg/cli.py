@@ -198,20 +198,22 @@ def warnings_as_lines(prefix: str = "", bar: Progress | None = None) -> Iterator
     other warnings pass through."""
     from .errors import ConvergenceWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        try:
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
             yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, ConvergenceWarning):
-                    text = f"kmseg: warning: {prefix}{w.message}"
-                    if bar is None:
-                        print(text, file=sys.stderr)
-                    else:
-                        bar.line(text)
+    finally:
+        # Out of the recording block: a warning passed on here is not recorded again.
+        for w in caught:
+            if issubclass(w.category, ConvergenceWarning):
+                text = f"kmseg: warning: {prefix}{w.message}"
+                if bar is None:
+                    print(text, file=sys.stderr)
                 else:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                    bar.line(text)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def error_line(exc: BaseException) -> str:
