@@ -105,6 +105,21 @@ def test_fewer_colours_than_k_warns_and_returns_the_colours():
     assert same_partition(seg.labels, img[..., 0] > 0)
 
 
+def test_a_one_colour_image_is_counted_in_the_singular():
+    img = np.full((4, 4, 3), 7, np.uint8)
+    with pytest.warns(kmseg.ConvergenceWarning) as caught:
+        seg = kmseg.segment(img, k=2, seed=0)
+    assert [str(w.message) for w in caught] == [
+        "the image has only 1 distinct colour, fewer than k=2; returning 1 cluster, one per colour"
+    ]
+    assert seg.k == 1 and (seg.labels == 0).all()
+    with pytest.warns(kmseg.ConvergenceWarning, match=r"^the image has only 1 distinct colour, fewer than k=3; "):
+        kmseg.elbow(img, ks=[1, 2, 3])
+    with pytest.warns(kmseg.ConvergenceWarning, match=r"^X has only 1 distinct point, fewer than n_clusters=2; "
+                                                      r"cluster_centers_ has 1 row$"):
+        kmseg.KMeans(n_clusters=2, random_state=0).fit(np.ones((5, 2)))
+
+
 def test_fewer_distinct_pixels_than_k_on_the_pixel_path():
     img = np.zeros((6, 6, 3), np.uint16)
     img[:3] = 1000

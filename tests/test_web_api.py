@@ -262,7 +262,9 @@ def test_fewer_colours_than_k_is_a_note_not_an_error(client: TestClient) -> None
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["k"] == 3 and body["k_requested"] == 6 and len(body["palette"]) == 3
-    assert any("distinct colours" in w for w in body["warnings"])
+    assert body["warnings"] == ["the image has only 3 distinct colours, fewer than k=6; one cluster per colour"]
+    one = upload(client, png_bytes(np.full((10, 12, 3), 9, np.uint8)), k=2).json()
+    assert one["warnings"] == ["the image has only 1 distinct colour, fewer than k=2; one cluster per colour"]
 
 
 def test_grey_and_rgba_uploads(client: TestClient) -> None:

@@ -65,3 +65,9 @@ class OutputExistsError(KmsegError, FileExistsError):
 
 class ConvergenceWarning(UserWarning):
     """The fit is valid but not what was asked for (for example fewer distinct colours than k)."""
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1, for messages: ``counted(1, "colour")`` is
+    ``"1 colour"``, ``counted(2, "colour")`` is ``"2 colours"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

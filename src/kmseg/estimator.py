@@ -11,7 +11,7 @@ import numpy as np
 from . import _engine
 from . import _kernels as K
 from ._reduce import COARSE_MIN_POINTS, grid_levels
-from .errors import ConvergenceWarning, ParameterError, ParameterTypeError
+from .errors import ConvergenceWarning, counted, ParameterError, ParameterTypeError
 from .segment import check_fit_options, check_int, make_rng
 
 __all__ = ["KMeans"]
@@ -172,8 +172,8 @@ class KMeans:
                           rng=rng, coarse=coarse)
         if res.centers.shape[0] < k:
             warnings.warn(
-                f"X has only {res.centers.shape[0]} distinct points, fewer than n_clusters={k}; "
-                f"cluster_centers_ has {res.centers.shape[0]} rows",
+                f"X has only {counted(res.centers.shape[0], 'distinct point')}, fewer than n_clusters={k}; "
+                f"cluster_centers_ has {counted(res.centers.shape[0], 'row')}",
                 ConvergenceWarning,
                 stacklevel=2,
             )

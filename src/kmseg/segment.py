@@ -13,7 +13,7 @@ import numpy as np
 from . import _engine
 from ._reduce import Reduced, paint, reduce_image
 from .color import COLOR_SPACES, from_features, to_features
-from .errors import ConvergenceWarning, InvalidImageDataError, OutputExistsError, ParameterError, ParameterTypeError
+from .errors import ConvergenceWarning, counted, InvalidImageDataError, OutputExistsError, ParameterError, ParameterTypeError
 
 __all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
 
@@ -295,9 +295,10 @@ class Prepared:
             )
             few = res.centers.shape[0] < k
         if few and warn:
+            n = res.centers.shape[0]
             warnings.warn(
-                f"the image has only {res.centers.shape[0]} distinct colours, fewer than k={k}; "
-                f"returning {res.centers.shape[0]} clusters, one per colour",
+                f"the image has only {counted(n, 'distinct colour')}, fewer than k={k}; "
+                f"returning {counted(n, 'cluster')}, one per colour",
                 ConvergenceWarning,
                 stacklevel=3,
             )
