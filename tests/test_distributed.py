@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -175,6 +177,56 @@ def test_batch_cli_bad_file_fails_alone(cluster, tmp_path, batch_files, capsys):
     # Each file is the normal in-memory result.
     ref = kmseg.segment(batch_files[0], k=3, seed=0)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "p0-labels.png")), ref.label_image())
+
+
+def test_local_clusters_do_not_compete_for_a_port():
+    """Dask's scheduler serves HTTP on port 8787 unless told otherwise, and warns when that
+    is taken (another kmseg, a notebook's cluster); kmseg's local cluster takes a free port."""
+    with socket.socket() as taken:
+        try:
+            taken.bind(("0.0.0.0", 8787))
+            taken.listen()
+        except OSError:
+            pass  # something holds it already: the same case
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with kd.local_cluster(1) as lc:
+                port = lc.scheduler.http_server.port
+    assert port != 8787
+    assert [str(w.message) for w in caught if "in use" in str(w.message)] == []
+
+
+def _two_colours(path) -> str:
+    img = np.zeros((16, 16, 3), np.uint8)
+    img[:, 8:] = 255
+    Image.fromarray(img).save(path)
+    return str(path)
+
+
+TWO_COLOURS = "the image has only 2 distinct colours, fewer than k=3; returning 2 clusters, one per colour"
+
+
+def test_batch_cli_shows_a_workers_warning_as_its_own_line(tmp_path):
+    """The real command, with its own LocalCluster: the warning a worker raises reaches the
+    user as the in-memory batch prints it, not as a Python warning in the worker's output."""
+    two = _two_colours(tmp_path / "two.png")
+    cmd = [sys.executable, "-m", "kmseg", "segment", two, "-k", "3", "-o", str(tmp_path / "out"), "--dask"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "DASK_SCHEDULER_ADDRESS": ""})
+    assert run.returncode == 0, run.stderr
+    assert f"kmseg: warning: {two}: {TWO_COLOURS}" in run.stderr.splitlines()
+    assert run.stderr.count(TWO_COLOURS) == 1  # once, and not also as "...: ConvergenceWarning: ..."
+    assert "ConvergenceWarning" not in run.stderr and "Traceback" not in run.stderr
+    assert (tmp_path / "out" / "two-labels.png").exists()
+
+
+def test_batch_api_raises_a_workers_warning_again_naming_the_file(cluster, tmp_path, batch_files):
+    two = _two_colours(tmp_path / "two.png")
+    with pytest.warns(kmseg.ConvergenceWarning) as caught:
+        res = kd.segment_batch([batch_files[0], two], k=3, out_dir=tmp_path / "out", seed=0, client=cluster)
+    assert [str(w.message) for w in caught] == [f"{two}: {TWO_COLOURS}"]
+    assert caught[0].filename == __file__  # pointing at the call of segment_batch
+    assert [r["ok"] for r in res.results] == [True, True]
+    assert not any("warnings" in r for r in res.results)
 
 
 def test_cli_routes_tiffs_over_the_pixel_limit_to_the_chunked_path(cluster, tmp_path, capsys, monkeypatch):

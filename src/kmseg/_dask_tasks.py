@@ -9,8 +9,11 @@ the compressed tiles of its part of the outputs.
 from __future__ import annotations
 
 import argparse
+import threading
 import time
-from typing import Any
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -19,7 +22,7 @@ from ._engine import farthest_distinct
 from ._dask_tiff import TiffSource, encode_tiles
 from ._reduce import COARSE_BITS, _mask_arg, color_histogram, decode, merge_histograms
 from .color import to_features
-from .errors import InvalidImageDataError, KmsegError
+from .errors import ConvergenceWarning, InvalidImageDataError, KmsegError
 
 Region = tuple[int, int, int, int]
 
@@ -202,20 +205,72 @@ def final_pixels_chunk(src, region, alpha, space, vmax, C, colors, tile, label_d
 # --------------------------------------------------------------------------- batches
 
 
+# --------------------------------------------------------------------------- warnings of a task
+
+_task = threading.local()  # .messages: the list the running task's warnings go to, or None
+_hook_lock = threading.Lock()
+_hooked = False
+
+
+def _install_warning_hook() -> None:
+    """Once per worker process: kmseg's warnings raised by a task running ``task_warnings``
+    go to that task's list instead of the worker's stderr (or log); other warnings, and
+    kmseg's outside such a task, are shown as before. Per thread, so tasks running side by
+    side in one worker keep theirs apart (``warnings.catch_warnings`` is not thread-safe)."""
+    global _hooked
+    with _hook_lock:
+        if _hooked:
+            return
+        shown = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+            messages = getattr(_task, "messages", None)
+            if messages is not None and issubclass(category, ConvergenceWarning):
+                messages.append(str(message))
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+        # Every occurrence, not once per code location: each file's warning is its own.
+        warnings.filterwarnings("always", category=ConvergenceWarning)
+        _hooked = True
+
+
+@contextmanager
+def task_warnings() -> Iterator[list[str]]:
+    """The messages of the kmseg warnings raised in this thread while the block runs.
+
+    They travel back with the task's result, so that the client shows them as the in-memory
+    path does (``kmseg: warning: FILE: message`` on the command line, a warning in Python)
+    instead of leaving them in a worker's output, with a source line, or on another machine.
+    """
+    _install_warning_hook()
+    messages: list[str] = []
+    _task.messages = messages
+    try:
+        yield messages
+    finally:
+        _task.messages = None
+
+
 def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:
     """Segment one file and write its outputs through the CLI's own ``run_one``.
 
     A file that fails (unreadable, corrupt, outputs exist...) returns ``ok: False`` with the
-    error's first line, so that it fails alone.
+    error's first line, so that it fails alone. kmseg's warnings come back under ``warnings``.
     """
     from .cli import UsageError, error_line, run_one
 
-    try:
-        return run_one(path, stem, argparse.Namespace(**opts))
-    except UsageError as exc:
-        return {"input": path, "ok": False, "error": str(exc), "usage_error": True}
-    except (KmsegError, OSError) as exc:
-        return {"input": path, "ok": False, "error": error_line(exc)}
+    with task_warnings() as messages:
+        try:
+            entry = run_one(path, stem, argparse.Namespace(**opts))
+        except UsageError as exc:
+            entry = {"input": path, "ok": False, "error": str(exc), "usage_error": True}
+        except (KmsegError, OSError) as exc:
+            entry = {"input": path, "ok": False, "error": error_line(exc)}
+    if messages:
+        entry["warnings"] = messages
+    return entry
 
 
 def _as_rgb(prep) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ import logging
 import os
 import secrets
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -40,6 +41,7 @@ from ._reduce import Reduced, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
 from .io import publish
 from .errors import (
+    ConvergenceWarning,
     InvalidImageDataError,
     KmsegError,
     ParameterError,
@@ -159,7 +161,8 @@ def local_cluster(n_workers: int) -> Any:
       threshold for serving large blocks from fresh pages, so every image-sized allocation
       page-faults anew (about 15 % more CPU time per photo here).
 
-    No dashboard.
+    No dashboard, and the scheduler's HTTP routes listen on a free port of 127.0.0.1 (not
+    Dask's 8787), so several such clusters run side by side.
     """
     _require_dask()
     import dask
@@ -179,6 +182,11 @@ def local_cluster(n_workers: int) -> Any:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                # The scheduler's HTTP server (health and metrics routes) stays on even without
+                # a dashboard, on port 8787 unless told otherwise: on a free port of the
+                # loopback instead, so that a second cluster (another kmseg, a notebook's) does
+                # not find the port taken and warn.
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 silence_logs=logging.CRITICAL,
             )
         finally:
@@ -993,6 +1001,12 @@ def segment_batch(
         A parameter is out of range or of the wrong type (problems with one file do not raise).
     DaskNotInstalledError
         The ``dask`` extra is not installed.
+
+    Warns
+    -----
+    ConvergenceWarning
+        A file's fit warned in its worker (as :func:`kmseg.segment` warns); the message starts
+        with the file's path.
     """
     _require_dask()
     from .cli import unique_stems
@@ -1016,6 +1030,8 @@ def segment_batch(
             bar.close()
     for r in out.results:
         r.pop("usage_error", None)
+        for message in r.pop("warnings", ()):  # raised in a worker: raised here again, naming the file
+            warnings.warn(f"{r['input']}: {message}", ConvergenceWarning, stacklevel=2)
     return out
 
 
@@ -1091,8 +1107,12 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     bar = _bar(True, "segment")
 
     def report(entry: dict[str, Any]) -> None:
+        # As the in-memory batch prints them: warnings (from the worker), then the error,
+        # each on a line of its own above the bar.
+        for message in entry.pop("warnings", ()):
+            bar.line(f"kmseg: warning: {entry['input']}: {message}")
         if not entry["ok"]:
-            bar.line(f"kmseg: error: {entry['error']}")  # above the bar, not glued to it
+            bar.line(f"kmseg: error: {entry['error']}")
     results: list[dict[str, Any]] = [{} for _ in paths]
     try:
         with cluster_client(args.scheduler) as client:
