@@ -202,9 +202,6 @@ def final_pixels_chunk(src, region, alpha, space, vmax, C, colors, tile, label_d
     return tiles[0], tiles[1], np.bincount(lab, minlength=k).astype(np.int64), float(d2.sum())
 
 
-# --------------------------------------------------------------------------- batches
-
-
 # --------------------------------------------------------------------------- warnings of a task
 
 _task = threading.local()  # .messages: the list the running task's warnings go to, or None
@@ -251,6 +248,9 @@ def task_warnings() -> Iterator[list[str]]:
         yield messages
     finally:
         _task.messages = None
+
+
+# --------------------------------------------------------------------------- batches
 
 
 def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .color import from_features, to_features
-from .errors import ConvergenceWarning, counted, ParameterError, ParameterTypeError
+from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, counted
 from .segment import Prepared, check_fit_options, check_int, make_rng, prepare
 
 __all__ = ["Elbow", "elbow", "find_knee"]

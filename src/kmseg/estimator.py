@@ -11,7 +11,7 @@ import numpy as np
 from . import _engine
 from . import _kernels as K
 from ._reduce import COARSE_MIN_POINTS, grid_levels
-from .errors import ConvergenceWarning, counted, ParameterError, ParameterTypeError
+from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, counted
 from .segment import check_fit_options, check_int, make_rng
 
 __all__ = ["KMeans"]

@@ -13,7 +13,7 @@ import numpy as np
 from . import _engine
 from ._reduce import Reduced, paint, reduce_image
 from .color import COLOR_SPACES, from_features, to_features
-from .errors import ConvergenceWarning, counted, InvalidImageDataError, OutputExistsError, ParameterError, ParameterTypeError
+from .errors import ConvergenceWarning, InvalidImageDataError, OutputExistsError, ParameterError, ParameterTypeError, counted
 
 __all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
 
