@@ -211,6 +211,27 @@ def test_same_names_from_different_folders_do_not_collide(tmp_path):
     assert len(list(out.glob("*-segmented.png"))) == 2
 
 
+def test_a_file_named_twice_is_segmented_once(pics, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(pics["dir"])
+    out = tmp_path / "out"
+    # The same file as a path, as ./path, and through an overlapping glob.
+    assert main(["segment", "a.png", "./a.png", str(pics["dir"] / "[ab].png"), "-k", "2", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == ["a.png", str(pics["b"])]
+    assert sorted(p.name for p in out.glob("*-segmented.png")) == ["a-segmented.png", "b-segmented.png"]
+
+
+def test_output_stems_are_all_different():
+    from kmseg.cli import unique_stems
+
+    assert unique_stems(["x.png", "y.png"]) == ["x", "y"]
+    assert unique_stems(["a/x.png", "b/x.png"]) == ["a_x", "b_x"]
+    # Names that still meet get a number, so that no two files write the same outputs.
+    assert unique_stems(["a/x.png", "b/x.png", "a_x.png"]) == ["a_x", "b_x", "a_x-2"]
+    assert unique_stems(["x.png", "x.png", "x-2.png"]) == ["x", "x-2", "x-2-2"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

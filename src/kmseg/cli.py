@@ -158,7 +158,8 @@ _GLOB_CHARS = set("*?[")
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
-    """Paths as given, with quoted globs (``'photos/**/*.jpg'``) expanded, in sorted order.
+    """Paths as given, with quoted globs (``'photos/**/*.jpg'``) expanded, in sorted order;
+    a file named twice (``a.png ./a.png``, overlapping globs) is kept once, where first named.
 
     A glob that matches nothing is a usage error. Plain paths are passed through even if
     missing, so that the file fails alone with its own message.
@@ -172,22 +173,36 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
             out.extend(hits)
         else:
             out.append(pat)
-    return out
+    seen: set[str] = set()
+    once = []
+    for p in out:
+        real = os.path.realpath(p)
+        if real not in seen:
+            seen.add(real)
+            once.append(p)
+    return once
 
 
 def unique_stems(paths: Sequence[str]) -> list[str]:
-    """Output name stems; files with the same name from different folders get their folder in it."""
+    """Output name stems, all different; files with the same name from different folders get
+    their folder in it, and any name still taken (the same file twice, ``a/x.png`` beside
+    ``a_x.png``) gets ``-2``, ``-3``... So no two files of a batch write the same outputs,
+    even at the same time (``--dask``)."""
     stems = [Path(p).stem for p in paths]
     seen: dict[str, int] = {}
     for s in stems:
         seen[s] = seen.get(s, 0) + 1
     result = []
+    taken: set[str] = set()
     for p, s in zip(paths, stems):
         if seen[s] > 1:
-            rel = os.path.splitext(os.path.normpath(p))[0].lstrip(os.sep).replace(os.sep, "_").replace("..", "up")
-            result.append(rel)
-        else:
-            result.append(s)
+            s = os.path.splitext(os.path.normpath(p))[0].lstrip(os.sep).replace(os.sep, "_").replace("..", "up")
+        name, n = s, 1
+        while name in taken:
+            n += 1
+            name = f"{s}-{n}"
+        taken.add(name)
+        result.append(name)
     return result
 
 
