@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .color import from_features, to_features
-from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, counted
-from .segment import Prepared, check_fit_options, check_int, make_rng, prepare
+from .errors import ConvergenceWarning, ParameterError, ParameterTypeError
+from .segment import Prepared, check_fit_options, check_int, fewer_colours, make_rng, prepare
 
 __all__ = ["Elbow", "elbow", "find_knee"]
 
@@ -505,8 +505,7 @@ def elbow(
     if few_at is not None and warn:
         n_colours = centres_out[-1].shape[0]
         warnings.warn(
-            f"the image has only {counted(n_colours, 'distinct colour')}, fewer than k={int(k_values[-1])}; "
-            f"the inertia is 0 from k={n_colours} on",
+            f"{fewer_colours(n_colours, int(k_values[-1]))}; the inertia is 0 from k={n_colours} on",
             ConvergenceWarning,
             stacklevel=2,
         )

@@ -59,6 +59,12 @@ def refuse_existing(paths: Iterable[Path], force: bool) -> None:
         )
 
 
+def fewer_colours(n: int, k: int) -> str:
+    """How every message about an image with ``n`` distinct colours, fewer than ``k``, begins
+    (``segment``, ``elbow``, the web page's note)."""
+    return f"the image has only {counted(n, 'distinct colour')}, fewer than k={k}"
+
+
 def check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise ParameterTypeError(f"{name}={value!r} is not an integer; pass a whole number such as {max(minimum, 5)}")
@@ -297,8 +303,7 @@ class Prepared:
         if few and warn:
             n = res.centers.shape[0]
             warnings.warn(
-                f"the image has only {counted(n, 'distinct colour')}, fewer than k={k}; "
-                f"returning {counted(n, 'cluster')}, one per colour",
+                f"{fewer_colours(n, k)}; returning {counted(n, 'cluster')}, one per colour",
                 ConvergenceWarning,
                 stacklevel=3,
             )

@@ -46,9 +46,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__, data
-from ..errors import ImageTooLargeError, KmsegError, NotAnImageError, counted
+from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
 from ..io import load_image
-from ..segment import Prepared, Segmentation, prepare
+from ..segment import Prepared, Segmentation, fewer_colours, prepare
 
 __all__ = ["LRUCache", "WebState", "create_app"]
 
@@ -443,7 +443,7 @@ class WebState:
             with self.gate.hold():
                 seg = prep.segment(k, seed=seed, n_init=n_init, warn=False)
             if seg.k < k:
-                notes = [f"the image has only {counted(seg.k, 'distinct colour')}, fewer than k={k}; one cluster per colour"]
+                notes = [f"{fewer_colours(seg.k, k)}; one cluster per colour"]
         except KmsegError as exc:
             raise HTTPException(_status_for(exc), f"{upload.name}: {exc}") from None
         self._count("segmentations")
