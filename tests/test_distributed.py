@@ -229,6 +229,24 @@ def test_batch_api_raises_a_workers_warning_again_naming_the_file(cluster, tmp_p
     assert not any("warnings" in r for r in res.results)
 
 
+def test_a_shared_palette_with_too_few_colours_warns_of_all_the_images(cluster, tmp_path):
+    """One fit on the images together: the warning counts their colours together, and names
+    no one image (it said "the image has only ...")."""
+    two = _two_colours(tmp_path / "two.png")
+    other = tmp_path / "other.png"
+    Image.fromarray(np.full((8, 8, 3), (0, 0, 255), np.uint8)).save(other)
+    with pytest.warns(kmseg.ConvergenceWarning) as caught:
+        res = kd.segment_batch([two, str(other)], k=5, out_dir=tmp_path / "out", shared_palette=True, seed=0,
+                               client=cluster)
+    assert [str(w.message) for w in caught] == [
+        "the images have only 3 distinct colours together, fewer than k=5; the shared palette has 3 colours, "
+        "one per colour"
+    ]
+    assert caught[0].filename == __file__
+    assert res.centers is not None and res.centers.shape == (3, 3)
+    assert [r["ok"] for r in res.results] == [True, True]
+
+
 def test_cli_routes_tiffs_over_the_pixel_limit_to_the_chunked_path(cluster, tmp_path, capsys, monkeypatch):
     img = _photo(96, 128)
     tifffile.imwrite(tmp_path / "t.tif", img, tile=(32, 32), photometric="rgb")

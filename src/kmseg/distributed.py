@@ -46,6 +46,7 @@ from .errors import (
     KmsegError,
     ParameterError,
     ParameterTypeError,
+    counted,
 )
 from .segment import (
     Prepared,
@@ -925,8 +926,16 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
         space = opts["color_space"]
         red = reduce_histogram(codes, counts, 3, space)
         del codes, counts
-        res, point_labels, _, _ = _fit_reduced(red, n_channels=3, color_space=space, vmax=255.0, k=opts["k"],
-                                               n_init=opts["n_init"], seed=opts["seed"])
+        res, point_labels, _, few = _fit_reduced(red, n_channels=3, color_space=space, vmax=255.0, k=opts["k"],
+                                                 n_init=opts["n_init"], seed=opts["seed"], warn=False)
+        if few:  # as Prepared.fit warns, but of all the images together
+            n = res.centers.shape[0]
+            warnings.warn(
+                f"the images have only {counted(n, 'distinct colour')} together, fewer than k={opts['k']}; "
+                f"the shared palette has {counted(n, 'colour')}, one per colour",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         centers = from_features(res.centers, space, 255.0)
         tables = label_tables(red.codes, point_labels, 3, res.centers.shape[0])
         del red, point_labels
@@ -1006,7 +1015,8 @@ def segment_batch(
     -----
     ConvergenceWarning
         A file's fit warned in its worker (as :func:`kmseg.segment` warns); the message starts
-        with the file's path.
+        with the file's path. With ``shared_palette=True``: the files have fewer distinct
+        colours together than ``k``.
     """
     _require_dask()
     from .cli import unique_stems
