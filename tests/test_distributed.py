@@ -258,7 +258,8 @@ def test_cli_routes_tiffs_over_the_pixel_limit_to_the_chunked_path(cluster, tmp_
     ref = kmseg.segment(img, k=3, seed=0)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "t-labels.tif"), ref.label_image())
     assert cli.main([*args, "--max-pixels", "1000"]) == 1  # outputs exist: the file fails alone
-    assert "exists already" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exists already" in err and "; pass --force to overwrite it\n" in err and "force=True" not in err
 
 
 def test_shared_palette_independent_of_order(cluster, tmp_path, batch_files):

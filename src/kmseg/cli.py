@@ -235,6 +235,13 @@ def error_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def cli_wording(line: str) -> str:
+    """A library message as the command line prints it: "pass --force", not "force=True"."""
+    from .errors import PASS_FORCE
+
+    return line.replace(PASS_FORCE, "pass --force")
+
+
 # --------------------------------------------------------------------------- segment
 
 
@@ -324,7 +331,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 with warnings_as_lines(f"{path}: ", bar):  # a batch's warnings name their file
                     results.append(run_one(path, stem, args))
             except (KmsegError, OSError) as exc:
-                bar.line(f"kmseg: error: {error_line(exc)}")
+                bar.line(f"kmseg: error: {cli_wording(error_line(exc))}")
                 results.append({"input": path, "ok": False, "error": error_line(exc)})
             bar.advance(note=os.path.basename(path))
     finally:
@@ -418,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kmseg: error: {exc}", file=sys.stderr)
         return 2
     except KmsegError as exc:
-        print(f"kmseg: error: {error_line(exc)}", file=sys.stderr)
+        print(f"kmseg: error: {cli_wording(error_line(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("kmseg: interrupted", file=sys.stderr)

@@ -1103,7 +1103,7 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     One progress bar covers the whole job. Failed files are reported as the in-memory batch
     reports them, with exit code 1.
     """
-    from .cli import UsageError, error_line, report_batch, unique_stems
+    from .cli import UsageError, cli_wording, error_line, report_batch, unique_stems
 
     _require_dask()
     stems = unique_stems(paths)
@@ -1122,7 +1122,7 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
         for message in entry.pop("warnings", ()):
             bar.line(f"kmseg: warning: {entry['input']}: {message}")
         if not entry["ok"]:
-            bar.line(f"kmseg: error: {entry['error']}")
+            bar.line(f"kmseg: error: {cli_wording(entry['error'])}")
     results: list[dict[str, Any]] = [{} for _ in paths]
     try:
         with cluster_client(args.scheduler) as client:

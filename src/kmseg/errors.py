@@ -63,6 +63,17 @@ class OutputExistsError(KmsegError, FileExistsError):
     """An output file exists already and ``force`` was not given."""
 
 
+#: How a message names the way to overwrite; the command line shows ``--force`` alone
+#: (``kmseg.cli.error_line``).
+PASS_FORCE = "pass force=True (CLI: --force)"
+
+
+def exists_already(path: object, more: int = 0) -> OutputExistsError:
+    """The error for an output ``path`` that exists (and ``more`` others that do)."""
+    also = f" (and {more} more)" if more else ""
+    return OutputExistsError(f"{path} exists already{also}; {PASS_FORCE} to overwrite it")
+
+
 class ConvergenceWarning(UserWarning):
     """The fit is valid but not what was asked for (for example fewer distinct colours than k)."""
 

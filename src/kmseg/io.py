@@ -40,9 +40,9 @@ from .errors import (
     ImageTooLargeError,
     InvalidImageDataError,
     NotAnImageError,
-    OutputExistsError,
     ParameterError,
     ParameterTypeError,
+    exists_already,
 )
 
 __all__ = ["load_image", "publish", "save_image", "write_bytes", "write_json", "write_text"]
@@ -460,7 +460,7 @@ def _output_path(path: object, force: object) -> Path:
     if target.is_dir():
         raise ParameterError(f"{target}: is a directory; pass a file path inside it")
     if target.exists() and not force:
-        raise OutputExistsError(f"{target} exists already; pass force=True (CLI: --force) to overwrite it")
+        raise exists_already(target)
     return target
 
 
@@ -469,7 +469,7 @@ def publish(tmp: str | os.PathLike[str], target: Path, force: bool) -> None:
     if force:
         os.replace(tmp, target)
         return
-    exists = OutputExistsError(f"{target} exists already; pass force=True (CLI: --force) to overwrite it")
+    exists = exists_already(target)
     try:
         os.link(tmp, target)  # fails if target exists, even if it appeared a moment ago
     except FileExistsError:

@@ -32,7 +32,7 @@ from ._edges import boundaries as _boundaries
 from ._edges import edges as _canny
 from ._elbow import Elbow, as_prepared, split_options
 from ._elbow import elbow as _elbow
-from .errors import OutputExistsError, ParameterError, ParameterTypeError
+from .errors import ParameterError, ParameterTypeError, exists_already
 from .segment import Prepared, Segmentation, check_int, make_rng, read_image
 
 __all__ = [
@@ -118,7 +118,7 @@ def _check_save(save: Any, force: Any) -> str | None:
     if path.is_dir():
         raise ParameterError(f"save={os.fspath(save)!r} is a directory; pass a file path inside it")
     if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists already; pass force=True (CLI: --force) to overwrite it")
+        raise exists_already(path)
     return fmt
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ._elbow import Elbow, as_prepared, check_ks, elbow, split_options
-from .errors import OutputExistsError, ParameterError, ParameterTypeError
+from .errors import ParameterError, ParameterTypeError, exists_already
 from .segment import Prepared, Segmentation, check_int, read_image
 
 __all__ = ["SECTIONS", "n_steps", "write_report"]
@@ -66,7 +66,7 @@ def _check_out(out_path: Any, force: Any) -> Path:
     if path.is_dir():
         raise ParameterError(f"out_path={os.fspath(out_path)!r} is a directory; pass a file path inside it")
     if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists already; pass force=True (CLI: --force) to overwrite it")
+        raise exists_already(path)
     return path
 
 

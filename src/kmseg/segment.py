@@ -13,7 +13,7 @@ import numpy as np
 from . import _engine
 from ._reduce import Reduced, paint, reduce_image
 from .color import COLOR_SPACES, from_features, to_features
-from .errors import ConvergenceWarning, InvalidImageDataError, OutputExistsError, ParameterError, ParameterTypeError, counted
+from .errors import ConvergenceWarning, InvalidImageDataError, ParameterError, ParameterTypeError, counted, exists_already
 
 __all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
 
@@ -53,10 +53,7 @@ def refuse_existing(paths: Iterable[Path], force: bool) -> None:
         return
     existing = [str(p) for p in paths if p.exists()]
     if existing:
-        raise OutputExistsError(
-            f"{existing[0]} exists already" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
-            + "; pass force=True (CLI: --force) to overwrite"
-        )
+        raise exists_already(existing[0], len(existing) - 1)
 
 
 def fewer_colours(n: int, k: int) -> str:
