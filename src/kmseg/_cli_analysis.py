@@ -28,7 +28,7 @@ def _threshold(text: str) -> float:
 
 def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None = None) -> None:
     """Refuse a bad suffix (usage error) or an existing file (failed run), before any work."""
-    from .errors import OutputExistsError
+    from .errors import exists_already
 
     p = Path(path)
     if suffixes is not None and p.suffix.lower() not in suffixes:
@@ -36,7 +36,7 @@ def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None = Non
     if p.is_dir():
         raise UsageError(f"-o {path} is a directory; pass a file path")
     if p.exists() and not force:
-        raise OutputExistsError(f"{p} exists already; pass --force to overwrite it")
+        raise exists_already(p)  # main() prints it as the command line words it
 
 
 # --------------------------------------------------------------------------- elbow

@@ -63,8 +63,8 @@ class OutputExistsError(KmsegError, FileExistsError):
     """An output file exists already and ``force`` was not given."""
 
 
-#: How a message names the way to overwrite; the command line shows ``--force`` alone
-#: (``kmseg.cli.error_line``).
+#: How a message names the way to overwrite; the command line prints "pass --force" instead
+#: (``kmseg.cli.cli_wording``).
 PASS_FORCE = "pass force=True (CLI: --force)"
 
 
