@@ -609,6 +609,28 @@ def test_first_assignment_equals_an_exhaustive_search(k):
     assert changed.sum() == n
 
 
+def test_ordered_scan_tells_apart_distances_whose_square_roots_are_equal():
+    """The nearest centre is the one with the smaller squared distance, as in plain Lloyd, even when
+    the two square roots round to the same number."""
+    k = _kernels.SCAN_ALL_MAX_K + 4
+    C = np.array([[100.0 + 10 * j, 100.0, 100.0] for j in range(k)])
+    C[0] = (1.0, 0.0, 1.2e-8)  # squared distance to the origin: 1 + 2**-52 ...
+    C[1] = (1.0, 0.0, 0.0)  # ... and 1: the same square root, 1.0
+    X = np.concatenate([C[:1], np.zeros((1, 3))])  # the origin after a point labelled 0, so its scan starts there
+    assert (X[1] - C[0]) @ (X[1] - C[0]) > 1.0 and np.sqrt((X[1] - C[0]) @ (X[1] - C[0])) == 1.0
+    n, nch = X.shape[0], _kernels.n_chunks(X.shape[0])
+    cc, half, order = np.empty((k, k)), np.empty(k), np.empty((k, k - 1), dtype=np.int64)
+    _kernels.centre_geometry(C, cc, half, order)
+    labels, ub, lb = np.empty(n, dtype=np.int32), np.empty(n), np.empty(n)
+    sums, counts, changed = np.empty((nch, k, 3)), np.empty((nch, k)), np.empty(nch, dtype=np.int64)
+    _kernels.hamerly_first(X, _engine._EMPTY, C, cc, order, 1e-9, labels, ub, lb, sums, counts, changed)
+    np.testing.assert_array_equal(labels, [0, 1])
+    # The bounded steps scan the same way: from these centres, every path labels alike.
+    plain = _engine.lloyd(X, None, C, max_iter=1, method="lloyd")
+    bounded = _engine.lloyd(X, None, C, max_iter=1, method="hamerly")
+    np.testing.assert_array_equal(bounded.centers, plain.centers)
+
+
 @pytest.mark.parametrize("m", [1, 100, _kernels.BLOCK])
 def test_block_scan_equals_the_point_by_point_scan(m):
     """Scanning a block of points centre by centre gives each point's nearest-two search to the bit."""

@@ -88,26 +88,28 @@ def _scan_all(X, i, C):
 
 
 @njit(cache=True, inline="always")
-def _scan_from(X, i, C, cc, order, a, u, slack):
+def _scan_from(X, i, C, cc, order, a, u, d2a, slack):
     """Nearest and second-nearest distances (not squared) and the nearest's index, for a point
-    at distance ``u`` from centre ``a``: the other centres are visited nearest to ``a`` first,
-    stopping once ``cc[a, j] - u`` exceeds the second best, as no centre further on can come
-    closer (triangle inequality). Ties go to the lowest index, as in Lloyd.
+    at squared distance ``d2a`` from centre ``a`` (``u`` its square root): the other centres
+    are visited nearest to ``a`` first, stopping once ``cc[a, j] - u`` exceeds the second
+    best, as no centre further on can come closer (triangle inequality). Squared distances
+    are compared, as ``_nearest`` compares them, and ties go to the lowest index, as in Lloyd.
 
     Callers with at most ``SCAN_ALL_MAX_K`` centres call ``_scan_all`` instead."""
-    r1 = u
+    r1 = d2a
     r2 = np.inf
     bj = a
     for m in range(C.shape[0] - 1):
         j = order[a, m]
-        if cc[a, j] - u - slack > r2:
+        t = cc[a, j] - u - slack
+        if t > 0.0 and t * t > r2:
             break
-        d = np.sqrt(_dist2(X, i, C, j))
+        d = _dist2(X, i, C, j)
         # Selects, not branches (as in ``_nearest``).
         bj = j if d < r1 or (d == r1 and j < bj) else bj
         r2 = min(r2, max(r1, d))
         r1 = min(r1, d)
-    return r1, r2, bj
+    return np.sqrt(r1), np.sqrt(r2), bj
 
 
 #: Points scanned together against every centre (``_scan_block``).
@@ -236,7 +238,8 @@ def _first_assign(X, C, cc, order, slack, start, end, labels, ub, lb):
     a = 0
     for i in range(start, end):
         if k > SCAN_ALL_MAX_K:
-            r1, r2, a = _scan_from(X, i, C, cc, order, a, np.sqrt(_dist2(X, i, C, a)), slack)
+            d2a = _dist2(X, i, C, a)
+            r1, r2, a = _scan_from(X, i, C, cc, order, a, np.sqrt(d2a), d2a, slack)
         else:
             r1, r2, a = _scan_all(X, i, C)
         labels[i] = a
@@ -442,6 +445,7 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
             a = labels[i]
             scan = False
             u = 0.0
+            d2a = 0.0
             lo = lb[i] - G - slack
             bound = half_sep[a] if half_sep[a] > lo else lo
             if ub[i] + D[a] + slack > bound:
@@ -449,7 +453,8 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
                 if k > SCAN_ALL_MAX_K:
                     # Make the upper bound exact first: that may spare the scan. (With few
                     # centres the scan costs little more than this distance.)
-                    u = np.sqrt(_dist2(X, i, C, a))
+                    d2a = _dist2(X, i, C, a)
+                    u = np.sqrt(d2a)
                     ub[i] = u - D[a]
                     scan = u + slack > bound
             if not scan:
@@ -457,7 +462,7 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
             if k <= SCAN_ALL_MAX_K:
                 r1, r2, j = _scan_all(X, i, C)
             else:
-                r1, r2, j = _scan_from(X, i, C, cc, order, a, u, slack)
+                r1, r2, j = _scan_from(X, i, C, cc, order, a, u, d2a, slack)
             changed += _settle(X, w, i, a, r1, r2, j, D, G, incremental, labels, ub, lb, p_sums[c], p_counts[c])
         if nb:
             changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
@@ -1130,11 +1135,12 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
             if k > SCAN_ALL_MAX_K:
                 # Make the upper bound exact first: that may spare the scan. (With few centres
                 # the scan costs little more than this distance.)
-                u = np.sqrt(_dist2(X, i, C, a))
+                d2a = _dist2(X, i, C, a)
+                u = np.sqrt(d2a)
                 ub[i] = u - D[a]
                 if u + slack <= bound:
                     continue
-                r1, r2, bj = _scan_from(X, i, C, cc, order, a, u, slack)
+                r1, r2, bj = _scan_from(X, i, C, cc, order, a, u, d2a, slack)
             else:
                 r1, r2, bj = _scan_all(X, i, C)
             changed += _settle(X, w, i, a, r1, r2, bj, D, G, False, labels, ub, lb, sums, counts)
