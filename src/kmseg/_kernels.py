@@ -88,7 +88,7 @@ def _scan_all(X, i, C):
 
 
 @njit(cache=True, inline="always")
-def _scan_from(X, i, C, cc, order, a, u, d2a, slack):
+def _scan_from(X, i, C, cc, order, a, d2a, slack):
     """Nearest and second-nearest distances (not squared) and the nearest's index, for a point
     at squared distance ``d2a`` from centre ``a`` (``u`` its square root): the other centres
     are visited nearest to ``a`` first, stopping once ``cc[a, j] - u`` exceeds the second
@@ -96,6 +96,7 @@ def _scan_from(X, i, C, cc, order, a, u, d2a, slack):
     are compared, as ``_nearest`` compares them, and ties go to the lowest index, as in Lloyd.
 
     Callers with at most ``SCAN_ALL_MAX_K`` centres call ``_scan_all`` instead."""
+    u = np.sqrt(d2a)  # the callers' own square root of it, once inlined
     r1 = d2a
     r2 = np.inf
     bj = a
@@ -238,8 +239,7 @@ def _first_assign(X, C, cc, order, slack, start, end, labels, ub, lb):
     a = 0
     for i in range(start, end):
         if k > SCAN_ALL_MAX_K:
-            d2a = _dist2(X, i, C, a)
-            r1, r2, a = _scan_from(X, i, C, cc, order, a, np.sqrt(d2a), d2a, slack)
+            r1, r2, a = _scan_from(X, i, C, cc, order, a, _dist2(X, i, C, a), slack)
         else:
             r1, r2, a = _scan_all(X, i, C)
         labels[i] = a
@@ -462,7 +462,7 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
             if k <= SCAN_ALL_MAX_K:
                 r1, r2, j = _scan_all(X, i, C)
             else:
-                r1, r2, j = _scan_from(X, i, C, cc, order, a, u, d2a, slack)
+                r1, r2, j = _scan_from(X, i, C, cc, order, a, d2a, slack)
             changed += _settle(X, w, i, a, r1, r2, j, D, G, incremental, labels, ub, lb, p_sums[c], p_counts[c])
         if nb:
             changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
@@ -1140,7 +1140,7 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
                 ub[i] = u - D[a]
                 if u + slack <= bound:
                     continue
-                r1, r2, bj = _scan_from(X, i, C, cc, order, a, u, d2a, slack)
+                r1, r2, bj = _scan_from(X, i, C, cc, order, a, d2a, slack)
             else:
                 r1, r2, bj = _scan_all(X, i, C)
             changed += _settle(X, w, i, a, r1, r2, bj, D, G, False, labels, ub, lb, sums, counts)
