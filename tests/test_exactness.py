@@ -305,7 +305,7 @@ def test_a_sorted_summary_cut_into_parts_equals_one_table(tops):
     X = rng.integers(0, 256, (n, 3)).astype(np.float32)
     w = rng.integers(1, 50, n).astype(np.float64)
     w[::97] = 0.0  # a weight of 0 leaves its cell empty
-    got = _reduce._summarise_sorted(X, w, cells, low, tops << low)
+    got = _reduce._summarise_sorted(X, w, cells, low)
     want = _reduce._summarise(X, w, cells, tops << low)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)

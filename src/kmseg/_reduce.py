@@ -119,7 +119,7 @@ def _summarise(points, weights, cells, n_cells):
     return sums[ids] / counts[ids, None], counts[ids], ids
 
 
-def _summarise_sorted(points, weights, cells, low_bits, n_cells):
+def _summarise_sorted(points, weights, cells, low_bits):
     """As ``_summarise``, for points ordered by ``cells >> low_bits``, without a table of every cell."""
     n = points.shape[0]  # rows for every point: the kernel's parts write apart before closing up
     means = np.empty((n, points.shape[1]))
@@ -146,7 +146,7 @@ def _nested_levels(points, weights, cells, nbins, nf, n_levels, ordered=False):
             K.parent_cells(cells, nbins, nf, parents)
             cells, nbins = parents, nbins // 2
         if ordered:
-            means, counts, ids = _summarise_sorted(X, w, cells, (nbins.bit_length() - 1) * (nf - 1), nbins**nf)
+            means, counts, ids = _summarise_sorted(X, w, cells, (nbins.bit_length() - 1) * (nf - 1))
         else:
             means, counts, ids = _summarise(X, w, cells, nbins**nf)
         if 2 * means.shape[0] <= size:
