@@ -81,6 +81,13 @@ def test_no_overwrite_without_force(pics, tmp_path, capsys):
     # The command line names its own option, where the library says force=True (CLI: --force).
     assert "kmseg: error: " + str(out / "a-segmented.png") + " exists already (and 2 more); pass --force to overwrite it\n" in err
     assert {p.name: _digest(p) for p in out.iterdir()} == before
+    # --json reports the same line as the one printed.
+    assert main(["segment", str(pics["a"]), "-k", "4", "-o", str(out), "--json"]) == 1
+    captured = capsys.readouterr()
+    (entry,) = json.loads(captured.out)["results"]
+    assert not entry["ok"] and "kmseg: error: " + entry["error"] + "\n" in captured.err
+    assert entry["error"].endswith("exists already (and 2 more); pass --force to overwrite it")
+    assert {p.name: _digest(p) for p in out.iterdir()} == before
     assert main(["segment", str(pics["a"]), "-k", "4", "-o", str(out), "--force"]) == 0
     assert {p.name: _digest(p) for p in out.iterdir()} != before
     assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary files left

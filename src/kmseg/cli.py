@@ -298,7 +298,10 @@ def save_one(seg: Any, path: str, stem: str, *, out: str, disable: Sequence[int]
 
 
 def report_batch(results: list[dict[str, Any]], as_json: bool) -> int:
+    """Print a batch's summary (``--json``: every entry; a failed one's error worded as printed)."""
     failed = [r for r in results if not r["ok"]]
+    for r in failed:
+        r["error"] = cli_wording(r["error"])
     if as_json:
         print(json.dumps({"results": results, "failed": len(failed)}, indent=2))
     else:
