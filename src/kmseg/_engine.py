@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["FitResult", "cluster_weights", "farthest_distinct", "fit", "inertia_of", "kmeans_plusplus", "kmeans_plusplus_many", "lloyd", "random_init", "tol_to_abs"]
+__all__ = ["FitResult", "cluster_weights", "farthest_distinct", "fit", "inertia_of", "kmeans_plusplus", "kmeans_plusplus_many", "lloyd", "mean_variance", "random_init", "tol_to_abs"]
 
 _EMPTY = np.empty(0, dtype=np.float64)
 
@@ -70,14 +70,31 @@ def _w(weights: np.ndarray | None) -> np.ndarray:
     return _EMPTY if weights is None else weights
 
 
-def tol_to_abs(X: np.ndarray, weights: np.ndarray | None, tol: float) -> float:
-    """Scale ``tol`` as scikit-learn does: by the mean of the (weighted) per-feature variances."""
+def mean_variance(X: np.ndarray, weights: np.ndarray | None) -> float:
+    """The mean over the features of the points' weighted variance: the unit of ``tol``.
+
+    Two compiled passes over fixed chunks (the mean, then the squared deviations from it): no
+    copy of the points, and a value that does not depend on the threads. 0 with no weight.
+    """
+    n, nf = X.shape
+    w = _w(weights)
+    parts = np.empty((K.n_chunks(n), nf + 1))
+    K.chunk_moments(X, w, np.zeros(nf), 1, parts)
+    total = parts.sum(axis=0)
+    if not total[nf] > 0.0:
+        return 0.0
+    K.chunk_moments(X, w, total[:nf] / total[nf], 2, parts)
+    return float((parts[:, :nf].sum(axis=0) / total[nf]).mean())
+
+
+def tol_to_abs(X: np.ndarray, weights: np.ndarray | None, tol: float, variance: float | None = None) -> float:
+    """Scale ``tol`` as scikit-learn does: by the mean of the (weighted) per-feature variances.
+
+    ``variance``: ``mean_variance(X, weights)``, when the caller knows it already.
+    """
     if tol == 0.0:
         return 0.0
-    wt = np.ones(X.shape[0]) if weights is None else weights
-    mean = np.average(X, axis=0, weights=wt)
-    var = np.average((X - mean) ** 2, axis=0, weights=wt)
-    return float(tol * var.mean())
+    return float(tol * (mean_variance(X, weights) if variance is None else variance))
 
 
 def point_facts(X: np.ndarray, weights: np.ndarray | None, lo: np.ndarray | None = None,
@@ -667,6 +684,7 @@ def fit(
     method: str = "hamerly",
     facts: tuple[float, bool] | None = None,
     coarse_facts: list[tuple[float, bool]] | None = None,
+    variance: float | None = None,
 ) -> FitResult:
     """Best of ``n_init`` restarts, optionally run coarse-to-fine.
 
@@ -680,11 +698,12 @@ def fit(
     explicit ``init`` array runs once, on ``X``; so does ``k = 1``, where every start gives
     the same result.
     ``facts``: ``point_facts(X, weights)``, when known; ``coarse_facts``: the same for each
-    summary in ``coarse``, when known.
+    summary in ``coarse``, when known; ``variance``: ``mean_variance(X, weights)``, when known
+    (it scales ``tol``).
 
     Returns fewer than ``k`` centres only if ``X`` has fewer than ``k`` distinct points.
     """
-    tol_abs = tol_to_abs(X, weights, tol)
+    tol_abs = tol_to_abs(X, weights, tol, variance)
     if isinstance(init, np.ndarray):
         return lloyd(X, weights, init, max_iter=max_iter, tol_abs=tol_abs, method=method, facts=facts)
     if k == 1:

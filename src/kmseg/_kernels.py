@@ -569,6 +569,22 @@ def chunk_counts(labels, w, out):
 
 
 @njit(cache=True, parallel=True)
+def chunk_moments(X, w, centre, power, out):
+    """out[c, f] = sum over chunk c of w * (X[:, f] - centre[f])**power, for power 1 or 2;
+    out[c, nf] = the chunk's weight.   # OUT out (nchunks, nf + 1)"""
+    n, nf = X.shape
+    unit = w.shape[0] == 0
+    for c in prange(out.shape[0]):
+        out[c, :] = 0.0
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            wi = 1.0 if unit else w[i]
+            for f in range(nf):
+                d = X[i, f] - centre[f]
+                out[c, f] += wi * (d if power == 1 else d * d)
+            out[c, nf] += wi
+
+
+@njit(cache=True, parallel=True)
 def chunk_inertia(X, w, C, labels, out):
     """out[c] = sum over chunk c of w * |X - C[label]|^2.   # OUT out (nchunks,)"""
     n = X.shape[0]

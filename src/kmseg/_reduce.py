@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _kernels as K
-from ._engine import point_facts
+from ._engine import mean_variance, point_facts
 from .color import to_features
 
 __all__ = ["Reduced", "color_histogram", "merge_histograms", "reduce_image", "paint"]
@@ -47,9 +47,18 @@ class Reduced:
     #: ``_engine.point_facts`` of each of ``levels``, computed once for every fit to come.
     level_facts: list[tuple[float, bool]] = field(default_factory=list)
 
+    #: ``_engine.mean_variance(points, weights)`` once ``variance`` has computed it (it scales ``tol``).
+    _variance: float | None = field(default=None, repr=False)
+
     def __post_init__(self) -> None:
         if len(self.level_facts) != len(self.levels):
             self.level_facts = [point_facts(X, w) for X, w in self.levels]
+
+    def variance(self) -> float:
+        """The points' mean per-feature variance, computed on first use and kept for every fit."""
+        if self._variance is None:
+            self._variance = mean_variance(self.points, self.weights)
+        return self._variance
 
     @property
     def nbytes(self) -> int:
