@@ -863,6 +863,23 @@ def test_save_then_load_round_trips(tmp_path: Path, case: str) -> None:
     assert leftovers(tmp_path) == [target.name]
 
 
+@pytest.mark.parametrize("array", [rgb8(), rgb16()], ids=["8-bit", "16-bit"])
+def test_png_compress_level_trades_size_for_time_and_stays_lossless(tmp_path: Path, array: np.ndarray) -> None:
+    noisy = np.random.default_rng(0).integers(0, np.iinfo(array.dtype).max, (64, 64, 3)).astype(array.dtype)
+    smooth = np.repeat(np.repeat(noisy[:8, :8], 8, axis=0), 8, axis=1)
+    for img in (noisy, smooth):
+        sizes = {}
+        for level in (0, 1, 6, 9):
+            target = save_image(tmp_path / f"l{level}.png", img, compress_level=level, force=True)
+            np.testing.assert_array_equal(load_image(target), img)
+            sizes[level] = target.stat().st_size
+    # The smooth image (the last): the level reaches the encoder.
+    assert sizes[0] > 4 * sizes[1] and sizes[1] >= sizes[9]
+    with pytest.raises(ParameterError, match=r"compress_level=10 is out of range; pass a whole number from 0 \(none\) to 9"):
+        save_image(tmp_path / "bad.png", noisy, compress_level=10)
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_save_png_default_format_is_png(tmp_path: Path) -> None:
     assert save_image(tmp_path / "plain", rgb8()).read_bytes().startswith(b"\x89PNG")
 

