@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -29,8 +30,23 @@ def test_fit_predict_transform_score():
     D = km.transform(X)
     assert D.shape == (300, 4)
     np.testing.assert_array_equal(D.argmin(1), km.labels_)
+    np.testing.assert_allclose(D, np.linalg.norm(X[:, None] - km.cluster_centers_[None], axis=2), rtol=1e-14)
     assert km.score(X) == pytest.approx(-km.inertia_)
     np.testing.assert_array_equal(kmseg.KMeans(4, random_state=0).fit_predict(X), km.labels_)
+
+
+def test_transform_allocates_only_its_result():
+    X, _ = _blobs(2, 20_000)
+    km = kmseg.KMeans(4, random_state=0).fit(X)
+    km.transform(X[:5])  # compiled before measuring
+    tracemalloc.start()
+    try:
+        D = km.transform(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(D.argmin(1), km.predict(X))
+    assert peak < 1.25 * D.nbytes  # no (n, k, d) array of differences on the way
 
 
 def test_equals_reference_lloyd_from_same_start():

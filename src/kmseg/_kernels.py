@@ -550,6 +550,14 @@ def assign(X, C, labels, d2):
 
 
 @njit(cache=True, parallel=True)
+def distances(X, C, out):
+    """out[i, j] = |X[i] - C[j]|, Euclidean, as ``assign`` measures it.   # OUT out (n, k)"""
+    for i in prange(X.shape[0]):
+        for j in range(C.shape[0]):
+            out[i, j] = np.sqrt(_dist2(X, i, C, j))
+
+
+@njit(cache=True, parallel=True)
 def assigned_dist2(X, C, labels, d2):
     """d2[i] = |X[i] - C[labels[i]]|^2.   # OUT d2"""
     n = X.shape[0]

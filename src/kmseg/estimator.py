@@ -196,11 +196,13 @@ class KMeans:
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def transform(self, X: Any) -> np.ndarray:
-        """(n_samples, n_clusters) Euclidean distances to every centre."""
+        """(n_samples, n_clusters) Euclidean distances to every centre, measured as ``predict``
+        measures them (so the nearest is its label), with no larger array on the way."""
         self._check_fitted()
         X = self._check_X(X, fitted=True)
-        C = self.cluster_centers_
-        return np.sqrt(((X[:, None, :] - C[None, :, :]) ** 2).sum(axis=2))
+        out = np.empty((X.shape[0], self.cluster_centers_.shape[0]))
+        K.distances(X, self.cluster_centers_, out)
+        return out
 
     def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
         return self.fit(X, sample_weight=sample_weight).transform(X)
