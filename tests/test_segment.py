@@ -239,6 +239,13 @@ def test_save_writes_every_output_atomically_and_refuses_to_overwrite(tmp_path, 
     seg.save(tmp_path, stem="cat", force=True)
 
 
+def test_save_refuses_a_bad_disable_before_writing_anything(tmp_path):
+    seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)
+    with pytest.raises(kmseg.ParameterError, match=r"disable"):
+        seg.save(tmp_path, disable=[7], masks=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["out.png", "result.JPG", "seg.json"])
 def test_save_refuses_a_directory_named_like_a_file(tmp_path, name):
     seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)

@@ -714,7 +714,8 @@ class Segmentation:
             "palette": (d / f"{stem}-palette.json", self.summary, None),
         }
         if disable:
-            jobs["masked"] = (d / f"{stem}-masked{ext}", lambda: self._displayable(self.masked(disable)), 1)
+            masked = self._displayable(self.masked(disable))  # made now: a bad index is refused before any write
+            jobs["masked"] = (d / f"{stem}-masked{ext}", lambda: masked, 1)
         if masks:
             for i in range(self.k):
                 jobs[f"cluster{i}"] = (d / f"{stem}-cluster{i}.png", lambda i=i: self._displayable(self.extract(i)), 1)
