@@ -175,7 +175,7 @@ def test_tol_is_scaled_by_the_pixels_variance_without_copying_them(photos):
     img = photos["astronaut.png"]
     X = img.reshape(-1, 3).astype(np.float64)
     red = kmseg.prepare(img).reduced
-    assert red.variance() == pytest.approx(X.var(axis=0).mean(), rel=1e-12)
+    assert red.variance == pytest.approx(X.var(axis=0).mean(), rel=1e-12)
     many = np.random.default_rng(0).integers(0, 65536, (1 << 20, 3)).astype(np.float32)  # 12 MB
     tracemalloc.start()
     try:

@@ -16,6 +16,7 @@ for the second. Each summary point sits at the weighted mean of the points in it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -47,18 +48,15 @@ class Reduced:
     #: ``_engine.point_facts`` of each of ``levels``, computed once for every fit to come.
     level_facts: list[tuple[float, bool]] = field(default_factory=list)
 
-    #: ``_engine.mean_variance(points, weights)`` once ``variance`` has computed it (it scales ``tol``).
-    _variance: float | None = field(default=None, repr=False)
-
     def __post_init__(self) -> None:
         if len(self.level_facts) != len(self.levels):
             self.level_facts = [point_facts(X, w) for X, w in self.levels]
 
+    @cached_property
     def variance(self) -> float:
-        """The points' mean per-feature variance, computed on first use and kept for every fit."""
-        if self._variance is None:
-            self._variance = mean_variance(self.points, self.weights)
-        return self._variance
+        """The points' mean per-feature variance (it scales ``tol``), computed on first use and
+        kept for every fit."""
+        return mean_variance(self.points, self.weights)
 
     @property
     def nbytes(self) -> int:

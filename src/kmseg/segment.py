@@ -299,7 +299,7 @@ class Prepared:
             res = _engine.fit(
                 red.points, red.weights, k, init=init, n_init=n_init, max_iter=max_iter, tol=tol, rng=rng,
                 coarse=red.levels, facts=red.facts, coarse_facts=red.level_facts,
-                variance=red.variance() if tol > 0.0 else None,
+                variance=red.variance if tol > 0.0 else None,
             )
             few = res.centers.shape[0] < k
         if few and warn:
