@@ -334,8 +334,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 with warnings_as_lines(f"{path}: ", bar):  # a batch's warnings name their file
                     results.append(run_one(path, stem, args))
             except (KmsegError, OSError) as exc:
-                bar.line(f"kmseg: error: {cli_wording(error_line(exc))}")
-                results.append({"input": path, "ok": False, "error": error_line(exc)})
+                line = error_line(exc)
+                bar.line(f"kmseg: error: {cli_wording(line)}")
+                results.append({"input": path, "ok": False, "error": line})
             bar.advance(note=os.path.basename(path))
     finally:
         bar.close()
