@@ -208,6 +208,40 @@ def test_mask_masked_extract_palette():
     assert all(p["fraction"] == pytest.approx(0.25) for p in pal)
 
 
+@pytest.mark.parametrize("kind", ["grey", "grey_alpha", "rgba", "uint16", "float32", "five_bands"])
+def test_masked_and_extract_follow_their_definition_on_every_kind_of_image(kind):
+    img, _ = quadrants(COLORS, noise=4.0)
+    alpha = np.full(img.shape[:2], 255, np.uint8)
+    alpha[:5] = 0  # transparent pixels are label -1: never blanked, never cut out
+    arr = {
+        "grey": img[..., 0],
+        "grey_alpha": np.dstack([img[..., 0], alpha]),
+        "rgba": np.dstack([img, alpha]),
+        "uint16": img.astype(np.uint16) * 257,
+        "float32": img.astype(np.float32) / 255,
+        "five_bands": np.dstack([img, img[..., :2]]),
+    }[kind]
+    before = arr.copy()
+    seg = kmseg.segment(arr, 3, seed=0)
+    bands = arr if arr.ndim == 3 else arr[..., None]
+    n_colour = bands.shape[2] - (1 if kind in ("grey_alpha", "rgba") else 0)
+    top = np.iinfo(arr.dtype).max if arr.dtype.kind == "u" else 1
+    for i in range(3):
+        inside = seg.labels == i
+        cut = seg.extract(i)
+        assert cut.shape == arr.shape[:2] + (4,) and cut.dtype == arr.dtype
+        colour = bands[..., [0, 0, 0]] if n_colour == 1 else bands[..., :3]
+        np.testing.assert_array_equal(cut[inside, :3], colour[inside])
+        assert (cut[inside, 3] == top).all() and (cut[~inside] == 0).all()
+    fill = 0.5 if arr.dtype.kind == "f" else 7
+    hidden = np.isin(seg.labels, [0, 2])
+    got = seg.masked([0, 2], fill=fill)
+    want = bands.copy()
+    want[hidden, :n_colour] = fill
+    np.testing.assert_array_equal(got, want.reshape(arr.shape))
+    np.testing.assert_array_equal(arr, before)
+
+
 def test_inputs_are_never_modified(photos):
     img = photos["coffee.png"]
     before = img.copy()

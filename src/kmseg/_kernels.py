@@ -906,6 +906,38 @@ def paint_labels(labels, colors, img, out):
 
 
 @njit(cache=True, parallel=True)
+def cut_out(labels, i, img, nb, opaque, out):
+    """out[y, x] = (the first 3 bands of img[y, x], opaque) where labels[y, x] == i, else all 0.
+
+    ``nb``: img's colour bands; with 1 (grey) the band is repeated.   # OUT out (H, W, 4)
+    """
+    H = labels.shape[0]
+    W = labels.shape[1]
+    for y in prange(H):
+        for x in range(W):
+            if labels[y, x] == i:
+                for ch in range(3):
+                    out[y, x, ch] = img[y, x, ch if nb >= 3 else 0]
+                out[y, x, 3] = opaque
+            else:
+                for ch in range(4):
+                    out[y, x, ch] = 0
+
+
+@njit(cache=True, parallel=True)
+def blank_out(labels, hidden, fill, out):
+    """out[y, x, :len(fill)] = fill where labels[y, x] >= 0 and hidden[labels[y, x]].   # IN/OUT out (H, W, C)"""
+    H = labels.shape[0]
+    W = labels.shape[1]
+    for y in prange(H):
+        for x in range(W):
+            lab = labels[y, x]
+            if lab >= 0 and hidden[lab]:
+                for ch in range(fill.shape[0]):
+                    out[y, x, ch] = fill[ch]
+
+
+@njit(cache=True, parallel=True)
 def point_facts(X, w, lo, hi):
     """Per-feature minimum and maximum, and whether every coordinate and weight is a whole number.
 

@@ -276,3 +276,21 @@ def paint(
             labels[mask] = point_labels
         K.paint_labels(labels, colors, pixels, out)
     return labels
+
+
+def cut_out(pixels: np.ndarray, labels: np.ndarray, i: int, n_channels: int) -> np.ndarray:
+    """(H, W, 4) cut-out of label ``i``: the first 3 colour bands (grey repeated) and opaque alpha
+    there, 0 everywhere else; in the pixels' dtype. ``n_channels``: the colour bands of ``pixels``."""
+    out = np.empty(pixels.shape[:2] + (4,), dtype=pixels.dtype)
+    opaque = out.dtype.type(np.iinfo(out.dtype).max if out.dtype.kind == "u" else 1)
+    K.cut_out(labels, i, pixels.reshape(*pixels.shape[:2], -1), n_channels, opaque, out)
+    return out
+
+
+def blank_out(pixels: np.ndarray, labels: np.ndarray, hidden: list[int], fill: np.ndarray, k: int) -> np.ndarray:
+    """``pixels`` (changed in place and returned) with the first ``len(fill)`` bands set to ``fill``
+    where the label is one of ``hidden`` (labels run from 0 to k - 1)."""
+    flags = np.zeros(k, dtype=np.bool_)
+    flags[hidden] = True
+    K.blank_out(labels, flags, np.ascontiguousarray(fill, dtype=pixels.dtype), pixels.reshape(*pixels.shape[:2], -1))
+    return pixels

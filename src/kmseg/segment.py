@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from . import _engine
-from ._reduce import Reduced, paint, reduce_image
+from ._reduce import Reduced, blank_out, cut_out, paint, reduce_image
 from .color import COLOR_SPACES, from_features, to_features
 from .errors import ConvergenceWarning, InvalidImageDataError, ParameterError, ParameterTypeError, counted, exists_already
 
@@ -600,13 +600,8 @@ class Segmentation:
                 f"fill has {fill_arr.size} values; pass one number or {self._n_channels} (one per colour channel)"
             )
         out = self._original.copy()
-        sel = np.isin(self.labels, idx)
         color = _to_dtype(np.broadcast_to(fill_arr, (self._n_channels,)), out.dtype)
-        if out.ndim == 2:
-            out[sel] = color[0]
-        else:
-            out[sel, : self._n_channels] = color
-        return out
+        return blank_out(out, self.labels, idx, color, self.k)
 
     def extract(self, i: int) -> np.ndarray:
         """RGBA cut-out of cluster ``i``: the original colours inside the cluster, opaque; every
@@ -618,15 +613,7 @@ class Segmentation:
         Returns an (M, N, 4) array in the input's dtype (grey is replicated to RGB; for more than
         3 bands the first three are used).
         """
-        sel = self.mask(i)
-        src = self._original
-        rgb = src[..., None] if src.ndim == 2 else src[..., : self._n_channels]
-        if rgb.shape[2] < 3:
-            rgb = np.repeat(rgb[..., :1], 3, axis=2)
-        out = np.zeros(src.shape[:2] + (4,), dtype=src.dtype)
-        np.copyto(out[..., :3], rgb[..., :3], where=sel[..., None])
-        np.copyto(out[..., 3], np.iinfo(src.dtype).max if src.dtype.kind == "u" else 1.0, where=sel)
-        return out
+        return cut_out(self._original, self.labels, self._check_index(i), self._n_channels)
 
     def palette(self) -> list[dict[str, Any]]:
         """One entry per cluster: ``index``, ``rgb`` (0-255), ``hex``, ``fraction`` and ``count``.
