@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import tracemalloc
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -282,6 +283,26 @@ def test_large_images_are_reduced_for_display():
     assert max(shown.shape[:2]) == plot.DISPLAY_MAX_SIDE
     on_edge = (np.asarray(shown) == plot._EDGE_RGB).all(axis=2)
     assert on_edge.any(axis=1).all()  # the one-pixel edge survives the reduction in every row
+
+
+def test_figures_of_a_large_image_are_drawn_at_display_size():
+    # The edges figure used to overlay the lines on two float32 copies of the whole photo (about
+    # 14 times its bytes), and the scatter listed every pixel's position to draw 5000 of them.
+    rng = np.random.default_rng(0)
+    big = np.zeros((1500, 2400, 3), np.uint8)
+    big[:, 1200:] = (200, 40, 40)
+    big[750:, :, 2] = 220
+    big += rng.integers(0, 6, big.shape, dtype=np.uint8)
+    s = segment(big, 3, seed=0)
+    for draw, most in ((lambda: plot.edges(big, s, dpi=20), 6), (lambda: plot.scatter3d(big, s, dpi=20), 0.5)):
+        draw()  # first use: imports and caches
+        tracemalloc.start()
+        try:
+            plot.figure_bytes(draw())
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < most * big.nbytes
 
 
 def test_paths_are_read(img, tmp_path):

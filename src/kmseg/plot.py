@@ -161,6 +161,8 @@ def display_rgb(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
     [[[0, 0, 0], [255, 255, 255]]]
     """
     a = _to_u8(arr)
+    if a.ndim == 3 and a.shape[2] == (4 if has_alpha else 3):
+        return np.ascontiguousarray(a)  # already RGB or RGBA: no copy
     if a.ndim == 2:
         a = a[..., None]
     alpha = a[..., -1:] if has_alpha else None
@@ -186,8 +188,9 @@ def _shrink(arr: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
     return out.reshape(size[1], size[0], *arr.shape[2:])
 
 
-def _show(ax: Any, rgb: np.ndarray, title: str) -> None:
-    ax.imshow(_shrink(rgb), interpolation="antialiased")
+def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str) -> None:
+    """Draw an image (any dtype and bands, see ``display_rgb``), reduced for display first."""
+    ax.imshow(display_rgb(_shrink(image), has_alpha), interpolation="antialiased")
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
 
@@ -299,8 +302,8 @@ def compare(
     h, w = arr.shape[:2]
     fig = _new_figure(figsize or _auto_size(h, w, 2, 1), dpi)
     ax1, ax2 = fig.subplots(1, 2)
-    _show(ax1, display_rgb(arr, has_alpha), "original")
-    _show(ax2, display_rgb(s.image(), has_alpha), f"segmented, k={s.k}")
+    _show(ax1, arr, has_alpha, "original")
+    _show(ax2, s.image(), has_alpha, f"segmented, k={s.k}")
     return _finish(fig, save, fmt, force)
 
 
@@ -398,9 +401,9 @@ def grid(
     h, w = arr.shape[:2]
     fig = _new_figure(figsize or _auto_size(h, w, ncols, nrows), dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
-    _show(axes[0], display_rgb(arr, has_alpha), "original")
+    _show(axes[0], arr, has_alpha, "original")
     for ax, s in zip(axes[1:], segs):
-        _show(ax, display_rgb(s.image(), has_alpha), f"k={s.k}")
+        _show(ax, s.image(), has_alpha, f"k={s.k}")
     for ax in axes[n:]:
         ax.set_axis_off()
     return _finish(fig, save, fmt, force)
@@ -540,16 +543,23 @@ def scatter3d(
         segment_options.setdefault("seed", seed)
     arr, has_alpha, s = _resolve(image, seg, segment_options)
     assert s is not None
-    rgb = display_rgb(arr, has_alpha)[..., :3].reshape(-1, 3)
     labels = s.labels.reshape(-1)
-    idx = np.flatnonzero(labels >= 0)
-    if idx.size > sample:
-        idx = np.sort(rng.choice(idx, size=sample, replace=False))
+    if labels.size and labels.min() >= 0:
+        # No transparent pixel: draw the positions themselves (the same draw as from a list of
+        # every position, without making one).
+        idx = rng.choice(labels.size, size=sample, replace=False) if labels.size > sample else np.arange(labels.size)
+    else:
+        idx = np.flatnonzero(labels >= 0)
+        if idx.size > sample:
+            idx = rng.choice(idx, size=sample, replace=False)
+    idx = np.sort(idx)
+    flat = arr.reshape(labels.size, -1)
+    rgb = display_rgb(flat[idx][None], has_alpha)[0, :, :3]
     pal = s.palette()
     cluster_rgb = np.array([p["rgb"] for p in pal], dtype=np.float64) / 255.0
     fig = _new_figure(figsize or (7.0, 6.0), dpi)
     ax = fig.add_subplot(projection="3d")
-    pts = rgb[idx].astype(np.float64)
+    pts = rgb.astype(np.float64)
     ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=cluster_rgb[labels[idx]], s=4, alpha=0.6, depthshade=False,
                linewidths=0)
     ax.scatter(cluster_rgb[:, 0] * 255, cluster_rgb[:, 1] * 255, cluster_rgb[:, 2] * 255, c=cluster_rgb, s=160,
@@ -763,12 +773,12 @@ def masks(
     fig = _new_figure(figsize or _auto_size(h, w, ncols, nrows), dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
     word = "cluster" if len(off) == 1 else "clusters"
-    _show(axes[0], display_rgb(masked, has_alpha), f"{word} {', '.join(str(i) for i in off)} blacked out")
+    _show(axes[0], masked, has_alpha, f"{word} {', '.join(str(i) for i in off)} blacked out")
     total = max(int(s.counts.sum()), 1)
     for i in range(s.k):
         ax = axes[i + 1]
         ax.set_facecolor("0.85")
-        _show(ax, display_rgb(s.extract(i), True), f"cluster {i} ({100 * s.counts[i] / total:.1f}%)")
+        _show(ax, s.extract(i), True, f"cluster {i} ({100 * s.counts[i] / total:.1f}%)")
         ax.set_axis_on()
         ax.set_xticks([])
         ax.set_yticks([])
@@ -851,21 +861,16 @@ def edges(
     _check_size(figsize, dpi)
     arr, has_alpha, s = _resolve(image, seg, segment_options, required=False)
     canny = _canny(arr, low, high)
-    rgb = display_rgb(arr, has_alpha)[..., :3].astype(np.float32)
-    out = rgb * 0.55
     bounds = _boundaries(s.labels) if s is not None else np.zeros(canny.shape, bool)
-    out[bounds] = _BOUNDARY_RGB
-    out[canny] = _EDGE_RGB
-    out[canny & bounds] = _BOTH_RGB
-    out = np.clip(out, 0, 255).astype(np.uint8)
+    # The dimmed photo is made at display size; the lines are found on every pixel, and a
+    # reduced block takes a line's colour if any of its pixels is on the line, so that thin
+    # lines survive the reduction.
+    shown = (display_rgb(_shrink(arr), has_alpha)[..., :3] * np.float32(0.55)).astype(np.uint8)
+    for mask, colour in ((bounds, _BOUNDARY_RGB), (canny, _EDGE_RGB), (canny & bounds, _BOTH_RGB)):
+        shown[_shrink(mask)] = colour
     h, w = arr.shape[:2]
     fig = _new_figure(figsize or _auto_size(h, w, 1, 1, width=8.0), dpi)
     ax = fig.add_subplot()
-    # Thin lines survive the reduction for display: keep every marked pixel of a block.
-    shown = _shrink(out)
-    if shown.shape[:2] != out.shape[:2]:
-        for mask, colour in ((bounds, _BOUNDARY_RGB), (canny, _EDGE_RGB), (canny & bounds, _BOTH_RGB)):
-            shown[_shrink(mask)] = colour
     ax.imshow(shown, interpolation="nearest")
     ax.set_axis_off()
     lo, hi = (f"{v:g}" for v in (float(low), float(high)))

@@ -251,10 +251,11 @@ def write_report(
         t = step(f"figure: {name}", t)
 
     largest = int(np.argmax(seg.counts))
-    grid_segs = [seg if g == chosen else _segment_at(prep, result, int(g), fit_opts) for g in grid_list]
     render("segmentation", lambda: plot.compare(arr, seg))
     render("elbow", lambda: plot.elbow(result))
-    render("grid", lambda: plot.grid(prep, grid_segs))
+    # The grid's segmentations are made here and dropped with their panels (about 7 bytes a pixel each).
+    render("grid", lambda: plot.grid(prep, [seg if g == chosen else _segment_at(prep, result, int(g), fit_opts)
+                                            for g in grid_list]))
     render("scatter", lambda: plot.scatter3d(arr, seg, seed=0))
     render("histogram", lambda: plot.histogram(arr))
     render("palette", lambda: plot.palette(seg))
