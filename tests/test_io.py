@@ -880,6 +880,22 @@ def test_png_compress_level_trades_size_for_time_and_stays_lossless(tmp_path: Pa
     assert not (tmp_path / "bad.png").exists()
 
 
+@pytest.mark.parametrize("array", [rgb8(), rgb16()], ids=["8-bit", "16-bit"])
+def test_png_strategy_reaches_the_encoder_and_stays_lossless(tmp_path: Path, array: np.ndarray) -> None:
+    noisy = np.random.default_rng(0).integers(0, np.iinfo(array.dtype).max, (64, 64, 3)).astype(array.dtype)
+    smooth = np.repeat(np.repeat(noisy[:8, :8], 8, axis=0), 8, axis=1)
+    sizes = {}
+    for strategy in ("default", "filtered", "huffman", "rle", "fixed"):
+        target = save_image(tmp_path / f"{strategy}.png", smooth, png_strategy=strategy)
+        np.testing.assert_array_equal(load_image(target), smooth)
+        sizes[strategy] = target.stat().st_size
+    # Huffman coding alone cannot find the repeated rows that the default's string matching finds.
+    assert sizes["huffman"] > 2 * sizes["default"]
+    with pytest.raises(ParameterError, match=r"png_strategy='zip' is not a zlib strategy; pass one of default, filtered"):
+        save_image(tmp_path / "bad.png", smooth, png_strategy="zip")
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_save_png_default_format_is_png(tmp_path: Path) -> None:
     assert save_image(tmp_path / "plain", rgb8()).read_bytes().startswith(b"\x89PNG")
 

@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__, data
 from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
-from ..io import load_image
+from ..io import PNG_STRATEGIES, load_image
 from ..segment import Prepared, Segmentation, fewer_colours, prepare
 
 __all__ = ["LRUCache", "WebState", "create_app"]
@@ -499,9 +499,11 @@ def _to_u8(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _png(arr: np.ndarray) -> bytes:
+def _png(arr: np.ndarray, strategy: str = "default") -> bytes:
+    """An 8-bit PNG at zlib level 3. ``strategy="rle"`` for a photo's own pixels (the masked
+    image, the cut-outs) and the label map: as small as the default, in a half to a third of the time."""
     buf = io.BytesIO()
-    Image.fromarray(_to_u8(arr)).save(buf, format="PNG", compress_level=3)
+    Image.fromarray(_to_u8(arr)).save(buf, format="PNG", compress_level=3, compress_type=PNG_STRATEGIES[strategy])
     return buf.getvalue()
 
 
@@ -990,7 +992,7 @@ def create_app(
     )
     async def labels_png(result_id: ResultId, download: Download = False) -> Response:
         """8-bit grey PNG: each pixel's value is its cluster index; 255 marks transparent pixels."""
-        res, png = await _render(result_id, lambda r: _png(r.seg.label_image()))
+        res, png = await _render(result_id, lambda r: _png(r.seg.label_image(), "rle"))
         return _send(png, "image/png", f"{res.stem}-labels.png", download)
 
     @app.get(
@@ -1025,7 +1027,7 @@ def create_app(
         tutorials' "disable a cluster"). Without `disable`, the original image."""
         res = state.result(result_id)
         hidden = _parse_disable(disable, res.seg.k)
-        png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden)))
+        png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden), "rle"))
         suffix = "-masked" + ("-" + "-".join(map(str, hidden)) if hidden else "")
         return _send(png, "image/png", f"{res.stem}{suffix}.png", download)
 
@@ -1045,7 +1047,7 @@ def create_app(
         res = state.result(result_id)
         if index >= res.seg.k:
             raise HTTPException(404, f"cluster {index} does not exist; this result has clusters 0 to {res.seg.k - 1}")
-        png = await to_thread.run_sync(lambda: _png(res.seg.extract(index)))
+        png = await to_thread.run_sync(lambda: _png(res.seg.extract(index), "rle"))
         return _send(png, "image/png", f"{res.stem}-cluster{index}.png", download)
 
     @app.get(
@@ -1063,7 +1065,7 @@ def create_app(
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
                 for i in range(res.seg.k):
-                    zf.writestr(f"{res.stem}-cluster{i}.png", _png(res.seg.extract(i)))
+                    zf.writestr(f"{res.stem}-cluster{i}.png", _png(res.seg.extract(i), "rle"))
             return buf.getvalue()
 
         content = await to_thread.run_sync(build)
