@@ -291,6 +291,54 @@ def test_histogram_levels_made_run_by_run_equal_the_full_table(photos, nc):
         np.testing.assert_array_equal(wa, wb)
 
 
+def test_summaries_of_the_occupied_cells_only_equal_one_table_over_every_cell(monkeypatch):
+    """Grids too fine for a table of every cell are summed through a hash of the occupied
+    cells (grown from 1024 slots as they fill); the cells, sums and weights are the table's."""
+    from kmseg import _reduce
+
+    rng = np.random.default_rng(0)
+    n = 50_000
+    cells = rng.integers(0, 1 << 16, n)  # about 35 000 distinct cells: the hash grows 7 times
+    X = rng.normal(size=(n, 8))
+    w = rng.integers(1, 9, n).astype(np.float64)
+    w[::101] = 0.0  # a weight of 0 alone leaves its cell empty
+    want = _reduce._summarise(X, w, cells, 1 << 16)
+    monkeypatch.setattr(_reduce, "DENSE_MAX_CELLS", 0)
+    means, counts, ids = _reduce._summarise(X, w, cells, 1 << 16)
+    order = np.argsort(ids)
+    for a, b in zip((means[order], counts[order], ids[order]), want):
+        np.testing.assert_array_equal(a, b)
+    index = np.empty(n, dtype=np.int64)
+    first = _kernels.cell_index(cells, index)
+    np.testing.assert_array_equal(first[index], cells)  # every point's number names its own cell
+    _, at = np.unique(cells, return_index=True)
+    np.testing.assert_array_equal(first, cells[np.sort(at)])  # numbered in order of first appearance
+
+
+def test_a_many_band_image_runs_coarse_to_fine_to_the_plain_lloyd_fixed_point():
+    """8 bands or more are too many for a table of every grid cell; the summaries are made over
+    the occupied cells, and the run from them ends where plain Lloyd does from its start."""
+    from kmseg import _reduce
+
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 4, (150, 120))  # four materials, mixed into 9 correlated bands
+    spectra = rng.integers(2000, 60000, (4, 9))
+    img = np.clip(spectra[base] + rng.normal(0, 900, (150, 120, 9)), 0, 65535).astype(np.uint16)
+    prep = kmseg.prepare(img)
+    X = prep.reduced.points
+    levels = prep.reduced.levels
+    sizes = [Xl.shape[0] for Xl, _ in levels] + [X.shape[0]]
+    assert len(sizes) >= 3 and all(2 * a <= b for a, b in zip(sizes, sizes[1:]))  # coarsest first
+    for Xl, wl in levels:  # each summary keeps every pixel's weight and the mean of all of them
+        assert wl.sum() == X.shape[0]
+        np.testing.assert_allclose((Xl * wl[:, None]).sum(axis=0) / wl.sum(), X.astype(np.float64).mean(axis=0), rtol=1e-9)
+    res = _engine.fit(X, None, 4, rng=np.random.default_rng(0), coarse=levels)
+    C_ref, labels_ref = numpy_lloyd(X, res.start)
+    np.testing.assert_array_equal(res.labels, labels_ref)
+    np.testing.assert_allclose(res.centers, C_ref, rtol=1e-10)
+    assert _reduce.grid_levels(rng.random((20_000, 31)), None) == []  # too many features for three nested grids
+
+
 @pytest.mark.parametrize("tops", [1, 3, 200])
 def test_a_sorted_summary_cut_into_parts_equals_one_table(tops):
     """Many points are summed in parts side by side, cut between runs; the cells are those of

@@ -1035,6 +1035,52 @@ def parent_cells(cells, nbins, nf, out):
 
 
 @njit(cache=True)
+def cell_index(cells, out):
+    """Number the distinct cell ids in order of first appearance: out[i] = the number of cells[i].
+
+    For grids too fine for a table of every cell: an open-addressing hash table of the
+    occupied cells only, doubled when half full. Returns the distinct ids, in that order.   # OUT out (n,) int64
+    """
+    n = cells.shape[0]
+    bits = 10
+    keys = np.full(1 << bits, -1, dtype=np.int64)
+    vals = np.empty(1 << bits, dtype=np.int64)
+    ids = np.empty(1 << (bits - 1), dtype=np.int64)
+    m = 0
+    for i in range(n):
+        c = cells[i]
+        h = np.int64((np.uint64(c) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+        top = (1 << bits) - 1
+        while keys[h] != -1 and keys[h] != c:
+            h = (h + 1) & top
+        if keys[h] == -1:
+            if 2 * (m + 1) > (1 << bits):
+                # Double the table and place every id again; then find c's slot anew.
+                bits += 1
+                top = (1 << bits) - 1
+                keys = np.full(1 << bits, -1, dtype=np.int64)
+                vals = np.empty(1 << bits, dtype=np.int64)
+                grown = np.empty(1 << (bits - 1), dtype=np.int64)
+                grown[:m] = ids[:m]
+                ids = grown
+                for j in range(m):
+                    g = np.int64((np.uint64(ids[j]) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+                    while keys[g] != -1:
+                        g = (g + 1) & top
+                    keys[g] = ids[j]
+                    vals[g] = j
+                h = np.int64((np.uint64(c) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+                while keys[h] != -1:
+                    h = (h + 1) & top
+            keys[h] = c
+            vals[h] = m
+            ids[m] = c
+            m += 1
+        out[i] = vals[h]
+    return ids[:m].copy()
+
+
+@njit(cache=True)
 def bin_means(X, w, bins, nb, sums, counts):
     """Weighted sums and weights of the points in every bin.   # OUT sums (nb, nf), counts (nb,)"""
     n, nf = X.shape

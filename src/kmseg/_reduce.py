@@ -117,11 +117,24 @@ def decode(codes: np.ndarray, n_channels: int) -> np.ndarray:
     return out
 
 
+#: Grids of more cells than this are summed over their occupied cells only (``_kernels.cell_index``).
+DENSE_MAX_CELLS = 1 << 21
+
+
 def _summarise(points, weights, cells, n_cells):
     """Weighted mean and total weight of the points in each occupied cell, and the cells' ids."""
+    w = np.empty(0) if weights is None else weights
+    if n_cells > DENSE_MAX_CELLS:
+        index = np.empty(cells.shape[0], dtype=np.int64)
+        ids = K.cell_index(cells, index)
+        sums = np.empty((ids.shape[0], points.shape[1]))
+        counts = np.empty(ids.shape[0])
+        K.bin_means(points, w, index, ids.shape[0], sums, counts)
+        keep = counts > 0
+        return sums[keep] / counts[keep, None], counts[keep], ids[keep]
     sums = np.empty((n_cells, points.shape[1]))
     counts = np.empty(n_cells)
-    K.bin_means(points, np.empty(0) if weights is None else weights, cells, n_cells, sums, counts)
+    K.bin_means(points, w, cells, n_cells, sums, counts)
     ids = np.flatnonzero(counts)
     return sums[ids] / counts[ids, None], counts[ids], ids
 
@@ -171,16 +184,22 @@ def histogram_levels(points, weights, codes, n_channels) -> list[tuple[np.ndarra
 
 
 def grid_levels(points, weights, lo=None, hi=None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Summaries of arbitrary points on nested regular grids of up to 2**21 cells, coarsest first.
+    """Summaries of arbitrary points on nested regular grids, coarsest first.
 
+    The finest grid has as many cells per feature as keep the grid to ``DENSE_MAX_CELLS``
+    cells, and at least 8. With too many features for that (8 or more), it has 32 cells per
+    feature (fewer from 13 features on, so that a cell's id fits 62 bits), and only its
+    occupied cells are summed: the points of a multi-band image lie in a small part of it.
     ``lo``, ``hi``: the points' per-feature range, when known (``_kernels.point_facts``).
     """
     nf = points.shape[1]
     nbins = 2
-    while (2 * nbins) ** nf <= (1 << 21):
+    while (2 * nbins) ** nf <= DENSE_MAX_CELLS:
         nbins *= 2
     if nbins < 8:
-        return []  # too many features for a useful grid
+        nbins = 1 << min(5, 62 // nf)
+        if nbins < 8:
+            return []  # too many features for three nested grids
     if lo is None or hi is None:
         lo = np.empty(nf)
         hi = np.empty(nf)
