@@ -17,8 +17,8 @@ BASE_PHOTO = "coffee.png"
 
 # (width, height) of the generated images, full run and --quick run
 SIZES = {
-    "full": {"2mp": (1730, 1150), "12mp": (4000, 3000), "48mp": (8000, 6000)},
-    "quick": {"2mp": (240, 160), "12mp": (320, 240), "48mp": (640, 480)},
+    "full": {"2mp": (1730, 1150), "12mp": (4000, 3000), "48mp": (8000, 6000), "bands": (2000, 2000)},
+    "quick": {"2mp": (240, 160), "12mp": (320, 240), "48mp": (640, 480), "bands": (240, 160)},
 }
 
 ALL_METHODS = ("kmseg", "sklearn", "minibatch", "cv2-tutorial", "cv2-pp", "faiss", "faiss-all", "pillow")
@@ -103,6 +103,19 @@ def distinct(size: tuple[int, int]) -> np.ndarray:
     return _cache[key]
 
 
+def bands(size: tuple[int, int], n: int = 8) -> np.ndarray:
+    """The 16-bit photo-like image mixed into ``n`` correlated bands (fixed non-negative weights,
+    each band a weighted mean of R, G and B), like a multi-band sensor's: (H, W, n) uint16."""
+    key = ("bands", size, n)
+    if key not in _cache:
+        rgb = upscaled(size, bits=16)
+        mix = np.random.default_rng([SEED, n]).random((3, n))
+        mix /= mix.sum(axis=0)
+        mixed = rgb.reshape(-1, 3).astype(np.float32) @ mix.astype(np.float32)
+        _cache[key] = np.rint(mixed).astype(np.uint16).reshape(size[1], size[0], n)
+    return _cache[key]
+
+
 def release() -> None:
     _cache.clear()
 
@@ -182,6 +195,12 @@ def cases(all_peers: bool = False, quick: bool = False) -> list[Case]:
             dict(skip(sixteen), pillow=sixteen["pillow"]),
         ),
     ]
+    out.append(Case(
+        "bands", "4 MP, 8 correlated 16-bit bands (multi-band-like), K=8", 8,
+        _one(lambda m: bands(SIZES[m]["bands"]), "bands"),
+        methods(*(m for m in ALL_METHODS if m != "pillow"), but=no_cv2_mb),
+        dict(skip(no_cv2_mb), pillow="Pillow quantizes 8-bit RGB images only"),
+    ))
     if quick:  # a smoke run: the two slowest peers only where a target needs them
         for c in out:
             if c.key != "12mp-k8":
@@ -194,7 +213,7 @@ def cases(all_peers: bool = False, quick: bool = False) -> list[Case]:
 ALIASES = {
     "12mp": ("12mp-k8", "12mp-k64"),
     "2mp": ("2mp-k64", "elbow"),
-    "all": ("photos", "12mp-k8", "12mp-k64", "48mp", "2mp-k64", "elbow", "distinct", "16bit", "cli"),
+    "all": ("photos", "12mp-k8", "12mp-k64", "48mp", "2mp-k64", "elbow", "distinct", "16bit", "bands", "cli"),
 }
 KEYS = ALIASES["all"]
 
