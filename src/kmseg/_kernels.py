@@ -1039,7 +1039,8 @@ def cell_index(cells, out):
     """Number the distinct cell ids in order of first appearance: out[i] = the number of cells[i].
 
     For grids too fine for a table of every cell: an open-addressing hash table of the
-    occupied cells only, doubled when half full. Returns the distinct ids, in that order.   # OUT out (n,) int64
+    occupied cells only, doubled when half full; a point in its predecessor's cell is not
+    looked up. Returns the distinct ids, in that order.   # OUT out (n,) int64
     """
     n = cells.shape[0]
     bits = 10
@@ -1049,6 +1050,9 @@ def cell_index(cells, out):
     m = 0
     for i in range(n):
         c = cells[i]
+        if i > 0 and c == cells[i - 1]:
+            out[i] = out[i - 1]  # neighbouring pixels often share a cell: no lookup
+            continue
         h = np.int64((np.uint64(c) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
         top = (1 << bits) - 1
         while keys[h] != -1 and keys[h] != c:
