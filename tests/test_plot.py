@@ -275,6 +275,21 @@ def test_every_image_kind_renders(kind, img):
         assert _png_size(plot.figure_bytes(fig))[0] > 0
 
 
+@pytest.mark.parametrize("kind", ["five_bands", "float16", "grey_alpha16"])
+def test_large_images_of_every_kind_are_reduced_for_display(kind):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, plot.DISPLAY_MAX_SIDE + 100, 3), dtype=np.uint8)
+    arr = {
+        "five_bands": np.dstack([rgb, rgb[..., :2]]).astype(np.float64) / 255,
+        "float16": (rgb / 255).astype(np.float16),
+        "grey_alpha16": np.dstack([rgb[..., 0], np.full(rgb.shape[:2], 255, np.uint8)]).astype(np.uint16) * 257,
+    }[kind]
+    s = segment(rgb, 3, seed=0)  # plots take any segmentation of the same shape
+    for fig in (plot.compare(arr, s, dpi=20), plot.masks(arr, s, dpi=20), plot.edges(arr, s, dpi=20)):
+        assert max(fig.axes[0].images[0].get_array().shape[:2]) == plot.DISPLAY_MAX_SIDE
+        assert _png_size(plot.figure_bytes(fig))[0] > 0
+
+
 def test_large_images_are_reduced_for_display():
     big = np.zeros((1000, 3000, 3), np.uint8)
     big[:, 1500:] = 200

@@ -188,9 +188,22 @@ def _shrink(arr: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
     return out.reshape(size[1], size[0], *arr.shape[2:])
 
 
+def _for_display(image: np.ndarray, has_alpha: bool) -> np.ndarray:
+    """``display_rgb`` of an image (any dtype and bands) reduced to display size first.
+
+    Only the bands shown are reduced (OpenCV resizes at most 4), and float16 as float32.
+    """
+    a = image
+    if a.ndim == 3 and a.shape[2] > 4:
+        a = a[..., [0, 1, 2, -1]] if has_alpha else a[..., :3]
+    if a.dtype == np.float16:
+        a = a.astype(np.float32)
+    return display_rgb(_shrink(a), has_alpha)
+
+
 def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str) -> None:
     """Draw an image (any dtype and bands, see ``display_rgb``), reduced for display first."""
-    ax.imshow(display_rgb(_shrink(image), has_alpha), interpolation="antialiased")
+    ax.imshow(_for_display(image, has_alpha), interpolation="antialiased")
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
 
@@ -865,7 +878,7 @@ def edges(
     # The dimmed photo is made at display size; the lines are found on every pixel, and a
     # reduced block takes a line's colour if any of its pixels is on the line, so that thin
     # lines survive the reduction.
-    shown = (display_rgb(_shrink(arr), has_alpha)[..., :3] * np.float32(0.55)).astype(np.uint8)
+    shown = (_for_display(arr, has_alpha)[..., :3] * np.float32(0.55)).astype(np.uint8)
     for mask, colour in ((bounds, _BOUNDARY_RGB), (canny, _EDGE_RGB), (canny & bounds, _BOTH_RGB)):
         shown[_shrink(mask)] = colour
     h, w = arr.shape[:2]
