@@ -1034,6 +1034,17 @@ def parent_cells(cells, nbins, nf, out):
         out[i] = p
 
 
+@njit(cache=True, inline="always")
+def _slot(keys, c, bits):
+    """Where ``c`` is in an open-addressing table of 2**bits keys (-1: empty), or the empty slot
+    where it goes: a multiplicative hash, then the next slots in turn."""
+    top = (1 << bits) - 1
+    h = np.int64((np.uint64(c) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+    while keys[h] != -1 and keys[h] != c:
+        h = (h + 1) & top
+    return h
+
+
 @njit(cache=True)
 def cell_index(cells, out):
     """Number the distinct cell ids in order of first appearance: out[i] = the number of cells[i].
@@ -1053,29 +1064,21 @@ def cell_index(cells, out):
         if i > 0 and c == cells[i - 1]:
             out[i] = out[i - 1]  # neighbouring pixels often share a cell: no lookup
             continue
-        h = np.int64((np.uint64(c) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
-        top = (1 << bits) - 1
-        while keys[h] != -1 and keys[h] != c:
-            h = (h + 1) & top
+        h = _slot(keys, c, bits)
         if keys[h] == -1:
             if 2 * (m + 1) > (1 << bits):
                 # Double the table and place every id again; then find c's slot anew.
                 bits += 1
-                top = (1 << bits) - 1
                 keys = np.full(1 << bits, -1, dtype=np.int64)
                 vals = np.empty(1 << bits, dtype=np.int64)
                 grown = np.empty(1 << (bits - 1), dtype=np.int64)
                 grown[:m] = ids[:m]
                 ids = grown
                 for j in range(m):
-                    g = np.int64((np.uint64(ids[j]) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
-                    while keys[g] != -1:
-                        g = (g + 1) & top
+                    g = _slot(keys, ids[j], bits)
                     keys[g] = ids[j]
                     vals[g] = j
-                h = np.int64((np.uint64(c) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
-                while keys[h] != -1:
-                    h = (h + 1) & top
+                h = _slot(keys, c, bits)
             keys[h] = c
             vals[h] = m
             ids[m] = c
