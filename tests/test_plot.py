@@ -290,6 +290,20 @@ def test_large_images_of_every_kind_are_reduced_for_display(kind):
         assert _png_size(plot.figure_bytes(fig))[0] > 0
 
 
+def test_transparent_pixels_lend_no_colour_to_a_reduced_image():
+    # White stripes on transparent black, reduced 1300 -> 1200: a naive area mean would grey the
+    # stripes' edges; weighting colours by opacity keeps every visible pixel white.
+    rgba = np.zeros((30, plot.DISPLAY_MAX_SIDE + 100, 4), np.uint8)
+    rgba[:, ::7] = 255
+    s = segment(rgba, 1, seed=0)
+    for arr in (rgba, rgba.astype(np.uint16) * 257, rgba.astype(np.float32) / 255):
+        shown = np.asarray(plot.compare(arr, s, dpi=20).axes[0].images[0].get_array())
+        assert shown.shape[2] == 4 and max(shown.shape[:2]) == plot.DISPLAY_MAX_SIDE
+        visible = shown[..., 3] > 0
+        assert 0 < visible.mean() < 1 and (shown[..., :3][visible] == 255).all()
+        assert ((shown[..., 3] > 0) & (shown[..., 3] < 255)).any()  # partly covered: partly transparent
+
+
 def test_large_images_are_reduced_for_display():
     big = np.zeros((1000, 3000, 3), np.uint8)
     big[:, 1500:] = 200

@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -192,6 +193,35 @@ def test_result_files(client: TestClient) -> None:
 
     attached = client.get(urls["segmented"] + "?download=1")
     assert attached.headers["content-disposition"].startswith("attachment") and attached.content == seg.content
+
+
+def test_previews_are_the_full_images_reduced_to_the_width_asked(client: TestClient) -> None:
+    body = upload(client, COFFEE, "coffee.png", k=3, seed=0).json()
+    urls = body["urls"]
+    seg = kmseg.segment(kmseg.load_image(data.path("coffee.png")), 3, seed=0)
+    full = {name: np.asarray(decode_png(client.get(urls[name]).content)) for name in ("segmented", "masked")}
+    for name, query in (("segmented", "?width=240"), ("masked", "?disable=1&width=240")):
+        image = full[name] if name == "segmented" else seg.masked([1])
+        preview = np.asarray(decode_png(client.get(urls[name].split("?")[0] + query).content))
+        assert preview.shape == (160, 240, 3)
+        # 600 -> 240 is 2.5 pixels a pixel: each value is an area-weighted mean of the full image's
+        blocks = cv2.resize(image, (240, 160), interpolation=cv2.INTER_AREA)
+        assert np.abs(preview.astype(int) - blocks).max() <= 1
+    # never enlarged: as wide as the image or wider gives the full image, byte for byte
+    assert client.get(urls["segmented"] + "?width=600").content == client.get(urls["segmented"]).content
+    assert client.get(urls["masked"] + "?width=4000").content == client.get(urls["masked"]).content
+    # a cut-out's preview weights colours by opacity: the transparent black around the cluster
+    # darkens none of its edge pixels, which only grow transparent
+    cut = seg.extract(2)
+    small = np.asarray(decode_png(client.get(urls["clusters"][2] + "?width=200").content)).astype(int)
+    assert small.shape == (133, 200, 4)
+    seen = small[..., 3] > 0
+    ref = cv2.resize(cut[..., :3].astype(np.float64) * cut[..., 3:] / 255, (200, 133), interpolation=cv2.INTER_AREA)
+    alpha = cv2.resize(cut[..., 3].astype(np.float64), (200, 133), interpolation=cv2.INTER_AREA)
+    expected = ref[seen] * 255 / alpha[seen][:, None]
+    assert np.abs(small[..., :3][seen] - expected).max() <= 2
+    for bad in ("0", "-3", "x"):
+        assert_error(client.get(urls["segmented"] + f"?width={bad}"), 422, "width")
 
 
 def test_upload_id_reuses_the_decoded_image(fresh: TestClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import threading
 import time
@@ -90,10 +91,25 @@ def web_page(kmseg_browser: Any) -> Iterator[Any]:
 
 
 def wait_loaded(page: Any, selector: str, width: int) -> None:
-    """Wait until the <img> is decoded at the given natural width."""
+    """Wait until the <img> is decoded at the given natural width, or at the preview width its
+    URL asks for when that is narrower (the page asks for previews as wide as their frame)."""
     page.wait_for_function(
-        "([sel, w]) => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth === w; }",
+        """([sel, w]) => {
+            const i = document.querySelector(sel);
+            if (!i || !i.src || !i.complete) return false;
+            const asked = Number(new URL(i.src).searchParams.get("width") || w);
+            return i.naturalWidth === Math.min(w, asked);
+        }""",
         arg=[selector, width],
+    )
+
+
+def preview_width(page: Any, selector: str) -> int:
+    """The width the page should ask for: its frame's, in device pixels, up to a multiple of 256."""
+    return page.evaluate(
+        "(sel) => Math.max(256, Math.ceil(Math.ceil(document.querySelector(sel).parentElement.clientWidth"
+        " * window.devicePixelRatio) / 256) * 256)",
+        selector,
     )
 
 
@@ -135,16 +151,19 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     # hide cluster 1: the masked image changes to the original with that cluster in black
     masked = page.get_by_test_id("masked-image")
     original_src = masked.get_attribute("src")
-    assert "disable" not in original_src
+    assert "disable" not in original_src and original_src.endswith(f"?width={preview_width(page, '#masked')}")
     swatches.nth(1).click()
     expect(swatches.nth(1)).to_have_attribute("aria-pressed", "true")
-    expect(masked).to_have_attribute("src", original_src + "?disable=1")
+    expect(masked).to_have_attribute("src", original_src.replace("?", "?disable=1&"))
     expect(page.get_by_test_id("masked-caption")).to_have_text("Hidden: cluster 1")
     wait_loaded(page, "#masked", 600)
-    hidden = np.asarray(Image.open(io.BytesIO(page.request.get(url.rstrip("/") + masked.get_attribute("src")).body())))
-    shown = np.asarray(Image.open(io.BytesIO(page.request.get(url.rstrip("/") + original_src).body())))
+    # the download link has the same pixels at full size
+    full = page.get_by_test_id("dl-masked").get_attribute("href")
+    assert full.endswith("masked.png?disable=1")
+    hidden = np.asarray(Image.open(io.BytesIO(page.request.get(url.rstrip("/") + full).body())))
+    shown = np.asarray(Image.open(io.BytesIO(page.request.get(url.rstrip("/") + full.split("?")[0]).body())))
     changed = (hidden != shown).any(axis=2)
-    assert changed.any() and (hidden[changed] == 0).all()
+    assert hidden.shape == (400, 600, 3) and changed.any() and (hidden[changed] == 0).all()
     swatches.nth(1).click()  # and show it again
     expect(masked).to_have_attribute("src", original_src)
 
@@ -163,6 +182,36 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     shot = os.environ.get("KMSEG_SCREENSHOT")
     if shot:
         page.screenshot(path=shot, full_page=True)
+
+
+def test_a_large_image_is_shown_as_previews_and_downloaded_full_size(server: tuple[str, Any], web_page: Any,
+                                                                      tmp_path) -> None:
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    yy, xx = np.mgrid[0:1000, 0:2400]
+    big = np.dstack([xx * 255 // 2399, yy * 255 // 999, (xx + yy) % 256]).astype(np.uint8)
+    path = tmp_path / "wide.png"
+    Image.fromarray(big).save(path)
+    page.set_input_files("#file-input", str(path))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    for sel in ("#segmented", "#masked"):
+        width = preview_width(page, sel)
+        assert width < 2400
+        expect(page.locator(sel)).to_have_attribute("src", re.compile(rf"\?width={width}$"))
+        wait_loaded(page, sel, 2400)
+        assert page.evaluate("(sel) => document.querySelector(sel).naturalHeight", sel) == round(1000 * width / 2400)
+    swatches.nth(0).click()
+    expect(page.locator("#masked")).to_have_attribute("src", re.compile(r"\?disable=0&width=\d+$"))
+    wait_loaded(page, "#masked", 2400)
+    for testid in ("dl-segmented", "dl-masked"):
+        with page.expect_download() as info:
+            page.get_by_test_id(testid).click()
+        target = tmp_path / info.value.suggested_filename
+        info.value.save_as(target)
+        with Image.open(target) as im:
+            assert im.size == (2400, 1000)
 
 
 def test_errors_are_shown_and_the_page_recovers(server: tuple[str, Any], web_page: Any, tmp_path) -> None:

@@ -28,6 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from . import _display
 from ._edges import boundaries as _boundaries
 from ._edges import edges as _canny
 from ._elbow import Elbow, as_prepared, split_options
@@ -144,14 +145,6 @@ def _check_size(figsize: Any, dpi: Any) -> None:
 # --------------------------------------------------------------------------- images for display
 
 
-def _to_u8(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype.kind == "u":
-        return np.rint(arr.astype(np.float32) * np.float32(255.0 / np.iinfo(arr.dtype).max)).astype(np.uint8)
-    return np.clip(np.rint(arr.astype(np.float32) * np.float32(255.0)), 0, 255).astype(np.uint8)
-
-
 def display_rgb(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
     """(M, N, 3) or (M, N, 4) uint8 for ``imshow``: grey replicated, extra bands dropped, alpha kept.
 
@@ -160,7 +153,7 @@ def display_rgb(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
     >>> display_rgb(np.array([[0.0, 1.0]]), False).tolist()
     [[[0, 0, 0], [255, 255, 255]]]
     """
-    a = _to_u8(arr)
+    a = _display.to_u8(arr)
     if a.ndim == 3 and a.shape[2] == (4 if has_alpha else 3):
         return np.ascontiguousarray(a)  # already RGB or RGBA: no copy
     if a.ndim == 2:
@@ -173,32 +166,14 @@ def display_rgb(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
     return np.ascontiguousarray(colour if alpha is None else np.concatenate([colour, alpha], axis=2))
 
 
-def _shrink(arr: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
-    """Reduce an image for display (area interpolation); bool masks stay True where any pixel was."""
-    h, w = arr.shape[:2]
-    f = max(h, w) / max_side
-    if f <= 1:
-        return arr
-    import cv2
-
-    size = (max(1, round(w / f)), max(1, round(h / f)))
-    if arr.dtype == np.bool_:
-        return cv2.resize(arr.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
-    out = cv2.resize(np.ascontiguousarray(arr), size, interpolation=cv2.INTER_AREA)
-    return out.reshape(size[1], size[0], *arr.shape[2:])
+def _factor(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> float:
+    """How many times an image is reduced to be drawn: to ``max_side`` pixels on its longest side."""
+    return max(image.shape[:2]) / max_side
 
 
 def _for_display(image: np.ndarray, has_alpha: bool) -> np.ndarray:
-    """``display_rgb`` of an image (any dtype and bands) reduced to display size first.
-
-    Only the bands shown are reduced (OpenCV resizes at most 4), and float16 as float32.
-    """
-    a = image
-    if a.ndim == 3 and a.shape[2] > 4:
-        a = a[..., [0, 1, 2, -1]] if has_alpha else a[..., :3]
-    if a.dtype == np.float16:
-        a = a.astype(np.float32)
-    return display_rgb(_shrink(a), has_alpha)
+    """``display_rgb`` of an image (any dtype and bands) reduced to display size first."""
+    return display_rgb(_display.shown(image, has_alpha, _factor(image)), has_alpha)
 
 
 def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str) -> None:
@@ -880,7 +855,7 @@ def edges(
     # lines survive the reduction.
     shown = (_for_display(arr, has_alpha)[..., :3] * np.float32(0.55)).astype(np.uint8)
     for mask, colour in ((bounds, _BOUNDARY_RGB), (canny, _EDGE_RGB), (canny & bounds, _BOTH_RGB)):
-        shown[_shrink(mask)] = colour
+        shown[_display.shrink(mask, _factor(mask))] = colour
     h, w = arr.shape[:2]
     fig = _new_figure(figsize or _auto_size(h, w, 1, 1, width=8.0), dpi)
     ax = fig.add_subplot()

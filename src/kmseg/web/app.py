@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__, data
+from .. import __version__, _display, data
 from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
 from ..io import _encode, load_image
 from ..segment import Prepared, Segmentation, fewer_colours, prepare
@@ -255,6 +255,7 @@ class Result:
     name: str
     seg: Segmentation
     seed: int
+    has_alpha: bool  # the image's last channel is alpha
 
     @property
     def nbytes(self) -> int:
@@ -446,7 +447,7 @@ class WebState:
         except KmsegError as exc:
             raise HTTPException(_status_for(exc), f"{upload.name}: {exc}") from None
         self._count("segmentations")
-        result = Result(secrets.token_urlsafe(16), upload.upload_id, upload.name, seg, seed)
+        result = Result(secrets.token_urlsafe(16), upload.upload_id, upload.name, seg, seed, prep.has_alpha)
         self.results.put(result.result_id, result)
         return result, notes
 
@@ -483,26 +484,13 @@ class WebState:
 # --------------------------------------------------------------------------- encoding
 
 
-def _to_u8(arr: np.ndarray) -> np.ndarray:
-    """An image as 8-bit grey, grey+alpha, RGB or RGBA for PNG (extra bands dropped)."""
-    if arr.dtype == np.uint8:
-        out = arr
-    elif arr.dtype.kind == "u":
-        out = np.rint(arr.astype(np.float64) * (255.0 / np.iinfo(arr.dtype).max)).astype(np.uint8)
-    else:
-        out = np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
-    if out.ndim == 3 and out.shape[2] == 1:
-        out = out[..., 0]
-    elif out.ndim == 3 and out.shape[2] > 4:
-        out = out[..., :3]
-    return np.ascontiguousarray(out)
-
-
-def _png(arr: np.ndarray, strategy: str = "default") -> bytes:
-    """An 8-bit PNG at zlib level 3, encoded as ``save_image`` encodes. ``strategy="rle"`` for a
-    photo's own pixels (the masked image, the cut-outs) and the label map: as small as the
-    default, in a half to a third of the time."""
-    return _encode("response", _to_u8(arr), "PNG", 3, strategy)
+def _png(arr: np.ndarray, has_alpha: bool, strategy: str = "default", width: int | None = None) -> bytes:
+    """An 8-bit PNG at zlib level 3 of the bands shown (grey, grey+alpha, RGB or RGBA), encoded
+    as ``save_image`` encodes; reduced to ``width`` pixels wide when it is wider (a preview).
+    ``strategy="rle"`` for a photo's own pixels (the masked image, the cut-outs) and the label
+    map: as small as the default, in a half to a third of the time."""
+    factor = arr.shape[1] / width if width else 1.0
+    return _encode("response", _display.shown(arr, has_alpha, factor), "PNG", 3, strategy)
 
 
 def _parse_disable(text: str | None, k: int | None = None) -> list[int]:
@@ -632,6 +620,15 @@ SeedField = Annotated[int, Form(ge=0, le=2**32 - 1, description="Random seed; th
 NInitField = Annotated[int, Form(ge=1, le=50, description="Restarts; the best is kept.")]
 ResultId = Annotated[str, PathParam(max_length=64, description="result_id from /api/segment.")]
 Download = Annotated[bool, Query(description="Send as an attachment (a download) rather than inline.")]
+Width = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=1 << 16,
+        description="A preview at most this many pixels wide, reduced by area averaging (never enlarged). "
+        "Leave it out for the full-size image.",
+    ),
+]
 
 
 _HINTS = {
@@ -976,9 +973,9 @@ def create_app(
         summary="The recoloured image",
         tags=["result"],
     )
-    async def segmented_png(result_id: ResultId, download: Download = False) -> Response:
+    async def segmented_png(result_id: ResultId, width: Width = None, download: Download = False) -> Response:
         """Every pixel painted in its cluster's centre colour (8-bit PNG; alpha kept)."""
-        res, png = await _render(result_id, lambda r: _png(r.seg.image()))
+        res, png = await _render(result_id, lambda r: _png(r.seg.image(), r.has_alpha, width=width))
         return _send(png, "image/png", f"{res.stem}-segmented.png", download)
 
     @app.get(
@@ -990,7 +987,7 @@ def create_app(
     )
     async def labels_png(result_id: ResultId, download: Download = False) -> Response:
         """8-bit grey PNG: each pixel's value is its cluster index; 255 marks transparent pixels."""
-        res, png = await _render(result_id, lambda r: _png(r.seg.label_image(), "rle"))
+        res, png = await _render(result_id, lambda r: _png(r.seg.label_image(), False, "rle"))
         return _send(png, "image/png", f"{res.stem}-labels.png", download)
 
     @app.get(
@@ -1019,13 +1016,14 @@ def create_app(
     async def masked_png(
         result_id: ResultId,
         disable: Annotated[str | None, Query(max_length=1000, description="Clusters to paint black: 0,2.")] = None,
+        width: Width = None,
         download: Download = False,
     ) -> Response:
         """The original image with the pixels of the `disable` clusters painted black (the
         tutorials' "disable a cluster"). Without `disable`, the original image."""
         res = state.result(result_id)
         hidden = _parse_disable(disable, res.seg.k)
-        png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden), "rle"))
+        png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden), res.has_alpha, "rle", width))
         suffix = "-masked" + ("-" + "-".join(map(str, hidden)) if hidden else "")
         return _send(png, "image/png", f"{res.stem}{suffix}.png", download)
 
@@ -1039,13 +1037,14 @@ def create_app(
     async def cluster_png(
         result_id: ResultId,
         index: Annotated[int, PathParam(ge=0, description="Cluster index.")],
+        width: Width = None,
         download: Download = False,
     ) -> Response:
         """RGBA PNG: the original colours inside cluster `index`, transparent elsewhere."""
         res = state.result(result_id)
         if index >= res.seg.k:
             raise HTTPException(404, f"cluster {index} does not exist; this result has clusters 0 to {res.seg.k - 1}")
-        png = await to_thread.run_sync(lambda: _png(res.seg.extract(index), "rle"))
+        png = await to_thread.run_sync(lambda: _png(res.seg.extract(index), True, "rle", width))
         return _send(png, "image/png", f"{res.stem}-cluster{index}.png", download)
 
     @app.get(
@@ -1063,7 +1062,7 @@ def create_app(
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
                 for i in range(res.seg.k):
-                    zf.writestr(f"{res.stem}-cluster{i}.png", _png(res.seg.extract(i), "rle"))
+                    zf.writestr(f"{res.stem}-cluster{i}.png", _png(res.seg.extract(i), True, "rle"))
             return buf.getvalue()
 
         content = await to_thread.run_sync(build)

@@ -178,7 +178,7 @@
     el.empty.hidden = true;
     el.result.hidden = false;
     el.downloads.hidden = false;
-    el.segmented.src = data.urls.segmented;
+    el.segmented.src = preview(data.urls.segmented, el.segmented);
     updateMasked();
 
     const fewer = data.k < data.k_requested ? ` (the image has only ${data.k} colours)` : "";
@@ -229,6 +229,15 @@
     }));
   }
 
+  // The page shows each image as wide as its frame, so it asks for a preview that wide in
+  // device pixels (rounded up to a multiple of 256, so that one size serves many windows):
+  // a 12 MP photo's masked image then encodes in a tenth of the time. Downloads stay full size.
+  function preview(url, img) {
+    const px = Math.ceil((img.parentElement.clientWidth || 512) * (window.devicePixelRatio || 1));
+    const width = Math.max(256, Math.ceil(px / 256) * 256);
+    return `${url}${url.includes("?") ? "&" : "?"}width=${width}`;
+  }
+
   function link(a, url, filename) {
     a.href = url;
     a.download = filename;
@@ -246,7 +255,7 @@
     const base = data.urls.masked.split("?")[0];
     const hidden = [...state.disabled].sort((a, b) => a - b);
     const url = hidden.length ? `${base}?disable=${hidden.join(",")}` : base;
-    el.masked.src = url;
+    el.masked.src = preview(url, el.masked);
     el.masked.dataset.disable = hidden.join(",");
     el.maskedCaption.textContent = hidden.length
       ? `Hidden: cluster${hidden.length > 1 ? "s" : ""} ${hidden.join(", ")}`

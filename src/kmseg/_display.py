@@ -1,0 +1,107 @@
+"""Images for the eye: the bands shown, area reduction and 8-bit values.
+
+One path for the figures (``plot``) and the web page's previews. Nothing here touches what is
+saved or downloaded at full size, except ``to_u8``, which also makes the web page's 8-bit PNGs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["shown", "shrink", "shown_bands", "to_u8"]
+
+
+def to_u8(arr: np.ndarray) -> np.ndarray:
+    """The nearest 8-bit values: unsigned integers scaled from their full range, bool as
+    0/255, floats from 0-1 (clipped).
+
+    Examples
+    --------
+    >>> to_u8(np.array([0, 128, 129, 65535], np.uint16)).tolist()
+    [0, 0, 1, 255]
+    >>> to_u8(np.array([-0.5, 0.5, 2.0])).tolist()
+    [0, 128, 255]
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(255)
+    if arr.dtype == np.uint16:
+        # x * 255 / 65535 is x / 257, which never falls half-way between two integers: this is
+        # the nearest value, in integers.
+        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if arr.dtype.kind == "u":
+        return np.rint(arr.astype(np.float64) * (255.0 / np.iinfo(arr.dtype).max)).astype(np.uint8)
+    return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def shown_bands(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
+    """The bands an image is shown with: grey, grey+alpha, RGB or RGBA.
+
+    Of three colour bands or more the first three are shown, else the first as grey; alpha
+    (the last band, with ``has_alpha``) is kept. A view when it can be.
+    """
+    if arr.ndim == 2:
+        return arr
+    n_colour = arr.shape[2] - (1 if has_alpha else 0)
+    colour = [0, 1, 2] if n_colour >= 3 else [0]
+    bands = colour + ([arr.shape[2] - 1] if has_alpha else [])
+    if len(bands) == 1:
+        return arr[..., 0]
+    if bands == list(range(len(bands))):
+        return arr[..., : len(bands)]
+    return arr[..., bands]
+
+
+def shrink(arr: np.ndarray, factor: float, has_alpha: bool = False) -> np.ndarray:
+    """Reduce an image of at most 4 bands ``factor`` times (> 1; else it is returned as it is),
+    by area interpolation.
+
+    A bool mask stays True where any of its pixels was. With ``has_alpha`` (the last band), the
+    colours are averaged weighted by their opacity, as browsers and Pillow do, so transparent
+    pixels lend their colour to no visible one. The dtype is kept (float16 is reduced as float32).
+    """
+    h, w = arr.shape[:2]
+    if factor <= 1:
+        return arr
+    import cv2
+
+    size = (max(1, round(w / factor)), max(1, round(h / factor)))
+
+    def area(a: np.ndarray) -> np.ndarray:
+        out = cv2.resize(np.ascontiguousarray(a), size, interpolation=cv2.INTER_AREA)
+        return out.reshape(size[1], size[0], *a.shape[2:])
+
+    if arr.dtype == np.bool_:
+        return area(arr.astype(np.float32)) > 0
+    if arr.dtype == np.float16:
+        return area(arr.astype(np.float32)).astype(np.float16)
+    if not (has_alpha and arr.ndim == 3 and arr.shape[2] >= 2):
+        return area(arr)
+    if arr.dtype == np.uint8:
+        # Colour times opacity fits 16 bits: 255 * 255 = 65025. Alpha is scaled to match.
+        weighted = arr.astype(np.uint16)
+        weighted[..., :-1] *= weighted[..., -1:]
+        weighted[..., -1] *= np.uint16(255)
+        weighted = area(weighted)
+        w_sum = weighted[..., -1:].astype(np.float32)
+        a_out = np.rint(w_sum / np.float32(255.0))
+        c_out = np.rint(weighted[..., :-1] * np.float32(255.0) / np.maximum(w_sum, np.float32(1.0)))
+        return np.concatenate([np.minimum(c_out, 255.0), a_out], axis=2).astype(np.uint8)
+    top = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else 1.0
+    weighted = arr.astype(np.float32)
+    weighted[..., -1] /= np.float32(top)
+    weighted[..., :-1] *= weighted[..., -1:]
+    weighted = area(weighted)
+    w_sum = weighted[..., -1:]
+    c_out = np.where(w_sum > 0, weighted[..., :-1] / np.where(w_sum > 0, w_sum, 1), 0)
+    out = np.concatenate([c_out, w_sum * np.float32(top)], axis=2)
+    if arr.dtype.kind in "ui":
+        out = np.clip(np.rint(out), 0, top)
+    return out.astype(arr.dtype)
+
+
+def shown(arr: np.ndarray, has_alpha: bool, factor: float) -> np.ndarray:
+    """The 8-bit image to show: its shown bands (``shown_bands``), reduced ``factor`` times
+    (``shrink``), then ``to_u8``. Reducing first keeps the work to the shown size."""
+    return np.ascontiguousarray(to_u8(shrink(shown_bands(arr, has_alpha), factor, has_alpha)))
