@@ -1,4 +1,4 @@
-from kmseg.cli import main
+from kmseg.cli import console
 import sys
 
-sys.exit(main())
+sys.exit(console())
