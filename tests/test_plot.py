@@ -296,7 +296,9 @@ def test_transparent_pixels_lend_no_colour_to_a_reduced_image():
     rgba = np.zeros((30, plot.DISPLAY_MAX_SIDE + 100, 4), np.uint8)
     rgba[:, ::7] = 255
     s = segment(rgba, 1, seed=0)
-    for arr in (rgba, rgba.astype(np.uint16) * 257, rgba.astype(np.float32) / 255):
+    half = rgba.copy()
+    half[..., 3] //= 2  # half-transparent stripes: opacity is weighed in 16-bit sums
+    for arr in (rgba, half, rgba.astype(np.uint16) * 257, rgba.astype(np.float32) / 255):
         shown = np.asarray(plot.compare(arr, s, dpi=20).axes[0].images[0].get_array())
         assert shown.shape[2] == 4 and max(shown.shape[:2]) == plot.DISPLAY_MAX_SIDE
         visible = shown[..., 3] > 0

@@ -6,6 +6,8 @@ saved or downloaded at full size, except ``to_u8``, which also makes the web pag
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 __all__ = ["shown", "shrink", "shown_bands", "to_u8"]
@@ -53,6 +55,20 @@ def shown_bands(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
     return arr[..., bands]
 
 
+def _opaque_or_clear(arr: np.ndarray) -> bool:
+    """Whether every pixel of an 8-bit image with alpha (last) is opaque or all zeros.
+
+    Read a pixel at a time as one integer (alpha is its most significant byte on a
+    little-endian machine): a single comparison each for "all zero" and "alpha 255".
+    """
+    nb = arr.shape[2]
+    if nb not in (2, 4) or sys.byteorder != "little":
+        return False
+    px = np.ascontiguousarray(arr).view(np.uint16 if nb == 2 else np.uint32)
+    opaque = 0xFF00 if nb == 2 else 0xFF000000
+    return bool(((px == 0) | (px >= opaque)).all())
+
+
 def shrink(arr: np.ndarray, factor: float, has_alpha: bool = False) -> np.ndarray:
     """Reduce an image of at most 4 bands ``factor`` times (> 1; else it is returned as it is),
     by area interpolation.
@@ -79,12 +95,22 @@ def shrink(arr: np.ndarray, factor: float, has_alpha: bool = False) -> np.ndarra
     if not (has_alpha and arr.ndim == 3 and arr.shape[2] >= 2):
         return area(arr)
     if arr.dtype == np.uint8:
+        if _opaque_or_clear(arr):
+            # Every pixel is opaque or transparent black (a cut-out): its colours are their
+            # own products with opacity already. Only partly covered pixels need dividing.
+            out = area(arr)
+            a = out[..., -1]
+            part = np.flatnonzero((a > 0) & (a < 255))
+            flat = out.reshape(-1, out.shape[2])
+            c = flat[part, :-1] * (np.float32(255.0) / flat[part, -1:].astype(np.float32))
+            flat[part, :-1] = np.minimum(np.rint(c), 255.0)
+            return out
         # Colour times opacity fits 16 bits: 255 * 255 = 65025. Alpha is scaled to match.
         weighted = arr.astype(np.uint16)
         weighted[..., :-1] *= weighted[..., -1:]
         weighted[..., -1] *= np.uint16(255)
-        weighted = area(weighted)
-        w_sum = weighted[..., -1:].astype(np.float32)
+        weighted = area(weighted).astype(np.float32)
+        w_sum = weighted[..., -1:]
         a_out = np.rint(w_sum / np.float32(255.0))
         c_out = np.rint(weighted[..., :-1] * np.float32(255.0) / np.maximum(w_sum, np.float32(1.0)))
         return np.concatenate([np.minimum(c_out, 255.0), a_out], axis=2).astype(np.uint8)
