@@ -57,6 +57,7 @@ from .segment import (
     check_fit_options,
     check_int,
     check_output_dir,
+    fewer_colours,
     make_rng,
     refuse_existing,
 )
@@ -931,7 +932,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
         if few:  # as Prepared.fit warns, but of all the images together
             n = res.centers.shape[0]
             warnings.warn(
-                f"the images have only {counted(n, 'distinct colour')} together, fewer than k={opts['k']}; "
+                f"{fewer_colours(n, opts['k'], together=True)}; "
                 f"the shared palette has {counted(n, 'colour')}, one per colour",
                 ConvergenceWarning,
                 stacklevel=3,

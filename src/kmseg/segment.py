@@ -60,9 +60,12 @@ def refuse_existing(paths: Iterable[Path], force: bool) -> None:
         raise exists_already(existing[0], len(existing) - 1)
 
 
-def fewer_colours(n: int, k: int) -> str:
+def fewer_colours(n: int, k: int, together: bool = False) -> str:
     """How every message about an image with ``n`` distinct colours, fewer than ``k``, begins
-    (``segment``, ``elbow``, the web page's note)."""
+    (``segment``, ``elbow``, the web page's note); ``together``: of a set of images sharing
+    one palette (the Dask batch)."""
+    if together:
+        return f"the images have only {counted(n, 'distinct colour')} together, fewer than k={k}"
     return f"the image has only {counted(n, 'distinct colour')}, fewer than k={k}"
 
 
