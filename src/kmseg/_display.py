@@ -12,6 +12,8 @@ import numpy as np
 
 __all__ = ["shown", "shrink", "shown_bands", "to_u8"]
 
+_BLOCK = 1 << 20  # values converted at a time by ``to_u8``
+
 
 def to_u8(arr: np.ndarray) -> np.ndarray:
     """The nearest 8-bit values: unsigned integers scaled from their full range, bool as
@@ -32,9 +34,14 @@ def to_u8(arr: np.ndarray) -> np.ndarray:
         # x * 255 / 65535 is x / 257, which never falls half-way between two integers: this is
         # the nearest value, in integers.
         return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if arr.dtype.kind == "u":
-        return np.rint(arr.astype(np.float64) * (255.0 / np.iinfo(arr.dtype).max)).astype(np.uint8)
-    return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    scale = 255.0 / np.iinfo(arr.dtype).max if arr.dtype.kind == "u" else 255.0
+    # In float64, a block at a time: no temporary larger than 8 MB, whatever the image.
+    flat = arr.reshape(-1)
+    out = np.empty(flat.shape, np.uint8)
+    for i in range(0, flat.size, _BLOCK):
+        block = np.rint(flat[i : i + _BLOCK].astype(np.float64) * scale)
+        out[i : i + _BLOCK] = np.clip(block, 0, 255)
+    return out.reshape(arr.shape)
 
 
 def shown_bands(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
