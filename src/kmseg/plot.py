@@ -153,17 +153,12 @@ def display_rgb(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
     >>> display_rgb(np.array([[0.0, 1.0]]), False).tolist()
     [[[0, 0, 0], [255, 255, 255]]]
     """
-    a = _display.to_u8(arr)
-    if a.ndim == 3 and a.shape[2] == (4 if has_alpha else 3):
-        return np.ascontiguousarray(a)  # already RGB or RGBA: no copy
+    a = _display.to_u8(_display.shown_bands(arr, has_alpha))
     if a.ndim == 2:
         a = a[..., None]
-    alpha = a[..., -1:] if has_alpha else None
-    colour = a[..., :-1] if has_alpha else a
-    if colour.shape[2] < 3:
-        colour = np.repeat(colour[..., :1], 3, axis=2)
-    colour = colour[..., :3]
-    return np.ascontiguousarray(colour if alpha is None else np.concatenate([colour, alpha], axis=2))
+    if a.shape[2] < 3:  # grey, or grey and alpha
+        a = a[..., [0, 0, 0, 1] if has_alpha else [0, 0, 0]]
+    return np.ascontiguousarray(a)
 
 
 def _factor(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> float:
@@ -189,18 +184,13 @@ def _auto_size(h: int, w: int, ncols: int, nrows: int, width: float = 10.0) -> t
     return (width, round(nrows * (panel_w * h / w + 0.35) + 0.1, 2))
 
 
-def _prepared_alpha(prep: Prepared) -> bool:
-    """Whether a prepared image's last channel is alpha (it has more channels than it clusters)."""
-    return prep.image.ndim == 3 and prep.image.shape[2] > prep.n_channels
-
-
 def _resolve(
     image: Any, seg: Any, options: dict[str, Any], *, required: bool = True
 ) -> tuple[np.ndarray, bool, Segmentation | None]:
     """The image as an array, whether it has alpha, and its segmentation (made here for an int k)."""
     prep_opts, fit_opts = split_options(options)
     if isinstance(image, Prepared):
-        arr, has_alpha = image.image, _prepared_alpha(image)
+        arr, has_alpha = image.image, image.has_alpha
     else:
         arr, has_alpha = read_image(image, max_pixels=prep_opts.get("max_pixels"))
     if seg is None and not required:
@@ -368,7 +358,7 @@ def grid(
     if isinstance(image, Prepared):
         prep: Prepared | None = as_prepared(image, prep_opts)
         arr = image.image
-        has_alpha = _prepared_alpha(image)
+        has_alpha = image.has_alpha
     else:
         arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
         prep = None
@@ -609,7 +599,7 @@ def histogram(
     fmt = _check_save(save, force)
     _check_size(figsize, dpi)
     if isinstance(image, Prepared):
-        arr, has_alpha = image.image, _prepared_alpha(image)
+        arr, has_alpha = image.image, image.has_alpha
     else:
         arr, has_alpha = read_image(image, max_pixels=max_pixels)
     rgba = display_rgb(arr, has_alpha)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import _engine
+from . import _display, _engine
 from ._reduce import Reduced, blank_out, cut_out, paint, reduce_image
 from .color import COLOR_SPACES, from_features, to_features
 from .errors import ConvergenceWarning, InvalidImageDataError, ParameterError, ParameterTypeError, counted, exists_already
@@ -725,6 +725,4 @@ class Segmentation:
     @staticmethod
     def _displayable(arr: np.ndarray) -> np.ndarray:
         """Float images are written as 8-bit (values in [0, 1] scaled to 0-255)."""
-        if arr.dtype.kind == "f":
-            return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
-        return arr
+        return _display.to_u8(arr) if arr.dtype.kind == "f" else arr
