@@ -1,7 +1,8 @@
 """Images for the eye: the bands shown, area reduction and 8-bit values.
 
 One path for the figures (``plot``) and the web page's previews. Nothing here touches what is
-saved or downloaded at full size, except ``to_u8``, which also makes the web page's 8-bit PNGs.
+saved or downloaded at full size, except ``to_u8``, which also gives the 8-bit values of the web
+page's PNGs and of float images written by ``Segmentation.save``.
 """
 
 from __future__ import annotations
