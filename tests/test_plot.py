@@ -286,8 +286,17 @@ def test_large_images_of_every_kind_are_reduced_for_display(kind):
     }[kind]
     s = segment(rgb, 3, seed=0)  # plots take any segmentation of the same shape
     for fig in (plot.compare(arr, s, dpi=20), plot.masks(arr, s, dpi=20), plot.edges(arr, s, dpi=20)):
-        assert max(fig.axes[0].images[0].get_array().shape[:2]) == plot.DISPLAY_MAX_SIDE
         assert _png_size(plot.figure_bytes(fig))[0] > 0
+        panels = [ax for ax in fig.axes if ax.images]
+        columns = len({round(ax.get_position().x0, 3) for ax in panels})
+        panel_px = fig.get_size_inches()[0] * fig.dpi / columns
+        for ax in panels:
+            shown = ax.images[0].get_array()
+            # Reduced to what its panel can show, and never below what it is drawn at.
+            assert ax.get_window_extent().width <= shown.shape[1] <= plot.PANEL_OVERSAMPLE * panel_px + 1
+    # Where the panels are large enough, DISPLAY_MAX_SIDE still bounds the image.
+    big = plot.compare(arr, s, dpi=300)
+    assert max(big.axes[0].images[0].get_array().shape[:2]) == plot.DISPLAY_MAX_SIDE
 
 
 def test_transparent_pixels_lend_no_colour_to_a_reduced_image():
@@ -299,7 +308,7 @@ def test_transparent_pixels_lend_no_colour_to_a_reduced_image():
     half = rgba.copy()
     half[..., 3] //= 2  # half-transparent stripes: opacity is weighed in 16-bit sums
     for arr in (rgba, half, rgba.astype(np.uint16) * 257, rgba.astype(np.float32) / 255):
-        shown = np.asarray(plot.compare(arr, s, dpi=20).axes[0].images[0].get_array())
+        shown = np.asarray(plot.compare(arr, s, dpi=200).axes[0].images[0].get_array())
         assert shown.shape[2] == 4 and max(shown.shape[:2]) == plot.DISPLAY_MAX_SIDE
         visible = shown[..., 3] > 0
         assert 0 < visible.mean() < 1 and (shown[..., :3][visible] == 255).all()
@@ -309,11 +318,12 @@ def test_transparent_pixels_lend_no_colour_to_a_reduced_image():
 def test_large_images_are_reduced_for_display():
     big = np.zeros((1000, 3000, 3), np.uint8)
     big[:, 1500:] = 200
-    fig = plot.edges(big, None, dpi=20)
-    shown = fig.axes[0].images[0].get_array()
-    assert max(shown.shape[:2]) == plot.DISPLAY_MAX_SIDE
-    on_edge = (np.asarray(shown) == plot._EDGE_RGB).all(axis=2)
-    assert on_edge.any(axis=1).all()  # the one-pixel edge survives the reduction in every row
+    for dpi, side in ((200, plot.DISPLAY_MAX_SIDE), (20, round(8 * 20 * plot.PANEL_OVERSAMPLE))):
+        # 8 inches wide: at 200 dpi the panel holds more than DISPLAY_MAX_SIDE, at 20 less.
+        shown = plot.edges(big, None, dpi=dpi).axes[0].images[0].get_array()
+        assert max(shown.shape[:2]) == side
+        on_edge = (np.asarray(shown) == plot._EDGE_RGB).all(axis=2)
+        assert on_edge.any(axis=1).all()  # the one-pixel edge survives the reduction in every row
 
 
 def test_figures_of_a_large_image_are_drawn_at_display_size():

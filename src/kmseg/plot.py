@@ -51,6 +51,12 @@ __all__ = [
 #: Longest side, in pixels, of an image drawn in a figure; larger ones are reduced first
 #: (area interpolation), which changes nothing visible at screen resolution.
 DISPLAY_MAX_SIDE = 1200
+#: An image is also reduced to at most this many times the pixels its panel spans (the
+#: figure's size times its dpi, shared among the panels), so that matplotlib, which resamples
+#: the array it holds at every draw, resamples little. 12 MP photo, figures at their default
+#: size and 100 dpi: grid of 4 panels 0.35 -> 0.25 s, masks (5 panels) 0.55 -> 0.34 s,
+#: edges 0.35 -> 0.21 s (measured, PNG included).
+PANEL_OVERSAMPLE = 1.5
 
 _FORMATS = {".png": "png", ".svg": "svg"}
 _EDGE_RGB = (255, 214, 0)  # Canny edges: yellow
@@ -166,14 +172,25 @@ def _factor(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> float:
     return max(image.shape[:2]) / max_side
 
 
-def _for_display(image: np.ndarray, has_alpha: bool) -> np.ndarray:
-    """``display_rgb`` of an image (any dtype and bands) reduced to display size first."""
-    return display_rgb(_display.shown(image, has_alpha, _factor(image)), has_alpha)
+def _panel_factor(fig: Figure, image: np.ndarray, nrows: int = 1, ncols: int = 1) -> float:
+    """How many times an image is reduced to be drawn in one of ``nrows`` x ``ncols`` panels
+    of ``fig``: to ``PANEL_OVERSAMPLE`` times the pixels of a panel, and to
+    ``DISPLAY_MAX_SIDE`` at most."""
+    w_in, h_in = fig.get_size_inches()
+    h, w = image.shape[:2]
+    scale = fig.dpi * PANEL_OVERSAMPLE
+    return max(_factor(image), w * ncols / (w_in * scale), h * nrows / (h_in * scale))
 
 
-def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str) -> None:
-    """Draw an image (any dtype and bands, see ``display_rgb``), reduced for display first."""
-    ax.imshow(_for_display(image, has_alpha), interpolation="antialiased")
+def _for_display(image: np.ndarray, has_alpha: bool, factor: float) -> np.ndarray:
+    """``display_rgb`` of an image (any dtype and bands) reduced ``factor`` times first."""
+    return display_rgb(_display.shown(image, has_alpha, factor), has_alpha)
+
+
+def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str, factor: float) -> None:
+    """Draw an image (any dtype and bands, see ``display_rgb``), reduced ``factor`` times first
+    (``_panel_factor``)."""
+    ax.imshow(_for_display(image, has_alpha, factor), interpolation="antialiased")
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
 
@@ -280,8 +297,9 @@ def compare(
     h, w = arr.shape[:2]
     fig = _new_figure(figsize or _auto_size(h, w, 2, 1), dpi)
     ax1, ax2 = fig.subplots(1, 2)
-    _show(ax1, arr, has_alpha, "original")
-    _show(ax2, s.image(), has_alpha, f"segmented, k={s.k}")
+    factor = _panel_factor(fig, arr, 1, 2)
+    _show(ax1, arr, has_alpha, "original", factor)
+    _show(ax2, s.image(), has_alpha, f"segmented, k={s.k}", factor)
     return _finish(fig, save, fmt, force)
 
 
@@ -379,9 +397,10 @@ def grid(
     h, w = arr.shape[:2]
     fig = _new_figure(figsize or _auto_size(h, w, ncols, nrows), dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
-    _show(axes[0], arr, has_alpha, "original")
+    factor = _panel_factor(fig, arr, nrows, ncols)
+    _show(axes[0], arr, has_alpha, "original", factor)
     for ax, s in zip(axes[1:], segs):
-        _show(ax, s.image(), has_alpha, f"k={s.k}")
+        _show(ax, s.image(), has_alpha, f"k={s.k}", factor)
     for ax in axes[n:]:
         ax.set_axis_off()
     return _finish(fig, save, fmt, force)
@@ -751,12 +770,13 @@ def masks(
     fig = _new_figure(figsize or _auto_size(h, w, ncols, nrows), dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
     word = "cluster" if len(off) == 1 else "clusters"
-    _show(axes[0], masked, has_alpha, f"{word} {', '.join(str(i) for i in off)} blacked out")
+    factor = _panel_factor(fig, arr, nrows, ncols)
+    _show(axes[0], masked, has_alpha, f"{word} {', '.join(str(i) for i in off)} blacked out", factor)
     total = max(int(s.counts.sum()), 1)
     for i in range(s.k):
         ax = axes[i + 1]
         ax.set_facecolor("0.85")
-        _show(ax, s.extract(i), True, f"cluster {i} ({100 * s.counts[i] / total:.1f}%)")
+        _show(ax, s.extract(i), True, f"cluster {i} ({100 * s.counts[i] / total:.1f}%)", factor)
         ax.set_axis_on()
         ax.set_xticks([])
         ax.set_yticks([])
@@ -843,11 +863,12 @@ def edges(
     # The dimmed photo is made at display size; the lines are found on every pixel, and a
     # reduced block takes a line's colour if any of its pixels is on the line, so that thin
     # lines survive the reduction.
-    shown = (_for_display(arr, has_alpha)[..., :3] * np.float32(0.55)).astype(np.uint8)
-    for mask, colour in ((bounds, _BOUNDARY_RGB), (canny, _EDGE_RGB), (canny & bounds, _BOTH_RGB)):
-        shown[_display.shrink(mask, _factor(mask))] = colour
     h, w = arr.shape[:2]
     fig = _new_figure(figsize or _auto_size(h, w, 1, 1, width=8.0), dpi)
+    factor = _panel_factor(fig, arr)
+    shown = (_for_display(arr, has_alpha, factor)[..., :3] * np.float32(0.55)).astype(np.uint8)
+    for mask, colour in ((bounds, _BOUNDARY_RGB), (canny, _EDGE_RGB), (canny & bounds, _BOTH_RGB)):
+        shown[_display.shrink(mask, factor)] = colour
     ax = fig.add_subplot()
     ax.imshow(shown, interpolation="nearest")
     ax.set_axis_off()
