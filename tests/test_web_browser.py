@@ -214,6 +214,38 @@ def test_a_large_image_is_shown_as_previews_and_downloaded_full_size(server: tup
             assert im.size == (2400, 1000)
 
 
+def test_previews_are_asked_again_when_their_frames_grow(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    page = web_page
+    url, _ = server
+    page.set_viewport_size({"width": 1100, "height": 900})  # two image frames side by side
+    page.goto(url)
+    yy, xx = np.mgrid[0:1000, 0:2400]
+    big = np.dstack([xx * 255 // 2399, yy * 255 // 999, (xx + yy) % 256]).astype(np.uint8)
+    path = tmp_path / "wide.png"
+    Image.fromarray(big).save(path)
+    page.set_input_files("#file-input", str(path))
+    expect(page.locator('[data-testid="swatch"]')).to_have_count(5)
+    page.locator('[data-testid="swatch"]').nth(1).click()
+    narrow = {}
+    for sel in ("#segmented", "#masked"):
+        narrow[sel] = preview_width(page, sel)
+        expect(page.locator(sel)).to_have_attribute("src", re.compile(rf"width={narrow[sel]}$"))
+        wait_loaded(page, sel, 2400)
+    page.set_viewport_size({"width": 1900, "height": 900})
+    for sel in ("#segmented", "#masked"):
+        wide = preview_width(page, sel)
+        assert narrow[sel] < wide < 2400
+        expect(page.locator(sel)).to_have_attribute("src", re.compile(rf"width={wide}$"))
+        wait_loaded(page, sel, 2400)
+        assert page.evaluate("(sel) => document.querySelector(sel).naturalWidth", sel) == wide
+    # The masked image keeps its hidden cluster; a narrower frame keeps the sharper preview.
+    expect(page.locator("#masked")).to_have_attribute("src", re.compile(r"\?disable=1&width=\d+$"))
+    before = page.get_attribute("#segmented", "src")
+    page.set_viewport_size({"width": 1100, "height": 900})
+    page.wait_for_timeout(600)
+    assert page.get_attribute("#segmented", "src") == before
+
+
 def test_errors_are_shown_and_the_page_recovers(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
     page = web_page
     url, _ = server

@@ -233,10 +233,35 @@
   // device pixels (rounded up to a multiple of 256, so that one size serves many windows):
   // a 12 MP photo's masked image then encodes in a tenth of the time. Downloads stay full size.
   function preview(url, img) {
-    const px = Math.ceil((img.parentElement.clientWidth || 512) * (window.devicePixelRatio || 1));
-    const width = Math.max(256, Math.ceil(px / 256) * 256);
-    return `${url}${url.includes("?") ? "&" : "?"}width=${width}`;
+    return `${url}${url.includes("?") ? "&" : "?"}width=${previewWidth(img)}`;
   }
+
+  function previewWidth(img) {
+    const px = Math.ceil((img.parentElement.clientWidth || 512) * (window.devicePixelRatio || 1));
+    return Math.max(256, Math.ceil(px / 256) * 256);
+  }
+
+  // A frame made wider after its image was shown (a wider window, a zoom) asks again for a
+  // preview that wide, so that the image stays sharp; a narrower frame keeps the one it has.
+  // Nothing is asked once the preview holds the whole image.
+  function sharpen(img) {
+    if (!state.result || !img.getAttribute("src")) return;
+    const url = new URL(img.src);
+    const have = Number(url.searchParams.get("width"));
+    if (!have || (img.complete && img.naturalWidth > 0 && img.naturalWidth < have)) return;
+    const want = previewWidth(img);
+    if (want <= have) return;
+    url.searchParams.set("width", String(want));
+    img.src = url.pathname + url.search;
+  }
+
+  let resizeTimer = 0;
+  const frames = new ResizeObserver(() => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => { sharpen(el.segmented); sharpen(el.masked); }, 150);
+  });
+  frames.observe(el.segmented.parentElement);
+  frames.observe(el.masked.parentElement);
 
   function link(a, url, filename) {
     a.href = url;
