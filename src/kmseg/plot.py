@@ -168,11 +168,6 @@ def display_rgb(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _factor(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> float:
-    """How many times an image is reduced to be drawn: to ``max_side`` pixels on its longest side."""
-    return max(image.shape[:2]) / max_side
-
-
 def _panel_factor(fig: Figure, image: np.ndarray, nrows: int = 1, ncols: int = 1) -> float:
     """How many times an image is reduced to be drawn in one of ``nrows`` x ``ncols`` panels
     of ``fig``: to ``PANEL_OVERSAMPLE`` times the pixels of a panel, and to
@@ -180,7 +175,7 @@ def _panel_factor(fig: Figure, image: np.ndarray, nrows: int = 1, ncols: int = 1
     w_in, h_in = fig.get_size_inches()
     h, w = image.shape[:2]
     scale = fig.dpi * PANEL_OVERSAMPLE
-    return max(_factor(image), w * ncols / (w_in * scale), h * nrows / (h_in * scale))
+    return max(max(h, w) / DISPLAY_MAX_SIDE, w * ncols / (w_in * scale), h * nrows / (h_in * scale))
 
 
 def _for_display(image: np.ndarray, has_alpha: bool, factor: float) -> np.ndarray:
