@@ -246,13 +246,9 @@
   // Nothing is asked once the preview holds the whole image.
   function sharpen(img) {
     if (!state.result || !img.getAttribute("src")) return;
-    const url = new URL(img.src);
-    const have = Number(url.searchParams.get("width"));
+    const have = Number(new URL(img.src).searchParams.get("width"));
     if (!have || (img.complete && img.naturalWidth > 0 && img.naturalWidth < have)) return;
-    const want = previewWidth(img);
-    if (want <= have) return;
-    url.searchParams.set("width", String(want));
-    img.src = url.pathname + url.search;
+    if (previewWidth(img) > have) img.src = preview(img.src.replace(/[?&]width=\d+$/, ""), img);
   }
 
   let resizeTimer = 0;
