@@ -184,11 +184,8 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
         page.screenshot(path=shot, full_page=True)
 
 
-def test_a_large_image_is_shown_as_previews_and_downloaded_full_size(server: tuple[str, Any], web_page: Any,
-                                                                      tmp_path) -> None:
-    page = web_page
-    url, _ = server
-    page.goto(url)
+def show_wide_image(page: Any, tmp_path) -> Any:
+    """Upload a 2400 x 1000 gradient (wider than any frame) and wait for its 5 swatches; returns them."""
     yy, xx = np.mgrid[0:1000, 0:2400]
     big = np.dstack([xx * 255 // 2399, yy * 255 // 999, (xx + yy) % 256]).astype(np.uint8)
     path = tmp_path / "wide.png"
@@ -196,6 +193,15 @@ def test_a_large_image_is_shown_as_previews_and_downloaded_full_size(server: tup
     page.set_input_files("#file-input", str(path))
     swatches = page.locator('[data-testid="swatch"]')
     expect(swatches).to_have_count(5)
+    return swatches
+
+
+def test_a_large_image_is_shown_as_previews_and_downloaded_full_size(server: tuple[str, Any], web_page: Any,
+                                                                      tmp_path) -> None:
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    swatches = show_wide_image(page, tmp_path)
     for sel in ("#segmented", "#masked"):
         width = preview_width(page, sel)
         assert width < 2400
@@ -219,13 +225,7 @@ def test_previews_are_asked_again_when_their_frames_grow(server: tuple[str, Any]
     url, _ = server
     page.set_viewport_size({"width": 1100, "height": 900})  # two image frames side by side
     page.goto(url)
-    yy, xx = np.mgrid[0:1000, 0:2400]
-    big = np.dstack([xx * 255 // 2399, yy * 255 // 999, (xx + yy) % 256]).astype(np.uint8)
-    path = tmp_path / "wide.png"
-    Image.fromarray(big).save(path)
-    page.set_input_files("#file-input", str(path))
-    expect(page.locator('[data-testid="swatch"]')).to_have_count(5)
-    page.locator('[data-testid="swatch"]').nth(1).click()
+    show_wide_image(page, tmp_path).nth(1).click()
     narrow = {}
     for sel in ("#segmented", "#masked"):
         narrow[sel] = preview_width(page, sel)
