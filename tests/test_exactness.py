@@ -680,16 +680,18 @@ def test_ordered_scan_tells_apart_distances_whose_square_roots_are_equal():
     np.testing.assert_array_equal(bounded.centers, plain.centers)
 
 
+@pytest.mark.parametrize("nf", [1, 2, 3, 8])
 @pytest.mark.parametrize("m", [1, 100, _kernels.BLOCK])
-def test_block_scan_equals_the_point_by_point_scan(m):
-    """Scanning a block of points centre by centre gives each point's nearest-two search to the bit."""
+def test_block_scan_equals_the_point_by_point_scan(m, nf):
+    """Scanning a block of points centre by centre gives each point's nearest-two search to the
+    bit, in 3 features (written out) and in any other number."""
     rng = np.random.default_rng(m)
-    X = rng.integers(0, 8, (m, 3)).astype(np.float32)  # few values: many equal distances
-    C = rng.integers(0, 8, (9, 3)).astype(np.float64)
+    X = rng.integers(0, 8, (m, nf)).astype(np.float32)  # few values: many equal distances
+    C = rng.integers(0, 8, (9, nf)).astype(np.float64) + rng.choice([0.0, 0.1], (9, nf))
     C[4] = C[2]  # a tie: the lower index wins
-    x0, x1, x2 = (np.ascontiguousarray(X[:, f], dtype=np.float64) for f in range(3))
+    xb = np.ascontiguousarray(X.T, dtype=np.float64)
     b1, b2, bj = np.empty(m), np.empty(m), np.empty(m, dtype=np.int64)
-    _kernels._scan_block(C, x0, x1, x2, m, b1, b2, bj)
+    _kernels._scan_block(C, xb, m, np.empty(m), b1, b2, bj)
     for i in range(m):
         assert (b1[i], b2[i], bj[i]) == _kernels._nearest_two(X, i, C)
 

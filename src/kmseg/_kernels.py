@@ -19,8 +19,10 @@ import numpy as np
 from numba import njit, prange
 
 CHUNK = 8192
-#: Up to this many centres, a point whose bounds fail is compared with every centre (``_scan_all``),
-#: not scanned nearest first (``_scan_from``).
+#: Up to this many centres, the points whose bounds fail are compared with every centre, a block
+#: at a time (``_scan_block``), not scanned nearest first (``_scan_from``): the ordered scan's
+#: square roots and unpredictable stop cost more than the distances they save (measured: 1.3 to
+#: 1.9 times slower from k = 4 to 24 on the restarts' summaries).
 SCAN_ALL_MAX_K = 16
 
 
@@ -75,19 +77,6 @@ def _nearest_two(X, i, C):
 
 
 @njit(cache=True, inline="always")
-def _scan_all(X, i, C):
-    """As ``_scan_from`` (distances not squared), visiting every centre in index order.
-
-    With few centres this is faster: the ordered scan's square roots and unpredictable stop
-    cost more than the distances they save (measured: 1.3 to 1.9 times slower from k = 4 to
-    24 on the restarts' summaries). Callers choose by ``SCAN_ALL_MAX_K``, outside the point
-    loop's hot path: a choice made inside one helper compiled into slower code (measured).
-    """
-    b1, b2, bj = _nearest_two(X, i, C)
-    return np.sqrt(b1), np.sqrt(b2), bj
-
-
-@njit(cache=True, inline="always")
 def _scan_from(X, i, C, cc, order, a, d2a, slack):
     """Nearest and second-nearest distances (not squared) and the nearest's index, for a point
     at squared distance ``d2a`` from centre ``a`` (``u`` its square root): the other centres
@@ -95,7 +84,7 @@ def _scan_from(X, i, C, cc, order, a, d2a, slack):
     best, as no centre further on can come closer (triangle inequality). Squared distances
     are compared, as ``_nearest`` compares them, and ties go to the lowest index, as in Lloyd.
 
-    Callers with at most ``SCAN_ALL_MAX_K`` centres call ``_scan_all`` instead."""
+    Callers with at most ``SCAN_ALL_MAX_K`` centres scan a block at a time instead."""
     u = np.sqrt(d2a)  # the callers' own square root of it, once inlined
     r1 = d2a
     r2 = np.inf
@@ -118,14 +107,15 @@ BLOCK = 256
 
 
 @njit(cache=True, inline="always")
-def _scan_block(C, x0, x1, x2, m, b1, b2, bj):
-    """``_nearest_two`` of the ``m`` points (3 features) held in ``x0``, ``x1``, ``x2``.
+def _scan_block(C, xb, m, d, b1, b2, bj):
+    """``_nearest_two`` of the ``m`` points held in the block ``xb`` (one row per feature).
 
     The centres are the outer loop and the points the inner one, which the compiler
     vectorises, and each point's nearest-two chain no longer waits on itself centre after
-    centre: 2.5 to 3 times faster than point by point from k = 8 to 16 (measured). Every
-    distance and comparison is the one ``_nearest_two`` makes, in the same order, so the
-    results are the same to the bit.
+    centre: 2.5 to 3 times faster than point by point from k = 8 to 16 in 3 features, and
+    1.5 to 3 times in 1 to 16 features (measured). Every distance and comparison is the one
+    ``_nearest_two`` makes, in the same order, so the results are the same to the bit.
+    d        # scratch [:m]: the distances to one centre (outside 3 features)
     b1, b2   # OUT [:m] squared distances to the nearest and second-nearest centre
     bj       # OUT [:m] the nearest's index, ties to the lowest
     """
@@ -133,36 +123,68 @@ def _scan_block(C, x0, x1, x2, m, b1, b2, bj):
         b1[t] = np.inf
         b2[t] = np.inf
         bj[t] = 0
+    nf = C.shape[1]
+    if nf == 3:
+        # Colours: written out, so that a point's three differences stay in registers (a third
+        # faster than the loop over the features below).
+        x0 = xb[0]
+        x1 = xb[1]
+        x2 = xb[2]
+        for j in range(C.shape[0]):
+            q0 = C[j, 0]
+            q1 = C[j, 1]
+            q2 = C[j, 2]
+            for t in range(m):
+                u0 = x0[t] - q0
+                u1 = x1[t] - q1
+                u2 = x2[t] - q2
+                dd = u0 * u0 + u1 * u1 + u2 * u2
+                o1 = b1[t]
+                bj[t] = j if dd < o1 else bj[t]
+                b2[t] = min(b2[t], max(o1, dd))
+                b1[t] = min(o1, dd)
+        return
     for j in range(C.shape[0]):
-        q0 = C[j, 0]
-        q1 = C[j, 1]
-        q2 = C[j, 2]
+        # Summed feature by feature over the block, in ``_dist2``'s order.
+        q = C[j, 0]
         for t in range(m):
-            u0 = x0[t] - q0
-            u1 = x1[t] - q1
-            u2 = x2[t] - q2
-            d = u0 * u0 + u1 * u1 + u2 * u2
+            u = xb[0, t] - q
+            d[t] = u * u
+        for f in range(1, nf):
+            q = C[j, f]
+            for t in range(m):
+                u = xb[f, t] - q
+                d[t] += u * u
+        for t in range(m):
             o1 = b1[t]
-            bj[t] = j if d < o1 else bj[t]
-            b2[t] = min(b2[t], max(o1, d))
-            b1[t] = min(o1, d)
+            dd = d[t]
+            bj[t] = j if dd < o1 else bj[t]
+            b2[t] = min(b2[t], max(o1, dd))
+            b1[t] = min(o1, dd)
 
 
 @njit(cache=True, inline="always")
-def _block_buffers():
-    """Scratch for ``_scan_block``: x0, x1, x2, b1, b2 (float64), bj and the points' indices (int64)."""
-    return (np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK),
+def _block_buffers(nf):
+    """Scratch for ``_scan_block``: the block (nf, BLOCK), then d, b1, b2 (float64), bj and
+    the points' indices (int64)."""
+    return (np.empty((max(nf, 1), BLOCK)), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK),
             np.empty(BLOCK, dtype=np.int64), np.empty(BLOCK, dtype=np.int64))
 
 
 @njit(cache=True, inline="always")
-def _gather(X, ids, m, x0, x1, x2):
-    """Hold the points ``ids[:m]`` in a block."""
+def _gather(X, ids, m, xb):
+    """Hold the points ``ids[:m]`` in the block ``xb``, one row per feature."""
+    if X.shape[1] == 3:  # colours: written out, as in ``_dist2``
+        for t in range(m):
+            i = ids[t]
+            xb[0, t] = X[i, 0]
+            xb[1, t] = X[i, 1]
+            xb[2, t] = X[i, 2]
+        return
     for t in range(m):
         i = ids[t]
-        x0[t] = X[i, 0]
-        x1[t] = X[i, 1]
-        x2[t] = X[i, 2]
+        for f in range(X.shape[1]):
+            xb[f, t] = X[i, f]
 
 
 @njit(cache=True, inline="always")
@@ -186,11 +208,11 @@ def _settle(X, w, i, a, r1, r2, bj, D, G, incremental, labels, ub, lb, sums, cou
 
 
 @njit(cache=True, inline="always")
-def _settle_block(X, w, C, x0, x1, x2, m, b1, b2, bj, ids, D, G, incremental, labels, ub, lb, sums, counts):
+def _settle_block(X, w, C, xb, d, m, b1, b2, bj, ids, D, G, incremental, labels, ub, lb, sums, counts):
     """Scan the ``m`` points listed in ``ids`` (``_scan_block``) and ``_settle`` each, in the
     order listed. Returns how many labels changed."""
-    _gather(X, ids, m, x0, x1, x2)
-    _scan_block(C, x0, x1, x2, m, b1, b2, bj)
+    _gather(X, ids, m, xb)
+    _scan_block(C, xb, m, d, b1, b2, bj)
     changed = 0
     for t in range(m):
         i = ids[t]
@@ -216,21 +238,21 @@ def _first_assign(X, C, cc, order, slack, start, end, labels, ub, lb):
     """Nearest centre, and the distances to it and to the second nearest, of the points
     [start, end): the first assignment of a bounded run.
 
-    With few centres and 3 features a block at a time (``_scan_block``); else point by point,
-    with many centres scanned nearest first (``_scan_from``) from the previous point's centre.
+    With few centres a block at a time (``_scan_block``); else point by point, scanned
+    nearest first (``_scan_from``) from the previous point's centre.
     Neighbouring points (a sorted histogram's colours) mostly share a centre, so a scan
     usually stops after the few centres nearest to it instead of visiting all ``k``.
     The result is the same either way: nearest centre (ties to the lowest index), the distance
     to it, and the distance to the second nearest.   # OUT labels, ub, lb"""
     k = C.shape[0]
-    if k <= SCAN_ALL_MAX_K and X.shape[1] == 3:
-        x0, x1, x2, b1, b2, bj, ids = _block_buffers()
+    if k <= SCAN_ALL_MAX_K:
+        xb, d, b1, b2, bj, ids = _block_buffers(X.shape[1])
         for s0 in range(start, end, BLOCK):
             m = min(end, s0 + BLOCK) - s0
             for t in range(m):
                 ids[t] = s0 + t
-            _gather(X, ids, m, x0, x1, x2)
-            _scan_block(C, x0, x1, x2, m, b1, b2, bj)
+            _gather(X, ids, m, xb)
+            _scan_block(C, xb, m, d, b1, b2, bj)
             for t in range(m):
                 labels[s0 + t] = bj[t]
                 ub[s0 + t] = np.sqrt(b1[t])
@@ -238,10 +260,7 @@ def _first_assign(X, C, cc, order, slack, start, end, labels, ub, lb):
         return
     a = 0
     for i in range(start, end):
-        if k > SCAN_ALL_MAX_K:
-            r1, r2, a = _scan_from(X, i, C, cc, order, a, _dist2(X, i, C, a), slack)
-        else:
-            r1, r2, a = _scan_all(X, i, C)
+        r1, r2, a = _scan_from(X, i, C, cc, order, a, _dist2(X, i, C, a), slack)
         labels[i] = a
         ub[i] = r1
         lb[i] = r2
@@ -409,9 +428,8 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
     (``order[a]``) and stopping once ``cc[a, j] - u`` exceeds
     the second-best distance: by the triangle inequality no centre further on can come closer
     than ``cc[a, j] - u``, so the second best found is the lower bound. With fewer centres it
-    is compared with every centre at once: in 3 features a block of such points at a time
-    (``_scan_block``), else one by one (``_scan_all``). Ties go to the lowest index, as in
-    Lloyd.
+    is compared with every centre, a block of such points at a time (``_scan_block``). Ties
+    go to the lowest index, as in Lloyd.
 
     incremental   p_sums/p_counts receive the *changes* of the cluster sums caused by the
                   points that moved; otherwise the complete per-chunk sums
@@ -423,49 +441,43 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
     n = idx.shape[0] if subset else X.shape[0]
     k = C.shape[0]
     nch = p_sums.shape[0]
-    blocked = k <= SCAN_ALL_MAX_K and X.shape[1] == 3
+    blocked = k <= SCAN_ALL_MAX_K
     for c in prange(nch):
         start = c * CHUNK
         end = min(n, start + CHUNK)
         p_sums[c] = 0.0
         p_counts[c] = 0.0
         changed = 0
-        x0, x1, x2, b1, b2, bj, ids = _block_buffers()
+        xb, d, b1, b2, bj, ids = _block_buffers(X.shape[1])
         nb = 0
         if blocked:
             # The points whose bounds fail are scanned a block at a time and settled in order.
             for t in range(start, end):
                 nb = _list_point(idx[t] if subset else t, ids, nb, labels, ub, lb, half_sep, D, G, slack)
                 if nb == BLOCK:
-                    changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
+                    changed += _settle_block(X, w, C, xb, d, nb, b1, b2, bj, ids, D, G, incremental,
                                              labels, ub, lb, p_sums[c], p_counts[c])
                     nb = 0
-        for t in range(start, start if blocked else end):  # the other cases, point by point
+        for t in range(start, start if blocked else end):  # many centres: point by point
             i = idx[t] if subset else t
             a = labels[i]
             scan = False
-            u = 0.0
             d2a = 0.0
             lo = lb[i] - G - slack
             bound = half_sep[a] if half_sep[a] > lo else lo
             if ub[i] + D[a] + slack > bound:
-                scan = True
-                if k > SCAN_ALL_MAX_K:
-                    # Make the upper bound exact first: that may spare the scan. (With few
-                    # centres the scan costs little more than this distance.)
-                    d2a = _dist2(X, i, C, a)
-                    u = np.sqrt(d2a)
-                    ub[i] = u - D[a]
-                    scan = u + slack > bound
+                # Make the upper bound exact first: that may spare the scan. (With few
+                # centres the block's scan costs little more than this distance.)
+                d2a = _dist2(X, i, C, a)
+                u = np.sqrt(d2a)
+                ub[i] = u - D[a]
+                scan = u + slack > bound
             if not scan:
                 continue
-            if k <= SCAN_ALL_MAX_K:
-                r1, r2, j = _scan_all(X, i, C)
-            else:
-                r1, r2, j = _scan_from(X, i, C, cc, order, a, d2a, slack)
+            r1, r2, j = _scan_from(X, i, C, cc, order, a, d2a, slack)
             changed += _settle(X, w, i, a, r1, r2, j, D, G, incremental, labels, ub, lb, p_sums[c], p_counts[c])
         if nb:
-            changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj, ids, D, G, incremental,
+            changed += _settle_block(X, w, C, xb, d, nb, b1, b2, bj, ids, D, G, incremental,
                                      labels, ub, lb, p_sums[c], p_counts[c])
         if not incremental:  # then every point is visited (``subset`` is False)
             _sum_runs(X, w, labels, start, end, p_sums[c], p_counts[c])
@@ -1218,8 +1230,7 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
 
     Hamerly's bounds, kept as ``hamerly_step`` keeps them: relative to the drift so far, so a
     point that passes its test costs one comparison and no write. A point whose bounds fail
-    is scanned as there (``_scan_from``; with few centres ``_scan_block``, or ``_scan_all``
-    outside 3 features). Labels are plain Lloyd's (ties to the lowest
+    is scanned as there (``_scan_from``; with few centres ``_scan_block``). Labels are plain Lloyd's (ties to the lowest
     index); cluster sums are remade from all points, in order, every iteration. Returns
     (n_iter, status): status 1 when no label changed (a fixed point), 0 when ``max_iter`` ran
     out, -1 when a cluster emptied (the caller reruns that start on the general path, which
@@ -1238,8 +1249,8 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
     G = 0.0  # the sum of the largest move of every iteration
     cc = np.empty((k, k))
     order = np.empty((k, max(k - 1, 0)), dtype=np.int64)
-    blocked = k <= SCAN_ALL_MAX_K and nf == 3
-    x0, x1, x2, b1, b2, bj_, ids = _block_buffers()
+    blocked = k <= SCAN_ALL_MAX_K
+    xb, dist, b1, b2, bj_, ids = _block_buffers(nf)
     for it in range(max_iter):
         centre_geometry(C, cc, half, order, it > 0)
         changed = 0
@@ -1251,29 +1262,25 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
             for i in range(n):
                 nb = _list_point(i, ids, nb, labels, ub, lb, half, D, G, slack)
                 if nb == BLOCK:
-                    changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj_, ids, D, G, False,
+                    changed += _settle_block(X, w, C, xb, dist, nb, b1, b2, bj_, ids, D, G, False,
                                              labels, ub, lb, sums, counts)
                     nb = 0
-        for i in range(n if it > 0 and not blocked else 0):  # the other cases, point by point
+        for i in range(n if it > 0 and not blocked else 0):  # many centres: point by point
             a = labels[i]
             lo = lb[i] - G - slack
             bound = half[a] if half[a] > lo else lo
             if ub[i] + D[a] + slack <= bound:
                 continue
-            if k > SCAN_ALL_MAX_K:
-                # Make the upper bound exact first: that may spare the scan. (With few centres
-                # the scan costs little more than this distance.)
-                d2a = _dist2(X, i, C, a)
-                u = np.sqrt(d2a)
-                ub[i] = u - D[a]
-                if u + slack <= bound:
-                    continue
-                r1, r2, bj = _scan_from(X, i, C, cc, order, a, d2a, slack)
-            else:
-                r1, r2, bj = _scan_all(X, i, C)
+            # Make the upper bound exact first: that may spare the scan.
+            d2a = _dist2(X, i, C, a)
+            u = np.sqrt(d2a)
+            ub[i] = u - D[a]
+            if u + slack <= bound:
+                continue
+            r1, r2, bj = _scan_from(X, i, C, cc, order, a, d2a, slack)
             changed += _settle(X, w, i, a, r1, r2, bj, D, G, False, labels, ub, lb, sums, counts)
         if nb:
-            changed += _settle_block(X, w, C, x0, x1, x2, nb, b1, b2, bj_, ids, D, G, False,
+            changed += _settle_block(X, w, C, xb, dist, nb, b1, b2, bj_, ids, D, G, False,
                                      labels, ub, lb, sums, counts)
         if it > 0 and changed == 0:
             return it + 1, 1
