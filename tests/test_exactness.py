@@ -67,6 +67,44 @@ def test_uint16_pixels_path_equals_reference():
     np.testing.assert_allclose(seg.centers, C_ref, rtol=1e-12)
 
 
+def _grey16(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """A 16-bit grey image of about 30 000 distinct values, in smooth regions plus noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    base = 9000 + 30000 * (np.sin(x / 23.0) * np.cos(y / 31.0) > 0.2) + 90 * x
+    return np.clip(base + rng.normal(0, 2500, shape), 0, 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_uint16_grey_runs_on_its_histogram_to_the_all_pixel_lloyd_result(alpha):
+    """16-bit grey has at most 65,536 values: it is clustered on its exact histogram, coarse to
+    fine through 12-, 11- and 10-bit summaries, and ends where plain Lloyd on every pixel ends
+    from the same start. Labels and the recoloured image map back through the value table."""
+    grey = _grey16((300, 400), seed=4)
+    img = np.dstack([grey, np.where(np.arange(400) % 7 == 0, 0, 65535)[None].repeat(300, 0)]).astype(np.uint16) \
+        if alpha else grey
+    prep = kmseg.prepare(img)
+    opaque = np.ones(grey.shape, bool) if not alpha else img[..., 1] > 0
+    values = grey[opaque]
+    red = prep.reduced
+    assert red.kind == "histogram" and red.value_bits == 16
+    np.testing.assert_array_equal(red.points[:, 0], np.unique(values))
+    assert red.weights.sum() == values.size and red.points.shape[0] > 20_000
+    sizes = [X.shape[0] for X, _ in red.levels] + [red.points.shape[0]]
+    assert len(sizes) >= 3 and sizes[-2] <= 4096 and all(2 * a <= b for a, b in zip(sizes, sizes[1:]))
+    res = prep.fit(6, seed=0)[0]
+    C_ref, labels_ref = numpy_lloyd(values[:, None], res.start)
+    np.testing.assert_allclose(res.centers, C_ref, rtol=1e-12)
+    seg = prep.segment(6, seed=0)
+    np.testing.assert_array_equal(seg.labels[opaque], labels_ref)
+    np.testing.assert_allclose(seg.centers, C_ref, rtol=1e-12)
+    assert (seg.labels[~opaque] == -1).all()
+    shown = seg.image()
+    assert shown.dtype == np.uint16 and shown.shape == img.shape
+    painted = shown if not alpha else shown[..., 0]
+    np.testing.assert_array_equal(painted[opaque], np.rint(seg.centers[labels_ref, 0]).astype(np.uint16))
+
+
 # --------------------------------------------------------------------------- speed paths stay exact
 
 

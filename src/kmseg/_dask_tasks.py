@@ -96,7 +96,7 @@ def paint_hist_chunk(src: TiffSource, region: Region, alpha: bool, tables: tuple
     h, w = img.shape[:2]
     labels = np.empty((h, w), dtype=np.int32)
     out = np.empty((h, w, img.shape[2]), dtype=img.dtype)
-    K.paint_u8(pixels, _mask_arg(mask), tables[0], tables[1], COARSE_BITS, colors, labels, out)
+    K.paint_codes(pixels, _mask_arg(mask), tables[0], tables[1], COARSE_BITS, colors, labels, out)
     nc = pixels.shape[2]
     if out.shape[2] > nc:
         out[..., nc:] = img[..., nc:]
@@ -276,7 +276,7 @@ def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:
 def _as_rgb(prep) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(original, pixels, codes, weights) of a prepared 8-bit image, grey replicated to RGB."""
     red = prep.reduced
-    if red.kind != "histogram":
+    if red.kind != "histogram" or red.value_bits != 8:
         raise InvalidImageDataError(
             f"{prep.source}: is {prep.dtype} with {prep.n_channels} colour channels; a shared palette "
             "needs 8-bit grey or RGB images, so convert it or segment it without --shared-palette"
@@ -334,7 +334,7 @@ def shared_label(
         h, w = pixels.shape[:2]
         labels = np.empty((h, w), dtype=np.int32)
         out = np.empty((h, w, image.shape[2]), dtype=np.uint8)
-        K.paint_u8(pixels, _mask_arg(prep.mask), lut, coarse, COARSE_BITS, shared["colors"], labels, out)
+        K.paint_codes(pixels, _mask_arg(prep.mask), lut, coarse, COARSE_BITS, shared["colors"], labels, out)
         if out.shape[2] > 3:
             out[..., 3:] = image[..., 3:]
         seg = Segmentation(

@@ -746,7 +746,8 @@ RADIX_LOW_BITS = 14
 
 
 def histogram_sorted(img, mask):
-    """Sorted distinct packed codes of an 8-bit (H, W, C<=3) image and their counts.
+    """Sorted distinct packed codes of an 8-bit (H, W, C<=3) or 16-bit (H, W, 1) image and
+    their counts. A 16-bit code is the value itself.
 
     A radix partition: pixels are bucketed by the high bits of their code (one counting pass,
     one scatter pass of the low ``RADIX_LOW_BITS`` bits). The counting pass also marks every
@@ -759,7 +760,7 @@ def histogram_sorted(img, mask):
     result does not depend on threads.
     """
     H, W, nc = img.shape
-    bits = 8 * nc
+    bits = 8 * img.itemsize * nc
     shift = min(RADIX_LOW_BITS, bits)
     rows = max(1, (1 << 18) // max(W, 1))
     counts = np.empty(((H + rows - 1) // rows, 1 << (bits - shift)), dtype=np.int64)
@@ -852,10 +853,11 @@ def coarse_labels(codes, point_labels, n_channels, bits, coarse):
 
 
 @njit(cache=True, parallel=True)
-def paint_u8(img, mask, lut, coarse, bits, colors, labels, out):
+def paint_codes(img, mask, lut, coarse, bits, colors, labels, out):
     """One fused pass: label every pixel through the code -> label table and paint its colour.
 
-    lut       (2**(8*C),) int: label of every colour code present
+    img       (H, W, C) uint8 with C <= 3, or uint16 with C == 1 (its codes, ``_code``)
+    lut       (2**(8*C),) or (2**16,) int: label of every colour code present
     coarse    (2**(bits*C),) uint8 from ``coarse_labels``, or zero-sized: a cell's label when
               all its colours share one. It is small enough to stay in cache, so most pixels
               never touch the large ``lut``.
@@ -879,6 +881,14 @@ def paint_u8(img, mask, lut, coarse, bits, colors, labels, out):
                 out[y, x, 0] = colors[lab, 0]
                 out[y, x, 1] = colors[lab, 1]
                 out[y, x, 2] = colors[lab, 2]
+        return
+    if nc == 1 and nco == 1 and not use_mask:
+        # Grey, spelled out likewise: a code is the value itself.
+        for y in prange(H):
+            for x in range(W):
+                lab = lut[np.int64(img[y, x, 0])]
+                labels[y, x] = lab
+                out[y, x, 0] = colors[lab, 0]
         return
     for y in prange(H):
         for x in range(W):

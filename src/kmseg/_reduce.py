@@ -2,14 +2,15 @@
 
 Two kinds of reduction:
 
-- ``"histogram"``: an 8-bit image with up to 3 colour channels. One pass packs every pixel's
-  colour into a code of up to 24 bits and counts it. The points are the unique colours, the
-  weights their counts. Labels return to the pixels through a code -> label table.
-- ``"pixels"``: anything else (16-bit, float, more than 3 bands). The points are the pixels
-  themselves, with weight 1.
+- ``"histogram"``: an 8-bit image with up to 3 colour channels, or a 16-bit one with a single
+  channel (grey, as microscopy and medical images are: 65,536 values at most). One pass packs
+  every pixel's colour into a code of up to 24 bits and counts it. The points are the unique
+  colours, the weights their counts. Labels return to the pixels through a code -> label table.
+- ``"pixels"``: anything else (16-bit colour, float, more than 3 bands). The points are the
+  pixels themselves, with weight 1.
 
 Both also carry coarser summaries used to run the restarts cheaply and then refine: the
-histogram at 5, 6 and 7 bits per channel for the first kind, regular grids over the features
+histogram at 5, 6 and 7 bits per channel (10, 11 and 12 for 16-bit grey) for the first kind, regular grids over the features
 for the second. Each summary point sits at the weighted mean of the points in its cell.
 """
 
@@ -47,6 +48,8 @@ class Reduced:
     facts: tuple[float, bool] | None = None
     #: ``_engine.point_facts`` of each of ``levels``, computed once for every fit to come.
     level_facts: list[tuple[float, bool]] = field(default_factory=list)
+    #: Bits of each channel in ``codes`` (histogram kind): 8, or 16 for 16-bit grey.
+    value_bits: int = 8
 
     def __post_init__(self) -> None:
         if len(self.level_facts) != len(self.levels):
@@ -70,19 +73,30 @@ def _mask_arg(mask: np.ndarray | None) -> np.ndarray:
     return _NO_MASK if mask is None else mask.view(np.uint8)
 
 
+def histogram_bits(dtype: np.dtype, n_channels: int) -> int:
+    """Bits per channel of the codes of an image's exact colour histogram, or 0 when it has none
+    small enough to count: 8 for 8-bit images of up to 3 channels, 16 for 16-bit grey."""
+    if dtype == np.uint8 and n_channels <= 3:
+        return 8
+    if dtype == np.uint16 and n_channels == 1:
+        return 16
+    return 0
+
+
 def color_histogram(img: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Unique colours of an 8-bit image and how many pixels have each.
+    """Unique colours of an 8-bit image, or values of a 16-bit grey one, and how many pixels have each.
 
     Parameters
     ----------
-    img : (H, W, C) ndarray of uint8, C <= 3
+    img : (H, W, C) ndarray of uint8 with C <= 3, or of uint16 with C == 1
     mask : (H, W) bool ndarray, optional
         Only pixels where ``mask`` is True are counted.
 
     Returns
     -------
     codes : (U,) int64 ndarray
-        Sorted packed colours, ``(c0 << 16) | (c1 << 8) | c2`` for three channels.
+        Sorted packed colours, ``(c0 << 16) | (c1 << 8) | c2`` for three channels; the
+        values themselves for one.
     counts : (U,) int64 ndarray
     """
     return K.histogram_sorted(img, _mask_arg(mask))
@@ -110,8 +124,10 @@ def merge_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
     return parts[0]
 
 
-def decode(codes: np.ndarray, n_channels: int) -> np.ndarray:
-    """(U,) packed codes -> (U, C) uint8 colours."""
+def decode(codes: np.ndarray, n_channels: int, bits: int = 8) -> np.ndarray:
+    """(U,) packed codes -> (U, C) colours: uint8, or uint16 for 16-bit grey (``bits``)."""
+    if bits == 16:
+        return codes.astype(np.uint16).reshape(-1, 1)
     out = np.empty((codes.shape[0], n_channels), dtype=np.uint8)
     K.decode_codes(codes, out)
     return out
@@ -176,8 +192,11 @@ def _nested_levels(points, weights, cells, nbins, nf, n_levels, ordered=False):
     return kept[::-1]
 
 
-def histogram_levels(points, weights, codes, n_channels) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Summaries of a colour histogram at 7, 6 and 5 bits per channel, returned coarsest first."""
+def histogram_levels(points, weights, codes, n_channels, bits=8) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Summaries of a colour histogram at 7, 6 and 5 bits per channel (12, 11 and 10 for the
+    values of 16-bit grey), returned coarsest first."""
+    if bits == 16:
+        return _nested_levels(points, weights, codes >> 4, 1 << 12, 1, 3, ordered=True)
     cells = np.empty(codes.shape[0], dtype=np.int64)
     K.code_cells(codes, n_channels, 7, cells)
     return _nested_levels(points, weights, cells, 1 << 7, n_channels, 3, ordered=True)
@@ -216,9 +235,10 @@ def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: 
     ``mask`` (H, W) bool marks the pixels to cluster (None: all of them).
     """
     nc = pixels.shape[2]
-    if pixels.dtype == np.uint8 and nc <= 3:
+    bits = histogram_bits(pixels.dtype, nc)
+    if bits:
         codes, counts = color_histogram(pixels, mask)
-        return reduce_histogram(codes, counts, nc, space)
+        return reduce_histogram(codes, counts, nc, space, bits)
     flat = pixels.reshape(-1, nc)
     if mask is not None:
         flat = flat[mask.reshape(-1)]
@@ -230,16 +250,17 @@ def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: 
     return Reduced("pixels", points, None, points.shape[0], None, nc, levels, facts)
 
 
-def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, space: str) -> Reduced:
-    """Weighted points from an exact colour histogram (codes sorted, counts > 0)."""
-    colors = decode(codes, n_channels)
-    points = to_features(colors, space, 255.0)
+def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, space: str, bits: int = 8) -> Reduced:
+    """Weighted points from an exact colour histogram (codes sorted, counts > 0) of ``bits``
+    a channel (``histogram_bits``)."""
+    colors = decode(codes, n_channels, bits)
+    points = to_features(colors, space, float((1 << bits) - 1))
     weights = counts.astype(np.float64)
     levels = []
     if points.shape[0] > COARSE_MIN_POINTS:
-        levels = histogram_levels(points, weights, codes, n_channels)
+        levels = histogram_levels(points, weights, codes, n_channels, bits)
     return Reduced("histogram", points, weights, int(counts.sum()), codes, n_channels, levels,
-                   point_facts(points, weights))
+                   point_facts(points, weights), value_bits=bits)
 
 
 #: Bits per channel of the coarse label table that ``paint`` tries first (2**18 cells for RGB).
@@ -248,8 +269,9 @@ COARSE_BITS = 6
 COARSE_MIN_COLORS = 1 << 22
 
 
-def label_tables(codes: np.ndarray, point_labels: np.ndarray, n_channels: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The code -> label table of every colour, and its coarse companion for ``paint_u8``.
+def label_tables(codes: np.ndarray, point_labels: np.ndarray, n_channels: int, k: int,
+                 bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The code -> label table of every colour, and its coarse companion for ``paint_codes``.
 
     The full table is uint8 when the labels fit. The coarse one holds the label of each cell
     of ``COARSE_BITS`` bits per channel whose colours all share it. It is made only when the
@@ -257,7 +279,7 @@ def label_tables(codes: np.ndarray, point_labels: np.ndarray, n_channels: int, k
     a photo's colours cluster, and its full table is looked up faster than both (measured).
     """
     small = k < K.MIXED
-    lut = np.empty(1 << (8 * n_channels), dtype=np.uint8 if small else np.int32)
+    lut = np.empty(1 << (bits * n_channels), dtype=np.uint8 if small else np.int32)
     K.scatter(lut, codes, point_labels.astype(lut.dtype, copy=False))
     coarse = np.empty(0, dtype=np.uint8)
     if small and n_channels == 3 and codes.shape[0] >= COARSE_MIN_COLORS:
@@ -285,8 +307,8 @@ def paint(
     H, W = pixels.shape[:2]
     labels = np.empty((H, W), dtype=np.int32)
     if red.kind == "histogram":
-        lut, coarse = label_tables(red.codes, point_labels, red.n_channels, colors.shape[0])
-        K.paint_u8(pixels, _mask_arg(mask), lut, coarse, COARSE_BITS, colors, labels, out)
+        lut, coarse = label_tables(red.codes, point_labels, red.n_channels, colors.shape[0], red.value_bits)
+        K.paint_codes(pixels, _mask_arg(mask), lut, coarse, COARSE_BITS, colors, labels, out)
     else:
         if mask is None:
             labels.reshape(-1)[:] = point_labels
