@@ -112,7 +112,7 @@ def test_large_16bit_seeded(cluster, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kind", ["float32-5-bands", "grey-uint8-strips", "rgba-uint16"],
+    "kind", ["float32-5-bands", "grey-uint8-strips", "rgba-uint16", "grey-uint16"],
 )
 def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     rng = np.random.default_rng(3)
@@ -122,6 +122,9 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     elif kind == "grey-uint8-strips":
         img = _photo(300, 100)[..., 1]  # bands of whole strips, 256 rows (the output's tiles)
         tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", rowsperstrip=16, compression="zlib")
+    elif kind == "grey-uint16":  # counted region by region into one histogram, as 8-bit images are
+        img = (_photo(100, 150)[..., 0].astype(np.uint16) * 257 + rng.integers(0, 257, (100, 150))).astype(np.uint16)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", tile=(32, 32))
     else:
         img = np.dstack([rng.integers(0, 65536, (80, 100, 3)), np.where(rng.random((80, 100)) < 0.2, 0, 65535)])
         img = img.astype(np.uint16)
@@ -129,6 +132,7 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     ref = kmseg.segment(tmp_path / "o.tif", k=4, seed=1)
     res = kd.segment_large(tmp_path / "o.tif", k=4, out_dir=tmp_path, seed=1, chunks=32, client=cluster)
     assert res.n_chunks > 1
+    assert (res.n_colors is not None) == kind.startswith("grey")  # fitted on the summed histogram
     np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
     assert _same_labels(res.read_labels(), ref.labels)
     np.testing.assert_array_equal(res.read_image(), ref.image())

@@ -3,10 +3,11 @@
 Two jobs, both needing the ``dask`` extra (``pip install "kmseg[dask]"``):
 
 - :func:`segment_large` segments one image too large for memory, a TIFF read region by region.
-  8-bit images (up to 3 colour channels) make one exact colour histogram per region, summed in
-  a tree; the fit on the summed histogram is the very one :func:`kmseg.segment` runs, so the
-  centres and labels are the in-memory ones. A second pass labels and paints every region and
-  writes tiled TIFFs. Other images (16-bit, float, more bands) are fitted in memory on all
+  8-bit images (up to 3 colour channels) and 16-bit grey ones make one exact colour histogram
+  per region, summed in a tree; the fit on the summed histogram is the very one
+  :func:`kmseg.segment` runs, so the centres and labels are the in-memory ones. A second pass
+  labels and paints every region and writes tiled TIFFs. Other images (16-bit colour, float,
+  more bands) are fitted in memory on all
   their pixels when they are small enough, else on a seeded sample whose centres then start
   Lloyd iterations over every pixel, the per-cluster sums and counts reduced over regions.
 - :func:`segment_batch` segments many files, one Dask task per file, each running the normal
@@ -37,7 +38,7 @@ import numpy as np
 from . import _dask_tasks as T
 from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_tile, tile_indices
 from ._engine import cluster_weights
-from ._reduce import Reduced, label_tables, reduce_histogram, reduce_image
+from ._reduce import Reduced, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
 from .io import publish
 from .errors import (
@@ -352,7 +353,8 @@ class LargeSegmentation:
     n_chunks : int
         Regions the image was processed in.
     n_colors : int or None
-        Distinct colours of an 8-bit image (the points the fit ran on); None for other images.
+        Distinct colours of an 8-bit or 16-bit grey image (the points the fit ran on); None
+        for other images.
     timings : dict
         Wall-clock seconds of each phase of the job (``"histogram"``, ``"fit"``, ``"lloyd"``,
         ``"write"``, ``"sync"``...).
@@ -463,9 +465,10 @@ def segment_large(
     their tiles; the driver only streams them into the files, under temporary names, then syncs
     and renames them.
 
-    8-bit images with up to 3 colour channels give the same centres, labels, counts and inertia
-    as ``kmseg.segment(path, k, seed=seed, ...)``: the regions' exact colour histograms are
-    summed, and the in-memory fit runs on the sum. Other images (16-bit, float, more bands)
+    8-bit images with up to 3 colour channels, and 16-bit grey ones, give the same centres,
+    labels, counts and inertia as ``kmseg.segment(path, k, seed=seed, ...)``: the regions'
+    exact colour histograms are summed, and the in-memory fit runs on the sum. Other images
+    (16-bit colour, float, more bands)
     with at most ``sample`` pixels are gathered and fitted in memory, which again gives
     ``kmseg.segment``'s result. Larger ones are fitted in memory on a seeded sample of about
     ``sample`` pixels; from those centres (or from an ``init`` array), Lloyd iterations run over
@@ -489,7 +492,7 @@ def segment_large(
     chunks : int or (int, int)
         Target region size in pixels (rows, columns), rounded to whole tiles or strips.
     sample : int
-        For non-8-bit images: the most pixels fitted in memory (see above).
+        For images without a histogram (see above): the most pixels fitted in memory.
     stem : str, optional
         Output name stem; default the input's file name without suffix.
     force : bool
@@ -627,7 +630,7 @@ class _LargeJob:
     def run(self, k, rng, options, targets, tile, force) -> LargeSegmentation:
         from distributed import as_completed
 
-        if self.dtype == np.uint8 and self.nc <= 3:
+        if histogram_bits(self.dtype, self.nc):
             fit = self.fit_histogram(k, rng, options)
         else:
             fit = self.fit_pixels(k, rng, options)
@@ -702,7 +705,7 @@ class _LargeJob:
         self.mark("sync")
         return result
 
-    # ----------------------------------------------------------------- 8-bit: one histogram
+    # ----------------------------------------------------------------- 8-bit and 16-bit grey: one histogram
 
     def fit_histogram(self, k, rng, options) -> dict[str, Any]:
         groups = self.groups(1 << 25)
@@ -713,13 +716,14 @@ class _LargeJob:
         self.mark("histogram")
         if codes.shape[0] == 0:
             raise InvalidImageDataError(f"{self.source}: image has no opaque pixels (every alpha is 0); there is nothing to cluster")
-        red = reduce_histogram(codes, counts, self.nc, self.space)
+        bits = histogram_bits(self.dtype, self.nc)
+        red = reduce_histogram(codes, counts, self.nc, self.space, bits)
         del codes, counts
         res, point_labels, inertia, _ = _fit_reduced(
             red, n_channels=self.nc, color_space=self.space, vmax=self.vmax, k=k, seed=rng, **options
         )
         k_eff = res.centers.shape[0]
-        tables = label_tables(red.codes, point_labels, self.nc, k_eff)
+        tables = label_tables(red.codes, point_labels, self.nc, k_eff, bits)
         counts_k = cluster_weights(point_labels, red.weights, k_eff)
         return {"features": res.centers, "tables": tables, "counts": counts_k, "inertia": inertia,
                 "n_iter": res.n_iter, "converged": res.converged, "n_colors": int(red.codes.shape[0])}
