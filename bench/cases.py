@@ -116,6 +116,12 @@ def bands(size: tuple[int, int], n: int = 8) -> np.ndarray:
     return _cache[key]
 
 
+def grey16(size: tuple[int, int]) -> np.ndarray:
+    """The 16-bit photo-like image's green band alone, as a grey microscope or medical image
+    would be: (H, W, 1) uint16."""
+    return np.ascontiguousarray(upscaled(size, bits=16)[..., 1:2])
+
+
 def release() -> None:
     _cache.clear()
 
@@ -201,6 +207,12 @@ def cases(all_peers: bool = False, quick: bool = False) -> list[Case]:
         methods(*(m for m in ALL_METHODS if m != "pillow"), but=no_cv2_mb),
         dict(skip(no_cv2_mb), pillow="Pillow quantizes 8-bit RGB images only"),
     ))
+    out.append(Case(
+        "grey16", "12 MP 16-bit grey (microscopy-like), K=8", 8,
+        _one(lambda m: grey16(SIZES[m]["12mp"]), "grey16"),
+        methods(*(m for m in ALL_METHODS if m != "pillow"), but=no_cv2_mb),
+        dict(skip(no_cv2_mb), pillow="Pillow quantizes 8-bit RGB images only"),
+    ))
     if quick:  # a smoke run: the two slowest peers only where a target needs them
         for c in out:
             if c.key != "12mp-k8":
@@ -213,7 +225,7 @@ def cases(all_peers: bool = False, quick: bool = False) -> list[Case]:
 ALIASES = {
     "12mp": ("12mp-k8", "12mp-k64"),
     "2mp": ("2mp-k64", "elbow"),
-    "all": ("photos", "12mp-k8", "12mp-k64", "48mp", "2mp-k64", "elbow", "distinct", "16bit", "bands", "cli"),
+    "all": ("photos", "12mp-k8", "12mp-k64", "48mp", "2mp-k64", "elbow", "distinct", "16bit", "bands", "grey16", "cli"),
 }
 KEYS = ALIASES["all"]
 
