@@ -10,8 +10,9 @@ Two kinds of reduction:
   pixels themselves, with weight 1.
 
 Both also carry coarser summaries used to run the restarts cheaply and then refine: the
-histogram at 5, 6 and 7 bits per channel (10, 11 and 12 for 16-bit grey) for the first kind, regular grids over the features
-for the second. Each summary point sits at the weighted mean of the points in its cell.
+histogram at 5, 6 and 7 bits per channel (10, 11 and 12 for 16-bit grey) for the first kind,
+regular grids over the features for the second. Each summary point sits at the weighted mean of
+the points in its cell.
 """
 
 from __future__ import annotations
