@@ -462,18 +462,15 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
         for t in range(start, start if blocked else end):  # many centres: point by point
             i = idx[t] if subset else t
             a = labels[i]
-            scan = False
-            d2a = 0.0
             lo = lb[i] - G - slack
             bound = half_sep[a] if half_sep[a] > lo else lo
-            if ub[i] + D[a] + slack > bound:
-                # Make the upper bound exact first: that may spare the scan. (With few
-                # centres the block's scan costs little more than this distance.)
-                d2a = _dist2(X, i, C, a)
-                u = np.sqrt(d2a)
-                ub[i] = u - D[a]
-                scan = u + slack > bound
-            if not scan:
+            if ub[i] + D[a] + slack <= bound:
+                continue
+            # Make the upper bound exact first: that may spare the scan.
+            d2a = _dist2(X, i, C, a)
+            u = np.sqrt(d2a)
+            ub[i] = u - D[a]
+            if u + slack <= bound:
                 continue
             r1, r2, j = _scan_from(X, i, C, cc, order, a, d2a, slack)
             changed += _settle(X, w, i, a, r1, r2, j, D, G, incremental, labels, ub, lb, p_sums[c], p_counts[c])
@@ -1241,11 +1238,12 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
 
     Hamerly's bounds, kept as ``hamerly_step`` keeps them: relative to the drift so far, so a
     point that passes its test costs one comparison and no write. A point whose bounds fail
-    is scanned as there (``_scan_from``; with few centres ``_scan_block``). Labels are plain Lloyd's (ties to the lowest
-    index); cluster sums are remade from all points, in order, every iteration. Returns
-    (n_iter, status): status 1 when no label changed (a fixed point), 0 when ``max_iter`` ran
-    out, -1 when a cluster emptied (the caller reruns that start on the general path, which
-    relocates it). ``slack`` covers rounding in the bounds, as in ``hamerly_step``.
+    is scanned as there (``_scan_from``; with few centres ``_scan_block``). Labels are plain
+    Lloyd's (ties to the lowest index); cluster sums are remade from all points, in order,
+    every iteration. Returns (n_iter, status): status 1 when no label changed (a fixed point),
+    0 when ``max_iter`` ran out, -1 when a cluster emptied (the caller reruns that start on the
+    general path, which relocates it). ``slack`` covers rounding in the bounds, as in
+    ``hamerly_step``.
     C       # IN/OUT (k, nf) float64
     labels  # OUT (n,) int32
     """
