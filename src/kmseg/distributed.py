@@ -7,9 +7,9 @@ Two jobs, both needing the ``dask`` extra (``pip install "kmseg[dask]"``):
   per region, summed in a tree; the fit on the summed histogram is the very one
   :func:`kmseg.segment` runs, so the centres and labels are the in-memory ones. A second pass
   labels and paints every region and writes tiled TIFFs. Other images (16-bit colour, float,
-  more bands) are fitted in memory on all
-  their pixels when they are small enough, else on a seeded sample whose centres then start
-  Lloyd iterations over every pixel, the per-cluster sums and counts reduced over regions.
+  more bands) are fitted in memory on all their pixels when they are small enough, else on a
+  seeded sample whose centres then start Lloyd iterations over every pixel, the per-cluster
+  sums and counts reduced over regions.
 - :func:`segment_batch` segments many files, one Dask task per file, each running the normal
   in-memory path; or, with ``shared_palette=True``, fits one palette on all the files' merged
   histograms and labels every file with it.
@@ -468,13 +468,12 @@ def segment_large(
     8-bit images with up to 3 colour channels, and 16-bit grey ones, give the same centres,
     labels, counts and inertia as ``kmseg.segment(path, k, seed=seed, ...)``: the regions'
     exact colour histograms are summed, and the in-memory fit runs on the sum. Other images
-    (16-bit colour, float, more bands)
-    with at most ``sample`` pixels are gathered and fitted in memory, which again gives
-    ``kmseg.segment``'s result. Larger ones are fitted in memory on a seeded sample of about
-    ``sample`` pixels; from those centres (or from an ``init`` array), Lloyd iterations run over
-    all the pixels, each reducing per-region sums and counts, until no label changes: the same
-    iterations, from the same start, as the in-memory engine (bit for bit for integer images,
-    to rounding for float ones).
+    (16-bit colour, float, more bands) with at most ``sample`` pixels are gathered and fitted
+    in memory, which again gives ``kmseg.segment``'s result. Larger ones are fitted in memory
+    on a seeded sample of about ``sample`` pixels; from those centres (or from an ``init``
+    array), Lloyd iterations run over all the pixels, each reducing per-region sums and counts,
+    until no label changes: the same iterations, from the same start, as the in-memory engine
+    (bit for bit for integer images, to rounding for float ones).
 
     Parameters
     ----------
@@ -716,14 +715,13 @@ class _LargeJob:
         self.mark("histogram")
         if codes.shape[0] == 0:
             raise InvalidImageDataError(f"{self.source}: image has no opaque pixels (every alpha is 0); there is nothing to cluster")
-        bits = histogram_bits(self.dtype, self.nc)
-        red = reduce_histogram(codes, counts, self.nc, self.space, bits)
+        red = reduce_histogram(codes, counts, self.nc, self.space, histogram_bits(self.dtype, self.nc))
         del codes, counts
         res, point_labels, inertia, _ = _fit_reduced(
             red, n_channels=self.nc, color_space=self.space, vmax=self.vmax, k=k, seed=rng, **options
         )
         k_eff = res.centers.shape[0]
-        tables = label_tables(red.codes, point_labels, self.nc, k_eff, bits)
+        tables = label_tables(red.codes, point_labels, self.nc, k_eff, red.value_bits)
         counts_k = cluster_weights(point_labels, red.weights, k_eff)
         return {"features": res.centers, "tables": tables, "counts": counts_k, "inertia": inertia,
                 "n_iter": res.n_iter, "converged": res.converged, "n_colors": int(red.codes.shape[0])}
