@@ -78,13 +78,15 @@ def _grey16(shape: tuple[int, int], seed: int) -> np.ndarray:
 @pytest.mark.parametrize("alpha", [False, True])
 def test_uint16_grey_runs_on_its_histogram_to_the_all_pixel_lloyd_result(alpha):
     """16-bit grey has at most 65,536 values: it is clustered on its exact histogram, coarse to
-    fine through 12-, 11- and 10-bit summaries, and ends where plain Lloyd on every pixel ends
-    from the same start. Labels and the recoloured image map back through the value table."""
+    fine through summaries of 12 bits or fewer (each kept one at most half the next finer), and
+    ends where plain Lloyd on every pixel ends from the same start. Labels and the recoloured
+    image map back through the value table."""
     grey = _grey16((300, 400), seed=4)
-    img = np.dstack([grey, np.where(np.arange(400) % 7 == 0, 0, 65535)[None].repeat(300, 0)]).astype(np.uint16) \
-        if alpha else grey
+    img, opaque = grey, np.ones(grey.shape, bool)
+    if alpha:  # every 7th column transparent
+        opaque = np.broadcast_to(np.arange(400) % 7 != 0, grey.shape)
+        img = np.dstack([grey, np.where(opaque, 65535, 0).astype(np.uint16)])
     prep = kmseg.prepare(img)
-    opaque = np.ones(grey.shape, bool) if not alpha else img[..., 1] > 0
     values = grey[opaque]
     red = prep.reduced
     assert red.kind == "histogram" and red.value_bits == 16
