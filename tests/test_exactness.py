@@ -213,18 +213,20 @@ def test_seed_makes_runs_reproducible(photos):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_radix_histogram_on_a_large_image(photos, threads):
-    """Colours are counted by a radix partition over many row blocks: exact, with and without a
-    mask, whether one thread marks every colour's bit or two threads each mark their own rows'."""
+def test_histogram_on_a_large_image(photos, threads):
+    """Colours are counted over many row blocks, exactly, with and without a mask, whether one
+    thread reads every row or two threads each read their own: RGB by a radix partition (each
+    thread marks its colours' bits), codes of up to 16 bits (grey, two channels, 16-bit grey)
+    straight into a table per thread."""
     before = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
-        _check_radix_histogram(photos)
+        _check_histogram(photos)
     finally:
         numba.set_num_threads(before)
 
 
-def _check_radix_histogram(photos):
+def _check_histogram(photos):
     from kmseg._reduce import color_histogram
 
     big = np.tile(photos["astronaut.png"], (4, 4, 1))  # 4 MP: 16 row blocks
@@ -247,6 +249,15 @@ def _check_radix_histogram(photos):
         ref_codes, ref_counts = np.unique(packed_nc[mask], return_counts=True)
         np.testing.assert_array_equal(codes, ref_codes)
         np.testing.assert_array_equal(counts, ref_counts)
+    # 16-bit grey: the value is the code; every one of the 65,536 table entries can be hit.
+    grey16 = (big[..., :1].astype(np.uint16) * 257) ^ (np.arange(big.shape[1], dtype=np.uint16) % 251)[None, :, None]
+    grey16[0, :2, 0] = (0, 65535)
+    for m in (None, mask):
+        codes, counts = color_histogram(grey16, m)
+        ref_codes, ref_counts = np.unique(grey16[..., 0] if m is None else grey16[..., 0][m], return_counts=True)
+        np.testing.assert_array_equal(codes, ref_codes)
+        np.testing.assert_array_equal(counts, ref_counts)
+        assert codes.dtype == counts.dtype == np.int64
     # And the fused painting pass labels every pixel with its nearest centre.
     seg = kmseg.segment(big, 5, seed=0)
     sample = big.reshape(-1, 3)[::101].astype(np.float64)

@@ -671,6 +671,26 @@ def _radix_scatter(img, mask, rows, shift, offsets, low):
                 pos[h] += 1
 
 
+@njit(cache=True, parallel=True)
+def _direct_count(img, mask, rows, tables):
+    """tables[t, code] += 1 for every pixel (outside ``mask``'s zeros) that thread t reads.
+
+    For codes of at most 16 bits, whose table (512 KB) stays in a core's cache: one pass, no
+    scatter. The caller adds the threads' tables; the counts are integers, so the result does
+    not depend on the threads.
+    tables  # IN/OUT (threads, 2**bits) int64, zeroed
+    """
+    H, W = img.shape[0], img.shape[1]
+    use_mask = mask.shape[0] != 0
+    for b in prange((H + rows - 1) // rows):
+        tab = tables[numba.get_thread_id()]
+        for y in range(b * rows, min(H, (b + 1) * rows)):
+            for x in range(W):
+                if use_mask and mask[y, x] == 0:
+                    continue
+                tab[_code(img, y, x)] += 1
+
+
 _BUCKETS_PER_TASK = 16
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
 _DEBRUIJN_INDEX = np.zeros(64, dtype=np.int64)
@@ -741,13 +761,17 @@ def _bucket_emit(low, starts, seen, ustarts, shift, codes, counts):
 
 #: Low code bits counted per bucket: 2**14-entry tables stay in cache, 2**10 buckets keep the scatter local.
 RADIX_LOW_BITS = 14
+#: Codes of up to this many bits (grey, grey+alpha's 16-bit codes, 16-bit grey) are counted
+#: straight into a table per thread (``_direct_count``): 42 -> 10 ms on 12 MP of 16-bit grey.
+DIRECT_COUNT_MAX_BITS = 16
 
 
 def histogram_sorted(img, mask):
     """Sorted distinct packed codes of an 8-bit (H, W, C<=3) or 16-bit (H, W, 1) image and
     their counts. A 16-bit code is the value itself.
 
-    A radix partition: pixels are bucketed by the high bits of their code (one counting pass,
+    Codes of at most ``DIRECT_COUNT_MAX_BITS`` bits are counted in one pass, straight into a
+    table per thread. Longer ones (RGB) go through a radix partition: pixels are bucketed by the high bits of their code (one counting pass,
     one scatter pass of the low ``RADIX_LOW_BITS`` bits). The counting pass also marks every
     code in a bitmap (2 MB a thread for RGB), whose popcounts fix where each bucket's output
     starts; then each bucket is counted in a small table that stays in cache and its distinct
@@ -759,8 +783,14 @@ def histogram_sorted(img, mask):
     """
     H, W, nc = img.shape
     bits = 8 * img.itemsize * nc
-    shift = min(RADIX_LOW_BITS, bits)
     rows = max(1, (1 << 18) // max(W, 1))
+    if bits <= DIRECT_COUNT_MAX_BITS:
+        tables = np.zeros((numba.get_num_threads(), 1 << bits), dtype=np.int64)
+        _direct_count(img, mask, rows, tables)
+        total = tables.sum(axis=0)
+        codes = np.flatnonzero(total).astype(np.int64, copy=False)
+        return codes, total[codes]
+    shift = min(RADIX_LOW_BITS, bits)
     counts = np.empty(((H + rows - 1) // rows, 1 << (bits - shift)), dtype=np.int64)
     seen = np.zeros((numba.get_num_threads(), 1 << (bits - 6)), dtype=np.uint64)
     _radix_count(img, mask, rows, shift, counts, seen)
