@@ -123,8 +123,9 @@ def machine_info() -> dict[str, Any]:
 def run_method(method: str, img: np.ndarray, arg: Any, repeats: int, slow: float, limit: float | None) -> dict[str, Any]:
     """Time ``method`` on ``img``; compute its inertia with the harness's own function.
 
-    kmseg: one untimed warm-up run, then ``repeats`` timed runs (1 if the warm-up took more than
-    ``slow`` seconds). Peers: the first run is a warm-up too, unless it took more than ``slow``
+    kmseg: one untimed warm-up run (it may compile: numba's cache is filled on a path's first
+    use), then ``repeats`` timed runs (1 if the first of them takes more than ``slow`` seconds
+    too). Peers: the first run is a warm-up too, unless it took more than ``slow``
     seconds; then it is the one reported run. A run still going after ``limit`` seconds is
     stopped (at the next Python step) and reported as a lower bound.
     """
@@ -138,7 +139,7 @@ def run_method(method: str, img: np.ndarray, arg: Any, repeats: int, slow: float
         if first.seconds > slow and not is_kmseg:
             runs = [first]
         else:
-            n = 1 if first.seconds > slow else max(1, repeats)
+            n = max(1, repeats)
             first.output = None
             runs = []
             for i in range(n):
@@ -146,6 +147,8 @@ def run_method(method: str, img: np.ndarray, arg: Any, repeats: int, slow: float
                     runs[-1].output = None  # free the previous result before the next run
                 runs.append(M.timed(lambda: fn(img, arg), limit))
                 log(f"    {method:13s} run {i + 1}/{n}   {runs[-1].seconds:9.3f} s  peak +{runs[-1].peak_bytes / M.MB:7.0f} MB")
+                if runs[0].seconds > slow:
+                    break  # slow even when warm: one timed run
     except M.TimeLimit as stop:
         rec.update(timeout=True, seconds=[stop.seconds], median=stop.seconds, runs=1, single_slow_run=True,
                    first_seconds=rec.get("first_seconds", stop.seconds))
