@@ -249,7 +249,7 @@ def _check_histogram(photos):
         ref_codes, ref_counts = np.unique(packed_nc[mask], return_counts=True)
         np.testing.assert_array_equal(codes, ref_codes)
         np.testing.assert_array_equal(counts, ref_counts)
-    # 16-bit grey: the value is the code; every one of the 65,536 table entries can be hit.
+    # 16-bit grey: the value is the code; both ends, 0 and 65535, sit in row 0, which the mask drops.
     grey16 = (big[..., :1].astype(np.uint16) * 257) ^ (np.arange(big.shape[1], dtype=np.uint16) % 251)[None, :, None]
     grey16[0, :2, 0] = (0, 65535)
     for m in (None, mask):

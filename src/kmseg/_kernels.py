@@ -772,13 +772,13 @@ def histogram_sorted(img, mask):
     their counts. A 16-bit code is the value itself.
 
     Codes of at most ``DIRECT_COUNT_MAX_BITS`` bits are counted in one pass, straight into a
-    table per thread. Longer ones (RGB) go through a radix partition: pixels are bucketed by the high bits of their code (one counting pass,
-    one scatter pass of the low ``RADIX_LOW_BITS`` bits). The counting pass also marks every
-    code in a bitmap (2 MB a thread for RGB), whose popcounts fix where each bucket's output
-    starts; then each bucket is counted in a small table that stays in cache and its distinct
-    values are written straight to their place. The pixels are read twice and the scatter's
-    buffer (2 bytes a pixel, the only pixel-sized one) twice, each pass in order in memory,
-    unlike counting in a 2**24 table.
+    table per thread. Longer ones (RGB) go through a radix partition: pixels are bucketed by the
+    high bits of their code (one counting pass, one scatter pass of the low ``RADIX_LOW_BITS``
+    bits). The counting pass also marks every code in a bitmap (2 MB a thread for RGB), whose
+    popcounts fix where each bucket's output starts; then each bucket is counted in a small
+    table that stays in cache and its distinct values are written straight to their place. The
+    pixels are read twice and the scatter's buffer (2 bytes a pixel, the only pixel-sized one)
+    twice, each pass in order in memory, unlike counting in a 2**24 table.
     ``mask``: (H, W) uint8, or zero-sized for "every pixel counts". Counts are integers: the
     result does not depend on threads.
     """
