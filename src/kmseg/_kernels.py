@@ -223,15 +223,42 @@ def _settle_block(X, w, C, xb, d, m, b1, b2, bj, ids, D, G, incremental, labels,
 
 
 @njit(cache=True, inline="always")
+def _bound(a, lbi, half, G, slack):
+    """What a point labelled a with stored lower bound ``lbi`` must stay within to keep its
+    label: the larger of half its centre's gap to the nearest other and its lower bound less
+    the drift (see ``hamerly_step``)."""
+    lo = lbi - G - slack
+    return half[a] if half[a] > lo else lo
+
+
+@njit(cache=True, inline="always")
 def _list_point(i, ids, nb, labels, ub, lb, half, D, G, slack):
     """List point i in a block (``ids``, ``nb`` listed so far) unless its bounds hold (see
     ``hamerly_step``). Without a branch: the index is written either way, and the count
     advances only if the point is due. Returns the new count."""
     a = labels[i]
-    lo = lb[i] - G - slack
-    bound = half[a] if half[a] > lo else lo
+    bound = _bound(a, lb[i], half, G, slack)
     ids[nb] = i
     return nb + (1 if ub[i] + D[a] + slack > bound else 0)
+
+
+@njit(cache=True, inline="always")
+def _visit_point(X, w, C, cc, order, half, D, G, slack, incremental, i, labels, ub, lb, sums, counts):
+    """Visit point i alone, as with many centres: nothing if its bounds hold; else its upper
+    bound is made exact first, which may spare the scan, and only then is it scanned nearest
+    first (``_scan_from``) and settled (``_settle``). Returns 1 if its label changed, else 0.
+    # IN/OUT labels, ub, lb, sums, counts"""
+    a = labels[i]
+    bound = _bound(a, lb[i], half, G, slack)
+    if ub[i] + D[a] + slack <= bound:
+        return 0
+    d2a = _dist2(X, i, C, a)
+    u = np.sqrt(d2a)
+    ub[i] = u - D[a]
+    if u + slack <= bound:
+        return 0
+    r1, r2, bj = _scan_from(X, i, C, cc, order, a, d2a, slack)
+    return _settle(X, w, i, a, r1, r2, bj, D, G, incremental, labels, ub, lb, sums, counts)
 
 
 @njit(cache=True, inline="always")
@@ -460,20 +487,8 @@ def hamerly_step(X, w, C, cc, order, half_sep, D, G, slack, incremental, labels,
                                              labels, ub, lb, p_sums[c], p_counts[c])
                     nb = 0
         for t in range(start, start if blocked else end):  # many centres: point by point
-            i = idx[t] if subset else t
-            a = labels[i]
-            lo = lb[i] - G - slack
-            bound = half_sep[a] if half_sep[a] > lo else lo
-            if ub[i] + D[a] + slack <= bound:
-                continue
-            # Make the upper bound exact first: that may spare the scan.
-            d2a = _dist2(X, i, C, a)
-            u = np.sqrt(d2a)
-            ub[i] = u - D[a]
-            if u + slack <= bound:
-                continue
-            r1, r2, j = _scan_from(X, i, C, cc, order, a, d2a, slack)
-            changed += _settle(X, w, i, a, r1, r2, j, D, G, incremental, labels, ub, lb, p_sums[c], p_counts[c])
+            changed += _visit_point(X, w, C, cc, order, half_sep, D, G, slack, incremental, idx[t] if subset else t,
+                                    labels, ub, lb, p_sums[c], p_counts[c])
         if nb:
             changed += _settle_block(X, w, C, xb, d, nb, b1, b2, bj, ids, D, G, incremental,
                                      labels, ub, lb, p_sums[c], p_counts[c])
@@ -1306,19 +1321,7 @@ def _lloyd_serial(X, w, C, labels, max_iter, slack):
                                              labels, ub, lb, sums, counts)
                     nb = 0
         for i in range(n if it > 0 and not blocked else 0):  # many centres: point by point
-            a = labels[i]
-            lo = lb[i] - G - slack
-            bound = half[a] if half[a] > lo else lo
-            if ub[i] + D[a] + slack <= bound:
-                continue
-            # Make the upper bound exact first: that may spare the scan.
-            d2a = _dist2(X, i, C, a)
-            u = np.sqrt(d2a)
-            ub[i] = u - D[a]
-            if u + slack <= bound:
-                continue
-            r1, r2, bj = _scan_from(X, i, C, cc, order, a, d2a, slack)
-            changed += _settle(X, w, i, a, r1, r2, bj, D, G, False, labels, ub, lb, sums, counts)
+            changed += _visit_point(X, w, C, cc, order, half, D, G, slack, False, i, labels, ub, lb, sums, counts)
         if nb:
             changed += _settle_block(X, w, C, xb, dist, nb, b1, b2, bj_, ids, D, G, False,
                                      labels, ub, lb, sums, counts)
