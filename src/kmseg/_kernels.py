@@ -806,7 +806,7 @@ def histogram_sorted(img, mask):
         total = tables.sum(axis=0)
         codes = np.flatnonzero(total).astype(np.int64, copy=False)
         return codes, total[codes]
-    shift = min(RADIX_LOW_BITS, bits)
+    shift = RADIX_LOW_BITS  # only RGB's 24-bit codes reach here
     counts = np.empty(((H + rows - 1) // rows, 1 << (bits - shift)), dtype=np.int64)
     seen = np.zeros((numba.get_num_threads(), 1 << (bits - 6)), dtype=np.uint64)
     _radix_count(img, mask, rows, shift, counts, seen)
@@ -816,7 +816,7 @@ def histogram_sorted(img, mask):
     np.cumsum(flat, out=offs[1:])
     offsets = np.ascontiguousarray(offs[:-1].reshape(counts.shape[1], counts.shape[0]).T)
     starts = np.ascontiguousarray(offs[:: counts.shape[0]])
-    low = np.empty(offs[-1], dtype=np.uint16 if shift <= 16 else np.uint32)
+    low = np.empty(offs[-1], dtype=np.uint16)
     _radix_scatter(img, mask, rows, shift, offsets, low)
     # Count each bucket's distinct values first, so they are written straight to their place.
     nu = np.empty(counts.shape[1], dtype=np.int64)
