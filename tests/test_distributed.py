@@ -71,6 +71,19 @@ def test_large_8bit_equals_in_memory(cluster, tmp_path, alpha):
     summary = json.loads(res.paths["palette"].read_text())
     assert summary == json.loads(json.dumps(ref.summary(), default=str)) | {"source": str(tmp_path / "big.tif")}
     assert not [p for p in os.listdir(tmp_path / "out") if p.startswith(".")]  # no temporary files left
+    # A window across tiles reads as the same window of the whole; one past the edge is refused.
+    np.testing.assert_array_equal(res.read_labels(region=(50, 170, 30, 250)), ref.labels[50:170, 30:250])
+    np.testing.assert_array_equal(res.read_image(region=(0, 200, 299, 300)), ref.image()[:, 299:])
+    with pytest.raises(kmseg.ParameterError, match=r"^region=\(0, 1024, 0, 1024\) is empty or reaches outside the "
+                       r"image, which is 200 x 300 pixels \(height x width\); pass 0 <= y0 < y1 <= 200 and "
+                       r"0 <= x0 < x1 <= 300$"):
+        res.read_labels(region=(0, 1024, 0, 1024))
+    with pytest.raises(kmseg.ParameterError, match=r"is empty"):
+        res.read_image(region=(10, 10, 0, 5))
+    with pytest.raises(kmseg.ParameterError, match=r"^region\[2\]=-1 is out of range"):
+        res.read_labels(region=(0, 5, -1, 5))
+    with pytest.raises(kmseg.ParameterTypeError, match=r"is not \(y0, y1, x0, x1\)"):
+        res.read_labels(region=(0, 5))
 
 
 def test_large_16bit_lloyd_over_regions_equals_in_memory_lloyd(cluster, tmp_path):
@@ -300,3 +313,44 @@ def test_missing_extra_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(kd.DaskNotInstalledError, match=r'pip install "kmseg\[dask\]"'):
         kd.segment_batch([], k=2)
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["nothing-listens", "unknown-scheme"])
+def test_cli_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, batch_files, kind):
+    """An address where no scheduler answers: exit 1 with one line naming the address and the
+    fix, no traceback, no output directory, and no wait at exit on a half-made client (that
+    wait was a minute, with a traceback, for an unknown scheme)."""
+    address = f"tcp://127.0.0.1:{_closed_port()}" if kind == "nothing-listens" else "foo://localhost:8786"
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kmseg", "segment", batch_files[0], "-k", "3", "-o", str(out), "--dask",
+           "--scheduler", address]
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s", "DASK_SCHEDULER_ADDRESS": ""}
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=40, env=env)
+    assert run.returncode == 1
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith(f"kmseg: error: cannot reach a Dask scheduler at '{address}' (")
+    assert lines[0].endswith("; check the address (scheduler=, CLI: --scheduler), or start a scheduler there "
+                             "with 'dask scheduler'")
+    assert not out.exists()
+
+
+def test_api_unreachable_scheduler_from_the_environment_names_the_variable(tmp_path, batch_files, monkeypatch):
+    import dask
+
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(kd.SchedulerUnreachableError) as caught:
+            kd.segment_batch(batch_files[:2], k=3, out_dir=tmp_path / "out")
+    assert isinstance(caught.value, ConnectionError) and isinstance(caught.value, kmseg.KmsegError)
+    assert str(caught.value).startswith(f"cannot reach a Dask scheduler at '{address}' (")
+    assert "fix or unset DASK_SCHEDULER_ADDRESS, which gave it" in str(caught.value)
+    assert not (tmp_path / "out").exists()

@@ -72,6 +72,7 @@ __all__ = [
     "BatchResult",
     "DaskNotInstalledError",
     "LargeSegmentation",
+    "SchedulerUnreachableError",
     "cli_segment",
     "cluster_client",
     "local_cluster",
@@ -90,6 +91,11 @@ DEFAULT_SAMPLE = 1 << 22
 
 class DaskNotInstalledError(KmsegError, ImportError):
     """The ``dask`` extra (dask, distributed, zarr) is not installed."""
+
+
+class SchedulerUnreachableError(KmsegError, ConnectionError):
+    """No Dask scheduler answers at the address given (``scheduler=``, ``--scheduler`` or
+    ``DASK_SCHEDULER_ADDRESS``)."""
 
 
 def _require_dask() -> None:
@@ -141,6 +147,7 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
 
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if address:
+        _reach(address, "scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS")
         with Client(address, set_as_default=False) as client:
             yield client
         return
@@ -151,6 +158,44 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
             yield client
     finally:
         cluster.close()
+
+
+def _reach(address: str, source: str) -> None:
+    """Check that a Dask scheduler answers at ``address`` before a client is made for it.
+
+    A :class:`distributed.Client` that fails to connect leaves a half-made client whose
+    clean-up, when it is collected, waits up to a minute and prints a traceback; so the
+    address is first tried with one connection (and Dask's connect timeout,
+    ``distributed.comm.timeouts.connect``), in a thread of its own, which works inside a
+    running event loop (Jupyter) too. ``source``: where the address came from, for the message.
+
+    Raises
+    ------
+    SchedulerUnreachableError
+        The address is malformed, nothing listens there, or what answers is not a scheduler.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def probe() -> None:
+        comm = await connect(address)
+        await comm.close()
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, probe()).result()
+    except Exception as exc:  # any failure means no scheduler can be used there
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if source == "scheduler":
+            fix = "check the address (scheduler=, CLI: --scheduler)"
+        else:
+            fix = "fix or unset DASK_SCHEDULER_ADDRESS, which gave it"
+        raise SchedulerUnreachableError(
+            f"cannot reach a Dask scheduler at {address!r} ({reason}); {fix}, or start a scheduler there "
+            "with 'dask scheduler'"
+        ) from None
 
 
 def local_cluster(n_workers: int) -> Any:
@@ -327,6 +372,21 @@ def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype
 # --------------------------------------------------------------------------- one large image
 
 
+def _window(region: Any, height: int, width: int) -> tuple[int, int, int, int]:
+    """``region`` (y0, y1, x0, x1) checked against an image of ``height`` x ``width``; None: all of it."""
+    if region is None:
+        return 0, height, 0, width
+    if isinstance(region, (str, bytes)) or not isinstance(region, Sequence) or len(region) != 4:
+        raise ParameterTypeError(f"region={region!r} is not (y0, y1, x0, x1); pass four integers such as (0, 512, 0, 512)")
+    y0, y1, x0, x1 = (check_int(f"region[{i}]", v, 0) for i, v in enumerate(region))
+    if not (y0 < y1 <= height and x0 < x1 <= width):
+        raise ParameterError(
+            f"region={tuple(region)!r} is empty or reaches outside the image, which is {height} x {width} pixels "
+            f"(height x width); pass 0 <= y0 < y1 <= {height} and 0 <= x0 < x1 <= {width}"
+        )
+    return y0, y1, x0, x1
+
+
 @dataclass
 class LargeSegmentation:
     """The result of :func:`segment_large`: the fit, and the files that hold the pixels.
@@ -398,20 +458,25 @@ class LargeSegmentation:
         Parameters
         ----------
         region : (y0, y1, x0, x1), optional
-            A window to read; default the whole image (mind its size).
+            A window to read, rows ``y0:y1`` and columns ``x0:x1``, inside the image;
+            default the whole image (mind its size).
+
+        Raises
+        ------
+        ParameterError, ParameterTypeError
+            ``region`` is not four integers, is empty, or reaches outside the image.
         """
         src = open_source(self.paths["labels"])
-        y0, y1, x0, x1 = region if region is not None else (0, src.height, 0, src.width)
-        raw = src.read(y0, y1, x0, x1)[..., 0]
+        raw = src.read(*_window(region, src.height, src.width))[..., 0]
         labels = raw.astype(np.int32)
         labels[raw == np.iinfo(raw.dtype).max] = -1
         return labels
 
     def read_image(self, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
-        """The recoloured image (or a window of it) from the segmented file."""
+        """The recoloured image (or a window of it, ``region`` as in :meth:`read_labels`) from the
+        segmented file."""
         src = open_source(self.paths["segmented"])
-        y0, y1, x0, x1 = region if region is not None else (0, src.height, 0, src.width)
-        out = src.read(y0, y1, x0, x1)
+        out = src.read(*_window(region, src.height, src.width))
         return out[..., 0] if self.shape[2] == 1 else out
 
 
