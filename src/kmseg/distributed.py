@@ -141,6 +141,9 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
     ------
     DaskNotInstalledError
         The ``dask`` extra is not installed.
+    SchedulerUnreachableError
+        No scheduler answers at the address, within Dask's connect timeout
+        (``distributed.comm.timeouts.connect``).
     """
     _require_dask()
     from distributed import Client
@@ -376,7 +379,7 @@ def _window(region: Any, height: int, width: int) -> tuple[int, int, int, int]:
     """``region`` (y0, y1, x0, x1) checked against an image of ``height`` x ``width``; None: all of it."""
     if region is None:
         return 0, height, 0, width
-    if isinstance(region, (str, bytes)) or not isinstance(region, Sequence) or len(region) != 4:
+    if isinstance(region, (str, bytes)) or not isinstance(region, (Sequence, np.ndarray)) or len(region) != 4:
         raise ParameterTypeError(f"region={region!r} is not (y0, y1, x0, x1); pass four integers such as (0, 512, 0, 512)")
     y0, y1, x0, x1 = (check_int(f"region[{i}]", v, 0) for i, v in enumerate(region))
     if not (y0 < y1 <= height and x0 < x1 <= width):
@@ -583,6 +586,8 @@ def segment_large(
         An output exists and ``force`` is False.
     DaskNotInstalledError
         The ``dask`` extra is not installed.
+    SchedulerUnreachableError
+        ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) names an address where no scheduler answers.
 
     Warns
     -----
@@ -1078,6 +1083,8 @@ def segment_batch(
         A parameter is out of range or of the wrong type (problems with one file do not raise).
     DaskNotInstalledError
         The ``dask`` extra is not installed.
+    SchedulerUnreachableError
+        ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) names an address where no scheduler answers.
 
     Warns
     -----
