@@ -182,6 +182,8 @@ def _reach(address: str, source: str) -> None:
 
     from distributed.comm import connect
 
+    from .cli import error_line
+
     async def probe() -> None:
         comm = await connect(address)
         await comm.close()
@@ -190,13 +192,12 @@ def _reach(address: str, source: str) -> None:
         with ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, probe()).result()
     except Exception as exc:  # any failure means no scheduler can be used there
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if source == "scheduler":
             fix = "check the address (scheduler=, CLI: --scheduler)"
         else:
             fix = "fix or unset DASK_SCHEDULER_ADDRESS, which gave it"
         raise SchedulerUnreachableError(
-            f"cannot reach a Dask scheduler at {address!r} ({reason}); {fix}, or start a scheduler there "
+            f"cannot reach a Dask scheduler at {address!r} ({error_line(exc)}); {fix}, or start a scheduler there "
             "with 'dask scheduler'"
         ) from None
 
