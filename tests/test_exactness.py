@@ -227,7 +227,7 @@ def test_histogram_on_a_large_image(photos, threads):
 
 
 def _check_histogram(photos):
-    from kmseg._reduce import color_histogram
+    from kmseg._reduce import color_histogram, reduce_image
 
     big = np.tile(photos["astronaut.png"], (4, 4, 1))  # 4 MP: 16 row blocks
     big[::7, ::5] += 1  # a few more distinct colours
@@ -236,6 +236,14 @@ def _check_histogram(photos):
     ref_codes, ref_counts = np.unique(packed, return_counts=True)
     np.testing.assert_array_equal(codes, ref_codes)
     np.testing.assert_array_equal(counts, ref_counts)
+    # Counts written as float64 weights at once, and points decoded straight to float32, are the
+    # same values as the int64 counts and the decoded colours.
+    red = reduce_image(big, None, "rgb", 255.0)
+    assert red.weights.dtype == np.float64 and red.points.dtype == np.float32
+    np.testing.assert_array_equal(red.codes, ref_codes)
+    np.testing.assert_array_equal(red.weights, ref_counts)
+    np.testing.assert_array_equal(red.points, np.stack([ref_codes >> 16, (ref_codes >> 8) & 255, ref_codes & 255], 1))
+    assert red.n_pixels == big.shape[0] * big.shape[1]
     mask = np.ones(big.shape[:2], bool)
     mask[: big.shape[0] // 3] = False
     codes, counts = color_histogram(big, mask)
@@ -258,6 +266,9 @@ def _check_histogram(photos):
         np.testing.assert_array_equal(codes, ref_codes)
         np.testing.assert_array_equal(counts, ref_counts)
         assert codes.dtype == counts.dtype == np.int64
+        red = reduce_image(grey16, m, "rgb", 65535.0)
+        np.testing.assert_array_equal(red.weights, ref_counts)
+        np.testing.assert_array_equal(red.points[:, 0], ref_codes)
     # And the fused painting pass labels every pixel with its nearest centre.
     seg = kmseg.segment(big, 5, seed=0)
     sample = big.reshape(-1, 3)[::101].astype(np.float64)

@@ -552,7 +552,7 @@ def select_due(ub, lb, labels, limit, lists=None):
 
 @njit(cache=True, parallel=True)
 def decode_codes(codes, out):
-    """(U,) packed colour codes -> (U, C) uint8 channels.   # OUT out"""
+    """(U,) packed colour codes -> (U, C) channels, as uint8 or as the values in floats.   # OUT out"""
     nc = out.shape[1]
     for i in prange(codes.shape[0]):
         code = codes[i]
@@ -750,7 +750,7 @@ def _bucket_emit(low, starts, seen, ustarts, shift, codes, counts):
     are read off the bitmap ``seen`` (one bit per code, from ``_bucket_distinct``) a 64-bit word
     at a time (lowest set bit by de Bruijn multiplication), so empty stretches cost one test
     per word and the cost follows the pixels, not the table's size.
-    codes, counts  # OUT (ustarts[-1],) int64
+    codes, counts  # OUT (ustarts[-1],) int64; counts int64 or float64
     """
     nb = ustarts.shape[0] - 1
     words = 1 << (shift - 6)
@@ -782,7 +782,7 @@ RADIX_LOW_BITS = 14
 DIRECT_COUNT_MAX_BITS = 16
 
 
-def histogram_sorted(img, mask):
+def histogram_sorted(img, mask, counts_dtype=np.int64):
     """Sorted distinct packed codes of an 8-bit (H, W, C<=3) or 16-bit (H, W, 1) image and
     their counts. A 16-bit code is the value itself.
 
@@ -795,7 +795,8 @@ def histogram_sorted(img, mask):
     pixels are read twice and the scatter's buffer (2 bytes a pixel, the only pixel-sized one)
     twice, each pass in order in memory, unlike counting in a 2**24 table.
     ``mask``: (H, W) uint8, or zero-sized for "every pixel counts". Counts are integers: the
-    result does not depend on threads.
+    result does not depend on threads. ``counts_dtype``: int64, or float64 for counts that are
+    used as weights (written so at once, not copied).
     """
     H, W, nc = img.shape
     bits = 8 * img.itemsize * nc
@@ -805,7 +806,7 @@ def histogram_sorted(img, mask):
         _direct_count(img, mask, rows, tables)
         total = tables.sum(axis=0)
         codes = np.flatnonzero(total).astype(np.int64, copy=False)
-        return codes, total[codes]
+        return codes, total[codes].astype(counts_dtype, copy=False)
     shift = RADIX_LOW_BITS  # only RGB's 24-bit codes reach here
     counts = np.empty(((H + rows - 1) // rows, 1 << (bits - shift)), dtype=np.int64)
     seen = np.zeros((numba.get_num_threads(), 1 << (bits - 6)), dtype=np.uint64)
@@ -824,7 +825,7 @@ def histogram_sorted(img, mask):
     ustarts = np.zeros(nu.shape[0] + 1, dtype=np.int64)
     np.cumsum(nu, out=ustarts[1:])
     codes = np.empty(ustarts[-1], dtype=np.int64)
-    out = np.empty(ustarts[-1], dtype=np.int64)
+    out = np.empty(ustarts[-1], dtype=counts_dtype)
     _bucket_emit(low, starts, seen[0], ustarts, shift, codes, out)
     return codes, out
 
@@ -1192,24 +1193,11 @@ SORTED_PARTS_MIN_POINTS = 1 << 16
 SORTED_PARTS = 4
 
 
-@njit(cache=True, parallel=True)
-def sorted_bin_means(X, w, cells, low_bits, means, counts, ids):
-    """Weighted mean and weight of the points in every occupied cell, cells ascending.
-
-    The points must come ordered by ``cells >> low_bits`` (a histogram's points are, by their
-    first channel). Each run of one such prefix is summed in a table of ``2**low_bits`` cells,
-    small enough to stay in cache, rather than one table for every cell of the grid. Sums are
-    made in point order, as in ``bin_means``. The run's occupied cells are read off a bitmap
-    a 64-bit word at a time, so the table is not scanned. Returns m, the number of occupied cells.
-
-    Many points are cut into ``SORTED_PARTS`` parts between runs, summed side by side: part p
-    writes its cells from row ``start_p`` on (it has no more cells than points), and the rows
-    are then closed up. No cell spans two parts, so the sums are the same for any cut.
-    means   # OUT (>= n, nf): rows [0, m)
-    counts  # OUT (>= n,)
-    ids     # OUT (>= n,) int64 cell ids
-    """
-    n, nf = X.shape
+@njit(cache=True)
+def sorted_parts(cells, low_bits):
+    """Where ``sorted_bin_means`` cuts the points into parts: (parts + 1,) int64 bounds, each
+    cut between runs of one ``cells >> low_bits``."""
+    n = cells.shape[0]
     parts = SORTED_PARTS if n >= SORTED_PARTS_MIN_POINTS else 1
     bounds = np.empty(parts + 1, dtype=np.int64)
     bounds[0] = 0
@@ -1219,32 +1207,56 @@ def sorted_bin_means(X, w, cells, low_bits, means, counts, ids):
             i += 1
         bounds[p] = i
     bounds[parts] = n
-    got = np.empty(parts, dtype=np.int64)
-    for p in prange(parts):
-        got[p] = _sorted_means_range(X, w, cells, low_bits, bounds[p], bounds[p + 1], means, counts, ids) - bounds[p]
-    m = got[0]
-    for p in range(1, parts):
-        for r in range(bounds[p], bounds[p] + got[p]):
-            for f in range(nf):
-                means[m, f] = means[r, f]
-            counts[m] = counts[r]
-            ids[m] = ids[r]
-            m += 1
-    return m
+    return bounds
+
+
+@njit(cache=True, parallel=True)
+def sorted_cell_counts(w, cells, low_bits, bounds, out):
+    """How many cells of each part of ``bounds`` hold some weight: the rows that
+    ``sorted_bin_means`` writes for it.   # OUT out (parts,) int64"""
+    no_points = np.empty((0, 1), dtype=np.float32)
+    no_means = np.empty((0, 1))
+    no_counts = np.empty(0)
+    no_ids = np.empty(0, dtype=np.int64)
+    for p in prange(bounds.shape[0] - 1):
+        out[p] = _sorted_means_range(no_points, w, cells, low_bits, bounds[p], bounds[p + 1], 0, True,
+                                     no_means, no_counts, no_ids)
+
+
+@njit(cache=True, parallel=True)
+def sorted_bin_means(X, w, cells, low_bits, bounds, rows, means, counts, ids):
+    """Weighted mean and weight of the points in every occupied cell, cells ascending.
+
+    The points must come ordered by ``cells >> low_bits`` (a histogram's points are, by their
+    first channel). Each run of one such prefix is summed in a table of ``2**low_bits`` cells,
+    small enough to stay in cache, rather than one table for every cell of the grid. Sums are
+    made in point order, as in ``bin_means``. The run's occupied cells are read off a bitmap
+    a 64-bit word at a time, so the table is not scanned.
+
+    The points are cut into parts between runs (``sorted_parts``), summed side by side; part
+    p writes its cells from row ``rows[p]`` on, its first row once the earlier parts' cells
+    are counted (``sorted_cell_counts``). So the outputs have one row per occupied cell and are
+    written once, in place. No cell spans two parts, so the sums are the same for any cut.
+    means   # OUT (m, nf)
+    counts  # OUT (m,)
+    ids     # OUT (m,) int64 cell ids
+    """
+    for p in prange(bounds.shape[0] - 1):
+        _sorted_means_range(X, w, cells, low_bits, bounds[p], bounds[p + 1], rows[p], False, means, counts, ids)
 
 
 @njit(cache=True)
-def _sorted_means_range(X, w, cells, low_bits, start, end, means, counts, ids):
-    """``sorted_bin_means`` of the points [start, end), written from row ``start`` on; returns
-    the row after the last one written."""
-    nf = X.shape[1]
+def _sorted_means_range(X, w, cells, low_bits, start, end, row, count_only, means, counts, ids):
+    """``sorted_bin_means`` of the points [start, end), written from ``row`` on; returns the
+    number of rows written. ``count_only``: only count them (``X`` and the outputs unused)."""
+    nf = 0 if count_only else X.shape[1]
     L = 1 << low_bits
     unit = w.shape[0] == 0
-    ls = np.zeros((L, nf))
+    ls = np.zeros((L, max(nf, 1)))
     lc = np.zeros(L)
     touched = np.zeros((L + 63) >> 6, dtype=np.uint64)
     one = np.uint64(1)
-    m = start
+    m = row
     i = start
     while i < end:
         top = cells[i] >> low_bits
@@ -1264,15 +1276,16 @@ def _sorted_means_range(X, w, cells, low_bits, start, end, means, counts, ids):
                 c = t * 64 + _bit_index(lsb)
                 word ^= lsb
                 if lc[c] != 0.0:  # a weight of 0 leaves its cell empty, as in bin_means
-                    for f in range(nf):
-                        means[m, f] = ls[c, f] / lc[c]
-                    counts[m] = lc[c]
-                    ids[m] = (top << low_bits) | c
+                    if not count_only:
+                        for f in range(nf):
+                            means[m, f] = ls[c, f] / lc[c]
+                        counts[m] = lc[c]
+                        ids[m] = (top << low_bits) | c
                     m += 1
                 for f in range(nf):
                     ls[c, f] = 0.0
                 lc[c] = 0.0
-    return m
+    return m - row
 
 
 # --------------------------------------------------------------------------- many small runs at once

@@ -84,7 +84,8 @@ def histogram_bits(dtype: np.dtype, n_channels: int) -> int:
     return 0
 
 
-def color_histogram(img: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def color_histogram(img: np.ndarray, mask: np.ndarray | None = None,
+                    counts_dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
     """Unique colours of an 8-bit image, or values of a 16-bit grey one, and how many pixels have each.
 
     Parameters
@@ -92,15 +93,17 @@ def color_histogram(img: np.ndarray, mask: np.ndarray | None = None) -> tuple[np
     img : (H, W, C) ndarray of uint8 with C <= 3, or of uint16 with C == 1
     mask : (H, W) bool ndarray, optional
         Only pixels where ``mask`` is True are counted.
+    counts_dtype : np.int64 or np.float64
+        float64 for counts that become weights: written so at once rather than copied.
 
     Returns
     -------
     codes : (U,) int64 ndarray
         Sorted packed colours, ``(c0 << 16) | (c1 << 8) | c2`` for three channels; the
         values themselves for one.
-    counts : (U,) int64 ndarray
+    counts : (U,) ndarray of ``counts_dtype``
     """
-    return K.histogram_sorted(img, _mask_arg(mask))
+    return K.histogram_sorted(img, _mask_arg(mask), counts_dtype)
 
 
 def merge_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -125,11 +128,12 @@ def merge_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
     return parts[0]
 
 
-def decode(codes: np.ndarray, n_channels: int, bits: int = 8) -> np.ndarray:
-    """(U,) packed codes -> (U, C) colours: uint8, or uint16 for 16-bit grey (``bits``)."""
+def decode(codes: np.ndarray, n_channels: int, bits: int = 8, dtype: type | None = None) -> np.ndarray:
+    """(U,) packed codes -> (U, C) colours: uint8, or uint16 for 16-bit grey (``bits``); or
+    their values as ``dtype`` (a float type), written so at once."""
     if bits == 16:
-        return codes.astype(np.uint16).reshape(-1, 1)
-    out = np.empty((codes.shape[0], n_channels), dtype=np.uint8)
+        return codes.astype(np.uint16 if dtype is None else dtype).reshape(-1, 1)
+    out = np.empty((codes.shape[0], n_channels), dtype=np.uint8 if dtype is None else dtype)
     K.decode_codes(codes, out)
     return out
 
@@ -157,13 +161,23 @@ def _summarise(points, weights, cells, n_cells):
 
 
 def _summarise_sorted(points, weights, cells, low_bits):
-    """As ``_summarise``, for points ordered by ``cells >> low_bits``, without a table of every cell."""
-    n = points.shape[0]  # rows for every point: the kernel's parts write apart before closing up
-    means = np.empty((n, points.shape[1]))
-    counts = np.empty(n)
-    ids = np.empty(n, dtype=np.int64)
-    m = K.sorted_bin_means(points, np.empty(0) if weights is None else weights, cells, low_bits, means, counts, ids)
-    return means[:m].copy(), counts[:m].copy(), ids[:m].copy()
+    """As ``_summarise``, for points ordered by ``cells >> low_bits``, without a table of every cell.
+
+    The occupied cells are counted first, so the summary is written once into arrays of its
+    own size: fresh memory costs a page fault per 4 KB touched, and a one-off call pays them all.
+    """
+    w = np.empty(0) if weights is None else weights
+    bounds = K.sorted_parts(cells, low_bits)
+    got = np.empty(bounds.shape[0] - 1, dtype=np.int64)
+    K.sorted_cell_counts(w, cells, low_bits, bounds, got)
+    rows = np.zeros(got.shape[0] + 1, dtype=np.int64)
+    np.cumsum(got, out=rows[1:])
+    m = int(rows[-1])
+    means = np.empty((m, points.shape[1]))
+    counts = np.empty(m)
+    ids = np.empty(m, dtype=np.int64)
+    K.sorted_bin_means(points, w, cells, low_bits, bounds, rows, means, counts, ids)
+    return means, counts, ids
 
 
 def _nested_levels(points, weights, cells, nbins, nf, n_levels, ordered=False):
@@ -238,7 +252,7 @@ def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: 
     nc = pixels.shape[2]
     bits = histogram_bits(pixels.dtype, nc)
     if bits:
-        codes, counts = color_histogram(pixels, mask)
+        codes, counts = color_histogram(pixels, mask, np.float64)
         return reduce_histogram(codes, counts, nc, space, bits)
     flat = pixels.reshape(-1, nc)
     if mask is not None:
@@ -252,15 +266,17 @@ def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: 
 
 
 def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, space: str, bits: int = 8) -> Reduced:
-    """Weighted points from an exact colour histogram (codes sorted, counts > 0) of ``bits``
-    a channel (``histogram_bits``)."""
-    colors = decode(codes, n_channels, bits)
-    points = to_features(colors, space, float((1 << bits) - 1))
-    weights = counts.astype(np.float64)
+    """Weighted points from an exact colour histogram (codes sorted, counts > 0, int64 or
+    float64) of ``bits`` a channel (``histogram_bits``)."""
+    if space == "rgb":
+        points = decode(codes, n_channels, bits, np.float32)  # as to_features(decode(...)) gives them
+    else:
+        points = to_features(decode(codes, n_channels, bits), space, float((1 << bits) - 1))
+    weights = counts.astype(np.float64, copy=False)
     levels = []
     if points.shape[0] > COARSE_MIN_POINTS:
         levels = histogram_levels(points, weights, codes, n_channels, bits)
-    return Reduced("histogram", points, weights, int(counts.sum()), codes, n_channels, levels,
+    return Reduced("histogram", points, weights, int(weights.sum()), codes, n_channels, levels,
                    point_facts(points, weights), value_bits=bits)
 
 
