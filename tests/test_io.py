@@ -564,6 +564,17 @@ def test_truncated_tiff_is_corrupt(tmp_path: Path) -> None:
         load_image(path)
 
 
+def test_jpeg_header_then_garbage_is_corrupt(tmp_path: Path) -> None:
+    """A file that starts like a JPEG (its SOI and JFIF segment) and then is not one: where the
+    next marker should be there is none, and Pillow cannot identify the file."""
+    good = save_pil(tmp_path / "good.jpg", Image.fromarray(noise())).read_bytes()
+    assert good[2:4] == b"\xff\xe0" and good[20] == 0xFF
+    path = tmp_path / "garbage.jpg"
+    path.write_bytes(good[:20] + bytes(range(1, 255)) * 20)
+    with pytest.raises(CorruptImageError, match=r"garbage\.jpg: looks like a JPEG file but cannot be decoded"):
+        load_image(path)
+
+
 def test_png_with_broken_header_is_corrupt(tmp_path: Path) -> None:
     path = tmp_path / "bad.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)

@@ -187,9 +187,11 @@ def _pillow_pixels(im: Image.Image, png16: bool) -> tuple[np.ndarray, bool]:
 
 
 def _load_pillow(name: str, fmt: str, limit: int | None, png16: bool = False) -> tuple[np.ndarray, bool]:
-    formats = [fmt, "MPO"] if fmt == "JPEG" else [fmt]
     try:
-        im = Image.open(name, formats=formats)
+        # One format: the one the magic bytes name. (A multi-picture JPEG, MPO, opens through
+        # the JPEG plugin. Naming "MPO" too made Pillow 13, where it is no format of its own,
+        # raise KeyError for a JPEG it could not identify.)
+        im = Image.open(name, formats=[fmt])
     except (UnidentifiedImageError, SyntaxError, ValueError, OSError, EOFError, struct.error) as exc:
         raise _corrupt(name, fmt, exc) from exc
     with im:
