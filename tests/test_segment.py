@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import tracemalloc
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -95,6 +97,27 @@ def test_four_band_array_without_alpha():
     img[..., 3] = 0
     seg = kmseg.segment(img, k=2, alpha=False, seed=0)
     assert (seg.labels >= 0).all() and seg.centers.shape == (2, 4)
+
+
+@pytest.mark.parametrize("dtype, top", [(np.uint16, 4095), (np.uint8, 200), (np.float32, 0.5)])
+@pytest.mark.parametrize("n", [2, 4])
+def test_an_array_band_taken_as_alpha_but_never_opaque_warns(dtype, top, n):
+    """RGB + near infrared (12-bit in uint16), or two stains: the last band is data, not alpha.
+    Taken as alpha, it would leave the band out and hide its zero pixels, so that is said."""
+    rng = np.random.default_rng(0)
+    img = (rng.random((12, 12, n)) * top).astype(dtype)
+    img[:2, :2, -1] = 0
+    with pytest.warns(UserWarning, match=rf"the last of {n} channels is taken as alpha .* pass alpha=False"):
+        seg = kmseg.segment(img, k=2, seed=0)
+    assert (seg.labels[:2, :2] == -1).all() and seg.centers.shape[1] == n - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        every = kmseg.segment(img, k=2, seed=0, alpha=False)  # all bands, every pixel
+        kept = kmseg.segment(img, k=2, seed=0, alpha=True)  # alpha, as asked
+        img[0, 0, -1] = np.iinfo(dtype).max if img.dtype.kind == "u" else 1.0
+        kmseg.segment(img, k=2, seed=0)  # some pixel is opaque: an alpha channel as usual
+    assert (every.labels >= 0).all() and every.centers.shape[1] == n
+    assert (kept.labels[:2, :2] == -1).all()
 
 
 def test_fewer_colours_than_k_warns_and_returns_the_colours():

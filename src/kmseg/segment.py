@@ -356,6 +356,24 @@ class Prepared:
         )
 
 
+def _check_inferred_alpha(arr: np.ndarray) -> None:
+    """Warn when an array's last band, taken as alpha for its channel count alone, is never
+    fully opaque: it is more likely a band of data (RGB + near infrared, two stains), which
+    would be dropped from the features and hide the pixels where it is 0."""
+    n = arr.shape[2]
+    opaque = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else 1.0
+    top = arr[..., -1].max()
+    if 0 < top < opaque:  # (all 0: an image with nothing to cluster, which is an error of its own)
+        kind = "grey+alpha" if n == 2 else "RGBA"
+        warnings.warn(
+            f"the last of {n} channels is taken as alpha (a {n}-channel array is read as {kind}), but no pixel is "
+            f"fully opaque (its maximum is {top:g}, not {opaque:g}); pass alpha=False to cluster all {n} channels, "
+            "or alpha=True to keep it as alpha",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def prepare(
     image: ImageLike,
     *,
@@ -381,6 +399,8 @@ def prepare(
     n_channels = 1 if arr.ndim == 2 else arr.shape[2]
     if alpha is None:
         alpha = has_alpha
+        if alpha and source is None:
+            _check_inferred_alpha(arr)
     elif alpha and n_channels not in (2, 4):
         raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {n_channels}")
     space = check_color_space(color_space, n_channels - (1 if alpha else 0))
@@ -443,8 +463,9 @@ def segment(
         full image with the nearest of those centres. Faster on huge images; no longer exact.
     alpha : bool, optional
         Treat the last channel as alpha. Default: for a file, whether it has alpha; for an
-        array, True for 2 and 4 channels (grey+alpha, RGBA). Pass ``alpha=False`` for a
-        4-band array that has no alpha. Pixels whose alpha is 0 get label -1 and are not
+        array, True for 2 and 4 channels (grey+alpha, RGBA), with a ``UserWarning`` when
+        that last channel is nowhere fully opaque (255, 65535 or 1.0). Pass ``alpha=False``
+        for a 2- or 4-band array that has no alpha. Pixels whose alpha is 0 get label -1 and are not
         clustered or counted.
     max_pixels : int, optional
         For paths: the decompression-bomb limit (default: Pillow's).
