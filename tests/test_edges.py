@@ -62,6 +62,23 @@ def test_grey_rgba_and_grey_alpha():
     assert np.array_equal(edges(ga), ref)
 
 
+def test_transparent_pixels_are_never_edges(tmp_path):
+    """The colours stored under alpha 0 are not part of the picture: an array or a PNG file
+    with the left half transparent over busy noise has edges only where it is opaque."""
+    img, _ = quadrants(COLORS, noise=10.0)
+    rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    half = img.shape[1] // 2
+    rgba[:, :half, 3] = 0
+    rgba[:, :half, :3] = np.random.default_rng(0).integers(0, 256, (img.shape[0], half, 3), dtype=np.uint8)
+    ref = edges(rgba[..., :3], 10, 20)
+    assert ref[:, :half].sum() > 100  # the noise has plenty of edges...
+    path = save_image(tmp_path / "half.png", rgba)
+    for source in (rgba, path):
+        e = edges(source, 10, 20)
+        assert not e[:, :half].any()  # ...that no longer count
+        np.testing.assert_array_equal(e[:, half:], ref[:, half:])
+
+
 def test_many_bands_use_their_mean():
     bands = np.repeat(step_image()[..., :1], 5, axis=2)
     assert np.array_equal(edges(bands), edges(step_image()))

@@ -72,7 +72,9 @@ def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | 
     The image is turned into 8-bit grey first (see :func:`to_gray8`: 16-bit and float are
     scaled to 0-255, colour becomes BT.601 luma), so the thresholds are always on the 8-bit
     scale, as in the tutorials' ``cv2.Canny(gray, 100, 200)``. The Sobel aperture is 3 and
-    the gradient magnitude is the L1 norm, OpenCV's defaults.
+    the gradient magnitude is the L1 norm, OpenCV's defaults. Pixels whose alpha is 0 are
+    never edges: the colours stored under them are not part of the picture (a file has alpha
+    if its format says so; an array if it has 2 or 4 channels, as in :func:`kmseg.segment`).
 
     Parameters
     ----------
@@ -112,7 +114,10 @@ def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | 
     if lo > hi:
         raise ParameterError(f"low={low!r} is above high={high!r}; pass low <= high, such as low=100, high=200")
     arr, has_alpha = read_image(image, max_pixels=max_pixels)
-    return cv2.Canny(to_gray8(arr, has_alpha=has_alpha), lo, hi) > 0
+    out = cv2.Canny(to_gray8(arr, has_alpha=has_alpha), lo, hi) > 0
+    if has_alpha:
+        out &= arr[..., -1] > 0  # what lies under a transparent pixel is not part of the picture
+    return out
 
 
 def boundaries(labels: np.ndarray) -> np.ndarray:
