@@ -201,6 +201,21 @@ def test_elbow_marks_the_knee_and_sweeps_an_image(img, sweep):
         plot.elbow(sweep, seed=3)
 
 
+def test_a_long_elbow_sweep_gets_readable_ticks():
+    """Every k is a tick on a short sweep; on k = 1..64 the labels would run together, so
+    there are about 20 whole-number ticks."""
+    from kmseg._elbow import Elbow
+
+    for n, most in ((10, 10), (64, 21)):
+        ks = np.arange(1, n + 1)
+        r = Elbow(ks=ks, inertias=1000.0 / ks, knee=4)
+        ax = plot.elbow(r, dpi=30).axes[0]
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= n]
+        assert len(ticks) <= most and all(float(t).is_integer() for t in ticks)
+        if n == 10:
+            assert ticks == ks.tolist()
+
+
 def test_scatter_colours_points_by_cluster(img, seg):
     fig = plot.scatter3d(img, seg, sample=150, seed=1, dpi=30)
     plot.figure_bytes(fig)  # 3-D collections settle their colours when drawn

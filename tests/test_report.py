@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kmseg.errors import ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
+from kmseg.errors import ConvergenceWarning, ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
 from kmseg.io import save_image
 from kmseg.report import SECTIONS, n_steps, write_report
 from helpers import quadrants
@@ -121,6 +121,21 @@ def test_given_k_demo_signature_and_escaping(img, tmp_path):
     assert page.palette_rows == 3
     raw = out.read_text(encoding="utf-8")
     assert "<b>" not in raw and "&lt;b&gt;&amp;pic.png" in raw
+
+
+def test_captions_say_what_the_figures_show(img, tmp_path):
+    """The elbow's caption names the silhouette axis only when it is drawn; the grid's caption
+    says when the image has fewer colours than a panel's k (here 2 colours against 3, 5, 7)."""
+    text = " ".join(parse(write_report(img, tmp_path / "a.html", seed=0, ks=range(1, 4))).text)
+    assert "silhouette (on a pixel sample) is on the right axis" in text
+    assert "segmentation for k = 3, 5, 7." in text and "fewer distinct colours" not in text
+    two = np.zeros((20, 30, 3), np.uint8)
+    two[:, 15:] = (200, 40, 40)
+    with pytest.warns(ConvergenceWarning, match="only 2 distinct colours"):
+        out = write_report(two, tmp_path / "b.html", seed=0, ks=range(1, 4), silhouette=False, k=2)
+    text = " ".join(parse(out).text)
+    assert "right axis" not in text
+    assert "The image has fewer distinct colours than some of these k, so the panels have 2, 2, 2 clusters." in text
 
 
 def test_k_outside_the_sweep(img, tmp_path):

@@ -402,6 +402,10 @@ def grid(
     return _finish(fig, save, fmt, force)
 
 
+#: An elbow plot labels every k up to this many; beyond, about this many whole-number ticks.
+_ELBOW_MAX_TICKS = 20
+
+
 def elbow(
     result: Elbow | Any,
     *,
@@ -461,7 +465,12 @@ def elbow(
     ax.set_xlabel("k (number of clusters)")
     ax.set_ylabel("inertia (sum of squared distances)")
     ax.set_yscale(yscale)
-    ax.set_xticks(ks)
+    if ks.size <= _ELBOW_MAX_TICKS:
+        ax.set_xticks(ks)
+    else:  # one tick per k would run the labels together
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=_ELBOW_MAX_TICKS, integer=True))
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if result.silhouettes is not None and not np.all(np.isnan(result.silhouettes)):

@@ -254,8 +254,14 @@ def write_report(
     render("segmentation", lambda: plot.compare(arr, seg))
     render("elbow", lambda: plot.elbow(result))
     # The grid's segmentations are made here and dropped with their panels (about 7 bytes a pixel each).
-    render("grid", lambda: plot.grid(prep, [seg if g == chosen else _segment_at(prep, result, int(g), fit_opts)
-                                            for g in grid_list]))
+    grid_k: list[int] = []  # the clusters each panel got (fewer where the image has fewer colours)
+
+    def grid_figure() -> Any:
+        segs = [seg if g == chosen else _segment_at(prep, result, int(g), fit_opts) for g in grid_list]
+        grid_k.extend(s_.centers.shape[0] for s_ in segs)
+        return plot.grid(prep, segs)
+
+    render("grid", grid_figure)
     render("scatter", lambda: plot.scatter3d(arr, seg, seed=0))
     render("histogram", lambda: plot.histogram(arr))
     render("palette", lambda: plot.palette(seg))
@@ -340,12 +346,15 @@ def write_report(
         "</section>",
         '<section id="elbow"><h2>Choosing k: the elbow</h2>',
         fig_html("elbow", "inertia against k", f"Inertia against k. The knee (k = {result.knee}) is where Kneedle's "
-                 "difference curve on the log-inertia peaks; the silhouette (on a pixel sample) is on the right axis."),
+                 "difference curve on the log-inertia peaks" + ("; the silhouette (on a pixel sample) is on the right "
+                 "axis." if sil is not None and not np.all(np.isnan(sil)) else ".")),
         _table(["k", "inertia", "silhouette", "seconds"], elbow_rows, {1, 2, 3}),
         "</section>",
         '<section id="grid"><h2>Side by side</h2>',
         fig_html("grid", "segmentations for several k", "The original and its segmentation for k = "
-                 + ", ".join(str(g) for g in grid_list) + "."),
+                 + ", ".join(str(g) for g in grid_list) + "." + (
+                     "" if grid_k == [int(g) for g in grid_list] else " The image has fewer distinct colours than "
+                     f"some of these k, so the panels have {', '.join(str(g) for g in grid_k)} clusters.")),
         "</section>",
         '<section id="scatter"><h2>Pixel colours in 3-D</h2>',
         fig_html("scatter", "3-D scatter of pixel colours", "A random sample of pixels in RGB, each in its cluster's "
