@@ -257,6 +257,19 @@ def test_masks_blacks_out_the_largest_cluster_by_default(img, seg):
         plot.masks(img, seg, disable=9)
 
 
+def test_masks_of_an_rgba_image_show_transparency_alike_in_every_panel(img):
+    """The blacked-out image and the cut-outs all draw transparent pixels light grey in a frame,
+    so no panel looks smaller than the others."""
+    rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    rgba[:, : img.shape[1] // 2, 3] = 0
+    fig = plot.masks(rgba, 2, seed=0, dpi=30)
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 3
+    for ax in panels:
+        assert ax.get_facecolor()[:3] == pytest.approx((0.85, 0.85, 0.85))
+        assert ax.axison and not ax.get_xticks().size
+
+
 def test_edges_overlay(img, seg):
     fig = plot.edges(img, seg, 50, 150, dpi=30)
     assert "boundaries" in fig.axes[0].get_title()

@@ -191,6 +191,14 @@ def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str, factor: float
     ax.set_axis_off()
 
 
+def _transparent_as_grey(ax: Any) -> None:
+    """Show a panel's transparent pixels as light grey, inside a frame without ticks."""
+    ax.set_facecolor("0.85")
+    ax.set_axis_on()
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _auto_size(h: int, w: int, ncols: int, nrows: int, width: float = 10.0) -> tuple[float, float]:
     """Figure size for a grid of image panels: ``width`` inches wide, height from the aspect."""
     panel_w = width / ncols
@@ -777,14 +785,13 @@ def masks(
     word = "cluster" if len(off) == 1 else "clusters"
     factor = _panel_factor(fig, arr, nrows, ncols)
     _show(axes[0], masked, has_alpha, f"{word} {', '.join(str(i) for i in off)} blacked out", factor)
+    if has_alpha:
+        _transparent_as_grey(axes[0])  # as in the cut-outs, so every panel shows the whole frame
     total = max(int(s.counts.sum()), 1)
     for i in range(s.k):
         ax = axes[i + 1]
-        ax.set_facecolor("0.85")
         _show(ax, s.extract(i), True, f"cluster {i} ({100 * s.counts[i] / total:.1f}%)", factor)
-        ax.set_axis_on()
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _transparent_as_grey(ax)
     for ax in axes[n:]:
         ax.set_axis_off()
     return _finish(fig, save, fmt, force)
