@@ -378,6 +378,22 @@ def test_too_many_pixels_is_413() -> None:
         assert c.app.state.kmseg.counts["decodes"] == 0
 
 
+def test_too_many_pixels_says_what_a_web_user_can_do(tmp_path: Path) -> None:
+    # The library's fix (max_pixels=, --max-pixels of a kmseg command) is not the web user's.
+    path = tmp_path / "coffee.png"
+    path.write_bytes(COFFEE)
+    with pytest.raises(kmseg.ImageTooLargeError, match=r"; pass max_pixels=240000 or more \(CLI: --max-pixels\)"):
+        kmseg.load_image(path, max_pixels=100_000)
+    with TestClient(create_app(max_pixels=100_000, warm_up=False)) as c:
+        for resp in (upload(c, COFFEE, "coffee.png"),
+                     c.post("/api/elbow", files={"file": ("coffee.png", COFFEE, "image/png")})):
+            detail = assert_error(resp, 413, "")
+            assert detail == (
+                "coffee.png: 240000 pixels (600 x 400) exceeds the limit of 100000; choose a smaller image, "
+                "or restart the server with a larger limit: kmseg serve --max-pixels 240000"
+            )
+
+
 def test_not_an_image_names_the_upload_not_a_temp_file(client: TestClient) -> None:
     detail = assert_error(upload(client, b"just some text\n", "notes.txt"), 415, "^notes.txt: not an image")
     assert client.app.state.kmseg.tmpdir not in detail and "upload-" not in detail
