@@ -458,6 +458,27 @@ def test_result_errors(client: TestClient) -> None:
     assert_error(client.delete("/api/segment"), 405, "Method Not Allowed")
 
 
+def test_result_files_refuse_parameters_they_do_not_take(client: TestClient) -> None:
+    urls = upload(client, SMALL, k=2, disable="1").json()["urls"]
+    # the label map and the ZIP are always full size: width is refused, not ignored
+    for url, name in ((urls["labels"], "labels.png"), (urls["clusters_zip"], "clusters.zip")):
+        detail = assert_error(client.get(url + "?width=64"), 422, "")
+        assert detail == f"width='64' is not a parameter of {name}; leave it out ({name} takes only download)"
+        assert client.get(url + "?download=1").headers["content-disposition"].startswith("attachment")
+    takes = {
+        "segmented": ("segmented.png", "width and download"),
+        "palette": ("palette.json", "download"),
+        "masked": ("masked.png", "disable, width and download"),
+    }
+    for key, (name, accepted) in takes.items():
+        url = urls[key] + ("&" if "?" in urls[key] else "?")
+        detail = assert_error(client.get(url + "size=64"), 422, "")
+        assert detail == f"size='64' is not a parameter of {name}; leave it out ({name} takes only {accepted})"
+    assert_error(client.get(urls["clusters"][1] + "?width=64&Width=64"), 422,
+                 r"^Width='64' is not a parameter of cluster/\{index\}\.png; .*takes only width and download\)$")
+    assert client.get(urls["clusters"][1] + "?width=64&download=1").status_code == 200
+
+
 def test_samples(client: TestClient) -> None:
     resp = client.get("/api/sample/coffee.png")
     assert resp.status_code == 200 and resp.content == COFFEE

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import numpy as np
 from anyio import CapacityLimiter, to_thread
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -523,6 +523,22 @@ def _parse_disable(text: str | None, k: int | None = None) -> list[int]:
     return sorted(set(out))
 
 
+def _only_query(endpoint: str, *names: str) -> Any:
+    """A dependency that refuses (422) any query parameter but ``names``, rather than ignore it
+    (``?width=`` on the label map would otherwise be dropped without a word)."""
+    takes = " and ".join(", ".join(names).rsplit(", ", 1))
+
+    def check(request: Request) -> None:
+        for key, value in request.query_params.multi_items():
+            if key not in names:
+                shown = f"{key[:40]}={value[:80]!r}"
+                raise HTTPException(
+                    422, f"{shown} is not a parameter of {endpoint}; leave it out ({endpoint} takes only {takes})"
+                )
+
+    return Depends(check)
+
+
 # --------------------------------------------------------------------------- API models
 
 
@@ -617,6 +633,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "Bad parameter, or a corrupt image."},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Unknown result or cluster."}}
+_BAD_QUERY: dict[int | str, dict[str, Any]] = {422: {"model": ErrorResponse, "description": "A bad or unknown parameter."}}
 _PNG = {"content": {"image/png": {}}, "description": "A PNG image."}
 
 # Parameter types, at module level: FastAPI resolves the string annotations in this module's globals.
@@ -980,9 +997,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/segmented.png",
         response_class=Response,
-        responses={200: _PNG, **_NOT_FOUND},
+        responses={200: _PNG, **_NOT_FOUND, **_BAD_QUERY},
         summary="The recoloured image",
         tags=["result"],
+        dependencies=[_only_query("segmented.png", "width", "download")],
     )
     async def segmented_png(result_id: ResultId, width: Width = None, download: Download = False) -> Response:
         """Every pixel painted in its cluster's centre colour (8-bit PNG; alpha kept)."""
@@ -992,9 +1010,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/labels.png",
         response_class=Response,
-        responses={200: _PNG, **_NOT_FOUND},
+        responses={200: _PNG, **_NOT_FOUND, **_BAD_QUERY},
         summary="The label map",
         tags=["result"],
+        dependencies=[_only_query("labels.png", "download")],
     )
     async def labels_png(result_id: ResultId, download: Download = False) -> Response:
         """8-bit grey PNG: each pixel's value is its cluster index; 255 marks transparent pixels."""
@@ -1003,10 +1022,11 @@ def create_app(
 
     @app.get(
         "/api/result/{result_id}/palette.json",
-        responses={200: {"content": {"application/json": {}}, "description": "The summary."}, **_NOT_FOUND},
+        responses={200: {"content": {"application/json": {}}, "description": "The summary."}, **_NOT_FOUND, **_BAD_QUERY},
         response_class=Response,
         summary="The palette and run summary",
         tags=["result"],
+        dependencies=[_only_query("palette.json", "download")],
     )
     async def palette_json(result_id: ResultId, download: Download = False) -> Response:
         """The same JSON as `kmseg segment` writes: size, k, colour space, inertia, centres, palette."""
@@ -1020,9 +1040,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/masked.png",
         response_class=Response,
-        responses={200: _PNG, **_NOT_FOUND, 422: {"model": ErrorResponse, "description": "Bad disable list."}},
+        responses={200: _PNG, **_NOT_FOUND, **_BAD_QUERY},
         summary="The original with some clusters hidden",
         tags=["result"],
+        dependencies=[_only_query("masked.png", "disable", "width", "download")],
     )
     async def masked_png(
         result_id: ResultId,
@@ -1041,9 +1062,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/cluster/{index}.png",
         response_class=Response,
-        responses={200: _PNG, **_NOT_FOUND},
+        responses={200: _PNG, **_NOT_FOUND, **_BAD_QUERY},
         summary="A cut-out of one cluster",
         tags=["result"],
+        dependencies=[_only_query("cluster/{index}.png", "width", "download")],
     )
     async def cluster_png(
         result_id: ResultId,
@@ -1061,9 +1083,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/clusters.zip",
         response_class=Response,
-        responses={200: {"content": {"application/zip": {}}, "description": "A ZIP archive."}, **_NOT_FOUND},
+        responses={200: {"content": {"application/zip": {}}, "description": "A ZIP archive."}, **_NOT_FOUND, **_BAD_QUERY},
         summary="Every cut-out, zipped",
         tags=["result"],
+        dependencies=[_only_query("clusters.zip", "download")],
     )
     async def clusters_zip(result_id: ResultId, download: Download = True) -> Response:
         """A ZIP with one RGBA cut-out PNG per cluster (`NAME-kK-cluster{i}.png`)."""
