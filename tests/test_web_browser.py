@@ -269,3 +269,21 @@ def test_errors_are_shown_and_the_page_recovers(server: tuple[str, Any], web_pag
     page.get_by_test_id("k-slider").fill("7")
     expect(swatches).to_have_count(7)
     expect(alert).to_be_hidden()
+
+
+def test_status_counts_the_colours_of_an_image_with_fewer_than_k(server: tuple[str, Any], web_page: Any,
+                                                                  tmp_path) -> None:
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    status = page.get_by_test_id("status")
+    for n, colours in ((1, [(40, 90, 200)]), (2, [(40, 90, 200), (230, 200, 20)])):
+        flat = np.zeros((12, 12, 3), np.uint8)
+        for i, c in enumerate(colours):
+            flat[:, i * 12 // n:] = c
+        path = tmp_path / f"flat{n}.png"
+        Image.fromarray(flat).save(path)
+        page.set_input_files("#file-input", str(path))
+        expect(page.locator('[data-testid="swatch"]')).to_have_count(n)
+        word = "colour" if n == 1 else "colours"
+        expect(status).to_contain_text(f"K = {n} (the image has only {n} {word}) · 12 × 12 px")

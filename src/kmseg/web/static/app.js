@@ -53,6 +53,7 @@
   }
 
   const mb = (bytes) => `${+(bytes / 1048576).toFixed(1)} MB`;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
   // ------------------------------------------------------------------ choosing an image
 
@@ -181,9 +182,9 @@
     el.segmented.src = preview(data.urls.segmented, el.segmented);
     updateMasked();
 
-    const fewer = data.k < data.k_requested ? ` (the image has only ${data.k} colours)` : "";
+    const fewer = data.k < data.k_requested ? ` (the image has only ${plural(data.k, "colour")})` : "";
     const how = data.cached ? "image already decoded" : "image decoded";
-    setStatus(`K = ${data.k}${fewer} · ${data.width} × ${data.height} px · ${data.n_iter} iterations · ` +
+    setStatus(`K = ${data.k}${fewer} · ${data.width} × ${data.height} px · ${plural(data.n_iter, "iteration")} · ` +
       `${data.seconds.toFixed(2)} s (${how})`);
 
     el.palette.replaceChildren(...data.palette.map((p) => {
