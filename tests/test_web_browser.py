@@ -287,3 +287,22 @@ def test_status_counts_the_colours_of_an_image_with_fewer_than_k(server: tuple[s
         expect(page.locator('[data-testid="swatch"]')).to_have_count(n)
         word = "colour" if n == 1 else "colours"
         expect(status).to_contain_text(f"K = {n} (the image has only {n} {word}) · 12 × 12 px")
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_palette_hint_holds_in_either_layout(server: tuple[str, Any], web_page: Any, width: int) -> None:
+    page = web_page
+    url, _ = server
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(url)
+    page.set_input_files("#file-input", str(data.path("coffee.png")))
+    expect(page.locator('[data-testid="swatch"]')).to_have_count(5)
+    seg, masked = (page.locator(sel).bounding_box() for sel in ("#segmented", "#masked"))
+    beside = masked["x"] >= seg["x"] + seg["width"]
+    assert beside == (width > 1000)  # the images stand side by side on a wide window, stacked on a narrow one
+    # the hint names the image by what it is, never by where it is
+    hint = page.locator("p.hint:has(+ #palette)").inner_text()  # the line above the swatches
+    assert not re.search(r"\b(right|left|above|below|beside|under)\b", hint), hint
+    assert page.get_by_test_id("masked-caption").inner_text().lower() in hint.lower()
+    # narrow or wide, nothing is wider than the window
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
