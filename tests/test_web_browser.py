@@ -306,3 +306,45 @@ def test_the_palette_hint_holds_in_either_layout(server: tuple[str, Any], web_pa
     assert page.get_by_test_id("masked-caption").inner_text().lower() in hint.lower()
     # narrow or wide, nothing is wider than the window
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_the_masked_download_waits_for_a_hidden_cluster(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    page.set_input_files("#file-input", str(data.path("coffee.png")))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    masked, hint = page.get_by_test_id("dl-masked"), page.get_by_test_id("dl-masked-hint")
+    downloads: list[Any] = []
+    page.on("download", lambda d: downloads.append(d))
+
+    # nothing hidden: the masked image would be the original, so there is no link, and a hint
+    expect(masked).not_to_have_attribute("href", re.compile(".*"))
+    expect(masked).to_have_attribute("aria-disabled", "true")
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text("click a colour in the palette to hide its cluster")
+    masked.click()
+    with page.expect_download():  # a download that does start, after the click on the masked link
+        page.get_by_test_id("dl-segmented").click()
+    assert [d.suggested_filename for d in downloads] == ["coffee-k5-segmented.png"]
+
+    # a hidden cluster: the link gives the masked image, full size, with that cluster black
+    swatches.nth(2).click()
+    expect(masked).to_have_attribute("href", re.compile(r"/masked\.png\?disable=2$"))
+    expect(masked).not_to_have_attribute("aria-disabled", "true")
+    expect(hint).to_be_hidden()
+    with page.expect_download() as info:
+        masked.click()
+    assert info.value.suggested_filename == "coffee-k5-masked-2.png"
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    labels = np.asarray(Image.open(io.BytesIO(page.request.get(
+        url.rstrip("/") + page.get_by_test_id("dl-labels").get_attribute("href")).body())))
+    with Image.open(target) as im:
+        shown = np.asarray(im)
+    assert shown.shape == (400, 600, 3) and (shown[labels == 2] == 0).all() and shown[labels != 2].any()
+
+    swatches.nth(2).click()  # shown again: nothing hidden, no link
+    expect(masked).not_to_have_attribute("href", re.compile(".*"))
+    expect(hint).to_be_visible()

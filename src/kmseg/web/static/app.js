@@ -10,7 +10,8 @@
     segmented: $("segmented"), masked: $("masked"), maskedCaption: $("masked-caption"),
     palette: $("palette"), elbow: $("elbow"), elbowNote: $("elbow-note"),
     downloads: $("downloads"), dlSegmented: $("dl-segmented"), dlLabels: $("dl-labels"),
-    dlPalette: $("dl-palette"), dlMasked: $("dl-masked"), dlZip: $("dl-clusters-zip"), dlClusters: $("dl-clusters"),
+    dlPalette: $("dl-palette"), dlMasked: $("dl-masked"), dlMaskedHint: $("dl-masked-hint"),
+    dlZip: $("dl-clusters-zip"), dlClusters: $("dl-clusters"),
   };
 
   const state = {
@@ -282,8 +283,16 @@
     el.maskedCaption.textContent = hidden.length
       ? `Hidden: cluster${hidden.length > 1 ? "s" : ""} ${hidden.join(", ")}`
       : "Original";
-    const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
-    link(el.dlMasked, url, `${stem}-masked${hidden.length ? "-" + hidden.join("-") : ""}.png`);
+    // With nothing hidden the masked image is the original: no link, and a hint says what to do.
+    el.dlMaskedHint.hidden = hidden.length > 0;
+    if (hidden.length) {
+      const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
+      link(el.dlMasked, url, `${stem}-masked-${hidden.join("-")}.png`);
+      el.dlMasked.removeAttribute("aria-disabled");
+    } else {
+      el.dlMasked.removeAttribute("href");
+      el.dlMasked.setAttribute("aria-disabled", "true");
+    }
   }
 
   el.segmented.addEventListener("error", () => {
