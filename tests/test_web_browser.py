@@ -348,3 +348,52 @@ def test_the_masked_download_waits_for_a_hidden_cluster(server: tuple[str, Any],
     swatches.nth(2).click()  # shown again: nothing hidden, no link
     expect(masked).not_to_have_attribute("href", re.compile(".*"))
     expect(hint).to_be_visible()
+
+
+def test_a_seed_the_api_refuses_is_refused_on_the_page(server: tuple[str, Any], web_page: Any) -> None:
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    page.set_input_files("#file-input", str(data.path("coffee.png")))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    seed, alert = page.get_by_test_id("seed"), page.get_by_role("alert")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.post_data or "") if r.url.endswith("/api/segment") else None)
+    # the page's words for a bad seed are the API's
+    api = page.request.post(url + "api/segment", multipart={"upload_id": "0" * 64, "seed": "-5"})
+    assert api.status == 422
+    fix = api.json()["detail"].split("; ")[-1]
+    assert fix == "pass a whole number from 0 to 4294967295"
+
+    for bad in ("-5", "1.5", "4294967296"):
+        seed.fill(bad)
+        seed.press("Tab")  # "change"
+        expect(alert).to_have_text(f"Seed {bad} is not valid; {fix}.")
+        assert seed.evaluate("(box) => box.validity.valid") is False
+        expect(seed).to_have_value(bad)  # the box still shows what was typed, and that is not sent
+    page.get_by_test_id("k-slider").fill("3")  # nor is any other K while the seed is bad
+    page.wait_for_timeout(500)
+    assert sent == [] and swatches.count() == 5
+
+    # a good seed is sent as shown, with the K now chosen
+    seed.fill("7")
+    with page.expect_response(lambda r: r.url.endswith("/api/segment")) as info:
+        seed.press("Tab")
+    body = info.value.json()
+    assert (body["seed"], body["k"]) == (7, 3)
+    expect(swatches).to_have_count(3)
+    expect(alert).to_be_hidden()
+    assert len(sent) == 1 and 'name="seed"\r\n\r\n7\r\n' in sent[0]
+
+    # an image chosen while the seed is bad waits for a good seed
+    seed.fill("-1")
+    seed.press("Tab")
+    page.set_input_files("#file-input", str(data.path("astronaut.png")))
+    expect(alert).to_have_text(f"Seed -1 is not valid; {fix}.")
+    assert len(sent) == 1
+    expect(page.get_by_test_id("file-name")).to_have_text("coffee.png")
+    seed.fill("0")
+    seed.press("Tab")
+    expect(page.get_by_test_id("file-name")).to_have_text("astronaut.png")
+    expect(alert).to_be_hidden()

@@ -16,6 +16,7 @@
 
   const state = {
     file: null,          // the File, kept to re-send if the server forgot the upload
+    waiting: null,       // a File chosen while the seed was not valid
     uploadId: null,
     result: null,        // the last /api/segment response shown
     disabled: new Set(), // clusters hidden in the masked image
@@ -118,17 +119,34 @@
   });
   el.k.addEventListener("change", () => { clearTimeout(debounce); segment(false); });
   el.space.addEventListener("change", () => segment(false));
-  el.seed.addEventListener("change", () => segment(false));
+  el.seed.addEventListener("change", () => {
+    const waiting = state.waiting;
+    if (waiting) segment(true, waiting); else segment(false);
+  });
 
+  // The seed as sent, or null when the box holds what the API refuses. The box's min, max and
+  // step are the API's rule (a whole number from 0 to 2^32 - 1); an empty box is its placeholder, 0.
   function seedValue() {
-    const v = Number.parseInt(el.seed.value, 10);
-    return Number.isFinite(v) && v >= 0 ? v : 0;
+    if (el.seed.value === "" && !el.seed.validity.badInput) return "0";
+    return el.seed.checkValidity() ? String(el.seed.valueAsNumber) : null;
   }
 
   async function segment(withFile, newFile = null) {
+    clearTimeout(debounce);
+    const seed = seedValue();
+    if (seed === null) {
+      // Nothing is sent: an answer still on its way would show a result for another seed.
+      state.seq++;
+      if (state.controller) state.controller.abort();
+      if (newFile) state.waiting = newFile; // segmented once the seed is fixed
+      setStatus("");
+      const typed = el.seed.value === "" ? "is not a number" : `${el.seed.value} is not valid`;
+      showError(`Seed ${typed}; pass a whole number from ${el.seed.min} to ${el.seed.max}.`);
+      return;
+    }
     const file = newFile || state.file;
     if (!file) return;
-    clearTimeout(debounce);
+    state.waiting = null;
     const seq = ++state.seq;
     if (state.controller) state.controller.abort();
     const controller = new AbortController();
@@ -140,7 +158,7 @@
     else form.append("upload_id", state.uploadId);
     form.append("k", el.k.value);
     form.append("color_space", el.space.value);
-    form.append("seed", String(seedValue()));
+    form.append("seed", seed);
 
     setStatus(sendFile ? `Uploading and segmenting into ${el.k.value} clusters…` : `Segmenting into ${el.k.value} clusters…`, true);
     let data;
