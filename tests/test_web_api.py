@@ -33,7 +33,7 @@ with warnings.catch_warnings():
 import kmseg
 from kmseg import data
 from kmseg.cli import main
-from kmseg.web.app import create_app
+from kmseg.web.app import K_MAX, create_app
 
 COFFEE = data.path("coffee.png").read_bytes()
 
@@ -98,6 +98,12 @@ def test_health(client: TestClient) -> None:
     body = resp.json()
     assert body["status"] == "ok" and body["version"] == kmseg.__version__
     assert body["max_upload_bytes"] == 50 * 1024 * 1024
+    # the page's K slider reaches the largest k /api/segment takes (it reads k_max from here;
+    # its HTML says the same before this answers)
+    assert body["k_max"] == K_MAX == 64
+    slider = re.search(r'<input type="range" id="k"[^>]*>', client.get("/").text).group(0)
+    assert f'max="{K_MAX}"' in slider
+    assert_error(upload(client, SMALL, k=K_MAX + 1), 422, rf"k='{K_MAX + 1}' is not valid .*from 1 to {K_MAX}")
 
 
 def test_page_and_assets_are_served_locally(client: TestClient) -> None:

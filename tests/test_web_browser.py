@@ -21,7 +21,7 @@ uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from kmseg import data  # noqa: E402
-from kmseg.web.app import create_app  # noqa: E402
+from kmseg.web.app import K_MAX, create_app  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -397,3 +397,45 @@ def test_a_seed_the_api_refuses_is_refused_on_the_page(server: tuple[str, Any], 
     seed.press("Tab")
     expect(page.get_by_test_id("file-name")).to_have_text("astronaut.png")
     expect(alert).to_be_hidden()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_k_reaches_the_api_limit_and_the_page_holds_k_max_clusters(server: tuple[str, Any], web_page: Any,
+                                                                    tmp_path, width: int) -> None:
+    page = web_page
+    url, _ = server
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(url)
+    # K_MAX colours far apart, in 4 x 4 blocks: K = K_MAX finds each of them
+    levels = np.linspace(0, 255, 4).round().astype(np.uint8)
+    colours = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    assert len(colours) == K_MAX
+    side = int(np.sqrt(K_MAX))
+    img = np.repeat(np.repeat(colours.reshape(side, side, 3), 4, axis=0), 4, axis=1)
+    path = tmp_path / "cube.png"
+    Image.fromarray(img).save(path)
+    page.set_input_files("#file-input", str(path))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+
+    slider = page.get_by_test_id("k-slider")
+    expect(slider).to_have_attribute("max", str(K_MAX))
+    slider.focus()
+    slider.press("End")
+    expect(page.get_by_test_id("k-value")).to_have_text(str(K_MAX))
+    expect(swatches).to_have_count(K_MAX)
+    expect(page.get_by_test_id("status")).to_contain_text(f"K = {K_MAX} · 32 × 32 px")
+    hexes = {f"#{r:02x}{g:02x}{b:02x}" for r, g, b in colours}
+    assert set(page.locator(".swatch .hex").all_inner_texts()) == hexes
+
+    # K_MAX swatches and cut-out links stay inside their panels, and the page inside the window
+    page.locator("#downloads summary").click()
+    expect(page.locator('[data-testid="dl-cluster"]')).to_have_count(K_MAX)
+    for items, panel in (('[data-testid="swatch"]', ".results"), ("#dl-clusters li", ".controls")):
+        box = page.locator(panel).bounding_box()
+        for b in (page.locator(items).nth(i).bounding_box() for i in range(K_MAX)):
+            assert box["x"] <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"], (items, b, box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    shot = os.environ.get("KMSEG_SCREENSHOT_K_MAX")
+    if shot:
+        page.screenshot(path=shot.replace(".png", f"-{width}.png"), full_page=True)

@@ -551,6 +551,7 @@ class HealthResponse(BaseModel):
     version: str = Field(description="kmseg's version.")
     max_upload_bytes: int = Field(description="Largest upload accepted, in bytes.")
     max_pixels: int | None = Field(description="Largest image accepted, in pixels (null: Pillow's default).")
+    k_max: int = Field(description="Largest k /api/segment accepts.")
 
 
 class PaletteEntry(BaseModel):
@@ -869,7 +870,11 @@ def create_app(
     async def health() -> HealthResponse:
         """Answers at once, even while segmentations run. Also gives the server's limits."""
         return HealthResponse(
-            status="ok", version=__version__, max_upload_bytes=state.max_upload_bytes, max_pixels=state.max_pixels
+            status="ok",
+            version=__version__,
+            max_upload_bytes=state.max_upload_bytes,
+            max_pixels=state.max_pixels,
+            k_max=K_MAX,
         )
 
     @app.get("/api/stats", response_model=StatsResponse, summary="Cache and work counters", tags=["server"])

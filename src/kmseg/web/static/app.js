@@ -411,5 +411,6 @@
       state.maxUpload = h.max_upload_bytes;
       el.maxUpload.textContent = mb(h.max_upload_bytes);
     }
+    if (h && h.k_max) el.k.max = String(h.k_max); // the largest K the API accepts
   }).catch(() => showError("Cannot reach the kmseg server; start it with: kmseg serve"));
 })();
