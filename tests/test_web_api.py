@@ -33,7 +33,7 @@ with warnings.catch_warnings():
 import kmseg
 from kmseg import data
 from kmseg.cli import main
-from kmseg.web.app import create_app
+from kmseg.web.app import K_MAX, create_app
 
 COFFEE = data.path("coffee.png").read_bytes()
 
@@ -98,6 +98,12 @@ def test_health(client: TestClient) -> None:
     body = resp.json()
     assert body["status"] == "ok" and body["version"] == kmseg.__version__
     assert body["max_upload_bytes"] == 50 * 1024 * 1024
+    # the page's K slider reaches the largest k /api/segment takes (it reads k_max from here;
+    # its HTML says the same before this answers)
+    assert body["k_max"] == K_MAX == 64
+    slider = re.search(r'<input type="range" id="k"[^>]*>', client.get("/").text).group(0)
+    assert f'max="{K_MAX}"' in slider
+    assert_error(upload(client, SMALL, k=K_MAX + 1), 422, rf"k='{K_MAX + 1}' is not valid .*from 1 to {K_MAX}")
 
 
 def test_page_and_assets_are_served_locally(client: TestClient) -> None:
@@ -378,6 +384,22 @@ def test_too_many_pixels_is_413() -> None:
         assert c.app.state.kmseg.counts["decodes"] == 0
 
 
+def test_too_many_pixels_says_what_a_web_user_can_do(tmp_path: Path) -> None:
+    # The library's fix (max_pixels=, --max-pixels of a kmseg command) is not the web user's.
+    path = tmp_path / "coffee.png"
+    path.write_bytes(COFFEE)
+    with pytest.raises(kmseg.ImageTooLargeError, match=r"; pass max_pixels=240000 or more \(CLI: --max-pixels\)"):
+        kmseg.load_image(path, max_pixels=100_000)
+    with TestClient(create_app(max_pixels=100_000, warm_up=False)) as c:
+        for resp in (upload(c, COFFEE, "coffee.png"),
+                     c.post("/api/elbow", files={"file": ("coffee.png", COFFEE, "image/png")})):
+            detail = assert_error(resp, 413, "")
+            assert detail == (
+                "coffee.png: 240000 pixels (600 x 400) exceeds the limit of 100000; choose a smaller image, "
+                "or restart the server with a larger limit: kmseg serve --max-pixels 240000"
+            )
+
+
 def test_not_an_image_names_the_upload_not_a_temp_file(client: TestClient) -> None:
     detail = assert_error(upload(client, b"just some text\n", "notes.txt"), 415, "^notes.txt: not an image")
     assert client.app.state.kmseg.tmpdir not in detail and "upload-" not in detail
@@ -440,6 +462,27 @@ def test_result_errors(client: TestClient) -> None:
     assert_error(client.get(f"{base}/masked.png?disable=a"), 422, "not valid")
     assert_error(client.get("/api/nothing"), 404, "Not Found")
     assert_error(client.delete("/api/segment"), 405, "Method Not Allowed")
+
+
+def test_result_files_refuse_parameters_they_do_not_take(client: TestClient) -> None:
+    urls = upload(client, SMALL, k=2, disable="1").json()["urls"]
+    # the label map and the ZIP are always full size: width is refused, not ignored
+    for url, name in ((urls["labels"], "labels.png"), (urls["clusters_zip"], "clusters.zip")):
+        detail = assert_error(client.get(url + "?width=64"), 422, "")
+        assert detail == f"width='64' is not a parameter of {name}; leave it out ({name} takes only download)"
+        assert client.get(url + "?download=1").headers["content-disposition"].startswith("attachment")
+    takes = {
+        "segmented": ("segmented.png", "width and download"),
+        "palette": ("palette.json", "download"),
+        "masked": ("masked.png", "disable, width and download"),
+    }
+    for key, (name, accepted) in takes.items():
+        url = urls[key] + ("&" if "?" in urls[key] else "?")
+        detail = assert_error(client.get(url + "size=64"), 422, "")
+        assert detail == f"size='64' is not a parameter of {name}; leave it out ({name} takes only {accepted})"
+    assert_error(client.get(urls["clusters"][1] + "?width=64&Width=64"), 422,
+                 r"^Width='64' is not a parameter of cluster/\{index\}\.png; .*takes only width and download\)$")
+    assert client.get(urls["clusters"][1] + "?width=64&download=1").status_code == 200
 
 
 def test_samples(client: TestClient) -> None:

@@ -21,7 +21,7 @@ uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from kmseg import data  # noqa: E402
-from kmseg.web.app import create_app  # noqa: E402
+from kmseg.web.app import K_MAX, create_app  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -269,3 +269,173 @@ def test_errors_are_shown_and_the_page_recovers(server: tuple[str, Any], web_pag
     page.get_by_test_id("k-slider").fill("7")
     expect(swatches).to_have_count(7)
     expect(alert).to_be_hidden()
+
+
+def test_status_counts_the_colours_of_an_image_with_fewer_than_k(server: tuple[str, Any], web_page: Any,
+                                                                  tmp_path) -> None:
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    status = page.get_by_test_id("status")
+    for n, colours in ((1, [(40, 90, 200)]), (2, [(40, 90, 200), (230, 200, 20)])):
+        flat = np.zeros((12, 12, 3), np.uint8)
+        for i, c in enumerate(colours):
+            flat[:, i * 12 // n:] = c
+        path = tmp_path / f"flat{n}.png"
+        Image.fromarray(flat).save(path)
+        page.set_input_files("#file-input", str(path))
+        expect(page.locator('[data-testid="swatch"]')).to_have_count(n)
+        word = "colour" if n == 1 else "colours"
+        expect(status).to_contain_text(f"K = {n} (the image has only {n} {word}) · 12 × 12 px")
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_palette_hint_holds_in_either_layout(server: tuple[str, Any], web_page: Any, width: int) -> None:
+    page = web_page
+    url, _ = server
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(url)
+    page.set_input_files("#file-input", str(data.path("coffee.png")))
+    expect(page.locator('[data-testid="swatch"]')).to_have_count(5)
+    seg, masked = (page.locator(sel).bounding_box() for sel in ("#segmented", "#masked"))
+    beside = masked["x"] >= seg["x"] + seg["width"]
+    assert beside == (width > 1000)  # the images stand side by side on a wide window, stacked on a narrow one
+    # the hint names the image by what it is, never by where it is
+    hint = page.locator("p.hint:has(+ #palette)").inner_text()  # the line above the swatches
+    assert not re.search(r"\b(right|left|above|below|beside|under)\b", hint), hint
+    assert page.get_by_test_id("masked-caption").inner_text().lower() in hint.lower()
+    # narrow or wide, nothing is wider than the window
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_the_masked_download_waits_for_a_hidden_cluster(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    page.set_input_files("#file-input", str(data.path("coffee.png")))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    masked, hint = page.get_by_test_id("dl-masked"), page.get_by_test_id("dl-masked-hint")
+    downloads: list[Any] = []
+    page.on("download", lambda d: downloads.append(d))
+
+    # nothing hidden: the masked image would be the original, so there is no link, and a hint
+    expect(masked).not_to_have_attribute("href", re.compile(".*"))
+    expect(masked).to_have_attribute("aria-disabled", "true")
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text("click a colour in the palette to hide its cluster")
+    masked.click()
+    with page.expect_download():  # a download that does start, after the click on the masked link
+        page.get_by_test_id("dl-segmented").click()
+    assert [d.suggested_filename for d in downloads] == ["coffee-k5-segmented.png"]
+
+    # a hidden cluster: the link gives the masked image, full size, with that cluster black
+    swatches.nth(2).click()
+    expect(masked).to_have_attribute("href", re.compile(r"/masked\.png\?disable=2$"))
+    expect(masked).not_to_have_attribute("aria-disabled", "true")
+    expect(hint).to_be_hidden()
+    with page.expect_download() as info:
+        masked.click()
+    assert info.value.suggested_filename == "coffee-k5-masked-2.png"
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    labels = np.asarray(Image.open(io.BytesIO(page.request.get(
+        url.rstrip("/") + page.get_by_test_id("dl-labels").get_attribute("href")).body())))
+    with Image.open(target) as im:
+        shown = np.asarray(im)
+    assert shown.shape == (400, 600, 3) and (shown[labels == 2] == 0).all() and shown[labels != 2].any()
+
+    swatches.nth(2).click()  # shown again: nothing hidden, no link
+    expect(masked).not_to_have_attribute("href", re.compile(".*"))
+    expect(hint).to_be_visible()
+
+
+def test_a_seed_the_api_refuses_is_refused_on_the_page(server: tuple[str, Any], web_page: Any) -> None:
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    page.set_input_files("#file-input", str(data.path("coffee.png")))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    seed, alert = page.get_by_test_id("seed"), page.get_by_role("alert")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.post_data or "") if r.url.endswith("/api/segment") else None)
+    # the page's words for a bad seed are the API's
+    api = page.request.post(url + "api/segment", multipart={"upload_id": "0" * 64, "seed": "-5"})
+    assert api.status == 422
+    fix = api.json()["detail"].split("; ")[-1]
+    assert fix == "pass a whole number from 0 to 4294967295"
+
+    for bad in ("-5", "1.5", "4294967296"):
+        seed.fill(bad)
+        seed.press("Tab")  # "change"
+        expect(alert).to_have_text(f"Seed {bad} is not valid; {fix}.")
+        assert seed.evaluate("(box) => box.validity.valid") is False
+        expect(seed).to_have_value(bad)  # the box still shows what was typed, and that is not sent
+    page.get_by_test_id("k-slider").fill("3")  # nor is any other K while the seed is bad
+    page.wait_for_timeout(500)
+    assert sent == [] and swatches.count() == 5
+
+    # a good seed is sent as shown, with the K now chosen
+    seed.fill("7")
+    with page.expect_response(lambda r: r.url.endswith("/api/segment")) as info:
+        seed.press("Tab")
+    body = info.value.json()
+    assert (body["seed"], body["k"]) == (7, 3)
+    expect(swatches).to_have_count(3)
+    expect(alert).to_be_hidden()
+    assert len(sent) == 1 and 'name="seed"\r\n\r\n7\r\n' in sent[0]
+
+    # an image chosen while the seed is bad waits for a good seed
+    seed.fill("-1")
+    seed.press("Tab")
+    page.set_input_files("#file-input", str(data.path("astronaut.png")))
+    expect(alert).to_have_text(f"Seed -1 is not valid; {fix}.")
+    assert len(sent) == 1
+    expect(page.get_by_test_id("file-name")).to_have_text("coffee.png")
+    seed.fill("0")
+    seed.press("Tab")
+    expect(page.get_by_test_id("file-name")).to_have_text("astronaut.png")
+    expect(alert).to_be_hidden()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_k_reaches_the_api_limit_and_the_page_holds_k_max_clusters(server: tuple[str, Any], web_page: Any,
+                                                                    tmp_path, width: int) -> None:
+    page = web_page
+    url, _ = server
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(url)
+    # K_MAX colours far apart, in 4 x 4 blocks: K = K_MAX finds each of them
+    levels = np.linspace(0, 255, 4).round().astype(np.uint8)
+    colours = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    assert len(colours) == K_MAX
+    side = int(np.sqrt(K_MAX))
+    img = np.repeat(np.repeat(colours.reshape(side, side, 3), 4, axis=0), 4, axis=1)
+    path = tmp_path / "cube.png"
+    Image.fromarray(img).save(path)
+    page.set_input_files("#file-input", str(path))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+
+    slider = page.get_by_test_id("k-slider")
+    expect(slider).to_have_attribute("max", str(K_MAX))
+    slider.focus()
+    slider.press("End")
+    expect(page.get_by_test_id("k-value")).to_have_text(str(K_MAX))
+    expect(swatches).to_have_count(K_MAX)
+    expect(page.get_by_test_id("status")).to_contain_text(f"K = {K_MAX} · 32 × 32 px")
+    hexes = {f"#{r:02x}{g:02x}{b:02x}" for r, g, b in colours}
+    assert set(page.locator(".swatch .hex").all_inner_texts()) == hexes
+
+    # K_MAX swatches and cut-out links stay inside their panels, and the page inside the window
+    page.locator("#downloads summary").click()
+    expect(page.locator('[data-testid="dl-cluster"]')).to_have_count(K_MAX)
+    for items, panel in (('[data-testid="swatch"]', ".results"), ("#dl-clusters li", ".controls")):
+        box = page.locator(panel).bounding_box()
+        for b in (page.locator(items).nth(i).bounding_box() for i in range(K_MAX)):
+            assert box["x"] <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"], (items, b, box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    shot = os.environ.get("KMSEG_SCREENSHOT_K_MAX")
+    if shot:
+        page.screenshot(path=shot.replace(".png", f"-{width}.png"), full_page=True)

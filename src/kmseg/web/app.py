@@ -35,7 +35,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import numpy as np
 from anyio import CapacityLimiter, to_thread
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -289,6 +289,17 @@ def _status_for(exc: KmsegError) -> int:
     return 422
 
 
+_LIBRARY_FIX = re.compile(r"; pass max_pixels=(\d+) or more \(CLI: --max-pixels\) to allow it$")
+
+
+def _web_wording(line: str) -> str:
+    """A library message as the page shows it: a web user cannot pass ``max_pixels=``, so
+    the fix is a smaller image or a server restarted with a larger ``--max-pixels``."""
+    return _LIBRARY_FIX.sub(
+        r"; choose a smaller image, or restart the server with a larger limit: kmseg serve --max-pixels \1", line
+    )
+
+
 def _mb(n: int) -> str:
     return f"{n / _MB:g} MB"
 
@@ -418,7 +429,7 @@ class WebState:
                 try:
                     image = load_image(tmp.name, max_pixels=self.max_pixels)
                 except KmsegError as exc:  # name the upload, not the temporary file
-                    raise HTTPException(_status_for(exc), str(exc).replace(tmp.name, name)) from None
+                    raise HTTPException(_status_for(exc), _web_wording(str(exc).replace(tmp.name, name))) from None
             self._count("decodes")
             return self._prepare(image, color_space, upload_id, name)
 
@@ -512,6 +523,22 @@ def _parse_disable(text: str | None, k: int | None = None) -> list[int]:
     return sorted(set(out))
 
 
+def _only_query(endpoint: str, *names: str) -> Any:
+    """A dependency that refuses (422) any query parameter but ``names``, rather than ignore it
+    (``?width=`` on the label map would otherwise be dropped without a word)."""
+    takes = " and ".join(", ".join(names).rsplit(", ", 1))
+
+    def check(request: Request) -> None:
+        for key, value in request.query_params.multi_items():
+            if key not in names:
+                shown = f"{key[:40]}={value[:80]!r}"
+                raise HTTPException(
+                    422, f"{shown} is not a parameter of {endpoint}; leave it out ({endpoint} takes only {takes})"
+                )
+
+    return Depends(check)
+
+
 # --------------------------------------------------------------------------- API models
 
 
@@ -524,6 +551,7 @@ class HealthResponse(BaseModel):
     version: str = Field(description="kmseg's version.")
     max_upload_bytes: int = Field(description="Largest upload accepted, in bytes.")
     max_pixels: int | None = Field(description="Largest image accepted, in pixels (null: Pillow's default).")
+    k_max: int = Field(description="Largest k /api/segment accepts.")
 
 
 class PaletteEntry(BaseModel):
@@ -606,6 +634,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "Bad parameter, or a corrupt image."},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Unknown result or cluster."}}
+_BAD_QUERY: dict[int | str, dict[str, Any]] = {422: {"model": ErrorResponse, "description": "A bad or unknown parameter."}}
 _PNG = {"content": {"image/png": {}}, "description": "A PNG image."}
 
 # Parameter types, at module level: FastAPI resolves the string annotations in this module's globals.
@@ -841,7 +870,11 @@ def create_app(
     async def health() -> HealthResponse:
         """Answers at once, even while segmentations run. Also gives the server's limits."""
         return HealthResponse(
-            status="ok", version=__version__, max_upload_bytes=state.max_upload_bytes, max_pixels=state.max_pixels
+            status="ok",
+            version=__version__,
+            max_upload_bytes=state.max_upload_bytes,
+            max_pixels=state.max_pixels,
+            k_max=K_MAX,
         )
 
     @app.get("/api/stats", response_model=StatsResponse, summary="Cache and work counters", tags=["server"])
@@ -969,9 +1002,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/segmented.png",
         response_class=Response,
-        responses={200: _PNG, **_NOT_FOUND},
+        responses={200: _PNG, **_NOT_FOUND, **_BAD_QUERY},
         summary="The recoloured image",
         tags=["result"],
+        dependencies=[_only_query("segmented.png", "width", "download")],
     )
     async def segmented_png(result_id: ResultId, width: Width = None, download: Download = False) -> Response:
         """Every pixel painted in its cluster's centre colour (8-bit PNG; alpha kept)."""
@@ -981,9 +1015,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/labels.png",
         response_class=Response,
-        responses={200: _PNG, **_NOT_FOUND},
+        responses={200: _PNG, **_NOT_FOUND, **_BAD_QUERY},
         summary="The label map",
         tags=["result"],
+        dependencies=[_only_query("labels.png", "download")],
     )
     async def labels_png(result_id: ResultId, download: Download = False) -> Response:
         """8-bit grey PNG: each pixel's value is its cluster index; 255 marks transparent pixels."""
@@ -992,10 +1027,11 @@ def create_app(
 
     @app.get(
         "/api/result/{result_id}/palette.json",
-        responses={200: {"content": {"application/json": {}}, "description": "The summary."}, **_NOT_FOUND},
+        responses={200: {"content": {"application/json": {}}, "description": "The summary."}, **_NOT_FOUND, **_BAD_QUERY},
         response_class=Response,
         summary="The palette and run summary",
         tags=["result"],
+        dependencies=[_only_query("palette.json", "download")],
     )
     async def palette_json(result_id: ResultId, download: Download = False) -> Response:
         """The same JSON as `kmseg segment` writes: size, k, colour space, inertia, centres, palette."""
@@ -1009,9 +1045,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/masked.png",
         response_class=Response,
-        responses={200: _PNG, **_NOT_FOUND, 422: {"model": ErrorResponse, "description": "Bad disable list."}},
+        responses={200: _PNG, **_NOT_FOUND, **_BAD_QUERY},
         summary="The original with some clusters hidden",
         tags=["result"],
+        dependencies=[_only_query("masked.png", "disable", "width", "download")],
     )
     async def masked_png(
         result_id: ResultId,
@@ -1030,9 +1067,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/cluster/{index}.png",
         response_class=Response,
-        responses={200: _PNG, **_NOT_FOUND},
+        responses={200: _PNG, **_NOT_FOUND, **_BAD_QUERY},
         summary="A cut-out of one cluster",
         tags=["result"],
+        dependencies=[_only_query("cluster/{index}.png", "width", "download")],
     )
     async def cluster_png(
         result_id: ResultId,
@@ -1050,9 +1088,10 @@ def create_app(
     @app.get(
         "/api/result/{result_id}/clusters.zip",
         response_class=Response,
-        responses={200: {"content": {"application/zip": {}}, "description": "A ZIP archive."}, **_NOT_FOUND},
+        responses={200: {"content": {"application/zip": {}}, "description": "A ZIP archive."}, **_NOT_FOUND, **_BAD_QUERY},
         summary="Every cut-out, zipped",
         tags=["result"],
+        dependencies=[_only_query("clusters.zip", "download")],
     )
     async def clusters_zip(result_id: ResultId, download: Download = True) -> Response:
         """A ZIP with one RGBA cut-out PNG per cluster (`NAME-kK-cluster{i}.png`)."""

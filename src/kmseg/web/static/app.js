@@ -10,11 +10,13 @@
     segmented: $("segmented"), masked: $("masked"), maskedCaption: $("masked-caption"),
     palette: $("palette"), elbow: $("elbow"), elbowNote: $("elbow-note"),
     downloads: $("downloads"), dlSegmented: $("dl-segmented"), dlLabels: $("dl-labels"),
-    dlPalette: $("dl-palette"), dlMasked: $("dl-masked"), dlZip: $("dl-clusters-zip"), dlClusters: $("dl-clusters"),
+    dlPalette: $("dl-palette"), dlMasked: $("dl-masked"), dlMaskedHint: $("dl-masked-hint"),
+    dlZip: $("dl-clusters-zip"), dlClusters: $("dl-clusters"),
   };
 
   const state = {
     file: null,          // the File, kept to re-send if the server forgot the upload
+    waiting: null,       // a File chosen while the seed was not valid
     uploadId: null,
     result: null,        // the last /api/segment response shown
     disabled: new Set(), // clusters hidden in the masked image
@@ -53,6 +55,7 @@
   }
 
   const mb = (bytes) => `${+(bytes / 1048576).toFixed(1)} MB`;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
   // ------------------------------------------------------------------ choosing an image
 
@@ -116,17 +119,34 @@
   });
   el.k.addEventListener("change", () => { clearTimeout(debounce); segment(false); });
   el.space.addEventListener("change", () => segment(false));
-  el.seed.addEventListener("change", () => segment(false));
+  el.seed.addEventListener("change", () => {
+    const waiting = state.waiting;
+    if (waiting) segment(true, waiting); else segment(false);
+  });
 
+  // The seed as sent, or null when the box holds what the API refuses. The box's min, max and
+  // step are the API's rule (a whole number from 0 to 2^32 - 1); an empty box is its placeholder, 0.
   function seedValue() {
-    const v = Number.parseInt(el.seed.value, 10);
-    return Number.isFinite(v) && v >= 0 ? v : 0;
+    if (el.seed.value === "" && !el.seed.validity.badInput) return "0";
+    return el.seed.checkValidity() ? String(el.seed.valueAsNumber) : null;
   }
 
   async function segment(withFile, newFile = null) {
+    clearTimeout(debounce);
+    const seed = seedValue();
+    if (seed === null) {
+      // Nothing is sent: an answer still on its way would show a result for another seed.
+      state.seq++;
+      if (state.controller) state.controller.abort();
+      if (newFile) state.waiting = newFile; // segmented once the seed is fixed
+      setStatus("");
+      const typed = el.seed.value === "" ? "is not a number" : `${el.seed.value} is not valid`;
+      showError(`Seed ${typed}; pass a whole number from ${el.seed.min} to ${el.seed.max}.`);
+      return;
+    }
     const file = newFile || state.file;
     if (!file) return;
-    clearTimeout(debounce);
+    state.waiting = null;
     const seq = ++state.seq;
     if (state.controller) state.controller.abort();
     const controller = new AbortController();
@@ -138,7 +158,7 @@
     else form.append("upload_id", state.uploadId);
     form.append("k", el.k.value);
     form.append("color_space", el.space.value);
-    form.append("seed", String(seedValue()));
+    form.append("seed", seed);
 
     setStatus(sendFile ? `Uploading and segmenting into ${el.k.value} clusters…` : `Segmenting into ${el.k.value} clusters…`, true);
     let data;
@@ -181,9 +201,9 @@
     el.segmented.src = preview(data.urls.segmented, el.segmented);
     updateMasked();
 
-    const fewer = data.k < data.k_requested ? ` (the image has only ${data.k} colours)` : "";
+    const fewer = data.k < data.k_requested ? ` (the image has only ${plural(data.k, "colour")})` : "";
     const how = data.cached ? "image already decoded" : "image decoded";
-    setStatus(`K = ${data.k}${fewer} · ${data.width} × ${data.height} px · ${data.n_iter} iterations · ` +
+    setStatus(`K = ${data.k}${fewer} · ${data.width} × ${data.height} px · ${plural(data.n_iter, "iteration")} · ` +
       `${data.seconds.toFixed(2)} s (${how})`);
 
     el.palette.replaceChildren(...data.palette.map((p) => {
@@ -281,8 +301,16 @@
     el.maskedCaption.textContent = hidden.length
       ? `Hidden: cluster${hidden.length > 1 ? "s" : ""} ${hidden.join(", ")}`
       : "Original";
-    const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
-    link(el.dlMasked, url, `${stem}-masked${hidden.length ? "-" + hidden.join("-") : ""}.png`);
+    // With nothing hidden the masked image is the original: no link, and a hint says what to do.
+    el.dlMaskedHint.hidden = hidden.length > 0;
+    if (hidden.length) {
+      const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
+      link(el.dlMasked, url, `${stem}-masked-${hidden.join("-")}.png`);
+      el.dlMasked.removeAttribute("aria-disabled");
+    } else {
+      el.dlMasked.removeAttribute("href");
+      el.dlMasked.setAttribute("aria-disabled", "true");
+    }
   }
 
   el.segmented.addEventListener("error", () => {
@@ -383,5 +411,6 @@
       state.maxUpload = h.max_upload_bytes;
       el.maxUpload.textContent = mb(h.max_upload_bytes);
     }
+    if (h && h.k_max) el.k.max = String(h.k_max); // the largest K the API accepts
   }).catch(() => showError("Cannot reach the kmseg server; start it with: kmseg serve"));
 })();
