@@ -261,6 +261,58 @@ def test_usage_errors_exit_2(pics, tmp_path, capsys, argv, message):
     assert message in err and "Traceback" not in err
 
 
+def _one_line_usage_error(argv: list[str], capsys) -> str:
+    """``kmseg ARGV`` in-process must fail as a usage error: exit code 2, nothing on stdout, and
+    one line on stderr, which is returned."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", (code, out, err)
+    assert err.endswith("\n") and len(err.splitlines()) == 1, err
+    return err.rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["segment", "A", "-k", "abc"],
+         "argument -k/--k: 'abc' is not a whole number; pass one in digits, such as 5 (see 'kmseg segment --help')"),
+        (["segment", "A", "--scale", "0"],
+         "argument --scale: 0.0 is out of range; pass a factor in (0, 1] (see 'kmseg segment --help')"),
+        (["segment", "A", "--seed", "-1"],
+         "argument --seed: -1 is out of range; it must be 0 or more (see 'kmseg segment --help')"),
+        (["segment", "A", "--color-space", "xyz"],
+         "argument --color-space: invalid choice: 'xyz'; pass one of 'rgb', 'lab', 'hsv' (see 'kmseg segment --help')"),
+        (["segment", "A", "-k"], "argument -k/--k: expected one argument; put a value after it (see 'kmseg segment --help')"),
+        (["segment", "A", "--frobnicate"],
+         "unrecognized arguments: --frobnicate; drop them or check their spelling (see 'kmseg segment --help')"),
+        (["segment"], "IMAGE is required; add IMAGE: image files or quoted globs such as 'photos/**/*.jpg' "
+                      "(see 'kmseg segment --help')"),
+        (["edges", "A"], "-o/--out is required; add -o FILE: output image (.png, .tif, ...) (see 'kmseg edges --help')"),
+        (["report", "A"], "-o/--out is required; add -o HTML: the report to write (see 'kmseg report --help')"),
+        (["palette", "A"], "-k/--k is required; add -k K: number of colours (see 'kmseg palette --help')"),
+        (["elbow", "A", "extra"], "unrecognized arguments: extra; drop them or check their spelling (see 'kmseg elbow --help')"),
+        (["segmnt", "A"], "argument VERB: invalid choice: 'segmnt'; pass one of 'segment', 'demo', "),
+        ([], "VERB is required; add VERB, one of segment, demo, "),
+        (["segment", "A", "-k", "4", "--disable", "9"], "--disable 9 is out of range; clusters run from 0 to 3"),
+        (["segment", "DIR/*.jpg"], "'DIR/*.jpg' matches no file; check the pattern (quote it so the shell does not expand it)"),
+        (["segment", "A", "--shared-palette"], "--shared-palette needs --dask; add --dask"),
+    ],
+)
+def test_usage_errors_are_one_line(pics, tmp_path, capsys, argv, line):
+    """No usage block (the verb's, or the top-level one for a verb's error), no 'kmseg VERB: error:'."""
+    names = {"A": str(pics["a"])}
+    argv = [names.get(a, a.replace("DIR", str(pics["dir"]))) for a in argv]
+    if argv and argv[0] == "segment":
+        argv += ["-o", str(tmp_path / "out")]
+    got = _one_line_usage_error(argv, capsys)
+    want = "kmseg: error: " + line.replace("DIR", str(pics["dir"]))
+    assert got.startswith(want) if line.endswith(" ") else got == want
+    assert not (tmp_path / "out").exists() or "--disable" in argv
+
+
 class _noop:
     def __enter__(self):
         return self

@@ -15,12 +15,13 @@ import glob
 import importlib
 import json
 import os
+import re
 import sys
 import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 __all__ = ["main"]
 
@@ -32,6 +33,53 @@ class UsageError(Exception):
     """Bad command-line usage: exit code 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with each usage error on one line, ``kmseg: error: PROBLEM; FIX (see
+    'kmseg VERB --help')``, exit code 2, in place of the usage block and ``kmseg VERB: error:``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"kmseg: error: {self.explain(message)} (see '{self.prog} --help')\n")
+
+    def explain(self, message: str) -> str:
+        """argparse's ``message``, with the fix added where argparse gives none."""
+        m = re.fullmatch(r"the following arguments are required: (.*)", message)
+        if m:
+            names = m.group(1).split(", ")
+            how = " and ".join(map(self._wanted, names))
+            return f"{m.group(1)} {'is' if len(names) == 1 else 'are'} required; add {how}"
+        m = re.fullmatch(r"(.*)invalid choice: (.*) \(choose from (.*)\)", message)
+        if m:
+            return f"{m.group(1)}invalid choice: {m.group(2)}; pass one of {m.group(3)}"
+        if message.startswith("unrecognized arguments: "):
+            return f"{message}; drop them or check their spelling"
+        if message.endswith(("expected one argument", "expected at least one argument")):
+            return f"{message}; put a value after it"
+        if message.startswith("ambiguous option: "):
+            return f"{message}; spell the option out in full"
+        return message
+
+    def _wanted(self, name: str) -> str:
+        """How to give the argument that argparse names ``name`` (``-o/--out``, ``IMAGE``)."""
+        for a in self._actions:
+            if "/".join(a.option_strings) == name or (not a.option_strings and (a.metavar or a.dest) == name):
+                if a.choices:
+                    return f"{name}, one of {', '.join(a.choices)}"
+                use = f"{a.option_strings[0]} {a.metavar or a.dest.upper()}" if a.option_strings else name
+                return f"{use}: {a.help}" if a.help else use
+        return name
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> argparse.Namespace:
+        """As argparse's, but arguments no option takes are reported by the verb's parser,
+        so that the line points to the verb's help."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            verbs = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+            verbs.get(getattr(ns, "verb", None), self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
+
 # --------------------------------------------------------------------------- argument types
 
 
@@ -40,7 +88,7 @@ def parse_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; pass one in digits, such as 5") from None
 
 
 def parse_float(text: str) -> float:
@@ -48,7 +96,7 @@ def parse_float(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass one such as 0.5") from None
 
 
 def positive_int(text: str) -> int:
@@ -393,7 +441,7 @@ def _demo_extras(src: Path, args: argparse.Namespace, seg: Any) -> dict[str, Pat
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="kmseg",
         description="Exact, fast K-means colour segmentation of images.",
         epilog="Run 'kmseg VERB --help' for the options of a verb.",
@@ -453,7 +501,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings_as_lines():
             return int(func(args) or 0)
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
         print(f"kmseg: error: {exc}", file=sys.stderr)
         return 2
     except KmsegError as exc:
