@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -299,6 +300,7 @@ def _one_line_usage_error(argv: list[str], capsys) -> str:
         (["segment", "A", "-k", "4", "--disable", "9"], "--disable 9 is out of range; clusters run from 0 to 3"),
         (["segment", "DIR/*.jpg"], "'DIR/*.jpg' matches no file; check the pattern (quote it so the shell does not expand it)"),
         (["segment", "A", "--shared-palette"], "--shared-palette needs --dask; add --dask"),
+        (["segment", "A", "--scheduler", "tcp://127.0.0.1:9"], "--scheduler needs --dask; add --dask"),
     ],
 )
 def test_usage_errors_are_one_line(pics, tmp_path, capsys, argv, line):
@@ -311,6 +313,15 @@ def test_usage_errors_are_one_line(pics, tmp_path, capsys, argv, line):
     want = "kmseg: error: " + line.replace("DIR", str(pics["dir"]))
     assert got.startswith(want) if line.endswith(" ") else got == want
     assert not (tmp_path / "out").exists() or "--disable" in argv
+
+
+def test_scheduler_without_dask_is_refused_at_once(pics, tmp_path):
+    """It was taken, and the run then waited 30 s for a scheduler to answer at the address."""
+    t0 = time.perf_counter()
+    r = subprocess.run([*KMSEG, "segment", str(pics["a"]), "-o", str(tmp_path / "o"), "--scheduler", "tcp://192.0.2.1:8786"],
+                       capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", "kmseg: error: --scheduler needs --dask; add --dask\n")
+    assert time.perf_counter() - t0 < 25 and not (tmp_path / "o").exists()
 
 
 class _noop:

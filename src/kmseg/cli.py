@@ -366,10 +366,11 @@ def report_batch(results: list[dict[str, Any]], as_json: bool) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     from .errors import KmsegError
 
+    for option in ("shared_palette", "scheduler"):
+        if getattr(args, option) and not args.dask:
+            raise UsageError(f"--{option.replace('_', '-')} needs --dask; add --dask")
     paths = expand_inputs(args.images)
-    if args.shared_palette and not args.dask:
-        raise UsageError("--shared-palette needs --dask; add --dask")
-    if args.dask or args.scheduler:
+    if args.dask:
         from .distributed import cli_segment  # noqa: PLC0415  (only with --dask)
 
         return cli_segment(paths, args)
