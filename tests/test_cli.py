@@ -324,6 +324,32 @@ def test_scheduler_without_dask_is_refused_at_once(pics, tmp_path):
     assert time.perf_counter() - t0 < 25 and not (tmp_path / "o").exists()
 
 
+def test_an_output_folder_that_is_a_file_or_goes_through_one_is_one_line(pics, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"keep")
+    a = str(pics["a"])
+    before = _digest(pics["a"])
+    assert _one_line_usage_error(["segment", a, "-o", str(afile)], capsys) == (
+        f"kmseg: error: argument -o/--out: '{afile}' is a file, not a folder; pass a folder for the outputs, "
+        "or a new name to make one (see 'kmseg segment --help')")
+    assert _one_line_usage_error(["segment", a, "-o", f"{a}/x"], capsys) == (
+        f"kmseg: error: argument -o/--out: cannot create the folder '{a}/x': '{a}' is a file, not a folder; "
+        "pass a folder whose path does not go through a file (see 'kmseg segment --help')")
+    assert _one_line_usage_error(["demo", "-o", f"{afile}/demo"], capsys).startswith(
+        f"kmseg: error: argument -o/--out: cannot create the folder '{afile}/demo': '{afile}' is a file")
+    assert afile.read_bytes() == b"keep" and _digest(pics["a"]) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "in"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no folder can be made")
+def test_an_output_folder_that_cannot_be_made_fails_once_in_one_line(pics, capsys):
+    """Was ``kmseg: error: [Errno 2] No such file or directory: '/proc/nope'`` for each file, and a summary."""
+    assert main(["segment", str(pics["a"]), str(pics["b"]), "-k", "2", "-o", "/proc/nope"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == ("kmseg: error: cannot create the folder '/proc/nope' (No such file or directory); "
+                                 "pass a folder you can write to\n")
+
+
 class _noop:
     def __enter__(self):
         return self

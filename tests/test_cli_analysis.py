@@ -195,6 +195,17 @@ def test_report_usage_errors(pic, tmp_path, capsys, argv, message):
 # --------------------------------------------------------------------------- bad input, every verb
 
 
+@pytest.mark.parametrize(("verb", "name"), [("edges", "x.png"), ("elbow", "x.png"), ("report", "x.html")])
+def test_an_output_through_a_file_is_one_line(verb, name, pic, tmp_path, capsys):
+    """``-o photo.png/x.png`` was 'internal error: FileExistsError', after the work was done."""
+    target = pic / name
+    code, out, err = run([verb, pic, "-o", target, *(["--k-max", "3"] if verb != "edges" else [])], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"kmseg: error: -o {target}: '{pic}' is a file, not a folder, so nothing can be written inside it; "
+                   "pass a path in a folder\n")
+    assert sorted(tmp_path.iterdir()) == [pic]
+
+
 @pytest.mark.parametrize("verb", ["elbow", "edges", "palette", "report"])
 def test_missing_and_bad_files_exit_1_with_one_line(verb, tmp_path, capsys):
     extra = {"elbow": [], "edges": ["-o", tmp_path / "e.png"], "palette": ["-k", "3"],

@@ -115,8 +115,9 @@ def non_negative_int(text: str) -> int:
 
 def output_dir(text: str) -> str:
     """An output directory; a name like ``out.png`` that is not a directory already is refused,
-    since the verbs that take one write several files into it."""
-    from .segment import looks_like_file
+    since the verbs that take one write several files into it, and so is a file, or a path
+    through one."""
+    from .segment import folder_problem, looks_like_file
 
     path = Path(text)
     if looks_like_file(path):
@@ -124,6 +125,9 @@ def output_dir(text: str) -> str:
             f"{text!r} looks like a file name, but -o takes a directory to write the outputs into; "
             f"pass a directory such as -o {path.with_suffix('')}"
         )
+    problem = folder_problem(path)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -365,6 +369,7 @@ def report_batch(results: list[dict[str, Any]], as_json: bool) -> int:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from .errors import KmsegError
+    from .io import make_folder
 
     for option in ("shared_palette", "scheduler"):
         if getattr(args, option) and not args.dask:
@@ -375,6 +380,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         return cli_segment(paths, args)
     stems = unique_stems(paths)
+    make_folder(args.out)  # a folder that cannot be made fails the run once, before any work
     results: list[dict[str, Any]] = []
     bar = Progress(len(paths), "segment")
     try:  # closed however the batch ends, so that main()'s last line is not glued to the bar
