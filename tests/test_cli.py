@@ -292,7 +292,7 @@ def _one_line_usage_error(argv: list[str], capsys) -> str:
         (["segment"], "IMAGE is required; add IMAGE: image files or quoted globs such as 'photos/**/*.jpg' "
                       "(see 'kmseg segment --help')"),
         (["edges", "A"], "-o/--out is required; add -o FILE: output image (.png, .tif, ...) (see 'kmseg edges --help')"),
-        (["report", "A"], "-o/--out is required; add -o HTML: the report to write (see 'kmseg report --help')"),
+        (["report", "A"], "-o/--out is required; add -o HTML: the report to write (.html or .htm) (see 'kmseg report --help')"),
         (["palette", "A"], "-k/--k is required; add -k K: number of colours (see 'kmseg palette --help')"),
         (["elbow", "A", "extra"], "unrecognized arguments: extra; drop them or check their spelling (see 'kmseg elbow --help')"),
         (["segmnt", "A"], "argument VERB: invalid choice: 'segmnt'; pass one of 'segment', 'demo', "),

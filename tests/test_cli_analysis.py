@@ -192,6 +192,14 @@ def test_report_usage_errors(pic, tmp_path, capsys, argv, message):
     assert code == 2 and message in err
 
 
+def test_report_refuses_a_suffix_other_than_html(pic, tmp_path, capsys):
+    """It wrote HTML into rep.pdf; elbow refused unknown suffixes already."""
+    code, out, err = run(["report", pic, "-o", tmp_path / "rep.pdf"], capsys)
+    assert (code, out) == (2, "") and err == f"kmseg: error: -o {tmp_path / 'rep.pdf'}: unknown suffix '.pdf'; use .html or .htm\n"
+    assert list(tmp_path.iterdir()) == [pic]
+    assert run(["report", pic, "-o", tmp_path / "r.HTM", "-k", "3", "--k-max", "3"], capsys)[0] == 0
+
+
 # --------------------------------------------------------------------------- bad input, every verb
 
 

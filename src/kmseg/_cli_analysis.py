@@ -17,6 +17,7 @@ from .cli import Progress, UsageError, add_image_options, parse_float, positive_
 __all__ = ["register"]
 
 _FIGURE_SUFFIXES = (".png", ".svg")
+_REPORT_SUFFIXES = (".html", ".htm")
 
 
 def _threshold(text: str) -> float:
@@ -128,7 +129,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--k-max {args.k_max} sweeps fewer than 3 ks; the knee needs at least 3")
     if args.low > args.high:
         raise UsageError(f"--low {args.low:g} is above --high {args.high:g}; pass --low <= --high")
-    _check_output(args.out, args.force)
+    _check_output(args.out, args.force, _REPORT_SUFFIXES)
     ks = range(1, args.k_max + 1)
     bar = Progress(n_steps(ks), "report")
     try:
@@ -199,7 +200,7 @@ def register(sub: Any) -> None:
     p.add_argument("--k-max", type=positive_int, default=10, help="largest k of the elbow sweep (default 10)")
     p.add_argument("--low", type=_threshold, default=100.0, help="Canny lower threshold (default 100)")
     p.add_argument("--high", type=_threshold, default=200.0, help="Canny upper threshold (default 200)")
-    p.add_argument("-o", "--out", required=True, metavar="HTML", help="the report to write")
+    p.add_argument("-o", "--out", required=True, metavar="HTML", help="the report to write (.html or .htm)")
     p.add_argument("--force", action="store_true", help="overwrite HTML if it exists")
     add_image_options(p)
     p.set_defaults(func=cmd_report)
