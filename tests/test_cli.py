@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -348,6 +350,52 @@ def test_an_output_folder_that_cannot_be_made_fails_once_in_one_line(pics, capsy
     out, err = capsys.readouterr()
     assert out == "" and err == ("kmseg: error: cannot create the folder '/proc/nope' (No such file or directory); "
                                  "pass a folder you can write to\n")
+
+
+_SLOW = (600, 600, 3)  # noise: with k=200 it takes tens of seconds, time enough to interrupt it
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.parametrize("as_json", [False, True])
+def test_an_interrupted_batch_keeps_what_it_finished(pics, tmp_path, as_json):
+    """Ctrl-C (SIGINT) while the second file is segmented: the first file's line has reached a
+    piped stdout (and with --json, the finished files' summary), and the one stderr line says how
+    far the batch got and where the outputs are. The lines were printed only at the end: lost."""
+    noise = save_image(tmp_path / "in" / "noise.png", np.random.default_rng(0).integers(0, 256, _SLOW, dtype=np.uint8))
+    out = tmp_path / "out"
+    cmd = [*KMSEG, "segment", str(pics["a"]), str(noise), "-k", "200", "-o", str(out), "--masks"] + (["--json"] if as_json else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(600, proc.kill)  # a hang fails the test instead of the suite
+    watchdog.start()
+    try:
+        if as_json:  # nothing on stdout yet: wait for the first file's outputs, all of them
+            firsts = [out / f"a-{kind}" for kind in ("segmented.png", "labels.png", "palette.json", "cluster199.png")]
+            while proc.poll() is None and not all(p.exists() for p in firsts):
+                time.sleep(0.05)
+            time.sleep(1.0)  # its entry is recorded right after; the noise takes far longer
+            head = ""
+        else:
+            head = proc.stdout.readline()  # the first file's line, flushed as it finished
+        assert proc.poll() is None, "the batch ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=300)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == f"kmseg: interrupted after 1 of 2 files; the outputs of the 1 finished file are in {out}"
+    assert "Traceback" not in err
+    if as_json:
+        summary = json.loads(rest)
+        assert summary["interrupted"] and summary["failed"] == 0
+        assert [r["input"] for r in summary["results"]] == [str(pics["a"])]
+    else:
+        assert head.startswith(f"{pics['a']}: k=200, ") and head.endswith(f" s -> {out / 'a-segmented.png'}\n")
+        assert rest == ""
+    assert (out / "a-segmented.png").exists() and not (out / "noise-segmented.png").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
 class _noop:

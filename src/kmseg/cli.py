@@ -33,6 +33,10 @@ class UsageError(Exception):
     """Bad command-line usage: exit code 2."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch; the message says how far the batch got (exit code 130)."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse's parser, with each usage error on one line, ``kmseg: error: PROBLEM; FIX (see
     'kmseg VERB --help')``, exit code 2, in place of the usage block and ``kmseg VERB: error:``."""
@@ -181,12 +185,16 @@ class Progress:
         el = time.perf_counter() - self.start
         self._draw(f"{self.label} [{bar:<30}] {self.done}/{self.total} {el:5.1f}s {note[:30]:<30}")
 
-    def line(self, text: str) -> None:
-        """Print ``text`` as a line of its own above the bar."""
+    def line(self, text: str, stream: Any = None) -> None:
+        """Print ``text`` as a line of its own above the bar, on ``stream`` (default: the bar's),
+        flushed at once."""
         shown = self.shown
         if shown:
             self.stream.write("\r" + " " * len(shown) + "\r")
-        self.stream.write(text + "\n")
+            self.stream.flush()
+        out = self.stream if stream is None else stream
+        out.write(text + "\n")
+        out.flush()
         if shown:
             self._draw(shown)
         self.stream.flush()
@@ -349,17 +357,23 @@ def save_one(seg: Any, path: str, stem: str, *, out: str, disable: Sequence[int]
     }
 
 
-def report_batch(results: list[dict[str, Any]], as_json: bool) -> int:
-    """Print a batch's summary (``--json``: every entry; a failed one's error worded as printed)."""
+def done_line(r: dict[str, Any]) -> str:
+    """The stdout line of a file that succeeded."""
+    return f"{r['input']}: k={r['k']}, {r['n_iter']} iterations, {r['seconds']:.2f} s -> {r['outputs']['segmented']}"
+
+
+def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = False) -> int:
+    """Print a batch's summary (``--json``: every entry; a failed one's error worded as printed;
+    else the line of each file that succeeded, unless ``printed`` already)."""
     failed = [r for r in results if not r["ok"]]
     for r in failed:
         r["error"] = cli_wording(r["error"])
     if as_json:
         print(json.dumps({"results": results, "failed": len(failed)}, indent=2))
-    else:
+    elif not printed:
         for r in results:
             if r["ok"]:
-                print(f"{r['input']}: k={r['k']}, {r['n_iter']} iterations, {r['seconds']:.2f} s -> {r['outputs']['segmented']}")
+                print(done_line(r))
     if failed:
         names = ", ".join(r["input"] for r in failed)
         print(f"kmseg: {len(failed)} of {len(results)} files failed: {names}", file=sys.stderr)
@@ -392,10 +406,30 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 line = error_line(exc)
                 bar.line(f"kmseg: error: {cli_wording(line)}")
                 results.append({"input": path, "ok": False, "error": line})
+            else:
+                if not args.json:  # each file's line as it finishes, so that an interrupt loses none
+                    bar.line(done_line(results[-1]), sys.stdout)
             bar.advance(note=os.path.basename(path))
+    except KeyboardInterrupt:
+        if args.json:
+            print(json.dumps({"results": results, "failed": sum(not r["ok"] for r in results), "interrupted": True},
+                             indent=2), flush=True)
+        raise Interrupted(interrupted_after(results, len(paths), args.out)) from None
     finally:
         bar.close()
-    return report_batch(results, args.json)
+    return report_batch(results, args.json, printed=True)
+
+
+def interrupted_after(results: list[dict[str, Any]], total: int, out: str) -> str:
+    """How far an interrupted batch got, and where the finished files' outputs are."""
+    from .errors import counted
+
+    failed = sum(not r["ok"] for r in results)
+    ok = len(results) - failed
+    text = f"after {len(results)} of {counted(total, 'file')}" + (f" ({failed} failed)" if failed else "")
+    if not ok:
+        return text + "; no file was finished"
+    return text + f"; the outputs of the {counted(ok, 'finished file')} are in {out}"
 
 
 # --------------------------------------------------------------------------- demo
@@ -513,8 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KmsegError as exc:
         print(f"kmseg: error: {cli_wording(error_line(exc))}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("kmseg: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # an Interrupted batch says how far it got
+        print("kmseg: interrupted" + (f" {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1
