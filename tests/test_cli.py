@@ -398,6 +398,17 @@ def test_an_interrupted_batch_keeps_what_it_finished(pics, tmp_path, as_json):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
+def test_every_verb_has_a_description(capsys):
+    from kmseg.cli import build_parser
+
+    parser = build_parser()
+    verbs = next(a.choices for a in parser._actions if a.dest == "verb")
+    assert "demo" in verbs and all(p.description for p in verbs.values()), [v for v, p in verbs.items() if not p.description]
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--help"])
+    assert exc.value.code == 0 and "Segment the bundled sample photo, coffee.png" in capsys.readouterr().out
+
+
 class _noop:
     def __enter__(self):
         return self
