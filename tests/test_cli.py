@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +262,151 @@ def test_usage_errors_exit_2(pics, tmp_path, capsys, argv, message):
         assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def _one_line_usage_error(argv: list[str], capsys) -> str:
+    """``kmseg ARGV`` in-process must fail as a usage error: exit code 2, nothing on stdout, and
+    one line on stderr, which is returned."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", (code, out, err)
+    assert err.endswith("\n") and len(err.splitlines()) == 1, err
+    return err.rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["segment", "A", "-k", "abc"],
+         "argument -k/--k: 'abc' is not a whole number; pass one in digits, such as 5 (see 'kmseg segment --help')"),
+        (["segment", "A", "--scale", "0"],
+         "argument --scale: 0.0 is out of range; pass a factor in (0, 1] (see 'kmseg segment --help')"),
+        (["segment", "A", "--seed", "-1"],
+         "argument --seed: -1 is out of range; it must be 0 or more (see 'kmseg segment --help')"),
+        (["segment", "A", "--color-space", "xyz"],
+         "argument --color-space: invalid choice: 'xyz'; pass one of 'rgb', 'lab', 'hsv' (see 'kmseg segment --help')"),
+        (["segment", "A", "-k"], "argument -k/--k: expected one argument; put a value after it (see 'kmseg segment --help')"),
+        (["segment", "A", "--frobnicate"],
+         "unrecognized arguments: --frobnicate; drop them or check their spelling (see 'kmseg segment --help')"),
+        (["segment"], "IMAGE is required; add IMAGE: image files or quoted globs such as 'photos/**/*.jpg' "
+                      "(see 'kmseg segment --help')"),
+        (["edges", "A"], "-o/--out is required; add -o FILE: output image (.png, .tif, ...) (see 'kmseg edges --help')"),
+        (["report", "A"], "-o/--out is required; add -o HTML: the report to write (.html or .htm) (see 'kmseg report --help')"),
+        (["palette", "A"], "-k/--k is required; add -k K: number of colours (see 'kmseg palette --help')"),
+        (["elbow", "A", "extra"], "unrecognized arguments: extra; drop them or check their spelling (see 'kmseg elbow --help')"),
+        (["segmnt", "A"], "argument VERB: invalid choice: 'segmnt'; pass one of 'segment', 'demo', "),
+        ([], "VERB is required; add VERB, one of segment, demo, "),
+        (["segment", "A", "-k", "4", "--disable", "9"], "--disable 9 is out of range; clusters run from 0 to 3"),
+        (["segment", "DIR/*.jpg"], "'DIR/*.jpg' matches no file; check the pattern (quote it so the shell does not expand it)"),
+        (["segment", "A", "--shared-palette"], "--shared-palette needs --dask; add --dask"),
+        (["segment", "A", "--scheduler", "tcp://127.0.0.1:9"], "--scheduler needs --dask; add --dask"),
+    ],
+)
+def test_usage_errors_are_one_line(pics, tmp_path, capsys, argv, line):
+    """No usage block (the verb's, or the top-level one for a verb's error), no 'kmseg VERB: error:'."""
+    names = {"A": str(pics["a"])}
+    argv = [names.get(a, a.replace("DIR", str(pics["dir"]))) for a in argv]
+    if argv and argv[0] == "segment":
+        argv += ["-o", str(tmp_path / "out")]
+    got = _one_line_usage_error(argv, capsys)
+    want = "kmseg: error: " + line.replace("DIR", str(pics["dir"]))
+    assert got.startswith(want) if line.endswith(" ") else got == want
+    assert not (tmp_path / "out").exists() or "--disable" in argv
+
+
+def test_scheduler_without_dask_is_refused_at_once(pics, tmp_path):
+    """It was taken, and the run then waited 30 s for a scheduler to answer at the address."""
+    t0 = time.perf_counter()
+    r = subprocess.run([*KMSEG, "segment", str(pics["a"]), "-o", str(tmp_path / "o"), "--scheduler", "tcp://192.0.2.1:8786"],
+                       capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", "kmseg: error: --scheduler needs --dask; add --dask\n")
+    assert time.perf_counter() - t0 < 25 and not (tmp_path / "o").exists()
+
+
+def test_an_output_folder_that_is_a_file_or_goes_through_one_is_one_line(pics, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"keep")
+    a = str(pics["a"])
+    before = _digest(pics["a"])
+    assert _one_line_usage_error(["segment", a, "-o", str(afile)], capsys) == (
+        f"kmseg: error: argument -o/--out: '{afile}' is a file, not a folder; pass a folder for the outputs, "
+        "or a new name to make one (see 'kmseg segment --help')")
+    assert _one_line_usage_error(["segment", a, "-o", f"{a}/x"], capsys) == (
+        f"kmseg: error: argument -o/--out: cannot create the folder '{a}/x': '{a}' is a file, not a folder; "
+        "pass a folder whose path does not go through a file (see 'kmseg segment --help')")
+    assert _one_line_usage_error(["demo", "-o", f"{afile}/demo"], capsys).startswith(
+        f"kmseg: error: argument -o/--out: cannot create the folder '{afile}/demo': '{afile}' is a file")
+    assert afile.read_bytes() == b"keep" and _digest(pics["a"]) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "in"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no folder can be made")
+def test_an_output_folder_that_cannot_be_made_fails_once_in_one_line(pics, capsys):
+    """Was ``kmseg: error: [Errno 2] No such file or directory: '/proc/nope'`` for each file, and a summary."""
+    assert main(["segment", str(pics["a"]), str(pics["b"]), "-k", "2", "-o", "/proc/nope"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == ("kmseg: error: cannot create the folder '/proc/nope' (No such file or directory); "
+                                 "pass a folder you can write to\n")
+
+
+_SLOW = (600, 600, 3)  # noise: with k=200 it takes tens of seconds, time enough to interrupt it
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.parametrize("as_json", [False, True])
+def test_an_interrupted_batch_keeps_what_it_finished(pics, tmp_path, as_json):
+    """Ctrl-C (SIGINT) while the second file is segmented: the first file's line has reached a
+    piped stdout (and with --json, the finished files' summary), and the one stderr line says how
+    far the batch got and where the outputs are. The lines were printed only at the end: lost."""
+    noise = save_image(tmp_path / "in" / "noise.png", np.random.default_rng(0).integers(0, 256, _SLOW, dtype=np.uint8))
+    out = tmp_path / "out"
+    cmd = [*KMSEG, "segment", str(pics["a"]), str(noise), "-k", "200", "-o", str(out), "--masks"] + (["--json"] if as_json else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(600, proc.kill)  # a hang fails the test instead of the suite
+    watchdog.start()
+    try:
+        if as_json:  # nothing on stdout yet: wait for the first file's outputs, all of them
+            firsts = [out / f"a-{kind}" for kind in ("segmented.png", "labels.png", "palette.json", "cluster199.png")]
+            while proc.poll() is None and not all(p.exists() for p in firsts):
+                time.sleep(0.05)
+            time.sleep(1.0)  # its entry is recorded right after; the noise takes far longer
+            head = ""
+        else:
+            head = proc.stdout.readline()  # the first file's line, flushed as it finished
+        assert proc.poll() is None, "the batch ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=300)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == f"kmseg: interrupted after 1 of 2 files; the outputs of the 1 finished file are in {out}"
+    assert "Traceback" not in err
+    if as_json:
+        summary = json.loads(rest)
+        assert summary["interrupted"] and summary["failed"] == 0
+        assert [r["input"] for r in summary["results"]] == [str(pics["a"])]
+    else:
+        assert head.startswith(f"{pics['a']}: k=200, ") and head.endswith(f" s -> {out / 'a-segmented.png'}\n")
+        assert rest == ""
+    assert (out / "a-segmented.png").exists() and not (out / "noise-segmented.png").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_every_verb_has_a_description(capsys):
+    from kmseg.cli import build_parser
+
+    parser = build_parser()
+    verbs = next(a.choices for a in parser._actions if a.dest == "verb")
+    assert "demo" in verbs and all(p.description for p in verbs.values()), [v for v, p in verbs.items() if not p.description]
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--help"])
+    assert exc.value.code == 0 and "Segment the bundled sample photo, coffee.png" in capsys.readouterr().out
 
 
 class _noop:

@@ -192,7 +192,26 @@ def test_report_usage_errors(pic, tmp_path, capsys, argv, message):
     assert code == 2 and message in err
 
 
+def test_report_refuses_a_suffix_other_than_html(pic, tmp_path, capsys):
+    """It wrote HTML into rep.pdf; elbow refused unknown suffixes already."""
+    code, out, err = run(["report", pic, "-o", tmp_path / "rep.pdf"], capsys)
+    assert (code, out) == (2, "") and err == f"kmseg: error: -o {tmp_path / 'rep.pdf'}: unknown suffix '.pdf'; use .html or .htm\n"
+    assert list(tmp_path.iterdir()) == [pic]
+    assert run(["report", pic, "-o", tmp_path / "r.HTM", "-k", "3", "--k-max", "3"], capsys)[0] == 0
+
+
 # --------------------------------------------------------------------------- bad input, every verb
+
+
+@pytest.mark.parametrize(("verb", "name"), [("edges", "x.png"), ("elbow", "x.png"), ("report", "x.html")])
+def test_an_output_through_a_file_is_one_line(verb, name, pic, tmp_path, capsys):
+    """``-o photo.png/x.png`` was 'internal error: FileExistsError', after the work was done."""
+    target = pic / name
+    code, out, err = run([verb, pic, "-o", target, *(["--k-max", "3"] if verb != "edges" else [])], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"kmseg: error: -o {target}: '{pic}' is a file, not a folder, so nothing can be written inside it; "
+                   "pass a path in a folder\n")
+    assert sorted(tmp_path.iterdir()) == [pic]
 
 
 @pytest.mark.parametrize("verb", ["elbow", "edges", "palette", "report"])

@@ -813,6 +813,36 @@ def test_write_bytes_bad_arguments(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_writers_refuse_a_path_through_a_file(tmp_path: Path) -> None:
+    """A path whose folder is a file (``photo.jpg/x.png``) is the caller's mistake: ParameterError,
+    naming the file in the way, before anything is encoded; was a raw FileExistsError from mkdir."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"a photo")
+    grey = np.zeros((2, 3), np.uint8)
+    message = rf"{photo}/x\.\w+: '{photo}' is a file, not a folder, so nothing can be written inside it; pass a path in a folder$"
+    with pytest.raises(ParameterError, match=message):
+        save_image(photo / "x.png", grey)
+    with pytest.raises(ParameterError, match=message):
+        write_json(photo / "x.json", {"a": 1}, force=True)
+    with pytest.raises(ParameterError, match=rf"{photo}/deeper/x\.bin: '{photo}' is a file, not a folder"):
+        write_bytes(photo / "deeper" / "x.bin", b"x")
+    with pytest.raises(ParameterError, match=rf"^cannot create the folder '{photo}/a/b': '{photo}' is a file, not a folder; "
+                                             "pass a folder whose path does not go through a file$"):
+        kio.make_folder(photo / "a" / "b")
+    assert photo.read_bytes() == b"a photo" and leftovers(tmp_path) == ["photo.jpg"]
+    assert kio.file_in_the_way(photo / "a") == photo and kio.file_in_the_way(tmp_path / "new" / "a") is None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be made")
+def test_writers_name_a_folder_that_cannot_be_written_in() -> None:
+    with pytest.raises(ParameterError, match=r"^/proc/nope/x\.bin: cannot create its folder '/proc/nope' \(No such file or "
+                                             r"directory\); pass a path in a folder you can write to$"):
+        write_bytes("/proc/nope/x.bin", b"x")
+    with pytest.raises(ParameterError, match=r"^/proc/x\.png: cannot be written in '/proc' \(No such file or directory\); "
+                                             "pass a path in a folder you can write to$"):
+        save_image("/proc/x.png", np.zeros((2, 3), np.uint8))
+
+
 def test_write_text(tmp_path: Path) -> None:
     target = write_text(tmp_path / "r.txt", "naïve ✓\n")
     assert target.read_bytes() == "naïve ✓\n".encode()

@@ -314,6 +314,19 @@ def test_save_refuses_a_directory_named_like_a_file(tmp_path, name):
     assert set(seg.save(tmp_path / name)) == {"segmented", "labels", "palette"}
 
 
+def test_save_refuses_a_file_or_a_path_through_one(tmp_path):
+    """Was a raw FileExistsError / NotADirectoryError from mkdir, after the images were made."""
+    seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"keep")
+    with pytest.raises(kmseg.ParameterError, match=rf"^'{afile}' is a file, not a folder; pass a folder for the outputs"):
+        seg.save(afile)
+    with pytest.raises(kmseg.ParameterError, match=rf"^cannot create the folder '{afile}/x': '{afile}' is a file, not a folder; "
+                                                  "pass a folder whose path does not go through a file$"):
+        seg.save(afile / "x")
+    assert afile.read_bytes() == b"keep" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
 def test_label_map_png_is_uint16_for_many_clusters(tmp_path):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)

@@ -17,6 +17,7 @@ from .cli import Progress, UsageError, add_image_options, parse_float, positive_
 __all__ = ["register"]
 
 _FIGURE_SUFFIXES = (".png", ".svg")
+_REPORT_SUFFIXES = (".html", ".htm")
 
 
 def _threshold(text: str) -> float:
@@ -27,14 +28,20 @@ def _threshold(text: str) -> float:
 
 
 def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None = None) -> None:
-    """Refuse a bad suffix (usage error) or an existing file (failed run), before any work."""
+    """Refuse a bad suffix or a path that cannot be a file (usage errors) or an existing file
+    (failed run), before any work."""
     from .errors import exists_already
+    from .io import file_in_the_way
 
     p = Path(path)
     if suffixes is not None and p.suffix.lower() not in suffixes:
         raise UsageError(f"-o {path}: unknown suffix {p.suffix!r}; use {' or '.join(suffixes)}")
     if p.is_dir():
         raise UsageError(f"-o {path} is a directory; pass a file path")
+    blocker = file_in_the_way(p.parent)
+    if blocker is not None:
+        raise UsageError(f"-o {path}: {str(blocker)!r} is a file, not a folder, so nothing can be written inside it; "
+                         "pass a path in a folder")
     if p.exists() and not force:
         raise exists_already(p)  # main() prints it as the command line words it
 
@@ -122,7 +129,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--k-max {args.k_max} sweeps fewer than 3 ks; the knee needs at least 3")
     if args.low > args.high:
         raise UsageError(f"--low {args.low:g} is above --high {args.high:g}; pass --low <= --high")
-    _check_output(args.out, args.force)
+    _check_output(args.out, args.force, _REPORT_SUFFIXES)
     ks = range(1, args.k_max + 1)
     bar = Progress(n_steps(ks), "report")
     try:
@@ -193,7 +200,7 @@ def register(sub: Any) -> None:
     p.add_argument("--k-max", type=positive_int, default=10, help="largest k of the elbow sweep (default 10)")
     p.add_argument("--low", type=_threshold, default=100.0, help="Canny lower threshold (default 100)")
     p.add_argument("--high", type=_threshold, default=200.0, help="Canny upper threshold (default 200)")
-    p.add_argument("-o", "--out", required=True, metavar="HTML", help="the report to write")
+    p.add_argument("-o", "--out", required=True, metavar="HTML", help="the report to write (.html or .htm)")
     p.add_argument("--force", action="store_true", help="overwrite HTML if it exists")
     add_image_options(p)
     p.set_defaults(func=cmd_report)

@@ -15,12 +15,13 @@ import glob
 import importlib
 import json
 import os
+import re
 import sys
 import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 __all__ = ["main"]
 
@@ -32,6 +33,57 @@ class UsageError(Exception):
     """Bad command-line usage: exit code 2."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch; the message says how far the batch got (exit code 130)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with each usage error on one line, ``kmseg: error: PROBLEM; FIX (see
+    'kmseg VERB --help')``, exit code 2, in place of the usage block and ``kmseg VERB: error:``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"kmseg: error: {self.explain(message)} (see '{self.prog} --help')\n")
+
+    def explain(self, message: str) -> str:
+        """argparse's ``message``, with the fix added where argparse gives none."""
+        m = re.fullmatch(r"the following arguments are required: (.*)", message)
+        if m:
+            names = m.group(1).split(", ")
+            how = " and ".join(map(self._wanted, names))
+            return f"{m.group(1)} {'is' if len(names) == 1 else 'are'} required; add {how}"
+        m = re.fullmatch(r"(.*)invalid choice: (.*) \(choose from (.*)\)", message)
+        if m:
+            return f"{m.group(1)}invalid choice: {m.group(2)}; pass one of {m.group(3)}"
+        if message.startswith("unrecognized arguments: "):
+            return f"{message}; drop them or check their spelling"
+        if message.endswith(("expected one argument", "expected at least one argument")):
+            return f"{message}; put a value after it"
+        if message.startswith("ambiguous option: "):
+            return f"{message}; spell the option out in full"
+        return message
+
+    def _wanted(self, name: str) -> str:
+        """How to give the argument that argparse names ``name`` (``-o/--out``, ``IMAGE``)."""
+        for a in self._actions:
+            if "/".join(a.option_strings) == name or (not a.option_strings and (a.metavar or a.dest) == name):
+                if a.choices:
+                    return f"{name}, one of {', '.join(a.choices)}"
+                use = f"{a.option_strings[0]} {a.metavar or a.dest.upper()}" if a.option_strings else name
+                return f"{use}: {a.help}" if a.help else use
+        return name
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> argparse.Namespace:
+        """As argparse's, but arguments no option takes are reported by the verb's parser,
+        so that the line points to the verb's help."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            verbs = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+            verbs.get(getattr(ns, "verb", None), self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
+
 # --------------------------------------------------------------------------- argument types
 
 
@@ -40,7 +92,7 @@ def parse_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; pass one in digits, such as 5") from None
 
 
 def parse_float(text: str) -> float:
@@ -48,7 +100,7 @@ def parse_float(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass one such as 0.5") from None
 
 
 def positive_int(text: str) -> int:
@@ -67,8 +119,9 @@ def non_negative_int(text: str) -> int:
 
 def output_dir(text: str) -> str:
     """An output directory; a name like ``out.png`` that is not a directory already is refused,
-    since the verbs that take one write several files into it."""
-    from .segment import looks_like_file
+    since the verbs that take one write several files into it, and so is a file, or a path
+    through one."""
+    from .segment import folder_problem, looks_like_file
 
     path = Path(text)
     if looks_like_file(path):
@@ -76,6 +129,9 @@ def output_dir(text: str) -> str:
             f"{text!r} looks like a file name, but -o takes a directory to write the outputs into; "
             f"pass a directory such as -o {path.with_suffix('')}"
         )
+    problem = folder_problem(path)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -129,12 +185,16 @@ class Progress:
         el = time.perf_counter() - self.start
         self._draw(f"{self.label} [{bar:<30}] {self.done}/{self.total} {el:5.1f}s {note[:30]:<30}")
 
-    def line(self, text: str) -> None:
-        """Print ``text`` as a line of its own above the bar."""
+    def line(self, text: str, stream: Any = None) -> None:
+        """Print ``text`` as a line of its own above the bar, on ``stream`` (default: the bar's),
+        flushed at once."""
         shown = self.shown
         if shown:
             self.stream.write("\r" + " " * len(shown) + "\r")
-        self.stream.write(text + "\n")
+            self.stream.flush()
+        out = self.stream if stream is None else stream
+        out.write(text + "\n")
+        out.flush()
         if shown:
             self._draw(shown)
         self.stream.flush()
@@ -297,17 +357,23 @@ def save_one(seg: Any, path: str, stem: str, *, out: str, disable: Sequence[int]
     }
 
 
-def report_batch(results: list[dict[str, Any]], as_json: bool) -> int:
-    """Print a batch's summary (``--json``: every entry; a failed one's error worded as printed)."""
+def done_line(r: dict[str, Any]) -> str:
+    """The stdout line of a file that succeeded."""
+    return f"{r['input']}: k={r['k']}, {r['n_iter']} iterations, {r['seconds']:.2f} s -> {r['outputs']['segmented']}"
+
+
+def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = False) -> int:
+    """Print a batch's summary (``--json``: every entry; a failed one's error worded as printed;
+    else the line of each file that succeeded, unless ``printed`` already)."""
     failed = [r for r in results if not r["ok"]]
     for r in failed:
         r["error"] = cli_wording(r["error"])
     if as_json:
         print(json.dumps({"results": results, "failed": len(failed)}, indent=2))
-    else:
+    elif not printed:
         for r in results:
             if r["ok"]:
-                print(f"{r['input']}: k={r['k']}, {r['n_iter']} iterations, {r['seconds']:.2f} s -> {r['outputs']['segmented']}")
+                print(done_line(r))
     if failed:
         names = ", ".join(r["input"] for r in failed)
         print(f"kmseg: {len(failed)} of {len(results)} files failed: {names}", file=sys.stderr)
@@ -317,15 +383,18 @@ def report_batch(results: list[dict[str, Any]], as_json: bool) -> int:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from .errors import KmsegError
+    from .io import make_folder
 
+    for option in ("shared_palette", "scheduler"):
+        if getattr(args, option) and not args.dask:
+            raise UsageError(f"--{option.replace('_', '-')} needs --dask; add --dask")
     paths = expand_inputs(args.images)
-    if args.shared_palette and not args.dask:
-        raise UsageError("--shared-palette needs --dask; add --dask")
-    if args.dask or args.scheduler:
+    if args.dask:
         from .distributed import cli_segment  # noqa: PLC0415  (only with --dask)
 
         return cli_segment(paths, args)
     stems = unique_stems(paths)
+    make_folder(args.out)  # a folder that cannot be made fails the run once, before any work
     results: list[dict[str, Any]] = []
     bar = Progress(len(paths), "segment")
     try:  # closed however the batch ends, so that main()'s last line is not glued to the bar
@@ -337,17 +406,44 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 line = error_line(exc)
                 bar.line(f"kmseg: error: {cli_wording(line)}")
                 results.append({"input": path, "ok": False, "error": line})
+            else:
+                if not args.json:  # each file's line as it finishes, so that an interrupt loses none
+                    bar.line(done_line(results[-1]), sys.stdout)
             bar.advance(note=os.path.basename(path))
+    except KeyboardInterrupt:
+        if args.json:
+            print(json.dumps({"results": results, "failed": sum(not r["ok"] for r in results), "interrupted": True},
+                             indent=2), flush=True)
+        raise Interrupted(interrupted_after(results, len(paths), args.out)) from None
     finally:
         bar.close()
-    return report_batch(results, args.json)
+    return report_batch(results, args.json, printed=True)
+
+
+def interrupted_after(results: list[dict[str, Any]], total: int, out: str) -> str:
+    """How far an interrupted batch got, and where the finished files' outputs are."""
+    from .errors import counted
+
+    failed = sum(not r["ok"] for r in results)
+    ok = len(results) - failed
+    text = f"after {len(results)} of {counted(total, 'file')}" + (f" ({failed} failed)" if failed else "")
+    if not ok:
+        return text + "; no file was finished"
+    return text + f"; the outputs of the {counted(ok, 'finished file')} are in {out}"
 
 
 # --------------------------------------------------------------------------- demo
 
 
 def _register_demo(sub: Any) -> None:
-    p = sub.add_parser("demo", help="segment the bundled sample photo and write every output")
+    p = sub.add_parser(
+        "demo",
+        help="segment the bundled sample photo and write every output",
+        description="Segment the bundled sample photo, coffee.png, into K colour clusters and write every output "
+        "into DIR: coffee-segmented.png, coffee-labels.png, coffee-palette.json, coffee-masked.png (cluster 0 "
+        "blacked out), one RGBA cut-out per cluster (coffee-cluster<i>.png) and the HTML report. Prints the "
+        "palette and the time taken.",
+    )
     p.add_argument("-o", "--out", default="demo-out", type=output_dir, metavar="DIR", help="output directory (default demo-out)")
     p.add_argument("-k", "--k", type=positive_int, default=5, help="number of clusters (default 5)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -393,7 +489,7 @@ def _demo_extras(src: Path, args: argparse.Namespace, seg: Any) -> dict[str, Pat
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="kmseg",
         description="Exact, fast K-means colour segmentation of images.",
         epilog="Run 'kmseg VERB --help' for the options of a verb.",
@@ -453,14 +549,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings_as_lines():
             return int(func(args) or 0)
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
         print(f"kmseg: error: {exc}", file=sys.stderr)
         return 2
     except KmsegError as exc:
         print(f"kmseg: error: {cli_wording(error_line(exc))}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("kmseg: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # an Interrupted batch says how far it got
+        print("kmseg: interrupted" + (f" {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1

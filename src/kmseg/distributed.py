@@ -40,7 +40,7 @@ from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_til
 from ._engine import cluster_weights
 from ._reduce import Reduced, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
-from .io import publish
+from .io import make_folder, publish
 from .errors import (
     ConvergenceWarning,
     InvalidImageDataError,
@@ -710,7 +710,7 @@ class _LargeJob:
         H, W, C = self.src.height, self.src.width, self.src.n_channels
         label_dtype = np.dtype(np.uint8 if k_eff < 255 else np.uint16)
         d = targets["labels"].parent
-        d.mkdir(parents=True, exist_ok=True)
+        make_folder(d)
         tmp = {kind: d / f".{targets[kind].name}.{secrets.token_hex(4)}.tmp" for kind in ("segmented", "labels")}
         writers: list[TileWriter] = []
         n = len(self.regions)

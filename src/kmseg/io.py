@@ -16,6 +16,7 @@ call it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import numbers
@@ -454,6 +455,43 @@ def load_image(
 # --------------------------------------------------------------------------- writing
 
 
+# Why a file cannot be made at a path, when it is the path's fault (not a full disk, say).
+_PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR})
+
+
+def file_in_the_way(folder: PathLike) -> Path | None:
+    """The first of ``folder``'s parents, or ``folder`` itself, that exists and is not a folder,
+    so that nothing can be written under it; None when there is none (``folder`` may not exist yet)."""
+    path = Path(folder)
+    for p in reversed((path, *path.parents)):
+        if not os.path.exists(p):
+            return None
+        if not os.path.isdir(p):
+            return p
+    return None
+
+
+def make_folder(folder: PathLike, target: PathLike | None = None) -> Path:
+    """Create ``folder`` and its missing parents, or raise :class:`ParameterError` saying why it
+    cannot be made (a file in the way, no permission...) and what to do. ``target``: the file that
+    is to be written in it, named first in the message."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = file_in_the_way(path)
+        if blocker is not None:
+            why, fix = f": {str(blocker)!r} is a file, not a folder", "whose path does not go through a file"
+        else:
+            why, fix = f" ({exc.strerror})", "you can write to"
+        if target is None:
+            raise ParameterError(f"cannot create the folder {str(path)!r}{why}; pass a folder {fix}") from None
+        raise ParameterError(
+            f"{target}: cannot create its folder {str(path)!r}{why}; pass a path in a folder {fix}"
+        ) from None
+    return path
+
+
 def _output_path(path: object, force: object) -> Path:
     """Check an output path and ``force`` before anything is encoded or written."""
     target = Path(_path_str(path))
@@ -461,6 +499,12 @@ def _output_path(path: object, force: object) -> Path:
         raise ParameterTypeError(f"force={force!r} is not a bool; pass True or False")
     if target.is_dir():
         raise ParameterError(f"{target}: is a directory; pass a file path inside it")
+    blocker = file_in_the_way(target.parent)
+    if blocker is not None:
+        raise ParameterError(
+            f"{target}: {str(blocker)!r} is a file, not a folder, so nothing can be written inside it; "
+            "pass a path in a folder"
+        )
     if target.exists() and not force:
         raise exists_already(target)
     return target
@@ -511,7 +555,8 @@ def write_bytes(path: PathLike, data: bytes | bytearray | memoryview, *, force: 
     OutputExistsError
         *path* exists and ``force`` is False; nothing is written.
     ParameterError, ParameterTypeError
-        *path* is a directory, or an argument has the wrong type.
+        *path* is a directory, or goes through a file (``photo.jpg/x.png``), or its folder
+        cannot be made or written in; or an argument has the wrong type.
 
     Examples
     --------
@@ -528,7 +573,7 @@ def write_bytes(path: PathLike, data: bytes | bytearray | memoryview, *, force: 
             f"{target}: data must be bytes, bytearray or memoryview, not {type(data).__name__}; "
             "use write_text for str"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent, target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:  # os.open, not mkstemp, so the file gets the usual umask permissions
         tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp")
@@ -537,6 +582,13 @@ def write_bytes(path: PathLike, data: bytes | bytearray | memoryview, *, force: 
             break
         except FileExistsError:
             continue
+        except OSError as exc:
+            if exc.errno not in _PATH_ERRNOS:
+                raise
+            raise ParameterError(
+                f"{target}: cannot be written in {str(target.parent)!r} ({exc.strerror}); "
+                "pass a path in a folder you can write to"
+            ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -743,8 +795,8 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
     OutputExistsError
         *path* exists and ``force`` is False; nothing is written.
     ParameterError
-        Unknown suffix, a shape the format cannot hold, ``compress_level`` not in 0-9 or an
-        unknown ``png_strategy``.
+        Unknown suffix, a shape the format cannot hold, ``compress_level`` not in 0-9, an
+        unknown ``png_strategy``, or a path that cannot be written (see :func:`write_bytes`).
     ParameterTypeError
         A dtype the format cannot hold.
 

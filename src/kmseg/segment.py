@@ -39,14 +39,33 @@ def looks_like_file(directory: str | os.PathLike[str]) -> bool:
     return path.suffix.lower() in FILE_SUFFIXES and not path.is_dir()
 
 
+def folder_problem(directory: str | os.PathLike[str]) -> str | None:
+    """Why no outputs can be written into ``directory`` because a file is in the way (it is a
+    file, or its path goes through one), and the fix; None when no file is in the way."""
+    from .io import file_in_the_way
+
+    path = Path(directory)
+    blocker = file_in_the_way(path)
+    if blocker is None:
+        return None
+    if blocker == path:
+        return f"{os.fspath(directory)!r} is a file, not a folder; pass a folder for the outputs, or a new name to make one"
+    return (f"cannot create the folder {os.fspath(directory)!r}: {str(blocker)!r} is a file, not a folder; "
+            "pass a folder whose path does not go through a file")
+
+
 def check_output_dir(directory: str | os.PathLike[str]) -> Path:
-    """``directory`` as a path, or :class:`ParameterError` if it :func:`looks_like_file`."""
+    """``directory`` as a path, or :class:`ParameterError` if it :func:`looks_like_file` or a file
+    is in the way (:func:`folder_problem`)."""
     path = Path(directory)
     if looks_like_file(path):
         raise ParameterError(
             f"{os.fspath(directory)!r} looks like a file name, but the outputs are several files written into a "
             f"directory; pass a directory such as {os.fspath(path.with_suffix(''))!r}"
         )
+    problem = folder_problem(path)
+    if problem is not None:
+        raise ParameterError(problem)
     return path
 
 
@@ -707,14 +726,15 @@ class Segmentation:
         segmented image, of a few flat colours, with the default (see
         :func:`kmseg.io.save_image`).
         A ``directory`` named like a file (``out.png``) that is not a directory already is
-        refused with :class:`ParameterError` rather than made into one.
+        refused with :class:`ParameterError` rather than made into one, and so is a
+        ``directory`` that is a file or goes through one, or that cannot be made.
 
         Returns
         -------
         paths : dict
             Kind of output -> path written.
         """
-        from .io import save_image, write_json
+        from .io import make_folder, save_image, write_json
 
         if stem is None:
             stem = Path(self.source).stem if self.source else "image"
@@ -733,6 +753,7 @@ class Segmentation:
             for i in range(self.k):
                 jobs[f"cluster{i}"] = (d / f"{stem}-cluster{i}.png", lambda i=i: self._displayable(self.extract(i)), "rle")
         refuse_existing((p for p, _, _ in jobs.values()), force)
+        make_folder(d)  # once, here: a folder that cannot be made is one error, not one per output
 
         def write(path: Path, make: Callable[[], Any], strategy: str | None) -> Path:
             if strategy is None:
