@@ -31,17 +31,16 @@ def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None = Non
     """Refuse a bad suffix or a path that cannot be a file (usage errors) or an existing file
     (failed run), before any work."""
     from .errors import exists_already
-    from .io import file_in_the_way
+    from .io import through_a_file
 
     p = Path(path)
     if suffixes is not None and p.suffix.lower() not in suffixes:
         raise UsageError(f"-o {path}: unknown suffix {p.suffix!r}; use {' or '.join(suffixes)}")
     if p.is_dir():
         raise UsageError(f"-o {path} is a directory; pass a file path")
-    blocker = file_in_the_way(p.parent)
-    if blocker is not None:
-        raise UsageError(f"-o {path}: {str(blocker)!r} is a file, not a folder, so nothing can be written inside it; "
-                         "pass a path in a folder")
+    problem = through_a_file(p)
+    if problem is not None:
+        raise UsageError(f"-o {problem}")
     if p.exists() and not force:
         raise exists_already(p)  # main() prints it as the command line words it
 

@@ -121,7 +121,8 @@ def output_dir(text: str) -> str:
     """An output directory; a name like ``out.png`` that is not a directory already is refused,
     since the verbs that take one write several files into it, and so is a file, or a path
     through one."""
-    from .segment import folder_problem, looks_like_file
+    from .io import folder_problem
+    from .segment import looks_like_file
 
     path = Path(text)
     if looks_like_file(path):

@@ -471,6 +471,32 @@ def file_in_the_way(folder: PathLike) -> Path | None:
     return None
 
 
+def _blocked(folder: str, blocker: Path) -> str:
+    """The message for a ``folder`` that cannot be made because ``blocker``, on its path, is a file."""
+    return (f"cannot create the folder {folder!r}: {str(blocker)!r} is a file, not a folder; "
+            "pass a folder whose path does not go through a file")
+
+
+def folder_problem(directory: PathLike) -> str | None:
+    """Why no outputs can be written into ``directory`` because a file is in the way (it is a
+    file, or its path goes through one), and the fix; None when no file is in the way."""
+    blocker = file_in_the_way(directory)
+    if blocker is None:
+        return None
+    if blocker == Path(directory):
+        return f"{os.fspath(directory)!r} is a file, not a folder; pass a folder for the outputs, or a new name to make one"
+    return _blocked(os.fspath(directory), blocker)
+
+
+def through_a_file(target: Path) -> str | None:
+    """Why the file ``target`` cannot be written because a file is on its path
+    (``photo.jpg/x.png``), and the fix; None when none is."""
+    blocker = file_in_the_way(target.parent)
+    if blocker is None:
+        return None
+    return f"{target}: {str(blocker)!r} is a file, not a folder, so nothing can be written inside it; pass a path in a folder"
+
+
 def make_folder(folder: PathLike, target: PathLike | None = None) -> Path:
     """Create ``folder`` and its missing parents, or raise :class:`ParameterError` saying why it
     cannot be made (a file in the way, no permission...) and what to do. ``target``: the file that
@@ -480,15 +506,16 @@ def make_folder(folder: PathLike, target: PathLike | None = None) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         blocker = file_in_the_way(path)
-        if blocker is not None:
-            why, fix = f": {str(blocker)!r} is a file, not a folder", "whose path does not go through a file"
-        else:
-            why, fix = f" ({exc.strerror})", "you can write to"
         if target is None:
-            raise ParameterError(f"cannot create the folder {str(path)!r}{why}; pass a folder {fix}") from None
-        raise ParameterError(
-            f"{target}: cannot create its folder {str(path)!r}{why}; pass a path in a folder {fix}"
-        ) from None
+            message = (_blocked(str(path), blocker) if blocker is not None else
+                       f"cannot create the folder {str(path)!r} ({exc.strerror}); pass a folder you can write to")
+        elif blocker is not None:
+            message = (f"{target}: cannot create its folder {str(path)!r}: {str(blocker)!r} is a file, not a folder; "
+                       "pass a path in a folder whose path does not go through a file")
+        else:
+            message = (f"{target}: cannot create its folder {str(path)!r} ({exc.strerror}); "
+                       "pass a path in a folder you can write to")
+        raise ParameterError(message) from None
     return path
 
 
@@ -499,12 +526,9 @@ def _output_path(path: object, force: object) -> Path:
         raise ParameterTypeError(f"force={force!r} is not a bool; pass True or False")
     if target.is_dir():
         raise ParameterError(f"{target}: is a directory; pass a file path inside it")
-    blocker = file_in_the_way(target.parent)
-    if blocker is not None:
-        raise ParameterError(
-            f"{target}: {str(blocker)!r} is a file, not a folder, so nothing can be written inside it; "
-            "pass a path in a folder"
-        )
+    problem = through_a_file(target)
+    if problem is not None:
+        raise ParameterError(problem)
     if target.exists() and not force:
         raise exists_already(target)
     return target

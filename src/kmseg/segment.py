@@ -39,24 +39,11 @@ def looks_like_file(directory: str | os.PathLike[str]) -> bool:
     return path.suffix.lower() in FILE_SUFFIXES and not path.is_dir()
 
 
-def folder_problem(directory: str | os.PathLike[str]) -> str | None:
-    """Why no outputs can be written into ``directory`` because a file is in the way (it is a
-    file, or its path goes through one), and the fix; None when no file is in the way."""
-    from .io import file_in_the_way
-
-    path = Path(directory)
-    blocker = file_in_the_way(path)
-    if blocker is None:
-        return None
-    if blocker == path:
-        return f"{os.fspath(directory)!r} is a file, not a folder; pass a folder for the outputs, or a new name to make one"
-    return (f"cannot create the folder {os.fspath(directory)!r}: {str(blocker)!r} is a file, not a folder; "
-            "pass a folder whose path does not go through a file")
-
-
 def check_output_dir(directory: str | os.PathLike[str]) -> Path:
     """``directory`` as a path, or :class:`ParameterError` if it :func:`looks_like_file` or a file
-    is in the way (:func:`folder_problem`)."""
+    is in the way (:func:`kmseg.io.folder_problem`)."""
+    from .io import folder_problem
+
     path = Path(directory)
     if looks_like_file(path):
         raise ParameterError(
