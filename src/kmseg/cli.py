@@ -363,14 +363,22 @@ def done_line(r: dict[str, Any]) -> str:
     return f"{r['input']}: k={r['k']}, {r['n_iter']} iterations, {r['seconds']:.2f} s -> {r['outputs']['segmented']}"
 
 
-def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = False) -> int:
-    """Print a batch's summary (``--json``: every entry; a failed one's error worded as printed;
-    else the line of each file that succeeded, unless ``printed`` already)."""
+def batch_json(results: list[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
+    """Print a batch's ``--json`` summary: every entry, a failed one's error worded as printed,
+    and ``extra`` keys. Returns the failed entries."""
     failed = [r for r in results if not r["ok"]]
     for r in failed:
         r["error"] = cli_wording(r["error"])
+    print(json.dumps({"results": results, "failed": len(failed), **extra}, indent=2), flush=True)
+    return failed
+
+
+def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = False) -> int:
+    """Print a batch's summary (``--json``: ``batch_json``; else the line of each file that
+    succeeded, unless ``printed`` already)."""
+    failed = [r for r in results if not r["ok"]]
     if as_json:
-        print(json.dumps({"results": results, "failed": len(failed)}, indent=2))
+        failed = batch_json(results)
     elif not printed:
         for r in results:
             if r["ok"]:
@@ -413,8 +421,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             bar.advance(note=os.path.basename(path))
     except KeyboardInterrupt:
         if args.json:
-            print(json.dumps({"results": results, "failed": sum(not r["ok"] for r in results), "interrupted": True},
-                             indent=2), flush=True)
+            batch_json(results, interrupted=True)
         raise Interrupted(interrupted_after(results, len(paths), args.out)) from None
     finally:
         bar.close()
