@@ -52,7 +52,14 @@ class CorruptImageError(ImageError, ValueError):
 
 
 class ImageTooLargeError(ImageError, ValueError):
-    """The image has more pixels than the decompression-bomb limit allows."""
+    """The image has more pixels than the decompression-bomb limit allows.
+
+    ``problem`` is the message without its fix, and ``pixels`` the image's pixel count (the
+    smallest limit that lets it through), for front ends whose users fix it another way.
+    """
+
+    problem: str = ""
+    pixels: int = 0
 
 
 class InvalidImageDataError(ImageError, ValueError):

@@ -124,10 +124,10 @@ def _path_str(path: object) -> str:
 def _check_size(name: str, width: int, height: int, limit: int | None) -> None:
     pixels = int(width) * int(height)
     if limit is not None and pixels > limit:
-        raise ImageTooLargeError(
-            f"{name}: {pixels} pixels ({width} x {height}) exceeds the limit of {limit}; "
-            f"pass max_pixels={pixels} or more (CLI: --max-pixels) to allow it"
-        )
+        problem = f"{name}: {pixels} pixels ({width} x {height}) exceeds the limit of {limit}"
+        err = ImageTooLargeError(f"{problem}; pass max_pixels={pixels} or more (CLI: --max-pixels) to allow it")
+        err.problem, err.pixels = problem, pixels  # for front ends that word the fix their own way
+        raise err
 
 
 def _corrupt(name: str, fmt: str, exc: BaseException) -> CorruptImageError:

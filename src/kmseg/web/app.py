@@ -289,15 +289,14 @@ def _status_for(exc: KmsegError) -> int:
     return 422
 
 
-_LIBRARY_FIX = re.compile(r"; pass max_pixels=(\d+) or more \(CLI: --max-pixels\) to allow it$")
-
-
-def _web_wording(line: str) -> str:
-    """A library message as the page shows it: a web user cannot pass ``max_pixels=``, so
-    the fix is a smaller image or a server restarted with a larger ``--max-pixels``."""
-    return _LIBRARY_FIX.sub(
-        r"; choose a smaller image, or restart the server with a larger limit: kmseg serve --max-pixels \1", line
-    )
+def _web_wording(exc: KmsegError) -> str:
+    """A library error as the page shows it: a web user cannot pass ``max_pixels=``, so an
+    image over the limit is told to choose a smaller one or restart the server with a larger
+    ``--max-pixels``."""
+    if isinstance(exc, ImageTooLargeError) and exc.pixels:
+        return (f"{exc.problem}; choose a smaller image, or restart the server with a larger limit: "
+                f"kmseg serve --max-pixels {exc.pixels}")
+    return str(exc)
 
 
 def _mb(n: int) -> str:
@@ -429,7 +428,7 @@ class WebState:
                 try:
                     image = load_image(tmp.name, max_pixels=self.max_pixels)
                 except KmsegError as exc:  # name the upload, not the temporary file
-                    raise HTTPException(_status_for(exc), _web_wording(str(exc).replace(tmp.name, name))) from None
+                    raise HTTPException(_status_for(exc), _web_wording(exc).replace(tmp.name, name)) from None
             self._count("decodes")
             return self._prepare(image, color_space, upload_id, name)
 
