@@ -367,7 +367,7 @@ def _check_inferred_alpha(arr: np.ndarray) -> None:
     fully opaque: it is more likely a band of data (RGB + near infrared, two stains), which
     would be dropped from the features and hide the pixels where it is 0."""
     n = arr.shape[2]
-    opaque = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else 1.0
+    opaque = _vmax(arr.dtype) or 1.0  # floats: alpha in [0, 1]
     top = arr[..., -1].max()
     if 0 < top < opaque:  # (all 0: an image with nothing to cluster, which is an error of its own)
         kind = "grey+alpha" if n == 2 else "RGBA"
