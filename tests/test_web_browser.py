@@ -123,9 +123,7 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     expect(alert).to_be_hidden()
 
     # upload: the palette has K = 5 swatches and the segmented image shows
-    page.set_input_files("#file-input", str(data.path("coffee.png")))
-    swatches = page.locator('[data-testid="swatch"]')
-    expect(swatches).to_have_count(5)
+    swatches = show_photo(page)
     wait_loaded(page, "#segmented", 600)
     expect(page.get_by_test_id("status")).to_contain_text("600 × 400")
     decodes = state.counts["decodes"]
@@ -182,6 +180,14 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     shot = os.environ.get("KMSEG_SCREENSHOT")
     if shot:
         page.screenshot(path=shot, full_page=True)
+
+
+def show_photo(page: Any) -> Any:
+    """Upload the bundled coffee.png and wait for its 5 swatches (K = 5, the page's default); returns them."""
+    page.set_input_files("#file-input", str(data.path("coffee.png")))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    return swatches
 
 
 def show_wide_image(page: Any, tmp_path) -> Any:
@@ -295,8 +301,7 @@ def test_the_palette_hint_holds_in_either_layout(server: tuple[str, Any], web_pa
     url, _ = server
     page.set_viewport_size({"width": width, "height": 900})
     page.goto(url)
-    page.set_input_files("#file-input", str(data.path("coffee.png")))
-    expect(page.locator('[data-testid="swatch"]')).to_have_count(5)
+    show_photo(page)
     seg, masked = (page.locator(sel).bounding_box() for sel in ("#segmented", "#masked"))
     beside = masked["x"] >= seg["x"] + seg["width"]
     assert beside == (width > 1000)  # the images stand side by side on a wide window, stacked on a narrow one
@@ -312,9 +317,7 @@ def test_the_masked_download_waits_for_a_hidden_cluster(server: tuple[str, Any],
     page = web_page
     url, _ = server
     page.goto(url)
-    page.set_input_files("#file-input", str(data.path("coffee.png")))
-    swatches = page.locator('[data-testid="swatch"]')
-    expect(swatches).to_have_count(5)
+    swatches = show_photo(page)
     masked, hint = page.get_by_test_id("dl-masked"), page.get_by_test_id("dl-masked-hint")
     downloads: list[Any] = []
     page.on("download", lambda d: downloads.append(d))
@@ -354,9 +357,7 @@ def test_a_seed_the_api_refuses_is_refused_on_the_page(server: tuple[str, Any], 
     page = web_page
     url, _ = server
     page.goto(url)
-    page.set_input_files("#file-input", str(data.path("coffee.png")))
-    swatches = page.locator('[data-testid="swatch"]')
-    expect(swatches).to_have_count(5)
+    swatches = show_photo(page)
     seed, alert = page.get_by_test_id("seed"), page.get_by_role("alert")
     sent: list[str] = []
     page.on("request", lambda r: sent.append(r.post_data or "") if r.url.endswith("/api/segment") else None)
