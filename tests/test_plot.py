@@ -327,6 +327,24 @@ def test_large_images_of_every_kind_are_reduced_for_display(kind):
     assert max(big.axes[0].images[0].get_array().shape[:2]) == plot.DISPLAY_MAX_SIDE
 
 
+def test_display_range_rule():
+    from kmseg._display import display_range, to_u8
+
+    assert display_range(np.array([[3, 9]], np.uint8)) == (0.0, 255.0)
+    assert display_range(np.array([[3, 9]], np.uint16)) == (0.0, 65535.0)
+    assert display_range(np.array([[0.0, 1.0]], np.float32)) == (0.0, 1.0)
+    assert display_range(np.array([[0.2, 1.5]])) == (0.2, 1.5)
+    assert display_range(np.array([[5, 9]], np.uint32)) == (5.0, 9.0)
+    rgba = np.array([[[10, 20, 30, 1], [-5, 0, 99, 0]]], np.int16)  # the second pixel is transparent
+    assert display_range(rgba, has_alpha=True) == (10.0, 30.0)
+    assert display_range(rgba, has_alpha=False) == (-5.0, 99.0)
+    assert display_range(rgba * 0, has_alpha=True) == (0.0, 0.0)  # nothing opaque: every pixel counts
+    assert to_u8(np.full((2, 2), 7.5)).tolist() == [[0, 0], [0, 0]]  # constant: black, no division by zero
+    # Alpha on its dtype's scale (32767 opaque); a transparent pixel comes out all 0.
+    two = np.array([[[-32768, 32767, 32767], [5, 5, 0]]], np.int16)
+    assert to_u8(two, has_alpha=True).tolist() == [[[0, 255, 255], [0, 0, 0]]]
+
+
 def test_transparent_pixels_lend_no_colour_to_a_reduced_image():
     # White stripes on transparent black, reduced 1300 -> 1200: a naive area mean would grey the
     # stripes' edges; weighting colours by opacity keeps every visible pixel white.

@@ -327,6 +327,21 @@ def test_save_refuses_a_file_or_a_path_through_one(tmp_path):
     assert afile.read_bytes() == b"keep" and [p.name for p in tmp_path.iterdir()] == ["afile"]
 
 
+def test_palette_of_float_data_beyond_one_is_not_all_white():
+    """Was '#ffffff' for every cluster: floats were taken to be in [0, 1] and clipped."""
+    img, _ = quadrants(COLORS)
+    f = img.astype(np.float32) * 4  # 0-1000-like data
+    seg = kmseg.segment(f, 4, seed=0)
+    lo, hi = float(f.min()), float(f.max())
+    assert seg.display_range == (lo, hi)
+    want = sorted("#{:02x}{:02x}{:02x}".format(*np.rint((c - lo) * 255 / (hi - lo)).astype(int)) for c in seg.centers)
+    got = sorted(p["hex"] for p in seg.palette())
+    assert got == want and len(set(got)) == 4 and "#ffffff" not in got
+    unit = kmseg.segment(img.astype(np.float32) / 255, 4, seed=0)  # floats in [0, 1] keep 0-1
+    assert unit.display_range == (0.0, 1.0)
+    assert sorted(p["hex"] for p in unit.palette()) == sorted(p["hex"] for p in kmseg.segment(img, 4, seed=0).palette())
+
+
 def test_label_map_png_is_uint16_for_many_clusters(tmp_path):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)

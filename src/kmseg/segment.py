@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -265,6 +266,12 @@ class Prepared:
         extra = 0 if self.fit_reduced is self.reduced else self.fit_reduced.nbytes
         return self.image.nbytes + self.reduced.nbytes + extra
 
+    @cached_property
+    def display_range(self) -> tuple[float, float]:
+        """The values of the image shown as black and as white (:func:`kmseg._display.display_range`),
+        computed once; every segmentation of this image shows its colours on it."""
+        return _display.display_range(self.image, self.has_alpha)
+
     def fit(
         self,
         k: int,
@@ -359,6 +366,7 @@ class Prepared:
             painted=painted,
             n_channels=self.n_channels,
             source=self.source,
+            display_range=self.display_range,
         )
 
 
@@ -506,16 +514,13 @@ def segment(
 # --------------------------------------------------------------------------- the result
 
 
-def _to_rgb8(colors: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """(k, C) colours in input units -> (k, 3) uint8 for display (grey replicated, extra bands dropped)."""
-    c = np.asarray(colors, dtype=np.float64)
-    if dtype.kind == "u":
-        c = c * (255.0 / np.iinfo(dtype).max)
-    else:
-        c = c * 255.0
+def _to_rgb8(colors: np.ndarray, vrange: tuple[float, float]) -> np.ndarray:
+    """(k, C) colours in input units -> (k, 3) uint8 for display on the image's display range
+    (:func:`kmseg._display.display_range`); grey replicated, extra bands dropped."""
+    c = _display.to_u8(np.asarray(colors, dtype=np.float64), vrange)
     if c.shape[1] < 3:
         c = np.repeat(c[:, :1], 3, axis=1)
-    return np.clip(np.rint(c[:, :3]), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(c[:, :3])
 
 
 class Segmentation:
@@ -535,6 +540,9 @@ class Segmentation:
         Pixels in each cluster.
     converged : bool
         True when the final run stopped because no label changed.
+    display_range : (float, float)
+        The input values shown as black and as white in the palette and every picture of the
+        result (see :func:`kmseg._display.display_range`).
     """
 
     def __init__(
@@ -551,6 +559,7 @@ class Segmentation:
         painted: np.ndarray,
         n_channels: int,
         source: str | None = None,
+        display_range: tuple[float, float] | None = None,
     ) -> None:
         self.labels = labels
         self.centers = centers
@@ -563,6 +572,18 @@ class Segmentation:
         self._original = original
         self._painted = painted
         self._n_channels = n_channels
+        self._display_range = display_range
+
+    @property
+    def display_range(self) -> tuple[float, float]:
+        """The input values shown as black and as white (computed from the input on first use,
+        unless given)."""
+        if self._display_range is None:
+            orig = self._original
+            has_alpha = orig.ndim == 3 and orig.shape[2] > self._n_channels
+            self._display_range = _display.display_range(orig, has_alpha)
+        return self._display_range
+
 
     @property
     def k(self) -> int:
@@ -648,13 +669,20 @@ class Segmentation:
     def palette(self) -> list[dict[str, Any]]:
         """One entry per cluster: ``index``, ``rgb`` (0-255), ``hex``, ``fraction`` and ``count``.
 
+        The colours are the centres on the input's :attr:`display_range`: uint8 and uint16 on
+        their full range, floats in [0, 1] on 0-1, any other image from its minimum (black) to
+        its maximum (white). Grey is replicated to RGB; of more bands the first three are used.
+
         Examples
         --------
         >>> img = np.zeros((2, 2, 3), np.uint8); img[0] = (255, 0, 0)
         >>> sorted(p["hex"] for p in segment(img, k=2, seed=0).palette())
         ['#000000', '#ff0000']
+        >>> data = np.array([[0.0, 0.0], [2000.0, 1000.0]])  # beyond [0, 1]: min..max shown as black..white
+        >>> sorted(p["hex"] for p in segment(data, k=3, seed=0).palette())
+        ['#000000', '#808080', '#ffffff']
         """
-        rgb = _to_rgb8(self.centers, self._original.dtype)
+        rgb = _to_rgb8(self.centers, self.display_range)
         total = max(int(self.counts.sum()), 1)
         return [
             {
@@ -751,7 +779,9 @@ class Segmentation:
             futures = {kind: pool.submit(write, *job) for kind, job in jobs.items()}
             return {kind: future.result() for kind, future in futures.items()}
 
-    @staticmethod
-    def _displayable(arr: np.ndarray) -> np.ndarray:
-        """Float images are written as 8-bit (values in [0, 1] scaled to 0-255)."""
-        return _display.to_u8(arr) if arr.dtype.kind == "f" else arr
+    def _displayable(self, arr: np.ndarray) -> np.ndarray:
+        """Float images are written as 8-bit, on the input's display range."""
+        if arr.dtype.kind != "f":
+            return arr
+        has_alpha = arr.ndim == 3 and arr.shape[2] > self._n_channels
+        return _display.to_u8(arr, self.display_range, has_alpha)
