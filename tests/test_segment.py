@@ -368,6 +368,38 @@ def test_palette_of_float_data_beyond_one_is_not_all_white():
     assert sorted(p["hex"] for p in unit.palette()) == sorted(p["hex"] for p in kmseg.segment(img, 4, seed=0).palette())
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float32, np.float64])
+def test_save_writes_the_recoloured_image_as_tiff_in_the_inputs_dtype(tmp_path, dtype):
+    img, _ = quadrants(COLORS)
+    arr = (img.astype(np.float64) * 4 - 500).astype(dtype)
+    seg = kmseg.segment(arr, 4, seed=0)
+    paths = seg.save(tmp_path, stem="x", disable=[1], masks=True)
+    assert paths["segmented"].name == "x-segmented.tif" and paths["masked"].name == "x-masked.tif"
+    back = kmseg.load_image(paths["segmented"])
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, seg.image())
+    np.testing.assert_array_equal(kmseg.load_image(paths["masked"]), seg.masked([1]))
+    np.testing.assert_array_equal(kmseg.load_image(paths["labels"]), seg.labels)
+    cut = kmseg.load_image(paths["cluster0"])  # cut-outs stay 8-bit PNGs, on the input's display range
+    assert paths["cluster0"].suffix == ".png" and cut.dtype == np.uint8
+    inside = seg.labels == 0
+    lo, hi = seg.display_range
+    want = np.rint((arr[inside].astype(np.float64) - lo) * 255 / (hi - lo)).astype(np.uint8)
+    np.testing.assert_array_equal(cut[inside, :3], want)
+    assert (cut[inside, 3] == 255).all() and (cut[~inside] == 0).all()
+    assert json.loads(paths["palette"].read_text())["palette"] == seg.palette()
+
+
+def test_save_leaves_no_output_when_one_cannot_be_written(tmp_path):
+    """Was: the other outputs written, the one in the way failing (a half set)."""
+    seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)
+    (tmp_path / "q-labels.png").mkdir()  # a directory where an output must go
+    with pytest.raises(kmseg.ParameterError, match=r"q-labels\.png: is a directory"):
+        seg.save(tmp_path, stem="q", masks=True, force=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["q-labels.png"]
+    assert list((tmp_path / "q-labels.png").iterdir()) == []
+
+
 def test_label_map_png_is_uint16_for_many_clusters(tmp_path):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from numbers import Integral, Real
 from pathlib import Path
@@ -62,6 +61,14 @@ def check_output_dir(directory: str | os.PathLike[str]) -> Path:
     if problem is not None:
         raise ParameterError(problem)
     return path
+
+
+def output_suffix(image: np.ndarray) -> str:
+    """The suffix of an output that keeps an image's values and dtype: ``.png`` for uint8 and
+    uint16 with up to 4 channels, ``.tif`` for every other image (float, other integers, more
+    bands), which PNG cannot hold."""
+    png = image.dtype in (np.uint8, np.uint16) and (image.ndim == 2 or image.shape[2] <= 4)
+    return ".png" if png else ".tif"
 
 
 def refuse_existing(paths: Iterable[Path], force: bool) -> None:
@@ -891,9 +898,17 @@ class Segmentation:
 
         Files are ``{stem}-segmented.png``, ``{stem}-labels.png`` and ``{stem}-palette.json``;
         with ``disable``, also ``{stem}-masked.png``; with ``masks``, ``{stem}-cluster{i}.png``
-        for every cluster (RGBA cut-outs). Images with more than 4 channels are written as TIFF.
-        Every file is written to a temporary name and renamed. If any target exists and
-        ``force`` is False, :class:`OutputExistsError` is raised before anything is written.
+        for every cluster (RGBA cut-outs). The recoloured and the masked image keep the input's
+        values and dtype: they are PNG for uint8 and uint16 images of up to 4 channels, and
+        TIFF (``{stem}-segmented.tif``, ``{stem}-masked.tif``) for every other image (float,
+        other integers, more than 4 channels), since PNG cannot hold those. The cut-outs are
+        always PNG: 8-bit, on the input's :attr:`display_range`, for images that are not
+        uint8 or uint16.
+
+        The outputs are written as one set (:func:`kmseg.io.write_files`): every target is
+        checked first, each file goes to a temporary name, and they are renamed only when all
+        are written; if any of them fails, none is left. If any target exists and ``force``
+        is False, :class:`OutputExistsError` is raised before anything is written.
         The images are made and encoded a few at a time, side by side (encoding a PNG lets
         other threads run), so the cut-outs are never all in memory at once. The masked image,
         the cut-outs and the label map are compressed with zlib's run-length strategy, which
@@ -909,39 +924,36 @@ class Segmentation:
         paths : dict
             Kind of output -> path written.
         """
-        from .io import make_folder, save_image, write_json
+        from .io import encode_image, json_bytes, write_files
 
         if stem is None:
             stem = Path(self.source).stem if self.source else "image"
         d = check_output_dir(directory)
-        ext = ".png" if self._painted.ndim == 2 or self._painted.shape[2] <= 4 else ".tif"
-        # kind -> (path, what makes the data, PNG strategy; None for the JSON)
-        jobs: dict[str, tuple[Path, Callable[[], Any], str | None]] = {
-            "segmented": (d / f"{stem}-segmented{ext}", lambda: self._displayable(self._painted), "default"),
-            "labels": (d / f"{stem}-labels.png", self.label_image, "rle"),
-            "palette": (d / f"{stem}-palette.json", self.summary, None),
+        ext = output_suffix(self._painted)
+
+        def image(path: Path, make: Callable[[], np.ndarray], strategy: str) -> tuple[Path, Callable[[], bytes]]:
+            return path, lambda: encode_image(path, make(), png_strategy=strategy)
+
+        # kind -> (path, what makes its bytes)
+        files: dict[str, tuple[Path, Callable[[], bytes]]] = {
+            "segmented": image(d / f"{stem}-segmented{ext}", lambda: self._painted, "default"),
+            "labels": image(d / f"{stem}-labels.png", self.label_image, "rle"),
+            "palette": (d / f"{stem}-palette.json", lambda: json_bytes(self.summary())),
         }
         if disable:
-            masked = self._displayable(self.masked(disable))  # made now: a bad index is refused before any write
-            jobs["masked"] = (d / f"{stem}-masked{ext}", lambda: masked, "rle")
+            masked = self.masked(disable)  # made now: a bad index is refused before any write
+            files["masked"] = image(d / f"{stem}-masked{ext}", lambda: masked, "rle")
         if masks:
+            def cut(i: int) -> Callable[[], np.ndarray]:
+                return lambda: self._displayable(self.extract(i))
+
             for i in range(self.k):
-                jobs[f"cluster{i}"] = (d / f"{stem}-cluster{i}.png", lambda i=i: self._displayable(self.extract(i)), "rle")
-        refuse_existing((p for p, _, _ in jobs.values()), force)
-        make_folder(d)  # once, here: a folder that cannot be made is one error, not one per output
+                files[f"cluster{i}"] = image(d / f"{stem}-cluster{i}.png", cut(i), "rle")
+        refuse_existing((p for p, _ in files.values()), force)
+        return write_files(files, force=force, threads=min(len(files), os.cpu_count() or 1, SAVE_THREADS))
 
-        def write(path: Path, make: Callable[[], Any], strategy: str | None) -> Path:
-            if strategy is None:
-                return write_json(path, make(), force=True)
-            return save_image(path, make(), force=True, png_strategy=strategy)
-
-        with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1, SAVE_THREADS)) as pool:
-            futures = {kind: pool.submit(write, *job) for kind, job in jobs.items()}
-            return {kind: future.result() for kind, future in futures.items()}
-
-    def _displayable(self, arr: np.ndarray) -> np.ndarray:
-        """Float images are written as 8-bit, on the input's display range."""
-        if arr.dtype.kind != "f":
-            return arr
-        has_alpha = arr.ndim == 3 and arr.shape[2] > self._n_channels
-        return _display.to_u8(arr, self.display_range, has_alpha)
+    def _displayable(self, cut: np.ndarray) -> np.ndarray:
+        """A cut-out as PNG holds it: as it is for uint8 and uint16, else 8-bit on the input's display range."""
+        if cut.dtype in (np.uint8, np.uint16):
+            return cut
+        return _display.to_u8(cut, self.display_range, has_alpha=True)
