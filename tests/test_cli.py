@@ -75,6 +75,64 @@ def test_bad_file_fails_alone_with_exit_1(pics, tmp_path, capsys):
     assert not (out / "bad-segmented.png").exists()
 
 
+def test_an_int16_tiff_gets_an_int16_segmented_tiff(tmp_path, capsys):
+    """Was: the labels and palette written, then "cannot save an array of dtype int16 as PNG",
+    exit 1 with half the outputs left."""
+    import tifffile
+
+    ct = np.random.default_rng(0).normal(0, 300, (64, 64)).astype(np.int16)
+    tifffile.imwrite(tmp_path / "ct.tif", ct)
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "ct.tif"), "-k", "3", "-o", str(out)]) == 0
+    assert "ct.tif: k=3" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["ct-labels.png", "ct-palette.json", "ct-segmented.tif"]
+    summary = json.loads((out / "ct-palette.json").read_text())
+    centres = np.array(summary["centers"])[:, 0]
+    labels = kmseg.load_image(out / "ct-labels.png")
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1, 2}
+    painted = kmseg.load_image(out / "ct-segmented.tif")
+    assert painted.dtype == np.int16 and painted.shape == ct.shape
+    np.testing.assert_array_equal(painted, np.rint(centres[labels]).astype(np.int16))
+    # Each centre is the mean of its pixels, in Hounsfield-like units.
+    for i, c in enumerate(centres):
+        assert c == pytest.approx(ct[labels == i].mean(), rel=1e-12)
+    # The palette maps the image's min..max to black..white (it was [0, 0, 0] below 0).
+    lo, hi = float(ct.min()), float(ct.max())
+    for p, c in zip(summary["palette"], centres):
+        v = int(np.rint((c - lo) * 255 / (hi - lo)))
+        assert p["rgb"] == [v, v, v] and p["hex"] == f"#{v:02x}{v:02x}{v:02x}"
+
+
+def test_a_float_tiff_beyond_one_gets_a_float_tiff_and_a_palette_not_all_white(tmp_path):
+    import tifffile
+
+    f = (np.random.default_rng(0).random((64, 64, 3)) * 1000).astype(np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", f, photometric="rgb")
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "f.tif"), "-k", "3", "-o", str(out), "--disable", "0"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["f-labels.png", "f-masked.tif", "f-palette.json", "f-segmented.tif"]
+    painted = kmseg.load_image(out / "f-segmented.tif")
+    assert painted.dtype == np.float32 and len(np.unique(painted.reshape(-1, 3), axis=0)) == 3
+    assert kmseg.load_image(out / "f-masked.tif").dtype == np.float32
+    hexes = [p["hex"] for p in json.loads((out / "f-palette.json").read_text())["palette"]]
+    assert len(set(hexes)) == 3 and "#ffffff" not in hexes
+
+
+def test_a_file_whose_output_cannot_be_written_leaves_none_of_its_outputs(pics, tmp_path, capsys):
+    """A directory sits where one output must go: even with --force, that file fails alone and
+    none of its outputs is left (was: its other outputs written); the next file is done."""
+    out = tmp_path / "out"
+    (out / "a-palette.json").mkdir(parents=True)
+    code = main(["segment", str(pics["a"]), str(pics["b"]), "-k", "3", "-o", str(out), "--masks", "--force"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "a-palette.json: is a directory" in err and "1 of 2 files failed" in err
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.startswith("a-") and n != "a-palette.json"]
+    assert not [n for n in names if n.startswith(".")]  # no temporary file either
+    assert "b-segmented.png" in names and "b-cluster2.png" in names
+
+
 def test_no_overwrite_without_force(pics, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["segment", str(pics["a"]), "-k", "2", "-o", str(out)]) == 0

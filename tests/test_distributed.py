@@ -166,6 +166,16 @@ def test_large_refuses_to_overwrite(cluster, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x-labels.tif", "x.tif"]  # nothing made
 
 
+def test_large_leaves_no_output_when_one_cannot_be_written(cluster, tmp_path):
+    """A directory where the palette must go, with force: refused before any work. Was: the
+    two TIFFs written, then the palette failing (a half set)."""
+    tifffile.imwrite(tmp_path / "x.tif", _photo(64, 64), tile=(32, 32), photometric="rgb")
+    (tmp_path / "x-palette.json").mkdir()
+    with pytest.raises(kmseg.ParameterError, match=r"x-palette\.json: is a directory"):
+        kd.segment_large(tmp_path / "x.tif", k=2, out_dir=tmp_path, client=cluster, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-palette.json", "x.tif"]
+
+
 @pytest.fixture
 def batch_files(tmp_path):
     """Five small photos with a bad file (text named .png) in the middle."""

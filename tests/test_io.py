@@ -31,7 +31,7 @@ from kmseg.errors import (
     ParameterError,
     ParameterTypeError,
 )
-from kmseg.io import load_image, save_image, write_bytes, write_json, write_text
+from kmseg.io import load_image, save_image, write_bytes, write_files, write_json, write_text
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -747,7 +747,10 @@ def test_concurrent_loads_restore_pillows_limit(tmp_path: Path) -> None:
 
 
 def test_all_is_the_public_interface() -> None:
-    assert kio.__all__ == ["load_image", "publish", "save_image", "write_bytes", "write_json", "write_text"]
+    assert kio.__all__ == [
+        "encode_image", "json_bytes", "load_image", "publish", "publish_all", "save_image", "write_bytes", "write_files",
+        "write_json", "write_text",
+    ]
     assert all(callable(getattr(kio, name)) for name in kio.__all__)
 
 
@@ -777,6 +780,57 @@ def test_write_bytes_force_overwrites(tmp_path: Path) -> None:
     write_bytes(target, bytearray(b"new"), force=True)
     assert target.read_bytes() == b"new"
     assert leftovers(tmp_path) == ["x.bin"]
+
+
+def test_float16_is_saved_as_tiff_and_read_back_as_float32(tmp_path: Path) -> None:
+    a = np.array([[0.25, -3.5], [1000.0, 0.0]], np.float16)
+    out = load_image(save_image(tmp_path / "h.tif", a))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, a.astype(np.float32))
+
+
+def test_write_files_writes_every_file(tmp_path: Path) -> None:
+    files = {"a": (tmp_path / "a.bin", lambda: b"1"), "b": (tmp_path / "sub" / "b.json", lambda: bytearray(b"2"))}
+    for threads in (1, 2):
+        paths = write_files(files, force=threads > 1, threads=threads)
+        assert paths == {"a": tmp_path / "a.bin", "b": tmp_path / "sub" / "b.json"}
+        assert [p.read_bytes() for p in paths.values()] == [b"1", b"2"]
+    assert leftovers(tmp_path) == ["a.bin", "sub"] and leftovers(tmp_path / "sub") == ["b.json"]
+    with pytest.raises(OutputExistsError, match=r"a\.bin exists already"):
+        write_files({"c": (tmp_path / "c.bin", lambda: b"3"), "a": (tmp_path / "a.bin", lambda: b"4")})
+    assert leftovers(tmp_path) == ["a.bin", "sub"] and (tmp_path / "a.bin").read_bytes() == b"1"
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_write_files_leaves_none_of_a_set_when_one_file_fails(tmp_path: Path, threads: int) -> None:
+    """A file whose bytes cannot be made (an encoder's error) fails the set: the files made
+    before and after it are not left behind, nor any temporary file."""
+
+    def fails() -> bytes:
+        raise ParameterTypeError("cannot encode this")
+
+    files = {"a": (tmp_path / "a.png", lambda: b"1"), "b": (tmp_path / "b.png", fails), "c": (tmp_path / "c.json", lambda: b"3")}
+    with pytest.raises(ParameterTypeError, match="cannot encode this"):
+        write_files(files, threads=threads)
+    assert leftovers(tmp_path) == []
+    with pytest.raises(ParameterTypeError, match=r"b\.png: data must be bytes, bytearray or memoryview, not str"):
+        write_files({"a": (tmp_path / "a.png", lambda: b"1"), "b": (tmp_path / "b.png", lambda: "text")}, threads=threads)
+    assert leftovers(tmp_path) == []
+
+
+def test_write_files_takes_back_what_it_moved_when_a_later_move_fails(tmp_path: Path) -> None:
+    """A directory appearing where a target goes, after the checks (another process), makes its
+    move fail: the targets moved before it are removed again, and the temporary files."""
+    late = tmp_path / "b.png"
+
+    def then_a_directory() -> bytes:
+        late.mkdir()
+        return b"2"
+
+    files = {"a": (tmp_path / "a.png", lambda: b"1"), "b": (late, then_a_directory), "c": (tmp_path / "c.png", lambda: b"3")}
+    with pytest.raises(OSError):
+        write_files(files, force=True)
+    assert leftovers(tmp_path) == ["b.png"] and list(late.iterdir()) == []
 
 
 def test_write_bytes_failure_mid_write_leaves_nothing(tmp_path: Path) -> None:
@@ -887,6 +941,14 @@ ROUND_TRIPS = {
     "tif-float32": (".tif", np.linspace(-1, 3, 24, dtype=np.float32).reshape(4, 6)),
     "tif-float64-rgb": (".tif", rgb8().astype(np.float64) / 255),
     "tif-6band16": (".tif", np.arange(4 * 6 * 6, dtype=np.uint16).reshape(4, 6, 6) * 100),
+    # Every integer dtype is TIFF data (CT in int16, counts in uint32...), read back as written.
+    "tif-int8": (".tif", np.arange(-12, 12, dtype=np.int8).reshape(4, 6)),
+    "tif-int16-grey": (".tif", np.linspace(-1169, 977, 24).astype(np.int16).reshape(4, 6)),
+    "tif-int16-rgb": (".tif", rgb8().astype(np.int16) * 100 - 12000),
+    "tif-int32": (".tif", np.linspace(-2**31, 2**31 - 1, 24).astype(np.int32).reshape(4, 6)),
+    "tif-uint32": (".tif", np.linspace(0, 2**32 - 1, 24).astype(np.uint32).reshape(4, 6)),
+    "tif-int64": (".tif", np.arange(24, dtype=np.int64).reshape(4, 6) * 2**40 - 2**50),
+    "tif-uint64-rgba": (".tif", np.dstack([rgb8().astype(np.uint64) << 40, np.full((4, 6), 2**64 - 1, np.uint64)])),
     "webp-rgb": (".webp", rgb8()),
     "webp-rgba": (".webp", np.dstack([rgb8(), np.full((4, 6), 128, np.uint8)])),
     "bmp-rgb": (".bmp", rgb8()),
@@ -969,6 +1031,9 @@ def test_save_refuses_to_overwrite_and_force_overwrites(tmp_path: Path) -> None:
     [
         ("x.png", np.zeros((2, 2), np.int64), ParameterTypeError, r"x\.png: cannot save an array of dtype int64 as PNG"),
         ("x.png", np.zeros((2, 2), np.float32), ParameterTypeError, r"float data: save as \.tif"),
+        ("x.png", np.zeros((2, 2), np.int16), ParameterTypeError,
+         r"^.*x\.png: cannot save an array of dtype int16 as PNG, which holds uint8 or uint16; .* \(int16 data: save as \.tif\)$"),
+        ("x.tif", np.zeros((2, 2), complex), ParameterTypeError, r"dtype complex128 as TIFF, which holds uint8, uint16, .* or float64;"),
         ("x.jpg", np.zeros((2, 2), np.uint16), ParameterTypeError, r"x\.jpg: cannot save an array of dtype uint16 as JPEG"),
         ("x.png", np.zeros((2, 2, 5), np.uint8), ParameterError, r"cannot save an array of shape \(2, 2, 5\) as PNG"),
         ("x.jpg", np.zeros((2, 2, 4), np.uint8), ParameterError, r"JPEG keeps no alpha: save as \.png"),

@@ -303,7 +303,7 @@ def test_every_image_kind_renders(kind, img):
         assert _png_size(plot.figure_bytes(fig))[0] > 0
 
 
-@pytest.mark.parametrize("kind", ["five_bands", "float16", "grey_alpha16"])
+@pytest.mark.parametrize("kind", ["five_bands", "float16", "grey_alpha16", "int8_alpha", "int32"])
 def test_large_images_of_every_kind_are_reduced_for_display(kind):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (40, plot.DISPLAY_MAX_SIDE + 100, 3), dtype=np.uint8)
@@ -311,6 +311,9 @@ def test_large_images_of_every_kind_are_reduced_for_display(kind):
         "five_bands": np.dstack([rgb, rgb[..., :2]]).astype(np.float64) / 255,
         "float16": (rgb / 255).astype(np.float16),
         "grey_alpha16": np.dstack([rgb[..., 0], np.full(rgb.shape[:2], 255, np.uint8)]).astype(np.uint16) * 257,
+        # OpenCV reduces neither int8 nor int32 by area: they go through float64.
+        "int8_alpha": np.dstack([rgb.astype(np.int16) - 128, np.full(rgb.shape[:2], 127)]).astype(np.int8),
+        "int32": rgb.astype(np.int32) * 1000 - 100_000,
     }[kind]
     s = segment(rgb, 3, seed=0)  # plots take any segmentation of the same shape
     for fig in (plot.compare(arr, s, dpi=20), plot.masks(arr, s, dpi=20), plot.edges(arr, s, dpi=20)):
@@ -325,6 +328,58 @@ def test_large_images_of_every_kind_are_reduced_for_display(kind):
     # Where the panels are large enough, DISPLAY_MAX_SIDE still bounds the image.
     big = plot.compare(arr, s, dpi=300)
     assert max(big.axes[0].images[0].get_array().shape[:2]) == plot.DISPLAY_MAX_SIDE
+
+
+def _ct_quadrants() -> np.ndarray:
+    """int16 quadrants around -1000, -200, 300 and 900 (Hounsfield-like), with noise."""
+    img, truth = quadrants(COLORS, size=(30, 40), noise=0.0)
+    base = np.array([-1000, -200, 300, 900])[truth]
+    return (base + np.random.default_rng(0).integers(-60, 61, base.shape)).astype(np.int16)
+
+
+def test_an_int16_image_and_its_segmentation_are_shown_on_the_inputs_min_to_max():
+    ct = _ct_quadrants()
+    s = segment(ct, 4, seed=0)
+    lo, hi = float(ct.min()), float(ct.max())
+    assert s.display_range == (lo, hi)
+
+    def grey(values):  # min..max -> 0..255, by hand
+        v = np.rint((values.astype(np.float64) - lo) * 255 / (hi - lo)).astype(np.uint8)
+        return np.repeat(v[..., None], 3, axis=-1)
+
+    fig = plot.compare(ct, s, dpi=20)
+    original, painted = (np.asarray(ax.images[0].get_array()) for ax in fig.axes)
+    np.testing.assert_array_equal(original, grey(ct))
+    # The recoloured image on the input's range, not on its own (its centres span less).
+    np.testing.assert_array_equal(painted, grey(s.image()))
+    assert painted.min() > 0 and painted.max() < 255
+    assert sorted({tuple(p["rgb"]) for p in s.palette()}) == sorted({tuple(v) for v in painted.reshape(-1, 3)})
+    fig = plot.masks(ct, s, dpi=20)
+    for i in range(4):
+        cut = np.asarray(fig.axes[i + 1].images[0].get_array())
+        inside = s.labels == i
+        np.testing.assert_array_equal(cut[inside, :3], grey(ct)[inside])
+        assert (cut[inside, 3] == 255).all() and (cut[~inside] == 0).all()
+    counts = plot.histogram(ct, dpi=20).axes[0].lines[0].get_ydata()
+    np.testing.assert_array_equal(counts, np.bincount(grey(ct)[..., 0].ravel(), minlength=256))
+
+
+def test_display_range_rule():
+    from kmseg._display import display_range, to_u8
+
+    assert display_range(np.array([[3, 9]], np.uint8)) == (0.0, 255.0)
+    assert display_range(np.array([[3, 9]], np.uint16)) == (0.0, 65535.0)
+    assert display_range(np.array([[0.0, 1.0]], np.float32)) == (0.0, 1.0)
+    assert display_range(np.array([[0.2, 1.5]])) == (0.2, 1.5)
+    assert display_range(np.array([[5, 9]], np.uint32)) == (5.0, 9.0)
+    rgba = np.array([[[10, 20, 30, 1], [-5, 0, 99, 0]]], np.int16)  # the second pixel is transparent
+    assert display_range(rgba, has_alpha=True) == (10.0, 30.0)
+    assert display_range(rgba, has_alpha=False) == (-5.0, 99.0)
+    assert display_range(rgba * 0, has_alpha=True) == (0.0, 0.0)  # nothing opaque: every pixel counts
+    assert to_u8(np.full((2, 2), 7.5)).tolist() == [[0, 0], [0, 0]]  # constant: black, no division by zero
+    # Alpha on its dtype's scale (32767 opaque); a transparent pixel comes out all 0.
+    two = np.array([[[-32768, 32767, 32767], [5, 5, 0]]], np.int16)
+    assert to_u8(two, has_alpha=True).tolist() == [[[0, 255, 255], [0, 0, 0]]]
 
 
 def test_transparent_pixels_lend_no_colour_to_a_reduced_image():

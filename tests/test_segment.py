@@ -327,6 +327,79 @@ def test_save_refuses_a_file_or_a_path_through_one(tmp_path):
     assert afile.read_bytes() == b"keep" and [p.name for p in tmp_path.iterdir()] == ["afile"]
 
 
+def test_palette_of_an_int16_image_maps_its_min_to_max():
+    """Was [0, 0, 0] for every cluster below 0: ints were scaled as if uint, then clipped."""
+    rgb = np.zeros((4, 6, 3), np.int16)
+    rgb[:, :3] = (-1169, 0, 977)
+    rgb[:, 3:] = (977, -1169, 0)
+    seg = kmseg.segment(rgb, 2, seed=0)
+    assert seg.display_range == (-1169.0, 977.0)
+    # (v + 1169) * 255 / 2146: -1169 -> 0, 977 -> 255, 0 -> 138.9 -> 139 (0x8b)
+    assert sorted(p["hex"] for p in seg.palette()) == ["#008bff", "#ff008b"]
+    # Transparent pixels take no part in the range (alpha 0, here holding 5000).
+    rgba = np.dstack([rgb, np.full((4, 6), 32767, np.int16)])
+    rgba[0, 0] = (5000, 5000, 5000, 0)
+    seg = kmseg.segment(rgba, 2, seed=0)
+    assert seg.display_range == (-1169.0, 977.0)
+    assert sorted(p["hex"] for p in seg.palette()) == ["#008bff", "#ff008b"]
+
+
+def test_palette_of_grey_int16_and_a_constant_image():
+    grey = np.array([[-1169, -1169, -500, 977]], np.int16)
+    seg = kmseg.segment(grey, 3, seed=0)
+    # -500: 669 * 255 / 2146 = 79.49 -> 79 (0x4f)
+    assert sorted(p["hex"] for p in seg.palette()) == ["#000000", "#4f4f4f", "#ffffff"]
+    flat = kmseg.segment(np.full((3, 3), 7.5), 1)  # a constant image: no division by zero, shown black
+    assert flat.display_range == (7.5, 7.5) and flat.palette()[0]["hex"] == "#000000"
+
+
+def test_palette_of_float_data_beyond_one_is_not_all_white():
+    """Was '#ffffff' for every cluster: floats were taken to be in [0, 1] and clipped."""
+    img, _ = quadrants(COLORS)
+    f = img.astype(np.float32) * 4  # 0-1000-like data
+    seg = kmseg.segment(f, 4, seed=0)
+    lo, hi = float(f.min()), float(f.max())
+    assert seg.display_range == (lo, hi)
+    want = sorted("#{:02x}{:02x}{:02x}".format(*np.rint((c - lo) * 255 / (hi - lo)).astype(int)) for c in seg.centers)
+    got = sorted(p["hex"] for p in seg.palette())
+    assert got == want and len(set(got)) == 4 and "#ffffff" not in got
+    unit = kmseg.segment(img.astype(np.float32) / 255, 4, seed=0)  # floats in [0, 1] keep 0-1
+    assert unit.display_range == (0.0, 1.0)
+    assert sorted(p["hex"] for p in unit.palette()) == sorted(p["hex"] for p in kmseg.segment(img, 4, seed=0).palette())
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float32, np.float64])
+def test_save_writes_the_recoloured_image_as_tiff_in_the_inputs_dtype(tmp_path, dtype):
+    img, _ = quadrants(COLORS)
+    arr = (img.astype(np.float64) * 4 - 500).astype(dtype)
+    seg = kmseg.segment(arr, 4, seed=0)
+    paths = seg.save(tmp_path, stem="x", disable=[1], masks=True)
+    assert paths["segmented"].name == "x-segmented.tif" and paths["masked"].name == "x-masked.tif"
+    back = kmseg.load_image(paths["segmented"])
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, seg.image())
+    np.testing.assert_array_equal(kmseg.load_image(paths["masked"]), seg.masked([1]))
+    np.testing.assert_array_equal(kmseg.load_image(paths["labels"]), seg.labels)
+    cut = kmseg.load_image(paths["cluster0"])  # cut-outs stay 8-bit PNGs, on the input's display range
+    assert paths["cluster0"].suffix == ".png" and cut.dtype == np.uint8
+    inside = seg.labels == 0
+    lo, hi = seg.display_range
+    want = np.rint((arr[inside].astype(np.float64) - lo) * 255 / (hi - lo)).astype(np.uint8)
+    np.testing.assert_array_equal(cut[inside, :3], want)
+    assert (cut[inside, 3] == 255).all() and (cut[~inside] == 0).all()
+    assert json.loads(paths["palette"].read_text())["palette"] == seg.palette()
+
+
+def test_save_leaves_no_output_when_one_cannot_be_written(tmp_path):
+    """Was: the other outputs written, the one in the way failing (a half set)."""
+    seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)
+    (tmp_path / "q-labels.png").mkdir()  # a directory where an output must go
+    with pytest.raises(kmseg.ParameterError, match=r"q-labels\.png: is a directory"):
+        seg.save(tmp_path, stem="q", masks=True, force=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["q-labels.png"]
+    assert list((tmp_path / "q-labels.png").iterdir()) == []
+
+
 def test_label_map_png_is_uint16_for_many_clusters(tmp_path):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)
@@ -335,6 +408,137 @@ def test_label_map_png_is_uint16_for_many_clusters(tmp_path):
     lab = kmseg.load_image(paths["labels"])
     assert lab.dtype == np.uint16
     np.testing.assert_array_equal(lab, seg.labels)
+
+
+# --------------------------------------------------------------------------- array-likes and dtypes
+
+
+class _HasArray:
+    """An object that numpy turns into an array through ``__array__``, as xarray and dask arrays do."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a if dtype is None else self.a.astype(dtype)
+
+
+def _same_result(a, b):
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centers, b.centers)
+    np.testing.assert_array_equal(a.image(), b.image())
+    assert a.inertia == b.inertia and a.palette() == b.palette()
+
+
+def test_lists_tuples_pil_images_and_array_likes_give_the_arrays_result():
+    from PIL import Image
+
+    img, truth = quadrants(COLORS)
+    as_array = kmseg.segment(np.array(img.tolist()), 4, seed=0)  # Python ints: int64
+    assert as_array.image().dtype == np.int64 and same_partition(as_array.labels, truth)
+    _same_result(kmseg.segment(img.tolist(), 4, seed=0), as_array)
+    _same_result(kmseg.segment(tuple(map(tuple, img.tolist())), 4, seed=0), as_array)
+    # The int64 values are clustered exactly: the same fixed point as the uint8 image from the same start.
+    start = np.array(COLORS, float)
+    np.testing.assert_array_equal(kmseg.segment(img.tolist(), 4, init=start).labels, kmseg.segment(img, 4, init=start).labels)
+    _same_result(kmseg.segment(Image.fromarray(img), 4, seed=0), kmseg.segment(img, 4, seed=0))
+    _same_result(kmseg.segment(_HasArray(img), 4, seed=0), kmseg.segment(img, 4, seed=0))
+    grey = img[..., 0]
+    _same_result(kmseg.segment(Image.fromarray(grey), 3, seed=0), kmseg.segment(grey, 3, seed=0))
+
+
+def test_a_pil_image_is_read_as_its_file_would_be():
+    """Its mode says whether it has alpha (no warning guessed from the channel count), and a
+    palette image is its colours, not its indices."""
+    from PIL import Image
+
+    img, truth = quadrants(COLORS, noise=0.0)
+    rgba = np.dstack([img, np.full(img.shape[:2], 200, np.uint8)])  # nowhere fully opaque
+    rgba[:, :3, 3] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seg = kmseg.segment(Image.fromarray(rgba, "RGBA"), 4, seed=0)
+    assert (seg.labels[:, :3] == -1).all() and same_partition(seg.labels[:, 3:], truth[:, 3:])
+    pal = Image.fromarray(img).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    seg = kmseg.segment(pal, 4, seed=0)
+    assert sorted(map(tuple, np.rint(seg.centers).astype(int))) == sorted(COLORS)
+
+
+def test_a_bool_image_is_read_as_uint8_0_and_255():
+    mask = np.zeros((4, 6), bool)
+    mask[:, 4:] = True
+    seg = kmseg.segment(mask, 2, seed=0)
+    assert sorted(seg.centers[:, 0].tolist()) == [0.0, 255.0] and seg.image().dtype == np.uint8
+    _same_result(seg, kmseg.segment(mask.astype(np.uint8) * 255, 2, seed=0))
+
+
+def _ct(shape=(64, 64), seed=0):
+    """A CT-like int16 image: Hounsfield-like values well below and above 0."""
+    return np.random.default_rng(seed).normal(0, 300, shape).astype(np.int16)
+
+
+@pytest.mark.parametrize("k", [2, 5, 8])
+def test_int16_is_clustered_exactly_as_its_values(k):
+    """int16 runs as uint16 shifted by 32768 (the 16-bit histogram): the labels are those of the
+    same values as float64 (on every pixel) and of the shifted uint16 image, from the same start."""
+    ct = _ct()
+    init = np.linspace(-600, 600, k)[:, None]
+    seg = kmseg.segment(ct, k, init=init)
+    as_float = kmseg.segment(ct.astype(np.float64), k, init=init)
+    shifted = kmseg.segment((ct.astype(np.int32) + 32768).astype(np.uint16), k, init=init + 32768)
+    np.testing.assert_array_equal(seg.labels, as_float.labels)
+    np.testing.assert_array_equal(seg.labels, shifted.labels)
+    np.testing.assert_allclose(seg.centers, as_float.centers, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(seg.centers, shifted.centers - 32768)
+    assert seg.inertia == shifted.inertia and seg.inertia == pytest.approx(as_float.inertia, rel=1e-12)
+    out = seg.image()
+    assert out.dtype == np.int16
+    np.testing.assert_array_equal(out, np.rint(seg.centers[seg.labels, 0]).astype(np.int16))
+    np.testing.assert_array_equal(ct, _ct())  # the input is not changed
+
+
+def test_int8_colour_is_clustered_exactly_as_its_values():
+    img, truth = quadrants(COLORS)
+    signed = (img.astype(np.int16) - 128).astype(np.int8)
+    start = np.array(COLORS, float)
+    seg = kmseg.segment(signed, 4, init=start - 128)
+    ref = kmseg.segment(img, 4, init=start)
+    np.testing.assert_array_equal(seg.labels, ref.labels)
+    np.testing.assert_array_equal(seg.centers, ref.centers - 128)
+    np.testing.assert_array_equal(seg.image().astype(np.int16) + 128, ref.image())
+    assert seg.image().dtype == np.int8 and same_partition(seg.labels, truth)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint32, np.int64, np.uint64])
+def test_wide_integers_are_clustered_as_their_float64_values(dtype):
+    img, truth = quadrants(COLORS)
+    big = img.astype(np.int64) * 1000 + (0 if np.dtype(dtype).kind == "u" else -100_000)
+    arr = big.astype(dtype)
+    seg = kmseg.segment(arr, 4, seed=0)
+    ref = kmseg.segment(big.astype(np.float64), 4, seed=0)
+    np.testing.assert_array_equal(seg.labels, ref.labels)
+    np.testing.assert_array_equal(seg.centers, ref.centers)
+    assert same_partition(seg.labels, truth)
+    out = seg.image()
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, np.rint(seg.centers[seg.labels]).astype(dtype))
+    fill = seg.masked([0], fill=-5 if np.dtype(dtype).kind == "i" else 5)
+    assert fill.dtype == dtype and (fill[seg.labels == 0] == (-5 if np.dtype(dtype).kind == "i" else 5)).all()
+
+
+def test_int16_with_alpha_keeps_its_transparent_pixels():
+    ct = _ct((20, 30))
+    alpha = np.full(ct.shape, 32767, np.int16)
+    alpha[:4] = 0
+    rgba = np.dstack([ct, ct, ct, alpha])
+    seg = kmseg.segment(rgba, 3, seed=0)
+    out = seg.image()
+    assert out.dtype == np.int16 and (seg.labels[:4] == -1).all() and (seg.labels[4:] >= 0).all()
+    np.testing.assert_array_equal(out[:4], rgba[:4])  # transparent pixels keep their own values, alpha too
+    np.testing.assert_array_equal(out[4:, :, 3], alpha[4:])
+    np.testing.assert_array_equal(out[4:, :, :3], np.rint(seg.centers[seg.labels[4:]]).astype(np.int16))
+    cut = seg.extract(0)
+    assert cut.dtype == np.int16 and set(np.unique(cut[..., 3]).tolist()) <= {0, 32767}
 
 
 def test_segment_a_path(tmp_path):
@@ -387,17 +591,41 @@ def test_parameter_errors(kwargs, exc, match):
 @pytest.mark.parametrize(
     ("image", "exc", "match"),
     [
-        ([[1, 2]], kmseg.ParameterTypeError, r"image of type list is not supported; pass a file path or"),
-        (np.zeros((2, 2, 3), np.int64), kmseg.InvalidImageDataError, r"image dtype int64 is not supported; convert"),
+        ([["a", "b"]], kmseg.ParameterTypeError,
+         r"^image of type list is not supported: numpy makes an array of dtype <U1 of it, not of numbers; pass a file path"),
+        ([[1, 2], [3]], kmseg.ParameterTypeError, r"^image of type list is not supported: numpy cannot make an array of it \("),
+        (None, kmseg.ParameterTypeError, r"^image of type NoneType is not supported: .* dtype object"),
+        (np.zeros((2, 2, 3), complex), kmseg.InvalidImageDataError,
+         r"^image dtype complex128 is not supported; convert it to an integer or float dtype \(.*np\.abs\(image\)"),
+        (np.zeros((2, 2), object), kmseg.InvalidImageDataError, r"^image dtype object is not supported"),
+        (np.full((2, 2), 2**53 + 1, np.int64), kmseg.InvalidImageDataError,
+         r"^image values reach 9007199254740993, too large to cluster exactly .*2\*\*53.*; rescale them first, "
+         r"for example image // 2\*\*1$"),
+        (np.full((2, 2), -(2**63), np.int64), kmseg.InvalidImageDataError, r"image // 2\*\*11$"),
         (np.zeros((2,), np.uint8), kmseg.InvalidImageDataError, r"image has shape \(2,\)"),
         (np.zeros((0, 4, 3), np.uint8), kmseg.InvalidImageDataError, r"image has shape \(0, 4, 3\)"),
         (np.full((2, 2, 3), np.nan), kmseg.InvalidImageDataError, r"NaN or infinite values; replace them"),
         (np.zeros((2, 2), np.uint8), kmseg.ParameterError, r"color_space='lab' needs an RGB image .* has 1"),
+        (np.zeros((2, 2, 3), np.int16), kmseg.ParameterError,
+         r"^color_space='lab' needs colours on a known scale \(uint8, uint16, or float in \[0, 1\]\); this image is "
+         r"int16, whose values have none: use color_space='rgb', or convert it$"),
     ],
 )
 def test_image_errors(image, exc, match):
     with pytest.raises(exc, match=match):
         kmseg.segment(image, 2, color_space="lab" if exc is kmseg.ParameterError else "rgb")
+
+
+def test_a_file_gets_the_checks_an_array_gets(tmp_path):
+    """A path used to skip read_image's checks; the messages name the file."""
+    import tifffile
+
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.full((2, 2), 2**60, np.int64))
+    with pytest.raises(kmseg.InvalidImageDataError, match=rf"^{path}: image values reach {2**60}, too large .*// 2\*\*8$"):
+        kmseg.segment(path, 1)
+    tifffile.imwrite(path, np.full((2, 2), 2**53, np.int64))  # the largest exact value is accepted
+    assert kmseg.segment(path, 1).centers.tolist() == [[2.0**53]]
 
 
 def test_fully_transparent_image_errors():

@@ -322,6 +322,35 @@ def test_grey_and_rgba_uploads(client: TestClient) -> None:
     assert (labels[:4] == 255).all() and (labels[4:] < 2).all()
 
 
+def test_an_int16_tiff_upload_is_shown_on_its_min_to_max(client: TestClient) -> None:
+    """The palette and every preview of a CT-like int16 TIFF map its minimum to black and its
+    maximum to white (the palette was [0, 0, 0] below 0, the previews black)."""
+    import tifffile
+
+    ct = np.zeros((16, 24), np.int16)
+    ct[:, 8:16] = 40
+    ct[:, 16:] = 1000
+    ct[0, 0] = -1000  # the minimum, alone in cluster 0's corner
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, ct)
+    body = upload(client, buf.getvalue(), "ct.tif", k=3, seed=0).json()
+    seg = kmseg.segment(ct, 3, seed=0)
+    assert [p["hex"] for p in body["palette"]] == [p["hex"] for p in seg.palette()]
+
+    def grey(values):  # -1000..1000 -> 0..255, by hand
+        return np.rint((np.asarray(values, np.float64) + 1000) * 255 / 2000).astype(np.uint8)
+
+    assert sorted(p["rgb"][0] for p in body["palette"]) == sorted(grey(seg.centers[:, 0]).tolist())
+    painted = np.asarray(decode_png(client.get(body["urls"]["segmented"]).content))
+    np.testing.assert_array_equal(painted, grey(seg.image()))
+    original = np.asarray(decode_png(client.get(body["urls"]["masked"].split("?")[0]).content))
+    np.testing.assert_array_equal(original, grey(ct))
+    labels = np.asarray(decode_png(client.get(body["urls"]["labels"]).content))
+    cut = np.asarray(decode_png(client.get(body["urls"]["clusters"][int(labels[0, 20])]).content))
+    inside = labels == labels[0, 20]
+    assert (cut[inside, :3] == 255).all() and (cut[inside, 3] == 255).all() and (cut[~inside] == 0).all()
+
+
 # --------------------------------------------------------------------------- elbow
 
 

@@ -276,7 +276,7 @@ def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:
 def _as_rgb(prep) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(original, pixels, codes, weights) of a prepared 8-bit image, grey replicated to RGB."""
     red = prep.reduced
-    if red.kind != "histogram" or red.value_bits != 8:
+    if red.kind != "histogram" or red.value_bits != 8 or prep.dtype != np.uint8:
         raise InvalidImageDataError(
             f"{prep.source}: is {prep.dtype} with {prep.n_channels} colour channels; a shared palette "
             "needs 8-bit grey or RGB images, so convert it or segment it without --shared-palette"

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ._display import display_range, to_u8
 from .errors import ParameterError, ParameterTypeError
 from .segment import read_image
 
@@ -17,13 +18,15 @@ __all__ = ["boundaries", "edges", "to_gray8"]
 def to_gray8(image: np.ndarray, *, has_alpha: bool | None = None) -> np.ndarray:
     """An (M, N) uint8 grey version of a checked image, for OpenCV.
 
-    uint16 is scaled by 255/65535 and float (taken to be in [0, 1], as everywhere in kmseg)
-    by 255, both rounded and clipped. RGB is converted with OpenCV's ``COLOR_RGB2GRAY``
-    (ITU-R BT.601 luma). Alpha is dropped. Other band counts use the mean of their bands.
+    The values are first taken to 8 bits on the image's display range, as every picture
+    kmseg draws (:func:`kmseg._display.display_range`): uint16 scaled by 255/65535, floats in
+    [0, 1] by 255, any other image from its minimum (0) to its maximum (255), rounded. RGB is
+    converted with OpenCV's ``COLOR_RGB2GRAY`` (ITU-R BT.601 luma). Alpha is dropped. Other
+    band counts use the mean of their bands.
 
     Parameters
     ----------
-    image : (M, N[, C]) ndarray of uint8, uint16 or float
+    image : (M, N[, C]) ndarray of an integer or float dtype
     has_alpha : bool, optional
         Whether the last channel is alpha; default: True for 2 and 4 channels.
 
@@ -38,17 +41,14 @@ def to_gray8(image: np.ndarray, *, has_alpha: bool | None = None) -> np.ndarray:
     """
     import cv2
 
-    arr = image
-    if arr.dtype == np.uint16:
-        arr = np.clip(np.rint(arr.astype(np.float32) * np.float32(255.0 / 65535.0)), 0, 255).astype(np.uint8)
-    elif arr.dtype.kind == "f":
-        arr = np.clip(np.rint(arr.astype(np.float32) * np.float32(255.0)), 0, 255).astype(np.uint8)
+    if has_alpha is None:
+        has_alpha = image.ndim == 3 and image.shape[2] in (2, 4)
+    has_alpha = has_alpha and image.ndim == 3
+    arr = image[..., :-1] if has_alpha else image
+    if arr.dtype != np.uint8:
+        arr = to_u8(arr, display_range(image, has_alpha))
     if arr.ndim == 2:
         return np.ascontiguousarray(arr)
-    if has_alpha is None:
-        has_alpha = arr.shape[2] in (2, 4)
-    if has_alpha:
-        arr = arr[..., :-1]
     c = arr.shape[2]
     if c == 1:
         return np.ascontiguousarray(arr[..., 0])
@@ -69,8 +69,8 @@ def _check_threshold(name: str, value: Any) -> float:
 def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | None = None) -> np.ndarray:
     """Canny edges of an image, through OpenCV (``cv2.Canny``) on its grey version.
 
-    The image is turned into 8-bit grey first (see :func:`to_gray8`: 16-bit and float are
-    scaled to 0-255, colour becomes BT.601 luma), so the thresholds are always on the 8-bit
+    The image is turned into 8-bit grey first (see :func:`to_gray8`: every dtype is taken to
+    0-255 on its display range, as in the figures; colour becomes BT.601 luma), so the thresholds are always on the 8-bit
     scale, as in the tutorials' ``cv2.Canny(gray, 100, 200)``. The Sobel aperture is 3 and
     the gradient magnitude is the L1 norm, OpenCV's defaults. Pixels whose alpha is 0 are
     never edges: the colours stored under them are not part of the picture (a file has alpha
@@ -78,8 +78,9 @@ def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | 
 
     Parameters
     ----------
-    image : str, path or (M, N[, C]) ndarray
-        A file (read with :func:`kmseg.load_image`) or an array of uint8, uint16 or float.
+    image : str, path, (M, N[, C]) array-like or PIL.Image.Image
+        A file (read with :func:`kmseg.load_image`) or an array of any integer or float
+        dtype (see :func:`kmseg.read_image`).
     low, high : float
         Hysteresis thresholds on the gradient magnitude, ``0 <= low <= high``. Pixels above
         ``high`` are edges; pixels above ``low`` are edges if connected to one.

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .color import from_features, to_features
+from .color import to_features
 from .errors import ConvergenceWarning, ParameterError, ParameterTypeError
 from .segment import Prepared, check_fit_options, check_int, fewer_colours, make_rng, prepare
 
@@ -498,7 +498,7 @@ def elbow(
             few_at = k
         inertias[j] = inertia
         feature_centres.append(res.centers)
-        centres_out.append(from_features(res.centers, prep.color_space, prep.vmax))
+        centres_out.append(prep.centres_of(res.centers))
         seconds[j] = time.perf_counter() - t
         if progress is not None:
             progress(k)

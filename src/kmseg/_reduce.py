@@ -23,6 +23,7 @@ from functools import cached_property
 import numpy as np
 
 from . import _kernels as K
+from ._display import opaque_value
 from ._engine import mean_variance, point_facts
 from .color import to_features
 
@@ -338,9 +339,10 @@ def paint(
 
 def cut_out(pixels: np.ndarray, labels: np.ndarray, i: int, n_channels: int) -> np.ndarray:
     """(H, W, 4) cut-out of label ``i``: the first 3 colour bands (grey repeated) and opaque alpha
-    there, 0 everywhere else; in the pixels' dtype. ``n_channels``: the colour bands of ``pixels``."""
+    (``_display.opaque_value``) there, 0 everywhere else; in the pixels' dtype. ``n_channels``: the
+    colour bands of ``pixels``."""
     out = np.empty(pixels.shape[:2] + (4,), dtype=pixels.dtype)
-    opaque = out.dtype.type(np.iinfo(out.dtype).max if out.dtype.kind == "u" else 1)
+    opaque = out.dtype.type(opaque_value(out.dtype))
     K.cut_out(labels, i, pixels.reshape(*pixels.shape[:2], -1), n_channels, opaque, out)
     return out
 

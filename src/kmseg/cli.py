@@ -312,12 +312,19 @@ def _register_segment(sub: Any) -> None:
         help="segment images into k colour clusters",
         description="Segment each IMAGE into K colour clusters. Writes NAME-segmented.png (recoloured), "
         "NAME-labels.png (label map, uint8 or uint16; 255/65535 marks transparent pixels) and NAME-palette.json.",
+        epilog="Images of any integer or float dtype are clustered in their own units. The recoloured image keeps "
+        "the input's values and dtype: NAME-segmented.png for 8- and 16-bit images (uint8, uint16) of up to 4 "
+        "channels, NAME-segmented.tif for every other image (float, int16, int32..., more bands), since PNG cannot "
+        "hold those; NAME-masked is written alike. The palette's colours show the image's own minimum to maximum "
+        "as black to white, unless it is uint8, uint16 or float in [0, 1]. A file's outputs are written all or "
+        "none: a file that fails leaves none of them.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or quoted globs such as 'photos/**/*.jpg'")
     p.add_argument("-k", "--k", type=positive_int, default=5, help="number of clusters (default 5)")
     p.add_argument("-o", "--out", default="kmseg-out", type=output_dir, metavar="DIR", help="output directory (default kmseg-out)")
     add_image_options(p)
-    p.add_argument("--disable", type=non_negative_int, nargs="+", metavar="I", help="also write NAME-masked.png with these clusters blacked out")
+    p.add_argument("--disable", type=non_negative_int, nargs="+", metavar="I",
+                   help="also write NAME-masked.png (or .tif, as NAME-segmented) with these clusters blacked out")
     p.add_argument("--masks", action="store_true", help="also write one RGBA cut-out per cluster (NAME-cluster<i>.png)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")

@@ -8,7 +8,8 @@
   greys (S = 0) have no hue at all, as they should.
 
 Integer images are scaled by their dtype's maximum (255 or 65535) for Lab and HSV; float
-images are taken to be in [0, 1], as in scikit-image.
+images are taken to be in [0, 1], as in scikit-image. Other integer dtypes have no such scale
+and are clustered in ``"rgb"`` only (:func:`kmseg.prepare` refuses the others).
 """
 
 from __future__ import annotations

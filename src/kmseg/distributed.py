@@ -40,7 +40,7 @@ from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_til
 from ._engine import cluster_weights
 from ._reduce import Reduced, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
-from .io import make_folder, publish
+from .io import _output_path, _stage, json_bytes, make_folder, publish_all
 from .errors import (
     ConvergenceWarning,
     InvalidImageDataError,
@@ -500,6 +500,8 @@ def _targets(out_dir: str | os.PathLike[str], stem: str, force: bool) -> dict[st
         "palette": d / f"{stem}-palette.json",
     }
     refuse_existing(targets.values(), force)
+    for target in targets.values():  # a directory in the way, or a path through a file: before any work
+        _output_path(target, force)
     return targets
 
 
@@ -753,8 +755,15 @@ class _LargeJob:
                 fit["counts"] = counts
                 if fit["inertia"] is None:
                     fit["inertia"] = float(inertia_parts.sum())
-            for kind in ("labels", "segmented"):
-                publish(tmp[kind], targets[kind], force)
+            result = LargeSegmentation(
+                centers=centers, counts=fit["counts"], inertia=float(fit["inertia"]), n_iter=int(fit["n_iter"]),
+                converged=bool(fit["converged"]), color_space=self.space, shape=(H, W, C), dtype=np.dtype(self.dtype),
+                paths=dict(targets), source=self.source, n_chunks=n, n_channels=self.nc, n_colors=fit.get("n_colors"),
+                timings=self.timings,
+            )
+            tmp["palette"] = Path(_stage(targets["palette"], json_bytes(result.summary())))
+            # The three together: if one cannot be moved into place, none is left.
+            publish_all([(tmp[kind], targets[kind]) for kind in ("labels", "segmented", "palette")], force)
         except BaseException:
             for w in writers:
                 w.abort()
@@ -763,15 +772,6 @@ class _LargeJob:
             for p in tmp.values():
                 with contextlib.suppress(OSError):
                     os.unlink(p)
-        result = LargeSegmentation(
-            centers=centers, counts=fit["counts"], inertia=float(fit["inertia"]), n_iter=int(fit["n_iter"]),
-            converged=bool(fit["converged"]), color_space=self.space, shape=(H, W, C), dtype=np.dtype(self.dtype),
-            paths=dict(targets), source=self.source, n_chunks=n, n_channels=self.nc, n_colors=fit.get("n_colors"),
-            timings=self.timings,
-        )
-        from .io import write_json
-
-        write_json(targets["palette"], result.summary(), force=force)
         self.mark("sync")
         return result
 

@@ -10,7 +10,7 @@ Writing: :func:`write_bytes` is the one mechanism. It writes a hidden temporary 
 in the target's directory, fsyncs it and moves it into place, so that a reader never
 sees half a file, and it refuses to overwrite unless ``force=True``.
 :func:`save_image`, :func:`write_json` and :func:`write_text` encode in memory and
-call it.
+call it. :func:`write_files` writes a set of files the same way, all or none.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import secrets
 import stat
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, Union, overload
+from typing import Any, Callable, Literal, Union, overload
 
 import cv2
 import numpy as np
@@ -46,7 +47,10 @@ from .errors import (
     exists_already,
 )
 
-__all__ = ["load_image", "publish", "save_image", "write_bytes", "write_json", "write_text"]
+__all__ = [
+    "encode_image", "json_bytes", "load_image", "publish", "publish_all", "save_image", "write_bytes", "write_files",
+    "write_json", "write_text",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -592,12 +596,30 @@ def write_bytes(path: PathLike, data: bytes | bytearray | memoryview, *, force: 
     >>> tmp.cleanup()
     """
     target = _output_path(path, force)
+    _check_data(target, data)
+    make_folder(target.parent, target)
+    tmp = _stage(target, data)
+    try:
+        publish(tmp, target, bool(force))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _sync_folder(target.parent)
+    return target
+
+
+def _check_data(target: Path, data: object) -> None:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ParameterTypeError(
             f"{target}: data must be bytes, bytearray or memoryview, not {type(data).__name__}; "
             "use write_text for str"
         )
-    make_folder(target.parent, target)
+
+
+def _stage(target: Path, data: bytes | bytearray | memoryview) -> str:
+    """*data* in a new hidden temporary file beside *target*, fsynced; the file's path. Removed
+    again if anything fails."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:  # os.open, not mkstemp, so the file gets the usual umask permissions
         tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp")
@@ -618,18 +640,129 @@ def write_bytes(path: PathLike, data: bytes | bytearray | memoryview, *, force: 
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        publish(tmp, target, bool(force))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
+    return tmp
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames in *folder* durable (POSIX; elsewhere nothing to do)."""
+    with contextlib.suppress(OSError, AttributeError):
+        dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    return target
+
+
+def write_files(
+    files: Mapping[str, tuple[PathLike, Callable[[], bytes | bytearray | memoryview]]],
+    *,
+    force: bool = False,
+    threads: int = 1,
+) -> dict[str, Path]:
+    """Write a set of files as one: every one of them, or none.
+
+    Every target is checked first, as :func:`write_bytes` checks it (a directory or an
+    existing file in its place without ``force``, a path through a file), and the folders
+    are made. Then each file's bytes are made, ``threads`` files at a time, and written to a
+    hidden temporary file beside its target; only when all are written are they moved into
+    place. If anything fails, the temporary files are removed, and so are the targets this
+    call had moved into place already (the old files ``force`` replaced are gone too), and
+    the error is raised: a failed set leaves none of its files.
+
+    Parameters
+    ----------
+    files : mapping
+        Kind -> (path, function that makes the file's bytes). A function runs once, in a
+        worker thread when ``threads > 1``; it may raise, which fails the set.
+    force : bool, default False
+        Overwrite existing targets.
+    threads : int, default 1
+        Files made and written at a time.
+
+    Returns
+    -------
+    paths : dict
+        Kind -> the path written, in the order of ``files``.
+
+    Raises
+    ------
+    OutputExistsError
+        A target exists and ``force`` is False; nothing is written.
+    ParameterError, ParameterTypeError
+        As :func:`write_bytes`, for any target; or an error a function raised.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> a, b = (os.path.join(tmp.name, n) for n in ("a.txt", "b.txt"))
+    >>> write_files({"a": (a, lambda: b"1"), "b": (b, lambda: 1 / 0)})
+    Traceback (most recent call last):
+    ZeroDivisionError: division by zero
+    >>> os.listdir(tmp.name)
+    []
+    >>> sorted(write_files({"a": (a, lambda: b"1"), "b": (b, lambda: b"2")}))
+    ['a', 'b']
+    >>> tmp.cleanup()
+    """
+    targets = {kind: _output_path(path, force) for kind, (path, _) in files.items()}
+    folders = list(dict.fromkeys(t.parent for t in targets.values()))
+    for folder in folders:
+        make_folder(folder)
+    staged: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def stage(kind: str) -> None:
+        target = targets[kind]
+        data = files[kind][1]()
+        _check_data(target, data)
+        tmp = _stage(target, data)
+        with lock:
+            staged[kind] = tmp
+
+    try:
+        if threads > 1 and len(files) > 1:
+            with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
+                futures = [pool.submit(stage, kind) for kind in files]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()  # those not started; the pool waits for the running ones
+                    raise
+        else:
+            for kind in files:
+                stage(kind)
+        publish_all([(staged[kind], targets[kind]) for kind in files], bool(force))
+    except BaseException:
+        for tmp in staged.values():  # those moved into place are gone already
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    for folder in folders:
+        _sync_folder(folder)
+    return dict(targets)
+
+
+def publish_all(moves: list[tuple[str | os.PathLike[str], Path]], force: bool) -> None:
+    """:func:`publish` each finished temporary file onto its target, in order; if one cannot be
+    moved, the targets moved before it are removed again and the error is raised, so that none
+    of the set is left (the temporary files not moved are the caller's to remove)."""
+    done: list[Path] = []
+    try:
+        for tmp, target in moves:
+            publish(tmp, target, force)
+            done.append(target)
+    except BaseException:
+        for target in done:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+        raise
 
 
 def write_text(path: PathLike, text: str, *, force: bool = False) -> Path:
@@ -713,19 +846,30 @@ def write_json(path: PathLike, obj: Any, *, force: bool = False) -> Path:
     }
     >>> tmp.cleanup()
     """
+    return write_bytes(path, json_bytes(obj, _path_str(path)), force=force)
+
+
+def json_bytes(obj: Any, name: str = "obj") -> bytes:
+    """The bytes :func:`write_json` writes for *obj* (``name`` begins the error messages).
+
+    Examples
+    --------
+    >>> json_bytes({"k": np.int64(3)})
+    b'{\\n  "k": 3\\n}\\n'
+    """
     try:
         text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
     except TypeError as exc:
         raise ParameterTypeError(
-            f"{_path_str(path)}: cannot write obj as JSON ({exc}); convert it to dicts, lists, "
+            f"{name}: cannot write obj as JSON ({exc}); convert it to dicts, lists, "
             "str, int, float, bool and None first"
         ) from exc
     except ValueError as exc:
         raise ParameterError(
-            f"{_path_str(path)}: cannot write obj as JSON ({exc}); replace NaN and infinity "
+            f"{name}: cannot write obj as JSON ({exc}); replace NaN and infinity "
             "with None and remove circular references"
         ) from exc
-    return write_text(path, text + "\n", force=force)
+    return (text + "\n").encode("utf-8")
 
 
 _SAVE_FORMATS = {
@@ -740,7 +884,7 @@ _SAVE_FORMATS = {
 }
 _SAVE_DTYPES = {
     "PNG": ("uint8", "uint16"),
-    "TIFF": ("uint8", "uint16", "float32", "float64"),
+    "TIFF": ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16", "float32", "float64"),
     "JPEG": ("uint8",),
     "WEBP": ("uint8",),
     "BMP": ("uint8",),
@@ -795,8 +939,10 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
         The file to write.
     array : (H, W), (H, W, 3) or (H, W, 4) ndarray
         Grey, RGB or RGBA, in that channel order. uint8 for every format; uint16 for PNG
-        and TIFF; float32 and float64 for TIFF only. TIFF also takes (H, W, C) with any
-        number of bands. JPEG and BMP take no alpha.
+        and TIFF; for TIFF only, every other integer dtype (int8, int16, int32, int64,
+        uint32, uint64) and float16, float32 and float64, which :func:`load_image` reads
+        back as they are (float16 as float32). TIFF also takes (H, W, C) with any number of
+        bands. JPEG and BMP take no alpha.
     force : bool, default False
         Overwrite *path* if it exists.
     compress_level : int, default 6
@@ -832,13 +978,41 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
     >>> path = save_image(os.path.join(tmp.name, "grey.png"), grey)
     >>> load_image(path).tolist()
     [[0, 65535]]
+    >>> ct = np.array([[-1024, 3071]], np.int16)
+    >>> load_image(save_image(os.path.join(tmp.name, "ct.tif"), ct)).dtype
+    dtype('int16')
     >>> tmp.cleanup()
     """
+    _check_encoding(compress_level, png_strategy)
+    target = _output_path(path, force)
+    return write_bytes(target, encode_image(target, array, compress_level=compress_level, png_strategy=png_strategy),
+                       force=force)
+
+
+def _check_encoding(compress_level: object, png_strategy: object) -> None:
     if isinstance(compress_level, bool) or not isinstance(compress_level, numbers.Integral) or not 0 <= compress_level <= 9:
         raise ParameterError(f"compress_level={compress_level!r} is out of range; pass a whole number from 0 (none) to 9 (smallest)")
     if not isinstance(png_strategy, str) or png_strategy not in PNG_STRATEGIES:
         raise ParameterError(f"png_strategy={png_strategy!r} is not a zlib strategy; pass one of {', '.join(PNG_STRATEGIES)}")
-    target = _output_path(path, force)
+
+
+def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, png_strategy: str = "default") -> bytes:
+    """The bytes :func:`save_image` writes for *array* at *path*, checked and encoded in
+    memory; nothing is written (the format comes from the suffix of *path*, whose name
+    begins the messages).
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        As :func:`save_image`, for everything but the path itself.
+
+    Examples
+    --------
+    >>> encode_image("a.png", np.zeros((1, 1), np.uint8))[:4]
+    b'\\x89PNG'
+    """
+    _check_encoding(compress_level, png_strategy)
+    target = Path(_path_str(path))
     fmt = _SAVE_FORMATS.get(target.suffix.lower())
     if fmt is None:
         raise ParameterError(
@@ -860,9 +1034,11 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
         )
     allowed = _SAVE_DTYPES[fmt]
     if arr.dtype.name not in allowed:
-        hint = " (float data: save as .tif)" if arr.dtype.kind == "f" else ""
+        tiff = arr.dtype.name in _SAVE_DTYPES["TIFF"]
+        hint = f" ({'float' if arr.dtype.kind == 'f' else arr.dtype.name} data: save as .tif)" if tiff else ""
+        holds = " or ".join([", ".join(allowed[:-1]), allowed[-1]] if len(allowed) > 1 else allowed)
         raise ParameterTypeError(
-            f"{target}: cannot save an array of dtype {arr.dtype} as {fmt}, which holds "
-            f"{' or '.join(allowed)}; convert it first, for example array.astype(numpy.uint8){hint}"
+            f"{target}: cannot save an array of dtype {arr.dtype} as {fmt}, which holds {holds}; convert it first, "
+            f"for example array.astype(numpy.uint8){hint}"
         )
-    return write_bytes(target, _encode(str(target), arr, fmt, compress_level, png_strategy), force=force)
+    return _encode(str(target), arr, fmt, compress_level, png_strategy)

@@ -9,6 +9,11 @@ unless ``force=True``, and that is checked before any work is done.
 Images can be arrays or paths. A ``seg`` argument takes a :class:`~kmseg.Segmentation` of the
 same image, or an int k to segment it here with ``**segment_options``.
 
+Every image of a figure is shown on the display range of the input image
+(:func:`kmseg._display.display_range`): uint8 and uint16 on their full range, floats in [0, 1]
+on 0-1, any other image from its minimum (black) to its maximum (white), as ``imshow``
+autoscales; its recoloured image, masked image and cut-outs on that same range.
+
 Functions: :func:`compare`, :func:`grid`, :func:`elbow`, :func:`scatter3d`,
 :func:`histogram`, :func:`palette`, :func:`masks`, :func:`edges`.
 """
@@ -152,15 +157,21 @@ def _check_size(figsize: Any, dpi: Any) -> None:
 # --------------------------------------------------------------------------- images for display
 
 
-def display_rgb(arr: np.ndarray, has_alpha: bool) -> np.ndarray:
+def display_rgb(arr: np.ndarray, has_alpha: bool, vrange: tuple[float, float] | None = None) -> np.ndarray:
     """(M, N, 3) or (M, N, 4) uint8 for ``imshow``: grey replicated, extra bands dropped, alpha kept.
+
+    ``vrange``: the values shown as black and white (default: ``display_range`` of ``arr``).
 
     Examples
     --------
     >>> display_rgb(np.array([[0.0, 1.0]]), False).tolist()
     [[[0, 0, 0], [255, 255, 255]]]
+    >>> display_rgb(np.array([[-50, 50]], np.int16), False).tolist()
+    [[[0, 0, 0], [255, 255, 255]]]
     """
-    a = _display.to_u8(_display.shown_bands(arr, has_alpha))
+    if vrange is None:
+        vrange = _display.display_range(arr, has_alpha)
+    a = _display.to_u8(_display.shown_bands(arr, has_alpha), vrange, has_alpha)
     if a.ndim == 2:
         a = a[..., None]
     if a.shape[2] < 3:  # grey, or grey and alpha
@@ -178,15 +189,15 @@ def _panel_factor(fig: Figure, image: np.ndarray, nrows: int = 1, ncols: int = 1
     return max(max(h, w) / DISPLAY_MAX_SIDE, w * ncols / (w_in * scale), h * nrows / (h_in * scale))
 
 
-def _for_display(image: np.ndarray, has_alpha: bool, factor: float) -> np.ndarray:
-    """``display_rgb`` of an image (any dtype and bands) reduced ``factor`` times first."""
-    return display_rgb(_display.shown(image, has_alpha, factor), has_alpha)
+def _for_display(image: np.ndarray, has_alpha: bool, factor: float, vrange: tuple[float, float]) -> np.ndarray:
+    """``display_rgb`` of an image (any dtype and bands) reduced ``factor`` times first, on ``vrange``."""
+    return display_rgb(_display.shown(image, has_alpha, factor, vrange), has_alpha)
 
 
-def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str, factor: float) -> None:
-    """Draw an image (any dtype and bands, see ``display_rgb``), reduced ``factor`` times first
-    (``_panel_factor``)."""
-    ax.imshow(_for_display(image, has_alpha, factor), interpolation="antialiased")
+def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str, factor: float, vrange: tuple[float, float]) -> None:
+    """Draw an image (any dtype and bands, see ``display_rgb``) on the input's display range
+    ``vrange``, reduced ``factor`` times first (``_panel_factor``)."""
+    ax.imshow(_for_display(image, has_alpha, factor, vrange), interpolation="antialiased")
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
 
@@ -237,6 +248,17 @@ def _resolve(
     raise ParameterTypeError(
         f"seg={seg!r} is not a Segmentation; pass the result of kmseg.segment() or an int k to segment here"
     )
+
+
+def _display_range(image: Any, arr: np.ndarray, has_alpha: bool, seg: Segmentation | None = None) -> tuple[float, float]:
+    """The display range of the input image ``arr``: kept by its Prepared, or by a segmentation
+    made from this very array; else computed. (The panels made from a segmentation use the
+    segmentation's own, the range of the image it was made from.)"""
+    if isinstance(image, Prepared):
+        return image.display_range
+    if seg is not None and seg._original is arr:
+        return seg.display_range
+    return _display.display_range(arr, has_alpha)
 
 
 def _legend_colour(rgb: Sequence[int]) -> tuple[float, float, float]:
@@ -302,8 +324,8 @@ def compare(
     fig = _new_figure(figsize or _auto_size(h, w, 2, 1), dpi)
     ax1, ax2 = fig.subplots(1, 2)
     factor = _panel_factor(fig, arr, 1, 2)
-    _show(ax1, arr, has_alpha, "original", factor)
-    _show(ax2, s.image(), has_alpha, f"segmented, k={s.k}", factor)
+    _show(ax1, arr, has_alpha, "original", factor, _display_range(image, arr, has_alpha, s))
+    _show(ax2, s.image(), has_alpha, f"segmented, k={s.k}", factor, s.display_range)
     return _finish(fig, save, fmt, force)
 
 
@@ -402,9 +424,9 @@ def grid(
     fig = _new_figure(figsize or _auto_size(h, w, ncols, nrows), dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
     factor = _panel_factor(fig, arr, nrows, ncols)
-    _show(axes[0], arr, has_alpha, "original", factor)
+    _show(axes[0], arr, has_alpha, "original", factor, _display_range(image, arr, has_alpha, segs[0]))
     for ax, s in zip(axes[1:], segs):
-        _show(ax, s.image(), has_alpha, f"k={s.k}", factor)
+        _show(ax, s.image(), has_alpha, f"k={s.k}", factor, s.display_range)
     for ax in axes[n:]:
         ax.set_axis_off()
     return _finish(fig, save, fmt, force)
@@ -510,8 +532,8 @@ def scatter3d(
 ) -> Figure:
     """A 3-D scatter of sampled pixel colours, each drawn in its cluster's colour.
 
-    Axes are R, G and B on the 8-bit scale (whatever space was clustered in); grey images
-    sit on the diagonal. The centres are drawn large, with a black rim.
+    Axes are R, G and B on the 8-bit scale of the image's display range (whatever space was
+    clustered in); grey images sit on the diagonal. The centres are drawn large, with a black rim.
 
     Parameters
     ----------
@@ -564,7 +586,7 @@ def scatter3d(
             idx = rng.choice(idx, size=sample, replace=False)
     idx = np.sort(idx)
     flat = arr.reshape(labels.size, -1)
-    rgb = display_rgb(flat[idx][None], has_alpha)[0, :, :3]
+    rgb = display_rgb(flat[idx][None], has_alpha, _display_range(image, arr, has_alpha, s))[0, :, :3]
     pal = s.palette()
     cluster_rgb = np.array([p["rgb"] for p in pal], dtype=np.float64) / 255.0
     fig = _new_figure(figsize or (7.0, 6.0), dpi)
@@ -596,8 +618,9 @@ def histogram(
 ) -> Figure:
     """The colour distribution: a histogram of each channel on the 8-bit scale (256 bins).
 
-    16-bit and float images are scaled to 0-255 first; transparent pixels are left out;
-    grey images have one curve.
+    Every image is taken to 0-255 on its display range first (16-bit on its full range, floats
+    in [0, 1] from 0-1, others from their minimum to their maximum); transparent pixels are
+    left out; grey images have one curve.
 
     Parameters
     ----------
@@ -634,7 +657,7 @@ def histogram(
         arr, has_alpha = image.image, image.has_alpha
     else:
         arr, has_alpha = read_image(image, max_pixels=max_pixels)
-    rgba = display_rgb(arr, has_alpha)
+    rgba = display_rgb(arr, has_alpha, _display_range(image, arr, has_alpha))
     grey = arr.ndim == 2 or (arr.shape[2] - (1 if has_alpha else 0)) == 1
     flat = rgba.reshape(-1, rgba.shape[2])
     if has_alpha:
@@ -784,13 +807,14 @@ def masks(
     axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
     word = "cluster" if len(off) == 1 else "clusters"
     factor = _panel_factor(fig, arr, nrows, ncols)
-    _show(axes[0], masked, has_alpha, f"{word} {', '.join(str(i) for i in off)} blacked out", factor)
+    vrange = s.display_range  # the panels are made from the segmentation
+    _show(axes[0], masked, has_alpha, f"{word} {', '.join(str(i) for i in off)} blacked out", factor, vrange)
     if has_alpha:
         _transparent_as_grey(axes[0])  # as in the cut-outs, so every panel shows the whole frame
     total = max(int(s.counts.sum()), 1)
     for i in range(s.k):
         ax = axes[i + 1]
-        _show(ax, s.extract(i), True, f"cluster {i} ({100 * s.counts[i] / total:.1f}%)", factor)
+        _show(ax, s.extract(i), True, f"cluster {i} ({100 * s.counts[i] / total:.1f}%)", factor, vrange)
         _transparent_as_grey(ax)
     for ax in axes[n:]:
         ax.set_axis_off()
@@ -878,7 +902,8 @@ def edges(
     h, w = arr.shape[:2]
     fig = _new_figure(figsize or _auto_size(h, w, 1, 1, width=8.0), dpi)
     factor = _panel_factor(fig, arr)
-    shown = (_for_display(arr, has_alpha, factor)[..., :3] * np.float32(0.55)).astype(np.uint8)
+    vrange = _display_range(image, arr, has_alpha, s)
+    shown = (_for_display(arr, has_alpha, factor, vrange)[..., :3] * np.float32(0.55)).astype(np.uint8)
     for mask, colour in ((bounds, _BOUNDARY_RGB), (canny, _EDGE_RGB), (canny & bounds, _BOTH_RGB)):
         shown[_display.shrink(mask, factor)] = colour
     ax = fig.add_subplot()

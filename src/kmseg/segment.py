@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -18,8 +19,14 @@ from .errors import ConvergenceWarning, InvalidImageDataError, ParameterError, P
 
 __all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
 
-ImageLike = "str | os.PathLike[str] | np.ndarray"
-_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
+ImageLike = "str | os.PathLike[str] | ArrayLike"  # numpy.typing.ArrayLike, or a PIL.Image.Image
+#: The dtypes an image may have (a bool image is read as uint8 0/255 first).
+_DTYPES = frozenset(
+    np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64,
+                          np.float16, np.float32, np.float64)
+)
+#: Integers are clustered exactly in float64 up to this magnitude (its 53-bit significand).
+EXACT_MAX = 2**53
 #: Outputs ``Segmentation.save`` makes and encodes at once, at most: each holds an image-sized
 #: array while it is encoded (a 48 MP cut-out is 192 MB).
 SAVE_THREADS = 4
@@ -54,6 +61,14 @@ def check_output_dir(directory: str | os.PathLike[str]) -> Path:
     if problem is not None:
         raise ParameterError(problem)
     return path
+
+
+def output_suffix(image: np.ndarray) -> str:
+    """The suffix of an output that keeps an image's values and dtype: ``.png`` for uint8 and
+    uint16 with up to 4 channels, ``.tif`` for every other image (float, other integers, more
+    bands), which PNG cannot hold."""
+    png = image.dtype in (np.uint8, np.uint16) and (image.ndim == 2 or image.shape[2] <= 4)
+    return ".png" if png else ".tif"
 
 
 def refuse_existing(paths: Iterable[Path], force: bool) -> None:
@@ -116,28 +131,40 @@ def check_fit_options(n_init: Any, max_iter: Any, tol: Any, init: Any) -> None:
         )
 
 
-def read_image(image: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
-    """An image path or array as a checked array, and whether its last channel is alpha.
+def _is_pil_image(obj: Any) -> bool:
+    """Whether ``obj`` is a Pillow image (without importing Pillow when nobody has)."""
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(obj, pil.Image)
 
-    Paths are read with :func:`kmseg.load_image`, which knows whether the file has alpha.
-    Arrays are checked once here and taken to have alpha when they have 2 or 4 channels
-    (grey+alpha, RGBA). The array is returned as it is, never copied or changed.
+
+def read_image(image: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+    """An image path, array or array-like as a checked array, and whether its last channel is alpha.
+
+    Paths are read with :func:`kmseg.load_image`, which knows whether the file has alpha. A
+    Pillow image is taken as :func:`kmseg.load_image` takes the file it came from (palette
+    images become RGB(A), its mode says whether it has alpha). Anything else that
+    ``np.asarray`` makes a real numeric array of (an ndarray, nested lists, an object with
+    ``__array__``) is taken to have alpha when it has 2 or 4 channels (grey+alpha, RGBA).
+    Every route is checked alike, here. The array is never changed; it is returned as it is
+    unless it must be converted: bool becomes uint8 0/255 (as a bilevel file is read), and a
+    non-native byte order the native one.
 
     Parameters
     ----------
-    image : str, path or (M, N[, C]) ndarray
+    image : str, path, (M, N[, C]) array-like or PIL.Image.Image
+        Of any integer or float dtype, or bool.
     max_pixels : int, optional
         For paths: the decompression-bomb limit (default: Pillow's).
 
     Returns
     -------
-    array : (M, N[, C]) ndarray of uint8, uint16 or float
+    array : (M, N[, C]) ndarray of an integer or float dtype
     has_alpha : bool
 
     Raises
     ------
     ParameterTypeError
-        ``image`` is neither a path nor an ndarray.
+        ``image`` is neither a path nor something numpy makes an array of numbers of.
     ImageError
         The file cannot be read, or the array has a bad shape or dtype, or NaN.
 
@@ -146,29 +173,78 @@ def read_image(image: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray
     >>> arr, has_alpha = read_image(np.zeros((2, 2, 4), np.uint8))
     >>> arr.shape, has_alpha
     ((2, 2, 4), True)
+    >>> arr, _ = read_image([[0, 1], [2, 3]])
+    >>> arr.dtype, arr.tolist()
+    (dtype('int64'), [[0, 1], [2, 3]])
     """
     if isinstance(image, (str, os.PathLike)):
         from .io import load_image
 
         pixels, alpha = load_image(image, max_pixels=max_pixels, return_alpha=True)
-        if alpha is None:
-            return pixels, False
-        return np.dstack([pixels, alpha]), True
-    if not isinstance(image, np.ndarray):
+        arr = pixels if alpha is None else np.dstack([pixels, alpha])
+        return _checked(arr, f"{os.fspath(image)}: "), alpha is not None
+    if _is_pil_image(image):
+        from .io import _pillow_pixels
+
+        arr, has_alpha = _pillow_pixels(image, png16=False)
+        return _checked(arr), has_alpha
+    arr = _checked(_as_array(image))
+    return arr, arr.ndim == 3 and arr.shape[2] in (2, 4)
+
+
+def _as_array(image: Any) -> np.ndarray:
+    """``image`` itself if it is an ndarray, else ``np.asarray(image)`` when that is a real numeric array."""
+    if isinstance(image, np.ndarray):
+        return image
+    fix = "pass a file path, or an (H, W[, C]) array of numbers (ndarray, nested lists, PIL image)"
+    try:
+        arr = np.asarray(image)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ParameterTypeError(
-            f"image of type {type(image).__name__} is not supported; pass a file path or an (H, W[, C]) ndarray"
+            f"image of type {type(image).__name__} is not supported: numpy cannot make an array of it ({why}); {fix}"
+        ) from None
+    if arr.dtype.kind not in "biuf":
+        raise ParameterTypeError(
+            f"image of type {type(image).__name__} is not supported: numpy makes an array of dtype {arr.dtype} of it, "
+            f"not of numbers; {fix}"
         )
-    if image.ndim not in (2, 3) or image.size == 0:
+    return arr
+
+
+def _checked(arr: np.ndarray, where: str = "") -> np.ndarray:
+    """An image array checked once for every route into kmseg (``where``: the file's name, to
+    begin the messages with)."""
+    if arr.ndim not in (2, 3) or arr.size == 0:
         raise InvalidImageDataError(
-            f"image has shape {image.shape}; pass an (H, W) grey or (H, W, C) colour image with at least one pixel"
+            f"{where}image has shape {arr.shape}; pass an (H, W) grey or (H, W, C) colour image with at least one pixel"
         )
-    if image.dtype.type not in _DTYPES:
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(255)
+    if arr.dtype.newbyteorder("=") not in _DTYPES:
         raise InvalidImageDataError(
-            f"image dtype {image.dtype} is not supported; convert it to uint8, uint16 or float (values in [0, 1])"
+            f"{where}image dtype {arr.dtype} is not supported; convert it to an integer or float dtype "
+            "(for complex values, np.abs(image) or image.real)"
         )
-    if image.dtype.kind == "f" and not np.isfinite(image).all():
-        raise InvalidImageDataError("image contains NaN or infinite values; replace them (np.nan_to_num) first")
-    return image, image.ndim == 3 and image.shape[2] in (2, 4)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InvalidImageDataError(f"{where}image contains NaN or infinite values; replace them (np.nan_to_num) first")
+    return arr
+
+
+def _check_exact(colour: np.ndarray, where: str = "") -> None:
+    """Refuse 64-bit integer colours beyond 2**53 in magnitude, which float64 cannot hold exactly
+    (alpha is not clustered, and may be the dtype's maximum)."""
+    if colour.dtype.itemsize == 8 and colour.dtype.kind in "iu":
+        lo, hi = int(colour.min()), int(colour.max())
+        if lo < -EXACT_MAX or hi > EXACT_MAX:
+            far = lo if -lo > hi else hi
+            bits = abs(far).bit_length() - 53
+            raise InvalidImageDataError(
+                f"{where}image values reach {far}, too large to cluster exactly (kmseg computes in float64, exact "
+                f"up to 2**53 = {EXACT_MAX}); rescale them first, for example image // 2**{bits}"
+            )
 
 
 def _vmax(dtype: np.dtype) -> float | None:
@@ -177,9 +253,57 @@ def _vmax(dtype: np.dtype) -> float | None:
 
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Centre colours in the input's units -> the input's dtype (rounded and clipped for integers)."""
-    if dtype.kind == "u":
+    if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+#: Signed integers clustered as their unsigned twin: the value plus half the range (the sign bit
+#: flipped), exact and undone exactly, so that int8 and int16 take the 8- and 16-bit paths.
+_SHIFTED = {np.dtype(np.int8): (np.dtype(np.uint8), 128), np.dtype(np.int16): (np.dtype(np.uint16), 32768)}
+
+
+def working_dtype(dtype: np.dtype) -> tuple[np.dtype, int]:
+    """The dtype an image of ``dtype`` is clustered in, and what is added to its values to get there.
+
+    uint8, uint16 and floats are clustered as they are; int8 and int16 shifted to uint8 and
+    uint16 (+128, +32768); other integers (int32, uint32, int64, uint64, whose values
+    :func:`prepare` has checked to be at most 2**53 in magnitude) as float64. Every one of
+    these is exact, so the centres and labels are those of the values themselves.
+
+    Examples
+    --------
+    >>> working_dtype(np.dtype(np.int16))
+    (dtype('uint16'), 32768)
+    >>> working_dtype(np.dtype(np.int32))
+    (dtype('float64'), 0)
+    """
+    if dtype in _SHIFTED:
+        return _SHIFTED[dtype]
+    if dtype.kind in "iu" and dtype not in (np.uint8, np.uint16):
+        return np.dtype(np.float64), 0
+    return dtype, 0
+
+
+def to_working(values: np.ndarray) -> np.ndarray:
+    """``values`` in their :func:`working_dtype`: themselves when it is their own dtype, else a new array."""
+    work, offset = working_dtype(values.dtype)
+    if work == values.dtype:
+        return values
+    if offset:
+        return np.bitwise_xor(values.view(work), work.type(offset))
+    return values.astype(work)
+
+
+def from_working(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The inverse of :func:`to_working` for values that came from ``dtype`` (``values`` may be reused)."""
+    work, offset = working_dtype(dtype)
+    if work == dtype:
+        return values
+    if offset:
+        np.bitwise_xor(values, work.type(offset), out=values)
+        return values.view(dtype)
     return values.astype(dtype)
 
 
@@ -216,10 +340,13 @@ class Prepared:
                 self.mask = None
         else:
             self.mask = None
-        self.pixels = pixels  # (H, W, C) colour channels, a view
         self.n_channels = pixels.shape[2]
-        self.vmax = _vmax(image.dtype)
-        self.reduced = reduce_image(pixels, self.mask, color_space, self.vmax)
+        self.offset = working_dtype(image.dtype)[1]
+        #: (H, W, C) colour channels in their working dtype: a view of ``image``, or a converted
+        #: copy for the integers that are clustered as another dtype (``working_dtype``).
+        self.pixels = to_working(pixels)
+        self.vmax = _vmax(self.pixels.dtype)
+        self.reduced = reduce_image(self.pixels, self.mask, color_space, self.vmax)
         self.scale = scale
         self.fit_reduced = self.reduced if scale is None else self._reduce_scaled(scale)
 
@@ -237,6 +364,7 @@ class Prepared:
         self.mask = None
         self.pixels = None
         self.n_channels = n_channels
+        self.offset = 0
         self.vmax = vmax
         self.reduced = self.fit_reduced = reduced
         self.scale = None
@@ -263,7 +391,22 @@ class Prepared:
     @property
     def nbytes(self) -> int:
         extra = 0 if self.fit_reduced is self.reduced else self.fit_reduced.nbytes
+        if self.pixels.dtype != self.dtype:
+            extra += self.pixels.nbytes  # a converted copy (``working_dtype``)
         return self.image.nbytes + self.reduced.nbytes + extra
+
+    @cached_property
+    def display_range(self) -> tuple[float, float]:
+        """The values of the image shown as black and as white (:func:`kmseg._display.display_range`),
+        computed once; every segmentation of this image shows its colours on it."""
+        return _display.display_range(self.image, self.has_alpha)
+
+    def centres_of(self, features: np.ndarray) -> np.ndarray:
+        """(k, C) float64 centres in the input's units, of centres given in the clustering space."""
+        centres = from_features(features, self.color_space, self.vmax)
+        if self.offset:
+            centres -= self.offset
+        return centres
 
     def fit(
         self,
@@ -332,20 +475,34 @@ class Prepared:
             raise ParameterError(f"init has shape {init.shape}; an array of centres must have shape (k, C) = ({k}, {C})")
         if not np.isfinite(init).all():
             raise ParameterError("init contains NaN or infinite values; pass finite centres")
-        return to_features(np.asarray(init, dtype=np.float64), self.color_space, self.vmax).astype(np.float64)
+        return to_features(np.asarray(init, dtype=np.float64) + self.offset, self.color_space, self.vmax).astype(np.float64)
 
     def segment(self, k: int = 5, **options: Any) -> Segmentation:
         """Segment the prepared image into ``k`` clusters; options as in :func:`segment`."""
         res, point_labels, inertia, _ = self.fit(k, **options)
         k_eff = res.centers.shape[0]
-        centers = from_features(res.centers, self.color_space, self.vmax)
+        centers = self.centres_of(res.centers)
         red = self.reduced
         counts = _engine.cluster_weights(point_labels, red.weights, k_eff)
         colors = _to_dtype(centers, self.dtype)
-        out = np.empty(self.pixels.shape[:2] + (self.shape[2] if self.image.ndim == 3 else 1,), dtype=self.dtype)
-        labels = paint(self.pixels, self.mask, red, point_labels, colors, out)
-        if out.shape[2] > self.n_channels:
-            out[..., self.n_channels :] = self.image[..., self.n_channels :]
+        n = self.n_channels
+        bands = self.shape[2] if self.image.ndim == 3 else 1
+        if self.pixels.dtype == self.dtype:
+            out = np.empty(self.pixels.shape[:2] + (bands,), dtype=self.dtype)
+            labels = paint(self.pixels, self.mask, red, point_labels, colors, out)
+        else:
+            # Painted in the working dtype, then brought back: exact, as the colours are whole
+            # numbers of the input's dtype and transparent pixels keep their own values.
+            work = np.empty(self.pixels.shape, dtype=self.pixels.dtype)
+            labels = paint(self.pixels, self.mask, red, point_labels, to_working(colors), work)
+            work = from_working(work, self.dtype)
+            if bands == n:
+                out = work
+            else:
+                out = np.empty(self.pixels.shape[:2] + (bands,), dtype=self.dtype)
+                out[..., :n] = work
+        if bands > n:
+            out[..., n:] = self.image[..., n:]
         painted = out[..., 0] if self.image.ndim == 2 else out
         return Segmentation(
             labels=labels,
@@ -359,6 +516,7 @@ class Prepared:
             painted=painted,
             n_channels=self.n_channels,
             source=self.source,
+            display_range=self.display_range,
         )
 
 
@@ -367,7 +525,7 @@ def _check_inferred_alpha(arr: np.ndarray) -> None:
     fully opaque: it is more likely a band of data (RGB + near infrared, two stains), which
     would be dropped from the features and hide the pixels where it is 0."""
     n = arr.shape[2]
-    opaque = _vmax(arr.dtype) or 1.0  # floats: alpha in [0, 1]
+    opaque = _display.opaque_value(arr.dtype)  # floats: alpha in [0, 1]
     top = arr[..., -1].max()
     if 0 < top < opaque:  # (all 0: an image with nothing to cluster, which is an error of its own)
         kind = "grey+alpha" if n == 2 else "RGBA"
@@ -405,11 +563,17 @@ def prepare(
     n_channels = 1 if arr.ndim == 2 else arr.shape[2]
     if alpha is None:
         alpha = has_alpha
-        if alpha and source is None:
+        if alpha and source is None and not _is_pil_image(image):  # taken from the channel count alone
             _check_inferred_alpha(arr)
     elif alpha and n_channels not in (2, 4):
         raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {n_channels}")
     space = check_color_space(color_space, n_channels - (1 if alpha else 0))
+    _check_exact(arr[..., :-1] if alpha else arr, f"{source}: " if source else "")
+    if space != "rgb" and arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.uint16):
+        raise ParameterError(
+            f"color_space={space!r} needs colours on a known scale (uint8, uint16, or float in [0, 1]); this image is "
+            f"{arr.dtype}, whose values have none: use color_space='rgb', or convert it"
+        )
     if scale is not None:
         if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale <= 1:
             raise ParameterError(f"scale={scale!r} is out of range; pass a factor in (0, 1], or None to cluster every pixel")
@@ -439,12 +603,19 @@ def segment(
     weighted by their counts), which gives the same centres and labels as all the pixels, much
     faster. Other images run on their pixels.
 
+    Every integer and float dtype is clustered in its own units: int8 and int16 as uint8 and
+    uint16 shifted by half their range (so int16 grey takes the 16-bit histogram path), wider
+    integers as float64, which holds them exactly up to 2**53 (see :func:`working_dtype`). A
+    bool image is read as uint8 0/255.
+
     Parameters
     ----------
-    image : str, path or (M, N[, C]) ndarray
-        A file (see :func:`kmseg.load_image`) or an array of uint8, uint16 or float (in [0, 1]
-        for the Lab and HSV spaces). A 2- or 4-channel array is grey+alpha or RGBA. Channels
-        are taken as RGB: convert OpenCV's BGR with ``cv2.cvtColor(img, cv2.COLOR_BGR2RGB)``.
+    image : str, path, (M, N[, C]) array-like or PIL.Image.Image
+        A file (see :func:`kmseg.load_image`), or an array of any integer or float dtype, or
+        anything ``np.asarray`` makes one of (nested lists, a Pillow image; see
+        :func:`read_image`). The Lab and HSV spaces need uint8, uint16 or float in [0, 1].
+        A 2- or 4-channel array is grey+alpha or RGBA. Channels are taken as RGB: convert
+        OpenCV's BGR with ``cv2.cvtColor(img, cv2.COLOR_BGR2RGB)``.
     k : int
         Number of clusters, at least 1.
     color_space : {"rgb", "lab", "hsv"}
@@ -470,7 +641,7 @@ def segment(
     alpha : bool, optional
         Treat the last channel as alpha. Default: for a file, whether it has alpha; for an
         array, True for 2 and 4 channels (grey+alpha, RGBA), with a ``UserWarning`` when
-        that last channel is nowhere fully opaque (255, 65535 or 1.0). Pass ``alpha=False``
+        that last channel is nowhere fully opaque (the dtype's maximum, or 1.0 for floats). Pass ``alpha=False``
         for a 2- or 4-band array that has no alpha. Pixels whose alpha is 0 get label -1 and are not
         clustered or counted.
     max_pixels : int, optional
@@ -485,7 +656,8 @@ def segment(
     ParameterError, ParameterTypeError
         A parameter is out of range or of the wrong type.
     ImageError
-        The file is missing, not an image, corrupt, too large, or the array holds NaN.
+        The file is missing, not an image, corrupt, too large, or the array holds NaN or
+        64-bit integers beyond 2**53 in magnitude.
 
     Warns
     -----
@@ -498,6 +670,10 @@ def segment(
     >>> seg = segment(img, k=2, seed=0)
     >>> sorted(seg.counts.tolist()), seg.labels.shape
     ([8, 8], (4, 4))
+    >>> ct = np.array([[-1000, -990], [400, 410]], np.int16)   # any dtype, in its own units
+    >>> seg = segment(ct, k=2, seed=0)
+    >>> sorted(seg.centers[:, 0].tolist()), seg.image().dtype
+    ([-995.0, 405.0], dtype('int16'))
     """
     prep = prepare(image, color_space=color_space, scale=scale, alpha=alpha, max_pixels=max_pixels)
     return prep.segment(k, n_init=n_init, init=init, max_iter=max_iter, tol=tol, seed=seed)
@@ -506,16 +682,13 @@ def segment(
 # --------------------------------------------------------------------------- the result
 
 
-def _to_rgb8(colors: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """(k, C) colours in input units -> (k, 3) uint8 for display (grey replicated, extra bands dropped)."""
-    c = np.asarray(colors, dtype=np.float64)
-    if dtype.kind == "u":
-        c = c * (255.0 / np.iinfo(dtype).max)
-    else:
-        c = c * 255.0
+def _to_rgb8(colors: np.ndarray, vrange: tuple[float, float]) -> np.ndarray:
+    """(k, C) colours in input units -> (k, 3) uint8 for display on the image's display range
+    (:func:`kmseg._display.display_range`); grey replicated, extra bands dropped."""
+    c = _display.to_u8(np.asarray(colors, dtype=np.float64), vrange)
     if c.shape[1] < 3:
         c = np.repeat(c[:, :1], 3, axis=1)
-    return np.clip(np.rint(c[:, :3]), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(c[:, :3])
 
 
 class Segmentation:
@@ -535,6 +708,9 @@ class Segmentation:
         Pixels in each cluster.
     converged : bool
         True when the final run stopped because no label changed.
+    display_range : (float, float)
+        The input values shown as black and as white in the palette and every picture of the
+        result (see :func:`kmseg._display.display_range`).
     """
 
     def __init__(
@@ -551,6 +727,7 @@ class Segmentation:
         painted: np.ndarray,
         n_channels: int,
         source: str | None = None,
+        display_range: tuple[float, float] | None = None,
     ) -> None:
         self.labels = labels
         self.centers = centers
@@ -563,6 +740,17 @@ class Segmentation:
         self._original = original
         self._painted = painted
         self._n_channels = n_channels
+        self._display_range = display_range
+
+    @property
+    def display_range(self) -> tuple[float, float]:
+        """The input values shown as black and as white (computed from the input on first use,
+        unless given)."""
+        if self._display_range is None:
+            orig = self._original
+            has_alpha = orig.ndim == 3 and orig.shape[2] > self._n_channels
+            self._display_range = _display.display_range(orig, has_alpha)
+        return self._display_range
 
     @property
     def k(self) -> int:
@@ -648,13 +836,20 @@ class Segmentation:
     def palette(self) -> list[dict[str, Any]]:
         """One entry per cluster: ``index``, ``rgb`` (0-255), ``hex``, ``fraction`` and ``count``.
 
+        The colours are the centres on the input's :attr:`display_range`: uint8 and uint16 on
+        their full range, floats in [0, 1] on 0-1, any other image from its minimum (black) to
+        its maximum (white). Grey is replicated to RGB; of more bands the first three are used.
+
         Examples
         --------
         >>> img = np.zeros((2, 2, 3), np.uint8); img[0] = (255, 0, 0)
         >>> sorted(p["hex"] for p in segment(img, k=2, seed=0).palette())
         ['#000000', '#ff0000']
+        >>> ct = np.array([[-1000, -1000], [1000, 0]], np.int16)  # min..max shown as black..white
+        >>> sorted(p["hex"] for p in segment(ct, k=3, seed=0).palette())
+        ['#000000', '#808080', '#ffffff']
         """
-        rgb = _to_rgb8(self.centers, self._original.dtype)
+        rgb = _to_rgb8(self.centers, self.display_range)
         total = max(int(self.counts.sum()), 1)
         return [
             {
@@ -703,9 +898,17 @@ class Segmentation:
 
         Files are ``{stem}-segmented.png``, ``{stem}-labels.png`` and ``{stem}-palette.json``;
         with ``disable``, also ``{stem}-masked.png``; with ``masks``, ``{stem}-cluster{i}.png``
-        for every cluster (RGBA cut-outs). Images with more than 4 channels are written as TIFF.
-        Every file is written to a temporary name and renamed. If any target exists and
-        ``force`` is False, :class:`OutputExistsError` is raised before anything is written.
+        for every cluster (RGBA cut-outs). The recoloured and the masked image keep the input's
+        values and dtype: they are PNG for uint8 and uint16 images of up to 4 channels, and
+        TIFF (``{stem}-segmented.tif``, ``{stem}-masked.tif``) for every other image (float,
+        other integers, more than 4 channels), since PNG cannot hold those. The cut-outs are
+        always PNG: 8-bit, on the input's :attr:`display_range`, for images that are not
+        uint8 or uint16.
+
+        The outputs are written as one set (:func:`kmseg.io.write_files`): every target is
+        checked first, each file goes to a temporary name, and they are renamed only when all
+        are written; if any of them fails, none is left. If any target exists and ``force``
+        is False, :class:`OutputExistsError` is raised before anything is written.
         The images are made and encoded a few at a time, side by side (encoding a PNG lets
         other threads run), so the cut-outs are never all in memory at once. The masked image,
         the cut-outs and the label map are compressed with zlib's run-length strategy, which
@@ -721,37 +924,36 @@ class Segmentation:
         paths : dict
             Kind of output -> path written.
         """
-        from .io import make_folder, save_image, write_json
+        from .io import encode_image, json_bytes, write_files
 
         if stem is None:
             stem = Path(self.source).stem if self.source else "image"
         d = check_output_dir(directory)
-        ext = ".png" if self._painted.ndim == 2 or self._painted.shape[2] <= 4 else ".tif"
-        # kind -> (path, what makes the data, PNG strategy; None for the JSON)
-        jobs: dict[str, tuple[Path, Callable[[], Any], str | None]] = {
-            "segmented": (d / f"{stem}-segmented{ext}", lambda: self._displayable(self._painted), "default"),
-            "labels": (d / f"{stem}-labels.png", self.label_image, "rle"),
-            "palette": (d / f"{stem}-palette.json", self.summary, None),
+        ext = output_suffix(self._painted)
+
+        def image(path: Path, make: Callable[[], np.ndarray], strategy: str) -> tuple[Path, Callable[[], bytes]]:
+            return path, lambda: encode_image(path, make(), png_strategy=strategy)
+
+        # kind -> (path, what makes its bytes)
+        files: dict[str, tuple[Path, Callable[[], bytes]]] = {
+            "segmented": image(d / f"{stem}-segmented{ext}", lambda: self._painted, "default"),
+            "labels": image(d / f"{stem}-labels.png", self.label_image, "rle"),
+            "palette": (d / f"{stem}-palette.json", lambda: json_bytes(self.summary())),
         }
         if disable:
-            masked = self._displayable(self.masked(disable))  # made now: a bad index is refused before any write
-            jobs["masked"] = (d / f"{stem}-masked{ext}", lambda: masked, "rle")
+            masked = self.masked(disable)  # made now: a bad index is refused before any write
+            files["masked"] = image(d / f"{stem}-masked{ext}", lambda: masked, "rle")
         if masks:
+            def cut(i: int) -> Callable[[], np.ndarray]:
+                return lambda: self._displayable(self.extract(i))
+
             for i in range(self.k):
-                jobs[f"cluster{i}"] = (d / f"{stem}-cluster{i}.png", lambda i=i: self._displayable(self.extract(i)), "rle")
-        refuse_existing((p for p, _, _ in jobs.values()), force)
-        make_folder(d)  # once, here: a folder that cannot be made is one error, not one per output
+                files[f"cluster{i}"] = image(d / f"{stem}-cluster{i}.png", cut(i), "rle")
+        refuse_existing((p for p, _ in files.values()), force)
+        return write_files(files, force=force, threads=min(len(files), os.cpu_count() or 1, SAVE_THREADS))
 
-        def write(path: Path, make: Callable[[], Any], strategy: str | None) -> Path:
-            if strategy is None:
-                return write_json(path, make(), force=True)
-            return save_image(path, make(), force=True, png_strategy=strategy)
-
-        with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1, SAVE_THREADS)) as pool:
-            futures = {kind: pool.submit(write, *job) for kind, job in jobs.items()}
-            return {kind: future.result() for kind, future in futures.items()}
-
-    @staticmethod
-    def _displayable(arr: np.ndarray) -> np.ndarray:
-        """Float images are written as 8-bit (values in [0, 1] scaled to 0-255)."""
-        return _display.to_u8(arr) if arr.dtype.kind == "f" else arr
+    def _displayable(self, cut: np.ndarray) -> np.ndarray:
+        """A cut-out as PNG holds it: as it is for uint8 and uint16, else 8-bit on the input's display range."""
+        if cut.dtype in (np.uint8, np.uint16):
+            return cut
+        return _display.to_u8(cut, self.display_range, has_alpha=True)

@@ -494,13 +494,15 @@ class WebState:
 # --------------------------------------------------------------------------- encoding
 
 
-def _png(arr: np.ndarray, has_alpha: bool, strategy: str = "default", width: int | None = None) -> bytes:
+def _png(arr: np.ndarray, has_alpha: bool, strategy: str = "default", width: int | None = None,
+         vrange: tuple[float, float] | None = None) -> bytes:
     """An 8-bit PNG at zlib level 3 of the bands shown (grey, grey+alpha, RGB or RGBA), encoded
     as ``save_image`` encodes; reduced to ``width`` pixels wide when it is wider (a preview).
-    ``strategy="rle"`` for a photo's own pixels (the masked image, the cut-outs) and the label
-    map: as small as the default, in a half to a third of the time."""
+    ``vrange``: the values shown as black and white, the input's display range for an image made
+    from it (default: ``arr``'s own). ``strategy="rle"`` for a photo's own pixels (the masked
+    image, the cut-outs) and the label map: as small as the default, in a half to a third of the time."""
     factor = arr.shape[1] / width if width else 1.0
-    return _encode("response", _display.shown(arr, has_alpha, factor), "PNG", 3, strategy)
+    return _encode("response", _display.shown(arr, has_alpha, factor, vrange), "PNG", 3, strategy)
 
 
 def _parse_disable(text: str | None, k: int | None = None) -> list[int]:
@@ -1008,7 +1010,8 @@ def create_app(
     )
     async def segmented_png(result_id: ResultId, width: Width = None, download: Download = False) -> Response:
         """Every pixel painted in its cluster's centre colour (8-bit PNG; alpha kept)."""
-        res, png = await _render(result_id, lambda r: _png(r.seg.image(), r.has_alpha, width=width))
+        res, png = await _render(result_id,
+                                 lambda r: _png(r.seg.image(), r.has_alpha, width=width, vrange=r.seg.display_range))
         return _send(png, "image/png", f"{res.stem}-segmented.png", download)
 
     @app.get(
@@ -1059,7 +1062,8 @@ def create_app(
         tutorials' "disable a cluster"). Without `disable`, the original image."""
         res = state.result(result_id)
         hidden = _parse_disable(disable, res.seg.k)
-        png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden), res.has_alpha, "rle", width))
+        vrange = res.seg.display_range
+        png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden), res.has_alpha, "rle", width, vrange))
         suffix = "-masked" + ("-" + "-".join(map(str, hidden)) if hidden else "")
         return _send(png, "image/png", f"{res.stem}{suffix}.png", download)
 
@@ -1081,7 +1085,7 @@ def create_app(
         res = state.result(result_id)
         if index >= res.seg.k:
             raise HTTPException(404, f"cluster {index} does not exist; this result has clusters 0 to {res.seg.k - 1}")
-        png = await to_thread.run_sync(lambda: _png(res.seg.extract(index), True, "rle", width))
+        png = await to_thread.run_sync(lambda: _png(res.seg.extract(index), True, "rle", width, res.seg.display_range))
         return _send(png, "image/png", f"{res.stem}-cluster{index}.png", download)
 
     @app.get(
@@ -1100,7 +1104,8 @@ def create_app(
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
                 for i in range(res.seg.k):
-                    zf.writestr(f"{res.stem}-cluster{i}.png", _png(res.seg.extract(i), True, "rle"))
+                    cut = _png(res.seg.extract(i), True, "rle", vrange=res.seg.display_range)
+                    zf.writestr(f"{res.stem}-cluster{i}.png", cut)
             return buf.getvalue()
 
         content = await to_thread.run_sync(build)
