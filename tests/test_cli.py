@@ -198,6 +198,25 @@ def test_messages_on_a_terminal_are_not_glued_to_the_progress_bar(pics, tmp_path
     assert shown[-1] == "kmseg: 1 of 4 files failed: " + str(pics["bad"])
 
 
+def test_every_palette_lists_the_largest_share_first(tmp_path, capsys):
+    """`kmseg palette` listed the largest share first, but segment's --json and NAME-palette.json
+    by label index; each entry's index stays the cluster's value in the label map."""
+    coffee = str(kmseg.data.path("coffee.png"))
+    out = tmp_path / "out"
+    assert main(["segment", coffee, "-k", "3", "-o", str(out), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["results"]
+    assert main(["palette", coffee, "-k", "3", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["palette"]
+    assert main(["palette", coffee, "-k", "3"]) == 0
+    printed = [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()]
+    written = json.loads((out / "coffee-palette.json").read_text())["palette"]
+    assert entry["palette"] == listed == written and printed == [p["index"] for p in listed]
+    counts = [p["count"] for p in listed]
+    assert counts == sorted(counts, reverse=True) and len(set(counts)) == 3
+    labels = kmseg.load_image(out / "coffee-labels.png")
+    assert [int((labels == p["index"]).sum()) for p in listed] == counts
+
+
 def test_inputs_are_never_modified(pics, tmp_path):
     before = _digest(pics["a"])
     main(["segment", str(pics["a"]), "-k", "3", "-o", str(tmp_path / "o"), "--masks", "--disable", "0"])
@@ -439,6 +458,8 @@ def test_demo_writes_everything(tmp_path, capsys):
     assert main(["demo", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert str(out.resolve()) in text and "coffee.png" in text
+    shares = [float(line.split()[-1].rstrip("%")) for line in text.splitlines() if line.startswith("  cluster ")]
+    assert len(shares) == 5 and shares == sorted(shares, reverse=True)  # the palette, largest share first
     for name in ["coffee-segmented.png", "coffee-labels.png", "coffee-palette.json", "coffee-masked.png", "coffee-cluster0.png"]:
         assert (out / name).exists(), name
     assert main(["demo", "-o", str(out)]) == 1  # outputs exist: no overwrite without --force

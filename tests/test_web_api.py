@@ -153,7 +153,11 @@ def test_segment_upload(client: TestClient) -> None:
     assert body["upload_id"] == hashlib.sha256(COFFEE).hexdigest()
     assert (body["width"], body["height"], body["k"], body["k_requested"]) == (600, 400, 4, 4)
     assert body["name"] == "coffee.png" and body["color_space"] == "rgb" and body["warnings"] == []
-    assert [p["index"] for p in body["palette"]] == [0, 1, 2, 3]
+    assert sorted(p["index"] for p in body["palette"]) == [0, 1, 2, 3]
+    counts = [p["count"] for p in body["palette"]]
+    assert counts == sorted(counts, reverse=True)  # largest share first, as every palette
+    labels = np.asarray(decode_png(client.get(body["urls"]["labels"]).content))
+    assert [int((labels == p["index"]).sum()) for p in body["palette"]] == counts
     assert sum(p["fraction"] for p in body["palette"]) == pytest.approx(1.0)
     assert all(re.fullmatch(r"#[0-9a-f]{6}", p["hex"]) for p in body["palette"])
     assert len(body["urls"]["clusters"]) == 4

@@ -311,7 +311,8 @@ def _register_segment(sub: Any) -> None:
         "segment",
         help="segment images into k colour clusters",
         description="Segment each IMAGE into K colour clusters. Writes NAME-segmented.png (recoloured), "
-        "NAME-labels.png (label map, uint8 or uint16; 255/65535 marks transparent pixels) and NAME-palette.json.",
+        "NAME-labels.png (label map, uint8 or uint16; 255/65535 marks transparent pixels) and NAME-palette.json "
+        "(the palette, largest share first; each colour's index is its value in the label map).",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or quoted globs such as 'photos/**/*.jpg'")
     p.add_argument("-k", "--k", type=positive_int, default=5, help="number of clusters (default 5)")

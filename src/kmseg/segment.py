@@ -506,6 +506,21 @@ def segment(
 # --------------------------------------------------------------------------- the result
 
 
+def palette_order(counts: np.ndarray) -> list[int]:
+    """Cluster indices in the order every palette lists them: largest share first, ties by index.
+
+    The one place that order is decided: :meth:`Segmentation.palette`, and through it every
+    front end, lists its entries so.
+
+    Examples
+    --------
+    >>> palette_order(np.array([5, 9, 5, 0]))
+    [1, 0, 2, 3]
+    """
+    shares = np.asarray(counts).tolist()
+    return sorted(range(len(shares)), key=lambda i: (-shares[i], i))
+
+
 def _to_rgb8(colors: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """(k, C) colours in input units -> (k, 3) uint8 for display (grey replicated, extra bands dropped)."""
     c = np.asarray(colors, dtype=np.float64)
@@ -646,13 +661,19 @@ class Segmentation:
         return cut_out(self._original, self.labels, self._check_index(i), self._n_channels)
 
     def palette(self) -> list[dict[str, Any]]:
-        """One entry per cluster: ``index``, ``rgb`` (0-255), ``hex``, ``fraction`` and ``count``.
+        """One entry per cluster, largest share first (ties by index, see :func:`palette_order`):
+        ``index``, ``rgb`` (0-255), ``hex``, ``fraction`` and ``count``.
+
+        ``index`` is the cluster's label: its value in :attr:`labels` and the label map, and
+        the number that :meth:`mask`, :meth:`extract` and ``disable`` take. Every palette
+        kmseg shows or writes (the palette JSON, the command line, the web page, the report,
+        :func:`kmseg.plot.palette`) is this list, in this order.
 
         Examples
         --------
-        >>> img = np.zeros((2, 2, 3), np.uint8); img[0] = (255, 0, 0)
-        >>> sorted(p["hex"] for p in segment(img, k=2, seed=0).palette())
-        ['#000000', '#ff0000']
+        >>> img = np.zeros((2, 2, 3), np.uint8); img[0, 0] = (255, 0, 0)
+        >>> [(p["hex"], p["count"]) for p in segment(img, k=2, seed=0).palette()]
+        [('#000000', 3), ('#ff0000', 1)]
         """
         rgb = _to_rgb8(self.centers, self._original.dtype)
         total = max(int(self.counts.sum()), 1)
@@ -664,7 +685,7 @@ class Segmentation:
                 "fraction": float(self.counts[i]) / total,
                 "count": int(self.counts[i]),
             }
-            for i in range(self.k)
+            for i in palette_order(self.counts)
         ]
 
     def label_image(self) -> np.ndarray:
@@ -675,7 +696,8 @@ class Segmentation:
         return out
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready description of the run and its palette."""
+        """A JSON-ready description of the run and its palette (as :meth:`palette` lists it,
+        largest share first; ``centers`` stay in label order)."""
         h, w = self.labels.shape
         return {
             "source": self.source,

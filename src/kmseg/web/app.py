@@ -554,7 +554,7 @@ class HealthResponse(BaseModel):
 
 
 class PaletteEntry(BaseModel):
-    index: int = Field(description="Cluster index, as in the label map.")
+    index: int = Field(description="Cluster index: its value in the label map, and the number `disable` takes.")
     rgb: list[int] = Field(description="Centre colour, 0-255 per channel.")
     hex: str = Field(description="Centre colour as #rrggbb.")
     fraction: float = Field(description="Share of the (opaque) pixels in this cluster.")
@@ -569,7 +569,9 @@ class ResultUrls(BaseModel):
         description="PNG: the original with the `disable` clusters painted black; change the query "
         "`?disable=0,2` to hide others (no query: the original image)."
     )
-    clusters: list[str] = Field(description="PNG: RGBA cut-out of each cluster (transparent elsewhere).")
+    clusters: list[str] = Field(
+        description="PNG: RGBA cut-out of each cluster (transparent elsewhere), by index: `clusters[i]` is cluster i's."
+    )
     clusters_zip: str = Field(description="ZIP of every cut-out.")
 
 
@@ -588,7 +590,7 @@ class SegmentResponse(BaseModel):
     n_iter: int
     converged: bool
     disable: list[int] = Field(description="Clusters hidden in the `masked` image.")
-    palette: list[PaletteEntry]
+    palette: list[PaletteEntry] = Field(description="One entry per cluster, largest share first (ties by index).")
     urls: ResultUrls
     cached: bool = Field(description="True when the decoded image came from the cache (no upload decoded).")
     seconds: float = Field(description="Server time spent on this request.")
