@@ -260,6 +260,28 @@ def test_output_stems_are_all_different():
     # Names that still meet get a number, so that no two files write the same outputs.
     assert unique_stems(["a/x.png", "b/x.png", "a_x.png"]) == ["a_x", "b_x", "a_x-2"]
     assert unique_stems(["x.png", "x.png", "x-2.png"]) == ["x", "x-2", "x-2-2"]
+    # Stems that meet keep what tells their files apart: the suffix, the folder, or both.
+    assert unique_stems(["coffee.png", "coffee.jpg", "tea.png"]) == ["coffee.png", "coffee.jpg", "tea"]
+    assert unique_stems(["x/pic.png", "x/pic.jpg", "y/pic.png"]) == ["x_pic.png", "x_pic.jpg", "y_pic.png"]
+    assert unique_stems(["coffee.png", "coffee.jpg", "coffee.png"]) == ["coffee.png", "coffee.jpg", "coffee.png-2"]
+    # On a case-insensitive disk, A-segmented.png and a-segmented.png are one file.
+    assert unique_stems(["Coffee.png", "coffee.jpg"]) == ["Coffee.png", "coffee.jpg"]
+    assert unique_stems(["A.png", "a.png"]) == ["A", "a-2"]
+
+
+def test_files_that_differ_only_in_their_suffix_keep_it_in_their_output_names(tmp_path, capsys):
+    """coffee.png and coffee.jpg wrote coffee-* and coffee-2-*: nothing said which was which."""
+    img, _ = quadrants(COLORS)
+    png = save_image(tmp_path / "in" / "pic.png", img)
+    jpg = save_image(tmp_path / "in" / "pic.jpg", img[::-1])
+    out = tmp_path / "out"
+    assert main(["segment", str(png), str(jpg), "-k", "2", "-o", str(out)]) == 0
+    assert [line.rsplit(" -> ", 1)[1] for line in capsys.readouterr().out.splitlines()] == [
+        str(out / "pic.png-segmented.png"), str(out / "pic.jpg-segmented.png")]
+    for src in (png, jpg):
+        names = sorted(p.name for p in out.glob(f"{src.name}-*"))
+        assert names == [f"{src.name}-{kind}" for kind in ("labels.png", "palette.json", "segmented.png")]
+        assert json.loads((out / f"{src.name}-palette.json").read_text())["source"] == str(src)
 
 
 @pytest.mark.parametrize(

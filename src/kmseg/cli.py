@@ -245,24 +245,36 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
 
 
 def unique_stems(paths: Sequence[str]) -> list[str]:
-    """Output name stems, all different; files with the same name from different folders get
-    their folder in it, and any name still taken (the same file twice, ``a/x.png`` beside
-    ``a_x.png``) gets ``-2``, ``-3``... So no two files of a batch write the same outputs,
-    even at the same time (``--dask``)."""
-    stems = [Path(p).stem for p in paths]
-    seen: dict[str, int] = {}
-    for s in stems:
-        seen[s] = seen.get(s, 0) + 1
+    """Output name stems, all different. Files whose stems meet are told apart by what differs
+    among them: files from different folders get their folder in it (``x_pic``, ``y_pic``),
+    and files with different suffixes keep their whole file name (``coffee.png``,
+    ``coffee.jpg``: ``coffee.png-segmented.png``), so each output names its input. Any name
+    still taken (the same file twice, ``a/x.png`` beside ``a_x.png``) gets ``-2``, ``-3``...
+    Stems meet, and names are taken, whatever their case, as on a case-insensitive disk. So
+    no two files of a batch write the same outputs, even at the same time (``--dask``).
+
+    Examples
+    --------
+    >>> unique_stems(["coffee.png", "coffee.jpg", "x/pic.png", "y/pic.png", "tea.png"])
+    ['coffee.png', 'coffee.jpg', 'x_pic', 'y_pic', 'tea']
+    """
+    norm = [os.path.normpath(p) for p in paths]
+    meet: dict[str, list[str]] = {}
+    for p in norm:
+        meet.setdefault(Path(p).stem.casefold(), []).append(p)
     result = []
     taken: set[str] = set()
-    for p, s in zip(paths, stems):
-        if seen[s] > 1:
-            s = os.path.splitext(os.path.normpath(p))[0].lstrip(os.sep).replace(os.sep, "_").replace("..", "up")
+    for p in norm:
+        group = meet[Path(p).stem.casefold()]
+        s = Path(p).name if len({Path(q).suffix for q in group}) > 1 else Path(p).stem
+        if len({os.path.dirname(q) for q in group}) > 1:
+            folder = os.path.dirname(p).lstrip(os.sep).replace(os.sep, "_").replace("..", "up")
+            s = f"{folder}_{s}" if folder else s
         name, n = s, 1
-        while name in taken:
+        while name.casefold() in taken:
             n += 1
             name = f"{s}-{n}"
-        taken.add(name)
+        taken.add(name.casefold())
         result.append(name)
     return result
 
@@ -312,7 +324,10 @@ def _register_segment(sub: Any) -> None:
         help="segment images into k colour clusters",
         description="Segment each IMAGE into K colour clusters. Writes NAME-segmented.png (recoloured), "
         "NAME-labels.png (label map, uint8 or uint16; 255/65535 marks transparent pixels) and NAME-palette.json "
-        "(the palette, largest share first; each colour's index is its value in the label map).",
+        "(the palette, largest share first; each colour's index is its value in the label map). NAME is the "
+        "file's stem (photo for photo.jpg). Files whose stems meet keep what tells them apart: their folder "
+        "(x/pic.png, y/pic.png: x_pic, y_pic) or their suffix, as the whole file name (coffee.png, coffee.jpg: "
+        "coffee.png-segmented.png, coffee.jpg-segmented.png); a name still taken gets -2, -3...",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or quoted globs such as 'photos/**/*.jpg'")
     p.add_argument("-k", "--k", type=positive_int, default=5, help="number of clusters (default 5)")
