@@ -75,6 +75,24 @@ def test_bad_file_fails_alone_with_exit_1(pics, tmp_path, capsys):
     assert not (out / "bad-segmented.png").exists()
 
 
+def test_a_batch_that_writes_nothing_leaves_no_folder_behind(pics, tmp_path, capsys):
+    """Every file failing left the empty folder (and parents) the run had made for the outputs."""
+    other = pics["dir"] / "other.png"
+    other.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    bad = [str(pics["bad"]), str(other)]
+    assert main(["segment", *bad, "-o", str(tmp_path / "new" / "out")]) == 1
+    assert "2 of 2 files failed" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    # A folder that was there before stays, even empty; only the ones the run made go.
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "kept", tmp_path / "kept" / "new" / "out"):
+        assert main(["segment", *bad, "-o", str(out)]) == 1
+        assert [p.name for p in tmp_path.iterdir() if p.name != "in"] == ["kept"] and not any((tmp_path / "kept").iterdir())
+    # A file that was written keeps its folder.
+    assert main(["segment", str(pics["a"]), *bad, "-k", "2", "-o", str(tmp_path / "new" / "out")]) == 1
+    assert sorted(p.name for p in (tmp_path / "new" / "out").iterdir()) == ["a-labels.png", "a-palette.json", "a-segmented.png"]
+
+
 def test_no_overwrite_without_force(pics, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["segment", str(pics["a"]), "-k", "2", "-o", str(out)]) == 0
@@ -355,7 +373,7 @@ def test_usage_errors_are_one_line(pics, tmp_path, capsys, argv, line):
     got = _one_line_usage_error(argv, capsys)
     want = "kmseg: error: " + line.replace("DIR", str(pics["dir"]))
     assert got.startswith(want) if line.endswith(" ") else got == want
-    assert not (tmp_path / "out").exists() or "--disable" in argv
+    assert not (tmp_path / "out").exists()  # not made, or (--disable, found out of range once k is known) removed
 
 
 def test_scheduler_without_dask_is_refused_at_once(pics, tmp_path):

@@ -407,17 +407,42 @@ def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = F
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .errors import KmsegError
-    from .io import make_folder
-
     for option in ("shared_palette", "scheduler"):
         if getattr(args, option) and not args.dask:
             raise UsageError(f"--{option.replace('_', '-')} needs --dask; add --dask")
     paths = expand_inputs(args.images)
-    if args.dask:
-        from .distributed import cli_segment  # noqa: PLC0415  (only with --dask)
+    with no_empty_folder(args.out):  # a batch that wrote nothing (every file failed) leaves no folder behind
+        if args.dask:
+            from .distributed import cli_segment  # noqa: PLC0415  (only with --dask)
 
-        return cli_segment(paths, args)
+            return cli_segment(paths, args)
+        return segment_here(paths, args)
+
+
+@contextmanager
+def no_empty_folder(folder: str) -> Iterator[None]:
+    """When the block ends, however it ends, remove the folders on ``folder``'s path that did
+    not exist when it began and are empty: the outputs' folder and any parents made for it,
+    deepest first. A folder that existed before, or holds anything, is left as it is."""
+    path = Path(folder)
+    new = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+    try:
+        yield
+    finally:
+        for p in new:
+            try:
+                p.rmdir()  # only ever removes an empty folder
+            except FileNotFoundError:  # never made
+                continue
+            except OSError:  # something was written: keep it, and so its parents
+                break
+
+
+def segment_here(paths: list[str], args: argparse.Namespace) -> int:
+    """``kmseg segment`` without ``--dask``: the files one after the other, in this process."""
+    from .errors import KmsegError
+    from .io import make_folder
+
     stems = unique_stems(paths)
     make_folder(args.out)  # a folder that cannot be made fails the run once, before any work
     results: list[dict[str, Any]] = []
