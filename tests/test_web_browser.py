@@ -21,7 +21,7 @@ uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from kmseg import data  # noqa: E402
-from kmseg.web.app import K_MAX, create_app  # noqa: E402
+from kmseg.web.app import ELBOW_FIELDS, K_MAX, SEGMENT_FIELDS, create_app  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -121,6 +121,19 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     expect(page).to_have_title("kmseg: colour segmentation")
     alert = page.get_by_role("alert")
     expect(alert).to_be_hidden()
+    # What the page posts, and the answers: the API refuses (422) any field it does not take.
+    # (Chromium gives no body for a post with a file, so the fields are read where it gives one.)
+    sent: dict[str, set[str]] = {"segment": set(), "elbow": set()}
+    answers: list[tuple[str, int]] = []
+
+    def record(request: Any) -> None:
+        verb = request.url.rsplit("/api/", 1)[-1]
+        if request.method == "POST" and verb in sent and request.post_data_buffer is not None:
+            sent[verb] |= {m.decode() for m in re.findall(rb'form-data; name="([^"]+)"', request.post_data_buffer)}
+
+    page.on("request", record)
+    page.on("response", lambda r: answers.append((r.url.rsplit("/api/", 1)[-1], r.status))
+            if r.request.method == "POST" else None)
 
     # upload: the palette has K = 5 swatches and the segmented image shows
     swatches = show_photo(page)
@@ -191,6 +204,12 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     im.load()
     assert im.format == "PNG" and im.size == (600, 400)
     assert len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) == 3
+
+    # the page sent only fields the API takes, and every post was answered
+    assert sent["segment"] == {"upload_id", "k", "color_space", "seed"} and sent["segment"] <= set(SEGMENT_FIELDS)
+    assert sent["elbow"] == {"upload_id", "k_max", "color_space", "seed"} and sent["elbow"] <= set(ELBOW_FIELDS)
+    assert {verb for verb, _ in answers} == {"segment", "elbow"} and {status for _, status in answers} == {200}
+    expect(alert).to_be_hidden()
 
     shot = os.environ.get("KMSEG_SCREENSHOT")
     if shot:
