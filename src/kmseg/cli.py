@@ -379,6 +379,23 @@ def done_line(r: dict[str, Any]) -> str:
     return f"{r['input']}: k={r['k']}, {r['n_iter']} iterations, {r['seconds']:.2f} s -> {r['outputs']['segmented']}"
 
 
+def show_done(r: dict[str, Any], bar: Progress, as_json: bool) -> None:
+    """Print a batch's file as it finishes, so that an interrupt loses none: its error line
+    (stderr), or, without ``--json``, its line (stdout); each above ``bar``."""
+    if not r["ok"]:
+        bar.line(f"kmseg: error: {cli_wording(r['error'])}")
+    elif not as_json:
+        bar.line(done_line(r), sys.stdout)
+
+
+def interrupted(results: list[dict[str, Any]], total: int, args: argparse.Namespace) -> Interrupted:
+    """What a batch of ``total`` files raises on Ctrl-C, after ``results`` (the files finished,
+    in input order): with ``--json``, their summary is printed first (``batch_json``)."""
+    if args.json:
+        batch_json(results, interrupted=True)
+    return Interrupted(interrupted_after(results, total, args.out))
+
+
 def batch_json(results: list[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
     """Print a batch's ``--json`` summary: every entry, a failed one's error worded as printed,
     and ``extra`` keys. Returns the failed entries."""
@@ -453,17 +470,11 @@ def segment_here(paths: list[str], args: argparse.Namespace) -> int:
                 with warnings_as_lines(f"{path}: ", bar):  # a batch's warnings name their file
                     results.append(run_one(path, stem, args))
             except (KmsegError, OSError) as exc:
-                line = error_line(exc)
-                bar.line(f"kmseg: error: {cli_wording(line)}")
-                results.append({"input": path, "ok": False, "error": line})
-            else:
-                if not args.json:  # each file's line as it finishes, so that an interrupt loses none
-                    bar.line(done_line(results[-1]), sys.stdout)
+                results.append({"input": path, "ok": False, "error": error_line(exc)})
+            show_done(results[-1], bar, args.json)
             bar.advance(note=os.path.basename(path))
     except KeyboardInterrupt:
-        if args.json:
-            batch_json(results, interrupted=True)
-        raise Interrupted(interrupted_after(results, len(paths), args.out)) from None
+        raise interrupted(results, len(paths), args) from None
     finally:
         bar.close()
     return report_batch(results, args.json, printed=True)
