@@ -98,8 +98,8 @@ def test_an_int16_tiff_gets_an_int16_segmented_tiff(tmp_path, capsys):
         assert c == pytest.approx(ct[labels == i].mean(), rel=1e-12)
     # The palette maps the image's min..max to black..white (it was [0, 0, 0] below 0).
     lo, hi = float(ct.min()), float(ct.max())
-    for p, c in zip(summary["palette"], centres):
-        v = int(np.rint((c - lo) * 255 / (hi - lo)))
+    for p in summary["palette"]:
+        v = int(np.rint((centres[p["index"]] - lo) * 255 / (hi - lo)))
         assert p["rgb"] == [v, v, v] and p["hex"] == f"#{v:02x}{v:02x}{v:02x}"
 
 
@@ -131,6 +131,24 @@ def test_a_file_whose_output_cannot_be_written_leaves_none_of_its_outputs(pics, 
     assert not [n for n in names if n.startswith("a-") and n != "a-palette.json"]
     assert not [n for n in names if n.startswith(".")]  # no temporary file either
     assert "b-segmented.png" in names and "b-cluster2.png" in names
+
+
+def test_a_batch_that_writes_nothing_leaves_no_folder_behind(pics, tmp_path, capsys):
+    """Every file failing left the empty folder (and parents) the run had made for the outputs."""
+    other = pics["dir"] / "other.png"
+    other.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    bad = [str(pics["bad"]), str(other)]
+    assert main(["segment", *bad, "-o", str(tmp_path / "new" / "out")]) == 1
+    assert "2 of 2 files failed" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    # A folder that was there before stays, even empty; only the ones the run made go.
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "kept", tmp_path / "kept" / "new" / "out"):
+        assert main(["segment", *bad, "-o", str(out)]) == 1
+        assert [p.name for p in tmp_path.iterdir() if p.name != "in"] == ["kept"] and not any((tmp_path / "kept").iterdir())
+    # A file that was written keeps its folder.
+    assert main(["segment", str(pics["a"]), *bad, "-k", "2", "-o", str(tmp_path / "new" / "out")]) == 1
+    assert sorted(p.name for p in (tmp_path / "new" / "out").iterdir()) == ["a-labels.png", "a-palette.json", "a-segmented.png"]
 
 
 def test_no_overwrite_without_force(pics, tmp_path, capsys):
@@ -256,6 +274,25 @@ def test_messages_on_a_terminal_are_not_glued_to_the_progress_bar(pics, tmp_path
     assert shown[-1] == "kmseg: 1 of 4 files failed: " + str(pics["bad"])
 
 
+def test_every_palette_lists_the_largest_share_first(tmp_path, capsys):
+    """`kmseg palette` listed the largest share first, but segment's --json and NAME-palette.json
+    by label index; each entry's index stays the cluster's value in the label map."""
+    coffee = str(kmseg.data.path("coffee.png"))
+    out = tmp_path / "out"
+    assert main(["segment", coffee, "-k", "3", "-o", str(out), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["results"]
+    assert main(["palette", coffee, "-k", "3", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["palette"]
+    assert main(["palette", coffee, "-k", "3"]) == 0
+    printed = [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()]
+    written = json.loads((out / "coffee-palette.json").read_text())["palette"]
+    assert entry["palette"] == listed == written and printed == [p["index"] for p in listed]
+    counts = [p["count"] for p in listed]
+    assert counts == sorted(counts, reverse=True) and len(set(counts)) == 3
+    labels = kmseg.load_image(out / "coffee-labels.png")
+    assert [int((labels == p["index"]).sum()) for p in listed] == counts
+
+
 def test_inputs_are_never_modified(pics, tmp_path):
     before = _digest(pics["a"])
     main(["segment", str(pics["a"]), "-k", "3", "-o", str(tmp_path / "o"), "--masks", "--disable", "0"])
@@ -299,6 +336,28 @@ def test_output_stems_are_all_different():
     # Names that still meet get a number, so that no two files write the same outputs.
     assert unique_stems(["a/x.png", "b/x.png", "a_x.png"]) == ["a_x", "b_x", "a_x-2"]
     assert unique_stems(["x.png", "x.png", "x-2.png"]) == ["x", "x-2", "x-2-2"]
+    # Stems that meet keep what tells their files apart: the suffix, the folder, or both.
+    assert unique_stems(["coffee.png", "coffee.jpg", "tea.png"]) == ["coffee.png", "coffee.jpg", "tea"]
+    assert unique_stems(["x/pic.png", "x/pic.jpg", "y/pic.png"]) == ["x_pic.png", "x_pic.jpg", "y_pic.png"]
+    assert unique_stems(["coffee.png", "coffee.jpg", "coffee.png"]) == ["coffee.png", "coffee.jpg", "coffee.png-2"]
+    # On a case-insensitive disk, A-segmented.png and a-segmented.png are one file.
+    assert unique_stems(["Coffee.png", "coffee.jpg"]) == ["Coffee.png", "coffee.jpg"]
+    assert unique_stems(["A.png", "a.png"]) == ["A", "a-2"]
+
+
+def test_files_that_differ_only_in_their_suffix_keep_it_in_their_output_names(tmp_path, capsys):
+    """coffee.png and coffee.jpg wrote coffee-* and coffee-2-*: nothing said which was which."""
+    img, _ = quadrants(COLORS)
+    png = save_image(tmp_path / "in" / "pic.png", img)
+    jpg = save_image(tmp_path / "in" / "pic.jpg", img[::-1])
+    out = tmp_path / "out"
+    assert main(["segment", str(png), str(jpg), "-k", "2", "-o", str(out)]) == 0
+    assert [line.rsplit(" -> ", 1)[1] for line in capsys.readouterr().out.splitlines()] == [
+        str(out / "pic.png-segmented.png"), str(out / "pic.jpg-segmented.png")]
+    for src in (png, jpg):
+        names = sorted(p.name for p in out.glob(f"{src.name}-*"))
+        assert names == [f"{src.name}-{kind}" for kind in ("labels.png", "palette.json", "segmented.png")]
+        assert json.loads((out / f"{src.name}-palette.json").read_text())["source"] == str(src)
 
 
 @pytest.mark.parametrize(
@@ -372,7 +431,7 @@ def test_usage_errors_are_one_line(pics, tmp_path, capsys, argv, line):
     got = _one_line_usage_error(argv, capsys)
     want = "kmseg: error: " + line.replace("DIR", str(pics["dir"]))
     assert got.startswith(want) if line.endswith(" ") else got == want
-    assert not (tmp_path / "out").exists() or "--disable" in argv
+    assert not (tmp_path / "out").exists()  # not made, or (--disable, found out of range once k is known) removed
 
 
 def test_scheduler_without_dask_is_refused_at_once(pics, tmp_path):
@@ -497,6 +556,8 @@ def test_demo_writes_everything(tmp_path, capsys):
     assert main(["demo", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert str(out.resolve()) in text and "coffee.png" in text
+    shares = [float(line.split()[-1].rstrip("%")) for line in text.splitlines() if line.startswith("  cluster ")]
+    assert len(shares) == 5 and shares == sorted(shares, reverse=True)  # the palette, largest share first
     for name in ["coffee-segmented.png", "coffee-labels.png", "coffee-palette.json", "coffee-masked.png", "coffee-cluster0.png"]:
         assert (out / name).exists(), name
     assert main(["demo", "-o", str(out)]) == 1  # outputs exist: no overwrite without --force

@@ -216,8 +216,10 @@ def test_an_output_through_a_file_is_one_line(verb, name, pic, tmp_path, capsys)
 
 @pytest.mark.parametrize("verb", ["elbow", "edges", "palette", "report"])
 def test_missing_and_bad_files_exit_1_with_one_line(verb, tmp_path, capsys):
-    extra = {"elbow": [], "edges": ["-o", tmp_path / "e.png"], "palette": ["-k", "3"],
-             "report": ["-o", tmp_path / "r.html"]}[verb]
+    """...and make no output folder: the file's folder is made only when the file is written."""
+    new = tmp_path / "new" / "sub"
+    extra = {"elbow": ["-o", new / "elbow.png"], "edges": ["-o", new / "e.png"], "palette": ["-k", "3"],
+             "report": ["-o", new / "r.html"]}[verb]
     code, out, err = run([verb, tmp_path / "missing.png", *extra], capsys)
     assert code == 1 and out == ""
     assert err.strip() == f"kmseg: error: {tmp_path / 'missing.png'}: no such file; check the path"
@@ -225,6 +227,7 @@ def test_missing_and_bad_files_exit_1_with_one_line(verb, tmp_path, capsys):
     bad.write_text("not an image")
     code, _, err = run([verb, bad, *extra], capsys)
     assert code == 1 and "not an image" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png"]
 
 
 def test_real_process(pic, tmp_path):

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -364,3 +367,78 @@ def test_api_unreachable_scheduler_from_the_environment_names_the_variable(tmp_p
     assert str(caught.value).startswith(f"cannot reach a Dask scheduler at '{address}' (")
     assert "fix or unset DASK_SCHEDULER_ADDRESS, which gave it" in str(caught.value)
     assert not (tmp_path / "out").exists()
+
+
+_SLOW = (600, 600, 3)  # noise: with k=200 each file takes tens of seconds, time enough to interrupt the batch
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.parametrize("as_json", [False, True])
+def test_an_interrupted_dask_batch_keeps_what_it_finished(tmp_path, as_json):
+    """Ctrl-C (SIGINT to the command's process group, as a terminal sends it, its LocalCluster's
+    workers included) once two files have finished, one of them failed, while others are being
+    written: the finished files are reported as without --dask (each file's line as it
+    finishes; with --json, their summary), the last line says how far the batch got, and the
+    exit code is 130. With --dask the lines were printed only at the end, so an interrupt lost
+    them all; and every worker printed a traceback. The writes under way stop there, leaving
+    no temporary file."""
+    few = _two_colours(tmp_path / "few.png")  # finishes at once, with a warning line (also with --json)
+    bad = tmp_path / "bad.png"
+    bad.write_text("this is not an image")
+    rng = np.random.default_rng(0)
+    noise = []
+    for i in range(4):
+        noise.append(str(tmp_path / f"noise{i}.png"))
+        Image.fromarray(rng.integers(0, 256, _SLOW, dtype=np.uint8)).save(noise[-1])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kmseg", "segment", few, str(bad), *noise, "-k", "200", "-o", str(out), "--masks", "--dask"]
+    proc = subprocess.Popen(cmd + (["--json"] if as_json else []), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env={**os.environ, "DASK_SCHEDULER_ADDRESS": ""})
+    lines: dict[str, list[str]] = {"out": [], "err": []}
+    readers = [threading.Thread(target=lambda s=stream, k=key: lines[k].extend(s), daemon=True)
+               for key, stream in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in readers:
+        t.start()
+    warned = f"kmseg: warning: {few}: {TWO_COLOURS.replace('k=3', 'k=200')}\n"
+    failed = f"kmseg: error: {bad}: not an image"
+    done = f"{few}: k=2, "
+    deadline = time.monotonic() + 300
+    def writing() -> bool:  # a noise file's outputs are being written: a temporary file is there
+        if not out.is_dir():
+            return False
+        with os.scandir(out) as entries:
+            return any(e.name.startswith(".noise") and e.name.endswith(".tmp") for e in entries)
+
+    try:
+        # Both quick files reported (the warning and the error on stderr, and without --json the
+        # line on stdout), and a slow one's 200 cut-outs being written.
+        while not (warned in lines["err"] and any(line.startswith(failed) for line in lines["err"])
+                   and (as_json or any(line.startswith(done) for line in lines["out"])) and writing()):
+            assert proc.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for t in readers:
+        t.join(30)
+    proc.stdout.close()
+    proc.stderr.close()
+    err = "".join(lines["err"])
+    assert proc.returncode == 130, err
+    assert lines["err"][-1] == f"kmseg: interrupted after 2 of 6 files (1 failed); the outputs of the 1 finished file are in {out}\n"
+    assert "Traceback" not in err and len(lines["err"]) == 3, err
+    if as_json:
+        summary = json.loads("".join(lines["out"]))
+        assert summary["interrupted"] and summary["failed"] == 1
+        assert [(r["input"], r["ok"]) for r in summary["results"]] == [(few, True), (str(bad), False)]
+        assert f"kmseg: error: {summary['results'][1]['error']}\n" in lines["err"]
+    else:
+        (line,) = lines["out"]
+        assert line.startswith(done) and line.endswith(f" s -> {out / 'few-segmented.png'}\n")
+    names = {p.name for p in out.iterdir()}
+    few_outputs = {f"few-{kind}.png" for kind in ("segmented", "labels", "cluster0", "cluster1")} | {"few-palette.json"}
+    assert few_outputs <= names and not {n for n in names if n.startswith(".")}
+    assert not {n for n in names if n.startswith("noise")} >= {f"noise{i}-cluster199.png" for i in (0, 1)}  # stopped

@@ -257,6 +257,23 @@ def test_masks_blacks_out_the_largest_cluster_by_default(img, seg):
         plot.masks(img, seg, disable=9)
 
 
+def test_figures_list_the_clusters_in_the_palette_order(img):
+    """The cut-outs were shown by label index; now, like the palette figure's bars, largest share
+    first. The scatter still colours each pixel by its own label."""
+    part = np.ascontiguousarray(img[:, 5:])  # quadrants of 225, 300, 225 and 300 pixels
+    s = segment(part, 4, init=np.array(COLORS, float))  # labelled as the quadrants: 0, 1, 2, 3
+    pal = s.palette()
+    assert [p["index"] for p in pal] == [1, 3, 0, 2]
+    ticks = [t.get_text() for t in plot.palette(s, dpi=30).axes[0].get_xticklabels()]
+    assert ticks == [f"{p['index']}\n{p['hex']}" for p in pal]
+    titles = [ax.get_title() for ax in plot.masks(part, s, dpi=30).axes[1:s.k + 1]]
+    assert titles == [f"cluster {p['index']} ({100 * p['fraction']:.1f}%)" for p in pal]
+    fig = plot.scatter3d(part, s, sample=10**6, dpi=30)
+    plot.figure_bytes(fig)
+    drawn, n = np.unique(np.round(fig.axes[0].collections[0].get_facecolors()[:, :3] * 255), axis=0, return_counts=True)
+    assert dict(zip(map(tuple, drawn.tolist()), n.tolist())) == {tuple(map(float, p["rgb"])): p["count"] for p in pal}
+
+
 def test_masks_of_an_rgba_image_show_transparency_alike_in_every_panel(img):
     """The blacked-out image and the cut-outs all draw transparent pixels light grey in a frame,
     so no panel looks smaller than the others."""

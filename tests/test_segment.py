@@ -231,6 +231,23 @@ def test_mask_masked_extract_palette():
     assert all(p["fraction"] == pytest.approx(0.25) for p in pal)
 
 
+def test_the_palette_lists_the_largest_share_first_and_keeps_each_label(tmp_path):
+    """It listed the clusters by label index: here a 2-pixel red before the two 7-pixel colours."""
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[:2] = (0, 200, 0)
+    img[2:] = (0, 0, 200)
+    img[0, 0] = img[3, 3] = (200, 0, 0)  # 2 red, 7 green, 7 blue
+    # Starting at the colours themselves fixes the labels: red 0, blue 1, green 2.
+    seg = kmseg.segment(img, k=3, init=np.array([(200, 0, 0), (0, 0, 200), (0, 200, 0)], float))
+    pal = seg.palette()
+    assert [(p["index"], p["hex"], p["count"]) for p in pal] == [(1, "#0000c8", 7), (2, "#00c800", 7), (0, "#c80000", 2)]
+    assert all(p["count"] == (seg.labels == p["index"]).sum() for p in pal)
+    assert seg.counts.tolist() == [2, 7, 7] and seg.centers[0].tolist() == [200, 0, 0]  # still by label
+    summary = seg.summary()
+    assert summary["palette"] == pal and summary["centers"] == seg.centers.tolist()
+    assert json.loads(seg.save(tmp_path / "out")["palette"].read_text())["palette"] == pal
+
+
 @pytest.mark.parametrize("kind", ["grey", "grey_alpha", "rgba", "uint16", "float32", "five_bands"])
 def test_masked_and_extract_follow_their_definition_on_every_kind_of_image(kind):
     img, _ = quadrants(COLORS, noise=4.0)

@@ -33,7 +33,7 @@ with warnings.catch_warnings():
 import kmseg
 from kmseg import data
 from kmseg.cli import main
-from kmseg.web.app import K_MAX, create_app
+from kmseg.web.app import ELBOW_FIELDS, K_MAX, SEGMENT_FIELDS, create_app
 
 COFFEE = data.path("coffee.png").read_bytes()
 
@@ -153,7 +153,11 @@ def test_segment_upload(client: TestClient) -> None:
     assert body["upload_id"] == hashlib.sha256(COFFEE).hexdigest()
     assert (body["width"], body["height"], body["k"], body["k_requested"]) == (600, 400, 4, 4)
     assert body["name"] == "coffee.png" and body["color_space"] == "rgb" and body["warnings"] == []
-    assert [p["index"] for p in body["palette"]] == [0, 1, 2, 3]
+    assert sorted(p["index"] for p in body["palette"]) == [0, 1, 2, 3]
+    counts = [p["count"] for p in body["palette"]]
+    assert counts == sorted(counts, reverse=True)  # largest share first, as every palette
+    labels = np.asarray(decode_png(client.get(body["urls"]["labels"]).content))
+    assert [int((labels == p["index"]).sum()) for p in body["palette"]] == counts
     assert sum(p["fraction"] for p in body["palette"]) == pytest.approx(1.0)
     assert all(re.fullmatch(r"#[0-9a-f]{6}", p["hex"]) for p in body["palette"])
     assert len(body["urls"]["clusters"]) == 4
@@ -512,6 +516,36 @@ def test_result_files_refuse_parameters_they_do_not_take(client: TestClient) -> 
     assert_error(client.get(urls["clusters"][1] + "?width=64&Width=64"), 422,
                  r"^Width='64' is not a parameter of cluster/\{index\}\.png; .*takes only width and download\)$")
     assert client.get(urls["clusters"][1] + "?width=64&download=1").status_code == 200
+
+
+def test_post_endpoints_refuse_fields_they_do_not_take(fresh: TestClient) -> None:
+    """A misspelt field (seeed=3, kk=4) was ignored: the user got the defaults without a word."""
+    segment_takes = "file, upload_id, k, color_space, seed, n_init and disable"
+    for fields, shown in (({"kk": "4"}, "kk='4'"), ({"k": "4", "seeed": "3"}, "seeed='3'")):
+        detail = assert_error(upload(fresh, SMALL, **fields), 422, "")
+        assert detail == f"{shown} is not a parameter of /api/segment; leave it out (/api/segment takes only {segment_takes})"
+    misnamed = fresh.post("/api/segment", files={"image": ("a.png", SMALL, "image/png")})
+    assert_error(misnamed, 422, r"^image \(a file\) is not a parameter of /api/segment; leave it out ")
+    in_query = fresh.post("/api/segment?k=4", files={"file": ("a.png", SMALL, "image/png")})
+    assert_error(in_query, 422, r"^k='4' is in the URL's query, but /api/segment takes form fields only; send it in the "
+                 rf"form body \(/api/segment takes {segment_takes}\)$")
+    elbow = fresh.post("/api/elbow", files={"file": ("a.png", SMALL, "image/png")}, data={"kmax": "4"})
+    assert_error(elbow, 422, r"^kmax='4' is not a parameter of /api/elbow; leave it out \(/api/elbow takes only "
+                 r"file, upload_id, k_max, color_space, seed and n_init\)$")
+    assert fresh.app.state.kmseg.counts["decodes"] == 0  # refused before any work
+    # every field each endpoint takes is accepted
+    body = upload(fresh, SMALL, k=3, color_space="lab", seed=2, n_init=2, disable="1")
+    assert body.status_code == 200, body.text
+    curve = fresh.post("/api/elbow", data={"upload_id": body.json()["upload_id"], "k_max": "4", "color_space": "lab",
+                                           "seed": "2", "n_init": "2"})
+    assert curve.status_code == 200 and curve.json()["ks"] == [1, 2, 3, 4]
+
+
+def test_the_lists_of_form_fields_are_the_endpoints_parameters(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    for path, fields in (("/api/segment", SEGMENT_FIELDS), ("/api/elbow", ELBOW_FIELDS)):
+        ref = schema["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+        assert tuple(schema["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]) == fields
 
 
 def test_samples(client: TestClient) -> None:

@@ -21,7 +21,7 @@ uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from kmseg import data  # noqa: E402
-from kmseg.web.app import K_MAX, create_app  # noqa: E402
+from kmseg.web.app import ELBOW_FIELDS, K_MAX, SEGMENT_FIELDS, create_app  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -121,6 +121,19 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     expect(page).to_have_title("kmseg: colour segmentation")
     alert = page.get_by_role("alert")
     expect(alert).to_be_hidden()
+    # What the page posts, and the answers: the API refuses (422) any field it does not take.
+    # (Chromium gives no body for a post with a file, so the fields are read where it gives one.)
+    sent: dict[str, set[str]] = {"segment": set(), "elbow": set()}
+    answers: list[tuple[str, int]] = []
+
+    def record(request: Any) -> None:
+        verb = request.url.rsplit("/api/", 1)[-1]
+        if request.method == "POST" and verb in sent and request.post_data_buffer is not None:
+            sent[verb] |= {m.decode() for m in re.findall(rb'form-data; name="([^"]+)"', request.post_data_buffer)}
+
+    page.on("request", record)
+    page.on("response", lambda r: answers.append((r.url.rsplit("/api/", 1)[-1], r.status))
+            if r.request.method == "POST" else None)
 
     # upload: the palette has K = 5 swatches and the segmented image shows
     swatches = show_photo(page)
@@ -146,22 +159,37 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     assert state.counts["decodes"] == decodes
     assert state.counts["segmentations"] >= 2
 
-    # hide cluster 1: the masked image changes to the original with that cluster in black
+    # the palette lists the largest share first, as every palette does, and so do the cut-outs;
+    # each swatch keeps its cluster's index (they were listed by index)
+    shares = [float(t.rstrip("%")) for t in page.locator(".swatch .pct").all_inner_texts()]
+    assert len(shares) == 3 and shares == sorted(shares, reverse=True) and len(set(shares)) == 3
+    order = [swatches.nth(n).get_attribute("data-index") for n in range(3)]
+    assert sorted(order) == ["0", "1", "2"]
+    cutouts = page.locator('[data-testid="dl-cluster"]')
+    assert [re.match(r"Cluster (\d+) ", t).group(1) for t in cutouts.all_text_contents()] == order
+    assert [cutouts.nth(n).get_attribute("href").rsplit("/", 1)[1] for n in range(3)] == [f"{i}.png" for i in order]
+
+    # hide the second swatch's cluster: the masked image changes to the original with it in black
     masked = page.get_by_test_id("masked-image")
     original_src = masked.get_attribute("src")
     assert "disable" not in original_src and original_src.endswith(f"?width={preview_width(page, '#masked')}")
+    second = order[1]
     swatches.nth(1).click()
     expect(swatches.nth(1)).to_have_attribute("aria-pressed", "true")
-    expect(masked).to_have_attribute("src", original_src.replace("?", "?disable=1&"))
-    expect(page.get_by_test_id("masked-caption")).to_have_text("Hidden: cluster 1")
+    expect(masked).to_have_attribute("src", original_src.replace("?", f"?disable={second}&"))
+    expect(page.get_by_test_id("masked-caption")).to_have_text(f"Hidden: cluster {second}")
     wait_loaded(page, "#masked", 600)
     # the download link has the same pixels at full size
     full = page.get_by_test_id("dl-masked").get_attribute("href")
-    assert full.endswith("masked.png?disable=1")
+    assert full.endswith(f"masked.png?disable={second}")
     hidden = np.asarray(Image.open(io.BytesIO(page.request.get(url.rstrip("/") + full).body())))
     shown = np.asarray(Image.open(io.BytesIO(page.request.get(url.rstrip("/") + full.split("?")[0]).body())))
     changed = (hidden != shown).any(axis=2)
     assert hidden.shape == (400, 600, 3) and changed.any() and (hidden[changed] == 0).all()
+    # exactly the pixels of that cluster, whose share the swatch shows
+    labels = np.asarray(Image.open(io.BytesIO(page.request.get(
+        url.rstrip("/") + page.get_by_test_id("dl-labels").get_attribute("href")).body())))
+    assert (hidden[labels == int(second)] == 0).all() and 100 * (labels == int(second)).mean() == pytest.approx(shares[1], abs=0.05)
     swatches.nth(1).click()  # and show it again
     expect(masked).to_have_attribute("src", original_src)
 
@@ -176,6 +204,12 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     im.load()
     assert im.format == "PNG" and im.size == (600, 400)
     assert len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) == 3
+
+    # the page sent only fields the API takes, and every post was answered
+    assert sent["segment"] == {"upload_id", "k", "color_space", "seed"} and sent["segment"] <= set(SEGMENT_FIELDS)
+    assert sent["elbow"] == {"upload_id", "k_max", "color_space", "seed"} and sent["elbow"] <= set(ELBOW_FIELDS)
+    assert {verb for verb, _ in answers} == {"segment", "elbow"} and {status for _, status in answers} == {200}
+    expect(alert).to_be_hidden()
 
     shot = os.environ.get("KMSEG_SCREENSHOT")
     if shot:
@@ -214,8 +248,9 @@ def test_a_large_image_is_shown_as_previews_and_downloaded_full_size(server: tup
         expect(page.locator(sel)).to_have_attribute("src", re.compile(rf"\?width={width}$"))
         wait_loaded(page, sel, 2400)
         assert page.evaluate("(sel) => document.querySelector(sel).naturalHeight", sel) == round(1000 * width / 2400)
+    first = swatches.nth(0).get_attribute("data-index")
     swatches.nth(0).click()
-    expect(page.locator("#masked")).to_have_attribute("src", re.compile(r"\?disable=0&width=\d+$"))
+    expect(page.locator("#masked")).to_have_attribute("src", re.compile(rf"\?disable={first}&width=\d+$"))
     wait_loaded(page, "#masked", 2400)
     for testid in ("dl-segmented", "dl-masked"):
         with page.expect_download() as info:
@@ -231,7 +266,9 @@ def test_previews_are_asked_again_when_their_frames_grow(server: tuple[str, Any]
     url, _ = server
     page.set_viewport_size({"width": 1100, "height": 900})  # two image frames side by side
     page.goto(url)
-    show_wide_image(page, tmp_path).nth(1).click()
+    second = show_wide_image(page, tmp_path).nth(1)
+    hidden = second.get_attribute("data-index")
+    second.click()
     narrow = {}
     for sel in ("#segmented", "#masked"):
         narrow[sel] = preview_width(page, sel)
@@ -245,7 +282,7 @@ def test_previews_are_asked_again_when_their_frames_grow(server: tuple[str, Any]
         wait_loaded(page, sel, 2400)
         assert page.evaluate("(sel) => document.querySelector(sel).naturalWidth", sel) == wide
     # The masked image keeps its hidden cluster; a narrower frame keeps the sharper preview.
-    expect(page.locator("#masked")).to_have_attribute("src", re.compile(r"\?disable=1&width=\d+$"))
+    expect(page.locator("#masked")).to_have_attribute("src", re.compile(rf"\?disable={hidden}&width=\d+$"))
     before = page.get_attribute("#segmented", "src")
     page.set_viewport_size({"width": 1100, "height": 900})
     page.wait_for_timeout(600)
@@ -333,20 +370,21 @@ def test_the_masked_download_waits_for_a_hidden_cluster(server: tuple[str, Any],
     assert [d.suggested_filename for d in downloads] == ["coffee-k5-segmented.png"]
 
     # a hidden cluster: the link gives the masked image, full size, with that cluster black
+    third = int(swatches.nth(2).get_attribute("data-index"))
     swatches.nth(2).click()
-    expect(masked).to_have_attribute("href", re.compile(r"/masked\.png\?disable=2$"))
+    expect(masked).to_have_attribute("href", re.compile(rf"/masked\.png\?disable={third}$"))
     expect(masked).not_to_have_attribute("aria-disabled", "true")
     expect(hint).to_be_hidden()
     with page.expect_download() as info:
         masked.click()
-    assert info.value.suggested_filename == "coffee-k5-masked-2.png"
+    assert info.value.suggested_filename == f"coffee-k5-masked-{third}.png"
     target = tmp_path / info.value.suggested_filename
     info.value.save_as(target)
     labels = np.asarray(Image.open(io.BytesIO(page.request.get(
         url.rstrip("/") + page.get_by_test_id("dl-labels").get_attribute("href")).body())))
     with Image.open(target) as im:
         shown = np.asarray(im)
-    assert shown.shape == (400, 600, 3) and (shown[labels == 2] == 0).all() and shown[labels != 2].any()
+    assert shown.shape == (400, 600, 3) and (shown[labels == third] == 0).all() and shown[labels != third].any()
 
     swatches.nth(2).click()  # shown again: nothing hidden, no link
     expect(masked).not_to_have_attribute("href", re.compile(".*"))

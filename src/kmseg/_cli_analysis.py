@@ -107,7 +107,7 @@ def cmd_palette(args: argparse.Namespace) -> int:
     from .segment import segment
 
     seg = segment(args.image, args.k, **segment_options(args))
-    pal = sorted(seg.palette(), key=lambda p: (-p["fraction"], p["index"]))
+    pal = seg.palette()
     if args.json:
         print(json.dumps({"input": args.image, "k": seg.k, "inertia": seg.inertia, "n_iter": seg.n_iter,
                           "palette": pal}, indent=2))

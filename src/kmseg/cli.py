@@ -245,24 +245,36 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
 
 
 def unique_stems(paths: Sequence[str]) -> list[str]:
-    """Output name stems, all different; files with the same name from different folders get
-    their folder in it, and any name still taken (the same file twice, ``a/x.png`` beside
-    ``a_x.png``) gets ``-2``, ``-3``... So no two files of a batch write the same outputs,
-    even at the same time (``--dask``)."""
-    stems = [Path(p).stem for p in paths]
-    seen: dict[str, int] = {}
-    for s in stems:
-        seen[s] = seen.get(s, 0) + 1
+    """Output name stems, all different. Files whose stems meet are told apart by what differs
+    among them: files from different folders get their folder in it (``x_pic``, ``y_pic``),
+    and files with different suffixes keep their whole file name (``coffee.png``,
+    ``coffee.jpg``: ``coffee.png-segmented.png``), so each output names its input. Any name
+    still taken (the same file twice, ``a/x.png`` beside ``a_x.png``) gets ``-2``, ``-3``...
+    Stems meet, and names are taken, whatever their case, as on a case-insensitive disk. So
+    no two files of a batch write the same outputs, even at the same time (``--dask``).
+
+    Examples
+    --------
+    >>> unique_stems(["coffee.png", "coffee.jpg", "x/pic.png", "y/pic.png", "tea.png"])
+    ['coffee.png', 'coffee.jpg', 'x_pic', 'y_pic', 'tea']
+    """
+    norm = [os.path.normpath(p) for p in paths]
+    meet: dict[str, list[str]] = {}
+    for p in norm:
+        meet.setdefault(Path(p).stem.casefold(), []).append(p)
     result = []
     taken: set[str] = set()
-    for p, s in zip(paths, stems):
-        if seen[s] > 1:
-            s = os.path.splitext(os.path.normpath(p))[0].lstrip(os.sep).replace(os.sep, "_").replace("..", "up")
+    for p in norm:
+        group = meet[Path(p).stem.casefold()]
+        s = Path(p).name if len({Path(q).suffix for q in group}) > 1 else Path(p).stem
+        if len({os.path.dirname(q) for q in group}) > 1:
+            folder = os.path.dirname(p).lstrip(os.sep).replace(os.sep, "_").replace("..", "up")
+            s = f"{folder}_{s}" if folder else s
         name, n = s, 1
-        while name in taken:
+        while name.casefold() in taken:
             n += 1
             name = f"{s}-{n}"
-        taken.add(name)
+        taken.add(name.casefold())
         result.append(name)
     return result
 
@@ -311,7 +323,11 @@ def _register_segment(sub: Any) -> None:
         "segment",
         help="segment images into k colour clusters",
         description="Segment each IMAGE into K colour clusters. Writes NAME-segmented.png (recoloured), "
-        "NAME-labels.png (label map, uint8 or uint16; 255/65535 marks transparent pixels) and NAME-palette.json.",
+        "NAME-labels.png (label map, uint8 or uint16; 255/65535 marks transparent pixels) and NAME-palette.json "
+        "(the palette, largest share first; each colour's index is its value in the label map). NAME is the "
+        "file's stem (photo for photo.jpg). Files whose stems meet keep what tells them apart: their folder "
+        "(x/pic.png, y/pic.png: x_pic, y_pic) or their suffix, as the whole file name (coffee.png, coffee.jpg: "
+        "coffee.png-segmented.png, coffee.jpg-segmented.png); a name still taken gets -2, -3...",
         epilog="Images of any integer or float dtype are clustered in their own units. The recoloured image keeps "
         "the input's values and dtype: NAME-segmented.png for 8- and 16-bit images (uint8, uint16) of up to 4 "
         "channels, NAME-segmented.tif for every other image (float, int16, int32..., more bands), since PNG cannot "
@@ -370,6 +386,23 @@ def done_line(r: dict[str, Any]) -> str:
     return f"{r['input']}: k={r['k']}, {r['n_iter']} iterations, {r['seconds']:.2f} s -> {r['outputs']['segmented']}"
 
 
+def show_done(r: dict[str, Any], bar: Progress, as_json: bool) -> None:
+    """Print a batch's file as it finishes, so that an interrupt loses none: its error line
+    (stderr), or, without ``--json``, its line (stdout); each above ``bar``."""
+    if not r["ok"]:
+        bar.line(f"kmseg: error: {cli_wording(r['error'])}")
+    elif not as_json:
+        bar.line(done_line(r), sys.stdout)
+
+
+def interrupted(results: list[dict[str, Any]], total: int, args: argparse.Namespace) -> Interrupted:
+    """What a batch of ``total`` files raises on Ctrl-C, after ``results`` (the files finished,
+    in input order): with ``--json``, their summary is printed first (``batch_json``)."""
+    if args.json:
+        batch_json(results, interrupted=True)
+    return Interrupted(interrupted_after(results, total, args.out))
+
+
 def batch_json(results: list[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
     """Print a batch's ``--json`` summary: every entry, a failed one's error worded as printed,
     and ``extra`` keys. Returns the failed entries."""
@@ -398,17 +431,42 @@ def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = F
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .errors import KmsegError
-    from .io import make_folder
-
     for option in ("shared_palette", "scheduler"):
         if getattr(args, option) and not args.dask:
             raise UsageError(f"--{option.replace('_', '-')} needs --dask; add --dask")
     paths = expand_inputs(args.images)
-    if args.dask:
-        from .distributed import cli_segment  # noqa: PLC0415  (only with --dask)
+    with no_empty_folder(args.out):  # a batch that wrote nothing (every file failed) leaves no folder behind
+        if args.dask:
+            from .distributed import cli_segment  # noqa: PLC0415  (only with --dask)
 
-        return cli_segment(paths, args)
+            return cli_segment(paths, args)
+        return segment_here(paths, args)
+
+
+@contextmanager
+def no_empty_folder(folder: str) -> Iterator[None]:
+    """When the block ends, however it ends, remove the folders on ``folder``'s path that did
+    not exist when it began and are empty: the outputs' folder and any parents made for it,
+    deepest first. A folder that existed before, or holds anything, is left as it is."""
+    path = Path(folder)
+    new = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+    try:
+        yield
+    finally:
+        for p in new:
+            try:
+                p.rmdir()  # only ever removes an empty folder
+            except FileNotFoundError:  # never made
+                continue
+            except OSError:  # something was written: keep it, and so its parents
+                break
+
+
+def segment_here(paths: list[str], args: argparse.Namespace) -> int:
+    """``kmseg segment`` without ``--dask``: the files one after the other, in this process."""
+    from .errors import KmsegError
+    from .io import make_folder
+
     stems = unique_stems(paths)
     make_folder(args.out)  # a folder that cannot be made fails the run once, before any work
     results: list[dict[str, Any]] = []
@@ -419,17 +477,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 with warnings_as_lines(f"{path}: ", bar):  # a batch's warnings name their file
                     results.append(run_one(path, stem, args))
             except (KmsegError, OSError) as exc:
-                line = error_line(exc)
-                bar.line(f"kmseg: error: {cli_wording(line)}")
-                results.append({"input": path, "ok": False, "error": line})
-            else:
-                if not args.json:  # each file's line as it finishes, so that an interrupt loses none
-                    bar.line(done_line(results[-1]), sys.stdout)
+                results.append({"input": path, "ok": False, "error": error_line(exc)})
+            show_done(results[-1], bar, args.json)
             bar.advance(note=os.path.basename(path))
     except KeyboardInterrupt:
-        if args.json:
-            batch_json(results, interrupted=True)
-        raise Interrupted(interrupted_after(results, len(paths), args.out)) from None
+        raise interrupted(results, len(paths), args) from None
     finally:
         bar.close()
     return report_batch(results, args.json, printed=True)

@@ -26,6 +26,7 @@ import contextlib
 import copy
 import logging
 import os
+import re
 import secrets
 import time
 import warnings
@@ -156,11 +157,44 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
         return
     n = _n_cores() if n_workers is None else check_int("n_workers", n_workers, 1)
     cluster = local_cluster(n)
+    quiet = contextlib.ExitStack()
     try:
         with Client(cluster, set_as_default=False) as client:
-            yield client
+            try:
+                yield client
+            except KeyboardInterrupt:
+                # Dask logs the stopped workers' broken connections, with tracebacks: not a word of it.
+                quiet.enter_context(_no_logging())
+                _stop_workers(cluster)
+                raise
     finally:
-        cluster.close()
+        with quiet:
+            cluster.close()
+
+
+@contextlib.contextmanager
+def _no_logging() -> Iterator[None]:
+    """No log record of any logger is emitted while the block runs."""
+    before = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+
+
+def _stop_workers(cluster: Any) -> None:
+    """Stop a local cluster's workers at once (Ctrl-C): their running tasks end there, as an
+    interrupted run in this process would, rather than run to their end while the cluster
+    closes (the workers ignore SIGINT, see :func:`local_cluster`). A write they were making
+    leaves its temporary file: see :func:`_remove_temporaries`."""
+    import signal
+
+    for nanny in list(cluster.workers.values()):
+        pid = getattr(nanny, "pid", None)
+        if pid:
+            with contextlib.suppress(OSError):  # gone already
+                os.kill(pid, signal.SIGTERM)
 
 
 def _reach(address: str, source: str) -> None:
@@ -213,6 +247,10 @@ def local_cluster(n_workers: int) -> Any:
       threshold for serving large blocks from fresh pages, so every image-sized allocation
       page-faults anew (about 15 % more CPU time per photo here).
 
+    The workers ignore SIGINT (see :func:`_sigint_ignored`): Ctrl-C in a terminal reaches every
+    process of the job, and each worker printed its own traceback; the process that made the
+    cluster handles it, and closing the cluster stops the workers.
+
     No dashboard, and the scheduler's HTTP routes listen on a free port of 127.0.0.1 (not
     Dask's 8787), so several such clusters run side by side.
     """
@@ -229,18 +267,19 @@ def local_cluster(n_workers: int) -> Any:
         keys = set(dask.config.get("distributed.nanny.pre-spawn-environ")) | {"PYTHONHASHSEED"}
         saved = {key: os.environ.get(key) for key in keys}
         try:
-            cluster = LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                # The scheduler's HTTP server (health and metrics routes) stays on even without
-                # a dashboard, on port 8787 unless told otherwise: on a free port of the
-                # loopback instead, so that a second cluster (another kmseg, a notebook's) does
-                # not find the port taken and warn.
-                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                silence_logs=logging.CRITICAL,
-            )
+            with _sigint_ignored():
+                cluster = LocalCluster(
+                    n_workers=n_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    # The scheduler's HTTP server (health and metrics routes) stays on even without
+                    # a dashboard, on port 8787 unless told otherwise: on a free port of the
+                    # loopback instead, so that a second cluster (another kmseg, a notebook's) does
+                    # not find the port taken and warn.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                    silence_logs=logging.CRITICAL,
+                )
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -250,6 +289,41 @@ def local_cluster(n_workers: int) -> Any:
     for nanny in cluster.workers.values():
         getattr(nanny, "pre_spawn_env", {}).pop("NUMBA_NUM_THREADS", None)
     return cluster
+
+
+def _remove_temporaries(out_dir: str | os.PathLike[str], stems: Sequence[str]) -> None:
+    """Remove from ``out_dir`` the temporary files of the outputs of ``stems``
+    (``.STEM-KIND.EXT.xxxxxxxx.tmp``, as :func:`kmseg.io.write_bytes` names them) that tasks
+    stopped in the middle of a write left behind; after Ctrl-C."""
+    if not stems:
+        return
+    names = "|".join(re.escape(s) for s in stems)
+    temporary = re.compile(rf"\.(?:{names})-(?:segmented|labels|palette|masked|cluster\d+)\.\w+\.[0-9a-f]{{8}}\.tmp")
+    with contextlib.suppress(OSError):  # no folder: nothing was written
+        with os.scandir(out_dir) as entries:
+            left = [e.path for e in entries if temporary.fullmatch(e.name)]
+        for path in left:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process while the block runs, so that the processes started
+    meanwhile (a local cluster's workers) ignore it for good: an ignored signal stays ignored
+    in a new process, and Python then installs no handler of its own. A Ctrl-C during the
+    block is lost. Only in the main thread, the one that can change a signal's handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if old is None else old)
 
 
 @contextlib.contextmanager
@@ -953,6 +1027,7 @@ def _collect(client, futs, index, paths, record) -> None:
 
 
 def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResult:
+    """Segment ``paths`` as tasks; ``on_result(i, entry)`` is called as each file's entry arrives."""
     from distributed import as_completed
 
     results: list[dict[str, Any] | None] = [None] * len(paths)
@@ -961,7 +1036,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
 
     def record(i: int, entry: dict[str, Any]) -> None:
         results[i] = entry
-        on_result(entry)
+        on_result(i, entry)
         bar.advance(note=os.path.basename(paths[i]))
 
     if not shared:
@@ -1093,6 +1168,13 @@ def segment_batch(
         A file's fit warned in its worker (as :func:`kmseg.segment` warns); the message starts
         with the file's path. With ``shared_palette=True``: the files have fewer distinct
         colours together than ``k``.
+
+    Notes
+    -----
+    On ``KeyboardInterrupt`` (Ctrl-C), the workers of a local cluster made for the job stop at
+    once, and the temporary files of the writes under way are removed; the files finished
+    before keep their outputs. The tasks running on a cluster given by ``client`` or
+    ``scheduler`` go on until they end.
     """
     _require_dask()
     from .cli import unique_stems
@@ -1109,11 +1191,15 @@ def segment_batch(
         raise ParameterError("scale is not available with shared_palette=True; the shared palette is fitted on every pixel")
     opts = _batch_opts(k, out_dir, color_space.lower(), n_init, seed, scale, max_pixels, disable, masks, force)
     bar = _bar(progress, "segment")
-    with _use_client(client, scheduler) as cl:
-        try:
-            out = _run_batch(cl, names, unique_stems(names), opts, shared_palette, bar, lambda r: None)
-        finally:
-            bar.close()
+    stems = unique_stems(names)
+    try:
+        with _use_client(client, scheduler) as cl:
+            out = _run_batch(cl, names, stems, opts, shared_palette, bar, lambda i, r: None)
+    except KeyboardInterrupt:
+        _remove_temporaries(out_dir, stems)  # of writes stopped in the middle
+        raise
+    finally:
+        bar.close()
     for r in out.results:
         r.pop("usage_error", None)
         for message in r.pop("warnings", ()):  # raised in a worker: raised here again, naming the file
@@ -1176,10 +1262,14 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     Every file is a task running the normal per-file path; TIFFs larger than the in-memory
     limit (``--max-pixels``, default Pillow's) are segmented region by region with
     :func:`segment_large` instead. ``--shared-palette`` fits one palette on all the files.
-    One progress bar covers the whole job. Failed files are reported as the in-memory batch
-    reports them, with exit code 1.
+    One progress bar covers the whole job. Each file is reported as it finishes, as the
+    in-memory batch reports it (exit code 1 when any failed). On Ctrl-C, as in the in-memory
+    batch, the files finished before it stay reported (with ``--json``, in the summary then
+    printed), the last line says how far the batch got, and the exit code is 130; a local
+    cluster's workers stop at once, and the temporary files of the writes they were making are
+    removed.
     """
-    from .cli import UsageError, cli_wording, error_line, report_batch, unique_stems
+    from .cli import UsageError, error_line, interrupted, report_batch, show_done, unique_stems
 
     _require_dask()
     stems = unique_stems(paths)
@@ -1191,31 +1281,36 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     small = [i for i in range(len(paths)) if i not in large]
 
     bar = _bar(True, "segment")
+    results: list[dict[str, Any]] = [{} for _ in paths]  # {} until the file is finished
 
-    def report(entry: dict[str, Any]) -> None:
-        # As the in-memory batch prints them: warnings (from the worker), then the error,
-        # each on a line of its own above the bar.
+    def report(i: int, entry: dict[str, Any]) -> None:
+        # As the in-memory batch prints a file as it finishes: warnings (from the worker), then
+        # the error or the file's line, each on a line of its own above the bar.
+        results[i] = entry
         for message in entry.pop("warnings", ()):
             bar.line(f"kmseg: warning: {entry['input']}: {message}")
-        if not entry["ok"]:
-            bar.line(f"kmseg: error: {cli_wording(entry['error'])}")
-    results: list[dict[str, Any]] = [{} for _ in paths]
+        show_done(entry, bar, args.json)
+
     try:
         with cluster_client(args.scheduler) as client:
             if small:
-                out = _run_batch(client, [paths[i] for i in small], [stems[i] for i in small], opts,
-                                 args.shared_palette, bar, report)
-                for i, r in zip(small, out.results):
-                    results[i] = r
+                _run_batch(client, [paths[i] for i in small], [stems[i] for i in small], opts,
+                           args.shared_palette, bar, lambda j, entry: report(small[j], entry))
             for i in sorted(large):
                 try:
-                    results[i] = _large_entry(paths[i], stems[i], args, client, bar)
+                    entry = _large_entry(paths[i], stems[i], args, client, bar)
                 except (KmsegError, OSError) as exc:
-                    results[i] = {"input": paths[i], "ok": False, "error": error_line(exc)}
-                    report(results[i])
+                    entry = {"input": paths[i], "ok": False, "error": error_line(exc)}
+                report(i, entry)
+    except KeyboardInterrupt:
+        _remove_temporaries(args.out, [stem for stem, r in zip(stems, results) if not r])
+        finished = [r for r in results if r]
+        for r in finished:
+            r.pop("usage_error", None)
+        raise interrupted(finished, len(paths), args) from None
     finally:
         bar.close()
     usage = [r for r in results if r.pop("usage_error", False)]
     if usage:
         raise UsageError(usage[0]["error"])
-    return report_batch(results, args.json)
+    return report_batch(results, args.json, printed=True)

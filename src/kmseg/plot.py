@@ -39,7 +39,7 @@ from ._edges import edges as _canny
 from ._elbow import Elbow, as_prepared, split_options
 from ._elbow import elbow as _elbow
 from .errors import ParameterError, ParameterTypeError, exists_already
-from .segment import Prepared, Segmentation, check_int, make_rng, read_image
+from .segment import Prepared, Segmentation, check_int, make_rng, palette_order, read_image
 
 __all__ = [
     "compare",
@@ -587,8 +587,9 @@ def scatter3d(
     idx = np.sort(idx)
     flat = arr.reshape(labels.size, -1)
     rgb = display_rgb(flat[idx][None], has_alpha, _display_range(image, arr, has_alpha, s))[0, :, :3]
-    pal = s.palette()
-    cluster_rgb = np.array([p["rgb"] for p in pal], dtype=np.float64) / 255.0
+    cluster_rgb = np.zeros((s.k, 3))  # row i: the colour of label i
+    for p in s.palette():
+        cluster_rgb[p["index"]] = np.array(p["rgb"]) / 255.0
     fig = _new_figure(figsize or (7.0, 6.0), dpi)
     ax = fig.add_subplot(projection="3d")
     pts = rgb.astype(np.float64)
@@ -684,19 +685,18 @@ def histogram(
 def palette(
     seg: Segmentation,
     *,
-    sort: bool = True,
     save: str | os.PathLike[str] | None = None,
     force: bool = False,
     figsize: tuple[float, float] | None = None,
     dpi: float = 100,
 ) -> Figure:
-    """The cluster colours as swatches, each as tall as its share of the pixels.
+    """The cluster colours as swatches, each as tall as its share of the pixels, in the
+    palette's order (largest share first, see :meth:`kmseg.Segmentation.palette`), each
+    labelled with its cluster index and hex colour.
 
     Parameters
     ----------
     seg : Segmentation
-    sort : bool
-        Largest share first (default); else by cluster index.
     save, force, figsize, dpi
         As in :func:`compare` (default size 7 x 3.5 inches).
 
@@ -725,8 +725,6 @@ def palette(
     if not isinstance(seg, Segmentation):
         raise ParameterTypeError(f"seg of type {type(seg).__name__} is not a Segmentation; pass the result of kmseg.segment()")
     pal = seg.palette()
-    if sort:
-        pal = sorted(pal, key=lambda p: (-p["fraction"], p["index"]))
     fig = _new_figure(figsize or (7.0, 3.5), dpi)
     ax = fig.add_subplot()
     x = np.arange(len(pal))
@@ -737,7 +735,7 @@ def palette(
     ax.set_xticks(x, [f"{p['index']}\n{p['hex']}" for p in pal], fontsize=8)
     ax.set_ylabel("share of pixels (%)")
     ax.set_ylim(0, max(float(fr.max()) * 100 * 1.15, 1.0))
-    ax.set_title(f"Palette: {seg.k} colours" + (", largest first" if sort else ""), fontsize=11)
+    ax.set_title(f"Palette: {seg.k} colours, largest first", fontsize=11)
     ax.spines[["top", "right"]].set_visible(False)
     return _finish(fig, save, fmt, force)
 
@@ -754,7 +752,8 @@ def masks(
     dpi: float = 100,
     **segment_options: Any,
 ) -> Figure:
-    """The image with some clusters blacked out, and a cut-out of every cluster.
+    """The image with some clusters blacked out, and a cut-out of every cluster, in the
+    palette's order (largest share first, see :meth:`kmseg.Segmentation.palette`).
 
     Parameters
     ----------
@@ -812,8 +811,7 @@ def masks(
     if has_alpha:
         _transparent_as_grey(axes[0])  # as in the cut-outs, so every panel shows the whole frame
     total = max(int(s.counts.sum()), 1)
-    for i in range(s.k):
-        ax = axes[i + 1]
+    for ax, i in zip(axes[1:], palette_order(s.counts)):
         _show(ax, s.extract(i), True, f"cluster {i} ({100 * s.counts[i] / total:.1f}%)", factor, vrange)
         _transparent_as_grey(ax)
     for ax in axes[n:]:

@@ -274,7 +274,7 @@ def write_report(
     h, w = arr.shape[:2]
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     how = "the elbow's knee" if k is None else "given"
-    pal = sorted(seg.palette(), key=lambda p: (-p["fraction"], p["index"]))
+    pal = seg.palette()
 
     def fig_html(key: str, alt: str, caption: str) -> str:
         return (f'<figure><img src="{figures[key]}" alt="{_e(alt)}">'
@@ -369,7 +369,7 @@ def write_report(
         "</section>",
         '<section id="masks"><h2>Masks and cut-outs</h2>',
         fig_html("masks", "masked image and cut-outs", f"First: the image with the largest cluster ({largest}) "
-                 "blacked out. Then each cluster alone (other pixels transparent, shown grey)."),
+                 "blacked out. Then each cluster alone (other pixels transparent, shown grey), largest share first."),
         "</section>",
         '<section id="edges"><h2>Edges</h2>',
         fig_html("edges", "Canny edges and segment boundaries", f"Canny edges (thresholds {low}, {high}) in yellow, "

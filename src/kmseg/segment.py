@@ -682,6 +682,21 @@ def segment(
 # --------------------------------------------------------------------------- the result
 
 
+def palette_order(counts: np.ndarray) -> list[int]:
+    """Cluster indices in the order every palette lists them: largest share first, ties by index.
+
+    The one place that order is decided: :meth:`Segmentation.palette`, and through it every
+    front end, lists its entries so.
+
+    Examples
+    --------
+    >>> palette_order(np.array([5, 9, 5, 0]))
+    [1, 0, 2, 3]
+    """
+    shares = np.asarray(counts).tolist()
+    return sorted(range(len(shares)), key=lambda i: (-shares[i], i))
+
+
 def _to_rgb8(colors: np.ndarray, vrange: tuple[float, float]) -> np.ndarray:
     """(k, C) colours in input units -> (k, 3) uint8 for display on the image's display range
     (:func:`kmseg._display.display_range`); grey replicated, extra bands dropped."""
@@ -834,7 +849,13 @@ class Segmentation:
         return cut_out(self._original, self.labels, self._check_index(i), self._n_channels)
 
     def palette(self) -> list[dict[str, Any]]:
-        """One entry per cluster: ``index``, ``rgb`` (0-255), ``hex``, ``fraction`` and ``count``.
+        """One entry per cluster, largest share first (ties by index, see :func:`palette_order`):
+        ``index``, ``rgb`` (0-255), ``hex``, ``fraction`` and ``count``.
+
+        ``index`` is the cluster's label: its value in :attr:`labels` and the label map, and
+        the number that :meth:`mask`, :meth:`extract` and ``disable`` take. Every palette
+        kmseg shows or writes (the palette JSON, the command line, the web page, the report,
+        :func:`kmseg.plot.palette`) is this list, in this order.
 
         The colours are the centres on the input's :attr:`display_range`: uint8 and uint16 on
         their full range, floats in [0, 1] on 0-1, any other image from its minimum (black) to
@@ -842,9 +863,9 @@ class Segmentation:
 
         Examples
         --------
-        >>> img = np.zeros((2, 2, 3), np.uint8); img[0] = (255, 0, 0)
-        >>> sorted(p["hex"] for p in segment(img, k=2, seed=0).palette())
-        ['#000000', '#ff0000']
+        >>> img = np.zeros((2, 2, 3), np.uint8); img[0, 0] = (255, 0, 0)
+        >>> [(p["hex"], p["count"]) for p in segment(img, k=2, seed=0).palette()]
+        [('#000000', 3), ('#ff0000', 1)]
         >>> ct = np.array([[-1000, -1000], [1000, 0]], np.int16)  # min..max shown as black..white
         >>> sorted(p["hex"] for p in segment(ct, k=3, seed=0).palette())
         ['#000000', '#808080', '#ffffff']
@@ -859,7 +880,7 @@ class Segmentation:
                 "fraction": float(self.counts[i]) / total,
                 "count": int(self.counts[i]),
             }
-            for i in range(self.k)
+            for i in palette_order(self.counts)
         ]
 
     def label_image(self) -> np.ndarray:
@@ -870,7 +891,8 @@ class Segmentation:
         return out
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready description of the run and its palette."""
+        """A JSON-ready description of the run and its palette (as :meth:`palette` lists it,
+        largest share first; ``centers`` stay in label order)."""
         h, w = self.labels.shape
         return {
             "source": self.source,

@@ -55,6 +55,9 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 K_MAX = 64  # largest k the API accepts
 ELBOW_K_MAX = 32
+#: The form fields each POST endpoint takes (any other is refused with 422), in its signature's order.
+SEGMENT_FIELDS = ("file", "upload_id", "k", "color_space", "seed", "n_init", "disable")
+ELBOW_FIELDS = ("file", "upload_id", "k_max", "color_space", "seed", "n_init")
 _MB = 1024 * 1024
 _UPLOAD_ID = re.compile(r"[0-9a-f]{64}")
 _ColorSpace = Literal["rgb", "lab", "hsv"]
@@ -524,18 +527,53 @@ def _parse_disable(text: str | None, k: int | None = None) -> list[int]:
     return sorted(set(out))
 
 
+def _takes(names: Sequence[str]) -> str:
+    """``names`` as a message lists them: ``a, b and c``."""
+    return " and ".join(", ".join(names).rsplit(", ", 1))
+
+
+def _shown(key: str, value: Any) -> str:
+    """A parameter as a message shows it: ``seeed='3'``, or ``fil (a file)`` for an upload."""
+    if isinstance(value, str):
+        return f"{key[:40]}={value[:80]!r}"
+    return f"{key[:40]} (a file)"
+
+
+def _refuse_unknown(endpoint: str, names: Sequence[str], items: Sequence[tuple[str, Any]]) -> None:
+    """422 for the first of ``items`` (name, value) not in ``names``: a parameter the endpoint
+    does not take is refused, not ignored."""
+    for key, value in items:
+        if key not in names:
+            raise HTTPException(
+                422, f"{_shown(key, value)} is not a parameter of {endpoint}; leave it out "
+                f"({endpoint} takes only {_takes(names)})"
+            )
+
+
 def _only_query(endpoint: str, *names: str) -> Any:
     """A dependency that refuses (422) any query parameter but ``names``, rather than ignore it
     (``?width=`` on the label map would otherwise be dropped without a word)."""
-    takes = " and ".join(", ".join(names).rsplit(", ", 1))
 
     def check(request: Request) -> None:
+        _refuse_unknown(endpoint, names, request.query_params.multi_items())
+
+    return Depends(check)
+
+
+def _only_form(endpoint: str, *names: str) -> Any:
+    """A dependency that refuses (422) any form field but ``names``, and any query parameter
+    (the endpoint takes form fields only), rather than ignore them: a misspelt ``seeed=3``
+    would otherwise give the default seed without a word. Runs before the endpoint, so
+    nothing is decoded for a request that is refused."""
+
+    async def check(request: Request) -> None:
         for key, value in request.query_params.multi_items():
-            if key not in names:
-                shown = f"{key[:40]}={value[:80]!r}"
-                raise HTTPException(
-                    422, f"{shown} is not a parameter of {endpoint}; leave it out ({endpoint} takes only {takes})"
-                )
+            raise HTTPException(
+                422, f"{_shown(key, value)} is in the URL's query, but {endpoint} takes form fields only; "
+                f"send it in the form body ({endpoint} takes {_takes(names)})"
+            )
+        form = await request.form()  # parsed once: FastAPI parsed it already for the endpoint's fields
+        _refuse_unknown(endpoint, names, form.multi_items())
 
     return Depends(check)
 
@@ -556,7 +594,7 @@ class HealthResponse(BaseModel):
 
 
 class PaletteEntry(BaseModel):
-    index: int = Field(description="Cluster index, as in the label map.")
+    index: int = Field(description="Cluster index: its value in the label map, and the number `disable` takes.")
     rgb: list[int] = Field(description="Centre colour, 0-255 per channel.")
     hex: str = Field(description="Centre colour as #rrggbb.")
     fraction: float = Field(description="Share of the (opaque) pixels in this cluster.")
@@ -571,7 +609,9 @@ class ResultUrls(BaseModel):
         description="PNG: the original with the `disable` clusters painted black; change the query "
         "`?disable=0,2` to hide others (no query: the original image)."
     )
-    clusters: list[str] = Field(description="PNG: RGBA cut-out of each cluster (transparent elsewhere).")
+    clusters: list[str] = Field(
+        description="PNG: RGBA cut-out of each cluster (transparent elsewhere), by index: `clusters[i]` is cluster i's."
+    )
     clusters_zip: str = Field(description="ZIP of every cut-out.")
 
 
@@ -590,7 +630,7 @@ class SegmentResponse(BaseModel):
     n_iter: int
     converged: bool
     disable: list[int] = Field(description="Clusters hidden in the `masked` image.")
-    palette: list[PaletteEntry]
+    palette: list[PaletteEntry] = Field(description="One entry per cluster, largest share first (ties by index).")
     urls: ResultUrls
     cached: bool = Field(description="True when the decoded image came from the cache (no upload decoded).")
     seconds: float = Field(description="Server time spent on this request.")
@@ -632,7 +672,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown upload_id (send the file again)."},
     413: {"model": ErrorResponse, "description": "Upload or image too large."},
     415: {"model": ErrorResponse, "description": "Not an image kmseg can read."},
-    422: {"model": ErrorResponse, "description": "Bad parameter, or a corrupt image."},
+    422: {"model": ErrorResponse, "description": "A bad or unknown parameter, or a corrupt image."},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Unknown result or cluster."}}
 _BAD_QUERY: dict[int | str, dict[str, Any]] = {422: {"model": ErrorResponse, "description": "A bad or unknown parameter."}}
@@ -900,6 +940,7 @@ def create_app(
         responses=_ERRORS,
         summary="Segment an image into k colour clusters",
         tags=["segment"],
+        dependencies=[_only_form("/api/segment", *SEGMENT_FIELDS)],
     )
     async def api_segment(
         file: FileField = None,
@@ -960,6 +1001,7 @@ def create_app(
         responses={**_ERRORS, 501: {"model": ErrorResponse, "description": "No elbow sweep in this install."}},
         summary="Inertia against k, and the knee",
         tags=["segment"],
+        dependencies=[_only_form("/api/elbow", *ELBOW_FIELDS)],
     )
     async def api_elbow(
         file: FileField = None,

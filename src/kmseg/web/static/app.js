@@ -235,15 +235,16 @@
     link(el.dlLabels, data.urls.labels, `${stem}-labels.png`);
     link(el.dlPalette, data.urls.palette, `${stem}-palette.json`);
     link(el.dlZip, data.urls.clusters_zip, `${stem}-clusters.zip`);
-    el.dlClusters.replaceChildren(...data.urls.clusters.map((url, i) => {
+    // The cut-outs in the palette's order (largest share first); urls.clusters[i] is cluster i's.
+    el.dlClusters.replaceChildren(...data.palette.map((p) => {
       const li = document.createElement("li");
       const chip = document.createElement("span");
       chip.className = "chip";
-      chip.style.backgroundColor = data.palette[i].hex;
+      chip.style.backgroundColor = p.hex;
       const a = document.createElement("a");
       a.dataset.testid = "dl-cluster";
-      link(a, url, `${stem}-cluster${i}.png`);
-      a.textContent = `Cluster ${i} (${data.palette[i].hex})`;
+      link(a, data.urls.clusters[p.index], `${stem}-cluster${p.index}.png`);
+      a.textContent = `Cluster ${p.index} (${p.hex})`;
       li.append(chip, a);
       return li;
     }));
