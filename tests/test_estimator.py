@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import tracemalloc
@@ -108,9 +109,15 @@ def test_sklearn_clone_and_pipeline():
 
 
 def test_kmseg_does_not_import_sklearn():
-    code = "import sys, kmseg; kmseg.KMeans(2).fit([[0.0], [1.0], [5.0]]); print('sklearn' in sys.modules)"
+    code = (
+        "import sys, kmseg\n"
+        "kmseg.KMeans(2).fit([[0.0], [1.0], [5.0]])\n"
+        "try:\n    kmseg.KMeans(2).predict([[0.0]])\n"
+        "except kmseg.NotFittedError as e:\n    print(type(e) is kmseg.NotFittedError)\n"
+        "print('sklearn' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split() == ["True", "False"]
 
 
 def test_sample_weight_and_fewer_points_than_clusters():
@@ -133,10 +140,28 @@ def test_sample_weight_and_fewer_points_than_clusters():
         (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=[1.0]), kmseg.ParameterError, r"sample_weight has shape \(1,\)"),
         (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=[-1.0, 1.0]), kmseg.ParameterError, "non-negative"),
         (lambda: kmseg.KMeans(2, init=np.zeros((3, 1))).fit([[1.0], [2.0]]), kmseg.ParameterError, r"init has shape \(3, 1\)"),
-        (lambda: kmseg.KMeans(2).predict([[1.0]]), kmseg.ParameterError, "not fitted yet; call fit"),
         (lambda: kmseg.KMeans(1).fit([[1.0, 2.0]]).predict([[1.0]]), kmseg.ParameterError, "X has 1 features, but KMeans was fitted with 2"),
     ],
 )
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("method", ["predict", "transform", "score"])
+def test_use_before_fit_is_not_fitted_error(method):
+    with pytest.raises(kmseg.NotFittedError, match=r"this KMeans is not fitted yet; call fit\(X\) first") as info:
+        getattr(kmseg.KMeans(2), method)([[1.0, 2.0]])
+    assert all(isinstance(info.value, base) for base in (kmseg.KmsegError, ValueError, AttributeError))
+
+
+def test_not_fitted_error_is_scikit_learns_once_it_is_imported():
+    """scikit-learn's checks and code written for its estimators catch its own class."""
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError) as info:
+        kmseg.KMeans(2).predict([[1.0]])
+    err = info.value
+    assert isinstance(err, kmseg.NotFittedError) and type(err).__module__ == "kmseg.errors"
+    again = pickle.loads(pickle.dumps(err))
+    assert isinstance(again, NotFittedError) and isinstance(again, kmseg.NotFittedError) and again.args == err.args

@@ -11,7 +11,7 @@ import numpy as np
 from . import _engine
 from . import _kernels as K
 from ._reduce import COARSE_MIN_POINTS, grid_levels
-from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, counted
+from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, counted, not_fitted
 from .segment import check_fit_options, check_int, make_rng
 
 __all__ = ["KMeans"]
@@ -146,7 +146,7 @@ class KMeans:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):
-            raise ParameterError("this KMeans is not fitted yet; call fit(X) first")
+            raise not_fitted("this KMeans is not fitted yet; call fit(X) first")
 
     # -- fitting and using
 
