@@ -133,19 +133,35 @@ def test_sample_weight_and_fewer_points_than_clusters():
     ("call", "exc", "match"),
     [
         (lambda: kmseg.KMeans(0).fit([[1.0]]), kmseg.ParameterError, "n_clusters=0 is out of range"),
-        (lambda: kmseg.KMeans(2).fit([1.0, 2.0]), kmseg.ParameterError, r"X has shape \(2,\); pass a 2-D"),
-        (lambda: kmseg.KMeans(2).fit(np.zeros((0, 2))), kmseg.ParameterError, "X has 0 samples"),
+        (lambda: kmseg.KMeans(2).fit([1.0, 2.0]), kmseg.ParameterError,
+         r"X has shape \(2,\); pass a 2-D \(n_samples, n_features\) array. Reshape your data: X.reshape\(-1, 1\) if it is one feature"),
+        (lambda: kmseg.KMeans(2).fit(np.zeros((4, 5, 3))), kmseg.ParameterError,
+         r"X has shape \(4, 5, 3\); pass a 2-D .* Reshape your data: X.reshape\(-1, 3\) makes each entry of the last axis a feature"),
+        (lambda: kmseg.KMeans(2).fit(np.float64(1.0)), kmseg.ParameterError, r"X has shape \(\); .* X.reshape\(1, 1\)"),
+        (lambda: kmseg.KMeans(2).fit(np.zeros((0, 2))), kmseg.ParameterError, r"X has 0 samples \(shape \(0, 2\)\); pass at least one"),
+        (lambda: kmseg.KMeans(2).fit(np.zeros((12, 0))), kmseg.ParameterError,
+         r"X has 0 feature\(s\) \(shape=\(12, 0\)\) while a minimum of 1 is required; pass at least one feature column"),
         (lambda: kmseg.KMeans(2).fit([[np.nan], [1.0]]), kmseg.ParameterError, "X contains NaN"),
         (lambda: kmseg.KMeans(2).fit([["a"], ["b"]]), kmseg.ParameterTypeError, "X could not be read as a numeric array"),
         (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=[1.0]), kmseg.ParameterError, r"sample_weight has shape \(1,\)"),
-        (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=[-1.0, 1.0]), kmseg.ParameterError, "non-negative"),
+        (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=["a", "b"]), kmseg.ParameterTypeError,
+         "sample_weight could not be read as numbers"),
+        (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=[-1.0, 1.0]), kmseg.ParameterError,
+         r"sample_weight has negative values \(the smallest is -1.0\); weights must be non-negative"),
+        (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=[np.inf, 1.0]), kmseg.ParameterError,
+         "sample_weight contains NaN or infinite values"),
+        (lambda: kmseg.KMeans(2).fit([[1.0], [2.0]], sample_weight=[0, 0]), kmseg.ParameterError,
+         "sample_weight is all zero; give at least one sample a positive weight"),
         (lambda: kmseg.KMeans(2, init=np.zeros((3, 1))).fit([[1.0], [2.0]]), kmseg.ParameterError, r"init has shape \(3, 1\)"),
-        (lambda: kmseg.KMeans(1).fit([[1.0, 2.0]]).predict([[1.0]]), kmseg.ParameterError, "X has 1 features, but KMeans was fitted with 2"),
     ],
 )
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def _fitted(n_features=2):
+    return kmseg.KMeans(2, random_state=0).fit(np.arange(6.0 * n_features).reshape(6, n_features))
 
 
 @pytest.mark.parametrize("method", ["predict", "transform", "score"])
@@ -165,3 +181,49 @@ def test_not_fitted_error_is_scikit_learns_once_it_is_imported():
     assert isinstance(err, kmseg.NotFittedError) and type(err).__module__ == "kmseg.errors"
     again = pickle.loads(pickle.dumps(err))
     assert isinstance(again, NotFittedError) and isinstance(again, kmseg.NotFittedError) and again.args == err.args
+
+
+@pytest.mark.parametrize("method", ["predict", "transform", "score"])
+@pytest.mark.parametrize("n_bad", [1, 3])
+def test_feature_count_mismatch_says_what_was_expected(method, n_bad):
+    km = _fitted(2)
+    with pytest.raises(kmseg.ParameterError, match=rf"X has {n_bad} features, but KMeans is expecting 2 features as input; pass the 2 features it was fitted with"):
+        getattr(km, method)(np.ones((4, n_bad)))
+
+
+@pytest.mark.parametrize("method", ["predict", "transform", "score"])
+def test_one_dimensional_X_after_fit_asks_for_a_reshape(method):
+    with pytest.raises(kmseg.ParameterError, match=r"X has shape \(2,\); .* Reshape your data: .* X.reshape\(1, -1\) if it is one sample"):
+        getattr(_fitted(2), method)(np.ones(2))
+
+
+def test_complex_input_is_refused_not_cast():
+    """A cast to float would drop the imaginary part and fit something else without a word."""
+    X = np.array([[1 + 1j, 0], [1 - 1j, 0], [5 + 0j, 1]])
+    with pytest.raises(kmseg.ParameterError, match=r"Complex data not supported: X has dtype complex128; pass real features, such as np.hstack\(\[X.real, X.imag\]\)"):
+        kmseg.KMeans(2).fit(X)
+    with pytest.raises(kmseg.ParameterError, match="Complex data not supported: X has dtype complex128"):
+        kmseg.KMeans(2).fit(X.tolist())  # Python complex numbers too
+    with pytest.raises(kmseg.ParameterError, match="Complex data not supported: X has dtype complex64"):
+        _fitted(2).predict(X.astype(np.complex64))
+    with pytest.raises(kmseg.ParameterError, match="Complex data not supported: sample_weight has dtype complex128; pass real weights"):
+        kmseg.KMeans(2).fit(X.real, sample_weight=[1, 1j, 1])
+    with pytest.raises(kmseg.ParameterError, match="Complex data not supported: init has dtype complex128; pass real centres"):
+        kmseg.KMeans(2, init=X[:2]).fit(X.real)
+    # The real and imaginary parts as features, as the message says, cluster fine.
+    km = kmseg.KMeans(2, random_state=0).fit(np.hstack([X.real, X.imag]))
+    assert same_partition(km.labels_, [0, 0, 1])
+
+
+@pytest.mark.parametrize("kind", ["csr_array", "csr_matrix", "coo_array", "csc_matrix"])
+def test_sparse_input_is_refused(kind):
+    from scipy import sparse
+
+    X = getattr(sparse, kind)(np.eye(4))
+    match = rf"X is sparse \({kind}\); sparse input is not supported: pass a dense array, X.toarray\(\)"
+    with pytest.raises(kmseg.ParameterTypeError, match=match):
+        kmseg.KMeans(2).fit(X)
+    km = kmseg.KMeans(2, random_state=0).fit(X.toarray())
+    for method in ("predict", "transform", "score"):
+        with pytest.raises(kmseg.ParameterTypeError, match=match):
+            getattr(km, method)(X)

@@ -20,6 +20,36 @@ __all__ = ["KMeans"]
 AUTO_N_INIT = 10
 
 
+def _is_sparse(X: Any) -> bool:
+    """Whether ``X`` is a sparse matrix or array (scipy.sparse and its look-alikes), judged by
+    its attributes so that scipy need not be imported."""
+    return hasattr(X, "nnz") and (hasattr(X, "toarray") or hasattr(X, "todense"))
+
+
+def _real_array(value: Any, name: str, what: str, fix: str, real_fix: str) -> np.ndarray:
+    """``value`` as a float64 array. Complex values are refused: a cast would drop their
+    imaginary part. ``what`` and ``fix``: the message for a value that is not numeric."""
+    try:
+        arr = np.asarray(value)
+        complex_ = arr.dtype.kind == "c"
+        if not complex_:
+            arr = arr.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise ParameterTypeError(f"{name} could not be read as {what} ({exc}); {fix}") from None
+    if complex_:
+        raise ParameterError(f"Complex data not supported: {name} has dtype {arr.dtype}; {real_fix}")
+    return arr
+
+
+def _reshape_hint(shape: tuple[int, ...]) -> str:
+    """The fix for an ``X`` of ``shape`` that is not 2-D."""
+    if len(shape) == 1:
+        return "Reshape your data: X.reshape(-1, 1) if it is one feature, X.reshape(1, -1) if it is one sample"
+    if len(shape) == 0:
+        return "Reshape your data: X.reshape(1, 1) if it is one sample of one feature"
+    return f"Reshape your data: X.reshape(-1, {shape[-1]}) makes each entry of the last axis a feature (an image's channels)"
+
+
 class KMeans:
     """Exact weighted K-means (Lloyd, sped up by Hamerly bounds or a kd-tree) with scikit-learn's interface.
 
@@ -49,6 +79,15 @@ class KMeans:
     inertia_ : float
     n_iter_ : int
     n_features_in_ : int
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        Bad input, with what to do about it: complex or sparse ``X`` (refused, not cast), ``X``
+        that is not 2-D, empty or not finite, or whose feature count differs from ``fit``'s.
+    NotFittedError
+        ``predict``, ``transform`` or ``score`` before ``fit`` (also scikit-learn's
+        ``NotFittedError`` once scikit-learn has been imported).
 
     Examples
     --------
@@ -118,30 +157,44 @@ class KMeans:
     # -- input checks
 
     def _check_X(self, X: Any, *, fitted: bool) -> np.ndarray:
-        try:
-            arr = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ParameterTypeError(f"X could not be read as a numeric array ({exc}); pass an (n_samples, n_features) array") from None
+        if _is_sparse(X):
+            raise ParameterTypeError(
+                f"X is sparse ({type(X).__name__}); sparse input is not supported: pass a dense array, X.toarray()"
+            )
+        arr = _real_array(X, "X", "a numeric array", "pass an (n_samples, n_features) array",
+                          "pass real features, such as np.hstack([X.real, X.imag])")
         if arr.ndim != 2:
-            raise ParameterError(f"X has shape {arr.shape}; pass a 2-D (n_samples, n_features) array (reshape(-1, 1) for one feature)")
+            raise ParameterError(f"X has shape {arr.shape}; pass a 2-D (n_samples, n_features) array. {_reshape_hint(arr.shape)}")
         if arr.shape[0] == 0:
-            raise ParameterError("X has 0 samples; pass at least one")
+            raise ParameterError(f"X has 0 samples (shape {arr.shape}); pass at least one")
+        if arr.shape[1] == 0:
+            raise ParameterError(
+                f"X has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required; pass at least one feature column"
+            )
+        if fitted and arr.shape[1] != self.n_features_in_:
+            # The words of scikit-learn's own message, which code written for it may look for.
+            raise ParameterError(
+                f"X has {arr.shape[1]} features, but KMeans is expecting {self.n_features_in_} features as input; "
+                f"pass the {self.n_features_in_} features it was fitted with"
+            )
         if not np.isfinite(arr).all():
             raise ParameterError("X contains NaN or infinite values; remove or impute them first")
-        if fitted and arr.shape[1] != self.n_features_in_:
-            raise ParameterError(f"X has {arr.shape[1]} features, but KMeans was fitted with {self.n_features_in_}")
         return np.ascontiguousarray(arr)
 
     def _check_weight(self, sample_weight: Any, n: int) -> np.ndarray | None:
         if sample_weight is None:
             return None
-        w = np.asarray(sample_weight, dtype=np.float64)
+        w = _real_array(sample_weight, "sample_weight", "numbers", "pass one number per sample", "pass real weights")
         if w.ndim == 0:
             w = np.full(n, float(w))
         if w.shape != (n,):
             raise ParameterError(f"sample_weight has shape {w.shape}; it must have one weight per sample, shape ({n},)")
-        if not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
-            raise ParameterError("sample_weight must be finite and non-negative, with a positive sum")
+        if not np.isfinite(w).all():
+            raise ParameterError("sample_weight contains NaN or infinite values; pass finite, non-negative weights")
+        if (w < 0).any():
+            raise ParameterError(f"sample_weight has negative values (the smallest is {float(w.min())!r}); weights must be non-negative")
+        if not w.any():
+            raise ParameterError("sample_weight is all zero; give at least one sample a positive weight")
         return np.ascontiguousarray(w)
 
     def _check_fitted(self) -> None:
@@ -163,6 +216,8 @@ class KMeans:
         check_fit_options(n_init, self.max_iter, self.tol, self.init)
         init = self.init
         if isinstance(init, np.ndarray):
+            if init.dtype.kind == "c":
+                raise ParameterError(f"Complex data not supported: init has dtype {init.dtype}; pass real centres")
             if init.shape != (k, X.shape[1]):
                 raise ParameterError(f"init has shape {init.shape}; it must be (n_clusters, n_features) = ({k}, {X.shape[1]})")
             init = np.ascontiguousarray(init, dtype=np.float64)
