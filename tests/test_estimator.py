@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import kmseg
+from kmseg import _kernels as K
+from kmseg._reduce import COARSE_MIN_POINTS, distinct_rows
 from helpers import numpy_lloyd, same_partition
 
 
@@ -79,13 +81,13 @@ def test_get_set_params_and_repr():
 def test_n_init_auto_is_the_default_number_of_restarts():
     # scikit-learn's default since 1.4; code written for it runs here unchanged. On these
     # points 9, 10 and 11 restarts each end at a different inertia.
-    X = np.random.default_rng(5).random((400, 2))
-    fits = {n: kmseg.KMeans(12, n_init=n, random_state=0).fit(X) for n in ("auto", 9, 10, 11)}
+    X = np.random.default_rng(17).random((400, 2))
+    fits = {n: kmseg.KMeans(16, n_init=n, random_state=0).fit(X) for n in ("auto", 9, 10, 11)}
     assert len({fits[n].inertia_ for n in (9, 10, 11)}) == 3
     assert fits["auto"].inertia_ == fits[10].inertia_
     np.testing.assert_array_equal(fits["auto"].cluster_centers_, fits[10].cluster_centers_)
     assert fits["auto"].get_params()["n_init"] == "auto"
-    assert repr(fits["auto"]) == "KMeans(n_clusters=12, n_init='auto', random_state=0)"
+    assert repr(fits["auto"]) == "KMeans(n_clusters=16, n_init='auto', random_state=0)"
     with pytest.raises(kmseg.ParameterError, match=r"n_init='many' is not supported; pass a whole number such as 10, or 'auto'"):
         kmseg.KMeans(4, n_init="many").fit(X)
 
@@ -118,6 +120,50 @@ def test_kmseg_does_not_import_sklearn():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
+
+
+def test_pixels_fit_as_their_colour_histogram_with_random_starts(photos):
+    """Every pixel, or its distinct colours weighted by their counts in any order: the same fit,
+    restarts and coarse summaries (over 16 k points) included."""
+    X = photos["coffee.png"].reshape(-1, 3).astype(np.float64)
+    colours, counts = np.unique(X, axis=0, return_counts=True)
+    assert len(colours) > COARSE_MIN_POINTS
+    perm = np.random.default_rng(0).permutation(len(colours))
+    a = kmseg.KMeans(6, random_state=0).fit(X)
+    b = kmseg.KMeans(6, random_state=0).fit(colours[perm], sample_weight=counts[perm])
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    assert a.inertia_ == b.inertia_
+    np.testing.assert_array_equal(a.predict(colours), b.predict(colours))
+
+
+def test_distinct_rows_that_share_a_hash_are_still_told_apart():
+    # The hash of a row is chained over its features from that of its first: two rows collide
+    # when their second features differ by what their first features' hashes differ by.
+    def hashes(rows):
+        out = np.empty(len(rows), dtype=np.uint64)
+        K.row_hashes(np.ascontiguousarray(rows, dtype=np.float64).view(np.uint64), out)
+        return out
+
+    first = hashes(np.array([[1.0], [2.0]]))
+    second = (first[0] ^ first[1] ^ np.float64(0.125).view(np.uint64)).view(np.float64)
+    A, B = [1.0, 0.125], [2.0, float(second)]
+    assert np.isfinite(second) and hashes(np.array([A, B]))[0] == hashes(np.array([A, B]))[1]
+    for X in (np.array([A, B, A, B, A]), np.array([B, A, B, A, A])):
+        points, weights, index = distinct_rows(X, None)
+        np.testing.assert_array_equal(points, [A, B])  # the order of their bits, whatever the rows' order
+        np.testing.assert_array_equal(weights, [3.0, 2.0])
+        np.testing.assert_array_equal(points[index], X)
+
+
+def test_distinct_rows_leave_out_zero_weights_and_drop_unit_weights():
+    X = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [5.0, 6.0]])
+    points, weights, index = distinct_rows(X, np.array([0.5, 0.0, 1.5, 2.0]))
+    assert sorted(map(tuple, points)) == [(1.0, 2.0), (5.0, 6.0)]
+    assert index[1] == -1 and index[0] == index[2]
+    np.testing.assert_array_equal(points[index[[0, 2, 3]]], X[[0, 2, 3]])
+    assert weights[index[0]] == 2.0 and weights[index[3]] == 2.0
+    points, weights, index = distinct_rows(X[[0, 1, 3]], None)
+    assert weights is None and len(points) == 3
 
 
 def test_sample_weight_and_fewer_points_than_clusters():

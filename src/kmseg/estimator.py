@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _engine
 from . import _kernels as K
-from ._reduce import COARSE_MIN_POINTS, grid_levels
+from ._reduce import COARSE_MIN_POINTS, distinct_rows, grid_levels
 from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, counted, not_fitted
 from .segment import check_fit_options, check_int, make_rng
 
@@ -57,6 +57,11 @@ class KMeans:
     the estimator contract (``get_params``/``set_params``, ``fit`` returns ``self``, fitted
     attributes end in ``_``), so ``sklearn.base.clone`` and ``Pipeline`` accept it, but kmseg
     does not import scikit-learn.
+
+    ``fit`` clusters each distinct row once, weighted by the total weight of its copies, in an
+    order set by the values alone: an integer ``sample_weight`` gives the same result as
+    repeating the rows (rows of weight 0 take no part), and reordering the rows reorders
+    ``labels_`` and changes nothing else, random restarts included.
 
     Parameters
     ----------
@@ -222,18 +227,29 @@ class KMeans:
                 raise ParameterError(f"init has shape {init.shape}; it must be (n_clusters, n_features) = ({k}, {X.shape[1]})")
             init = np.ascontiguousarray(init, dtype=np.float64)
         rng = make_rng(self.random_state)
-        coarse = grid_levels(X, w) if X.shape[0] > COARSE_MIN_POINTS and X.shape[1] <= 8 else None
-        res = _engine.fit(X, w, k, init=init, n_init=int(n_init), max_iter=int(self.max_iter), tol=float(self.tol),
+        # The fit sees each distinct row once, weighted, in an order set by the values alone:
+        # w copies of a row and one row of weight w, in any order, give the same clustering.
+        P, pw, index = distinct_rows(X, w)
+        coarse = grid_levels(P, pw) if P.shape[0] > COARSE_MIN_POINTS and P.shape[1] <= 8 else None
+        res = _engine.fit(P, pw, k, init=init, n_init=int(n_init), max_iter=int(self.max_iter), tol=float(self.tol),
                           rng=rng, coarse=coarse)
+        lost = np.flatnonzero(index < 0)  # rows of weight zero, which take no part in the fit
         if res.centers.shape[0] < k:
+            of = " of positive weight" if lost.size else ""
             warnings.warn(
-                f"X has only {counted(res.centers.shape[0], 'distinct point')}, fewer than n_clusters={k}; "
+                f"X has only {counted(res.centers.shape[0], 'distinct point')}{of}, fewer than n_clusters={k}; "
                 f"cluster_centers_ has {counted(res.centers.shape[0], 'row')}",
                 ConvergenceWarning,
                 stacklevel=2,
             )
+        labels = res.labels[index]
+        if lost.size:
+            # Labelled by their nearest centre, as predict labels them.
+            lost_labels = np.empty(lost.size, dtype=np.int32)
+            K.assign(np.ascontiguousarray(X[lost]), res.centers, lost_labels, np.empty(lost.size))
+            labels[lost] = lost_labels
         self.cluster_centers_ = res.centers
-        self.labels_ = res.labels
+        self.labels_ = labels
         self.inertia_ = res.inertia
         self.n_iter_ = res.n_iter
         self.n_features_in_ = X.shape[1]
