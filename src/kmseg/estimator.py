@@ -55,8 +55,8 @@ class KMeans:
 
     Works on any ``(n_samples, n_features)`` data, with optional ``sample_weight``. It follows
     the estimator contract (``get_params``/``set_params``, ``fit`` returns ``self``, fitted
-    attributes end in ``_``), so ``sklearn.base.clone`` and ``Pipeline`` accept it, but kmseg
-    does not import scikit-learn.
+    attributes end in ``_``) and passes ``sklearn.utils.estimator_checks.check_estimator``, so
+    ``sklearn.base.clone`` and ``Pipeline`` accept it, but kmseg does not import scikit-learn.
 
     ``fit`` clusters each distinct row once, weighted by the total weight of its copies, in an
     order set by the values alone: an integer ``sample_weight`` gives the same result as
@@ -149,15 +149,26 @@ class KMeans:
         return hasattr(self, "cluster_centers_")
 
     def __sklearn_tags__(self) -> Any:
-        """Estimator tags for scikit-learn >= 1.6; only scikit-learn calls this, so it imports it here."""
-        from sklearn.utils import Tags, TargetTags, TransformerTags
+        """Estimator tags for scikit-learn >= 1.6; only scikit-learn calls this, so it imports it here.
+
+        Dense 2-D input without NaN (sparse input is refused), no target, float64 output; and,
+        with a fixed ``random_state``, deterministic (the tag's meaning), as scikit-learn's KMeans.
+        """
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
         return Tags(
             estimator_type="clusterer",
             target_tags=TargetTags(required=False),
             transformer_tags=TransformerTags(preserves_dtype=["float64"]),
-            non_deterministic=self.random_state is None,
+            input_tags=InputTags(two_d_array=True, sparse=False, allow_nan=False),
         )
+
+    #: The estimator type where scikit-learn < 1.6 and code written for it look (ClusterMixin's attribute).
+    _estimator_type = "clusterer"
+
+    def _more_tags(self) -> dict[str, Any]:
+        """The same tags for scikit-learn < 1.6, whose defaults give the rest."""
+        return {"X_types": ["2darray"], "allow_nan": False, "requires_y": False, "preserves_dtype": [np.float64]}
 
     # -- input checks
 
