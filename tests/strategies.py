@@ -23,9 +23,11 @@ def images_u8(draw, max_side: int = 12, channels: tuple[int, ...] = (3,), levels
 
 
 @st.composite
-def points_and_weights(draw, max_n: int = 40, max_d: int = 3):
+def points_and_weights(draw, max_n: int = 40, max_d: int = 3, min_weight: int = 1, span: int = 50):
+    """Whole-number points in [-span, span] (small spans repeat points) and whole weights from
+    ``min_weight`` to 4; with ``min_weight`` 0 at least one weight is positive."""
     n = draw(st.integers(2, max_n))
     d = draw(st.integers(1, max_d))
-    X = draw(arrays(np.float64, (n, d), elements=st.integers(-50, 50).map(float)))
-    w = draw(arrays(np.int64, (n,), elements=st.integers(1, 4)))
+    X = draw(arrays(np.float64, (n, d), elements=st.integers(-span, span).map(float)))
+    w = draw(arrays(np.int64, (n,), elements=st.integers(min_weight, 4)).filter(lambda w: w.any()))
     return X, w

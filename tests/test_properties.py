@@ -75,6 +75,24 @@ def test_integer_weight_equals_repeating_the_point(pw, k, seed):
 
 
 @SETTINGS
+@given(pw=points_and_weights(min_weight=0, span=3), k=ks, seed=st.integers(0, 2**16),
+       init=st.sampled_from(["k-means++", "random"]), n_init=st.integers(1, 3), perm_seed=st.integers(0, 2**16))
+def test_integer_weight_equals_repeating_the_row_in_any_order_with_random_starts(pw, k, seed, init, n_init, perm_seed):
+    """KMeans sees each distinct row once, weighted, in an order set by the values: w copies of a
+    row and one row of weight w (0: no row), shuffled, give the same fit to the bit."""
+    X, w = pw
+    perm = np.random.default_rng(perm_seed).permutation(len(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kmseg.ConvergenceWarning)
+        a = kmseg.KMeans(k, init=init, n_init=n_init, random_state=seed).fit(np.repeat(X, w, axis=0))
+        b = kmseg.KMeans(k, init=init, n_init=n_init, random_state=seed).fit(X[perm], sample_weight=w[perm])
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    assert a.inertia_ == b.inertia_ and a.n_iter_ == b.n_iter_
+    np.testing.assert_array_equal(np.repeat(b.labels_[np.argsort(perm)], w), a.labels_)
+    np.testing.assert_array_equal(b.labels_, b.predict(X[perm]))  # zero-weight rows too
+
+
+@SETTINGS
 @given(img=images_u8(levels=6), k=ks, seed=st.integers(0, 2**16))
 def test_histogram_result_equals_all_pixels_result(img, k, seed):
     """segment() (histogram of unique colours) equals KMeans on every pixel from the same start."""

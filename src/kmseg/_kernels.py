@@ -632,6 +632,48 @@ def chunk_inertia(X, w, C, labels, out):
         out[c] = s
 
 
+# --------------------------------------------------------------------------- distinct rows
+
+#: Odd multiplier of ``row_hashes`` (2**64 over the golden ratio).
+HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(cache=True, parallel=True)
+def row_hashes(bits, out):
+    """A 64-bit hash of every row of ``bits`` (float64 rows viewed as uint64): equal rows hash
+    alike. The hash of a row is chained over its features, h <- mix(h ^ feature), from 0, and
+    each mix is a bijection, so rows of one feature never collide.   # OUT out"""
+    for i in prange(bits.shape[0]):
+        h = np.uint64(0)
+        for f in range(bits.shape[1]):
+            h = (h ^ bits[i, f]) * HASH_MUL
+            h ^= h >> np.uint64(29)
+        out[i] = h
+
+
+@njit(cache=True, parallel=True)
+def mark_distinct(bits, order, hs, new):
+    """new[i]: row order[i] of ``bits`` differs from row order[i - 1] (new[0] is True), where
+    ``hs`` holds the rows' hashes in that order. Rows are compared only where the hashes are
+    equal. Returns how many rows differ from the one before although their hashes are equal.   # OUT new"""
+    nf = bits.shape[1]
+    clashes = 0
+    for i in prange(order.shape[0]):
+        differ = True
+        if i > 0 and hs[i] == hs[i - 1]:
+            a = order[i]
+            b = order[i - 1]
+            differ = False
+            for f in range(nf):
+                if bits[a, f] != bits[b, f]:
+                    differ = True
+                    break
+            if differ:
+                clashes += 1
+        new[i] = differ
+    return clashes
+
+
 # --------------------------------------------------------------------------- histograms
 
 

@@ -27,7 +27,7 @@ from ._display import opaque_value
 from ._engine import mean_variance, point_facts
 from .color import to_features
 
-__all__ = ["Reduced", "color_histogram", "merge_histograms", "reduce_image", "paint"]
+__all__ = ["Reduced", "color_histogram", "distinct_rows", "merge_histograms", "reduce_image", "paint"]
 
 _NO_MASK = np.zeros((0, 0), dtype=np.uint8)
 #: Below this many points the restarts run on the points themselves.
@@ -243,6 +243,42 @@ def grid_levels(points, weights, lo=None, hi=None) -> list[tuple[np.ndarray, np.
     cells = np.empty(points.shape[0], dtype=np.int64)
     K.grid_bins(points, lo, step, nbins, cells)
     return _nested_levels(points, weights, cells, nbins, nf, 3)
+
+
+def distinct_rows(X: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(points, point_weights, index): the distinct rows of ``X`` with a positive total weight,
+    and for every row the index of its point (-1 for a row whose point weighs 0 in all).
+
+    The points come in an order set by their values alone (by a hash of their bits; by the
+    bits too where distinct rows share a hash), so any order of the same weighted rows gives
+    the same points and weights, and ``w`` copies of a row give what one row of weight ``w``
+    gives. ``point_weights`` is None when every point weighs 1. Rows are told apart by their
+    bits: -0.0 and 0.0 make two points (at the same place). ``X``: C-contiguous float64.
+    """
+    n, nf = X.shape
+    bits = X.view(np.uint64)
+    h = np.empty(n, dtype=np.uint64)
+    K.row_hashes(bits, h)
+    order = np.argsort(h)
+    new = np.empty(n, dtype=bool)
+    if K.mark_distinct(bits, order, h[order], new):
+        # Distinct rows share a hash, and copies of one may lie apart: sort by the bits too.
+        order = np.lexsort([bits[:, f] for f in range(nf - 1, -1, -1)] + [h])
+        K.mark_distinct(bits, order, h[order], new)
+    starts = np.flatnonzero(new)
+    if weights is None:
+        point_weights = np.diff(starts, append=n).astype(np.float64)
+    else:
+        point_weights = np.add.reduceat(weights[order], starts)
+    index = np.empty(n, dtype=np.int64)
+    index[order] = np.cumsum(new) - 1
+    points = np.take(X, order[starts], axis=0)
+    keep = point_weights > 0.0
+    if not keep.all():
+        renumber = np.where(keep, np.cumsum(keep) - 1, -1)
+        index = renumber[index]
+        points, point_weights = points[keep], point_weights[keep]
+    return points, (None if (point_weights == 1.0).all() else point_weights), index
 
 
 def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: float | None) -> Reduced:

@@ -8,6 +8,9 @@ The message names the file or parameter, repeats the bad value and says the fix.
 
 from __future__ import annotations
 
+import functools
+import sys
+
 __all__ = [
     "ConvergenceWarning",
     "CorruptImageError",
@@ -17,6 +20,7 @@ __all__ = [
     "InvalidImageDataError",
     "KmsegError",
     "NotAnImageError",
+    "NotFittedError",
     "OutputExistsError",
     "ParameterError",
     "ParameterTypeError",
@@ -33,6 +37,36 @@ class ParameterError(KmsegError, ValueError):
 
 class ParameterTypeError(KmsegError, TypeError):
     """A parameter has the wrong type (for example a list where an array is needed)."""
+
+
+class NotFittedError(KmsegError, ValueError, AttributeError):
+    """An estimator was used before ``fit``.
+
+    Its bases are those of scikit-learn's ``NotFittedError``. Once scikit-learn has been
+    imported, the error raised (by :func:`not_fitted`) is also an instance of
+    ``sklearn.exceptions.NotFittedError``, so code written for scikit-learn's estimators
+    catches it as theirs; kmseg never imports scikit-learn for it.
+    """
+
+    def __reduce__(self) -> tuple:
+        # Rebuilt by ``not_fitted``: the class it picks depends on what the unpickling process imported.
+        return (not_fitted, self.args)
+
+
+def not_fitted(message: str) -> NotFittedError:
+    """A :class:`NotFittedError`, which is also ``sklearn.exceptions.NotFittedError`` when
+    scikit-learn has been imported (code that catches that class must have imported it)."""
+    sk = sys.modules.get("sklearn.exceptions")
+    base = getattr(sk, "NotFittedError", None)
+    if not (isinstance(base, type) and issubclass(base, Exception)):
+        return NotFittedError(message)
+    return _not_fitted_with(base)(message)
+
+
+@functools.cache
+def _not_fitted_with(base: type) -> type:
+    """kmseg's ``NotFittedError`` that is also ``base`` (scikit-learn's), made once."""
+    return type("NotFittedError", (NotFittedError, base), {"__module__": __name__, "__doc__": NotFittedError.__doc__})
 
 
 class ImageError(KmsegError):
