@@ -154,6 +154,30 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     np.testing.assert_array_equal(res.read_image(), ref.image())
 
 
+def test_large_palette_shows_the_images_own_range(cluster, tmp_path):
+    """Floats outside [0, 1]: the palette maps the image's least to greatest value (transparent
+    pixels left out) to black to white, as in memory, whether the fit ran on every pixel or on
+    a sample. Was: the range of an image of zeros, so every colour black or white."""
+    rng = np.random.default_rng(4)
+    opaque = rng.random((96, 128)) > 0.1
+    img = np.dstack([rng.random((96, 128, 3)) * 60 - 20, opaque]).astype(np.float32)
+    img[~opaque, :3] = 1000.0  # transparent: outside the range
+    tifffile.imwrite(tmp_path / "f.tif", img, photometric="rgb", extrasamples=("unassalpha",), tile=(32, 32))
+    ref = kmseg.segment(tmp_path / "f.tif", k=4, seed=0)
+    colour = img[..., :3][opaque]
+    assert ref.display_range == (float(colour.min()), float(colour.max()))
+    whole = kd.segment_large(tmp_path / "f.tif", k=4, out_dir=tmp_path / "a", seed=0, chunks=32, client=cluster)
+    assert whole.palette() == ref.palette()
+    assert whole.display_range == ref.display_range
+    assert json.loads(whole.paths["palette"].read_text())["palette"] == ref.palette()
+    sampled = kd.segment_large(tmp_path / "f.tif", k=4, out_dir=tmp_path / "b", seed=0, chunks=32, sample=2000,
+                               client=cluster)
+    assert sampled.display_range == ref.display_range
+    shown = kmseg._display.to_u8(sampled.centers, ref.display_range)
+    assert [p["rgb"] for p in sampled.palette()] == [shown[p["index"]].tolist() for p in sampled.palette()]
+    assert len({p["hex"] for p in sampled.palette()}) == 4
+
+
 def test_large_refuses_to_overwrite(cluster, tmp_path):
     tifffile.imwrite(tmp_path / "x.tif", _photo(64, 64), tile=(32, 32), photometric="rgb")
     (tmp_path / "x-labels.tif").write_bytes(b"keep")

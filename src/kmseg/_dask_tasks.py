@@ -125,11 +125,14 @@ def _hash_unit(idx: np.ndarray, key: int) -> np.ndarray:
 
 
 def sample_chunk(src: TiffSource, region: Region, alpha: bool, space: str, vmax: float | None, p: float, key: int):
-    """Count, feature sums and sums of squares of the region's clustered pixels, and a sample.
+    """Count, feature sums and sums of squares of the region's clustered pixels, a sample, and
+    the least and greatest of their colour values.
 
     A pixel is in the sample when the hash of its index in the whole image (and ``key``) is
     below ``p``: the sample does not depend on how the image is cut into regions. Returns
-    ``(n, sum, sumsq, index, values)`` with the sampled pixels' raw colour values.
+    ``(n, sum, sumsq, index, values, extent)`` with the sampled pixels' raw colour values, and
+    ``extent``, ``(min, max)`` over every colour band of the clustered pixels (None when there
+    are none), from which the driver finds the image's display range.
     """
     _, pixels, mask = read_split(src, region, alpha)
     X = _features(pixels, mask, space, vmax).astype(np.float64)
@@ -138,7 +141,8 @@ def sample_chunk(src: TiffSource, region: Region, alpha: bool, space: str, vmax:
     if mask is not None:
         flat = flat[mask.reshape(-1)]
     pick = slice(None) if p >= 1.0 else _hash_unit(idx, key) < p
-    return X.shape[0], X.sum(axis=0), (X * X).sum(axis=0), idx[pick], np.array(flat[pick])
+    extent = (float(flat.min()), float(flat.max())) if flat.size else None
+    return X.shape[0], X.sum(axis=0), (X * X).sum(axis=0), idx[pick], np.array(flat[pick]), extent
 
 
 def lloyd_chunk(src, region, alpha, space, vmax, C):

@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _dask_tasks as T
 from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_tile, tile_indices
+from ._display import range_of
 from ._engine import cluster_weights
 from ._reduce import Reduced, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
@@ -427,8 +428,10 @@ def _init_features(init: np.ndarray, k: int, n_channels: int, color_space: str, 
     return Prepared.from_reduced(empty, color_space=color_space, n_channels=n_channels, vmax=vmax).init_features(init, k)
 
 
-def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype, n_channels, source) -> Segmentation:
-    """A Segmentation without pixels (zero-stride views): for its palette and summary only."""
+def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype, n_channels, source,
+          display_range) -> Segmentation:
+    """A Segmentation without pixels (zero-stride views): for its palette and summary only.
+    ``display_range``: the image's, found over its regions (it has no pixels to find it in)."""
     H, W = shape[:2]
     C = shape[2]
     ghost = np.broadcast_to(np.zeros((), dtype=dtype), (H, W, C))
@@ -444,6 +447,7 @@ def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype
         painted=ghost,
         n_channels=n_channels,
         source=source,
+        display_range=display_range,
     )
 
 
@@ -493,6 +497,11 @@ class LargeSegmentation:
     n_colors : int or None
         Distinct colours of an 8-bit or 16-bit grey image (the points the fit ran on); None
         for other images.
+    display_range : (float, float)
+        The input values shown as black and as white in the palette, as
+        :attr:`kmseg.Segmentation.display_range`: uint8 and uint16 on their full range, floats
+        in [0, 1] on 0-1, any other image from its least to its greatest value (transparent
+        pixels left out), found region by region.
     timings : dict
         Wall-clock seconds of each phase of the job (``"histogram"``, ``"fit"``, ``"lloyd"``,
         ``"write"``, ``"sync"``...).
@@ -511,6 +520,7 @@ class LargeSegmentation:
     n_chunks: int
     n_channels: int = field(default=3, repr=False)
     n_colors: int | None = None
+    display_range: tuple[float, float] = field(default=(0.0, 255.0), repr=False)
     timings: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
@@ -520,7 +530,7 @@ class LargeSegmentation:
 
     def _lite(self) -> Segmentation:
         return _lite(self.centers, self.counts, self.inertia, self.n_iter, self.converged, self.color_space,
-                     self.shape, self.dtype, self.n_channels, self.source)
+                     self.shape, self.dtype, self.n_channels, self.source, self.display_range)
 
     def palette(self) -> list[dict[str, Any]]:
         """One entry per cluster, as :meth:`kmseg.Segmentation.palette`."""
@@ -833,7 +843,7 @@ class _LargeJob:
                 centers=centers, counts=fit["counts"], inertia=float(fit["inertia"]), n_iter=int(fit["n_iter"]),
                 converged=bool(fit["converged"]), color_space=self.space, shape=(H, W, C), dtype=np.dtype(self.dtype),
                 paths=dict(targets), source=self.source, n_chunks=n, n_channels=self.nc, n_colors=fit.get("n_colors"),
-                timings=self.timings,
+                display_range=range_of(self.dtype, fit.get("extent")), timings=self.timings,
             )
             tmp["palette"] = Path(_stage(targets["palette"], json_bytes(result.summary())))
             # The three together: if one cannot be moved into place, none is left.
@@ -899,6 +909,8 @@ class _LargeJob:
             parts = self.pass_(T.sample_chunk, *sv, p, key)
         mean = np.sum([q[1] for q in parts], axis=0) / n
         var = np.maximum(np.sum([q[2] for q in parts], axis=0) / n - mean * mean, 0.0)
+        extents = [q[5] for q in parts if q[5] is not None]
+        extent = (min(e[0] for e in extents), max(e[1] for e in extents))
         tol_abs = float(options["tol"] * var.mean()) if options["tol"] > 0 else 0.0
         if isinstance(init, np.ndarray):
             start = _init_features(init, k, self.nc, self.space, self.vmax)
@@ -911,12 +923,13 @@ class _LargeJob:
                                               k=k, seed=rng, **options)
             if p >= 1.0:  # every pixel: this is the in-memory result
                 return {"features": res.centers, "tables": None, "inertia": inertia, "n_iter": res.n_iter,
-                        "converged": res.converged}
+                        "converged": res.converged, "extent": extent}
             start = res.centers
         self.mark("fit")
         C, n_iter, converged = self.lloyd(start, options["max_iter"], tol_abs, n)
         self.mark("lloyd")
-        return {"features": C, "tables": None, "inertia": None, "n_iter": n_iter, "converged": converged}
+        return {"features": C, "tables": None, "inertia": None, "n_iter": n_iter, "converged": converged,
+                "extent": extent}
 
     def lloyd(self, start: np.ndarray, max_iter: int, tol_abs: float, n: int) -> tuple[np.ndarray, int, bool]:
         """Lloyd iterations over the regions, as ``_engine.lloyd`` runs them on all the points.
