@@ -128,9 +128,15 @@ def test_large_16bit_seeded(cluster, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kind", ["float32-5-bands", "grey-uint8-strips", "rgba-uint16", "grey-uint16"],
+    "kind", ["float32-5-bands", "grey-uint8-strips", "rgba-uint16", "grey-uint16", "grey-int16", "rgb-int8",
+             "rgba-int16", "grey-int32", "rgb-uint64"],
 )
 def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
+    """Every layout and dtype the chunked path reads gives the in-memory result: centres,
+    labels, the recoloured image in the input's dtype, and the palette. The signed and wide
+    integers were refused ("the chunked path reads uint8, uint16 and float TIFFs"); they are
+    clustered as in memory, int8 and int16 shifted to uint8 and uint16 (grey int16 on its
+    histogram, as a CT scan), the others as float64."""
     rng = np.random.default_rng(3)
     if kind == "float32-5-bands":
         img = rng.random((80, 100, 5)).astype(np.float32)
@@ -141,6 +147,22 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     elif kind == "grey-uint16":  # counted region by region into one histogram, as 8-bit images are
         img = (_photo(100, 150)[..., 0].astype(np.uint16) * 257 + rng.integers(0, 257, (100, 150))).astype(np.uint16)
         tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", tile=(32, 32))
+    elif kind == "grey-int16":  # Hounsfield-like values on both sides of 0
+        img = (_photo(100, 150)[..., 0].astype(np.int16) * 9 - 1024 + rng.integers(0, 9, (100, 150))).astype(np.int16)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", tile=(32, 32))
+    elif kind == "rgb-int8":
+        img = (_photo(80, 100).astype(np.int16) - 128).astype(np.int8)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="rgb", tile=(32, 32))
+    elif kind == "rgba-int16":
+        img = np.dstack([rng.integers(-32768, 32768, (80, 100, 3)), np.where(rng.random((80, 100)) < 0.2, 0, 32767)])
+        img = img.astype(np.int16)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="rgb", extrasamples=("unassalpha",), tile=(32, 32))
+    elif kind == "grey-int32":
+        img = (rng.integers(-2**31, 2**31, (80, 100)) // (1 + 7 * (np.arange(100) > 50))).astype(np.int32)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", tile=(32, 32))
+    elif kind == "rgb-uint64":  # exact in float64 up to 2**53
+        img = rng.integers(0, 2**53, (80, 100, 3), dtype=np.uint64)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="rgb", tile=(32, 32))
     else:
         img = np.dstack([rng.integers(0, 65536, (80, 100, 3)), np.where(rng.random((80, 100)) < 0.2, 0, 65535)])
         img = img.astype(np.uint16)
@@ -148,10 +170,32 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     ref = kmseg.segment(tmp_path / "o.tif", k=4, seed=1)
     res = kd.segment_large(tmp_path / "o.tif", k=4, out_dir=tmp_path, seed=1, chunks=32, client=cluster)
     assert res.n_chunks > 1
-    assert (res.n_colors is not None) == kind.startswith("grey")  # fitted on the summed histogram
+    assert (res.n_colors is not None) == (kind in ("grey-uint8-strips", "grey-uint16", "grey-int16", "rgb-int8"))
     np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
     assert _same_labels(res.read_labels(), ref.labels)
+    assert res.dtype == img.dtype
     np.testing.assert_array_equal(res.read_image(), ref.image())
+    assert res.palette() == ref.palette()
+    assert res.summary() == ref.summary() | {"source": str(tmp_path / "o.tif")}
+
+
+def test_large_int16_from_given_centres_and_beyond_float64(cluster, tmp_path):
+    """Centres given in the input's units start from there (the shift to uint16 applied to them
+    too), and 64-bit values that float64 cannot hold exactly are refused in one line, as in memory."""
+    img = (_photo(64, 96)[..., 1].astype(np.int16) * 4 - 500).astype(np.int16)
+    tifffile.imwrite(tmp_path / "ct.tif", img, photometric="minisblack", tile=(32, 32))
+    init = np.array([[-500.0], [0.0], [400.0]])
+    ref = kmseg.segment(tmp_path / "ct.tif", k=3, init=init)
+    res = kd.segment_large(tmp_path / "ct.tif", k=3, out_dir=tmp_path, init=init, chunks=32, client=cluster)
+    np.testing.assert_array_equal(res.centers, ref.centers)
+    assert res.centers.min() < 0 and (res.n_iter, res.counts.tolist()) == (ref.n_iter, ref.counts.tolist())
+    big = np.full((40, 40), 2**60, dtype=np.int64)
+    big[:20] = 5
+    tifffile.imwrite(tmp_path / "big.tif", big, photometric="minisblack", tile=(16, 16))
+    with pytest.raises(kmseg.InvalidImageDataError, match=r"big\.tif: image values reach 1152921504606846976, too "
+                       r"large to cluster exactly .*; rescale them first, for example image // 2\*\*8$"):
+        kd.segment_large(tmp_path / "big.tif", k=2, out_dir=tmp_path / "out", chunks=16, client=cluster)
+    assert not (tmp_path / "out").exists()
 
 
 def test_large_palette_shows_the_images_own_range(cluster, tmp_path):
@@ -314,6 +358,32 @@ def test_cli_routes_tiffs_over_the_pixel_limit_to_the_chunked_path(cluster, tmp_
     assert cli.main([*args, "--max-pixels", "1000"]) == 1  # outputs exist: the file fails alone
     err = capsys.readouterr().err
     assert "exists already" in err and "; pass --force to overwrite it\n" in err and "force=True" not in err
+
+
+def test_cli_segments_an_int16_tiff_over_the_pixel_limit_in_its_own_units(cluster, tmp_path, capsys, monkeypatch):
+    """A CT-like int16 TIFF over --max-pixels takes the chunked path, as a uint16 one does: the
+    in-memory result, NAME-segmented.tif in int16. Was: refused, int16 not being uint8, uint16
+    or float. Lab, which needs a known scale, is refused for it as in memory, before any work."""
+    img = (_photo(96, 128)[..., 0].astype(np.int16) * 8 - 1000).astype(np.int16)
+    tifffile.imwrite(tmp_path / "ct.tif", img, photometric="minisblack", tile=(32, 32))
+    rgb = np.dstack([img, img, img])
+    tifffile.imwrite(tmp_path / "rgb16s.tif", rgb, photometric="rgb", tile=(32, 32))
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler.address)
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(tmp_path / "ct.tif"), "-k", "3", "-o", str(out), "--json", "--dask",
+                     "--max-pixels", "1000"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)["results"]
+    ref = kmseg.segment(img, k=3, seed=0)
+    assert result["outputs"]["segmented"] == str(out / "ct-segmented.tif") and result["palette"] == ref.palette()
+    saved = tifffile.imread(out / "ct-segmented.tif")
+    assert saved.dtype == np.int16
+    np.testing.assert_array_equal(saved, ref.image())
+    np.testing.assert_array_equal(tifffile.imread(out / "ct-labels.tif"), ref.label_image())
+    assert cli.main(["segment", str(tmp_path / "rgb16s.tif"), "-k", "3", "-o", str(out), "--dask", "--max-pixels",
+                     "1000", "--color-space", "lab"]) == 1
+    assert "color_space='lab' needs colours on a known scale (uint8, uint16, or float in [0, 1]); this image is int16" \
+        in capsys.readouterr().err
+    assert not (out / "rgb16s-palette.json").exists()
 
 
 def test_shared_palette_independent_of_order(cluster, tmp_path, batch_files):

@@ -23,6 +23,7 @@ from ._dask_tiff import TiffSource, encode_tiles
 from ._reduce import COARSE_BITS, _mask_arg, color_histogram, decode, merge_histograms
 from .color import to_features
 from .errors import ConvergenceWarning, InvalidImageDataError, KmsegError
+from .segment import _check_exact, from_working, to_working
 
 Region = tuple[int, int, int, int]
 
@@ -30,9 +31,12 @@ Region = tuple[int, int, int, int]
 
 
 def read_split(src: TiffSource, region: Region, alpha: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The region's image, its colour channels (a view) and its mask (None: every pixel counts).
+    """The region's image, its colour channels and its mask (None: every pixel counts).
 
-    Alpha is handled as :class:`kmseg.Prepared` handles it: pixels whose alpha is 0 are masked.
+    As :class:`kmseg.Prepared` takes an image: pixels whose alpha is 0 are masked, and the
+    colour channels are in their working dtype (:func:`kmseg.segment.to_working`), a view of
+    the image for uint8, uint16 and floats; int8 and int16 shifted to uint8 and uint16, other
+    integers as float64 (those of 64 bits checked to be exact there).
     """
     img = src.read(*region)
     if img.dtype.kind == "f" and not np.isfinite(img).all():
@@ -40,10 +44,36 @@ def read_split(src: TiffSource, region: Region, alpha: bool) -> tuple[np.ndarray
             f"{src.path}: contains NaN or infinite values; kmseg cannot cluster them, so replace them "
             "(for example with numpy.nan_to_num) and save the image again"
         )
+    colour = img[..., :-1] if alpha else img
+    _check_exact(colour, f"{src.path}: ")
+    pixels = to_working(colour)
     if not alpha:
-        return img, img, None
+        return img, pixels, None
     mask = img[..., -1] > 0
-    return img, img[..., :-1], None if mask.all() else mask
+    return img, pixels, None if mask.all() else mask
+
+
+def painted(out: np.ndarray, img: np.ndarray, nc: int) -> np.ndarray:
+    """A region whose ``nc`` colour bands were painted into ``out``, in the working dtype of
+    :func:`read_split`'s pixels, as the input holds it: in its dtype (:func:`kmseg.segment.from_working`,
+    exact, as the colours are whole numbers of it), with its own bands after the colour (alpha)."""
+    if out.dtype != img.dtype:
+        work = from_working(out, img.dtype)
+        if img.shape[2] == nc:
+            return work
+        out = np.empty(img.shape, dtype=img.dtype)
+        out[..., :nc] = work
+    if out.shape[2] > nc:
+        out[..., nc:] = img[..., nc:]
+    return out
+
+
+def _canvas(img: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """The array a region is painted into: the image's shape and dtype, or the colour bands in
+    their working dtype when that differs (then :func:`painted` brings them back)."""
+    if pixels.dtype == img.dtype:
+        return np.empty(img.shape, dtype=img.dtype)
+    return np.empty(pixels.shape, dtype=pixels.dtype)
 
 
 def _features(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: float | None) -> np.ndarray:
@@ -89,17 +119,14 @@ def paint_hist_chunk(src: TiffSource, region: Region, alpha: bool, tables: tuple
     """Label and paint one region through the code -> label tables (``_reduce.label_tables``).
 
     The same fused kernel as :func:`kmseg._reduce.paint`, with the tables built once per job
-    rather than once per region. Returns the region's compressed tiles of the label image and
-    of the painted image.
+    rather than once per region. ``colors`` are in the pixels' working dtype. Returns the
+    region's compressed tiles of the label image and of the painted image.
     """
     img, pixels, mask = read_split(src, region, alpha)
-    h, w = img.shape[:2]
-    labels = np.empty((h, w), dtype=np.int32)
-    out = np.empty((h, w, img.shape[2]), dtype=img.dtype)
+    labels = np.empty(img.shape[:2], dtype=np.int32)
+    out = _canvas(img, pixels)
     K.paint_codes(pixels, _mask_arg(mask), tables[0], tables[1], COARSE_BITS, colors, labels, out)
-    nc = pixels.shape[2]
-    if out.shape[2] > nc:
-        out[..., nc:] = img[..., nc:]
+    out = painted(out, img, pixels.shape[2])
     return encode_tiles(label_image(labels, np.dtype(label_dtype)), tile), encode_tiles(out, tile)
 
 
@@ -179,7 +206,7 @@ def far_chunk(src, region, alpha, space, vmax, C, m):
 
 
 def final_pixels_chunk(src, region, alpha, space, vmax, C, colors, tile, label_dtype):
-    """Label the region with the final centres and paint it.
+    """Label the region with the final centres and paint it (``colors`` in the pixels' working dtype).
 
     Returns the compressed tiles of the label image and of the painted image, the region's
     per-cluster counts and its share of the inertia.
@@ -197,11 +224,9 @@ def final_pixels_chunk(src, region, alpha, space, vmax, C, colors, tile, label_d
         labels.reshape(-1)[:] = lab
     else:
         labels[mask] = lab
-    out = np.empty((h, w, img.shape[2]), dtype=img.dtype)
+    out = _canvas(img, pixels)
     K.paint_labels(labels, colors, pixels, out)
-    nc = pixels.shape[2]
-    if out.shape[2] > nc:
-        out[..., nc:] = img[..., nc:]
+    out = painted(out, img, pixels.shape[2])
     tiles = (encode_tiles(label_image(labels, np.dtype(label_dtype)), tile), encode_tiles(out, tile))
     return tiles[0], tiles[1], np.bincount(lab, minlength=k).astype(np.int64), float(d2.sum())
 

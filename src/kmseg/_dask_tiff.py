@@ -30,7 +30,7 @@ from .errors import CorruptImageError, ImageNotFoundError, InvalidImageDataError
 
 __all__ = ["TileWriter", "TiffSource", "chunk_grid", "encode_tiles", "open_source", "tile_indices"]
 
-_DTYPES = ("uint8", "uint16", "float16", "float32", "float64")
+_DTYPES = ("uint8", "uint16", "int8", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32", "float64")
 #: Output tile size for inputs that are not tiled.
 OUT_TILE = 256
 
@@ -186,11 +186,13 @@ def _describe(name: str, page: tifffile.TiffPage, byteorder: str) -> TiffSource:
         why = f"uses predictor {page.predictor}"
     elif page.dtype is None or np.dtype(page.dtype).name not in _DTYPES:
         why = f"has samples of type {page.dtype} ({page.bitspersample}-bit)"
+    elif page.photometric == ph.MINISWHITE and np.dtype(page.dtype).kind == "i":
+        why = "has signed samples stored white-is-zero (MinIsWhite)"
     elif int(page.tags.valueof(274, 1)) != 1:
         why = "has an EXIF orientation other than 1 (top-left)"
     if why is not None:
         raise NotAnImageError(
-            f"{name}: this TIFF {why}; the chunked path reads uint8, uint16 and float TIFFs with "
+            f"{name}: this TIFF {why}; the chunked path reads integer and float TIFFs with "
             "grey or RGB samples, so convert it, or segment it in memory with kmseg.segment"
         )
     samples = int(page.samplesperpixel)

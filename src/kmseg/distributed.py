@@ -3,13 +3,15 @@
 Two jobs, both needing the ``dask`` extra (``pip install "kmseg[dask]"``):
 
 - :func:`segment_large` segments one image too large for memory, a TIFF read region by region.
-  8-bit images (up to 3 colour channels) and 16-bit grey ones make one exact colour histogram
-  per region, summed in a tree; the fit on the summed histogram is the very one
-  :func:`kmseg.segment` runs, so the centres and labels are the in-memory ones. A second pass
-  labels and paints every region and writes tiled TIFFs. Other images (16-bit colour, float,
-  more bands) are fitted in memory on all their pixels when they are small enough, else on a
-  seeded sample whose centres then start Lloyd iterations over every pixel, the per-cluster
-  sums and counts reduced over regions.
+  Its values are clustered in their own units, as in memory (int8 and int16 shifted to uint8
+  and uint16, wider integers as float64). 8-bit images (up to 3 colour channels) and 16-bit
+  grey ones make one exact colour histogram per region, summed in a tree; the fit on the
+  summed histogram is the very one :func:`kmseg.segment` runs, so the centres and labels are
+  the in-memory ones. A second pass labels and paints every region and writes tiled TIFFs.
+  Other images (16-bit colour, 32- and 64-bit integers, float, more bands) are fitted in
+  memory on all their pixels when they are small enough, else on a seeded sample whose centres
+  then start Lloyd iterations over every pixel, the per-cluster sums and counts reduced over
+  regions.
 - :func:`segment_batch` segments many files, one Dask task per file, each running the normal
   in-memory path; or, with ``shared_palette=True``, fits one palette on all the files' merged
   histograms and labels every file with it.
@@ -40,7 +42,7 @@ from . import _dask_tasks as T
 from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_tile, tile_indices
 from ._display import range_of
 from ._engine import cluster_weights
-from ._reduce import Reduced, histogram_bits, label_tables, reduce_histogram, reduce_image
+from ._reduce import Reduced, decode, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
 from .io import _output_path, _stage, json_bytes, make_folder, publish_all
 from .errors import (
@@ -60,9 +62,12 @@ from .segment import (
     check_fit_options,
     check_int,
     check_output_dir,
+    check_scale_known,
     fewer_colours,
     make_rng,
     refuse_existing,
+    to_working,
+    working_dtype,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -418,14 +423,19 @@ def _wait_tree(client: Client, ac: Any, root: Future, weights: dict[str, int], b
 # --------------------------------------------------------------------------- shared with the in-memory path
 
 
-def _fit_reduced(red: Reduced, *, n_channels: int, color_space: str, vmax: float | None, k: int, **options: Any):
-    """Fit exactly as :meth:`kmseg.Prepared.fit` does (it is that method), on points reduced elsewhere."""
-    return Prepared.from_reduced(red, color_space=color_space, n_channels=n_channels, vmax=vmax).fit(k, **options)
+def _fit_reduced(red: Reduced, *, n_channels: int, color_space: str, vmax: float | None, k: int, offset: int = 0,
+                 **options: Any):
+    """Fit exactly as :meth:`kmseg.Prepared.fit` does (it is that method), on points reduced elsewhere
+    (``offset``: see :meth:`kmseg.Prepared.from_reduced`)."""
+    prep = Prepared.from_reduced(red, color_space=color_space, n_channels=n_channels, vmax=vmax, offset=offset)
+    return prep.fit(k, **options)
 
 
-def _init_features(init: np.ndarray, k: int, n_channels: int, color_space: str, vmax: float | None) -> np.ndarray:
+def _init_features(init: np.ndarray, k: int, n_channels: int, color_space: str, vmax: float | None,
+                   offset: int) -> np.ndarray:
     empty = Reduced("pixels", np.empty((0, n_channels)), None, 0)
-    return Prepared.from_reduced(empty, color_space=color_space, n_channels=n_channels, vmax=vmax).init_features(init, k)
+    prep = Prepared.from_reduced(empty, color_space=color_space, n_channels=n_channels, vmax=vmax, offset=offset)
+    return prep.init_features(init, k)
 
 
 def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype, n_channels, source,
@@ -495,8 +505,8 @@ class LargeSegmentation:
     n_chunks : int
         Regions the image was processed in.
     n_colors : int or None
-        Distinct colours of an 8-bit or 16-bit grey image (the points the fit ran on); None
-        for other images.
+        Distinct colours of an 8-bit or 16-bit grey image, signed or not (the points the fit
+        ran on); None for other images.
     display_range : (float, float)
         The input values shown as black and as white in the palette, as
         :attr:`kmseg.Segmentation.display_range`: uint8 and uint16 on their full range, floats
@@ -620,10 +630,13 @@ def segment_large(
     their tiles; the driver only streams them into the files, under temporary names, then syncs
     and renames them.
 
-    8-bit images with up to 3 colour channels, and 16-bit grey ones, give the same centres,
-    labels, counts and inertia as ``kmseg.segment(path, k, seed=seed, ...)``: the regions'
-    exact colour histograms are summed, and the in-memory fit runs on the sum. Other images
-    (16-bit colour, float, more bands) with at most ``sample`` pixels are gathered and fitted
+    Values are clustered in their own units, as :func:`kmseg.segment` clusters them: int8 and
+    int16 as uint8 and uint16 shifted by half their range, 32- and 64-bit integers as float64
+    (exact up to 2**53; larger values are refused). 8-bit images (uint8, int8) with up to 3
+    colour channels, and 16-bit grey ones (uint16, int16), give the same centres, labels,
+    counts and inertia as ``kmseg.segment(path, k, seed=seed, ...)``: the regions' exact
+    colour histograms are summed, and the in-memory fit runs on the sum. Other images (16-bit
+    colour, wider integers, float, more bands) with at most ``sample`` pixels are gathered and fitted
     in memory, which again gives ``kmseg.segment``'s result. Larger ones are fitted in memory
     on a seeded sample of about ``sample`` pixels; from those centres (or from an ``init``
     array), Lloyd iterations run over all the pixels, each reducing per-region sums and counts,
@@ -633,7 +646,7 @@ def segment_large(
     Parameters
     ----------
     path : str or path
-        A TIFF (tiled, striped or contiguous; uint8, uint16 or float samples; grey, RGB or more
+        A TIFF (tiled, striped or contiguous; integer or float samples; grey, RGB or more
         bands). Its first page is segmented.
     k : int
         Number of clusters, at least 1.
@@ -706,7 +719,7 @@ def segment_large(
     nc = C - (1 if alpha else 0)
     space = check_color_space(color_space, nc)
     dtype = src.out_dtype
-    vmax = _vmax(dtype)
+    check_scale_known(space, dtype)
     stem = Path(os.fspath(path)).stem if stem is None else stem
     targets = _targets(out_dir, stem, force)
     tile = out_tile(src)
@@ -714,7 +727,7 @@ def segment_large(
     bar = _bar(progress, "segment")
     options = {"n_init": n_init, "init": init, "max_iter": max_iter, "tol": tol}
     with _use_client(client, scheduler) as cl:
-        job = _LargeJob(cl, src, regions, bool(alpha), nc, space, vmax, dtype, bar, os.fspath(path), sample)
+        job = _LargeJob(cl, src, regions, bool(alpha), nc, space, dtype, bar, os.fspath(path), sample)
         try:
             result = job.run(k, rng, options, targets, tile, force)
         finally:
@@ -723,9 +736,15 @@ def segment_large(
 
 
 class _LargeJob:
-    """The passes of :func:`segment_large` over one image."""
+    """The passes of :func:`segment_large` over one image.
 
-    def __init__(self, client, src: TiffSource, regions, alpha, nc, space, vmax, dtype, bar, name,
+    The tasks cluster the colour values in their working dtype (:func:`kmseg.segment.working_dtype`,
+    as :class:`kmseg.Prepared` does): ``self.work``, reached by adding ``self.offset`` (int8 and
+    int16) or by converting to float64 (wider integers). Centres are given in the input's units,
+    and the outputs in its dtype.
+    """
+
+    def __init__(self, client, src: TiffSource, regions, alpha, nc, space, dtype, bar, name,
                  sample=DEFAULT_SAMPLE):
         self.client = client
         self.sample = sample
@@ -734,8 +753,9 @@ class _LargeJob:
         self.alpha = alpha
         self.nc = nc
         self.space = space
-        self.vmax = vmax
         self.dtype = dtype
+        self.work, self.offset = working_dtype(dtype)
+        self.vmax = _vmax(self.work)
         self.bar = bar
         self.name = os.path.basename(name)
         self.source = name
@@ -786,13 +806,13 @@ class _LargeJob:
     def run(self, k, rng, options, targets, tile, force) -> LargeSegmentation:
         from distributed import as_completed
 
-        if histogram_bits(self.dtype, self.nc):
+        if histogram_bits(self.work, self.nc):
             fit = self.fit_histogram(k, rng, options)
         else:
             fit = self.fit_pixels(k, rng, options)
         k_eff = fit["features"].shape[0]
-        centers = from_features(fit["features"], self.space, self.vmax)
-        colors = _to_dtype(centers, self.dtype)
+        centers = from_features(fit["features"], self.space, self.vmax) - self.offset
+        colors = to_working(_to_dtype(centers, self.dtype))  # what the tasks paint, in the working dtype
         H, W, C = self.src.height, self.src.width, self.src.n_channels
         label_dtype = np.dtype(np.uint8 if k_eff < 255 else np.uint16)
         d = targets["labels"].parent
@@ -843,7 +863,7 @@ class _LargeJob:
                 centers=centers, counts=fit["counts"], inertia=float(fit["inertia"]), n_iter=int(fit["n_iter"]),
                 converged=bool(fit["converged"]), color_space=self.space, shape=(H, W, C), dtype=np.dtype(self.dtype),
                 paths=dict(targets), source=self.source, n_chunks=n, n_channels=self.nc, n_colors=fit.get("n_colors"),
-                display_range=range_of(self.dtype, fit.get("extent")), timings=self.timings,
+                display_range=range_of(self.dtype, self._extent(fit.get("extent"))), timings=self.timings,
             )
             tmp["palette"] = Path(_stage(targets["palette"], json_bytes(result.summary())))
             # The three together: if one cannot be moved into place, none is left.
@@ -859,6 +879,10 @@ class _LargeJob:
         self.mark("sync")
         return result
 
+    def _extent(self, extent: tuple[float, float] | None) -> tuple[float, float] | None:
+        """Least and greatest colour value, in the working dtype's units -> the input's."""
+        return None if extent is None else (extent[0] - self.offset, extent[1] - self.offset)
+
     # ----------------------------------------------------------------- 8-bit and 16-bit grey: one histogram
 
     def fit_histogram(self, k, rng, options) -> dict[str, Any]:
@@ -870,16 +894,24 @@ class _LargeJob:
         self.mark("histogram")
         if codes.shape[0] == 0:
             raise InvalidImageDataError(f"{self.source}: image has no opaque pixels (every alpha is 0); there is nothing to cluster")
-        red = reduce_histogram(codes, counts, self.nc, self.space, histogram_bits(self.dtype, self.nc))
+        bits = histogram_bits(self.work, self.nc)
+        extent = None
+        if self.offset:  # int8, int16: the display range is the values' own (uint8, uint16: the dtype's)
+            values = decode(codes, self.nc, bits)
+            extent = (float(values.min()), float(values.max()))
+            del values
+        red = reduce_histogram(codes, counts, self.nc, self.space, bits)
         del codes, counts
         res, point_labels, inertia, _ = _fit_reduced(
-            red, n_channels=self.nc, color_space=self.space, vmax=self.vmax, k=k, seed=rng, **options
+            red, n_channels=self.nc, color_space=self.space, vmax=self.vmax, k=k, offset=self.offset, seed=rng,
+            **options
         )
         k_eff = res.centers.shape[0]
         tables = label_tables(red.codes, point_labels, self.nc, k_eff, red.value_bits)
         counts_k = cluster_weights(point_labels, red.weights, k_eff)
         return {"features": res.centers, "tables": tables, "counts": counts_k, "inertia": inertia,
-                "n_iter": res.n_iter, "converged": res.converged, "n_colors": int(red.codes.shape[0])}
+                "n_iter": res.n_iter, "converged": res.converged, "n_colors": int(red.codes.shape[0]),
+                "extent": extent}
 
     # ----------------------------------------------------------------- other data: Lloyd over regions
 
@@ -913,14 +945,14 @@ class _LargeJob:
         extent = (min(e[0] for e in extents), max(e[1] for e in extents))
         tol_abs = float(options["tol"] * var.mean()) if options["tol"] > 0 else 0.0
         if isinstance(init, np.ndarray):
-            start = _init_features(init, k, self.nc, self.space, self.vmax)
+            start = _init_features(init, k, self.nc, self.space, self.vmax, self.offset)
         else:
             idx = np.concatenate([q[3] for q in parts])
             values = np.concatenate([q[4] for q in parts])[np.argsort(idx, kind="stable")]
             del parts, idx
             red = reduce_image(values[:, None, :], None, self.space, self.vmax)
             res, _, inertia, _ = _fit_reduced(red, n_channels=self.nc, color_space=self.space, vmax=self.vmax,
-                                              k=k, seed=rng, **options)
+                                              k=k, offset=self.offset, seed=rng, **options)
             if p >= 1.0:  # every pixel: this is the in-memory result
                 return {"features": res.centers, "tables": None, "inertia": inertia, "n_iter": res.n_iter,
                         "converged": res.converged, "extent": extent}
@@ -1251,10 +1283,11 @@ def _large_entry(path: str, stem: str, args: argparse.Namespace, client: Client,
     nc = src.n_channels - (1 if alpha else 0)
     space = check_color_space(args.color_space, nc)
     dtype = src.out_dtype
+    check_scale_known(space, dtype)
     targets = _targets(args.out, stem, args.force)
     tile = out_tile(src)
     regions = chunk_grid(src, DEFAULT_CHUNKS, tile)
-    job = _LargeJob(client, src, regions, alpha, nc, space, _vmax(dtype), dtype, bar, path)
+    job = _LargeJob(client, src, regions, alpha, nc, space, dtype, bar, path)
     res = job.run(args.k, make_rng(args.seed), {"n_init": args.n_init, "init": "k-means++", "max_iter": 300, "tol": 0.0},
                   targets, tile, args.force)
     return {

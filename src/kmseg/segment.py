@@ -109,6 +109,16 @@ def check_color_space(color_space: Any, n_channels: int) -> str:
     return space
 
 
+def check_scale_known(color_space: str, dtype: np.dtype) -> None:
+    """Refuse the Lab and HSV spaces for integers other than uint8 and uint16, whose values
+    have no known scale to convert from (``color_space`` checked already)."""
+    if color_space != "rgb" and dtype.kind in "iu" and dtype not in (np.uint8, np.uint16):
+        raise ParameterError(
+            f"color_space={color_space!r} needs colours on a known scale (uint8, uint16, or float in [0, 1]); this image "
+            f"is {dtype}, whose values have none: use color_space='rgb', or convert it"
+        )
+
+
 def make_rng(seed: Any) -> np.random.Generator:
     if seed is None or isinstance(seed, np.random.Generator):
         return np.random.default_rng(seed)
@@ -351,9 +361,11 @@ class Prepared:
         self.fit_reduced = self.reduced if scale is None else self._reduce_scaled(scale)
 
     @classmethod
-    def from_reduced(cls, reduced: Reduced, *, color_space: str, n_channels: int, vmax: float | None) -> Prepared:
+    def from_reduced(cls, reduced: Reduced, *, color_space: str, n_channels: int, vmax: float | None,
+                     offset: int = 0) -> Prepared:
         """A Prepared made from points reduced elsewhere (the Dask path sums histograms region
-        by region). It has no pixels: :meth:`fit` works, :meth:`segment` does not."""
+        by region), of values shifted by ``offset`` (``working_dtype``). It has no pixels:
+        :meth:`fit` works, :meth:`segment` does not."""
         self = cls.__new__(cls)
         self.image = None
         self.source = None
@@ -364,7 +376,7 @@ class Prepared:
         self.mask = None
         self.pixels = None
         self.n_channels = n_channels
-        self.offset = 0
+        self.offset = offset
         self.vmax = vmax
         self.reduced = self.fit_reduced = reduced
         self.scale = None
@@ -569,11 +581,7 @@ def prepare(
         raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {n_channels}")
     space = check_color_space(color_space, n_channels - (1 if alpha else 0))
     _check_exact(arr[..., :-1] if alpha else arr, f"{source}: " if source else "")
-    if space != "rgb" and arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.uint16):
-        raise ParameterError(
-            f"color_space={space!r} needs colours on a known scale (uint8, uint16, or float in [0, 1]); this image is "
-            f"{arr.dtype}, whose values have none: use color_space='rgb', or convert it"
-        )
+    check_scale_known(space, arr.dtype)
     if scale is not None:
         if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale <= 1:
             raise ParameterError(f"scale={scale!r} is out of range; pass a factor in (0, 1], or None to cluster every pixel")
