@@ -277,6 +277,29 @@ def test_batch_cli_bad_file_fails_alone(cluster, tmp_path, batch_files, capsys):
     np.testing.assert_array_equal(np.asarray(Image.open(out / "p0-labels.png")), ref.label_image())
 
 
+def test_relative_paths_are_the_callers_where_the_workers_run_elsewhere(cluster, tmp_path, batch_files, capsys,
+                                                                        monkeypatch):
+    """Relative inputs and output folder mean the caller's working folder, also on workers whose
+    own is another (a cluster started from another folder, as 'dask worker' often is); here the
+    caller moves away from the workers' folder. Was: every file 'no such file' (and an absolute
+    input's outputs went to a folder under the worker's)."""
+    monkeypatch.chdir(tmp_path)
+    assert set(cluster.run(os.getcwd).values()) != {str(tmp_path)}
+    names = [os.path.relpath(p) for p in batch_files[:2]]  # in/p0.png, in/p1.png
+    res = kd.segment_batch(names, k=3, out_dir="out", seed=0, client=cluster)
+    assert [(r["input"], r["ok"]) for r in res.results] == [(n, True) for n in names], res.results
+    ref = kmseg.segment(batch_files[0], k=3, seed=0)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "p0-labels.png")), ref.label_image())
+    assert all(os.path.isfile(p) for r in res.results for p in r["outputs"].values())
+    shared = kd.segment_batch(names, k=3, out_dir="shared", seed=0, shared_palette=True, client=cluster)
+    assert [r["ok"] for r in shared.results] == [True, True], shared.results
+    assert sorted(os.listdir(tmp_path / "shared")) == [f"p{i}-{kind}" for i in (0, 1)
+                                                        for kind in ("labels.png", "palette.json", "segmented.png")]
+    assert cli.main(["segment", *names, "-k", "3", "-o", "cli", "--dask", "--scheduler", cluster.scheduler.address]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert (tmp_path / "cli" / "p1-segmented.png").is_file()
+
+
 def test_local_clusters_do_not_compete_for_a_port():
     """Dask's scheduler serves HTTP on port 8787 unless told otherwise, and warns when that
     is taken (another kmseg, a notebook's cluster); kmseg's local cluster takes a free port."""

@@ -9,6 +9,7 @@ the compressed tiles of its part of the outputs.
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 import warnings
@@ -282,17 +283,34 @@ def task_warnings() -> Iterator[list[str]]:
 # --------------------------------------------------------------------------- batches
 
 
+def client_path(path: str, cwd: str) -> str:
+    """``path`` as the client meant it: a relative path is relative to the client's working
+    folder ``cwd``, which a worker's need not be (workers started from another folder, as
+    ``dask worker`` often is). Unchanged where the worker's folder is the client's (a local
+    cluster), so that outputs and messages name the files as the caller did."""
+    if os.path.isabs(path):
+        return path
+    try:
+        here = os.getcwd()
+    except OSError:  # the worker's folder is gone
+        here = None
+    return path if here == cwd else os.path.join(cwd, path)
+
+
 def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:
     """Segment one file and write its outputs through the CLI's own ``run_one``.
 
-    A file that fails (unreadable, corrupt, outputs exist...) returns ``ok: False`` with the
-    error's first line, so that it fails alone. kmseg's warnings come back under ``warnings``.
+    ``path`` and ``opts["out"]`` are the client's (:func:`client_path`). A file that fails
+    (unreadable, corrupt, outputs exist...) returns ``ok: False`` with the error's first line,
+    so that it fails alone. kmseg's warnings come back under ``warnings``.
     """
     from .cli import UsageError, error_line, run_one
 
+    args = argparse.Namespace(**{**opts, "out": client_path(opts["out"], opts["cwd"])})
     with task_warnings() as messages:
         try:
-            entry = run_one(path, stem, argparse.Namespace(**opts))
+            entry = run_one(client_path(path, opts["cwd"]), stem, args)
+            entry["input"] = path
         except UsageError as exc:
             entry = {"input": path, "ok": False, "error": str(exc), "usage_error": True}
         except (KmsegError, OSError) as exc:
@@ -319,16 +337,16 @@ def _as_rgb(prep) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return image, pixels, codes, red.weights
 
 
-def shared_hist(path: str, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+def shared_hist(path: str, max_pixels: int | None, cwd: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The RGB colour histogram of one image, for a shared palette (grey replicated to RGB).
 
     None when the file cannot be used: its labelling task reports why, so no error travels
-    (or is logged) here.
+    (or is logged) here. ``cwd``: see :func:`client_path`.
     """
     from .segment import prepare
 
     try:
-        prep = prepare(path, color_space="rgb", max_pixels=max_pixels)
+        prep = prepare(client_path(path, cwd), color_space="rgb", max_pixels=max_pixels)
         _, _, codes, weights = _as_rgb(prep)
     except (KmsegError, OSError):
         return None
@@ -341,7 +359,8 @@ def shared_label(
 ) -> dict[str, Any]:
     """Label one image with the shared palette, write its outputs; a summary dict as ``run_one``.
 
-    ``shared`` is None when no file gave any pixel to fit on.
+    ``shared`` is None when no file gave any pixel to fit on. ``path`` and ``opts["out"]`` are
+    the client's (:func:`client_path`).
     """
     from .cli import UsageError, error_line, save_one
     from ._engine import cluster_weights, inertia_of
@@ -349,7 +368,8 @@ def shared_label(
 
     t0 = time.perf_counter()
     try:
-        prep = prepare(path, color_space="rgb", max_pixels=opts["max_pixels"])
+        where = client_path(path, opts["cwd"])
+        prep = prepare(where, color_space="rgb", max_pixels=opts["max_pixels"])
         image, pixels, codes, weights = _as_rgb(prep)
         if shared is None or tables is None:
             raise InvalidImageDataError(f"{path}: no file of the batch has opaque pixels; there is nothing to cluster")
@@ -369,9 +389,9 @@ def shared_label(
         seg = Segmentation(
             labels=labels, centers=shared["centers"], inertia=inertia, n_iter=shared["n_iter"], counts=counts,
             converged=shared["converged"], color_space=space, original=image, painted=out, n_channels=3,
-            source=path,
+            source=where,
         )
-        return save_one(seg, path, stem, out=opts["out"], disable=opts.get("disable"), masks=opts.get("masks", False),
+        return save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts.get("disable"), masks=opts.get("masks", False),
                         force=opts.get("force", False), t0=t0)
     except UsageError as exc:
         return {"input": path, "ok": False, "error": str(exc), "usage_error": True}

@@ -16,7 +16,8 @@ Two jobs, both needing the ``dask`` extra (``pip install "kmseg[dask]"``):
   in-memory path; or, with ``shared_palette=True``, fits one palette on all the files' merged
   histograms and labels every file with it.
 
-Each task opens its input by path, so the files must be visible to every worker at the same path.
+Each task opens its input by path, so the files must be visible to every worker at the same path;
+a relative path is relative to the caller's working folder, whatever a worker's own is.
 With no ``client`` and no ``scheduler``, a :class:`distributed.LocalCluster` is started for the
 job with one single-threaded worker process per core. ``import kmseg`` never imports dask; this
 module imports it only when a job starts.
@@ -1052,9 +1053,11 @@ def _error_entry(path: str, exc: BaseException) -> dict[str, Any]:
 
 
 def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disable, masks, force) -> dict[str, Any]:
+    """The options of a batch's tasks; ``cwd``, this process's working folder, is what relative
+    paths are relative to, in whatever folder a worker runs (``_dask_tasks.client_path``)."""
     return {"k": k, "out": os.fspath(out_dir), "color_space": color_space, "seed": seed, "n_init": n_init,
             "scale": scale, "max_pixels": max_pixels, "disable": list(disable) if disable else None,
-            "masks": bool(masks), "force": bool(force)}
+            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd()}
 
 
 def _collect(client, futs, index, paths, record) -> None:
@@ -1097,7 +1100,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
     _grow(bar, 2 * len(paths))
     ac = as_completed(loop=client.loop)
     for p in paths:  # no list of these futures: each is released once merged
-        ac.add(client.submit(T.shared_hist, p, opts["max_pixels"], pure=False))
+        ac.add(client.submit(T.shared_hist, p, opts["max_pixels"], opts["cwd"], pure=False))
     pending: list[Future] = []
     level: list[Future] = []
     for f in ac:
