@@ -179,6 +179,32 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     assert res.summary() == ref.summary() | {"source": str(tmp_path / "o.tif")}
 
 
+def test_large_sample_with_fewer_colours_than_k_takes_the_rest_from_the_image(cluster, tmp_path):
+    """Fitted on a sample that misses two rare values: the image's own distinct values make up
+    the k clusters, as in memory. Was: 3 clusters, and a warning that the image has only 3
+    distinct colours (those of the sample). An image with fewer colours than k still warns, of
+    its own count."""
+    img = np.zeros((160, 160), np.float32)
+    img[:, 80:] = 1.0
+    img[:80] = 2.0
+    img[5, 5], img[150, 150] = 7.0, 9.0
+    tifffile.imwrite(tmp_path / "rare.tif", img, photometric="minisblack", tile=(32, 32))
+    ref = kmseg.segment(tmp_path / "rare.tif", k=5, seed=0)
+    res = kd.segment_large(tmp_path / "rare.tif", k=5, out_dir=tmp_path / "a", seed=0, chunks=32, sample=500,
+                           client=cluster)
+    assert sorted(res.centers.ravel().tolist()) == sorted(ref.centers.ravel().tolist()) == [0.0, 1.0, 2.0, 7.0, 9.0]
+    assert sorted(res.counts.tolist()) == sorted(ref.counts.tolist()) and res.converged
+    assert _same_labels(res.centers[res.read_labels()], ref.centers[ref.labels])
+    with pytest.warns(kmseg.ConvergenceWarning) as caught:
+        res = kd.segment_large(tmp_path / "rare.tif", k=7, out_dir=tmp_path / "b", seed=0, chunks=32, sample=500,
+                               client=cluster)
+    assert [str(w.message) for w in caught] == [
+        "the image has only 5 distinct colours, fewer than k=7; returning 5 clusters, one per colour"
+    ]
+    assert caught[0].filename == __file__
+    assert res.k == 5 and sorted(res.counts.tolist()) == [1, 1, 6399, 6400, 12799]
+
+
 def test_large_int16_from_given_centres_and_beyond_float64(cluster, tmp_path):
     """Centres given in the input's units start from there (the shift to uint16 applied to them
     too), and 64-bit values that float64 cannot hold exactly are refused in one line, as in memory."""

@@ -952,17 +952,35 @@ class _LargeJob:
             values = np.concatenate([q[4] for q in parts])[np.argsort(idx, kind="stable")]
             del parts, idx
             red = reduce_image(values[:, None, :], None, self.space, self.vmax)
-            res, _, inertia, _ = _fit_reduced(red, n_channels=self.nc, color_space=self.space, vmax=self.vmax,
-                                              k=k, offset=self.offset, seed=rng, **options)
+            res, _, inertia, few = _fit_reduced(red, n_channels=self.nc, color_space=self.space, vmax=self.vmax,
+                                                k=k, offset=self.offset, seed=rng, warn=p >= 1.0, **options)
             if p >= 1.0:  # every pixel: this is the in-memory result
                 return {"features": res.centers, "tables": None, "inertia": inertia, "n_iter": res.n_iter,
                         "converged": res.converged, "extent": extent}
-            start = res.centers
+            start = res.centers if not few else self.top_up(res.centers, k)
         self.mark("fit")
         C, n_iter, converged = self.lloyd(start, options["max_iter"], tol_abs, n)
         self.mark("lloyd")
         return {"features": C, "tables": None, "inertia": None, "n_iter": n_iter, "converged": converged,
                 "extent": extent}
+
+    def top_up(self, start: np.ndarray, k: int) -> np.ndarray:
+        """The centres of a sample that has fewer distinct colours than ``k`` (one on each), and
+        as many more as the image has: its costliest distinct points, as the engine moves an
+        empty cluster, left out those on a centre. The regions give their costliest distinct
+        points, so those of the image are among them; fewer than ``k`` centres in all means the
+        image has only that many distinct colours, which warns as in memory."""
+        m = k - start.shape[0]
+        parts = self.pass_(T.far_chunk, self.space, self.vmax, start, m)
+        d2 = np.concatenate([q[0] for q in parts])
+        pts = np.concatenate([q[1] for q in parts])
+        chosen = [i for i in T.farthest_distinct(pts, d2, m) if d2[i] > 0]
+        centres = np.concatenate([start, pts[chosen]])
+        n = centres.shape[0]
+        if n < k:
+            warnings.warn(f"{fewer_colours(n, k)}; returning {counted(n, 'cluster')}, one per colour",
+                          ConvergenceWarning, stacklevel=5)
+        return centres
 
     def lloyd(self, start: np.ndarray, max_iter: int, tol_abs: float, n: int) -> tuple[np.ndarray, int, bool]:
         """Lloyd iterations over the regions, as ``_engine.lloyd`` runs them on all the points.
