@@ -435,6 +435,23 @@ def test_cli_segments_an_int16_tiff_over_the_pixel_limit_in_its_own_units(cluste
     assert not (out / "rgb16s-palette.json").exists()
 
 
+def test_cli_chunked_path_warns_naming_the_file_before_its_line(cluster, tmp_path, capsys, monkeypatch):
+    """A TIFF over --max-pixels with fewer colours than k: the warning names the file and comes
+    before the file's line, as for any other file. Was: without the name, after the summary."""
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, 32:] = (200, 10, 10)
+    tifffile.imwrite(tmp_path / "two.tif", img, photometric="rgb", tile=(32, 32))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler.address)
+    args = ["segment", str(tmp_path / "two.tif"), str(bad), "-k", "3", "-o", str(tmp_path / "out"), "--dask"]
+    assert cli.main([*args, "--max-pixels", "1000"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == [f"kmseg: warning: {tmp_path / 'two.tif'}: {TWO_COLOURS}",
+                        f"kmseg: 1 of 2 files failed: {bad}"]
+    assert sum(TWO_COLOURS in line for line in err) == 1
+
+
 def test_shared_palette_independent_of_order(cluster, tmp_path, batch_files):
     a = kd.segment_batch(batch_files, k=4, out_dir=tmp_path / "a", shared_palette=True, seed=0, client=cluster)
     rng = np.random.default_rng(0)

@@ -1336,7 +1336,7 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     cluster's workers stop at once, and the temporary files of the writes they were making are
     removed.
     """
-    from .cli import UsageError, error_line, interrupted, report_batch, show_done, unique_stems
+    from .cli import UsageError, error_line, interrupted, report_batch, show_done, unique_stems, warnings_as_lines
 
     _require_dask()
     stems = unique_stems(paths)
@@ -1365,7 +1365,8 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
                            args.shared_palette, bar, lambda j, entry: report(small[j], entry))
             for i in sorted(large):
                 try:
-                    entry = _large_entry(paths[i], stems[i], args, client, bar)
+                    with warnings_as_lines(f"{paths[i]}: ", bar):  # this process's: shown as the file's, at once
+                        entry = _large_entry(paths[i], stems[i], args, client, bar)
                 except (KmsegError, OSError) as exc:
                     entry = {"input": paths[i], "ok": False, "error": error_line(exc)}
                 report(i, entry)
