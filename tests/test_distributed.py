@@ -476,6 +476,40 @@ def test_batch_refuses_an_out_dir_named_like_a_file_before_any_work(tmp_path, ba
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.parametrize(("given", "error", "message"), [
+    ({"paths": "in/*.png"}, kmseg.ParameterTypeError,
+     r"^paths='in/\*\.png' is one path, not a list of them; pass a list such as \['in/\*\.png'\], or for a "
+     r"pattern sorted\(glob\.glob\('in/\*\.png'\)\)$"),
+    ({"paths": None}, kmseg.ParameterTypeError, r"^paths=None is not a list of paths; pass a list of image file paths$"),
+    ({"paths": ["a.png", 3]}, kmseg.ParameterTypeError, r"^paths\[1\]=3 is not a path; pass a str or a pathlib\.Path$"),
+    ({"scale": 2}, kmseg.ParameterError, r"^scale=2 is out of range; pass a factor in \(0, 1\]"),
+    ({"max_pixels": -1}, kmseg.ParameterError, r"^max_pixels=-1 is out of range; pass a positive int"),
+    ({"disable": ["x"]}, kmseg.ParameterTypeError, r"^disable\[0\]='x' is not an integer"),
+    ({"disable": [0, -1]}, kmseg.ParameterError, r"^disable\[1\]=-1 is out of range"),
+    ({"disable": "0"}, kmseg.ParameterTypeError, r"^disable='0' is not a list of cluster indices; pass integers"),
+], ids=["one-path", "none", "not-a-path", "scale", "max-pixels", "disable-type", "disable-negative", "disable-str"])
+def test_batch_refuses_bad_parameters_before_any_work(cluster, tmp_path, batch_files, given, error, message):
+    """A bad parameter raises at once, as the docstring says. Was: a path given alone was read
+    as a list of its characters, each 'no such file'; the others failed every file, one by one
+    (disable=['x'] as "TypeError: '>=' not supported...")."""
+    with pytest.raises(error, match=message):
+        kd.segment_batch(**{"paths": batch_files[:2], "k": 2, "out_dir": tmp_path / "out", "client": cluster, **given})
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_disable_beyond_a_files_clusters_is_worded_for_its_caller(cluster, tmp_path, batch_files, capsys):
+    """An index beyond a file's clusters (known only once it is segmented) fails that file, in
+    Python's words for segment_batch; on the command line it is still the usage error."""
+    res = kd.segment_batch(batch_files[:1], k=3, out_dir=tmp_path / "out", seed=0, disable=[5], client=cluster)
+    assert res.results == [{"input": batch_files[0], "ok": False,
+                            "error": "disable=5 is out of range; cluster indices run from 0 to 2"}]
+    argv = ["segment", batch_files[0], "-k", "3", "-o", str(tmp_path / "cli"), "--disable", "5", "--dask",
+            "--scheduler", cluster.scheduler.address]
+    assert cli.main(argv) == 2
+    assert "kmseg: error: --disable 5 is out of range; clusters run from 0 to 2" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cli").exists()
+
+
 def test_import_kmseg_does_not_import_dask():
     code = "import sys, kmseg, kmseg.cli; print(any(m in sys.modules for m in ('dask', 'distributed')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -298,19 +298,23 @@ def client_path(path: str, cwd: str) -> str:
 
 
 def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:
-    """Segment one file and write its outputs through the CLI's own ``run_one``.
+    """Segment one file and write its outputs, as the CLI's own ``run_one`` does.
 
-    ``path`` and ``opts["out"]`` are the client's (:func:`client_path`). A file that fails
+    ``path`` and ``opts["out"]`` are the client's (:func:`client_path`); ``opts["cli"]``: the
+    command line's batch, whose errors are worded for it (``save_one``). A file that fails
     (unreadable, corrupt, outputs exist...) returns ``ok: False`` with the error's first line,
     so that it fails alone. kmseg's warnings come back under ``warnings``.
     """
-    from .cli import UsageError, error_line, run_one
+    from .cli import UsageError, error_line, save_one, segment_options
+    from .segment import segment
 
-    args = argparse.Namespace(**{**opts, "out": client_path(opts["out"], opts["cwd"])})
+    t0 = time.perf_counter()
+    args = argparse.Namespace(**opts)
     with task_warnings() as messages:
         try:
-            entry = run_one(client_path(path, opts["cwd"]), stem, args)
-            entry["input"] = path
+            seg = segment(client_path(path, opts["cwd"]), opts["k"], **segment_options(args))
+            entry = save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts["disable"],
+                             masks=opts["masks"], force=opts["force"], t0=t0, usage=opts["cli"])
         except UsageError as exc:
             entry = {"input": path, "ok": False, "error": str(exc), "usage_error": True}
         except (KmsegError, OSError) as exc:
@@ -391,8 +395,8 @@ def shared_label(
             converged=shared["converged"], color_space=space, original=image, painted=out, n_channels=3,
             source=where,
         )
-        return save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts.get("disable"), masks=opts.get("masks", False),
-                        force=opts.get("force", False), t0=t0)
+        return save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts["disable"],
+                        masks=opts["masks"], force=opts["force"], t0=t0, usage=opts["cli"])
     except UsageError as exc:
         return {"input": path, "ok": False, "error": str(exc), "usage_error": True}
     except (KmsegError, OSError) as exc:

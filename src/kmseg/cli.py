@@ -362,9 +362,11 @@ def run_one(path: str, stem: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def save_one(seg: Any, path: str, stem: str, *, out: str, disable: Sequence[int] | None, masks: bool, force: bool,
-             t0: float) -> dict[str, Any]:
-    """Write one segmentation's outputs (``--disable`` checked first); its dict for the summary."""
-    if disable:
+             t0: float, usage: bool = True) -> dict[str, Any]:
+    """Write one segmentation's outputs; its dict for the summary. With ``usage``, a ``--disable``
+    index beyond the clusters is a :class:`UsageError` (exit code 2), checked first; without
+    (a Python caller's batch), :meth:`kmseg.Segmentation.save` refuses it in Python's words."""
+    if disable and usage:
         bad = [i for i in disable if i >= seg.k]
         if bad:
             raise UsageError(f"--disable {bad[0]} is out of range; clusters run from 0 to {seg.k - 1}")

@@ -35,7 +35,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from ._display import range_of
 from ._engine import cluster_weights
 from ._reduce import Reduced, decode, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
-from .io import _output_path, _stage, json_bytes, make_folder, publish_all
+from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all
 from .errors import (
     ConvergenceWarning,
     InvalidImageDataError,
@@ -63,6 +63,7 @@ from .segment import (
     check_fit_options,
     check_int,
     check_output_dir,
+    check_scale,
     check_scale_known,
     fewer_colours,
     make_rng,
@@ -1070,12 +1071,14 @@ def _error_entry(path: str, exc: BaseException) -> dict[str, Any]:
     return {"input": path, "ok": False, "error": f"{type(exc).__name__}: {error_line(exc)}"}
 
 
-def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disable, masks, force) -> dict[str, Any]:
+def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disable, masks, force, *,
+                cli: bool) -> dict[str, Any]:
     """The options of a batch's tasks; ``cwd``, this process's working folder, is what relative
-    paths are relative to, in whatever folder a worker runs (``_dask_tasks.client_path``)."""
+    paths are relative to, in whatever folder a worker runs (``_dask_tasks.client_path``);
+    ``cli``: the command line's batch, whose errors are worded for it."""
     return {"k": k, "out": os.fspath(out_dir), "color_space": color_space, "seed": seed, "n_init": n_init,
             "scale": scale, "max_pixels": max_pixels, "disable": list(disable) if disable else None,
-            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd()}
+            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd(), "cli": cli}
 
 
 def _collect(client, futs, index, paths, record) -> None:
@@ -1164,6 +1167,35 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
     return BatchResult(results, centers)  # type: ignore[arg-type]
 
 
+def _check_paths(paths: Any) -> list[str]:
+    """A batch's paths as strs; one path on its own, or anything but a sequence of paths, is refused."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        one = os.fsdecode(paths)
+        raise ParameterTypeError(
+            f"paths={one!r} is one path, not a list of them; pass a list such as [{one!r}], or for a pattern "
+            f"sorted(glob.glob({one!r}))"
+        )
+    if not isinstance(paths, Iterable):
+        raise ParameterTypeError(f"paths={paths!r} is not a list of paths; pass a list of image file paths")
+    names = []
+    for i, p in enumerate(paths):
+        if not isinstance(p, (str, os.PathLike)):
+            raise ParameterTypeError(f"paths[{i}]={p!r} is not a path; pass a str or a pathlib.Path")
+        names.append(os.fspath(p))
+    return names
+
+
+def _check_disable(disable: Any) -> list[int] | None:
+    """``disable`` as a list of cluster indices (one index on its own too), each an int of at least 0."""
+    if disable is None:
+        return None
+    if isinstance(disable, (int, np.integer)) and not isinstance(disable, bool):
+        disable = [disable]
+    if isinstance(disable, (str, bytes)) or not isinstance(disable, Iterable):
+        raise ParameterTypeError(f"disable={disable!r} is not a list of cluster indices; pass integers such as [0, 2]")
+    return [check_int(f"disable[{i}]", v, 0) for i, v in enumerate(disable)] or None
+
+
 def segment_batch(
     paths: Sequence[str | os.PathLike[str]],
     k: int = 5,
@@ -1245,9 +1277,12 @@ def segment_batch(
     _require_dask()
     from .cli import unique_stems
 
-    names = [os.fspath(p) for p in paths]
+    names = _check_paths(paths)
     k = check_int("k", k, 1)
     check_int("n_init", n_init, 1)
+    check_scale(scale)
+    _check_max_pixels(max_pixels)
+    disable = _check_disable(disable)
     check_output_dir(out_dir)
     if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
         raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab' or 'hsv'")
@@ -1255,7 +1290,8 @@ def segment_batch(
         check_int("seed", seed, 0)
     if shared_palette and scale is not None:
         raise ParameterError("scale is not available with shared_palette=True; the shared palette is fitted on every pixel")
-    opts = _batch_opts(k, out_dir, color_space.lower(), n_init, seed, scale, max_pixels, disable, masks, force)
+    opts = _batch_opts(k, out_dir, color_space.lower(), n_init, seed, scale, max_pixels, disable, masks, force,
+                       cli=False)
     bar = _bar(progress, "segment")
     stems = unique_stems(names)
     try:
@@ -1343,7 +1379,7 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     if args.shared_palette and args.scale is not None:
         raise UsageError("--scale is not available with --shared-palette; drop one of them")
     opts = _batch_opts(args.k, args.out, args.color_space, args.n_init, args.seed, args.scale, args.max_pixels,
-                       args.disable, args.masks, args.force)
+                       args.disable, args.masks, args.force, cli=True)
     large = set() if args.shared_palette else {i for i, p in enumerate(paths) if _large_tiff(p, args.max_pixels)}
     small = [i for i in range(len(paths)) if i not in large]
 

@@ -119,6 +119,15 @@ def check_scale_known(color_space: str, dtype: np.dtype) -> None:
         )
 
 
+def check_scale(scale: Any) -> float | None:
+    """``scale`` checked: a factor in (0, 1] as a float, or None (also for 1: every pixel)."""
+    if scale is None:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale <= 1:
+        raise ParameterError(f"scale={scale!r} is out of range; pass a factor in (0, 1], or None to cluster every pixel")
+    return None if scale == 1 else float(scale)
+
+
 def make_rng(seed: Any) -> np.random.Generator:
     if seed is None or isinstance(seed, np.random.Generator):
         return np.random.default_rng(seed)
@@ -582,10 +591,7 @@ def prepare(
     space = check_color_space(color_space, n_channels - (1 if alpha else 0))
     _check_exact(arr[..., :-1] if alpha else arr, f"{source}: " if source else "")
     check_scale_known(space, arr.dtype)
-    if scale is not None:
-        if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale <= 1:
-            raise ParameterError(f"scale={scale!r} is out of range; pass a factor in (0, 1], or None to cluster every pixel")
-        scale = None if scale == 1 else float(scale)
+    scale = check_scale(scale)
     return Prepared(arr, color_space=space, alpha=bool(alpha), scale=scale, source=source)
 
 
