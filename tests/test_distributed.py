@@ -532,8 +532,9 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("kind", ["nothing-listens", "unknown-scheme"])
 def test_cli_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, batch_files, kind):
     """An address where no scheduler answers: exit 1 with one line naming the address and the
-    fix, no traceback, no output directory, and no wait at exit on a half-made client (that
-    wait was a minute, with a traceback, for an unknown scheme)."""
+    fix in the command line's words (it said "scheduler=, CLI: --scheduler"), no traceback, no
+    output directory, and no wait at exit on a half-made client (that wait was a minute, with a
+    traceback, for an unknown scheme)."""
     address = f"tcp://127.0.0.1:{_closed_port()}" if kind == "nothing-listens" else "foo://localhost:8786"
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kmseg", "segment", batch_files[0], "-k", "3", "-o", str(out), "--dask",
@@ -544,9 +545,42 @@ def test_cli_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, batc
     lines = run.stderr.splitlines()
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith(f"kmseg: error: cannot reach a Dask scheduler at '{address}' (")
-    assert lines[0].endswith("; check the address (scheduler=, CLI: --scheduler), or start a scheduler there "
-                             "with 'dask scheduler'")
+    assert lines[0].endswith("; check the address given to --scheduler, or start a scheduler there with "
+                             "'dask scheduler'")
     assert not out.exists()
+
+
+def test_an_empty_scheduler_address_is_refused_not_taken_for_none(tmp_path, batch_files, capsys):
+    """scheduler='' (--scheduler "$UNSET_VARIABLE") started a local cluster as if no address had
+    been given; an address that is not a str was reported as unreachable."""
+    with pytest.raises(kmseg.ParameterError, match=r"^scheduler='' is empty; pass an address such as "
+                       r"'tcp://10\.0\.0\.5:8786', or None for DASK_SCHEDULER_ADDRESS or a local cluster$"):
+        kd.segment_batch(batch_files[:1], k=2, out_dir=tmp_path / "out", scheduler="")
+    with pytest.raises(kmseg.ParameterTypeError, match=r"^scheduler=8786 is not an address; pass a str"):
+        kd.segment_batch(batch_files[:1], k=2, out_dir=tmp_path / "out", scheduler=8786)
+    assert cli.main(["segment", batch_files[0], "-o", str(tmp_path / "out"), "--dask", "--scheduler", " "]) == 2
+    assert capsys.readouterr().err.startswith("kmseg: error: --scheduler ' ' is empty; pass an address such as "
+                                              "tcp://10.0.0.5:8786, or leave --scheduler out for a local cluster")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_offers_the_in_memory_path_for_a_tiff_the_chunked_path_cannot_read(cluster, tmp_path, capsys,
+                                                                              monkeypatch):
+    """A TIFF over --max-pixels in a layout the chunked path does not read (rotated by its EXIF
+    orientation): the line says how the command line segments it in memory. Was: "with
+    kmseg.segment", a function, not an option."""
+    tifffile.imwrite(tmp_path / "rot.tif", _photo(64, 64), photometric="rgb", tile=(32, 32),
+                     extratags=[(274, "H", 1, 6, True)])
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler.address)
+    argv = ["segment", str(tmp_path / "rot.tif"), "-k", "2", "-o", str(tmp_path / "out"), "--dask"]
+    assert cli.main([*argv, "--max-pixels", "1000"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"kmseg: error: {tmp_path / 'rot.tif'}: this TIFF has an EXIF orientation other than 1 (top-left); the "
+        "chunked path reads integer and float TIFFs with grey or RGB samples, so convert it, or segment it in memory "
+        "with a --max-pixels of at least its pixel count")
+    assert cli.main([*argv, "--max-pixels", "4096"]) == 0  # in memory
+    with pytest.raises(kmseg.NotAnImageError, match=r"or segment it in memory with kmseg\.segment$"):
+        kd.segment_large(tmp_path / "rot.tif", k=2, out_dir=tmp_path / "api", client=cluster)
 
 
 def test_api_unreachable_scheduler_from_the_environment_names_the_variable(tmp_path, batch_files, monkeypatch):

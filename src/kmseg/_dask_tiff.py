@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import tifffile
 
-from .errors import CorruptImageError, ImageNotFoundError, InvalidImageDataError, NotAnImageError
+from .errors import IN_MEMORY, CorruptImageError, ImageNotFoundError, InvalidImageDataError, NotAnImageError
 
 __all__ = ["TileWriter", "TiffSource", "chunk_grid", "encode_tiles", "open_source", "tile_indices"]
 
@@ -158,7 +158,7 @@ def open_source(path: str | os.PathLike[str]) -> TiffSource:
     if head not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         raise NotAnImageError(
             f"{name}: not a TIFF file; the chunked path reads TIFF only, so convert the image to a "
-            "(tiled) TIFF or segment it in memory with kmseg.segment"
+            f"(tiled) TIFF or {IN_MEMORY}"
         )
     try:
         with tifffile.TiffFile(name) as tif:
@@ -193,7 +193,7 @@ def _describe(name: str, page: tifffile.TiffPage, byteorder: str) -> TiffSource:
     if why is not None:
         raise NotAnImageError(
             f"{name}: this TIFF {why}; the chunked path reads integer and float TIFFs with "
-            "grey or RGB samples, so convert it, or segment it in memory with kmseg.segment"
+            f"grey or RGB samples, so convert it, or {IN_MEMORY}"
         )
     samples = int(page.samplesperpixel)
     planar = samples > 1 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE

@@ -309,10 +309,12 @@ def error_line(exc: BaseException) -> str:
 
 
 def cli_wording(line: str) -> str:
-    """A library message as the command line prints it: "pass --force", not "force=True"."""
-    from .errors import PASS_FORCE
+    """A library message as the command line prints it: "pass --force", not "force=True"; the
+    options, not the parameters, of a Dask job."""
+    from .errors import CHECK_SCHEDULER, IN_MEMORY, PASS_FORCE
 
-    return line.replace(PASS_FORCE, "pass --force")
+    line = line.replace(PASS_FORCE, "pass --force").replace(CHECK_SCHEDULER, "check the address given to --scheduler")
+    return line.replace(IN_MEMORY, "segment it in memory with a --max-pixels of at least its pixel count")
 
 
 # --------------------------------------------------------------------------- segment
@@ -433,6 +435,9 @@ def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = F
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    if args.scheduler is not None and not args.scheduler.strip():
+        raise UsageError(f"--scheduler {args.scheduler!r} is empty; pass an address such as tcp://10.0.0.5:8786, or "
+                         "leave --scheduler out for a local cluster")
     for option in ("shared_palette", "scheduler"):
         if getattr(args, option) and not args.dask:
             raise UsageError(f"--{option.replace('_', '-')} needs --dask; add --dask")

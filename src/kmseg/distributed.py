@@ -47,6 +47,7 @@ from ._reduce import Reduced, decode, histogram_bits, label_tables, reduce_histo
 from .color import COLOR_SPACES, from_features
 from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all
 from .errors import (
+    CHECK_SCHEDULER,
     ConvergenceWarning,
     InvalidImageDataError,
     KmsegError,
@@ -148,6 +149,8 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
 
     Raises
     ------
+    ParameterError, ParameterTypeError
+        ``scheduler`` is empty or not a str.
     DaskNotInstalledError
         The ``dask`` extra is not installed.
     SchedulerUnreachableError
@@ -157,6 +160,11 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
     _require_dask()
     from distributed import Client
 
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise ParameterTypeError(f"scheduler={scheduler!r} is not an address; pass a str such as 'tcp://10.0.0.5:8786'")
+    if scheduler is not None and not scheduler.strip():
+        raise ParameterError(f"scheduler={scheduler!r} is empty; pass an address such as 'tcp://10.0.0.5:8786', or "
+                             "None for DASK_SCHEDULER_ADDRESS or a local cluster")
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if address:
         _reach(address, "scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS")
@@ -235,7 +243,7 @@ def _reach(address: str, source: str) -> None:
             pool.submit(asyncio.run, probe()).result()
     except Exception as exc:  # any failure means no scheduler can be used there
         if source == "scheduler":
-            fix = "check the address (scheduler=, CLI: --scheduler)"
+            fix = CHECK_SCHEDULER
         else:
             fix = "fix or unset DASK_SCHEDULER_ADDRESS, which gave it"
         raise SchedulerUnreachableError(
