@@ -224,6 +224,30 @@ def test_large_int16_from_given_centres_and_beyond_float64(cluster, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16], ids=["pixels", "histogram"])
+def test_large_refuses_bad_parameters_before_reading_the_image(cluster, tmp_path, dtype):
+    """Parameters are checked before any pass over the image: here its pixel data is cut short,
+    so reading any region fails. Was: init's shape checked only after a whole pass (a histogram,
+    or a sample), and a path or out_dir that is not a path a bare TypeError."""
+    tifffile.imwrite(tmp_path / "cut.tif", np.zeros((64, 64), dtype), photometric="minisblack", tile=(32, 32))
+    size = os.path.getsize(tmp_path / "cut.tif")
+    with open(tmp_path / "cut.tif", "r+b") as f:
+        f.truncate(size - 2000)
+    with pytest.raises(kmseg.ParameterError, match=r"^init has shape \(3, 1\); an array of centres must have shape "
+                       r"\(k, C\) = \(2, 1\)$"):
+        kd.segment_large(tmp_path / "cut.tif", k=2, out_dir=tmp_path / "out", init=np.zeros((3, 1)), client=cluster)
+    with pytest.raises(kmseg.ParameterError, match=r"^init contains NaN"):
+        kd.segment_large(tmp_path / "cut.tif", k=2, out_dir=tmp_path / "out", init=np.array([[0.0], [np.nan]]),
+                         client=cluster)
+    with pytest.raises(kmseg.ParameterTypeError, match=r"^path=None is not a path; pass the path of a TIFF file$"):
+        kd.segment_large(None, k=2, out_dir=tmp_path / "out", client=cluster)
+    with pytest.raises(kmseg.ParameterTypeError, match=r"^out_dir=None is not a path; pass a folder such as 'out'$"):
+        kd.segment_large(tmp_path / "cut.tif", k=2, out_dir=None, client=cluster)
+    with pytest.raises(kmseg.CorruptImageError, match="truncated"):  # good parameters: the image is read
+        kd.segment_large(tmp_path / "cut.tif", k=2, out_dir=tmp_path / "out", client=cluster)
+    assert not (tmp_path / "out").exists()
+
+
 def test_large_palette_shows_the_images_own_range(cluster, tmp_path):
     """Floats outside [0, 1]: the palette maps the image's least to greatest value (transparent
     pixels left out) to black to white, as in memory, whether the fit ran on every pixel or on

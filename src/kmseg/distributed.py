@@ -597,7 +597,7 @@ def _check_chunks(chunks: Any) -> tuple[int, int]:
 
 
 def _targets(out_dir: str | os.PathLike[str], stem: str, force: bool) -> dict[str, Path]:
-    d = check_output_dir(out_dir)
+    d = check_output_dir(out_dir, "out_dir")
     targets = {
         "segmented": d / f"{stem}-segmented.tif",
         "labels": d / f"{stem}-labels.tif",
@@ -720,6 +720,8 @@ def segment_large(
     rng = make_rng(seed)
     chunks = _check_chunks(chunks)
     sample = check_int("sample", sample, 1)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterTypeError(f"path={path!r} is not a path; pass the path of a TIFF file")
     src = open_source(path)
     C = src.n_channels
     if alpha is None:
@@ -730,6 +732,9 @@ def segment_large(
     space = check_color_space(color_space, nc)
     dtype = src.out_dtype
     check_scale_known(space, dtype)
+    if isinstance(init, np.ndarray):  # its shape and values, before any pass over the image
+        work, offset = working_dtype(dtype)
+        _init_features(init, k, nc, space, _vmax(work), offset)
     stem = Path(os.fspath(path)).stem if stem is None else stem
     targets = _targets(out_dir, stem, force)
     tile = out_tile(src)
@@ -1291,7 +1296,7 @@ def segment_batch(
     check_scale(scale)
     _check_max_pixels(max_pixels)
     disable = _check_disable(disable)
-    check_output_dir(out_dir)
+    check_output_dir(out_dir, "out_dir")
     if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
         raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab' or 'hsv'")
     if seed is not None:

@@ -46,11 +46,14 @@ def looks_like_file(directory: str | os.PathLike[str]) -> bool:
     return path.suffix.lower() in FILE_SUFFIXES and not path.is_dir()
 
 
-def check_output_dir(directory: str | os.PathLike[str]) -> Path:
+def check_output_dir(directory: str | os.PathLike[str], name: str = "directory") -> Path:
     """``directory`` as a path, or :class:`ParameterError` if it :func:`looks_like_file` or a file
-    is in the way (:func:`kmseg.io.folder_problem`)."""
+    is in the way (:func:`kmseg.io.folder_problem`); :class:`ParameterTypeError` if it is not a
+    path (``name``: the parameter, for the message)."""
     from .io import folder_problem
 
+    if not isinstance(directory, (str, os.PathLike)):
+        raise ParameterTypeError(f"{name}={directory!r} is not a path; pass a folder such as 'out'")
     path = Path(directory)
     if looks_like_file(path):
         raise ParameterError(
