@@ -158,7 +158,8 @@ def sample_chunk(src: TiffSource, region: Region, alpha: bool, space: str, vmax:
 
     A pixel is in the sample when the hash of its index in the whole image (and ``key``) is
     below ``p``: the sample does not depend on how the image is cut into regions. Returns
-    ``(n, sum, sumsq, index, values, extent)`` with the sampled pixels' raw colour values, and
+    ``(n, sum, sumsq, index, values, extent)`` with the sampled pixels' colour values (in their
+    working dtype, see :func:`read_split`), and
     ``extent``, ``(min, max)`` over every colour band of the clustered pixels (None when there
     are none), from which the driver finds the image's display range.
     """
