@@ -128,9 +128,15 @@ def test_large_16bit_seeded(cluster, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kind", ["float32-5-bands", "grey-uint8-strips", "rgba-uint16", "grey-uint16"],
+    "kind", ["float32-5-bands", "grey-uint8-strips", "rgba-uint16", "grey-uint16", "grey-int16", "rgb-int8",
+             "rgba-int16", "grey-int32", "rgb-uint64"],
 )
 def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
+    """Every layout and dtype the chunked path reads gives the in-memory result: centres,
+    labels, the recoloured image in the input's dtype, and the palette. The signed and wide
+    integers were refused ("the chunked path reads uint8, uint16 and float TIFFs"); they are
+    clustered as in memory, int8 and int16 shifted to uint8 and uint16 (grey int16 on its
+    histogram, as a CT scan), the others as float64."""
     rng = np.random.default_rng(3)
     if kind == "float32-5-bands":
         img = rng.random((80, 100, 5)).astype(np.float32)
@@ -141,6 +147,22 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     elif kind == "grey-uint16":  # counted region by region into one histogram, as 8-bit images are
         img = (_photo(100, 150)[..., 0].astype(np.uint16) * 257 + rng.integers(0, 257, (100, 150))).astype(np.uint16)
         tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", tile=(32, 32))
+    elif kind == "grey-int16":  # Hounsfield-like values on both sides of 0
+        img = (_photo(100, 150)[..., 0].astype(np.int16) * 9 - 1024 + rng.integers(0, 9, (100, 150))).astype(np.int16)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", tile=(32, 32))
+    elif kind == "rgb-int8":
+        img = (_photo(80, 100).astype(np.int16) - 128).astype(np.int8)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="rgb", tile=(32, 32))
+    elif kind == "rgba-int16":
+        img = np.dstack([rng.integers(-32768, 32768, (80, 100, 3)), np.where(rng.random((80, 100)) < 0.2, 0, 32767)])
+        img = img.astype(np.int16)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="rgb", extrasamples=("unassalpha",), tile=(32, 32))
+    elif kind == "grey-int32":
+        img = (rng.integers(-2**31, 2**31, (80, 100)) // (1 + 7 * (np.arange(100) > 50))).astype(np.int32)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", tile=(32, 32))
+    elif kind == "rgb-uint64":  # exact in float64 up to 2**53
+        img = rng.integers(0, 2**53, (80, 100, 3), dtype=np.uint64)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="rgb", tile=(32, 32))
     else:
         img = np.dstack([rng.integers(0, 65536, (80, 100, 3)), np.where(rng.random((80, 100)) < 0.2, 0, 65535)])
         img = img.astype(np.uint16)
@@ -148,10 +170,106 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     ref = kmseg.segment(tmp_path / "o.tif", k=4, seed=1)
     res = kd.segment_large(tmp_path / "o.tif", k=4, out_dir=tmp_path, seed=1, chunks=32, client=cluster)
     assert res.n_chunks > 1
-    assert (res.n_colors is not None) == kind.startswith("grey")  # fitted on the summed histogram
+    assert (res.n_colors is not None) == (kind in ("grey-uint8-strips", "grey-uint16", "grey-int16", "rgb-int8"))
     np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
     assert _same_labels(res.read_labels(), ref.labels)
+    assert res.dtype == img.dtype
     np.testing.assert_array_equal(res.read_image(), ref.image())
+    assert res.palette() == ref.palette()
+    assert res.summary() == ref.summary() | {"source": str(tmp_path / "o.tif")}
+
+
+def test_large_sample_with_fewer_colours_than_k_takes_the_rest_from_the_image(cluster, tmp_path):
+    """Fitted on a sample that misses two rare values: the image's own distinct values make up
+    the k clusters, as in memory. Was: 3 clusters, and a warning that the image has only 3
+    distinct colours (those of the sample). An image with fewer colours than k still warns, of
+    its own count."""
+    img = np.zeros((160, 160), np.float32)
+    img[:, 80:] = 1.0
+    img[:80] = 2.0
+    img[5, 5], img[150, 150] = 7.0, 9.0
+    tifffile.imwrite(tmp_path / "rare.tif", img, photometric="minisblack", tile=(32, 32))
+    ref = kmseg.segment(tmp_path / "rare.tif", k=5, seed=0)
+    res = kd.segment_large(tmp_path / "rare.tif", k=5, out_dir=tmp_path / "a", seed=0, chunks=32, sample=500,
+                           client=cluster)
+    assert sorted(res.centers.ravel().tolist()) == sorted(ref.centers.ravel().tolist()) == [0.0, 1.0, 2.0, 7.0, 9.0]
+    assert sorted(res.counts.tolist()) == sorted(ref.counts.tolist()) and res.converged
+    assert _same_labels(res.centers[res.read_labels()], ref.centers[ref.labels])
+    with pytest.warns(kmseg.ConvergenceWarning) as caught:
+        res = kd.segment_large(tmp_path / "rare.tif", k=7, out_dir=tmp_path / "b", seed=0, chunks=32, sample=500,
+                               client=cluster)
+    assert [str(w.message) for w in caught] == [
+        "the image has only 5 distinct colours, fewer than k=7; returning 5 clusters, one per colour"
+    ]
+    assert caught[0].filename == __file__
+    assert res.k == 5 and sorted(res.counts.tolist()) == [1, 1, 6399, 6400, 12799]
+
+
+def test_large_int16_from_given_centres_and_beyond_float64(cluster, tmp_path):
+    """Centres given in the input's units start from there (the shift to uint16 applied to them
+    too), and 64-bit values that float64 cannot hold exactly are refused in one line, as in memory."""
+    img = (_photo(64, 96)[..., 1].astype(np.int16) * 4 - 500).astype(np.int16)
+    tifffile.imwrite(tmp_path / "ct.tif", img, photometric="minisblack", tile=(32, 32))
+    init = np.array([[-500.0], [0.0], [400.0]])
+    ref = kmseg.segment(tmp_path / "ct.tif", k=3, init=init)
+    res = kd.segment_large(tmp_path / "ct.tif", k=3, out_dir=tmp_path, init=init, chunks=32, client=cluster)
+    np.testing.assert_array_equal(res.centers, ref.centers)
+    assert res.centers.min() < 0 and (res.n_iter, res.counts.tolist()) == (ref.n_iter, ref.counts.tolist())
+    big = np.full((40, 40), 2**60, dtype=np.int64)
+    big[:20] = 5
+    tifffile.imwrite(tmp_path / "big.tif", big, photometric="minisblack", tile=(16, 16))
+    with pytest.raises(kmseg.InvalidImageDataError, match=r"big\.tif: image values reach 1152921504606846976, too "
+                       r"large to cluster exactly .*; rescale them first, for example image // 2\*\*8$"):
+        kd.segment_large(tmp_path / "big.tif", k=2, out_dir=tmp_path / "out", chunks=16, client=cluster)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16], ids=["pixels", "histogram"])
+def test_large_refuses_bad_parameters_before_reading_the_image(cluster, tmp_path, dtype):
+    """Parameters are checked before any pass over the image: here its pixel data is cut short,
+    so reading any region fails. Was: init's shape checked only after a whole pass (a histogram,
+    or a sample), and a path or out_dir that is not a path a bare TypeError."""
+    tifffile.imwrite(tmp_path / "cut.tif", np.zeros((64, 64), dtype), photometric="minisblack", tile=(32, 32))
+    size = os.path.getsize(tmp_path / "cut.tif")
+    with open(tmp_path / "cut.tif", "r+b") as f:
+        f.truncate(size - 2000)
+    with pytest.raises(kmseg.ParameterError, match=r"^init has shape \(3, 1\); an array of centres must have shape "
+                       r"\(k, C\) = \(2, 1\)$"):
+        kd.segment_large(tmp_path / "cut.tif", k=2, out_dir=tmp_path / "out", init=np.zeros((3, 1)), client=cluster)
+    with pytest.raises(kmseg.ParameterError, match=r"^init contains NaN"):
+        kd.segment_large(tmp_path / "cut.tif", k=2, out_dir=tmp_path / "out", init=np.array([[0.0], [np.nan]]),
+                         client=cluster)
+    with pytest.raises(kmseg.ParameterTypeError, match=r"^path=None is not a path; pass the path of a TIFF file$"):
+        kd.segment_large(None, k=2, out_dir=tmp_path / "out", client=cluster)
+    with pytest.raises(kmseg.ParameterTypeError, match=r"^out_dir=None is not a path; pass a folder such as 'out'$"):
+        kd.segment_large(tmp_path / "cut.tif", k=2, out_dir=None, client=cluster)
+    with pytest.raises(kmseg.CorruptImageError, match="truncated"):  # good parameters: the image is read
+        kd.segment_large(tmp_path / "cut.tif", k=2, out_dir=tmp_path / "out", client=cluster)
+    assert not (tmp_path / "out").exists()
+
+
+def test_large_palette_shows_the_images_own_range(cluster, tmp_path):
+    """Floats outside [0, 1]: the palette maps the image's least to greatest value (transparent
+    pixels left out) to black to white, as in memory, whether the fit ran on every pixel or on
+    a sample. Was: the range of an image of zeros, so every colour black or white."""
+    rng = np.random.default_rng(4)
+    opaque = rng.random((96, 128)) > 0.1
+    img = np.dstack([rng.random((96, 128, 3)) * 60 - 20, opaque]).astype(np.float32)
+    img[~opaque, :3] = 1000.0  # transparent: outside the range
+    tifffile.imwrite(tmp_path / "f.tif", img, photometric="rgb", extrasamples=("unassalpha",), tile=(32, 32))
+    ref = kmseg.segment(tmp_path / "f.tif", k=4, seed=0)
+    colour = img[..., :3][opaque]
+    assert ref.display_range == (float(colour.min()), float(colour.max()))
+    whole = kd.segment_large(tmp_path / "f.tif", k=4, out_dir=tmp_path / "a", seed=0, chunks=32, client=cluster)
+    assert whole.palette() == ref.palette()
+    assert whole.display_range == ref.display_range
+    assert json.loads(whole.paths["palette"].read_text())["palette"] == ref.palette()
+    sampled = kd.segment_large(tmp_path / "f.tif", k=4, out_dir=tmp_path / "b", seed=0, chunks=32, sample=2000,
+                               client=cluster)
+    assert sampled.display_range == ref.display_range
+    shown = kmseg._display.to_u8(sampled.centers, ref.display_range)
+    assert [p["rgb"] for p in sampled.palette()] == [shown[p["index"]].tolist() for p in sampled.palette()]
+    assert len({p["hex"] for p in sampled.palette()}) == 4
 
 
 def test_large_refuses_to_overwrite(cluster, tmp_path):
@@ -207,6 +325,29 @@ def test_batch_cli_bad_file_fails_alone(cluster, tmp_path, batch_files, capsys):
     # Each file is the normal in-memory result.
     ref = kmseg.segment(batch_files[0], k=3, seed=0)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "p0-labels.png")), ref.label_image())
+
+
+def test_relative_paths_are_the_callers_where_the_workers_run_elsewhere(cluster, tmp_path, batch_files, capsys,
+                                                                        monkeypatch):
+    """Relative inputs and output folder mean the caller's working folder, also on workers whose
+    own is another (a cluster started from another folder, as 'dask worker' often is); here the
+    caller moves away from the workers' folder. Was: every file 'no such file' (and an absolute
+    input's outputs went to a folder under the worker's)."""
+    monkeypatch.chdir(tmp_path)
+    assert set(cluster.run(os.getcwd).values()) != {str(tmp_path)}
+    names = [os.path.relpath(p) for p in batch_files[:2]]  # in/p0.png, in/p1.png
+    res = kd.segment_batch(names, k=3, out_dir="out", seed=0, client=cluster)
+    assert [(r["input"], r["ok"]) for r in res.results] == [(n, True) for n in names], res.results
+    ref = kmseg.segment(batch_files[0], k=3, seed=0)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "p0-labels.png")), ref.label_image())
+    assert all(os.path.isfile(p) for r in res.results for p in r["outputs"].values())
+    shared = kd.segment_batch(names, k=3, out_dir="shared", seed=0, shared_palette=True, client=cluster)
+    assert [r["ok"] for r in shared.results] == [True, True], shared.results
+    assert sorted(os.listdir(tmp_path / "shared")) == [f"p{i}-{kind}" for i in (0, 1)
+                                                        for kind in ("labels.png", "palette.json", "segmented.png")]
+    assert cli.main(["segment", *names, "-k", "3", "-o", "cli", "--dask", "--scheduler", cluster.scheduler.address]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert (tmp_path / "cli" / "p1-segmented.png").is_file()
 
 
 def test_local_clusters_do_not_compete_for_a_port():
@@ -292,6 +433,49 @@ def test_cli_routes_tiffs_over_the_pixel_limit_to_the_chunked_path(cluster, tmp_
     assert "exists already" in err and "; pass --force to overwrite it\n" in err and "force=True" not in err
 
 
+def test_cli_segments_an_int16_tiff_over_the_pixel_limit_in_its_own_units(cluster, tmp_path, capsys, monkeypatch):
+    """A CT-like int16 TIFF over --max-pixels takes the chunked path, as a uint16 one does: the
+    in-memory result, NAME-segmented.tif in int16. Was: refused, int16 not being uint8, uint16
+    or float. Lab, which needs a known scale, is refused for it as in memory, before any work."""
+    img = (_photo(96, 128)[..., 0].astype(np.int16) * 8 - 1000).astype(np.int16)
+    tifffile.imwrite(tmp_path / "ct.tif", img, photometric="minisblack", tile=(32, 32))
+    rgb = np.dstack([img, img, img])
+    tifffile.imwrite(tmp_path / "rgb16s.tif", rgb, photometric="rgb", tile=(32, 32))
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler.address)
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(tmp_path / "ct.tif"), "-k", "3", "-o", str(out), "--json", "--dask",
+                     "--max-pixels", "1000"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)["results"]
+    ref = kmseg.segment(img, k=3, seed=0)
+    assert result["outputs"]["segmented"] == str(out / "ct-segmented.tif") and result["palette"] == ref.palette()
+    saved = tifffile.imread(out / "ct-segmented.tif")
+    assert saved.dtype == np.int16
+    np.testing.assert_array_equal(saved, ref.image())
+    np.testing.assert_array_equal(tifffile.imread(out / "ct-labels.tif"), ref.label_image())
+    assert cli.main(["segment", str(tmp_path / "rgb16s.tif"), "-k", "3", "-o", str(out), "--dask", "--max-pixels",
+                     "1000", "--color-space", "lab"]) == 1
+    assert "color_space='lab' needs colours on a known scale (uint8, uint16, or float in [0, 1]); this image is int16" \
+        in capsys.readouterr().err
+    assert not (out / "rgb16s-palette.json").exists()
+
+
+def test_cli_chunked_path_warns_naming_the_file_before_its_line(cluster, tmp_path, capsys, monkeypatch):
+    """A TIFF over --max-pixels with fewer colours than k: the warning names the file and comes
+    before the file's line, as for any other file. Was: without the name, after the summary."""
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, 32:] = (200, 10, 10)
+    tifffile.imwrite(tmp_path / "two.tif", img, photometric="rgb", tile=(32, 32))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler.address)
+    args = ["segment", str(tmp_path / "two.tif"), str(bad), "-k", "3", "-o", str(tmp_path / "out"), "--dask"]
+    assert cli.main([*args, "--max-pixels", "1000"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == [f"kmseg: warning: {tmp_path / 'two.tif'}: {TWO_COLOURS}",
+                        f"kmseg: 1 of 2 files failed: {bad}"]
+    assert sum(TWO_COLOURS in line for line in err) == 1
+
+
 def test_shared_palette_independent_of_order(cluster, tmp_path, batch_files):
     a = kd.segment_batch(batch_files, k=4, out_dir=tmp_path / "a", shared_palette=True, seed=0, client=cluster)
     rng = np.random.default_rng(0)
@@ -316,6 +500,40 @@ def test_batch_refuses_an_out_dir_named_like_a_file_before_any_work(tmp_path, ba
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.parametrize(("given", "error", "message"), [
+    ({"paths": "in/*.png"}, kmseg.ParameterTypeError,
+     r"^paths='in/\*\.png' is one path, not a list of them; pass a list such as \['in/\*\.png'\], or for a "
+     r"pattern sorted\(glob\.glob\('in/\*\.png'\)\)$"),
+    ({"paths": None}, kmseg.ParameterTypeError, r"^paths=None is not a list of paths; pass a list of image file paths$"),
+    ({"paths": ["a.png", 3]}, kmseg.ParameterTypeError, r"^paths\[1\]=3 is not a path; pass a str or a pathlib\.Path$"),
+    ({"scale": 2}, kmseg.ParameterError, r"^scale=2 is out of range; pass a factor in \(0, 1\]"),
+    ({"max_pixels": -1}, kmseg.ParameterError, r"^max_pixels=-1 is out of range; pass a positive int"),
+    ({"disable": ["x"]}, kmseg.ParameterTypeError, r"^disable\[0\]='x' is not an integer"),
+    ({"disable": [0, -1]}, kmseg.ParameterError, r"^disable\[1\]=-1 is out of range"),
+    ({"disable": "0"}, kmseg.ParameterTypeError, r"^disable='0' is not a list of cluster indices; pass integers"),
+], ids=["one-path", "none", "not-a-path", "scale", "max-pixels", "disable-type", "disable-negative", "disable-str"])
+def test_batch_refuses_bad_parameters_before_any_work(cluster, tmp_path, batch_files, given, error, message):
+    """A bad parameter raises at once, as the docstring says. Was: a path given alone was read
+    as a list of its characters, each 'no such file'; the others failed every file, one by one
+    (disable=['x'] as "TypeError: '>=' not supported...")."""
+    with pytest.raises(error, match=message):
+        kd.segment_batch(**{"paths": batch_files[:2], "k": 2, "out_dir": tmp_path / "out", "client": cluster, **given})
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_disable_beyond_a_files_clusters_is_worded_for_its_caller(cluster, tmp_path, batch_files, capsys):
+    """An index beyond a file's clusters (known only once it is segmented) fails that file, in
+    Python's words for segment_batch; on the command line it is still the usage error."""
+    res = kd.segment_batch(batch_files[:1], k=3, out_dir=tmp_path / "out", seed=0, disable=[5], client=cluster)
+    assert res.results == [{"input": batch_files[0], "ok": False,
+                            "error": "disable=5 is out of range; cluster indices run from 0 to 2"}]
+    argv = ["segment", batch_files[0], "-k", "3", "-o", str(tmp_path / "cli"), "--disable", "5", "--dask",
+            "--scheduler", cluster.scheduler.address]
+    assert cli.main(argv) == 2
+    assert "kmseg: error: --disable 5 is out of range; clusters run from 0 to 2" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cli").exists()
+
+
 def test_import_kmseg_does_not_import_dask():
     code = "import sys, kmseg, kmseg.cli; print(any(m in sys.modules for m in ('dask', 'distributed')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -338,8 +556,9 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("kind", ["nothing-listens", "unknown-scheme"])
 def test_cli_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, batch_files, kind):
     """An address where no scheduler answers: exit 1 with one line naming the address and the
-    fix, no traceback, no output directory, and no wait at exit on a half-made client (that
-    wait was a minute, with a traceback, for an unknown scheme)."""
+    fix in the command line's words (it said "scheduler=, CLI: --scheduler"), no traceback, no
+    output directory, and no wait at exit on a half-made client (that wait was a minute, with a
+    traceback, for an unknown scheme)."""
     address = f"tcp://127.0.0.1:{_closed_port()}" if kind == "nothing-listens" else "foo://localhost:8786"
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kmseg", "segment", batch_files[0], "-k", "3", "-o", str(out), "--dask",
@@ -350,9 +569,42 @@ def test_cli_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, batc
     lines = run.stderr.splitlines()
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith(f"kmseg: error: cannot reach a Dask scheduler at '{address}' (")
-    assert lines[0].endswith("; check the address (scheduler=, CLI: --scheduler), or start a scheduler there "
-                             "with 'dask scheduler'")
+    assert lines[0].endswith("; check the address given to --scheduler, or start a scheduler there with "
+                             "'dask scheduler'")
     assert not out.exists()
+
+
+def test_an_empty_scheduler_address_is_refused_not_taken_for_none(tmp_path, batch_files, capsys):
+    """scheduler='' (--scheduler "$UNSET_VARIABLE") started a local cluster as if no address had
+    been given; an address that is not a str was reported as unreachable."""
+    with pytest.raises(kmseg.ParameterError, match=r"^scheduler='' is empty; pass an address such as "
+                       r"'tcp://10\.0\.0\.5:8786', or None for DASK_SCHEDULER_ADDRESS or a local cluster$"):
+        kd.segment_batch(batch_files[:1], k=2, out_dir=tmp_path / "out", scheduler="")
+    with pytest.raises(kmseg.ParameterTypeError, match=r"^scheduler=8786 is not an address; pass a str"):
+        kd.segment_batch(batch_files[:1], k=2, out_dir=tmp_path / "out", scheduler=8786)
+    assert cli.main(["segment", batch_files[0], "-o", str(tmp_path / "out"), "--dask", "--scheduler", " "]) == 2
+    assert capsys.readouterr().err.startswith("kmseg: error: --scheduler ' ' is empty; pass an address such as "
+                                              "tcp://10.0.0.5:8786, or leave --scheduler out for a local cluster")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_offers_the_in_memory_path_for_a_tiff_the_chunked_path_cannot_read(cluster, tmp_path, capsys,
+                                                                              monkeypatch):
+    """A TIFF over --max-pixels in a layout the chunked path does not read (rotated by its EXIF
+    orientation): the line says how the command line segments it in memory. Was: "with
+    kmseg.segment", a function, not an option."""
+    tifffile.imwrite(tmp_path / "rot.tif", _photo(64, 64), photometric="rgb", tile=(32, 32),
+                     extratags=[(274, "H", 1, 6, True)])
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler.address)
+    argv = ["segment", str(tmp_path / "rot.tif"), "-k", "2", "-o", str(tmp_path / "out"), "--dask"]
+    assert cli.main([*argv, "--max-pixels", "1000"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"kmseg: error: {tmp_path / 'rot.tif'}: this TIFF has an EXIF orientation other than 1 (top-left); the "
+        "chunked path reads integer and float TIFFs with grey or RGB samples, so convert it, or segment it in memory "
+        "with a --max-pixels of at least its pixel count")
+    assert cli.main([*argv, "--max-pixels", "4096"]) == 0  # in memory
+    with pytest.raises(kmseg.NotAnImageError, match=r"or segment it in memory with kmseg\.segment$"):
+        kd.segment_large(tmp_path / "rot.tif", k=2, out_dir=tmp_path / "api", client=cluster)
 
 
 def test_api_unreachable_scheduler_from_the_environment_names_the_variable(tmp_path, batch_files, monkeypatch):

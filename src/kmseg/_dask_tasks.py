@@ -9,6 +9,7 @@ the compressed tiles of its part of the outputs.
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 import warnings
@@ -23,6 +24,7 @@ from ._dask_tiff import TiffSource, encode_tiles
 from ._reduce import COARSE_BITS, _mask_arg, color_histogram, decode, merge_histograms
 from .color import to_features
 from .errors import ConvergenceWarning, InvalidImageDataError, KmsegError
+from .segment import _check_exact, from_working, to_working
 
 Region = tuple[int, int, int, int]
 
@@ -30,9 +32,12 @@ Region = tuple[int, int, int, int]
 
 
 def read_split(src: TiffSource, region: Region, alpha: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The region's image, its colour channels (a view) and its mask (None: every pixel counts).
+    """The region's image, its colour channels and its mask (None: every pixel counts).
 
-    Alpha is handled as :class:`kmseg.Prepared` handles it: pixels whose alpha is 0 are masked.
+    As :class:`kmseg.Prepared` takes an image: pixels whose alpha is 0 are masked, and the
+    colour channels are in their working dtype (:func:`kmseg.segment.to_working`), a view of
+    the image for uint8, uint16 and floats; int8 and int16 shifted to uint8 and uint16, other
+    integers as float64 (those of 64 bits checked to be exact there).
     """
     img = src.read(*region)
     if img.dtype.kind == "f" and not np.isfinite(img).all():
@@ -40,10 +45,36 @@ def read_split(src: TiffSource, region: Region, alpha: bool) -> tuple[np.ndarray
             f"{src.path}: contains NaN or infinite values; kmseg cannot cluster them, so replace them "
             "(for example with numpy.nan_to_num) and save the image again"
         )
+    colour = img[..., :-1] if alpha else img
+    _check_exact(colour, f"{src.path}: ")
+    pixels = to_working(colour)
     if not alpha:
-        return img, img, None
+        return img, pixels, None
     mask = img[..., -1] > 0
-    return img, img[..., :-1], None if mask.all() else mask
+    return img, pixels, None if mask.all() else mask
+
+
+def painted(out: np.ndarray, img: np.ndarray, nc: int) -> np.ndarray:
+    """A region whose ``nc`` colour bands were painted into ``out``, in the working dtype of
+    :func:`read_split`'s pixels, as the input holds it: in its dtype (:func:`kmseg.segment.from_working`,
+    exact, as the colours are whole numbers of it), with its own bands after the colour (alpha)."""
+    if out.dtype != img.dtype:
+        work = from_working(out, img.dtype)
+        if img.shape[2] == nc:
+            return work
+        out = np.empty(img.shape, dtype=img.dtype)
+        out[..., :nc] = work
+    if out.shape[2] > nc:
+        out[..., nc:] = img[..., nc:]
+    return out
+
+
+def _canvas(img: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """The array a region is painted into: the image's shape and dtype, or the colour bands in
+    their working dtype when that differs (then :func:`painted` brings them back)."""
+    if pixels.dtype == img.dtype:
+        return np.empty(img.shape, dtype=img.dtype)
+    return np.empty(pixels.shape, dtype=pixels.dtype)
 
 
 def _features(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: float | None) -> np.ndarray:
@@ -89,17 +120,14 @@ def paint_hist_chunk(src: TiffSource, region: Region, alpha: bool, tables: tuple
     """Label and paint one region through the code -> label tables (``_reduce.label_tables``).
 
     The same fused kernel as :func:`kmseg._reduce.paint`, with the tables built once per job
-    rather than once per region. Returns the region's compressed tiles of the label image and
-    of the painted image.
+    rather than once per region. ``colors`` are in the pixels' working dtype. Returns the
+    region's compressed tiles of the label image and of the painted image.
     """
     img, pixels, mask = read_split(src, region, alpha)
-    h, w = img.shape[:2]
-    labels = np.empty((h, w), dtype=np.int32)
-    out = np.empty((h, w, img.shape[2]), dtype=img.dtype)
+    labels = np.empty(img.shape[:2], dtype=np.int32)
+    out = _canvas(img, pixels)
     K.paint_codes(pixels, _mask_arg(mask), tables[0], tables[1], COARSE_BITS, colors, labels, out)
-    nc = pixels.shape[2]
-    if out.shape[2] > nc:
-        out[..., nc:] = img[..., nc:]
+    out = painted(out, img, pixels.shape[2])
     return encode_tiles(label_image(labels, np.dtype(label_dtype)), tile), encode_tiles(out, tile)
 
 
@@ -125,11 +153,15 @@ def _hash_unit(idx: np.ndarray, key: int) -> np.ndarray:
 
 
 def sample_chunk(src: TiffSource, region: Region, alpha: bool, space: str, vmax: float | None, p: float, key: int):
-    """Count, feature sums and sums of squares of the region's clustered pixels, and a sample.
+    """Count, feature sums and sums of squares of the region's clustered pixels, a sample, and
+    the least and greatest of their colour values.
 
     A pixel is in the sample when the hash of its index in the whole image (and ``key``) is
     below ``p``: the sample does not depend on how the image is cut into regions. Returns
-    ``(n, sum, sumsq, index, values)`` with the sampled pixels' raw colour values.
+    ``(n, sum, sumsq, index, values, extent)`` with the sampled pixels' colour values (in their
+    working dtype, see :func:`read_split`), and
+    ``extent``, ``(min, max)`` over every colour band of the clustered pixels (None when there
+    are none), from which the driver finds the image's display range.
     """
     _, pixels, mask = read_split(src, region, alpha)
     X = _features(pixels, mask, space, vmax).astype(np.float64)
@@ -138,7 +170,8 @@ def sample_chunk(src: TiffSource, region: Region, alpha: bool, space: str, vmax:
     if mask is not None:
         flat = flat[mask.reshape(-1)]
     pick = slice(None) if p >= 1.0 else _hash_unit(idx, key) < p
-    return X.shape[0], X.sum(axis=0), (X * X).sum(axis=0), idx[pick], np.array(flat[pick])
+    extent = (float(flat.min()), float(flat.max())) if flat.size else None
+    return X.shape[0], X.sum(axis=0), (X * X).sum(axis=0), idx[pick], np.array(flat[pick]), extent
 
 
 def lloyd_chunk(src, region, alpha, space, vmax, C):
@@ -175,7 +208,7 @@ def far_chunk(src, region, alpha, space, vmax, C, m):
 
 
 def final_pixels_chunk(src, region, alpha, space, vmax, C, colors, tile, label_dtype):
-    """Label the region with the final centres and paint it.
+    """Label the region with the final centres and paint it (``colors`` in the pixels' working dtype).
 
     Returns the compressed tiles of the label image and of the painted image, the region's
     per-cluster counts and its share of the inertia.
@@ -193,11 +226,9 @@ def final_pixels_chunk(src, region, alpha, space, vmax, C, colors, tile, label_d
         labels.reshape(-1)[:] = lab
     else:
         labels[mask] = lab
-    out = np.empty((h, w, img.shape[2]), dtype=img.dtype)
+    out = _canvas(img, pixels)
     K.paint_labels(labels, colors, pixels, out)
-    nc = pixels.shape[2]
-    if out.shape[2] > nc:
-        out[..., nc:] = img[..., nc:]
+    out = painted(out, img, pixels.shape[2])
     tiles = (encode_tiles(label_image(labels, np.dtype(label_dtype)), tile), encode_tiles(out, tile))
     return tiles[0], tiles[1], np.bincount(lab, minlength=k).astype(np.int64), float(d2.sum())
 
@@ -253,17 +284,38 @@ def task_warnings() -> Iterator[list[str]]:
 # --------------------------------------------------------------------------- batches
 
 
+def client_path(path: str, cwd: str) -> str:
+    """``path`` as the client meant it: a relative path is relative to the client's working
+    folder ``cwd``, which a worker's need not be (workers started from another folder, as
+    ``dask worker`` often is). Unchanged where the worker's folder is the client's (a local
+    cluster), so that outputs and messages name the files as the caller did."""
+    if os.path.isabs(path):
+        return path
+    try:
+        here = os.getcwd()
+    except OSError:  # the worker's folder is gone
+        here = None
+    return path if here == cwd else os.path.join(cwd, path)
+
+
 def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:
-    """Segment one file and write its outputs through the CLI's own ``run_one``.
+    """Segment one file and write its outputs, as the CLI's own ``run_one`` does.
 
-    A file that fails (unreadable, corrupt, outputs exist...) returns ``ok: False`` with the
-    error's first line, so that it fails alone. kmseg's warnings come back under ``warnings``.
+    ``path`` and ``opts["out"]`` are the client's (:func:`client_path`); ``opts["cli"]``: the
+    command line's batch, whose errors are worded for it (``save_one``). A file that fails
+    (unreadable, corrupt, outputs exist...) returns ``ok: False`` with the error's first line,
+    so that it fails alone. kmseg's warnings come back under ``warnings``.
     """
-    from .cli import UsageError, error_line, run_one
+    from .cli import UsageError, error_line, save_one, segment_options
+    from .segment import segment
 
+    t0 = time.perf_counter()
+    args = argparse.Namespace(**opts)
     with task_warnings() as messages:
         try:
-            entry = run_one(path, stem, argparse.Namespace(**opts))
+            seg = segment(client_path(path, opts["cwd"]), opts["k"], **segment_options(args))
+            entry = save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts["disable"],
+                             masks=opts["masks"], force=opts["force"], t0=t0, usage=opts["cli"])
         except UsageError as exc:
             entry = {"input": path, "ok": False, "error": str(exc), "usage_error": True}
         except (KmsegError, OSError) as exc:
@@ -290,16 +342,16 @@ def _as_rgb(prep) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return image, pixels, codes, red.weights
 
 
-def shared_hist(path: str, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+def shared_hist(path: str, max_pixels: int | None, cwd: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The RGB colour histogram of one image, for a shared palette (grey replicated to RGB).
 
     None when the file cannot be used: its labelling task reports why, so no error travels
-    (or is logged) here.
+    (or is logged) here. ``cwd``: see :func:`client_path`.
     """
     from .segment import prepare
 
     try:
-        prep = prepare(path, color_space="rgb", max_pixels=max_pixels)
+        prep = prepare(client_path(path, cwd), color_space="rgb", max_pixels=max_pixels)
         _, _, codes, weights = _as_rgb(prep)
     except (KmsegError, OSError):
         return None
@@ -312,7 +364,8 @@ def shared_label(
 ) -> dict[str, Any]:
     """Label one image with the shared palette, write its outputs; a summary dict as ``run_one``.
 
-    ``shared`` is None when no file gave any pixel to fit on.
+    ``shared`` is None when no file gave any pixel to fit on. ``path`` and ``opts["out"]`` are
+    the client's (:func:`client_path`).
     """
     from .cli import UsageError, error_line, save_one
     from ._engine import cluster_weights, inertia_of
@@ -320,7 +373,8 @@ def shared_label(
 
     t0 = time.perf_counter()
     try:
-        prep = prepare(path, color_space="rgb", max_pixels=opts["max_pixels"])
+        where = client_path(path, opts["cwd"])
+        prep = prepare(where, color_space="rgb", max_pixels=opts["max_pixels"])
         image, pixels, codes, weights = _as_rgb(prep)
         if shared is None or tables is None:
             raise InvalidImageDataError(f"{path}: no file of the batch has opaque pixels; there is nothing to cluster")
@@ -340,10 +394,10 @@ def shared_label(
         seg = Segmentation(
             labels=labels, centers=shared["centers"], inertia=inertia, n_iter=shared["n_iter"], counts=counts,
             converged=shared["converged"], color_space=space, original=image, painted=out, n_channels=3,
-            source=path,
+            source=where,
         )
-        return save_one(seg, path, stem, out=opts["out"], disable=opts.get("disable"), masks=opts.get("masks", False),
-                        force=opts.get("force", False), t0=t0)
+        return save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts["disable"],
+                        masks=opts["masks"], force=opts["force"], t0=t0, usage=opts["cli"])
     except UsageError as exc:
         return {"input": path, "ok": False, "error": str(exc), "usage_error": True}
     except (KmsegError, OSError) as exc:

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import tifffile
 
-from .errors import CorruptImageError, ImageNotFoundError, InvalidImageDataError, NotAnImageError
+from .errors import IN_MEMORY, CorruptImageError, ImageNotFoundError, InvalidImageDataError, NotAnImageError
 
 __all__ = ["TileWriter", "TiffSource", "chunk_grid", "encode_tiles", "open_source", "tile_indices"]
 
-_DTYPES = ("uint8", "uint16", "float16", "float32", "float64")
+_DTYPES = ("uint8", "uint16", "int8", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32", "float64")
 #: Output tile size for inputs that are not tiled.
 OUT_TILE = 256
 
@@ -158,7 +158,7 @@ def open_source(path: str | os.PathLike[str]) -> TiffSource:
     if head not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         raise NotAnImageError(
             f"{name}: not a TIFF file; the chunked path reads TIFF only, so convert the image to a "
-            "(tiled) TIFF or segment it in memory with kmseg.segment"
+            f"(tiled) TIFF or {IN_MEMORY}"
         )
     try:
         with tifffile.TiffFile(name) as tif:
@@ -186,12 +186,14 @@ def _describe(name: str, page: tifffile.TiffPage, byteorder: str) -> TiffSource:
         why = f"uses predictor {page.predictor}"
     elif page.dtype is None or np.dtype(page.dtype).name not in _DTYPES:
         why = f"has samples of type {page.dtype} ({page.bitspersample}-bit)"
+    elif page.photometric == ph.MINISWHITE and np.dtype(page.dtype).kind == "i":
+        why = "has signed samples stored white-is-zero (MinIsWhite)"
     elif int(page.tags.valueof(274, 1)) != 1:
         why = "has an EXIF orientation other than 1 (top-left)"
     if why is not None:
         raise NotAnImageError(
-            f"{name}: this TIFF {why}; the chunked path reads uint8, uint16 and float TIFFs with "
-            "grey or RGB samples, so convert it, or segment it in memory with kmseg.segment"
+            f"{name}: this TIFF {why}; the chunked path reads integer and float TIFFs with "
+            f"grey or RGB samples, so convert it, or {IN_MEMORY}"
         )
     samples = int(page.samplesperpixel)
     planar = samples > 1 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE

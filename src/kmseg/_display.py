@@ -9,10 +9,11 @@ images that are not 8- or 16-bit.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import numpy as np
 
-__all__ = ["display_range", "opaque_value", "shown", "shrink", "shown_bands", "to_u8"]
+__all__ = ["display_range", "opaque_value", "range_of", "shown", "shrink", "shown_bands", "to_u8"]
 
 _BLOCK = 1 << 20  # values converted at a time by ``to_u8``
 #: The dtypes OpenCV's ``resize`` reduces by area itself; ``shrink`` takes others through float64.
@@ -60,28 +61,45 @@ def display_range(arr: np.ndarray, has_alpha: bool = False) -> tuple[float, floa
     >>> display_range(np.array([[-1169, 977]], np.int16))
     (-1169.0, 977.0)
     """
-    dtype = arr.dtype
-    if dtype == np.bool_:
-        return 0.0, 1.0
-    if dtype == np.uint8 or dtype == np.uint16:
-        return 0.0, float(np.iinfo(dtype).max)
+    if arr.dtype == np.bool_ or arr.dtype == np.uint8 or arr.dtype == np.uint16:
+        return range_of(arr.dtype, None)  # the dtype's range: no pass over the values
     colour = arr[..., :-1] if has_alpha and arr.ndim == 3 else arr
     if colour.size == 0:
-        return 0.0, 1.0
+        return range_of(arr.dtype, None)
     where: np.ndarray | bool = True
     if colour is not arr:
         opaque = arr[..., -1:] > 0
         if opaque.any():
             where = opaque  # (M, N, 1): broadcast over the colour bands, without a copy of them
-    if dtype.kind == "f":
-        lo = float(np.min(colour, where=where, initial=np.inf))
-        hi = float(np.max(colour, where=where, initial=-np.inf))
-        if 0.0 <= lo and hi <= 1.0:
-            return 0.0, 1.0
-        return lo, hi
-    info = np.iinfo(dtype)
-    return (float(np.min(colour, where=where, initial=info.max)),
-            float(np.max(colour, where=where, initial=info.min)))
+    if arr.dtype.kind == "f":
+        bounds: tuple[Any, Any] = (np.inf, -np.inf)
+    else:
+        bounds = (np.iinfo(arr.dtype).max, np.iinfo(arr.dtype).min)
+    return range_of(arr.dtype, (float(np.min(colour, where=where, initial=bounds[0])),
+                                float(np.max(colour, where=where, initial=bounds[1]))))
+
+
+def range_of(dtype: np.dtype, extent: tuple[float, float] | None) -> tuple[float, float]:
+    """The display range (:func:`display_range`) of an image of ``dtype`` whose colour values
+    run from ``extent[0]`` to ``extent[1]`` (None: it has none): the rule on its own, for an
+    image whose least and greatest values were found elsewhere, such as region by region.
+
+    Examples
+    --------
+    >>> range_of(np.dtype(np.float32), (0.25, 0.5)), range_of(np.dtype(np.int16), (-1169.0, 977.0))
+    ((0.0, 1.0), (-1169.0, 977.0))
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return 0.0, 1.0
+    if dtype == np.uint8 or dtype == np.uint16:
+        return 0.0, float(np.iinfo(dtype).max)
+    if extent is None:
+        return 0.0, 1.0
+    lo, hi = float(extent[0]), float(extent[1])
+    if dtype.kind == "f" and 0.0 <= lo and hi <= 1.0:
+        return 0.0, 1.0
+    return lo, hi
 
 
 def to_u8(arr: np.ndarray, vrange: tuple[float, float] | None = None, has_alpha: bool = False) -> np.ndarray:

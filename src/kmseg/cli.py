@@ -309,10 +309,12 @@ def error_line(exc: BaseException) -> str:
 
 
 def cli_wording(line: str) -> str:
-    """A library message as the command line prints it: "pass --force", not "force=True"."""
-    from .errors import PASS_FORCE
+    """A library message as the command line prints it: "pass --force", not "force=True"; the
+    options, not the parameters, of a Dask job."""
+    from .errors import CHECK_SCHEDULER, IN_MEMORY, PASS_FORCE
 
-    return line.replace(PASS_FORCE, "pass --force")
+    line = line.replace(PASS_FORCE, "pass --force").replace(CHECK_SCHEDULER, "check the address given to --scheduler")
+    return line.replace(IN_MEMORY, "segment it in memory with a --max-pixels of at least its pixel count")
 
 
 # --------------------------------------------------------------------------- segment
@@ -362,9 +364,11 @@ def run_one(path: str, stem: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def save_one(seg: Any, path: str, stem: str, *, out: str, disable: Sequence[int] | None, masks: bool, force: bool,
-             t0: float) -> dict[str, Any]:
-    """Write one segmentation's outputs (``--disable`` checked first); its dict for the summary."""
-    if disable:
+             t0: float, usage: bool = True) -> dict[str, Any]:
+    """Write one segmentation's outputs; its dict for the summary. With ``usage``, a ``--disable``
+    index beyond the clusters is a :class:`UsageError` (exit code 2), checked first; without
+    (a Python caller's batch), :meth:`kmseg.Segmentation.save` refuses it in Python's words."""
+    if disable and usage:
         bad = [i for i in disable if i >= seg.k]
         if bad:
             raise UsageError(f"--disable {bad[0]} is out of range; clusters run from 0 to {seg.k - 1}")
@@ -431,6 +435,9 @@ def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = F
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    if args.scheduler is not None and not args.scheduler.strip():
+        raise UsageError(f"--scheduler {args.scheduler!r} is empty; pass an address such as tcp://10.0.0.5:8786, or "
+                         "leave --scheduler out for a local cluster")
     for option in ("shared_palette", "scheduler"):
         if getattr(args, option) and not args.dask:
             raise UsageError(f"--{option.replace('_', '-')} needs --dask; add --dask")

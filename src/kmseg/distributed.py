@@ -3,18 +3,21 @@
 Two jobs, both needing the ``dask`` extra (``pip install "kmseg[dask]"``):
 
 - :func:`segment_large` segments one image too large for memory, a TIFF read region by region.
-  8-bit images (up to 3 colour channels) and 16-bit grey ones make one exact colour histogram
-  per region, summed in a tree; the fit on the summed histogram is the very one
-  :func:`kmseg.segment` runs, so the centres and labels are the in-memory ones. A second pass
-  labels and paints every region and writes tiled TIFFs. Other images (16-bit colour, float,
-  more bands) are fitted in memory on all their pixels when they are small enough, else on a
-  seeded sample whose centres then start Lloyd iterations over every pixel, the per-cluster
-  sums and counts reduced over regions.
+  Its values are clustered in their own units, as in memory (int8 and int16 shifted to uint8
+  and uint16, wider integers as float64). 8-bit images (up to 3 colour channels) and 16-bit
+  grey ones make one exact colour histogram per region, summed in a tree; the fit on the
+  summed histogram is the very one :func:`kmseg.segment` runs, so the centres and labels are
+  the in-memory ones. A second pass labels and paints every region and writes tiled TIFFs.
+  Other images (16-bit colour, 32- and 64-bit integers, float, more bands) are fitted in
+  memory on all their pixels when they are small enough, else on a seeded sample whose centres
+  then start Lloyd iterations over every pixel, the per-cluster sums and counts reduced over
+  regions.
 - :func:`segment_batch` segments many files, one Dask task per file, each running the normal
   in-memory path; or, with ``shared_palette=True``, fits one palette on all the files' merged
   histograms and labels every file with it.
 
-Each task opens its input by path, so the files must be visible to every worker at the same path.
+Each task opens its input by path, so the files must be visible to every worker at the same path;
+a relative path is relative to the caller's working folder, whatever a worker's own is.
 With no ``client`` and no ``scheduler``, a :class:`distributed.LocalCluster` is started for the
 job with one single-threaded worker process per core. ``import kmseg`` never imports dask; this
 module imports it only when a job starts.
@@ -32,17 +35,19 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from . import _dask_tasks as T
 from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_tile, tile_indices
+from ._display import range_of
 from ._engine import cluster_weights
-from ._reduce import Reduced, histogram_bits, label_tables, reduce_histogram, reduce_image
+from ._reduce import Reduced, decode, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
-from .io import _output_path, _stage, json_bytes, make_folder, publish_all
+from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all
 from .errors import (
+    CHECK_SCHEDULER,
     ConvergenceWarning,
     InvalidImageDataError,
     KmsegError,
@@ -59,9 +64,13 @@ from .segment import (
     check_fit_options,
     check_int,
     check_output_dir,
+    check_scale,
+    check_scale_known,
     fewer_colours,
     make_rng,
     refuse_existing,
+    to_working,
+    working_dtype,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -140,6 +149,8 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
 
     Raises
     ------
+    ParameterError, ParameterTypeError
+        ``scheduler`` is empty or not a str.
     DaskNotInstalledError
         The ``dask`` extra is not installed.
     SchedulerUnreachableError
@@ -149,6 +160,11 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
     _require_dask()
     from distributed import Client
 
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise ParameterTypeError(f"scheduler={scheduler!r} is not an address; pass a str such as 'tcp://10.0.0.5:8786'")
+    if scheduler is not None and not scheduler.strip():
+        raise ParameterError(f"scheduler={scheduler!r} is empty; pass an address such as 'tcp://10.0.0.5:8786', or "
+                             "None for DASK_SCHEDULER_ADDRESS or a local cluster")
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if address:
         _reach(address, "scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS")
@@ -227,7 +243,7 @@ def _reach(address: str, source: str) -> None:
             pool.submit(asyncio.run, probe()).result()
     except Exception as exc:  # any failure means no scheduler can be used there
         if source == "scheduler":
-            fix = "check the address (scheduler=, CLI: --scheduler)"
+            fix = CHECK_SCHEDULER
         else:
             fix = "fix or unset DASK_SCHEDULER_ADDRESS, which gave it"
         raise SchedulerUnreachableError(
@@ -417,18 +433,25 @@ def _wait_tree(client: Client, ac: Any, root: Future, weights: dict[str, int], b
 # --------------------------------------------------------------------------- shared with the in-memory path
 
 
-def _fit_reduced(red: Reduced, *, n_channels: int, color_space: str, vmax: float | None, k: int, **options: Any):
-    """Fit exactly as :meth:`kmseg.Prepared.fit` does (it is that method), on points reduced elsewhere."""
-    return Prepared.from_reduced(red, color_space=color_space, n_channels=n_channels, vmax=vmax).fit(k, **options)
+def _fit_reduced(red: Reduced, *, n_channels: int, color_space: str, vmax: float | None, k: int, offset: int = 0,
+                 **options: Any):
+    """Fit exactly as :meth:`kmseg.Prepared.fit` does (it is that method), on points reduced elsewhere
+    (``offset``: see :meth:`kmseg.Prepared.from_reduced`)."""
+    prep = Prepared.from_reduced(red, color_space=color_space, n_channels=n_channels, vmax=vmax, offset=offset)
+    return prep.fit(k, **options)
 
 
-def _init_features(init: np.ndarray, k: int, n_channels: int, color_space: str, vmax: float | None) -> np.ndarray:
+def _init_features(init: np.ndarray, k: int, n_channels: int, color_space: str, vmax: float | None,
+                   offset: int) -> np.ndarray:
     empty = Reduced("pixels", np.empty((0, n_channels)), None, 0)
-    return Prepared.from_reduced(empty, color_space=color_space, n_channels=n_channels, vmax=vmax).init_features(init, k)
+    prep = Prepared.from_reduced(empty, color_space=color_space, n_channels=n_channels, vmax=vmax, offset=offset)
+    return prep.init_features(init, k)
 
 
-def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype, n_channels, source) -> Segmentation:
-    """A Segmentation without pixels (zero-stride views): for its palette and summary only."""
+def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype, n_channels, source,
+          display_range) -> Segmentation:
+    """A Segmentation without pixels (zero-stride views): for its palette and summary only.
+    ``display_range``: the image's, found over its regions (it has no pixels to find it in)."""
     H, W = shape[:2]
     C = shape[2]
     ghost = np.broadcast_to(np.zeros((), dtype=dtype), (H, W, C))
@@ -444,6 +467,7 @@ def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype
         painted=ghost,
         n_channels=n_channels,
         source=source,
+        display_range=display_range,
     )
 
 
@@ -491,8 +515,13 @@ class LargeSegmentation:
     n_chunks : int
         Regions the image was processed in.
     n_colors : int or None
-        Distinct colours of an 8-bit or 16-bit grey image (the points the fit ran on); None
-        for other images.
+        Distinct colours of an 8-bit or 16-bit grey image, signed or not (the points the fit
+        ran on); None for other images.
+    display_range : (float, float)
+        The input values shown as black and as white in the palette, as
+        :attr:`kmseg.Segmentation.display_range`: uint8 and uint16 on their full range, floats
+        in [0, 1] on 0-1, any other image from its least to its greatest value (transparent
+        pixels left out), found region by region.
     timings : dict
         Wall-clock seconds of each phase of the job (``"histogram"``, ``"fit"``, ``"lloyd"``,
         ``"write"``, ``"sync"``...).
@@ -511,6 +540,7 @@ class LargeSegmentation:
     n_chunks: int
     n_channels: int = field(default=3, repr=False)
     n_colors: int | None = None
+    display_range: tuple[float, float] = field(default=(0.0, 255.0), repr=False)
     timings: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
@@ -520,7 +550,7 @@ class LargeSegmentation:
 
     def _lite(self) -> Segmentation:
         return _lite(self.centers, self.counts, self.inertia, self.n_iter, self.converged, self.color_space,
-                     self.shape, self.dtype, self.n_channels, self.source)
+                     self.shape, self.dtype, self.n_channels, self.source, self.display_range)
 
     def palette(self) -> list[dict[str, Any]]:
         """One entry per cluster, as :meth:`kmseg.Segmentation.palette`."""
@@ -567,7 +597,7 @@ def _check_chunks(chunks: Any) -> tuple[int, int]:
 
 
 def _targets(out_dir: str | os.PathLike[str], stem: str, force: bool) -> dict[str, Path]:
-    d = check_output_dir(out_dir)
+    d = check_output_dir(out_dir, "out_dir")
     targets = {
         "segmented": d / f"{stem}-segmented.tif",
         "labels": d / f"{stem}-labels.tif",
@@ -610,10 +640,13 @@ def segment_large(
     their tiles; the driver only streams them into the files, under temporary names, then syncs
     and renames them.
 
-    8-bit images with up to 3 colour channels, and 16-bit grey ones, give the same centres,
-    labels, counts and inertia as ``kmseg.segment(path, k, seed=seed, ...)``: the regions'
-    exact colour histograms are summed, and the in-memory fit runs on the sum. Other images
-    (16-bit colour, float, more bands) with at most ``sample`` pixels are gathered and fitted
+    Values are clustered in their own units, as :func:`kmseg.segment` clusters them: int8 and
+    int16 as uint8 and uint16 shifted by half their range, 32- and 64-bit integers as float64
+    (exact up to 2**53; larger values are refused). 8-bit images (uint8, int8) with up to 3
+    colour channels, and 16-bit grey ones (uint16, int16), give the same centres, labels,
+    counts and inertia as ``kmseg.segment(path, k, seed=seed, ...)``: the regions' exact
+    colour histograms are summed, and the in-memory fit runs on the sum. Other images (16-bit
+    colour, wider integers, float, more bands) with at most ``sample`` pixels are gathered and fitted
     in memory, which again gives ``kmseg.segment``'s result. Larger ones are fitted in memory
     on a seeded sample of about ``sample`` pixels; from those centres (or from an ``init``
     array), Lloyd iterations run over all the pixels, each reducing per-region sums and counts,
@@ -623,7 +656,7 @@ def segment_large(
     Parameters
     ----------
     path : str or path
-        A TIFF (tiled, striped or contiguous; uint8, uint16 or float samples; grey, RGB or more
+        A TIFF (tiled, striped or contiguous; integer or float samples; grey, RGB or more
         bands). Its first page is segmented.
     k : int
         Number of clusters, at least 1.
@@ -687,6 +720,8 @@ def segment_large(
     rng = make_rng(seed)
     chunks = _check_chunks(chunks)
     sample = check_int("sample", sample, 1)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterTypeError(f"path={path!r} is not a path; pass the path of a TIFF file")
     src = open_source(path)
     C = src.n_channels
     if alpha is None:
@@ -696,7 +731,10 @@ def segment_large(
     nc = C - (1 if alpha else 0)
     space = check_color_space(color_space, nc)
     dtype = src.out_dtype
-    vmax = _vmax(dtype)
+    check_scale_known(space, dtype)
+    if isinstance(init, np.ndarray):  # its shape and values, before any pass over the image
+        work, offset = working_dtype(dtype)
+        _init_features(init, k, nc, space, _vmax(work), offset)
     stem = Path(os.fspath(path)).stem if stem is None else stem
     targets = _targets(out_dir, stem, force)
     tile = out_tile(src)
@@ -704,7 +742,7 @@ def segment_large(
     bar = _bar(progress, "segment")
     options = {"n_init": n_init, "init": init, "max_iter": max_iter, "tol": tol}
     with _use_client(client, scheduler) as cl:
-        job = _LargeJob(cl, src, regions, bool(alpha), nc, space, vmax, dtype, bar, os.fspath(path), sample)
+        job = _LargeJob(cl, src, regions, bool(alpha), nc, space, dtype, bar, os.fspath(path), sample)
         try:
             result = job.run(k, rng, options, targets, tile, force)
         finally:
@@ -713,9 +751,15 @@ def segment_large(
 
 
 class _LargeJob:
-    """The passes of :func:`segment_large` over one image."""
+    """The passes of :func:`segment_large` over one image.
 
-    def __init__(self, client, src: TiffSource, regions, alpha, nc, space, vmax, dtype, bar, name,
+    The tasks cluster the colour values in their working dtype (:func:`kmseg.segment.working_dtype`,
+    as :class:`kmseg.Prepared` does): ``self.work``, reached by adding ``self.offset`` (int8 and
+    int16) or by converting to float64 (wider integers). Centres are given in the input's units,
+    and the outputs in its dtype.
+    """
+
+    def __init__(self, client, src: TiffSource, regions, alpha, nc, space, dtype, bar, name,
                  sample=DEFAULT_SAMPLE):
         self.client = client
         self.sample = sample
@@ -724,8 +768,9 @@ class _LargeJob:
         self.alpha = alpha
         self.nc = nc
         self.space = space
-        self.vmax = vmax
         self.dtype = dtype
+        self.work, self.offset = working_dtype(dtype)
+        self.vmax = _vmax(self.work)
         self.bar = bar
         self.name = os.path.basename(name)
         self.source = name
@@ -776,13 +821,13 @@ class _LargeJob:
     def run(self, k, rng, options, targets, tile, force) -> LargeSegmentation:
         from distributed import as_completed
 
-        if histogram_bits(self.dtype, self.nc):
+        if histogram_bits(self.work, self.nc):
             fit = self.fit_histogram(k, rng, options)
         else:
             fit = self.fit_pixels(k, rng, options)
         k_eff = fit["features"].shape[0]
-        centers = from_features(fit["features"], self.space, self.vmax)
-        colors = _to_dtype(centers, self.dtype)
+        centers = from_features(fit["features"], self.space, self.vmax) - self.offset
+        colors = to_working(_to_dtype(centers, self.dtype))  # what the tasks paint, in the working dtype
         H, W, C = self.src.height, self.src.width, self.src.n_channels
         label_dtype = np.dtype(np.uint8 if k_eff < 255 else np.uint16)
         d = targets["labels"].parent
@@ -833,7 +878,7 @@ class _LargeJob:
                 centers=centers, counts=fit["counts"], inertia=float(fit["inertia"]), n_iter=int(fit["n_iter"]),
                 converged=bool(fit["converged"]), color_space=self.space, shape=(H, W, C), dtype=np.dtype(self.dtype),
                 paths=dict(targets), source=self.source, n_chunks=n, n_channels=self.nc, n_colors=fit.get("n_colors"),
-                timings=self.timings,
+                display_range=range_of(self.dtype, self._extent(fit.get("extent"))), timings=self.timings,
             )
             tmp["palette"] = Path(_stage(targets["palette"], json_bytes(result.summary())))
             # The three together: if one cannot be moved into place, none is left.
@@ -849,6 +894,10 @@ class _LargeJob:
         self.mark("sync")
         return result
 
+    def _extent(self, extent: tuple[float, float] | None) -> tuple[float, float] | None:
+        """Least and greatest colour value, in the working dtype's units -> the input's."""
+        return None if extent is None else (extent[0] - self.offset, extent[1] - self.offset)
+
     # ----------------------------------------------------------------- 8-bit and 16-bit grey: one histogram
 
     def fit_histogram(self, k, rng, options) -> dict[str, Any]:
@@ -860,16 +909,24 @@ class _LargeJob:
         self.mark("histogram")
         if codes.shape[0] == 0:
             raise InvalidImageDataError(f"{self.source}: image has no opaque pixels (every alpha is 0); there is nothing to cluster")
-        red = reduce_histogram(codes, counts, self.nc, self.space, histogram_bits(self.dtype, self.nc))
+        bits = histogram_bits(self.work, self.nc)
+        extent = None
+        if self.offset:  # int8, int16: the display range is the values' own (uint8, uint16: the dtype's)
+            values = decode(codes, self.nc, bits)
+            extent = (float(values.min()), float(values.max()))
+            del values
+        red = reduce_histogram(codes, counts, self.nc, self.space, bits)
         del codes, counts
         res, point_labels, inertia, _ = _fit_reduced(
-            red, n_channels=self.nc, color_space=self.space, vmax=self.vmax, k=k, seed=rng, **options
+            red, n_channels=self.nc, color_space=self.space, vmax=self.vmax, k=k, offset=self.offset, seed=rng,
+            **options
         )
         k_eff = res.centers.shape[0]
         tables = label_tables(red.codes, point_labels, self.nc, k_eff, red.value_bits)
         counts_k = cluster_weights(point_labels, red.weights, k_eff)
         return {"features": res.centers, "tables": tables, "counts": counts_k, "inertia": inertia,
-                "n_iter": res.n_iter, "converged": res.converged, "n_colors": int(red.codes.shape[0])}
+                "n_iter": res.n_iter, "converged": res.converged, "n_colors": int(red.codes.shape[0]),
+                "extent": extent}
 
     # ----------------------------------------------------------------- other data: Lloyd over regions
 
@@ -899,24 +956,45 @@ class _LargeJob:
             parts = self.pass_(T.sample_chunk, *sv, p, key)
         mean = np.sum([q[1] for q in parts], axis=0) / n
         var = np.maximum(np.sum([q[2] for q in parts], axis=0) / n - mean * mean, 0.0)
+        extents = [q[5] for q in parts if q[5] is not None]
+        extent = (min(e[0] for e in extents), max(e[1] for e in extents))
         tol_abs = float(options["tol"] * var.mean()) if options["tol"] > 0 else 0.0
         if isinstance(init, np.ndarray):
-            start = _init_features(init, k, self.nc, self.space, self.vmax)
+            start = _init_features(init, k, self.nc, self.space, self.vmax, self.offset)
         else:
             idx = np.concatenate([q[3] for q in parts])
             values = np.concatenate([q[4] for q in parts])[np.argsort(idx, kind="stable")]
             del parts, idx
             red = reduce_image(values[:, None, :], None, self.space, self.vmax)
-            res, _, inertia, _ = _fit_reduced(red, n_channels=self.nc, color_space=self.space, vmax=self.vmax,
-                                              k=k, seed=rng, **options)
+            res, _, inertia, few = _fit_reduced(red, n_channels=self.nc, color_space=self.space, vmax=self.vmax,
+                                                k=k, offset=self.offset, seed=rng, warn=p >= 1.0, **options)
             if p >= 1.0:  # every pixel: this is the in-memory result
                 return {"features": res.centers, "tables": None, "inertia": inertia, "n_iter": res.n_iter,
-                        "converged": res.converged}
-            start = res.centers
+                        "converged": res.converged, "extent": extent}
+            start = res.centers if not few else self.top_up(res.centers, k)
         self.mark("fit")
         C, n_iter, converged = self.lloyd(start, options["max_iter"], tol_abs, n)
         self.mark("lloyd")
-        return {"features": C, "tables": None, "inertia": None, "n_iter": n_iter, "converged": converged}
+        return {"features": C, "tables": None, "inertia": None, "n_iter": n_iter, "converged": converged,
+                "extent": extent}
+
+    def top_up(self, start: np.ndarray, k: int) -> np.ndarray:
+        """The centres of a sample that has fewer distinct colours than ``k`` (one on each), and
+        as many more as the image has: its costliest distinct points, as the engine moves an
+        empty cluster, left out those on a centre. The regions give their costliest distinct
+        points, so those of the image are among them; fewer than ``k`` centres in all means the
+        image has only that many distinct colours, which warns as in memory."""
+        m = k - start.shape[0]
+        parts = self.pass_(T.far_chunk, self.space, self.vmax, start, m)
+        d2 = np.concatenate([q[0] for q in parts])
+        pts = np.concatenate([q[1] for q in parts])
+        chosen = [i for i in T.farthest_distinct(pts, d2, m) if d2[i] > 0]
+        centres = np.concatenate([start, pts[chosen]])
+        n = centres.shape[0]
+        if n < k:
+            warnings.warn(f"{fewer_colours(n, k)}; returning {counted(n, 'cluster')}, one per colour",
+                          ConvergenceWarning, stacklevel=5)
+        return centres
 
     def lloyd(self, start: np.ndarray, max_iter: int, tol_abs: float, n: int) -> tuple[np.ndarray, int, bool]:
         """Lloyd iterations over the regions, as ``_engine.lloyd`` runs them on all the points.
@@ -1006,10 +1084,14 @@ def _error_entry(path: str, exc: BaseException) -> dict[str, Any]:
     return {"input": path, "ok": False, "error": f"{type(exc).__name__}: {error_line(exc)}"}
 
 
-def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disable, masks, force) -> dict[str, Any]:
+def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disable, masks, force, *,
+                cli: bool) -> dict[str, Any]:
+    """The options of a batch's tasks; ``cwd``, this process's working folder, is what relative
+    paths are relative to, in whatever folder a worker runs (``_dask_tasks.client_path``);
+    ``cli``: the command line's batch, whose errors are worded for it."""
     return {"k": k, "out": os.fspath(out_dir), "color_space": color_space, "seed": seed, "n_init": n_init,
             "scale": scale, "max_pixels": max_pixels, "disable": list(disable) if disable else None,
-            "masks": bool(masks), "force": bool(force)}
+            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd(), "cli": cli}
 
 
 def _collect(client, futs, index, paths, record) -> None:
@@ -1052,7 +1134,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
     _grow(bar, 2 * len(paths))
     ac = as_completed(loop=client.loop)
     for p in paths:  # no list of these futures: each is released once merged
-        ac.add(client.submit(T.shared_hist, p, opts["max_pixels"], pure=False))
+        ac.add(client.submit(T.shared_hist, p, opts["max_pixels"], opts["cwd"], pure=False))
     pending: list[Future] = []
     level: list[Future] = []
     for f in ac:
@@ -1096,6 +1178,35 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
     index = {f.key: i for i, f in enumerate(futs)}
     _collect(client, futs, index, paths, record)
     return BatchResult(results, centers)  # type: ignore[arg-type]
+
+
+def _check_paths(paths: Any) -> list[str]:
+    """A batch's paths as strs; one path on its own, or anything but a sequence of paths, is refused."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        one = os.fsdecode(paths)
+        raise ParameterTypeError(
+            f"paths={one!r} is one path, not a list of them; pass a list such as [{one!r}], or for a pattern "
+            f"sorted(glob.glob({one!r}))"
+        )
+    if not isinstance(paths, Iterable):
+        raise ParameterTypeError(f"paths={paths!r} is not a list of paths; pass a list of image file paths")
+    names = []
+    for i, p in enumerate(paths):
+        if not isinstance(p, (str, os.PathLike)):
+            raise ParameterTypeError(f"paths[{i}]={p!r} is not a path; pass a str or a pathlib.Path")
+        names.append(os.fspath(p))
+    return names
+
+
+def _check_disable(disable: Any) -> list[int] | None:
+    """``disable`` as a list of cluster indices (one index on its own too), each an int of at least 0."""
+    if disable is None:
+        return None
+    if isinstance(disable, (int, np.integer)) and not isinstance(disable, bool):
+        disable = [disable]
+    if isinstance(disable, (str, bytes)) or not isinstance(disable, Iterable):
+        raise ParameterTypeError(f"disable={disable!r} is not a list of cluster indices; pass integers such as [0, 2]")
+    return [check_int(f"disable[{i}]", v, 0) for i, v in enumerate(disable)] or None
 
 
 def segment_batch(
@@ -1179,17 +1290,21 @@ def segment_batch(
     _require_dask()
     from .cli import unique_stems
 
-    names = [os.fspath(p) for p in paths]
+    names = _check_paths(paths)
     k = check_int("k", k, 1)
     check_int("n_init", n_init, 1)
-    check_output_dir(out_dir)
+    check_scale(scale)
+    _check_max_pixels(max_pixels)
+    disable = _check_disable(disable)
+    check_output_dir(out_dir, "out_dir")
     if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
         raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab' or 'hsv'")
     if seed is not None:
         check_int("seed", seed, 0)
     if shared_palette and scale is not None:
         raise ParameterError("scale is not available with shared_palette=True; the shared palette is fitted on every pixel")
-    opts = _batch_opts(k, out_dir, color_space.lower(), n_init, seed, scale, max_pixels, disable, masks, force)
+    opts = _batch_opts(k, out_dir, color_space.lower(), n_init, seed, scale, max_pixels, disable, masks, force,
+                       cli=False)
     bar = _bar(progress, "segment")
     stems = unique_stems(names)
     try:
@@ -1238,10 +1353,11 @@ def _large_entry(path: str, stem: str, args: argparse.Namespace, client: Client,
     nc = src.n_channels - (1 if alpha else 0)
     space = check_color_space(args.color_space, nc)
     dtype = src.out_dtype
+    check_scale_known(space, dtype)
     targets = _targets(args.out, stem, args.force)
     tile = out_tile(src)
     regions = chunk_grid(src, DEFAULT_CHUNKS, tile)
-    job = _LargeJob(client, src, regions, alpha, nc, space, _vmax(dtype), dtype, bar, path)
+    job = _LargeJob(client, src, regions, alpha, nc, space, dtype, bar, path)
     res = job.run(args.k, make_rng(args.seed), {"n_init": args.n_init, "init": "k-means++", "max_iter": 300, "tol": 0.0},
                   targets, tile, args.force)
     return {
@@ -1269,14 +1385,14 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     cluster's workers stop at once, and the temporary files of the writes they were making are
     removed.
     """
-    from .cli import UsageError, error_line, interrupted, report_batch, show_done, unique_stems
+    from .cli import UsageError, error_line, interrupted, report_batch, show_done, unique_stems, warnings_as_lines
 
     _require_dask()
     stems = unique_stems(paths)
     if args.shared_palette and args.scale is not None:
         raise UsageError("--scale is not available with --shared-palette; drop one of them")
     opts = _batch_opts(args.k, args.out, args.color_space, args.n_init, args.seed, args.scale, args.max_pixels,
-                       args.disable, args.masks, args.force)
+                       args.disable, args.masks, args.force, cli=True)
     large = set() if args.shared_palette else {i for i, p in enumerate(paths) if _large_tiff(p, args.max_pixels)}
     small = [i for i in range(len(paths)) if i not in large]
 
@@ -1298,7 +1414,8 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
                            args.shared_palette, bar, lambda j, entry: report(small[j], entry))
             for i in sorted(large):
                 try:
-                    entry = _large_entry(paths[i], stems[i], args, client, bar)
+                    with warnings_as_lines(f"{paths[i]}: ", bar):  # this process's: shown as the file's, at once
+                        entry = _large_entry(paths[i], stems[i], args, client, bar)
                 except (KmsegError, OSError) as exc:
                     entry = {"input": paths[i], "ok": False, "error": error_line(exc)}
                 report(i, entry)

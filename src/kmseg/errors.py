@@ -107,6 +107,11 @@ class OutputExistsError(KmsegError, FileExistsError):
 #: How a message names the way to overwrite; the command line prints "pass --force" instead
 #: (``kmseg.cli.cli_wording``).
 PASS_FORCE = "pass force=True (CLI: --force)"
+#: How a message sends a scheduler address back to be checked; on the command line, to ``--scheduler``.
+CHECK_SCHEDULER = "check the address (scheduler=, CLI: --scheduler)"
+#: How a message offers the in-memory path for a TIFF the chunked path cannot read; the command
+#: line, which took the chunked path for a TIFF over ``--max-pixels``, says how to go back.
+IN_MEMORY = "segment it in memory with kmseg.segment"
 
 
 def exists_already(path: object, more: int = 0) -> OutputExistsError:

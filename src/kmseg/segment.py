@@ -46,11 +46,14 @@ def looks_like_file(directory: str | os.PathLike[str]) -> bool:
     return path.suffix.lower() in FILE_SUFFIXES and not path.is_dir()
 
 
-def check_output_dir(directory: str | os.PathLike[str]) -> Path:
+def check_output_dir(directory: str | os.PathLike[str], name: str = "directory") -> Path:
     """``directory`` as a path, or :class:`ParameterError` if it :func:`looks_like_file` or a file
-    is in the way (:func:`kmseg.io.folder_problem`)."""
+    is in the way (:func:`kmseg.io.folder_problem`); :class:`ParameterTypeError` if it is not a
+    path (``name``: the parameter, for the message)."""
     from .io import folder_problem
 
+    if not isinstance(directory, (str, os.PathLike)):
+        raise ParameterTypeError(f"{name}={directory!r} is not a path; pass a folder such as 'out'")
     path = Path(directory)
     if looks_like_file(path):
         raise ParameterError(
@@ -107,6 +110,25 @@ def check_color_space(color_space: Any, n_channels: int) -> str:
             f"color_space={space!r} needs an RGB image (3 colour channels); this image has {n_channels}: use color_space='rgb'"
         )
     return space
+
+
+def check_scale_known(color_space: str, dtype: np.dtype) -> None:
+    """Refuse the Lab and HSV spaces for integers other than uint8 and uint16, whose values
+    have no known scale to convert from (``color_space`` checked already)."""
+    if color_space != "rgb" and dtype.kind in "iu" and dtype not in (np.uint8, np.uint16):
+        raise ParameterError(
+            f"color_space={color_space!r} needs colours on a known scale (uint8, uint16, or float in [0, 1]); this image "
+            f"is {dtype}, whose values have none: use color_space='rgb', or convert it"
+        )
+
+
+def check_scale(scale: Any) -> float | None:
+    """``scale`` checked: a factor in (0, 1] as a float, or None (also for 1: every pixel)."""
+    if scale is None:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale <= 1:
+        raise ParameterError(f"scale={scale!r} is out of range; pass a factor in (0, 1], or None to cluster every pixel")
+    return None if scale == 1 else float(scale)
 
 
 def make_rng(seed: Any) -> np.random.Generator:
@@ -351,9 +373,11 @@ class Prepared:
         self.fit_reduced = self.reduced if scale is None else self._reduce_scaled(scale)
 
     @classmethod
-    def from_reduced(cls, reduced: Reduced, *, color_space: str, n_channels: int, vmax: float | None) -> Prepared:
+    def from_reduced(cls, reduced: Reduced, *, color_space: str, n_channels: int, vmax: float | None,
+                     offset: int = 0) -> Prepared:
         """A Prepared made from points reduced elsewhere (the Dask path sums histograms region
-        by region). It has no pixels: :meth:`fit` works, :meth:`segment` does not."""
+        by region), of values shifted by ``offset`` (``working_dtype``). It has no pixels:
+        :meth:`fit` works, :meth:`segment` does not."""
         self = cls.__new__(cls)
         self.image = None
         self.source = None
@@ -364,7 +388,7 @@ class Prepared:
         self.mask = None
         self.pixels = None
         self.n_channels = n_channels
-        self.offset = 0
+        self.offset = offset
         self.vmax = vmax
         self.reduced = self.fit_reduced = reduced
         self.scale = None
@@ -569,15 +593,8 @@ def prepare(
         raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {n_channels}")
     space = check_color_space(color_space, n_channels - (1 if alpha else 0))
     _check_exact(arr[..., :-1] if alpha else arr, f"{source}: " if source else "")
-    if space != "rgb" and arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.uint16):
-        raise ParameterError(
-            f"color_space={space!r} needs colours on a known scale (uint8, uint16, or float in [0, 1]); this image is "
-            f"{arr.dtype}, whose values have none: use color_space='rgb', or convert it"
-        )
-    if scale is not None:
-        if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale <= 1:
-            raise ParameterError(f"scale={scale!r} is out of range; pass a factor in (0, 1], or None to cluster every pixel")
-        scale = None if scale == 1 else float(scale)
+    check_scale_known(space, arr.dtype)
+    scale = check_scale(scale)
     return Prepared(arr, color_space=space, alpha=bool(alpha), scale=scale, source=source)
 
 
