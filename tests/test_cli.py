@@ -172,6 +172,27 @@ def test_no_overwrite_without_force(pics, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary files left
 
 
+def test_force_never_overwrites_an_input_of_the_same_batch(pics, tmp_path, capsys):
+    """`kmseg segment '*.png' -o . --force` run twice: the second run globs the first run's
+    outputs, and writing a.png's outputs overwrote them, inputs of that very run (in some
+    orders before they were read)."""
+    folder = pics["dir"]
+    pics["bad"].unlink()
+    glob_ = str(folder / "*.png")
+    assert main(["segment", glob_, "-k", "2", "-o", str(folder)]) == 0
+    capsys.readouterr()
+    before = {p.name: _digest(p) for p in folder.iterdir()}
+    assert "a-labels.png" in before
+    assert main(["segment", glob_, "-k", "3", "-o", str(folder), "--force"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kmseg: error: ") and "is an input, and also where the" in err[0]
+    assert "--force would overwrite it" in err[0] and "-o" in err[0]
+    assert {p.name: _digest(p) for p in folder.iterdir()} == before  # nothing written, nothing changed
+    # Written elsewhere, or without --force (existing outputs are refused anyway), the batch runs.
+    assert main(["segment", glob_, "-k", "3", "-o", str(tmp_path / "elsewhere"), "--force"]) == 0
+    assert main(["segment", str(pics["a"]), str(pics["b"]), "-k", "3", "-o", str(folder), "--force"]) == 0
+
+
 @pytest.mark.parametrize("verb", ["segment", "demo"])
 def test_an_output_directory_named_like_a_file_is_refused(verb, pics, tmp_path, capsys):
     args = [str(pics["a"]), "-k", "2"] if verb == "segment" else []

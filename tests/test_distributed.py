@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -498,6 +499,19 @@ def test_batch_refuses_an_out_dir_named_like_a_file_before_any_work(tmp_path, ba
     with pytest.raises(kmseg.ParameterError, match=r"'.*out.png' looks like a file name, .* such as '.*out'$"):
         kd.segment_batch(batch_files, k=2, out_dir=tmp_path / "out.png")
     assert not (tmp_path / "out.png").exists()
+
+
+def test_batch_with_force_refuses_to_overwrite_its_own_inputs(tmp_path, batch_files):
+    """Outputs written beside the inputs, then the folder's files given again with force=True:
+    refused before any work (no cluster is started), nothing changed."""
+    folder = Path(batch_files[0]).parent
+    clash = folder / (Path(batch_files[0]).stem + "-palette.json")
+    clash.write_text("{}")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(kmseg.ParameterError, match=r"-palette\.json is an input, and also where the palette of .* goes, "
+                                                   r"and force=True would overwrite it"):
+        kd.segment_batch([*batch_files, str(clash)], k=2, out_dir=folder, force=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 @pytest.mark.parametrize(("given", "error", "message"), [

@@ -313,6 +313,17 @@ def test_save_writes_every_output_atomically_and_refuses_to_overwrite(tmp_path, 
     seg.save(tmp_path, stem="cat", force=True)
 
 
+def test_save_never_overwrites_the_image_it_was_made_from(tmp_path):
+    img, _ = quadrants([(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)])
+    src = save_image(tmp_path / "x-segmented.png", img)
+    before = src.read_bytes()
+    seg = kmseg.segment(src, 2, seed=0)
+    with pytest.raises(kmseg.ParameterError, match="x-segmented.png is the image this segmentation was made from"):
+        seg.save(tmp_path, stem="x", force=True)
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["x-segmented.png"]
+    assert set(seg.save(tmp_path, force=True)) == {"segmented", "labels", "palette"}  # its own stem: other names
+
+
 def test_save_refuses_a_bad_disable_before_writing_anything(tmp_path):
     seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)
     with pytest.raises(kmseg.ParameterError, match=r"disable"):

@@ -279,6 +279,48 @@ def unique_stems(paths: Sequence[str]) -> list[str]:
     return result
 
 
+#: How ``overwritten_input`` names an output, by the word after its stem.
+_OUTPUT_KINDS = {"segmented": "recoloured image", "masked": "masked image", "labels": "labels", "palette": "palette"}
+
+
+def output_pattern(stem: str) -> re.Pattern[str]:
+    """The names a file of stem ``stem`` may write (``Segmentation.save``; the region path's
+    TIFFs), in either suffix a recoloured image may take, whatever their case."""
+    s = re.escape(stem)
+    return re.compile(rf"{s}-((segmented|masked|labels)\.(png|tif)|palette\.json|cluster\d+\.png)", re.IGNORECASE)
+
+
+def overwritten_input(paths: Sequence[str], stems: Sequence[str], out: str) -> str | None:
+    """The problem, if an output of this batch in folder ``out`` may be one of its inputs:
+    ``kmseg segment '*.png' -o . --force`` run twice globs the first run's outputs, and the
+    second run would overwrite them while they are inputs (before they are read, in some
+    orders). None when no input sits where an output may go.
+
+    Examples
+    --------
+    >>> overwritten_input(["a.png", "a-labels.png"], ["a", "a-labels"], ".")
+    'a-labels.png is an input, and also where the labels of a.png go'
+    >>> overwritten_input(["a.png", "b.png"], ["a", "b"], ".") is None
+    True
+    """
+    try:
+        folder = Path(out).resolve()
+    except OSError:
+        return None
+    inside = [p for p in paths if Path(p).resolve().parent == folder]
+    if not inside:
+        return None
+    for path, stem in zip(paths, stems):
+        pattern = output_pattern(stem)
+        for other in inside:
+            m = pattern.fullmatch(Path(other).name)
+            if m:
+                kind = m.group(1).split(".")[0].lower()
+                what = _OUTPUT_KINDS.get(kind) or f"cut-out of cluster {kind[len('cluster'):]}"
+                return f"{other} is an input, and also where the {what} of {path} {'go' if what == 'labels' else 'goes'}"
+    return None
+
+
 @contextmanager
 def warnings_as_lines(prefix: str = "", bar: Progress | None = None) -> Iterator[None]:
     """kmseg's own warnings become one ``kmseg: warning: PREFIXmessage`` line each on stderr
@@ -442,6 +484,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if getattr(args, option) and not args.dask:
             raise UsageError(f"--{option.replace('_', '-')} needs --dask; add --dask")
     paths = expand_inputs(args.images)
+    if args.force:  # (without --force, an output that exists is refused anyway)
+        problem = overwritten_input(paths, unique_stems(paths), args.out)
+        if problem:
+            raise UsageError(f"{problem}, and --force would overwrite it; leave kmseg's outputs out of the inputs "
+                             "(a narrower glob) or write them to another folder with -o")
     with no_empty_folder(args.out):  # a batch that wrote nothing (every file failed) leaves no folder behind
         if args.dask:
             from .distributed import cli_segment  # noqa: PLC0415  (only with --dask)

@@ -1288,7 +1288,7 @@ def segment_batch(
     ``scheduler`` go on until they end.
     """
     _require_dask()
-    from .cli import unique_stems
+    from .cli import overwritten_input, unique_stems
 
     names = _check_paths(paths)
     k = check_int("k", k, 1)
@@ -1307,6 +1307,11 @@ def segment_batch(
                        cli=False)
     bar = _bar(progress, "segment")
     stems = unique_stems(names)
+    if force:  # (without it, an output that exists is refused anyway)
+        problem = overwritten_input(names, stems, os.fspath(out_dir))
+        if problem:
+            raise ParameterError(f"{problem}, and force=True would overwrite it; leave kmseg's outputs out of paths "
+                                 "or pass another out_dir")
     try:
         with _use_client(client, scheduler) as cl:
             out = _run_batch(cl, names, stems, opts, shared_palette, bar, lambda i, r: None)
