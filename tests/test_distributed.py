@@ -130,7 +130,7 @@ def test_large_16bit_seeded(cluster, tmp_path):
 
 @pytest.mark.parametrize(
     "kind", ["float32-5-bands", "grey-uint8-strips", "rgba-uint16", "grey-uint16", "grey-int16", "rgb-int8",
-             "rgba-int16", "grey-int32", "rgb-uint64"],
+             "rgba-int16", "grey-int32", "rgb-uint64", "grey-int16-miniswhite"],
 )
 def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     """Every layout and dtype the chunked path reads gives the in-memory result: centres,
@@ -151,6 +151,9 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     elif kind == "grey-int16":  # Hounsfield-like values on both sides of 0
         img = (_photo(100, 150)[..., 0].astype(np.int16) * 9 - 1024 + rng.integers(0, 9, (100, 150))).astype(np.int16)
         tifffile.imwrite(tmp_path / "o.tif", img, photometric="minisblack", tile=(32, 32))
+    elif kind == "grey-int16-miniswhite":  # inverted as load_image inverts it (was: refused here, a crash there)
+        img = (rng.integers(-3000, 3000, (100, 150))).astype(np.int16)
+        tifffile.imwrite(tmp_path / "o.tif", img, photometric="miniswhite", tile=(32, 32))
     elif kind == "rgb-int8":
         img = (_photo(80, 100).astype(np.int16) - 128).astype(np.int8)
         tifffile.imwrite(tmp_path / "o.tif", img, photometric="rgb", tile=(32, 32))
@@ -171,7 +174,8 @@ def test_large_other_layouts_equal_in_memory(cluster, tmp_path, kind):
     ref = kmseg.segment(tmp_path / "o.tif", k=4, seed=1)
     res = kd.segment_large(tmp_path / "o.tif", k=4, out_dir=tmp_path, seed=1, chunks=32, client=cluster)
     assert res.n_chunks > 1
-    assert (res.n_colors is not None) == (kind in ("grey-uint8-strips", "grey-uint16", "grey-int16", "rgb-int8"))
+    assert (res.n_colors is not None) == (kind in ("grey-uint8-strips", "grey-uint16", "grey-int16", "rgb-int8",
+                                                   "grey-int16-miniswhite"))
     np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
     assert _same_labels(res.read_labels(), ref.labels)
     assert res.dtype == img.dtype

@@ -413,6 +413,17 @@ def test_miniswhite_tiff_is_inverted(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_image(path), 255 - g)
 
 
+def test_signed_miniswhite_tiff_is_inverted_within_its_dtype(tmp_path: Path) -> None:
+    """White-is-zero signed samples: the dtype's minimum and maximum trade places (-x - 1), as
+    max - x for unsigned ones. Was: an OverflowError (65535 out of bounds for int16)."""
+    g = np.array([[-32768, -1, 0, 1000, 32767]], np.int16)
+    path = tmp_path / "mw.tif"
+    tifffile.imwrite(path, g, photometric="miniswhite")
+    out = load_image(path)
+    assert out.dtype == np.int16
+    assert out.tolist() == [[32767, 0, -1, -1001, -32768]]
+
+
 def test_bilevel_tiff_is_0_and_255(tmp_path: Path) -> None:
     bits = np.array([[True, False, True, True], [False, False, True, False]])
     out = load_image(save_pil(tmp_path / "b.tif", Image.fromarray(bits)))

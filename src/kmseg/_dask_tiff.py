@@ -79,9 +79,12 @@ class TiffSource:
             raw = self._read_memmap(y0, y1, x0, x1)
         else:
             raw = self._read_segments(y0, y1, x0, x1)
-        if self.miniswhite and raw.dtype.kind == "u":
+        if self.miniswhite and raw.dtype.kind in "ui":
             colour = raw[..., : self.n_colour]
-            np.subtract(np.iinfo(raw.dtype).max, colour, out=colour)
+            if raw.dtype.kind == "u":
+                np.subtract(np.iinfo(raw.dtype).max, colour, out=colour)
+            else:  # signed, as load_image inverts it
+                np.invert(colour, out=colour)
         if self.channels is not None:
             raw = raw[..., list(self.channels)]
         if raw.dtype == np.float16:
@@ -186,8 +189,6 @@ def _describe(name: str, page: tifffile.TiffPage, byteorder: str) -> TiffSource:
         why = f"uses predictor {page.predictor}"
     elif page.dtype is None or np.dtype(page.dtype).name not in _DTYPES:
         why = f"has samples of type {page.dtype} ({page.bitspersample}-bit)"
-    elif page.photometric == ph.MINISWHITE and np.dtype(page.dtype).kind == "i":
-        why = "has signed samples stored white-is-zero (MinIsWhite)"
     elif int(page.tags.valueof(274, 1)) != 1:
         why = "has an EXIF orientation other than 1 (top-left)"
     if why is not None:

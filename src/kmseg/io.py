@@ -312,7 +312,10 @@ def _load_tiff(name: str, limit: int | None) -> tuple[np.ndarray, bool]:
             elif arr.dtype.kind in "ui":
                 arr = arr.copy()
                 colour = arr[..., :n_colour] if arr.ndim == 3 else arr
-                np.subtract((1 << page.bitspersample) - 1, colour, out=colour, casting="unsafe")
+                if arr.dtype.kind == "u":
+                    np.subtract((1 << page.bitspersample) - 1, colour, out=colour, casting="unsafe")
+                else:  # signed: the dtype's minimum and maximum trade places (-x - 1), as max - x does above
+                    np.invert(colour, out=colour)
         rgbx = page.photometric == tifffile.PHOTOMETRIC.RGB and arr.ndim == 3 and arr.shape[2] == 4
         orientation = int(page.tags.valueof(274, 1))
     if arr.dtype == np.bool_:
