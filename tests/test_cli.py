@@ -557,7 +557,20 @@ class _noop:
 
 def test_max_pixels_guard(pics, tmp_path, capsys):
     assert main(["segment", str(pics["a"]), "-k", "2", "-o", str(tmp_path / "o"), "--max-pixels", "100"]) == 1
-    assert "exceeds the limit of 100" in capsys.readouterr().err
+    n = kmseg.load_image(pics["a"]).shape[0] * kmseg.load_image(pics["a"]).shape[1]
+    # In the command line's words (was: "pass max_pixels=N or more (CLI: --max-pixels)").
+    assert f"exceeds the limit of 100; pass --max-pixels {n} or more to allow it\n" in capsys.readouterr().err
+
+
+def test_an_option_the_image_cannot_take_is_worded_for_the_cli_and_names_the_file(pics, tmp_path, capsys):
+    """Was: "kmseg: error: color_space='lab' needs an RGB image...", without the file's name."""
+    grey = save_image(tmp_path / "grey.png", kmseg.load_image(pics["a"])[..., 0])
+    assert main(["segment", str(grey), str(pics["a"]), "-k", "2", "-o", str(tmp_path / "o"), "--color-space", "lab"]) == 1
+    err = capsys.readouterr().err
+    assert f"kmseg: error: {grey}: --color-space lab needs an RGB image (3 colour channels); this image has 1: use " \
+        "--color-space rgb\n" in err
+    with pytest.raises(kmseg.ParameterError, match=r"^color_space='lab' needs an RGB image"):  # an array: no file
+        kmseg.segment(kmseg.load_image(grey), 2, color_space="lab")
 
 
 def test_real_process_exit_codes_and_no_traceback(pics, tmp_path):

@@ -459,8 +459,8 @@ def test_cli_segments_an_int16_tiff_over_the_pixel_limit_in_its_own_units(cluste
     np.testing.assert_array_equal(tifffile.imread(out / "ct-labels.tif"), ref.label_image())
     assert cli.main(["segment", str(tmp_path / "rgb16s.tif"), "-k", "3", "-o", str(out), "--dask", "--max-pixels",
                      "1000", "--color-space", "lab"]) == 1
-    assert "color_space='lab' needs colours on a known scale (uint8, uint16, or float in [0, 1]); this image is int16" \
-        in capsys.readouterr().err
+    assert (f"kmseg: error: {tmp_path / 'rgb16s.tif'}: --color-space lab needs colours on a known scale (uint8, "
+            "uint16, or float in [0, 1]); this image is int16") in capsys.readouterr().err
     assert not (out / "rgb16s-palette.json").exists()
 
 

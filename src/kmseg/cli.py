@@ -356,7 +356,10 @@ def cli_wording(line: str) -> str:
     from .errors import CHECK_SCHEDULER, IN_MEMORY, PASS_FORCE
 
     line = line.replace(PASS_FORCE, "pass --force").replace(CHECK_SCHEDULER, "check the address given to --scheduler")
-    return line.replace(IN_MEMORY, "segment it in memory with a --max-pixels of at least its pixel count")
+    line = line.replace(IN_MEMORY, "segment it in memory with a --max-pixels of at least its pixel count")
+    line = re.sub(r"pass max_pixels=(\d+) or more \(CLI: --max-pixels\)", r"pass --max-pixels \1 or more", line)
+    return re.sub(r"\bcolor_space='(\w+)'", r"--color-space \1", line)
+
 
 
 # --------------------------------------------------------------------------- segment

@@ -60,12 +60,11 @@ from .segment import (
     Segmentation,
     _to_dtype,
     _vmax,
-    check_color_space,
+    check_for_image,
     check_fit_options,
     check_int,
     check_output_dir,
     check_scale,
-    check_scale_known,
     fewer_colours,
     make_rng,
     refuse_existing,
@@ -726,12 +725,9 @@ def segment_large(
     C = src.n_channels
     if alpha is None:
         alpha = src.has_alpha
-    elif alpha and C not in (2, 4):
-        raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {C}")
     nc = C - (1 if alpha else 0)
-    space = check_color_space(color_space, nc)
     dtype = src.out_dtype
-    check_scale_known(space, dtype)
+    space = check_for_image(color_space, C, bool(alpha), dtype, os.fspath(path))
     if isinstance(init, np.ndarray):  # its shape and values, before any pass over the image
         work, offset = working_dtype(dtype)
         _init_features(init, k, nc, space, _vmax(work), offset)
@@ -1356,9 +1352,8 @@ def _large_entry(path: str, stem: str, args: argparse.Namespace, client: Client,
     src = open_source(path)
     alpha = src.has_alpha
     nc = src.n_channels - (1 if alpha else 0)
-    space = check_color_space(args.color_space, nc)
     dtype = src.out_dtype
-    check_scale_known(space, dtype)
+    space = check_for_image(args.color_space, src.n_channels, alpha, dtype, path)
     targets = _targets(args.out, stem, args.force)
     tile = out_tile(src)
     regions = chunk_grid(src, DEFAULT_CHUNKS, tile)

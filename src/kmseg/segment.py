@@ -122,6 +122,22 @@ def check_scale_known(color_space: str, dtype: np.dtype) -> None:
         )
 
 
+def check_for_image(color_space: Any, n_channels: int, alpha: bool, dtype: np.dtype, source: str | None = None) -> str:
+    """The colour space checked against an image of ``n_channels`` bands (``alpha``: the last is
+    alpha) and ``dtype``; alpha checked against the band count. A message names ``source``,
+    the image's file, when there is one, as its other errors do."""
+    try:
+        if alpha and n_channels not in (2, 4):
+            raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {n_channels}")
+        space = check_color_space(color_space, n_channels - (1 if alpha else 0))
+        check_scale_known(space, dtype)
+    except ParameterError as exc:
+        if source is None:
+            raise
+        raise ParameterError(f"{source}: {exc}") from None
+    return space
+
+
 def check_scale(scale: Any) -> float | None:
     """``scale`` checked: a factor in (0, 1] as a float, or None (also for 1: every pixel)."""
     if scale is None:
@@ -589,11 +605,8 @@ def prepare(
         alpha = has_alpha
         if alpha and source is None and not _is_pil_image(image):  # taken from the channel count alone
             _check_inferred_alpha(arr)
-    elif alpha and n_channels not in (2, 4):
-        raise ParameterError(f"alpha=True needs a grey+alpha or RGBA image (2 or 4 channels); this image has {n_channels}")
-    space = check_color_space(color_space, n_channels - (1 if alpha else 0))
+    space = check_for_image(color_space, n_channels, bool(alpha), arr.dtype, source)
     _check_exact(arr[..., :-1] if alpha else arr, f"{source}: " if source else "")
-    check_scale_known(space, arr.dtype)
     scale = check_scale(scale)
     return Prepared(arr, color_space=space, alpha=bool(alpha), scale=scale, source=source)
 
