@@ -559,7 +559,9 @@ def test_max_pixels_guard(pics, tmp_path, capsys):
     assert main(["segment", str(pics["a"]), "-k", "2", "-o", str(tmp_path / "o"), "--max-pixels", "100"]) == 1
     n = kmseg.load_image(pics["a"]).shape[0] * kmseg.load_image(pics["a"]).shape[1]
     # In the command line's words (was: "pass max_pixels=N or more (CLI: --max-pixels)").
-    assert f"exceeds the limit of 100; pass --max-pixels {n} or more to allow it\n" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"exceeds the limit of 100; pass --max-pixels {n} or more to allow it\n" in err
+    assert err.endswith(f"kmseg: 1 of 1 file failed: {pics['a']}\n")  # (was "1 of 1 files")
 
 
 def test_an_option_the_image_cannot_take_is_worded_for_the_cli_and_names_the_file(pics, tmp_path, capsys):

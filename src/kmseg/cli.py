@@ -474,7 +474,9 @@ def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = F
                 print(done_line(r))
     if failed:
         names = ", ".join(r["input"] for r in failed)
-        print(f"kmseg: {len(failed)} of {len(results)} files failed: {names}", file=sys.stderr)
+        from .errors import counted
+
+        print(f"kmseg: {len(failed)} of {counted(len(results), 'file')} failed: {names}", file=sys.stderr)
         return 1
     return 0
 
