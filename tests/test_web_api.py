@@ -62,6 +62,13 @@ def decode_png(content: bytes) -> Image.Image:
     return im
 
 
+def decode_tiff(content: bytes) -> np.ndarray:
+    import tifffile
+
+    assert content[:4] in (b"II*\x00", b"MM\x00*")
+    return tifffile.imread(io.BytesIO(content))
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
     with TestClient(create_app(warm_up=False)) as c:
@@ -129,6 +136,7 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
         ("get", "/api/health"), ("get", "/api/stats"), ("post", "/api/segment"), ("post", "/api/elbow"),
         ("get", "/api/result/{result_id}/segmented.png"), ("get", "/api/result/{result_id}/labels.png"),
         ("get", "/api/result/{result_id}/palette.json"), ("get", "/api/result/{result_id}/masked.png"),
+        ("get", "/api/result/{result_id}/segmented.tif"), ("get", "/api/result/{result_id}/masked.tif"),
         ("get", "/api/result/{result_id}/cluster/{index}.png"), ("get", "/api/result/{result_id}/clusters.zip"),
         ("get", "/api/sample/{name}"),
     }
@@ -353,6 +361,90 @@ def test_an_int16_tiff_upload_is_shown_on_its_min_to_max(client: TestClient) -> 
     cut = np.asarray(decode_png(client.get(body["urls"]["clusters"][int(labels[0, 20])]).content))
     inside = labels == labels[0, 20]
     assert (cut[inside, :3] == 255).all() and (cut[inside, 3] == 255).all() and (cut[~inside] == 0).all()
+
+
+def _ct() -> np.ndarray:
+    """A CT-like int16 slice: air, soft tissue and bone bands with seeded noise."""
+    rng = np.random.default_rng(1)
+    img = np.repeat(np.array([-1000, 40, 1000], np.int64), 8)[None, :] + rng.integers(-20, 21, (16, 24))
+    return img.astype(np.int16)
+
+
+def _float_rgb() -> np.ndarray:
+    """A float32 RGB image with values outside 0-1 and fractions no 8-bit PNG keeps."""
+    rng = np.random.default_rng(2)
+    bands = np.repeat(np.array([[-2.5, 0.125, 7.3], [0.3, 0.3, 0.3], [5.0, -1.0, 0.001]]), 8, axis=0)
+    return (bands[None] + rng.normal(0, 0.01, (16, 24, 3))).astype(np.float32)
+
+
+@pytest.mark.parametrize("name, make", [("ct.tif", _ct), ("float.tif", _float_rgb)])
+def test_a_tiff_upload_downloads_its_values_as_tiff(client: TestClient, tmp_path: Path, name: str, make) -> None:
+    """The segmented and masked TIFFs hold the input's dtype and the values the library gives
+    for the same file: the PNGs are 8-bit previews on the display range."""
+    import tifffile
+
+    image = make()
+    path = tmp_path / name
+    tifffile.imwrite(path, image, photometric="rgb" if image.ndim == 3 else "minisblack")
+    expected = kmseg.segment(path, 3, seed=0)
+    hide = int(expected.labels[0, 20])  # the band of the largest values, none of them 0
+    body = upload(client, path.read_bytes(), name, k=3, seed=0, disable=str(hide)).json()
+    assert body["dtype"] == image.dtype.name and body["output_suffix"] == ".tif"
+    urls = body["urls"]
+    assert urls["segmented_tif"].endswith("/segmented.tif") and urls["masked_tif"].endswith(f"/masked.tif?disable={hide}")
+
+    seg = client.get(urls["segmented_tif"])
+    assert seg.status_code == 200 and seg.headers["content-type"] == "image/tiff"
+    stem = name.removesuffix(".tif") + "-k3"
+    assert seg.headers["content-disposition"] == f'inline; filename="{stem}-segmented.tif"'
+    painted = decode_tiff(seg.content)
+    assert painted.dtype == image.dtype and len(np.unique(painted.reshape(16 * 24, -1), axis=0)) == 3
+    np.testing.assert_array_equal(painted, expected.image())
+    assert not np.array_equal(painted, np.asarray(decode_png(client.get(urls["segmented"]).content)))
+
+    masked = client.get(urls["masked_tif"])
+    assert masked.headers["content-type"] == "image/tiff"
+    assert masked.headers["content-disposition"] == f'inline; filename="{stem}-masked-{hide}.tif"'
+    got = decode_tiff(masked.content)
+    inside = expected.labels == hide
+    assert got.dtype == image.dtype and inside.any() and image[inside].all()
+    assert (got[inside] == 0).all() and np.array_equal(got[~inside], image[~inside])  # 0 in the input's dtype
+    np.testing.assert_array_equal(got, expected.masked([hide]))
+    np.testing.assert_array_equal(decode_tiff(client.get(urls["masked_tif"].split("?")[0]).content), image)
+
+    attached = client.get(urls["segmented_tif"] + "?download=1")
+    assert attached.headers["content-disposition"].startswith("attachment") and attached.content == seg.content
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_the_tiff_of_an_8_or_16_bit_png_holds_its_pixels(client: TestClient, dtype: type) -> None:
+    """Offered for every image: lossless for uint8 and uint16 too; their downloads stay PNG."""
+    scale = 1 if dtype == np.uint8 else 257
+    image = (blocks([(200, 30, 30), (30, 200, 30), (30, 30, 200)]).astype(np.int64) * scale).astype(dtype)
+    ok, content = cv2.imencode(".png", image[..., ::-1])
+    assert ok
+    body = upload(client, content.tobytes(), "rgb.png", k=3, seed=0, disable="0").json()
+    assert body["dtype"] == np.dtype(dtype).name and body["output_suffix"] == ".png"
+    expected = kmseg.segment(image, 3, seed=0)
+    painted = decode_tiff(client.get(body["urls"]["segmented_tif"]).content)
+    assert painted.dtype == dtype
+    np.testing.assert_array_equal(painted, expected.image())
+    if dtype == np.uint8:  # the PNG holds the same pixels
+        np.testing.assert_array_equal(painted, np.asarray(decode_png(client.get(body["urls"]["segmented"]).content)))
+    masked = decode_tiff(client.get(body["urls"]["masked_tif"]).content)
+    np.testing.assert_array_equal(masked, expected.masked([0]))
+
+
+def test_the_tiffs_refuse_parameters_they_do_not_take_and_unknown_ids(client: TestClient) -> None:
+    urls = upload(client, SMALL, k=2, disable="1").json()["urls"]
+    detail = assert_error(client.get(urls["segmented_tif"] + "?width=64"), 422, "")
+    assert detail == "width='64' is not a parameter of segmented.tif; leave it out (segmented.tif takes only download)"
+    detail = assert_error(client.get(urls["masked_tif"] + "&width=64"), 422, "")
+    assert detail == ("width='64' is not a parameter of masked.tif; leave it out "
+                      "(masked.tif takes only disable and download)")
+    assert_error(client.get(urls["masked_tif"].split("?")[0] + "?disable=2"), 422, "out of range")
+    for tail in ("segmented.tif", "masked.tif", "masked.tif?disable=1"):
+        assert_error(client.get(f"/api/result/nope/{tail}"), 404, "is not known")
 
 
 # --------------------------------------------------------------------------- elbow

@@ -391,6 +391,62 @@ def test_the_masked_download_waits_for_a_hidden_cluster(server: tuple[str, Any],
     expect(hint).to_be_visible()
 
 
+def test_an_int16_tiff_is_downloaded_as_a_tiff_and_a_photo_as_a_png(server: tuple[str, Any], web_page: Any,
+                                                                      tmp_path) -> None:
+    """The downloads of an image a PNG cannot hold (here int16) keep its values: the links give
+    TIFFs in its dtype, the 8-bit PNG a secondary preview link; an 8-bit photo keeps its PNGs."""
+    import tifffile
+
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    rng = np.random.default_rng(0)
+    ct = (np.repeat(np.array([-1000, -300, 40, 400, 1000]), 10)[None, :] + rng.integers(-5, 6, (30, 50))).astype(np.int16)
+    path = tmp_path / "ct.tif"
+    tifffile.imwrite(path, ct)
+    page.set_input_files("#file-input", str(path))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    seg, seg_png = page.get_by_test_id("dl-segmented"), page.get_by_test_id("dl-segmented-png")
+    masked, masked_png = page.get_by_test_id("dl-masked"), page.get_by_test_id("dl-masked-png")
+    expect(seg).to_have_text("Segmented image (TIFF, int16)")
+    expect(seg).to_have_attribute("href", re.compile(r"^/api/result/[^/]+/segmented\.tif$"))
+    expect(seg).to_have_attribute("download", "ct-k5-segmented.tif")
+    expect(seg_png).to_be_visible()
+    expect(seg_png).to_have_attribute("href", re.compile(r"/segmented\.png$"))
+    expect(seg_png).to_have_attribute("download", "ct-k5-segmented.png")
+    expect(masked_png).to_be_hidden()  # nothing hidden yet: neither masked link
+    with page.expect_download() as info:
+        seg.click()
+    assert info.value.suggested_filename == "ct-k5-segmented.tif"
+    target = tmp_path / "downloaded.tif"
+    info.value.save_as(target)
+    painted = tifffile.imread(target)
+    assert painted.dtype == np.int16 and painted.shape == ct.shape and painted.min() < 0
+
+    first = swatches.nth(0).get_attribute("data-index")
+    swatches.nth(0).click()
+    expect(masked).to_have_text("Masked image (TIFF, int16)")
+    expect(masked).to_have_attribute("href", re.compile(rf"/masked\.tif\?disable={first}$"))
+    expect(masked).to_have_attribute("download", f"ct-k5-masked-{first}.tif")
+    expect(masked_png).to_be_visible()
+    expect(masked_png).to_have_attribute("href", re.compile(rf"/masked\.png\?disable={first}$"))
+    swatches.nth(0).click()
+    expect(masked_png).to_be_hidden()
+
+    # the bundled 8-bit photo: PNG links as before, and no second link
+    show_photo(page)
+    expect(seg).to_have_text("Segmented image (PNG)")
+    expect(seg).to_have_attribute("href", re.compile(r"/segmented\.png$"))
+    expect(seg).to_have_attribute("download", "coffee-k5-segmented.png")
+    expect(seg_png).to_be_hidden()
+    page.locator('[data-testid="swatch"]').nth(0).click()
+    expect(masked).to_have_text("Masked image (PNG)")
+    expect(masked).to_have_attribute("href", re.compile(r"/masked\.png\?disable=\d+$"))
+    expect(masked).to_have_attribute("download", re.compile(r"^coffee-k5-masked-\d+\.png$"))
+    expect(masked_png).to_be_hidden()
+
+
 def test_a_seed_the_api_refuses_is_refused_on_the_page(server: tuple[str, Any], web_page: Any) -> None:
     page = web_page
     url, _ = server

@@ -46,8 +46,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__, _display, data
 from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
-from ..io import _encode, load_image
-from ..segment import Prepared, Segmentation, fewer_colours, prepare
+from ..io import _encode, encode_image, load_image
+from ..segment import Prepared, Segmentation, fewer_colours, output_suffix, prepare
 
 __all__ = ["LRUCache", "WebState", "create_app"]
 
@@ -602,13 +602,17 @@ class PaletteEntry(BaseModel):
 
 
 class ResultUrls(BaseModel):
-    segmented: str = Field(description="PNG: every pixel painted in its cluster's colour.")
+    segmented: str = Field(description="PNG: every pixel painted in its cluster's colour (8-bit, on the display range).")
+    segmented_tif: str = Field(
+        description="TIFF: the same in the input's dtype (int16, float32, ...), its values kept; offered for every image."
+    )
     labels: str = Field(description="PNG: 8-bit label map, value = cluster index, 255 = transparent pixel.")
     palette: str = Field(description="JSON: the run's summary and palette (as `kmseg segment` writes).")
     masked: str = Field(
         description="PNG: the original with the `disable` clusters painted black; change the query "
         "`?disable=0,2` to hide others (no query: the original image)."
     )
+    masked_tif: str = Field(description="TIFF: the masked image in the input's dtype, hidden pixels set to 0; same query.")
     clusters: list[str] = Field(
         description="PNG: RGBA cut-out of each cluster (transparent elsewhere), by index: `clusters[i]` is cluster i's."
     )
@@ -631,6 +635,11 @@ class SegmentResponse(BaseModel):
     converged: bool
     disable: list[int] = Field(description="Clusters hidden in the `masked` image.")
     palette: list[PaletteEntry] = Field(description="One entry per cluster, largest share first (ties by index).")
+    dtype: str = Field(description="The input's dtype (uint8, uint16, int16, float32, ...), which the TIFFs keep.")
+    output_suffix: Literal[".png", ".tif"] = Field(
+        description="`.tif` when a PNG cannot hold the image's values (not uint8 or uint16, or more than 4 "
+        "bands): then `segmented_tif` and `masked_tif` are the downloads that keep them, as `kmseg segment` writes."
+    )
     urls: ResultUrls
     cached: bool = Field(description="True when the decoded image came from the cache (no upload decoded).")
     seconds: float = Field(description="Server time spent on this request.")
@@ -677,6 +686,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Unknown result or cluster."}}
 _BAD_QUERY: dict[int | str, dict[str, Any]] = {422: {"model": ErrorResponse, "description": "A bad or unknown parameter."}}
 _PNG = {"content": {"image/png": {}}, "description": "A PNG image."}
+_TIFF = {"content": {"image/tiff": {}}, "description": "A TIFF image (zlib) in the input's dtype."}
 
 # Parameter types, at module level: FastAPI resolves the string annotations in this module's globals.
 FileField = Annotated[
@@ -982,11 +992,15 @@ def create_app(
             "converged": seg.converged,
             "disable": hidden,
             "palette": seg.palette(),
+            "dtype": seg.original.dtype.name,
+            "output_suffix": output_suffix(seg.original),
             "urls": {
                 "segmented": f"{base}/segmented.png",
+                "segmented_tif": f"{base}/segmented.tif",
                 "labels": f"{base}/labels.png",
                 "palette": f"{base}/palette.json",
                 "masked": f"{base}/masked.png{query}",
+                "masked_tif": f"{base}/masked.tif{query}",
                 "clusters": [f"{base}/cluster/{i}.png" for i in range(seg.k)],
                 "clusters_zip": f"{base}/clusters.zip",
             },
@@ -1057,6 +1071,22 @@ def create_app(
         return _send(png, "image/png", f"{res.stem}-segmented.png", download)
 
     @app.get(
+        "/api/result/{result_id}/segmented.tif",
+        response_class=Response,
+        responses={200: _TIFF, **_NOT_FOUND, **_BAD_QUERY},
+        summary="The recoloured image, in the input's dtype",
+        tags=["result"],
+        dependencies=[_only_query("segmented.tif", "download")],
+    )
+    async def segmented_tif(result_id: ResultId, download: Download = False) -> Response:
+        """Every pixel painted in its cluster's centre, in the input's dtype and bands (int16,
+        float32, ...; alpha kept): the values `kmseg segment` writes, which the 8-bit PNG cannot hold."""
+        res = state.result(result_id)
+        name = f"{res.stem}-segmented.tif"
+        tif = await to_thread.run_sync(lambda: encode_image(name, res.seg.image()))
+        return _send(tif, "image/tiff", name, download)
+
+    @app.get(
         "/api/result/{result_id}/labels.png",
         response_class=Response,
         responses={200: _PNG, **_NOT_FOUND, **_BAD_QUERY},
@@ -1108,6 +1138,27 @@ def create_app(
         png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden), res.has_alpha, "rle", width, vrange))
         suffix = "-masked" + ("-" + "-".join(map(str, hidden)) if hidden else "")
         return _send(png, "image/png", f"{res.stem}{suffix}.png", download)
+
+    @app.get(
+        "/api/result/{result_id}/masked.tif",
+        response_class=Response,
+        responses={200: _TIFF, **_NOT_FOUND, **_BAD_QUERY},
+        summary="The original with some clusters hidden, in the input's dtype",
+        tags=["result"],
+        dependencies=[_only_query("masked.tif", "disable", "download")],
+    )
+    async def masked_tif(
+        result_id: ResultId,
+        disable: Annotated[str | None, Query(max_length=1000, description="Clusters to set to 0: 0,2.")] = None,
+        download: Download = False,
+    ) -> Response:
+        """The original image, in its dtype, with the pixels of the `disable` clusters set to 0
+        (as `Segmentation.masked` and `kmseg segment --disable` do). Without `disable`, the original."""
+        res = state.result(result_id)
+        hidden = _parse_disable(disable, res.seg.k)
+        name = f"{res.stem}-masked" + ("-" + "-".join(map(str, hidden)) if hidden else "") + ".tif"
+        tif = await to_thread.run_sync(lambda: encode_image(name, res.seg.masked(hidden)))
+        return _send(tif, "image/tiff", name, download)
 
     @app.get(
         "/api/result/{result_id}/cluster/{index}.png",

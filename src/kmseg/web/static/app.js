@@ -11,6 +11,7 @@
     palette: $("palette"), elbow: $("elbow"), elbowNote: $("elbow-note"),
     downloads: $("downloads"), dlSegmented: $("dl-segmented"), dlLabels: $("dl-labels"),
     dlPalette: $("dl-palette"), dlMasked: $("dl-masked"), dlMaskedHint: $("dl-masked-hint"),
+    dlSegmentedPng: $("dl-segmented-png"), dlMaskedPng: $("dl-masked-png"),
     dlZip: $("dl-clusters-zip"), dlClusters: $("dl-clusters"),
   };
 
@@ -231,7 +232,14 @@
     }));
 
     const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
-    link(el.dlSegmented, data.urls.segmented, `${stem}-segmented.png`);
+    // An image whose values a PNG cannot hold (int16, float, ...) is downloaded as a TIFF in its
+    // own dtype, as `kmseg segment` writes it; the 8-bit PNG is offered after it, as a preview.
+    const tif = fullDepth(data);
+    el.dlSegmented.textContent = `Segmented image (${format(data)})`;
+    link(el.dlSegmented, tif ? data.urls.segmented_tif : data.urls.segmented, `${stem}-segmented${data.output_suffix}`);
+    link(el.dlSegmentedPng, data.urls.segmented, `${stem}-segmented.png`);
+    el.dlSegmentedPng.parentElement.hidden = !tif;
+    el.dlMasked.textContent = `Masked image (${format(data)})`;
     link(el.dlLabels, data.urls.labels, `${stem}-labels.png`);
     link(el.dlPalette, data.urls.palette, `${stem}-palette.json`);
     link(el.dlZip, data.urls.clusters_zip, `${stem}-clusters.zip`);
@@ -280,6 +288,9 @@
   frames.observe(el.segmented.parentElement);
   frames.observe(el.masked.parentElement);
 
+  const fullDepth = (data) => data.output_suffix === ".tif";
+  const format = (data) => (fullDepth(data) ? `TIFF, ${data.dtype}` : "PNG");
+
   function link(a, url, filename) {
     a.href = url;
     a.download = filename;
@@ -304,12 +315,17 @@
       : "Original";
     // With nothing hidden the masked image is the original: no link, and a hint says what to do.
     el.dlMaskedHint.hidden = hidden.length > 0;
+    const tif = fullDepth(data);
+    el.dlMaskedPng.parentElement.hidden = !(tif && hidden.length);
     if (hidden.length) {
-      const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
-      link(el.dlMasked, url, `${stem}-masked-${hidden.join("-")}.png`);
+      const name = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}-masked-${hidden.join("-")}`;
+      const query = `?disable=${hidden.join(",")}`;
+      link(el.dlMasked, tif ? data.urls.masked_tif.split("?")[0] + query : url, `${name}${data.output_suffix}`);
+      link(el.dlMaskedPng, url, `${name}.png`);
       el.dlMasked.removeAttribute("aria-disabled");
     } else {
       el.dlMasked.removeAttribute("href");
+      el.dlMaskedPng.removeAttribute("href");
       el.dlMasked.setAttribute("aria-disabled", "true");
     }
   }
