@@ -393,8 +393,9 @@ def test_the_masked_download_waits_for_a_hidden_cluster(server: tuple[str, Any],
 
 def test_an_int16_tiff_is_downloaded_as_a_tiff_and_a_photo_as_a_png(server: tuple[str, Any], web_page: Any,
                                                                       tmp_path) -> None:
-    """The downloads of an image a PNG cannot hold (here int16) keep its values: the links give
-    TIFFs in its dtype, the 8-bit PNG a secondary preview link; an 8-bit photo keeps its PNGs."""
+    """The downloads of an image the page's 8-bit PNGs cannot hold (int16, uint16) keep its
+    values: the links give TIFFs in its dtype, the 8-bit PNG a secondary preview link; an 8-bit
+    photo keeps its PNGs."""
     import tifffile
 
     page = web_page
@@ -433,6 +434,19 @@ def test_an_int16_tiff_is_downloaded_as_a_tiff_and_a_photo_as_a_png(server: tupl
     expect(masked_png).to_have_attribute("href", re.compile(rf"/masked\.png\?disable={first}$"))
     swatches.nth(0).click()
     expect(masked_png).to_be_hidden()
+
+    # 16-bit: a PNG could hold it, but the page's PNGs are 8-bit, so the lossless link is the TIFF
+    deep = (ct.astype(np.int32) + 2000).astype(np.uint16) * 16
+    tifffile.imwrite(tmp_path / "deep.tif", deep)
+    page.set_input_files("#file-input", str(tmp_path / "deep.tif"))
+    expect(seg).to_have_text("Segmented image (TIFF, uint16)")
+    expect(seg).to_have_attribute("download", "deep-k5-segmented.tif")
+    expect(seg_png).to_be_visible()
+    with page.expect_download() as info:
+        seg.click()
+    info.value.save_as(tmp_path / "deep-down.tif")
+    painted = tifffile.imread(tmp_path / "deep-down.tif")
+    assert painted.dtype == np.uint16 and painted.max() > 255
 
     # the bundled 8-bit photo: PNG links as before, and no second link
     show_photo(page)

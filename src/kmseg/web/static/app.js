@@ -232,11 +232,11 @@
     }));
 
     const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
-    // An image whose values a PNG cannot hold (int16, float, ...) is downloaded as a TIFF in its
-    // own dtype, as `kmseg segment` writes it; the 8-bit PNG is offered after it, as a preview.
+    // An image whose values the page's 8-bit PNG cannot hold (uint16, int16, float, ...) is
+    // downloaded as a TIFF in its own dtype; the 8-bit PNG is offered after it, as a preview.
     const tif = fullDepth(data);
     el.dlSegmented.textContent = `Segmented image (${format(data)})`;
-    link(el.dlSegmented, tif ? data.urls.segmented_tif : data.urls.segmented, `${stem}-segmented${data.output_suffix}`);
+    link(el.dlSegmented, tif ? data.urls.segmented_tif : data.urls.segmented, `${stem}-segmented${suffix(data)}`);
     link(el.dlSegmentedPng, data.urls.segmented, `${stem}-segmented.png`);
     el.dlSegmentedPng.parentElement.hidden = !tif;
     el.dlMasked.textContent = `Masked image (${format(data)})`;
@@ -288,7 +288,10 @@
   frames.observe(el.segmented.parentElement);
   frames.observe(el.masked.parentElement);
 
-  const fullDepth = (data) => data.output_suffix === ".tif";
+  // The page's PNGs are 8-bit: every image but a uint8 one is downloaded as a TIFF in its own
+  // dtype (`.tif` is also what `kmseg segment` writes when a PNG cannot hold the values).
+  const fullDepth = (data) => data.output_suffix === ".tif" || data.dtype !== "uint8";
+  const suffix = (data) => (fullDepth(data) ? ".tif" : ".png");
   const format = (data) => (fullDepth(data) ? `TIFF, ${data.dtype}` : "PNG");
 
   function link(a, url, filename) {
@@ -320,7 +323,7 @@
     if (hidden.length) {
       const name = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}-masked-${hidden.join("-")}`;
       const query = `?disable=${hidden.join(",")}`;
-      link(el.dlMasked, tif ? data.urls.masked_tif.split("?")[0] + query : url, `${name}${data.output_suffix}`);
+      link(el.dlMasked, tif ? data.urls.masked_tif.split("?")[0] + query : url, `${name}${suffix(data)}`);
       link(el.dlMaskedPng, url, `${name}.png`);
       el.dlMasked.removeAttribute("aria-disabled");
     } else {
