@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["display_range", "opaque_value", "range_of", "shown", "shrink", "shown_bands", "to_u8"]
+__all__ = ["display_range", "opaque_value", "range_of", "shown", "shrink", "shown_bands", "to_dtype", "to_u8"]
 
 _BLOCK = 1 << 20  # values converted at a time by ``to_u8``
 #: The dtypes OpenCV's ``resize`` reduces by area itself; ``shrink`` takes others through float64.
@@ -206,7 +206,7 @@ def shrink(arr: np.ndarray, factor: float, has_alpha: bool = False) -> np.ndarra
 
     def area(a: np.ndarray) -> np.ndarray:
         if a.dtype.name not in _AREA_DTYPES:
-            return _round_to(area(a.astype(np.float64)), a.dtype)
+            return to_dtype(area(a.astype(np.float64)), a.dtype)
         out = cv2.resize(np.ascontiguousarray(a), size, interpolation=cv2.INTER_AREA)
         return out.reshape(size[1], size[0], *a.shape[2:])
 
@@ -243,11 +243,12 @@ def shrink(arr: np.ndarray, factor: float, has_alpha: bool = False) -> np.ndarra
     weighted = area(weighted)
     w_sum = weighted[..., -1:]
     c_out = np.where(w_sum > 0, weighted[..., :-1] / np.where(w_sum > 0, w_sum, 1), 0)
-    return _round_to(np.concatenate([c_out, w_sum * np.float32(top)], axis=2), arr.dtype)
+    return to_dtype(np.concatenate([c_out, w_sum * np.float32(top)], axis=2), arr.dtype)
 
 
-def _round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float values as ``dtype``: rounded and clipped to its range for integers."""
+def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float values as ``dtype``: rounded and clipped to its range for integers (a reduced
+    image, centre colours in the input's units)."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         values = np.clip(np.rint(values), info.min, info.max)

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import _dask_tasks as T
 from ._dask_tiff import TiffSource, TileWriter, chunk_grid, open_source, out_tile, tile_indices
-from ._display import range_of
+from ._display import range_of, to_dtype
 from ._engine import cluster_weights
 from ._reduce import Reduced, decode, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
@@ -58,7 +58,6 @@ from .errors import (
 from .segment import (
     Prepared,
     Segmentation,
-    _to_dtype,
     _vmax,
     check_for_image,
     check_fit_options,
@@ -823,7 +822,7 @@ class _LargeJob:
             fit = self.fit_pixels(k, rng, options)
         k_eff = fit["features"].shape[0]
         centers = from_features(fit["features"], self.space, self.vmax) - self.offset
-        colors = to_working(_to_dtype(centers, self.dtype))  # what the tasks paint, in the working dtype
+        colors = to_working(to_dtype(centers, self.dtype))  # what the tasks paint, in the working dtype
         H, W, C = self.src.height, self.src.width, self.src.n_channels
         label_dtype = np.dtype(np.uint8 if k_eff < 255 else np.uint16)
         d = targets["labels"].parent
@@ -1166,7 +1165,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
         centers = from_features(res.centers, space, 255.0)
         tables = label_tables(red.codes, point_labels, 3, res.centers.shape[0])
         del red, point_labels
-        shared_fit = {"centers": centers, "features": res.centers, "colors": _to_dtype(centers, np.dtype(np.uint8)),
+        shared_fit = {"centers": centers, "features": res.centers, "colors": to_dtype(centers, np.dtype(np.uint8)),
                       "n_iter": res.n_iter, "converged": res.converged, "color_space": space}
         tables_f = client.scatter(tables, broadcast=True, hash=False)
         del tables

@@ -289,14 +289,6 @@ def _vmax(dtype: np.dtype) -> float | None:
     return float(np.iinfo(dtype).max) if dtype.kind == "u" else None
 
 
-def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Centre colours in the input's units -> the input's dtype (rounded and clipped for integers)."""
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype)
-
-
 #: Signed integers clustered as their unsigned twin: the value plus half the range (the sign bit
 #: flipped), exact and undone exactly, so that int8 and int16 take the 8- and 16-bit paths.
 _SHIFTED = {np.dtype(np.int8): (np.dtype(np.uint8), 128), np.dtype(np.int16): (np.dtype(np.uint16), 32768)}
@@ -524,7 +516,7 @@ class Prepared:
         centers = self.centres_of(res.centers)
         red = self.reduced
         counts = _engine.cluster_weights(point_labels, red.weights, k_eff)
-        colors = _to_dtype(centers, self.dtype)
+        colors = _display.to_dtype(centers, self.dtype)
         n = self.n_channels
         bands = self.shape[2] if self.image.ndim == 3 else 1
         if self.pixels.dtype == self.dtype:
@@ -863,7 +855,7 @@ class Segmentation:
                 f"fill has {fill_arr.size} values; pass one number or {self._n_channels} (one per colour channel)"
             )
         out = self._original.copy()
-        color = _to_dtype(np.broadcast_to(fill_arr, (self._n_channels,)), out.dtype)
+        color = _display.to_dtype(np.broadcast_to(fill_arr, (self._n_channels,)), out.dtype)
         return blank_out(out, self.labels, idx, color, self.k)
 
     def extract(self, i: int) -> np.ndarray:
