@@ -1052,6 +1052,10 @@ def create_app(
             },
         )
 
+    def _masked_stem(stem: str, hidden: list[int]) -> str:
+        """The download name of a masked image, without its suffix: ``photo-masked-0-2``."""
+        return f"{stem}-masked" + ("-" + "-".join(map(str, hidden)) if hidden else "")
+
     async def _render(result_id: str, render: Callable[[Result], bytes]) -> tuple[Result, bytes]:
         res = state.result(result_id)
         return res, await to_thread.run_sync(render, res)
@@ -1081,10 +1085,8 @@ def create_app(
     async def segmented_tif(result_id: ResultId, download: Download = False) -> Response:
         """Every pixel painted in its cluster's centre, in the input's dtype and bands (int16,
         float32, ...; alpha kept): the values `kmseg segment` writes, which the 8-bit PNG cannot hold."""
-        res = state.result(result_id)
-        name = f"{res.stem}-segmented.tif"
-        tif = await to_thread.run_sync(lambda: encode_image(name, res.seg.image()))
-        return _send(tif, "image/tiff", name, download)
+        res, tif = await _render(result_id, lambda r: encode_image(f"{r.stem}-segmented.tif", r.seg.image()))
+        return _send(tif, "image/tiff", f"{res.stem}-segmented.tif", download)
 
     @app.get(
         "/api/result/{result_id}/labels.png",
@@ -1136,8 +1138,7 @@ def create_app(
         hidden = _parse_disable(disable, res.seg.k)
         vrange = res.seg.display_range
         png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden), res.has_alpha, "rle", width, vrange))
-        suffix = "-masked" + ("-" + "-".join(map(str, hidden)) if hidden else "")
-        return _send(png, "image/png", f"{res.stem}{suffix}.png", download)
+        return _send(png, "image/png", f"{_masked_stem(res.stem, hidden)}.png", download)
 
     @app.get(
         "/api/result/{result_id}/masked.tif",
@@ -1156,7 +1157,7 @@ def create_app(
         (as `Segmentation.masked` and `kmseg segment --disable` do). Without `disable`, the original."""
         res = state.result(result_id)
         hidden = _parse_disable(disable, res.seg.k)
-        name = f"{res.stem}-masked" + ("-" + "-".join(map(str, hidden)) if hidden else "") + ".tif"
+        name = f"{_masked_stem(res.stem, hidden)}.tif"
         tif = await to_thread.run_sync(lambda: encode_image(name, res.seg.masked(hidden)))
         return _send(tif, "image/tiff", name, download)
 
