@@ -283,18 +283,17 @@ def unique_stems(paths: Sequence[str]) -> list[str]:
 _OUTPUT_KINDS = {"segmented": "recoloured image", "masked": "masked image", "labels": "labels", "palette": "palette"}
 
 
-def output_pattern(stem: str) -> re.Pattern[str]:
-    """The names a file of stem ``stem`` may write (``Segmentation.save``; the region path's
-    TIFFs), in either suffix a recoloured image may take, whatever their case."""
-    s = re.escape(stem)
-    return re.compile(rf"{s}-((segmented|masked|labels)\.(png|tif)|palette\.json|cluster\d+\.png)", re.IGNORECASE)
+#: The names ``Segmentation.save`` (and the region path's TIFFs) may give a file's outputs: its
+#: stem, then what the output is, in either suffix a recoloured image may take, whatever the case.
+_OUTPUT_NAME = re.compile(r"(.+)-((segmented|masked|labels)\.(png|tif)|palette\.json|cluster\d+\.png)", re.IGNORECASE)
 
 
 def overwritten_input(paths: Sequence[str], stems: Sequence[str], out: str) -> str | None:
     """The problem, if an output of this batch in folder ``out`` may be one of its inputs:
     ``kmseg segment '*.png' -o . --force`` run twice globs the first run's outputs, and the
     second run would overwrite them while they are inputs (before they are read, in some
-    orders). None when no input sits where an output may go.
+    orders). None when no input sits where an output may go. Each input in ``out`` is read
+    as an output name once (``_OUTPUT_NAME``), and its stem looked up among the batch's.
 
     Examples
     --------
@@ -307,17 +306,15 @@ def overwritten_input(paths: Sequence[str], stems: Sequence[str], out: str) -> s
         folder = Path(out).resolve()
     except OSError:
         return None
-    inside = [p for p in paths if Path(p).resolve().parent == folder]
-    if not inside:
-        return None
-    for path, stem in zip(paths, stems):
-        pattern = output_pattern(stem)
-        for other in inside:
-            m = pattern.fullmatch(Path(other).name)
-            if m:
-                kind = m.group(1).split(".")[0].lower()
-                what = _OUTPUT_KINDS.get(kind) or f"cut-out of cluster {kind[len('cluster'):]}"
-                return f"{other} is an input, and also where the {what} of {path} {'go' if what == 'labels' else 'goes'}"
+    by_stem = {stem.casefold(): path for path, stem in zip(paths, stems)}
+    for other in paths:
+        m = _OUTPUT_NAME.fullmatch(Path(other).name)
+        if m is None or m.group(1).casefold() not in by_stem or Path(other).resolve().parent != folder:
+            continue
+        kind = m.group(2).split(".")[0].lower()
+        what = _OUTPUT_KINDS.get(kind) or f"cut-out of cluster {kind[len('cluster'):]}"
+        path = by_stem[m.group(1).casefold()]
+        return f"{other} is an input, and also where the {what} of {path} {'go' if what == 'labels' else 'goes'}"
     return None
 
 
