@@ -784,10 +784,13 @@ class Segmentation:
         """The input values shown as black and as white (computed from the input on first use,
         unless given)."""
         if self._display_range is None:
-            orig = self._original
-            has_alpha = orig.ndim == 3 and orig.shape[2] > self._n_channels
-            self._display_range = _display.display_range(orig, has_alpha)
+            self._display_range = _display.display_range(self._original, self._has_alpha)
         return self._display_range
+
+    @property
+    def _has_alpha(self) -> bool:
+        """Whether the input's last band is alpha (it has more bands than were clustered)."""
+        return self._original.ndim == 3 and self._original.shape[2] > self._n_channels
 
     @property
     def k(self) -> int:
@@ -797,6 +800,15 @@ class Segmentation:
     def __repr__(self) -> str:
         h, w = self.labels.shape
         return f"Segmentation(k={self.k}, shape=({h}, {w}), color_space={self.color_space!r}, inertia={self.inertia:.6g})"
+
+    def _repr_html_(self) -> str:
+        """How Jupyter shows a segmentation: the summary, a thumbnail of the segmented image (its
+        long side at most 480 pixels, on the :attr:`display_range`, alpha kept) and the palette
+        (:meth:`palette`: colour, hex, share and cluster index, largest share first), in one
+        self-contained HTML snippet (see :func:`kmseg._notebook.segmentation_html`)."""
+        from ._notebook import segmentation_html
+
+        return segmentation_html(self)
 
     @property
     def nbytes(self) -> int:
