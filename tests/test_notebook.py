@@ -1,4 +1,4 @@
-"""How results show themselves in Jupyter: ``Segmentation._repr_html_``,
+"""How results show themselves in Jupyter: ``Segmentation._repr_html_`` and ``Elbow._repr_html_``,
 parsed with the standard library's HTML parser, their thumbnail PNG decoded."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from PIL import Image
 
 import kmseg
+from kmseg._elbow import Elbow
 from kmseg._notebook import THUMBNAIL_MAX
 from kmseg.io import save_image
 from helpers import quadrants
@@ -201,8 +204,8 @@ def test_a_huge_image_gives_a_bounded_thumbnail_and_snippet():
     thumb = thumbnail_of(page)
     step = 9  # ceil(4000 / 480)
     assert thumb.shape == (334, 445) and max(thumb.shape) <= THUMBNAIL_MAX
-    np.testing.assert_array_equal(thumb, seg.labels[::step, ::step].choose([p["rgb"][0] for p in
-                                                                           sorted(seg.palette(), key=lambda p: p["index"])]))
+    grey = {p["index"]: p["rgb"][0] for p in seg.palette()}
+    np.testing.assert_array_equal(thumb, np.array([grey[i] for i in range(seg.k)], np.uint8)[seg.labels[::step, ::step]])
     (img_tag,) = page.all("img")
     assert (img_tag["width"], img_tag["height"]) == ("445", "334")
     assert len(markup) < 20_000  # four flat rectangles: the PNG is small
@@ -242,7 +245,8 @@ def test_html_special_characters_are_escaped(tmp_path):
 
 def test_the_snippet_is_self_contained(wide):
     seg = kmseg.segment(wide, 4, seed=0, n_init=1)
-    for markup in (seg._repr_html_(),):
+    result = kmseg.elbow(wide[:, :300], range(1, 6), seed=0, n_init=1)
+    for markup in (seg._repr_html_(), result._repr_html_()):
         page = Snippet(markup)
         tags = {t for t, _ in page.tags}
         assert not tags & {"script", "style", "link", "iframe", "object", "embed"}
@@ -252,3 +256,56 @@ def test_the_snippet_is_self_contained(wide):
                 if key in ("src", "href"):
                     assert value.startswith(PNG_PREFIX)
         assert "url(" not in markup
+
+
+# --------------------------------------------------------------------------- Elbow
+
+
+def test_elbow_table_and_curve(wide):
+    result = kmseg.elbow(wide[:, :500], range(1, 8), seed=0, n_init=2, silhouette=True, sample_size=200)
+    page = Snippet(result._repr_html_())
+    assert [int(r[0]) for r in page.rows] == result.ks.tolist()
+    assert [float(r[1]) for r in page.rows] == pytest.approx(result.inertias.tolist(), rel=1e-5)
+    assert page.rows[0][2] == ""  # no silhouette at k = 1
+    assert [float(r[2]) for r in page.rows[1:]] == pytest.approx(result.silhouettes[1:].tolist(), abs=1e-4)
+    marked = [int(r[0]) for r, a in zip(page.rows, page.row_attrs) if a.get("class") == "knee"]
+    assert marked == [result.knee] and page.rows[result.ks.tolist().index(result.knee)][-1] == "knee"
+
+    (line,) = page.all("polyline")
+    points = np.array([[float(v) for v in p.split(",")] for p in line["points"].split()])
+    assert points.shape == (result.ks.size, 2)
+    assert np.all(np.diff(points[:, 0]) > 0)  # k across
+    assert np.all(np.diff(points[:, 1]) >= 0)  # inertia never rises: the curve only goes down the page
+    np.testing.assert_allclose(np.diff(points[:, 0]), np.diff(points[:, 0])[0], atol=0.11)  # evenly spaced ks
+    (ring,) = [a for a in page.all("circle") if a.get("class") == "knee"]
+    knee_at = points[result.ks.tolist().index(result.knee)]
+    assert (float(ring["cx"]), float(ring["cy"])) == tuple(knee_at)
+    assert repr(result) in "".join(page.text)
+
+
+def test_elbow_made_by_hand_never_fails_to_show():
+    flat = Elbow(ks=np.arange(1, 4), inertias=np.zeros(3), knee=1)
+    page = Snippet(flat._repr_html_())
+    (line,) = page.all("polyline")
+    assert {p.split(",")[1] for p in line["points"].split()} == {"80.0"}  # a flat curve, half-way up
+    assert [len(r) for r in page.rows] == [3, 3, 3]  # k, inertia, mark: no silhouette column
+
+    unknown = Elbow(ks=np.array([2, 4, 8]), inertias=np.array([9.0, 3.0, 1.0]), knee=5)
+    page = Snippet(unknown._repr_html_())
+    assert not [a for a in page.all("circle") if a.get("class") == "knee"]
+    assert "knee" not in [r[-1] for r in page.rows]
+
+    empty = Elbow(ks=np.zeros(0, np.int64), inertias=np.zeros(0), knee=1)
+    assert Snippet(empty._repr_html_()).all("svg") == []
+
+
+def test_showing_results_imports_no_plotting_library():
+    code = (
+        "import sys, numpy as np, kmseg\n"
+        "img = np.zeros((8, 8, 3), np.uint8); img[4:] = 200; img[:, 4:, 1] = 90\n"
+        "kmseg.segment(img, 2, seed=0)._repr_html_()\n"
+        "kmseg.elbow(img, range(1, 4), seed=0)._repr_html_()\n"
+        "print(sorted(m for m in ('matplotlib', 'IPython', 'fastapi') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -252,6 +252,14 @@ class Elbow:
     def __repr__(self) -> str:
         return f"Elbow(ks={self.ks.tolist()}, knee={self.knee}, repaired={list(self.repaired)})"
 
+    def _repr_html_(self) -> str:
+        """How Jupyter shows a sweep: the summary, the inertia curve drawn as an inline SVG with
+        the knee ringed, and a table of k and inertia (and silhouette) with the knee marked
+        (see :func:`kmseg._notebook.elbow_html`)."""
+        from ._notebook import elbow_html
+
+        return elbow_html(self)
+
 
 # --------------------------------------------------------------------------- validation
 
