@@ -25,22 +25,9 @@ from kmseg.web.app import ELBOW_FIELDS, K_MAX, SEGMENT_FIELDS, create_app  # noq
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]
 TIMEOUT_MS = 20_000
 expect = sync_api.expect
 expect.set_options(timeout=TIMEOUT_MS)  # the elbow sweep takes a few seconds on a busy machine
-
-
-def _need_chromium() -> None:
-    if not os.path.exists(CHROMIUM):
-        reason = f"Debian's chromium is not installed at {CHROMIUM}; install it with: make chromium"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +50,6 @@ def server() -> Iterator[tuple[str, Any]]:
         srv.should_exit = True
         thread.join(15)
         sock.close()
-
-
-@pytest.fixture(scope="module")
-def kmseg_browser() -> Iterator[Any]:
-    _need_chromium()
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture
