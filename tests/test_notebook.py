@@ -309,3 +309,49 @@ def test_showing_results_imports_no_plotting_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- in a real browser
+
+
+@pytest.mark.browser
+def test_the_snippets_render_in_chromium(kmseg_browser, wide):
+    img = wide.astype(np.uint16) * 257  # shown on 0-65535, as every preview of a 16-bit image
+    seg = kmseg.segment(img, 4, seed=0, n_init=2)
+    result = kmseg.elbow(wide[:, :300], range(1, 6), seed=0, n_init=1)
+    context = kmseg_browser.new_context(viewport={"width": 1000, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    fetched: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("request", lambda req: fetched.append(req.url) if not req.url.startswith("data:") else None)
+    try:
+        page.set_content(f"<!DOCTYPE html><html><body>{seg._repr_html_()}{result._repr_html_()}</body></html>")
+        page.wait_for_function("() => { const i = document.querySelector('.kmseg-segmentation img');"
+                               " return i.complete && i.naturalWidth > 0; }")
+        size = page.eval_on_selector(".kmseg-segmentation img", "i => [i.naturalWidth, i.naturalHeight]")
+        assert size == [334, 67]
+
+        # The swatches are painted in the palette's colours, in its order.
+        palette = seg.palette()
+        backgrounds = page.eval_on_selector_all(".kmseg-segmentation tbody span",
+                                                "spans => spans.map(s => getComputedStyle(s).backgroundColor)")
+        assert backgrounds == ["rgb({}, {}, {})".format(*p["rgb"]) for p in palette]
+
+        # The thumbnail as the browser decoded it: each pixel in its cluster's palette colour.
+        pixels = np.array(page.eval_on_selector(".kmseg-segmentation img", """i => {
+            const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight;
+            const g = c.getContext('2d'); g.drawImage(i, 0, 0);
+            return Array.from(g.getImageData(0, 0, c.width, c.height).data);
+        }"""), np.uint8).reshape(67, 334, 4)
+        rgb = {p["index"]: p["rgb"] + [255] for p in palette}
+        np.testing.assert_array_equal(pixels, np.array([rgb[i] for i in range(seg.k)], np.uint8)[seg.labels[::3, ::3]])
+
+        # The elbow's curve is drawn, and its knee ringed on it.
+        length = page.eval_on_selector(".kmseg-elbow polyline", "p => p.getTotalLength()")
+        assert length > 100
+        assert page.locator(".kmseg-elbow circle.knee").count() == 1
+        assert page.locator(".kmseg-elbow tr.knee td").first.inner_text() == str(result.knee)
+    finally:
+        context.close()
+    assert errors == [] and fetched == []
