@@ -1,9 +1,9 @@
 """Images for the eye: the display range, the bands shown, area reduction and 8-bit values.
 
-One path for the palette, the figures (``plot``), the web page's previews and the HTML report.
-Nothing here touches what is saved or downloaded at full size, except ``to_u8``, which also gives
-the 8-bit values of the web page's PNGs and of the cut-outs ``Segmentation.save`` writes for
-images that are not 8- or 16-bit.
+One path for the palette, the figures (``plot``), the web page's previews, the HTML report and the
+notebook's thumbnail (``_notebook``). Nothing here touches what is saved or downloaded at full
+size, except ``to_u8``, which also gives the 8-bit values of the web page's PNGs and of the
+cut-outs ``Segmentation.save`` writes for images that are not 8- or 16-bit.
 """
 
 from __future__ import annotations
