@@ -381,6 +381,19 @@ def test_palette_of_grey_int16_and_a_constant_image():
     assert flat.display_range == (7.5, 7.5) and flat.palette()[0]["hex"] == "#000000"
 
 
+def test_a_palette_colour_is_the_colour_its_pixels_are_shown_in():
+    """An int16 cluster of 7, 7, 8, 8, 8 has its centre at 7.6 and is painted 8. On -1000..1000,
+    7.6 shows as 127.97 -> 128 and 8 as 128.52 -> 129: the swatch was one level off the pixels."""
+    ct = np.array([[-1000, 7, 7, 8, 8, 8, 1000]], np.int16)
+    seg = kmseg.segment(ct, 3, seed=0)
+    (mid,) = [p for p in seg.palette() if p["count"] == 5]
+    assert seg.centers[mid["index"], 0] == pytest.approx(7.6)
+    assert seg.image()[0, 1] == 8
+    assert mid["hex"] == "#818181"  # 129
+    shown = kmseg._display.shown(seg.image(), False, 1.0, seg.display_range)
+    assert mid["rgb"] == [int(shown[0, 1])] * 3
+
+
 def test_palette_of_float_data_beyond_one_is_not_all_white():
     """Was '#ffffff' for every cluster: floats were taken to be in [0, 1] and clipped."""
     img, _ = quadrants(COLORS)

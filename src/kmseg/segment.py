@@ -891,7 +891,8 @@ class Segmentation:
         kmseg shows or writes (the palette JSON, the command line, the web page, the report,
         :func:`kmseg.plot.palette`) is this list, in this order.
 
-        The colours are the centres on the input's :attr:`display_range`: uint8 and uint16 on
+        The colours are the centres as :meth:`image` paints them (rounded, for an integer
+        dtype), on the input's :attr:`display_range`: uint8 and uint16 on
         their full range, floats in [0, 1] on 0-1, any other image from its minimum (black) to
         its maximum (white). Grey is replicated to RGB; of more bands the first three are used.
 
@@ -904,7 +905,9 @@ class Segmentation:
         >>> sorted(p["hex"] for p in segment(ct, k=3, seed=0).palette())
         ['#000000', '#808080', '#ffffff']
         """
-        rgb = _to_rgb8(self.centers, self.display_range)
+        # The colours the painted image holds (rounded to an integer dtype), shown as its
+        # previews show them: a swatch and the pixels it stands for never differ by a level.
+        rgb = _to_rgb8(_display.to_dtype(self.centers, self._original.dtype), self.display_range)
         total = max(int(self.counts.sum()), 1)
         return [
             {
