@@ -111,7 +111,8 @@ def to_u8(arr: np.ndarray, vrange: tuple[float, float] | None = None, has_alpha:
     With ``has_alpha`` the last band is alpha and is scaled from its own dtype's range
     (:func:`opaque_value` shows as 255), not from ``vrange``, and pixels whose alpha becomes 0
     are transparent black (every band 0, as in a uint8 cut-out). uint8 and uint16 on their full
-    range take a fast integer path, which keeps every value as it is.
+    range take a fast integer path instead, which converts every value as it is: there a
+    transparent pixel keeps its colour bands (it looks the same; only the PNG's bytes differ).
 
     Examples
     --------
