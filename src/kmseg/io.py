@@ -42,8 +42,10 @@ from .errors import (
     ImageTooLargeError,
     InvalidImageDataError,
     NotAnImageError,
+    OutputError,
     ParameterError,
     ParameterTypeError,
+    cannot_write,
     exists_already,
 )
 
@@ -462,8 +464,10 @@ def load_image(
 # --------------------------------------------------------------------------- writing
 
 
-# Why a file cannot be made at a path, when it is the path's fault (not a full disk, say).
-_PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR})
+# Why the system refuses to write a file at a path: the path's fault, or a full disk. Other errors
+# (too many open files, a failing device...) are not the output path's and are raised as they are.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_REFUSED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR}) | _FULL_ERRNOS
 
 
 def file_in_the_way(folder: PathLike) -> Path | None:
@@ -504,8 +508,15 @@ def through_a_file(target: Path) -> str | None:
     return f"{target}: {str(blocker)!r} is a file, not a folder, so nothing can be written inside it; pass a path in a folder"
 
 
+def _fix_for(code: int | None, folder: str = "a path in a folder") -> str:
+    """What to do when the system refused to write with error number ``code``."""
+    if code in _FULL_ERRNOS:
+        return "free some space, or pass a path on another disk"
+    return f"pass {folder} you can write to"
+
+
 def make_folder(folder: PathLike, target: PathLike | None = None) -> Path:
-    """Create ``folder`` and its missing parents, or raise :class:`ParameterError` saying why it
+    """Create ``folder`` and its missing parents, or raise :class:`OutputError` saying why it
     cannot be made (a file in the way, no permission...) and what to do. ``target``: the file that
     is to be written in it, named first in the message."""
     path = Path(folder)
@@ -513,17 +524,33 @@ def make_folder(folder: PathLike, target: PathLike | None = None) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         blocker = file_in_the_way(path)
+        code = errno.ENOTDIR if blocker is not None else exc.errno
         if target is None:
             message = (_blocked(str(path), blocker) if blocker is not None else
-                       f"cannot create the folder {str(path)!r} ({exc.strerror}); pass a folder you can write to")
+                       f"cannot create the folder {str(path)!r} ({exc.strerror}); {_fix_for(code, 'a folder')}")
         elif blocker is not None:
             message = (f"{target}: cannot create its folder {str(path)!r}: {str(blocker)!r} is a file, not a folder; "
                        "pass a path in a folder whose path does not go through a file")
         else:
-            message = (f"{target}: cannot create its folder {str(path)!r} ({exc.strerror}); "
-                       "pass a path in a folder you can write to")
-        raise ParameterError(message) from None
+            message = f"{target}: cannot create its folder {str(path)!r} ({exc.strerror}); {_fix_for(code)}"
+        raise cannot_write(message, code) from None
     return path
+
+
+def _is_a_directory(target: Path) -> OutputError:
+    return cannot_write(f"{target}: is a directory; pass a file path inside it", errno.EISDIR)
+
+
+def refusal(target: Path, exc: OSError) -> OutputError | None:
+    """The :class:`OutputError` to raise for ``exc``, the system's refusal to write the file
+    ``target`` (no permission, a read-only or full disk, a folder in its place), saying why and
+    what to do; None when ``exc`` is another failure (a failing device...), raised as it is."""
+    if exc.errno not in _REFUSED_ERRNOS:
+        return None
+    if exc.errno == errno.EISDIR:
+        return _is_a_directory(target)
+    return cannot_write(f"{target}: cannot be written in {str(target.parent)!r} ({exc.strerror}); "
+                        f"{_fix_for(exc.errno)}", exc.errno)
 
 
 def _output_path(path: object, force: object) -> Path:
@@ -532,17 +559,28 @@ def _output_path(path: object, force: object) -> Path:
     if not isinstance(force, (bool, np.bool_)):
         raise ParameterTypeError(f"force={force!r} is not a bool; pass True or False")
     if target.is_dir():
-        raise ParameterError(f"{target}: is a directory; pass a file path inside it")
+        raise _is_a_directory(target)
     problem = through_a_file(target)
     if problem is not None:
-        raise ParameterError(problem)
+        raise cannot_write(problem, errno.ENOTDIR)
     if target.exists() and not force:
         raise exists_already(target)
     return target
 
 
 def publish(tmp: str | os.PathLike[str], target: Path, force: bool) -> None:
-    """Move a finished temporary file onto *target*; refuse to overwrite an existing one unless *force*."""
+    """Move a finished temporary file onto *target*; refuse to overwrite an existing one unless
+    *force*. :class:`OutputError` if the system refuses the move (a folder in its place...)."""
+    try:
+        _move(tmp, target, force)
+    except OSError as exc:
+        error = refusal(target, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _move(tmp: str | os.PathLike[str], target: Path, force: bool) -> None:
     if force:
         os.replace(tmp, target)
         return
@@ -585,9 +623,13 @@ def write_bytes(path: PathLike, data: bytes | bytearray | memoryview, *, force: 
     ------
     OutputExistsError
         *path* exists and ``force`` is False; nothing is written.
-    ParameterError, ParameterTypeError
+    OutputError
         *path* is a directory, or goes through a file (``photo.jpg/x.png``), or its folder
-        cannot be made or written in; or an argument has the wrong type.
+        cannot be made or written in (no permission, a read-only or full disk). It is an
+        ``OSError`` (:class:`OutputPermissionError`, a ``PermissionError``, when permission is
+        denied), and a :class:`ParameterError` as before.
+    ParameterTypeError
+        An argument has the wrong type.
 
     Examples
     --------
@@ -632,21 +674,22 @@ def _stage(target: Path, data: bytes | bytearray | memoryview) -> str:
         except FileExistsError:
             continue
         except OSError as exc:
-            if exc.errno not in _PATH_ERRNOS:
+            error = refusal(target, exc)
+            if error is None:
                 raise
-            raise ParameterError(
-                f"{target}: cannot be written in {str(target.parent)!r} ({exc.strerror}); "
-                "pass a path in a folder you can write to"
-            ) from None
+            raise error from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
+        error = refusal(target, exc) if isinstance(exc, OSError) else None  # a full disk
+        if error is None:
+            raise
+        raise error from None
     return tmp
 
 
@@ -695,7 +738,7 @@ def write_files(
     ------
     OutputExistsError
         A target exists and ``force`` is False; nothing is written.
-    ParameterError, ParameterTypeError
+    OutputError, ParameterTypeError
         As :func:`write_bytes`, for any target; or an error a function raised.
 
     Examples
@@ -788,6 +831,8 @@ def write_text(path: PathLike, text: str, *, force: bool = False) -> Path:
     ------
     OutputExistsError
         *path* exists and ``force`` is False.
+    OutputError
+        A path that cannot be written (see :func:`write_bytes`).
 
     Examples
     --------
@@ -834,6 +879,8 @@ def write_json(path: PathLike, obj: Any, *, force: bool = False) -> Path:
     ------
     OutputExistsError
         *path* exists and ``force`` is False.
+    OutputError
+        A path that cannot be written (see :func:`write_bytes`).
     ParameterError
         *obj* holds NaN or infinity, or a circular reference.
     ParameterTypeError
@@ -967,9 +1014,11 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
     ------
     OutputExistsError
         *path* exists and ``force`` is False; nothing is written.
+    OutputError
+        A path that cannot be written (see :func:`write_bytes`).
     ParameterError
-        Unknown suffix, a shape the format cannot hold, ``compress_level`` not in 0-9, an
-        unknown ``png_strategy``, or a path that cannot be written (see :func:`write_bytes`).
+        Unknown suffix, a shape the format cannot hold, ``compress_level`` not in 0-9, or an
+        unknown ``png_strategy``.
     ParameterTypeError
         A dtype the format cannot hold.
 
