@@ -45,7 +45,7 @@ from ._display import range_of, to_dtype
 from ._engine import cluster_weights
 from ._reduce import Reduced, decode, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
-from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all
+from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all, refusal
 from .errors import (
     CHECK_SCHEDULER,
     ConvergenceWarning,
@@ -878,10 +878,15 @@ class _LargeJob:
             tmp["palette"] = Path(_stage(targets["palette"], json_bytes(result.summary())))
             # The three together: if one cannot be moved into place, none is left.
             publish_all([(tmp[kind], targets[kind]) for kind in ("labels", "segmented", "palette")], force)
-        except BaseException:
+        except BaseException as exc:
             for w in writers:
                 w.abort()
-            raise
+            # A TIFF the system refused to write (no permission, a full disk) is named, with the fix.
+            kind = next((kind for kind, w in zip(("labels", "segmented"), writers) if w.error is exc), None)
+            error = refusal(targets[kind], exc) if kind is not None and isinstance(exc, OSError) else None
+            if error is None:
+                raise
+            raise error from None
         finally:
             for p in tmp.values():
                 with contextlib.suppress(OSError):
