@@ -849,6 +849,44 @@ def test_write_files_takes_back_what_it_moved_when_a_later_move_fails(tmp_path: 
     assert leftovers(tmp_path) == ["b.png"] and list(late.iterdir()) == []
 
 
+def test_a_forced_set_that_fails_puts_back_the_files_it_was_to_overwrite(tmp_path: Path) -> None:
+    """Was: the targets moved into place before the failing one removed, and the old files they
+    had replaced gone with them. A directory with a file in it appears where "b" goes after the
+    checks (another process): the set fails on it, and the old "a", the symbolic link "l" and
+    "c" are as they were, with no hidden file left."""
+    real = tmp_path / "elsewhere" / "real.png"
+    real.parent.mkdir()
+    real.write_bytes(b"real")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (out / name).write_bytes(b"old " + name.encode())
+    (out / "l.png").symlink_to(real)
+    b = out / "b.png"
+
+    def then_a_directory() -> bytes:
+        b.unlink()
+        b.mkdir()
+        (b / "inside").write_bytes(b"inside")
+        return b"new b"
+
+    files = {"a": (out / "a.png", lambda: b"new a"), "l": (out / "l.png", lambda: b"new l"),
+             "b": (b, then_a_directory), "c": (out / "c.png", lambda: b"new c")}
+    with pytest.raises(OutputError, match=rf"^{b}: is a directory; pass a file path inside it$"):
+        write_files(files, force=True)
+    assert leftovers(out) == ["a.png", "b.png", "c.png", "l.png"]
+    assert (out / "a.png").read_bytes() == b"old a.png" and (out / "c.png").read_bytes() == b"old c.png"
+    assert (out / "l.png").is_symlink() and os.readlink(out / "l.png") == str(real) and real.read_bytes() == b"real"
+    assert (b / "inside").read_bytes() == b"inside"
+    b.joinpath("inside").unlink()
+    b.rmdir()
+    paths = write_files({kind: (path, lambda kind=kind: f"new {kind}".encode()) for kind, (path, _) in files.items()},
+                        force=True)
+    assert [p.read_bytes() for p in paths.values()] == [b"new a", b"new l", b"new b", b"new c"]
+    assert leftovers(out) == ["a.png", "b.png", "c.png", "l.png"] and not (out / "l.png").is_symlink()
+    assert real.read_bytes() == b"real"
+
+
 def test_write_bytes_failure_mid_write_leaves_nothing(tmp_path: Path) -> None:
     view = memoryview(b"data")
     view.release()  # writing a released view fails after the temporary file exists

@@ -715,9 +715,10 @@ def write_files(
     existing file in its place without ``force``, a path through a file), and the folders
     are made. Then each file's bytes are made, ``threads`` files at a time, and written to a
     hidden temporary file beside its target; only when all are written are they moved into
-    place. If anything fails, the temporary files are removed, and so are the targets this
-    call had moved into place already (the old files ``force`` replaced are gone too), and
-    the error is raised: a failed set leaves none of its files.
+    place (:func:`publish_all`). If anything fails, the temporary files are removed, and so are
+    the targets this call had moved into place already, the old files ``force`` replaced are put
+    back, and the error is raised: a failed set leaves none of its files, and the files it was
+    to overwrite as they were.
 
     Parameters
     ----------
@@ -796,19 +797,71 @@ def write_files(
 
 
 def publish_all(moves: list[tuple[str | os.PathLike[str], Path]], force: bool) -> None:
-    """:func:`publish` each finished temporary file onto its target, in order; if one cannot be
-    moved, the targets moved before it are removed again and the error is raised, so that none
-    of the set is left (the temporary files not moved are the caller's to remove)."""
-    done: list[Path] = []
+    """:func:`publish` each finished temporary file onto its target, in order, as one set.
+
+    With ``force``, the file in a target's place is kept first under a hidden name beside it,
+    and deleted only once every file of the set is in place. If one cannot be moved, the targets
+    moved before it are taken back (the files they replaced put back, the others removed) and the
+    error is raised: the folder is left as it was (the temporary files not moved are the caller's
+    to remove).
+    """
+    done: list[tuple[Path, str | None]] = []  # each target in place, and where its old file is kept
     try:
         for tmp, target in moves:
-            publish(tmp, target, force)
-            done.append(target)
+            kept = _keep(target) if force else None
+            try:
+                publish(tmp, target, force)
+            except BaseException:
+                if kept is not None:
+                    with contextlib.suppress(OSError):
+                        _put_back(kept, target)
+                raise
+            done.append((target, kept))
     except BaseException:
-        for target in done:
+        for target, kept in reversed(done):
             with contextlib.suppress(OSError):
-                os.unlink(target)
+                if kept is None:
+                    os.unlink(target)
+                else:
+                    _put_back(kept, target)
         raise
+    for _, kept in done:
+        if kept is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(kept)
+
+
+def _keep(target: Path) -> str | None:
+    """Keep the file in ``target``'s place under a new hidden name beside it, for :func:`_put_back`,
+    and return that name: a hard link, so that the target keeps its file meanwhile, or where the
+    file system has none, the file moved aside. None when there is no file there (a folder there
+    is left for the move to refuse)."""
+    if not os.path.lexists(target) or (os.path.isdir(target) and not os.path.islink(target)):
+        return None
+    while True:
+        kept = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.old")
+        try:
+            os.link(target, kept, follow_symlinks=False)  # a symbolic link is kept as itself
+        except FileExistsError:
+            continue
+        except FileNotFoundError:  # gone meanwhile: nothing to keep
+            return None
+        except (OSError, NotImplementedError):  # no hard links on this file system
+            try:
+                os.replace(target, kept)
+            except OSError as exc:
+                error = refusal(target, exc)
+                if error is None:
+                    raise
+                raise error from None
+        return kept
+
+
+def _put_back(kept: str, target: Path) -> None:
+    """Put the file :func:`_keep` kept back in ``target``'s place."""
+    os.replace(kept, target)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(kept)  # still there if the target still was that file: renaming a file onto itself does nothing
 
 
 def write_text(path: PathLike, text: str, *, force: bool = False) -> Path:
