@@ -54,6 +54,7 @@ from .errors import (
     ParameterError,
     ParameterTypeError,
     counted,
+    user_stacklevel,
 )
 from .segment import (
     Prepared,
@@ -993,7 +994,7 @@ class _LargeJob:
         n = centres.shape[0]
         if n < k:
             warnings.warn(f"{fewer_colours(n, k)}; returning {counted(n, 'cluster')}, one per colour",
-                          ConvergenceWarning, stacklevel=5)
+                          ConvergenceWarning, stacklevel=user_stacklevel())
         return centres
 
     def lloyd(self, start: np.ndarray, max_iter: int, tol_abs: float, n: int) -> tuple[np.ndarray, int, bool]:
@@ -1165,7 +1166,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
                 f"{fewer_colours(n, opts['k'], together=True)}; "
                 f"the shared palette has {counted(n, 'colour')}, one per colour",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         centers = from_features(res.centers, space, 255.0)
         tables = label_tables(red.codes, point_labels, 3, res.centers.shape[0])
@@ -1323,7 +1324,7 @@ def segment_batch(
     for r in out.results:
         r.pop("usage_error", None)
         for message in r.pop("warnings", ()):  # raised in a worker: raised here again, naming the file
-            warnings.warn(f"{r['input']}: {message}", ConvergenceWarning, stacklevel=2)
+            warnings.warn(f"{r['input']}: {message}", ConvergenceWarning, stacklevel=user_stacklevel())
     return out
 
 

@@ -10,6 +10,7 @@ the bad value and says the fix.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from errno import EACCES, EPERM
 
@@ -155,6 +156,21 @@ def exists_already(path: object, more: int = 0) -> OutputExistsError:
 
 class ConvergenceWarning(UserWarning):
     """The fit is valid but not what was asked for (for example fewer distinct colours than k)."""
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes ``warnings.warn``, called by the function that calls this,
+    point at the first frame outside the kmseg package: the user's own line, however deep in
+    kmseg the warning is raised, so that moving code never breaks it (what Python 3.12's
+    ``skip_file_prefixes`` does): ``warnings.warn(message, category, stacklevel=user_stacklevel())``.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def counted(n: int, noun: str) -> str:

@@ -24,6 +24,7 @@ from .errors import (
     cannot_write,
     counted,
     exists_already,
+    user_stacklevel,
 )
 
 __all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
@@ -500,7 +501,7 @@ class Prepared:
             warnings.warn(
                 f"{fewer_colours(n, k)}; returning {counted(n, 'cluster')}, one per colour",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         if red is self.reduced:
             return res, res.labels, res.inertia, few
@@ -575,7 +576,7 @@ def _check_inferred_alpha(arr: np.ndarray) -> None:
             f"fully opaque (its maximum is {top:g}, not {opaque:g}); pass alpha=False to cluster all {n} channels, "
             "or alpha=True to keep it as alpha",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 
