@@ -693,6 +693,8 @@ def segment_large(
         The file is missing, not a TIFF, a TIFF layout the chunked path cannot read, or holds NaN.
     OutputExistsError
         An output exists and ``force`` is False.
+    OutputError
+        The outputs cannot be written in ``out_dir`` (a file in the way, no permission, a full disk...).
     DaskNotInstalledError
         The ``dask`` extra is not installed.
     SchedulerUnreachableError

@@ -307,6 +307,8 @@ def compare(
         Bad ``seg``, ``save``, ``figsize`` or ``dpi``, or ``seg`` is of another image.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -370,6 +372,8 @@ def grid(
         image; other bad parameters.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -469,6 +473,8 @@ def elbow(
         Bad ``yscale``, ``save``, ``figsize``, ``dpi``, or elbow options.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
 
     Examples
     --------
@@ -558,6 +564,8 @@ def scatter3d(
         Bad ``sample``, ``seed``, ``seg``, ``save``, ``figsize`` or ``dpi``.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -644,6 +652,8 @@ def histogram(
         Bad ``save``, ``figsize`` or ``dpi``.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -713,6 +723,8 @@ def palette(
         Bad ``save``, ``figsize`` or ``dpi``.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
 
     Examples
     --------
@@ -779,6 +791,8 @@ def masks(
         A cluster index is out of range; other bad parameters.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -880,6 +894,8 @@ def edges(
         Bad thresholds, ``seg``, ``save``, ``figsize`` or ``dpi``.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 

@@ -166,6 +166,8 @@ def write_report(
     ------
     OutputExistsError
         ``out_path`` exists and ``force`` is False (before anything is computed).
+    OutputError
+        ``out_path`` cannot be written there (a directory, no permission, a full disk...).
     ParameterError, ParameterTypeError
         A parameter is out of range or of the wrong type.
     ImageError
