@@ -1,8 +1,16 @@
-"""Plain helpers shared by the tests: known-answer images and a reference Lloyd."""
+"""Plain helpers shared by the tests: known-answer images, a reference Lloyd, a small disk."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 
 def quadrants(colors, size=(40, 60), noise=3.0, seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -39,3 +47,31 @@ def numpy_lloyd(X: np.ndarray, C0: np.ndarray, max_iter: int = 1000) -> tuple[np
         labels = new
         C = np.array([X[labels == j].mean(axis=0) if (labels == j).any() else C[j] for j in range(len(C))])
     return C, labels
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, *options: str) -> Iterator[Path]:
+    """A 64 KiB tmpfs mounted on the new folder ``folder`` (mount ``options`` too, such as
+    ``"ro"``): a real full or read-only disk. Skips the test where no tmpfs can be mounted (not
+    root, or a container without the capability); unmounted when the block ends."""
+    folder.mkdir()
+    if shutil.which("mount") is None or getattr(os, "geteuid", lambda: -1)() != 0:
+        pytest.skip("mounts a tmpfs, which needs root on Linux")
+    mount = ["mount", "-t", "tmpfs", "-o", ",".join(("size=64k", *options)), "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("mounts a tmpfs, which this machine does not allow")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def fill(disk: Path) -> None:
+    """Fill ``disk`` up with one file, so that the next byte written to it fails with ENOSPC."""
+    fd = os.open(disk / "ballast", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, bytes(4096))
+    finally:
+        os.close(fd)

@@ -18,7 +18,7 @@ import pytest
 import kmseg
 from kmseg.cli import main
 from kmseg.io import save_image
-from helpers import quadrants
+from helpers import fill, quadrants, small_disk
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
 KMSEG = [sys.executable, "-m", "kmseg"]
@@ -488,6 +488,30 @@ def test_an_output_folder_that_cannot_be_made_fails_once_in_one_line(pics, capsy
     out, err = capsys.readouterr()
     assert out == "" and err == ("kmseg: error: cannot create the folder '/proc/nope' (No such file or directory); "
                                  "pass a folder you can write to\n")
+
+
+def test_a_full_disk_fails_in_one_line_naming_the_fix(pics, tmp_path, capsys):
+    """Was ``kmseg: internal error: OSError: [Errno 28] No space left on device ... please report
+    it`` for a single output, and ``kmseg: error: [Errno 28] ...`` for each file of a batch."""
+    with small_disk(tmp_path / "disk") as disk:
+        fill(disk)
+        assert main(["edges", str(pics["a"]), "-o", str(disk / "e.png")]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err == (f"kmseg: error: {disk}/e.png: cannot be written in '{disk}' (No space left on "
+                                     "device); free some space, or pass a path on another disk\n")
+        assert main(["segment", str(pics["a"]), "-k", "2", "-o", str(disk)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"kmseg: error: {disk}/a-segmented.png: cannot be written in '{disk}' (No space left on "
+                              "device); free some space, or pass a path on another disk\n")
+        assert sorted(p.name for p in disk.iterdir()) == ["ballast"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs, where no one, root included, makes files")
+def test_a_folder_without_permission_fails_each_file_in_one_line(pics, capsys):
+    assert main(["segment", str(pics["a"]), "-k", "2", "-o", "/sys"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kmseg: error: /sys/a-segmented.png: cannot be written in '/sys' (Permission denied); "
+                          "pass a path in a folder you can write to\n") and "Traceback" not in err
 
 
 _SLOW = (600, 600, 3)  # noise: with k=200 it takes tens of seconds, time enough to interrupt it

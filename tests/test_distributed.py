@@ -3,6 +3,7 @@ and batches fail file by file."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -300,6 +301,17 @@ def test_large_leaves_no_output_when_one_cannot_be_written(cluster, tmp_path):
     with pytest.raises(kmseg.ParameterError, match=r"x-palette\.json: is a directory"):
         kd.segment_large(tmp_path / "x.tif", k=2, out_dir=tmp_path, client=cluster, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x-palette.json", "x.tif"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs, where no one, root included, makes files")
+def test_large_into_a_folder_without_permission_raises_permission_error(cluster, tmp_path):
+    """Was a bare ``PermissionError(13, 'Permission denied')`` from the TIFF writer's thread,
+    naming no file and no fix, and not a KmsegError."""
+    tifffile.imwrite(tmp_path / "x.tif", _photo(64, 64), tile=(32, 32), photometric="rgb")
+    with pytest.raises(PermissionError, match=r"^/sys/x-\w+\.tif: cannot be written in '/sys' \(Permission denied\); "
+                                              "pass a path in a folder you can write to$") as info:
+        kd.segment_large(tmp_path / "x.tif", k=2, out_dir="/sys", client=cluster, chunks=32)
+    assert isinstance(info.value, kmseg.OutputPermissionError) and info.value.errno == errno.EACCES
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ or by the tiny PNG writer below where none of them writes the variant (16-bit gr
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
@@ -27,11 +28,15 @@ from kmseg.errors import (
     InvalidImageDataError,
     KmsegError,
     NotAnImageError,
+    OutputError,
     OutputExistsError,
+    OutputPermissionError,
     ParameterError,
     ParameterTypeError,
 )
 from kmseg.io import load_image, save_image, write_bytes, write_files, write_json, write_text
+
+from helpers import fill, small_disk
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -844,6 +849,44 @@ def test_write_files_takes_back_what_it_moved_when_a_later_move_fails(tmp_path: 
     assert leftovers(tmp_path) == ["b.png"] and list(late.iterdir()) == []
 
 
+def test_a_forced_set_that_fails_puts_back_the_files_it_was_to_overwrite(tmp_path: Path) -> None:
+    """Was: the targets moved into place before the failing one removed, and the old files they
+    had replaced gone with them. A directory with a file in it appears where "b" goes after the
+    checks (another process): the set fails on it, and the old "a", the symbolic link "l" and
+    "c" are as they were, with no hidden file left."""
+    real = tmp_path / "elsewhere" / "real.png"
+    real.parent.mkdir()
+    real.write_bytes(b"real")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (out / name).write_bytes(b"old " + name.encode())
+    (out / "l.png").symlink_to(real)
+    b = out / "b.png"
+
+    def then_a_directory() -> bytes:
+        b.unlink()
+        b.mkdir()
+        (b / "inside").write_bytes(b"inside")
+        return b"new b"
+
+    files = {"a": (out / "a.png", lambda: b"new a"), "l": (out / "l.png", lambda: b"new l"),
+             "b": (b, then_a_directory), "c": (out / "c.png", lambda: b"new c")}
+    with pytest.raises(OutputError, match=rf"^{b}: is a directory; pass a file path inside it$"):
+        write_files(files, force=True)
+    assert leftovers(out) == ["a.png", "b.png", "c.png", "l.png"]
+    assert (out / "a.png").read_bytes() == b"old a.png" and (out / "c.png").read_bytes() == b"old c.png"
+    assert (out / "l.png").is_symlink() and os.readlink(out / "l.png") == str(real) and real.read_bytes() == b"real"
+    assert (b / "inside").read_bytes() == b"inside"
+    b.joinpath("inside").unlink()
+    b.rmdir()
+    paths = write_files({kind: (path, lambda kind=kind: f"new {kind}".encode()) for kind, (path, _) in files.items()},
+                        force=True)
+    assert [p.read_bytes() for p in paths.values()] == [b"new a", b"new l", b"new b", b"new c"]
+    assert leftovers(out) == ["a.png", "b.png", "c.png", "l.png"] and not (out / "l.png").is_symlink()
+    assert real.read_bytes() == b"real"
+
+
 def test_write_bytes_failure_mid_write_leaves_nothing(tmp_path: Path) -> None:
     view = memoryview(b"data")
     view.release()  # writing a released view fails after the temporary file exists
@@ -900,12 +943,111 @@ def test_writers_refuse_a_path_through_a_file(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be made")
 def test_writers_name_a_folder_that_cannot_be_written_in() -> None:
-    with pytest.raises(ParameterError, match=r"^/proc/nope/x\.bin: cannot create its folder '/proc/nope' \(No such file or "
-                                             r"directory\); pass a path in a folder you can write to$"):
+    with pytest.raises(OutputError, match=r"^/proc/nope/x\.bin: cannot create its folder '/proc/nope' \(No such file or "
+                                          r"directory\); pass a path in a folder you can write to$"):
         write_bytes("/proc/nope/x.bin", b"x")
-    with pytest.raises(ParameterError, match=r"^/proc/x\.png: cannot be written in '/proc' \(No such file or directory\); "
-                                             "pass a path in a folder you can write to$"):
+    with pytest.raises(OutputError, match=r"^/proc/x\.png: cannot be written in '/proc' \(No such file or directory\); "
+                                          "pass a path in a folder you can write to$"):
         save_image("/proc/x.png", np.zeros((2, 3), np.uint8))
+
+
+def test_an_output_that_cannot_be_written_is_an_oserror(tmp_path: Path) -> None:
+    """Was a ParameterError alone (a ValueError), which ``except OSError`` let through: an output
+    that cannot be written where it was asked for is an OSError, as Python's own writes raise,
+    with the system's error number; and still a ParameterError and a KmsegError."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"a photo")
+    cases = [
+        (lambda: write_bytes(photo / "x.bin", b"x"), errno.ENOTDIR, r"/photo\.jpg' is a file, not a folder"),
+        (lambda: save_image(photo / "a" / "x.png", np.zeros((2, 3), np.uint8)), errno.ENOTDIR, "is a file, not a folder"),
+        (lambda: kio.make_folder(photo / "a"), errno.ENOTDIR, r"^cannot create the folder .*is a file, not a folder"),
+        (lambda: write_json(tmp_path, {}, force=True), errno.EISDIR, r": is a directory; pass a file path inside it$"),
+        (lambda: write_files({"a": (tmp_path / "a", lambda: b"1"), "b": (photo / "b", lambda: b"2")}), errno.ENOTDIR,
+         r"/photo\.jpg/b: "),
+    ]
+    for write, code, message in cases:
+        with pytest.raises(OSError, match=message) as info:
+            write()
+        assert isinstance(info.value, OutputError) and isinstance(info.value, ParameterError)
+        assert isinstance(info.value, KmsegError) and info.value.errno == code
+        assert not isinstance(info.value, PermissionError)
+    assert leftovers(tmp_path) == ["photo.jpg"]
+
+
+def test_output_errors_pickle_with_their_errno() -> None:
+    import pickle
+
+    for error in (OutputError("x: is a directory", errno.EISDIR), OutputPermissionError("y", errno.EACCES)):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error) and back.errno == error.errno
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs, where no one, root included, makes files")
+def test_a_folder_without_permission_raises_permission_error() -> None:
+    """Real refusals that stop root too: sysfs lets no one make a file or a folder in it."""
+    with pytest.raises(PermissionError, match=r"^/sys/x\.bin: cannot be written in '/sys' \(Permission denied\); "
+                                              "pass a path in a folder you can write to$") as info:
+        write_bytes("/sys/x.bin", b"x")
+    assert isinstance(info.value, OutputPermissionError) and isinstance(info.value, ParameterError)
+    assert info.value.errno == errno.EACCES
+    with pytest.raises(OutputPermissionError, match=r"^cannot create the folder '/sys/kmseg-out' \((Operation not "
+                                                    r"permitted|Permission denied)\); pass a folder you can write to$") as info:
+        kio.make_folder("/sys/kmseg-out")
+    assert info.value.errno in (errno.EPERM, errno.EACCES)  # root's mkdir is told EPERM, other users' EACCES
+    with pytest.raises(PermissionError, match=r"^/sys/kmseg-out/x\.json: cannot create its folder '/sys/kmseg-out'"):
+        write_json("/sys/kmseg-out/x.json", {})
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_read_only_folder_raises_permission_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        try:
+            (locked / "probe").touch()
+        except PermissionError:
+            pass
+        else:
+            (locked / "probe").unlink()
+            pytest.skip("folder permissions do not stop this user (root)")
+        with pytest.raises(PermissionError, match=rf"^{locked}/x\.png: cannot be written in '{locked}' \(Permission "
+                                                  r"denied\); pass a path in a folder you can write to$"):
+            save_image(locked / "x.png", np.zeros((2, 3), np.uint8))
+        with pytest.raises(PermissionError, match=rf"^{locked}/sub/x\.bin: cannot create its folder '{locked}/sub' "):
+            write_bytes(locked / "sub" / "x.bin", b"x")
+        with pytest.raises(OutputPermissionError, match=rf"{locked}/b\.bin: cannot be written"):
+            write_files({"a": (tmp_path / "a.bin", lambda: b"1"), "b": (locked / "b.bin", lambda: b"2")})
+    finally:
+        locked.chmod(0o755)
+    assert leftovers(locked) == [] and leftovers(tmp_path) == ["locked"]
+
+
+def test_a_full_disk_is_an_output_error(tmp_path: Path) -> None:
+    """Was the raw OSError of the write (``[Errno 28] No space left on device``), not a KmsegError,
+    which the command line reported as an internal error."""
+    with small_disk(tmp_path / "disk") as disk:
+        message = (rf"^{disk}/x\.bin: cannot be written in '{disk}' \(No space left on device\); "
+                   "free some space, or pass a path on another disk$")
+        with pytest.raises(OutputError, match=message) as info:
+            write_bytes(disk / "x.bin", bytes(1 << 17))
+        assert info.value.errno == errno.ENOSPC and not isinstance(info.value, PermissionError)
+        assert leftovers(disk) == []
+        (disk / "y.bin").write_bytes(b"old")
+        fill(disk)
+        with pytest.raises(OutputError, match="No space left on device"):
+            write_files({"a": (disk / "a.bin", lambda: b"1"), "y": (disk / "y.bin", lambda: bytes(8192))}, force=True)
+        assert leftovers(disk) == ["ballast", "y.bin"] and (disk / "y.bin").read_bytes() == b"old"
+
+
+def test_a_read_only_disk_is_an_output_error(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "ro") as disk:
+        with pytest.raises(OutputError, match=rf"^{disk}/x\.bin: cannot be written in '{disk}' \(Read-only file system\); "
+                                              "pass a path in a folder you can write to$") as info:
+            write_bytes(disk / "x.bin", b"x")
+        assert info.value.errno == errno.EROFS and not isinstance(info.value, PermissionError)
+        with pytest.raises(OSError, match=rf"^cannot create the folder '{disk}/sub' \(Read-only file system\)"):
+            kio.make_folder(disk / "sub")
 
 
 def test_write_text(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tracemalloc
 
 import warnings
@@ -353,6 +354,30 @@ def test_save_refuses_a_file_or_a_path_through_one(tmp_path):
                                                   "pass a folder whose path does not go through a file$"):
         seg.save(afile / "x")
     assert afile.read_bytes() == b"keep" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+def test_save_where_it_cannot_write_raises_an_oserror(tmp_path):
+    """Was a ParameterError alone, which ``except OSError`` let through."""
+    seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"keep")
+    for where in (afile, afile / "x"):
+        with pytest.raises(OSError, match="is a file, not a folder") as info:
+            seg.save(where)
+        assert isinstance(info.value, kmseg.OutputError) and isinstance(info.value, kmseg.ParameterError)
+    (tmp_path / "q-labels.png").mkdir()
+    with pytest.raises(OSError, match=r"q-labels\.png: is a directory"):
+        seg.save(tmp_path, stem="q", force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "q-labels.png"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs, where no one, root included, makes files")
+def test_save_into_a_folder_without_permission_raises_permission_error():
+    seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)
+    with pytest.raises(PermissionError, match=r"^/sys/image-\w+\.\w+: cannot be written in '/sys' \(Permission "
+                                              r"denied\); pass a path in a folder you can write to$") as info:
+        seg.save("/sys")
+    assert isinstance(info.value, kmseg.OutputPermissionError) and isinstance(info.value, kmseg.KmsegError)
 
 
 def test_palette_of_an_int16_image_maps_its_min_to_max():

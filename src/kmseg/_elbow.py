@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .color import to_features
-from .errors import ConvergenceWarning, ParameterError, ParameterTypeError
+from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, user_stacklevel
 from .segment import Prepared, check_fit_options, check_int, fewer_colours, make_rng, prepare
 
 __all__ = ["Elbow", "elbow", "find_knee"]
@@ -515,7 +515,7 @@ def elbow(
         warnings.warn(
             f"{fewer_colours(n_colours, int(k_values[-1]))}; the inertia is 0 from k={n_colours} on",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
 
     sil = None

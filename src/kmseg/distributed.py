@@ -45,7 +45,7 @@ from ._display import range_of, to_dtype
 from ._engine import cluster_weights
 from ._reduce import Reduced, decode, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
-from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all
+from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all, refusal
 from .errors import (
     CHECK_SCHEDULER,
     ConvergenceWarning,
@@ -54,6 +54,7 @@ from .errors import (
     ParameterError,
     ParameterTypeError,
     counted,
+    user_stacklevel,
 )
 from .segment import (
     Prepared,
@@ -692,6 +693,8 @@ def segment_large(
         The file is missing, not a TIFF, a TIFF layout the chunked path cannot read, or holds NaN.
     OutputExistsError
         An output exists and ``force`` is False.
+    OutputError
+        The outputs cannot be written in ``out_dir`` (a file in the way, no permission, a full disk...).
     DaskNotInstalledError
         The ``dask`` extra is not installed.
     SchedulerUnreachableError
@@ -878,10 +881,15 @@ class _LargeJob:
             tmp["palette"] = Path(_stage(targets["palette"], json_bytes(result.summary())))
             # The three together: if one cannot be moved into place, none is left.
             publish_all([(tmp[kind], targets[kind]) for kind in ("labels", "segmented", "palette")], force)
-        except BaseException:
+        except BaseException as exc:
             for w in writers:
                 w.abort()
-            raise
+            # A TIFF the system refused to write (no permission, a full disk) is named, with the fix.
+            kind = next((kind for kind, w in zip(("labels", "segmented"), writers) if w.error is exc), None)
+            error = refusal(targets[kind], exc) if kind is not None and isinstance(exc, OSError) else None
+            if error is None:
+                raise
+            raise error from None
         finally:
             for p in tmp.values():
                 with contextlib.suppress(OSError):
@@ -988,7 +996,7 @@ class _LargeJob:
         n = centres.shape[0]
         if n < k:
             warnings.warn(f"{fewer_colours(n, k)}; returning {counted(n, 'cluster')}, one per colour",
-                          ConvergenceWarning, stacklevel=5)
+                          ConvergenceWarning, stacklevel=user_stacklevel())
         return centres
 
     def lloyd(self, start: np.ndarray, max_iter: int, tol_abs: float, n: int) -> tuple[np.ndarray, int, bool]:
@@ -1160,7 +1168,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
                 f"{fewer_colours(n, opts['k'], together=True)}; "
                 f"the shared palette has {counted(n, 'colour')}, one per colour",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         centers = from_features(res.centers, space, 255.0)
         tables = label_tables(red.codes, point_labels, 3, res.centers.shape[0])
@@ -1318,7 +1326,7 @@ def segment_batch(
     for r in out.results:
         r.pop("usage_error", None)
         for message in r.pop("warnings", ()):  # raised in a worker: raised here again, naming the file
-            warnings.warn(f"{r['input']}: {message}", ConvergenceWarning, stacklevel=2)
+            warnings.warn(f"{r['input']}: {message}", ConvergenceWarning, stacklevel=user_stacklevel())
     return out
 
 

@@ -2,14 +2,17 @@
 
 Every error kmseg raises for bad input is a :class:`KmsegError`. Each one also
 derives from the built-in exception a Python user would expect (``ValueError``,
-``TypeError``, ``FileNotFoundError``...), so ``except ValueError`` keeps working.
-The message names the file or parameter, repeats the bad value and says the fix.
+``TypeError``, ``FileNotFoundError``, ``PermissionError``...), so ``except ValueError``
+or ``except OSError`` keeps working. The message names the file or parameter, repeats
+the bad value and says the fix.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+from errno import EACCES, EPERM
 
 __all__ = [
     "ConvergenceWarning",
@@ -21,7 +24,9 @@ __all__ = [
     "KmsegError",
     "NotAnImageError",
     "NotFittedError",
+    "OutputError",
     "OutputExistsError",
+    "OutputPermissionError",
     "ParameterError",
     "ParameterTypeError",
 ]
@@ -104,6 +109,35 @@ class OutputExistsError(KmsegError, FileExistsError):
     """An output file exists already and ``force`` was not given."""
 
 
+class OutputError(ParameterError, OSError):
+    """An output cannot be written where it was asked for: its folder cannot be made or written
+    in (no permission, a read-only or full disk), or a file or a folder is in the way.
+
+    It is an ``OSError``, as Python's own failures to write a file are, and a
+    :class:`ParameterError` (a ``ValueError``), which is what kmseg raised for it before, so
+    ``except ParameterError`` keeps catching it. ``errno`` is the system's error number
+    (``errno.ENOSPC``, ``errno.ENOTDIR``...), or None; the message is the one line.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno  # set after: OSError's own arguments would put "[Errno n]" in the message
+
+    def __reduce__(self) -> tuple:
+        return type(self), (str(self), self.errno)
+
+
+class OutputPermissionError(OutputError, PermissionError):
+    """An :class:`OutputError` because the system denied permission (``errno.EACCES``, ``errno.EPERM``)."""
+
+
+def cannot_write(message: str, errno: int | None = None) -> OutputError:
+    """The error for an output that cannot be written: an :class:`OutputPermissionError` when
+    ``errno`` says permission was denied, else an :class:`OutputError`."""
+    cls = OutputPermissionError if errno in (EACCES, EPERM) else OutputError
+    return cls(message, errno)
+
+
 #: How a message names the way to overwrite; the command line prints "pass --force" instead
 #: (``kmseg.cli.cli_wording``).
 PASS_FORCE = "pass force=True (CLI: --force)"
@@ -122,6 +156,21 @@ def exists_already(path: object, more: int = 0) -> OutputExistsError:
 
 class ConvergenceWarning(UserWarning):
     """The fit is valid but not what was asked for (for example fewer distinct colours than k)."""
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes ``warnings.warn``, called by the function that calls this,
+    point at the first frame outside the kmseg package: the user's own line, however deep in
+    kmseg the warning is raised, so that moving code never breaks it (what Python 3.12's
+    ``skip_file_prefixes`` does): ``warnings.warn(message, category, stacklevel=user_stacklevel())``.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def counted(n: int, noun: str) -> str:

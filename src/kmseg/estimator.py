@@ -11,7 +11,7 @@ import numpy as np
 from . import _engine
 from . import _kernels as K
 from ._reduce import COARSE_MIN_POINTS, distinct_rows, grid_levels
-from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, counted, not_fitted
+from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, counted, not_fitted, user_stacklevel
 from .segment import check_fit_options, check_int, make_rng
 
 __all__ = ["KMeans"]
@@ -251,7 +251,7 @@ class KMeans:
                 f"X has only {counted(res.centers.shape[0], 'distinct point')}{of}, fewer than n_clusters={k}; "
                 f"cluster_centers_ has {counted(res.centers.shape[0], 'row')}",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         labels = res.labels[index]
         if lost.size:

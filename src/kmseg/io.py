@@ -42,8 +42,10 @@ from .errors import (
     ImageTooLargeError,
     InvalidImageDataError,
     NotAnImageError,
+    OutputError,
     ParameterError,
     ParameterTypeError,
+    cannot_write,
     exists_already,
 )
 
@@ -462,8 +464,10 @@ def load_image(
 # --------------------------------------------------------------------------- writing
 
 
-# Why a file cannot be made at a path, when it is the path's fault (not a full disk, say).
-_PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR})
+# Why the system refuses to write a file at a path: the path's fault, or a full disk. Other errors
+# (too many open files, a failing device...) are not the output path's and are raised as they are.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_REFUSED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR}) | _FULL_ERRNOS
 
 
 def file_in_the_way(folder: PathLike) -> Path | None:
@@ -504,8 +508,15 @@ def through_a_file(target: Path) -> str | None:
     return f"{target}: {str(blocker)!r} is a file, not a folder, so nothing can be written inside it; pass a path in a folder"
 
 
+def _fix_for(code: int | None, folder: str = "a path in a folder") -> str:
+    """What to do when the system refused to write with error number ``code``."""
+    if code in _FULL_ERRNOS:
+        return "free some space, or pass a path on another disk"
+    return f"pass {folder} you can write to"
+
+
 def make_folder(folder: PathLike, target: PathLike | None = None) -> Path:
-    """Create ``folder`` and its missing parents, or raise :class:`ParameterError` saying why it
+    """Create ``folder`` and its missing parents, or raise :class:`OutputError` saying why it
     cannot be made (a file in the way, no permission...) and what to do. ``target``: the file that
     is to be written in it, named first in the message."""
     path = Path(folder)
@@ -513,17 +524,33 @@ def make_folder(folder: PathLike, target: PathLike | None = None) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         blocker = file_in_the_way(path)
+        code = errno.ENOTDIR if blocker is not None else exc.errno
         if target is None:
             message = (_blocked(str(path), blocker) if blocker is not None else
-                       f"cannot create the folder {str(path)!r} ({exc.strerror}); pass a folder you can write to")
+                       f"cannot create the folder {str(path)!r} ({exc.strerror}); {_fix_for(code, 'a folder')}")
         elif blocker is not None:
             message = (f"{target}: cannot create its folder {str(path)!r}: {str(blocker)!r} is a file, not a folder; "
                        "pass a path in a folder whose path does not go through a file")
         else:
-            message = (f"{target}: cannot create its folder {str(path)!r} ({exc.strerror}); "
-                       "pass a path in a folder you can write to")
-        raise ParameterError(message) from None
+            message = f"{target}: cannot create its folder {str(path)!r} ({exc.strerror}); {_fix_for(code)}"
+        raise cannot_write(message, code) from None
     return path
+
+
+def _is_a_directory(target: Path) -> OutputError:
+    return cannot_write(f"{target}: is a directory; pass a file path inside it", errno.EISDIR)
+
+
+def refusal(target: Path, exc: OSError) -> OutputError | None:
+    """The :class:`OutputError` to raise for ``exc``, the system's refusal to write the file
+    ``target`` (no permission, a read-only or full disk, a folder in its place), saying why and
+    what to do; None when ``exc`` is another failure (a failing device...), raised as it is."""
+    if exc.errno not in _REFUSED_ERRNOS:
+        return None
+    if exc.errno == errno.EISDIR:
+        return _is_a_directory(target)
+    return cannot_write(f"{target}: cannot be written in {str(target.parent)!r} ({exc.strerror}); "
+                        f"{_fix_for(exc.errno)}", exc.errno)
 
 
 def _output_path(path: object, force: object) -> Path:
@@ -532,17 +559,28 @@ def _output_path(path: object, force: object) -> Path:
     if not isinstance(force, (bool, np.bool_)):
         raise ParameterTypeError(f"force={force!r} is not a bool; pass True or False")
     if target.is_dir():
-        raise ParameterError(f"{target}: is a directory; pass a file path inside it")
+        raise _is_a_directory(target)
     problem = through_a_file(target)
     if problem is not None:
-        raise ParameterError(problem)
+        raise cannot_write(problem, errno.ENOTDIR)
     if target.exists() and not force:
         raise exists_already(target)
     return target
 
 
 def publish(tmp: str | os.PathLike[str], target: Path, force: bool) -> None:
-    """Move a finished temporary file onto *target*; refuse to overwrite an existing one unless *force*."""
+    """Move a finished temporary file onto *target*; refuse to overwrite an existing one unless
+    *force*. :class:`OutputError` if the system refuses the move (a folder in its place...)."""
+    try:
+        _move(tmp, target, force)
+    except OSError as exc:
+        error = refusal(target, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _move(tmp: str | os.PathLike[str], target: Path, force: bool) -> None:
     if force:
         os.replace(tmp, target)
         return
@@ -585,9 +623,13 @@ def write_bytes(path: PathLike, data: bytes | bytearray | memoryview, *, force: 
     ------
     OutputExistsError
         *path* exists and ``force`` is False; nothing is written.
-    ParameterError, ParameterTypeError
+    OutputError
         *path* is a directory, or goes through a file (``photo.jpg/x.png``), or its folder
-        cannot be made or written in; or an argument has the wrong type.
+        cannot be made or written in (no permission, a read-only or full disk). It is an
+        ``OSError`` (:class:`OutputPermissionError`, a ``PermissionError``, when permission is
+        denied), and a :class:`ParameterError` as before.
+    ParameterTypeError
+        An argument has the wrong type.
 
     Examples
     --------
@@ -632,21 +674,22 @@ def _stage(target: Path, data: bytes | bytearray | memoryview) -> str:
         except FileExistsError:
             continue
         except OSError as exc:
-            if exc.errno not in _PATH_ERRNOS:
+            error = refusal(target, exc)
+            if error is None:
                 raise
-            raise ParameterError(
-                f"{target}: cannot be written in {str(target.parent)!r} ({exc.strerror}); "
-                "pass a path in a folder you can write to"
-            ) from None
+            raise error from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
+        error = refusal(target, exc) if isinstance(exc, OSError) else None  # a full disk
+        if error is None:
+            raise
+        raise error from None
     return tmp
 
 
@@ -672,9 +715,10 @@ def write_files(
     existing file in its place without ``force``, a path through a file), and the folders
     are made. Then each file's bytes are made, ``threads`` files at a time, and written to a
     hidden temporary file beside its target; only when all are written are they moved into
-    place. If anything fails, the temporary files are removed, and so are the targets this
-    call had moved into place already (the old files ``force`` replaced are gone too), and
-    the error is raised: a failed set leaves none of its files.
+    place (:func:`publish_all`). If anything fails, the temporary files are removed, and so are
+    the targets this call had moved into place already, the old files ``force`` replaced are put
+    back, and the error is raised: a failed set leaves none of its files, and the files it was
+    to overwrite as they were.
 
     Parameters
     ----------
@@ -695,7 +739,7 @@ def write_files(
     ------
     OutputExistsError
         A target exists and ``force`` is False; nothing is written.
-    ParameterError, ParameterTypeError
+    OutputError, ParameterTypeError
         As :func:`write_bytes`, for any target; or an error a function raised.
 
     Examples
@@ -753,19 +797,71 @@ def write_files(
 
 
 def publish_all(moves: list[tuple[str | os.PathLike[str], Path]], force: bool) -> None:
-    """:func:`publish` each finished temporary file onto its target, in order; if one cannot be
-    moved, the targets moved before it are removed again and the error is raised, so that none
-    of the set is left (the temporary files not moved are the caller's to remove)."""
-    done: list[Path] = []
+    """:func:`publish` each finished temporary file onto its target, in order, as one set.
+
+    With ``force``, the file in a target's place is kept first under a hidden name beside it,
+    and deleted only once every file of the set is in place. If one cannot be moved, the targets
+    moved before it are taken back (the files they replaced put back, the others removed) and the
+    error is raised: the folder is left as it was (the temporary files not moved are the caller's
+    to remove).
+    """
+    done: list[tuple[Path, str | None]] = []  # each target in place, and where its old file is kept
     try:
         for tmp, target in moves:
-            publish(tmp, target, force)
-            done.append(target)
+            kept = _keep(target) if force else None
+            try:
+                publish(tmp, target, force)
+            except BaseException:
+                if kept is not None:
+                    with contextlib.suppress(OSError):
+                        _put_back(kept, target)
+                raise
+            done.append((target, kept))
     except BaseException:
-        for target in done:
+        for target, kept in reversed(done):
             with contextlib.suppress(OSError):
-                os.unlink(target)
+                if kept is None:
+                    os.unlink(target)
+                else:
+                    _put_back(kept, target)
         raise
+    for _, kept in done:
+        if kept is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(kept)
+
+
+def _keep(target: Path) -> str | None:
+    """Keep the file in ``target``'s place under a new hidden name beside it, for :func:`_put_back`,
+    and return that name: a hard link, so that the target keeps its file meanwhile, or where the
+    file system has none, the file moved aside. None when there is no file there (a folder there
+    is left for the move to refuse)."""
+    if not os.path.lexists(target) or (os.path.isdir(target) and not os.path.islink(target)):
+        return None
+    while True:
+        kept = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.old")
+        try:
+            os.link(target, kept, follow_symlinks=False)  # a symbolic link is kept as itself
+        except FileExistsError:
+            continue
+        except FileNotFoundError:  # gone meanwhile: nothing to keep
+            return None
+        except (OSError, NotImplementedError):  # no hard links on this file system
+            try:
+                os.replace(target, kept)
+            except OSError as exc:
+                error = refusal(target, exc)
+                if error is None:
+                    raise
+                raise error from None
+        return kept
+
+
+def _put_back(kept: str, target: Path) -> None:
+    """Put the file :func:`_keep` kept back in ``target``'s place."""
+    os.replace(kept, target)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(kept)  # still there if the target still was that file: renaming a file onto itself does nothing
 
 
 def write_text(path: PathLike, text: str, *, force: bool = False) -> Path:
@@ -788,6 +884,8 @@ def write_text(path: PathLike, text: str, *, force: bool = False) -> Path:
     ------
     OutputExistsError
         *path* exists and ``force`` is False.
+    OutputError
+        A path that cannot be written (see :func:`write_bytes`).
 
     Examples
     --------
@@ -834,6 +932,8 @@ def write_json(path: PathLike, obj: Any, *, force: bool = False) -> Path:
     ------
     OutputExistsError
         *path* exists and ``force`` is False.
+    OutputError
+        A path that cannot be written (see :func:`write_bytes`).
     ParameterError
         *obj* holds NaN or infinity, or a circular reference.
     ParameterTypeError
@@ -967,9 +1067,11 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
     ------
     OutputExistsError
         *path* exists and ``force`` is False; nothing is written.
+    OutputError
+        A path that cannot be written (see :func:`write_bytes`).
     ParameterError
-        Unknown suffix, a shape the format cannot hold, ``compress_level`` not in 0-9, an
-        unknown ``png_strategy``, or a path that cannot be written (see :func:`write_bytes`).
+        Unknown suffix, a shape the format cannot hold, ``compress_level`` not in 0-9, or an
+        unknown ``png_strategy``.
     ParameterTypeError
         A dtype the format cannot hold.
 

@@ -20,6 +20,7 @@ Functions: :func:`compare`, :func:`grid`, :func:`elbow`, :func:`scatter3d`,
 
 from __future__ import annotations
 
+import errno
 import io as _io
 import math
 import os
@@ -38,7 +39,7 @@ from ._edges import boundaries as _boundaries
 from ._edges import edges as _canny
 from ._elbow import Elbow, as_prepared, split_options
 from ._elbow import elbow as _elbow
-from .errors import ParameterError, ParameterTypeError, exists_already
+from .errors import ParameterError, ParameterTypeError, cannot_write, exists_already
 from .segment import Prepared, Segmentation, check_int, make_rng, palette_order, read_image
 
 __all__ = [
@@ -129,7 +130,7 @@ def _check_save(save: Any, force: Any) -> str | None:
     if fmt is None:
         raise ParameterError(f"save={os.fspath(save)!r} has suffix {path.suffix!r}; figures are saved as .png or .svg")
     if path.is_dir():
-        raise ParameterError(f"save={os.fspath(save)!r} is a directory; pass a file path inside it")
+        raise cannot_write(f"save={os.fspath(save)!r} is a directory; pass a file path inside it", errno.EISDIR)
     if path.exists() and not force:
         raise exists_already(path)
     return fmt
@@ -306,6 +307,8 @@ def compare(
         Bad ``seg``, ``save``, ``figsize`` or ``dpi``, or ``seg`` is of another image.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -369,6 +372,8 @@ def grid(
         image; other bad parameters.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -468,6 +473,8 @@ def elbow(
         Bad ``yscale``, ``save``, ``figsize``, ``dpi``, or elbow options.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
 
     Examples
     --------
@@ -557,6 +564,8 @@ def scatter3d(
         Bad ``sample``, ``seed``, ``seg``, ``save``, ``figsize`` or ``dpi``.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -643,6 +652,8 @@ def histogram(
         Bad ``save``, ``figsize`` or ``dpi``.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -712,6 +723,8 @@ def palette(
         Bad ``save``, ``figsize`` or ``dpi``.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
 
     Examples
     --------
@@ -778,6 +791,8 @@ def masks(
         A cluster index is out of range; other bad parameters.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 
@@ -879,6 +894,8 @@ def edges(
         Bad thresholds, ``seg``, ``save``, ``figsize`` or ``dpi``.
     OutputExistsError
         ``save`` exists and ``force`` is False.
+    OutputError
+        ``save`` cannot be written there (a directory, no permission, a full disk...).
     ImageError
         The image cannot be read.
 

@@ -8,6 +8,7 @@ script, font or style sheet, and opens anywhere, offline.
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import os
 import platform
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ._elbow import Elbow, as_prepared, check_ks, elbow, split_options
-from .errors import ParameterError, ParameterTypeError, exists_already
+from .errors import ParameterError, ParameterTypeError, cannot_write, exists_already
 from .segment import Prepared, Segmentation, check_int, read_image
 
 __all__ = ["SECTIONS", "n_steps", "write_report"]
@@ -64,7 +65,7 @@ def _check_out(out_path: Any, force: Any) -> Path:
         raise ParameterTypeError(f"force={force!r} is not a bool; pass True or False")
     path = Path(out_path)
     if path.is_dir():
-        raise ParameterError(f"out_path={os.fspath(out_path)!r} is a directory; pass a file path inside it")
+        raise cannot_write(f"out_path={os.fspath(out_path)!r} is a directory; pass a file path inside it", errno.EISDIR)
     if path.exists() and not force:
         raise exists_already(path)
     return path
@@ -165,6 +166,8 @@ def write_report(
     ------
     OutputExistsError
         ``out_path`` exists and ``force`` is False (before anything is computed).
+    OutputError
+        ``out_path`` cannot be written there (a directory, no permission, a full disk...).
     ParameterError, ParameterTypeError
         A parameter is out of range or of the wrong type.
     ImageError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import warnings
@@ -15,7 +16,16 @@ import numpy as np
 from . import _display, _engine
 from ._reduce import Reduced, blank_out, cut_out, paint, reduce_image
 from .color import COLOR_SPACES, from_features, to_features
-from .errors import ConvergenceWarning, InvalidImageDataError, ParameterError, ParameterTypeError, counted, exists_already
+from .errors import (
+    ConvergenceWarning,
+    InvalidImageDataError,
+    ParameterError,
+    ParameterTypeError,
+    cannot_write,
+    counted,
+    exists_already,
+    user_stacklevel,
+)
 
 __all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
 
@@ -47,9 +57,9 @@ def looks_like_file(directory: str | os.PathLike[str]) -> bool:
 
 
 def check_output_dir(directory: str | os.PathLike[str], name: str = "directory") -> Path:
-    """``directory`` as a path, or :class:`ParameterError` if it :func:`looks_like_file` or a file
-    is in the way (:func:`kmseg.io.folder_problem`); :class:`ParameterTypeError` if it is not a
-    path (``name``: the parameter, for the message)."""
+    """``directory`` as a path, or :class:`ParameterError` if it :func:`looks_like_file`, or
+    :class:`OutputError` if a file is in the way (:func:`kmseg.io.folder_problem`);
+    :class:`ParameterTypeError` if it is not a path (``name``: the parameter, for the message)."""
     from .io import folder_problem
 
     if not isinstance(directory, (str, os.PathLike)):
@@ -62,7 +72,7 @@ def check_output_dir(directory: str | os.PathLike[str], name: str = "directory")
         )
     problem = folder_problem(path)
     if problem is not None:
-        raise ParameterError(problem)
+        raise cannot_write(problem, errno.ENOTDIR)
     return path
 
 
@@ -491,7 +501,7 @@ class Prepared:
             warnings.warn(
                 f"{fewer_colours(n, k)}; returning {counted(n, 'cluster')}, one per colour",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         if red is self.reduced:
             return res, res.labels, res.inertia, few
@@ -566,7 +576,7 @@ def _check_inferred_alpha(arr: np.ndarray) -> None:
             f"fully opaque (its maximum is {top:g}, not {opaque:g}); pass alpha=False to cluster all {n} channels, "
             "or alpha=True to keep it as alpha",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -975,8 +985,10 @@ class Segmentation:
         segmented image, of a few flat colours, with the default (see
         :func:`kmseg.io.save_image`).
         A ``directory`` named like a file (``out.png``) that is not a directory already is
-        refused with :class:`ParameterError` rather than made into one, and so is a
-        ``directory`` that is a file or goes through one, or that cannot be made.
+        refused with :class:`ParameterError` rather than made into one. A ``directory`` that is
+        a file or goes through one, or that cannot be made or written in (no permission, a
+        read-only or full disk), raises :class:`OutputError`: an ``OSError`` (a
+        ``PermissionError`` when permission is denied) that is also a :class:`ParameterError`.
 
         Returns
         -------
