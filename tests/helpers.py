@@ -75,3 +75,22 @@ def fill(disk: Path) -> None:
                 os.write(fd, bytes(4096))
     finally:
         os.close(fd)
+
+
+def _sysfs_refuses_with_eacces() -> bool:
+    """Whether making a file in ``/sys`` fails with EACCES, as it does for everyone, root
+    included, where sysfs is mounted read-write (a read-only mount says EROFS instead)."""
+    try:
+        fd = os.open("/sys/kmseg-probe", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink("/sys/kmseg-probe")
+    return False
+
+
+#: For the tests that write into ``/sys``: a folder that refuses everyone with "Permission denied".
+needs_sysfs = pytest.mark.skipif(not _sysfs_refuses_with_eacces(),
+                                 reason="needs /sys to refuse new files with EACCES (Linux's sysfs, mounted read-write)")

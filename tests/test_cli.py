@@ -18,7 +18,7 @@ import pytest
 import kmseg
 from kmseg.cli import main
 from kmseg.io import save_image
-from helpers import fill, quadrants, small_disk
+from helpers import fill, quadrants, small_disk, needs_sysfs
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
 KMSEG = [sys.executable, "-m", "kmseg"]
@@ -506,7 +506,7 @@ def test_a_full_disk_fails_in_one_line_naming_the_fix(pics, tmp_path, capsys):
         assert sorted(p.name for p in disk.iterdir()) == ["ballast"]
 
 
-@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs, where no one, root included, makes files")
+@needs_sysfs
 def test_a_folder_without_permission_fails_each_file_in_one_line(pics, capsys):
     assert main(["segment", str(pics["a"]), "-k", "2", "-o", "/sys"]) == 1
     err = capsys.readouterr().err

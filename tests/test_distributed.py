@@ -21,6 +21,7 @@ from PIL import Image
 
 import kmseg
 from kmseg import cli, data
+from helpers import needs_sysfs
 
 pytest.importorskip("distributed")
 tifffile = pytest.importorskip("tifffile")
@@ -303,7 +304,7 @@ def test_large_leaves_no_output_when_one_cannot_be_written(cluster, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x-palette.json", "x.tif"]
 
 
-@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs, where no one, root included, makes files")
+@needs_sysfs
 def test_large_into_a_folder_without_permission_raises_permission_error(cluster, tmp_path):
     """Was a bare ``PermissionError(13, 'Permission denied')`` from the TIFF writer's thread,
     naming no file and no fix, and not a KmsegError."""

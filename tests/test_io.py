@@ -36,7 +36,7 @@ from kmseg.errors import (
 )
 from kmseg.io import load_image, save_image, write_bytes, write_files, write_json, write_text
 
-from helpers import fill, small_disk
+from helpers import fill, small_disk, needs_sysfs
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -982,7 +982,7 @@ def test_output_errors_pickle_with_their_errno() -> None:
         assert type(back) is type(error) and str(back) == str(error) and back.errno == error.errno
 
 
-@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs, where no one, root included, makes files")
+@needs_sysfs
 def test_a_folder_without_permission_raises_permission_error() -> None:
     """Real refusals that stop root too: sysfs lets no one make a file or a folder in it."""
     with pytest.raises(PermissionError, match=r"^/sys/x\.bin: cannot be written in '/sys' \(Permission denied\); "

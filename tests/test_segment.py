@@ -14,7 +14,7 @@ import pytest
 import kmseg
 from kmseg import _engine
 from kmseg.io import save_image
-from helpers import quadrants, same_partition
+from helpers import quadrants, same_partition, needs_sysfs
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
 
@@ -371,7 +371,7 @@ def test_save_where_it_cannot_write_raises_an_oserror(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "q-labels.png"]
 
 
-@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs, where no one, root included, makes files")
+@needs_sysfs
 def test_save_into_a_folder_without_permission_raises_permission_error():
     seg = kmseg.segment(quadrants(COLORS)[0], 4, seed=0)
     with pytest.raises(PermissionError, match=r"^/sys/image-\w+\.\w+: cannot be written in '/sys' \(Permission "
