@@ -592,6 +592,72 @@ def test_cli_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, batc
     assert not out.exists()
 
 
+def _no_timeout_env() -> dict[str, str]:
+    """This process's environment without a Dask connect timeout or scheduler address of its own."""
+    env = {k: v for k, v in os.environ.items() if k != "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT"}
+    return {**env, "DASK_SCHEDULER_ADDRESS": ""}
+
+
+def test_cli_address_where_nothing_listens_fails_in_seconds_not_after_dasks_30_s(tmp_path, batch_files):
+    """With Dask's default connect timeout (30 s), a refused address was retried for all of it
+    before the line came; kmseg now gives up after a few seconds (still retrying, in case the
+    scheduler is starting), and says what it found. The bound checks the wiring, not a speed."""
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kmseg", "segment", batch_files[0], "-k", "3", "-o", str(out), "--dask",
+           "--scheduler", address]
+    t0 = time.monotonic()
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_no_timeout_env())
+    elapsed = time.monotonic() - t0
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        f"kmseg: error: cannot reach a Dask scheduler at '{address}' (connection refused: nothing listens there; "
+        f"tried for 5 s); check the address given to --scheduler, or start a scheduler there "
+        "with 'dask scheduler'"]
+    assert elapsed < 20, elapsed
+    assert not out.exists()
+
+
+def test_api_address_where_nothing_listens_fails_in_seconds_and_honours_dasks_connect_timeout(tmp_path):
+    """segment_large(scheduler=) as the command line: a few seconds by default, and Dask's
+    ``distributed.comm.timeouts.connect`` when the user set it (named in the message)."""
+    import dask
+
+    tifffile.imwrite(tmp_path / "a.tif", _photo(64, 64), tile=(32, 32))
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(kd.SchedulerUnreachableError) as caught:
+        kd.segment_large(tmp_path / "a.tif", k=2, out_dir=tmp_path / "out", scheduler=address)
+    assert time.monotonic() - t0 < 20
+    assert str(caught.value) == (
+        f"cannot reach a Dask scheduler at '{address}' (connection refused: nothing listens there; tried for "
+        f"5 s); check the address (scheduler=, CLI: --scheduler), or start a scheduler there "
+        "with 'dask scheduler'")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1.5s"}):
+        with pytest.raises(kd.SchedulerUnreachableError, match=r"nothing listens there; tried for 1\.5 s\)"):
+            kd.segment_large(tmp_path / "a.tif", k=2, out_dir=tmp_path / "out", scheduler=address)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_address_where_something_listens_but_not_a_scheduler_fails_too(tmp_path, batch_files):
+    """A port that accepts the connection and then says nothing (another service, a scheduler
+    that hangs): the probe waited for Dask's handshake for ever."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # the kernel accepts; nobody answers
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        cmd = [sys.executable, "-m", "kmseg", "segment", batch_files[0], "-k", "3", "-o", str(tmp_path / "out"),
+               "--dask", "--scheduler", address]
+        env = {**_no_timeout_env(), "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        f"kmseg: error: cannot reach a Dask scheduler at '{address}' (something listens there but does not answer as "
+        "a Dask scheduler within 1 s); check the address given to --scheduler, or start a scheduler there with "
+        "'dask scheduler'"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_empty_scheduler_address_is_refused_not_taken_for_none(tmp_path, batch_files, capsys):
     """scheduler='' (--scheduler "$UNSET_VARIABLE") started a local cluster as if no address had
     been given; an address that is not a str was reported as unreachable."""
