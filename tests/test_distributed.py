@@ -302,6 +302,39 @@ def test_large_leaves_no_output_when_one_cannot_be_written(cluster, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x-palette.json", "x.tif"]
 
 
+def _strips(tmp_path, dtype: str, rowsperstrip: int) -> tuple[Path, np.ndarray]:
+    """A 1500 x 1344 (2 MP) photo-like TIFF in deflate-compressed strips, with the horizontal
+    predictor (each strip must be decoded whole)."""
+    rng = np.random.default_rng(4)
+    img = np.tile(_photo(300, 224), (5, 6, 1))
+    img = np.clip(img.astype(np.int16) + rng.integers(-2, 3, img.shape), 0, 255).astype(np.uint8)
+    if dtype == "uint16":
+        img = (img.astype(np.uint16) * 257 + rng.integers(0, 257, img.shape)).astype(np.uint16)
+    path = tmp_path / f"strips-{rowsperstrip}.tif"
+    tifffile.imwrite(path, img, photometric="rgb", compression="zlib", predictor=True, rowsperstrip=rowsperstrip)
+    return path, img
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+@pytest.mark.parametrize("rowsperstrip", [27, 1500], ids=["27-rows", "one-strip"])
+def test_large_compressed_strips_equal_in_memory_in_regions_near_the_size_asked(cluster, tmp_path, dtype,
+                                                                              rowsperstrip):
+    """Strips of 27 rows: regions were made whole strips and whole output tiles (256 rows)
+    at once, every lcm(27, 256) = 6912 rows, so this image was one region however small the
+    chunks asked (and a 30000-pixel-wide one, regions of 207 MP for 4 asked). Now they are
+    256-row bands, and a strip cut by a band's edge is decoded by both bands. One strip for
+    the whole image is one region. Either way the result is the in-memory one."""
+    path, img = _strips(tmp_path, dtype, rowsperstrip)
+    ref = kmseg.segment(img, k=4, seed=0)
+    res = kd.segment_large(path, k=4, out_dir=tmp_path / "out", seed=0, chunks=256, client=cluster)
+    assert res.n_chunks == (6 if rowsperstrip == 27 else 1)  # 1500 rows in bands of 256 rows
+    np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
+    assert _same_labels(res.read_labels(), ref.labels)
+    np.testing.assert_array_equal(res.counts, ref.counts)
+    assert res.inertia == pytest.approx(ref.inertia, rel=1e-12)
+    np.testing.assert_array_equal(res.read_image(), ref.image())
+
+
 @pytest.fixture
 def batch_files(tmp_path):
     """Five small photos with a bad file (text named .png) in the middle."""

@@ -235,23 +235,39 @@ def _describe(name: str, page: tifffile.TiffPage, byteorder: str) -> TiffSource:
 def chunk_grid(src: TiffSource, chunks: tuple[int, int], tile: tuple[int, int]) -> list[tuple[int, int, int, int]]:
     """Regions ``(y0, y1, x0, x1)`` in row-major order, about ``chunks`` in size.
 
-    Chunk edges fall on multiples of the input's segments (so no tile or strip is decoded
-    twice in one pass) and of the output ``tile`` (so every output tile is written whole by
-    one task). Striped inputs are cut into full-width bands.
+    Chunk edges fall on multiples of the output ``tile`` (so every output tile is written whole
+    by one task), and on multiples of the input's segments too (so no tile or strip is decoded
+    twice in one pass) unless that would make the regions much larger than asked: with strips
+    of 27 rows and tiles of 256, that is every 6912 rows. Then a segment cut by a region's edge
+    is decoded by both regions. Striped inputs are cut into full-width bands. A region never
+    holds less than a segment: an image stored as one strip is one region.
     """
     uy, ux = src.unit
-    ay = _lcm(uy, tile[0])
-    ax = src.width if (src.memmap_offset < 0 and not src.tiled) else _lcm(ux, tile[1])
-    cy = max(ay, int(round(chunks[0] / ay)) * ay)
-    cx = max(ax, int(round(chunks[1] / ax)) * ax)
-    if ax == src.width:
+    if src.memmap_offset < 0 and not src.tiled:
         # Full-width bands: keep the band about chunks[0] * chunks[1] pixels.
-        cy = max(ay, int(round(chunks[0] * chunks[1] / max(src.width, 1) / ay)) * ay)
+        cy = _edge(uy, tile[0], max(1, round(chunks[0] * chunks[1] / max(src.width, 1))))
+        cx = src.width
+    else:
+        cy = _edge(uy, tile[0], chunks[0])
+        cx = _edge(ux, tile[1], chunks[1])
     return [
         (y, min(y + cy, src.height), x, min(x + cx, src.width))
         for y in range(0, src.height, cy)
         for x in range(0, src.width, cx)
     ]
+
+
+def _edge(unit: int, tile: int, asked: int) -> int:
+    """A region's edge along one axis: a multiple of ``tile`` about ``asked`` pixels long, or
+    about ``unit`` (a segment's edge) when segments are longer; a multiple of ``unit`` too when
+    that makes it at most twice as long."""
+    size = max(asked, unit)
+    both = _lcm(unit, tile)
+    if both <= 2 * size:
+        return max(both, round(size / both) * both)
+    if unit >= asked:  # large segments: each region covers one whole, and cuts at most one more
+        return -(-unit // tile) * tile
+    return max(tile, round(size / tile) * tile)
 
 
 def _lcm(a: int, b: int) -> int:
