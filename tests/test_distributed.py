@@ -4,7 +4,9 @@ and batches fail file by file."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -333,6 +335,48 @@ def test_large_compressed_strips_equal_in_memory_in_regions_near_the_size_asked(
     np.testing.assert_array_equal(res.counts, ref.counts)
     assert res.inertia == pytest.approx(ref.inertia, rel=1e-12)
     np.testing.assert_array_equal(res.read_image(), ref.image())
+
+
+@pytest.fixture(scope="module")
+def small_workers():
+    """A real LocalCluster whose one worker (a thread of this process) has a 32 MiB memory
+    limit, which it does not enforce (no pausing or spilling: this process holds far more)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    off = {f"distributed.worker.memory.{k}": False for k in ("target", "spill", "pause", "terminate")}
+    with dask.config.set(off):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit="32MiB",
+                          dashboard_address=None, silence_logs=logging.CRITICAL) as lc, Client(lc, set_as_default=False) as client:
+            yield client
+
+
+def test_large_refuses_one_strip_a_worker_cannot_hold_before_any_work(small_workers, tmp_path, capsys):
+    """An image stored as one compressed strip is read whole by one task: when that needs more
+    than a worker's memory limit, it is refused at once with how to re-save it tiled. Was: the
+    task ran anyway, however little memory the worker had (a worker that goes over its limit is
+    paused, then killed). The same pixels in tiles go through the same worker."""
+    path, img = _strips(tmp_path, "uint8", 1500)
+    message = (rf"^{re.escape(str(path))}: its pixels are stored as one compressed strip of 1500 x 1344 pixels, "
+               r"which a task must decode whole: about \d+\.\d+ MiB in one worker, which has 32\.00 MiB; re-save "
+               rf"it tiled \(e\.g\. vips tiffsave {re.escape(str(path))} tiled\.tif --tile --compression deflate\), "
+               r"give the workers more memory, or segment it in memory with kmseg\.segment$")
+    with pytest.raises(kmseg.NotAnImageError, match=message):
+        kd.segment_large(path, k=4, out_dir=tmp_path / "out", seed=0, client=small_workers)
+    assert not (tmp_path / "out").exists()
+    address = small_workers.scheduler.address
+    argv = ["segment", str(path), "-k", "4", "-o", str(tmp_path / "cli"), "--dask", "--scheduler", address,
+            "--max-pixels", "1000000"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[1] == f"kmseg: 1 of 1 file failed: {path}", err
+    assert re.match(message.replace("^", "^kmseg: error: ").replace(
+        r"segment it in memory with kmseg\.segment$",
+        r"segment it in memory with a --max-pixels of at least its pixel count$"), err[0]), err[0]
+    tifffile.imwrite(tmp_path / "tiled.tif", img, photometric="rgb", compression="zlib", tile=(256, 256))
+    res = kd.segment_large(tmp_path / "tiled.tif", k=4, out_dir=tmp_path / "out", seed=0, chunks=256,
+                           client=small_workers)
+    assert _same_labels(res.read_labels(), kmseg.segment(img, k=4, seed=0).labels)
 
 
 @pytest.fixture

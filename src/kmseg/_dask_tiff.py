@@ -56,6 +56,7 @@ class TiffSource:
     byteorder: str  # "<" or ">"
     has_alpha: bool  # the last channel (after ``channels``) is alpha, as load_image reports it
     channels: tuple[int, ...] | None  # samples to keep, in order (None: all)
+    compressed: bool = False  # the segments are compressed (a reader decodes each one whole)
 
     @property
     def n_channels(self) -> int:
@@ -65,6 +66,15 @@ class TiffSource:
     @property
     def out_dtype(self) -> np.dtype:
         return np.dtype(np.float32) if self.dtype == "float16" else np.dtype(self.dtype)
+
+    @property
+    def segment_bytes(self) -> int:
+        """Bytes of one decoded tile or strip, as a reader holds it while it copies the part it
+        needs (0 when the file is memory-mapped)."""
+        if self.memmap_offset >= 0:
+            return 0
+        per_pixel = (1 if self.planar else self.samples) * np.dtype(self.dtype).itemsize
+        return self.seg_shape[0] * self.seg_shape[1] * per_pixel
 
     @property
     def unit(self) -> tuple[int, int]:
@@ -229,6 +239,7 @@ def _describe(name: str, page: tifffile.TiffPage, byteorder: str) -> TiffSource:
         byteorder=byteorder,
         has_alpha=has_alpha,
         channels=channels,
+        compressed=int(page.compression) != 1,
     )
 
 

@@ -48,9 +48,11 @@ from .color import COLOR_SPACES, from_features
 from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all
 from .errors import (
     CHECK_SCHEDULER,
+    IN_MEMORY,
     ConvergenceWarning,
     InvalidImageDataError,
     KmsegError,
+    NotAnImageError,
     ParameterError,
     ParameterTypeError,
     counted,
@@ -731,7 +733,10 @@ def segment_large(
         sample. For the Lloyd iterations over regions, ``tol`` is scaled by the data's variance
         computed in one pass (it only ever stops early).
     chunks : int or (int, int)
-        Target region size in pixels (rows, columns), rounded to whole tiles or strips.
+        Target region size in pixels (rows, columns), rounded to whole output tiles, and to
+        whole tiles or strips of the input when that does not make it much larger. A region
+        is never smaller than one of the input's tiles or strips, each decoded whole: a TIFF
+        stored as one compressed strip is one region.
     sample : int
         For images without a histogram (see above): the most pixels fitted in memory.
     stem : str, optional
@@ -755,7 +760,9 @@ def segment_large(
     ParameterError, ParameterTypeError
         A parameter is out of range or of the wrong type.
     ImageError
-        The file is missing, not a TIFF, a TIFF layout the chunked path cannot read, or holds NaN.
+        The file is missing, not a TIFF, a TIFF layout the chunked path cannot read, or holds NaN;
+        or its tiles or strips are so large (one compressed strip for the whole image) that a
+        task reading one of them would need more than a worker's memory limit.
     OutputExistsError
         An output exists and ``force`` is False.
     DaskNotInstalledError
@@ -882,6 +889,7 @@ class _LargeJob:
     def run(self, k, rng, options, targets, tile, force) -> LargeSegmentation:
         from distributed import as_completed
 
+        self.check_memory()
         if histogram_bits(self.work, self.nc):
             fit = self.fit_histogram(k, rng, options)
         else:
@@ -958,6 +966,45 @@ class _LargeJob:
     def _extent(self, extent: tuple[float, float] | None) -> tuple[float, float] | None:
         """Least and greatest colour value, in the working dtype's units -> the input's."""
         return None if extent is None else (extent[0] - self.offset, extent[1] - self.offset)
+
+    def task_memory(self, pixels: int) -> int:
+        """Bytes a task holds at most for a region of ``pixels`` pixels, roughly: its values and
+        their features (float64, in the passes over pixels) or histogram codes, and a decoded
+        segment."""
+        per_value = 8 if histogram_bits(self.work, self.nc) else 24
+        return pixels * (per_value * self.src.n_channels + 8) + self.src.segment_bytes
+
+    def check_memory(self) -> None:
+        """Refuse, before any work, a file whose tiles or strips are so large that a region of
+        just one of them needs more memory than a worker of the cluster has (its
+        ``memory_limit``; clusters without one are not checked): an image stored as one
+        compressed strip is read whole by one task."""
+        from dask.utils import format_bytes
+
+        src = self.src
+        if not src.segment_bytes:
+            return
+        sh, sw = min(src.seg_shape[0], src.height), min(src.seg_shape[1], src.width)
+        need = self.task_memory(sh * sw)
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        except TypeError:  # distributed before 2025: every worker, always
+            workers = self.client.scheduler_info()["workers"]
+        limits = [m for m in (w.get("memory_limit") or 0 for w in workers.values()) if m > 0]
+        if not limits or need <= 0.8 * min(limits):  # Dask pauses a worker at 80 % of its limit
+            return
+        what = "tile" if src.tiled else "strip"
+        compressed = "compressed " if src.compressed else ""
+        if (sh, sw) == (src.height, src.width):
+            stored = f"one {compressed}{what} of {sh} x {sw} pixels"
+        else:
+            stored = f"{compressed}{what}s of {sh} x {sw} pixels"
+        raise NotAnImageError(
+            f"{self.source}: its pixels are stored as {stored}, which a task must decode whole: about "
+            f"{format_bytes(need)} in one worker, which has {format_bytes(min(limits))}; re-save it tiled (e.g. "
+            f"vips tiffsave {self.source} tiled.tif --tile --compression deflate), give the workers more memory, or "
+            f"{IN_MEMORY}"
+        )
 
     # ----------------------------------------------------------------- 8-bit and 16-bit grey: one histogram
 
