@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -315,6 +317,81 @@ def test_large_into_a_folder_without_permission_raises_permission_error(cluster,
     assert isinstance(info.value, kmseg.OutputPermissionError) and info.value.errno == errno.EACCES
 
 
+def _strips(tmp_path, dtype: str, rowsperstrip: int) -> tuple[Path, np.ndarray]:
+    """A 1500 x 1344 (2 MP) photo-like TIFF in deflate-compressed strips, with the horizontal
+    predictor (each strip must be decoded whole)."""
+    rng = np.random.default_rng(4)
+    img = np.tile(_photo(300, 224), (5, 6, 1))
+    img = np.clip(img.astype(np.int16) + rng.integers(-2, 3, img.shape), 0, 255).astype(np.uint8)
+    if dtype == "uint16":
+        img = (img.astype(np.uint16) * 257 + rng.integers(0, 257, img.shape)).astype(np.uint16)
+    path = tmp_path / f"strips-{rowsperstrip}.tif"
+    tifffile.imwrite(path, img, photometric="rgb", compression="zlib", predictor=True, rowsperstrip=rowsperstrip)
+    return path, img
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+@pytest.mark.parametrize("rowsperstrip", [27, 1500], ids=["27-rows", "one-strip"])
+def test_large_compressed_strips_equal_in_memory_in_regions_near_the_size_asked(cluster, tmp_path, dtype,
+                                                                              rowsperstrip):
+    """Strips of 27 rows: regions were made whole strips and whole output tiles (256 rows)
+    at once, every lcm(27, 256) = 6912 rows, so this image was one region however small the
+    chunks asked (and a 30000-pixel-wide one, regions of 207 MP for 4 asked). Now they are
+    256-row bands, and a strip cut by a band's edge is decoded by both bands. One strip for
+    the whole image is one region. Either way the result is the in-memory one."""
+    path, img = _strips(tmp_path, dtype, rowsperstrip)
+    ref = kmseg.segment(img, k=4, seed=0)
+    res = kd.segment_large(path, k=4, out_dir=tmp_path / "out", seed=0, chunks=256, client=cluster)
+    assert res.n_chunks == (6 if rowsperstrip == 27 else 1)  # 1500 rows in bands of 256 rows
+    np.testing.assert_allclose(res.centers, ref.centers, rtol=0, atol=1e-9)
+    assert _same_labels(res.read_labels(), ref.labels)
+    np.testing.assert_array_equal(res.counts, ref.counts)
+    assert res.inertia == pytest.approx(ref.inertia, rel=1e-12)
+    np.testing.assert_array_equal(res.read_image(), ref.image())
+
+
+@pytest.fixture(scope="module")
+def small_workers():
+    """A real LocalCluster whose one worker (a thread of this process) has a 32 MiB memory
+    limit, which it does not enforce (no pausing or spilling: this process holds far more)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    off = {f"distributed.worker.memory.{k}": False for k in ("target", "spill", "pause", "terminate")}
+    with dask.config.set(off):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit="32MiB",
+                          dashboard_address=None, silence_logs=logging.CRITICAL) as lc, Client(lc, set_as_default=False) as client:
+            yield client
+
+
+def test_large_refuses_one_strip_a_worker_cannot_hold_before_any_work(small_workers, tmp_path, capsys):
+    """An image stored as one compressed strip is read whole by one task: when that needs more
+    than a worker's memory limit, it is refused at once with how to re-save it tiled. Was: the
+    task ran anyway, however little memory the worker had (a worker that goes over its limit is
+    paused, then killed). The same pixels in tiles go through the same worker."""
+    path, img = _strips(tmp_path, "uint8", 1500)
+    message = (rf"^{re.escape(str(path))}: its pixels are stored as one compressed strip of 1500 x 1344 pixels, "
+               r"which a task must decode whole: about \d+\.\d+ MiB in one worker, which has 32\.00 MiB; re-save "
+               rf"it tiled \(e\.g\. vips tiffsave {re.escape(str(path))} tiled\.tif --tile --compression deflate\), "
+               r"give the workers more memory, or segment it in memory with kmseg\.segment$")
+    with pytest.raises(kmseg.NotAnImageError, match=message):
+        kd.segment_large(path, k=4, out_dir=tmp_path / "out", seed=0, client=small_workers)
+    assert not (tmp_path / "out").exists()
+    address = small_workers.scheduler.address
+    argv = ["segment", str(path), "-k", "4", "-o", str(tmp_path / "cli"), "--dask", "--scheduler", address,
+            "--max-pixels", "1000000"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[1] == f"kmseg: 1 of 1 file failed: {path}", err
+    assert re.match(message.replace("^", "^kmseg: error: ").replace(
+        r"segment it in memory with kmseg\.segment$",
+        r"segment it in memory with a --max-pixels of at least its pixel count$"), err[0]), err[0]
+    tifffile.imwrite(tmp_path / "tiled.tif", img, photometric="rgb", compression="zlib", tile=(256, 256))
+    res = kd.segment_large(tmp_path / "tiled.tif", k=4, out_dir=tmp_path / "out", seed=0, chunks=256,
+                           client=small_workers)
+    assert _same_labels(res.read_labels(), kmseg.segment(img, k=4, seed=0).labels)
+
+
 @pytest.fixture
 def batch_files(tmp_path):
     """Five small photos with a bad file (text named .png) in the middle."""
@@ -603,6 +680,72 @@ def test_cli_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, batc
     assert lines[0].endswith("; check the address given to --scheduler, or start a scheduler there with "
                              "'dask scheduler'")
     assert not out.exists()
+
+
+def _no_timeout_env() -> dict[str, str]:
+    """This process's environment without a Dask connect timeout or scheduler address of its own."""
+    env = {k: v for k, v in os.environ.items() if k != "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT"}
+    return {**env, "DASK_SCHEDULER_ADDRESS": ""}
+
+
+def test_cli_address_where_nothing_listens_fails_in_seconds_not_after_dasks_30_s(tmp_path, batch_files):
+    """With Dask's default connect timeout (30 s), a refused address was retried for all of it
+    before the line came; kmseg now gives up after a few seconds (still retrying, in case the
+    scheduler is starting), and says what it found. The bound checks the wiring, not a speed."""
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kmseg", "segment", batch_files[0], "-k", "3", "-o", str(out), "--dask",
+           "--scheduler", address]
+    t0 = time.monotonic()
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_no_timeout_env())
+    elapsed = time.monotonic() - t0
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        f"kmseg: error: cannot reach a Dask scheduler at '{address}' (connection refused: nothing listens there; "
+        f"tried for 5 s); check the address given to --scheduler, or start a scheduler there "
+        "with 'dask scheduler'"]
+    assert elapsed < 20, elapsed
+    assert not out.exists()
+
+
+def test_api_address_where_nothing_listens_fails_in_seconds_and_honours_dasks_connect_timeout(tmp_path):
+    """segment_large(scheduler=) as the command line: a few seconds by default, and Dask's
+    ``distributed.comm.timeouts.connect`` when the user set it (named in the message)."""
+    import dask
+
+    tifffile.imwrite(tmp_path / "a.tif", _photo(64, 64), tile=(32, 32))
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(kd.SchedulerUnreachableError) as caught:
+        kd.segment_large(tmp_path / "a.tif", k=2, out_dir=tmp_path / "out", scheduler=address)
+    assert time.monotonic() - t0 < 20
+    assert str(caught.value) == (
+        f"cannot reach a Dask scheduler at '{address}' (connection refused: nothing listens there; tried for "
+        f"5 s); check the address (scheduler=, CLI: --scheduler), or start a scheduler there "
+        "with 'dask scheduler'")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1.5s"}):
+        with pytest.raises(kd.SchedulerUnreachableError, match=r"nothing listens there; tried for 1\.5 s\)"):
+            kd.segment_large(tmp_path / "a.tif", k=2, out_dir=tmp_path / "out", scheduler=address)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_address_where_something_listens_but_not_a_scheduler_fails_too(tmp_path, batch_files):
+    """A port that accepts the connection and then says nothing (another service, a scheduler
+    that hangs): the probe waited for Dask's handshake for ever."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # the kernel accepts; nobody answers
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        cmd = [sys.executable, "-m", "kmseg", "segment", batch_files[0], "-k", "3", "-o", str(tmp_path / "out"),
+               "--dask", "--scheduler", address]
+        env = {**_no_timeout_env(), "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        f"kmseg: error: cannot reach a Dask scheduler at '{address}' (something listens there but does not answer as "
+        "a Dask scheduler within 1 s); check the address given to --scheduler, or start a scheduler there with "
+        "'dask scheduler'"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_empty_scheduler_address_is_refused_not_taken_for_none(tmp_path, batch_files, capsys):

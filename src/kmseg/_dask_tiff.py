@@ -56,6 +56,7 @@ class TiffSource:
     byteorder: str  # "<" or ">"
     has_alpha: bool  # the last channel (after ``channels``) is alpha, as load_image reports it
     channels: tuple[int, ...] | None  # samples to keep, in order (None: all)
+    compressed: bool = False  # the segments are compressed (a reader decodes each one whole)
 
     @property
     def n_channels(self) -> int:
@@ -65,6 +66,15 @@ class TiffSource:
     @property
     def out_dtype(self) -> np.dtype:
         return np.dtype(np.float32) if self.dtype == "float16" else np.dtype(self.dtype)
+
+    @property
+    def segment_bytes(self) -> int:
+        """Bytes of one decoded tile or strip, as a reader holds it while it copies the part it
+        needs (0 when the file is memory-mapped)."""
+        if self.memmap_offset >= 0:
+            return 0
+        per_pixel = (1 if self.planar else self.samples) * np.dtype(self.dtype).itemsize
+        return self.seg_shape[0] * self.seg_shape[1] * per_pixel
 
     @property
     def unit(self) -> tuple[int, int]:
@@ -229,29 +239,46 @@ def _describe(name: str, page: tifffile.TiffPage, byteorder: str) -> TiffSource:
         byteorder=byteorder,
         has_alpha=has_alpha,
         channels=channels,
+        compressed=int(page.compression) != 1,
     )
 
 
 def chunk_grid(src: TiffSource, chunks: tuple[int, int], tile: tuple[int, int]) -> list[tuple[int, int, int, int]]:
     """Regions ``(y0, y1, x0, x1)`` in row-major order, about ``chunks`` in size.
 
-    Chunk edges fall on multiples of the input's segments (so no tile or strip is decoded
-    twice in one pass) and of the output ``tile`` (so every output tile is written whole by
-    one task). Striped inputs are cut into full-width bands.
+    Chunk edges fall on multiples of the output ``tile`` (so every output tile is written whole
+    by one task), and on multiples of the input's segments too (so no tile or strip is decoded
+    twice in one pass) unless that would make the regions much larger than asked: with strips
+    of 27 rows and tiles of 256, that is every 6912 rows. Then a segment cut by a region's edge
+    is decoded by both regions. Striped inputs are cut into full-width bands. A region never
+    holds less than a segment: an image stored as one strip is one region.
     """
     uy, ux = src.unit
-    ay = _lcm(uy, tile[0])
-    ax = src.width if (src.memmap_offset < 0 and not src.tiled) else _lcm(ux, tile[1])
-    cy = max(ay, int(round(chunks[0] / ay)) * ay)
-    cx = max(ax, int(round(chunks[1] / ax)) * ax)
-    if ax == src.width:
+    if src.memmap_offset < 0 and not src.tiled:
         # Full-width bands: keep the band about chunks[0] * chunks[1] pixels.
-        cy = max(ay, int(round(chunks[0] * chunks[1] / max(src.width, 1) / ay)) * ay)
+        cy = _edge(uy, tile[0], max(1, round(chunks[0] * chunks[1] / max(src.width, 1))))
+        cx = src.width
+    else:
+        cy = _edge(uy, tile[0], chunks[0])
+        cx = _edge(ux, tile[1], chunks[1])
     return [
         (y, min(y + cy, src.height), x, min(x + cx, src.width))
         for y in range(0, src.height, cy)
         for x in range(0, src.width, cx)
     ]
+
+
+def _edge(unit: int, tile: int, asked: int) -> int:
+    """A region's edge along one axis: a multiple of ``tile`` about ``asked`` pixels long, or
+    about ``unit`` (a segment's edge) when segments are longer; a multiple of ``unit`` too when
+    that makes it at most twice as long."""
+    size = max(asked, unit)
+    both = _lcm(unit, tile)
+    if both <= 2 * size:
+        return max(both, round(size / both) * both)
+    if unit >= asked:  # large segments: each region covers one whole, and cuts at most one more
+        return -(-unit // tile) * tile
+    return max(tile, round(size / tile) * tile)
 
 
 def _lcm(a: int, b: int) -> int:

@@ -48,9 +48,11 @@ from .color import COLOR_SPACES, from_features
 from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all, refusal
 from .errors import (
     CHECK_SCHEDULER,
+    IN_MEMORY,
     ConvergenceWarning,
     InvalidImageDataError,
     KmsegError,
+    NotAnImageError,
     ParameterError,
     ParameterTypeError,
     counted,
@@ -96,6 +98,10 @@ DEFAULT_CHUNKS = (2048, 2048)
 #: Non-8-bit images with at most this many pixels are fitted whole, in memory; larger ones on a
 #: sample of about this many pixels, then refined by Lloyd over all of them.
 DEFAULT_SAMPLE = 1 << 22
+#: Seconds a scheduler address is tried for before it is reported unreachable, unless Dask's
+#: ``distributed.comm.timeouts.connect`` is set (Dask's own default, 30 s, is a long wait for a
+#: mistyped address).
+CONNECT_TIMEOUT = 5.0
 
 
 class DaskNotInstalledError(KmsegError, ImportError):
@@ -153,8 +159,8 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
     DaskNotInstalledError
         The ``dask`` extra is not installed.
     SchedulerUnreachableError
-        No scheduler answers at the address, within Dask's connect timeout
-        (``distributed.comm.timeouts.connect``).
+        No scheduler answers at the address within :data:`CONNECT_TIMEOUT` seconds (or
+        Dask's ``distributed.comm.timeouts.connect``, if set).
     """
     _require_dask()
     from distributed import Client
@@ -212,14 +218,66 @@ def _stop_workers(cluster: Any) -> None:
                 os.kill(pid, signal.SIGTERM)
 
 
+class _NotAScheduler(Exception):
+    """What listens at an address does not answer as a Dask scheduler (the message says how long)."""
+
+
+def _connect_timeout() -> float:
+    """Seconds to try an address for: Dask's ``distributed.comm.timeouts.connect`` when the user
+    set it (in a Dask config file, ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT`` or
+    ``dask.config.set``), else :data:`CONNECT_TIMEOUT`."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    key = "distributed.comm.timeouts.connect"
+    value = dask.config.get(key, None)
+    default = dask.config.get(key, None, config=dask.config.merge(*dask.config.defaults))
+    if value is None or value == default:
+        return CONNECT_TIMEOUT
+    return float(parse_timedelta(value, default="seconds"))
+
+
+def _why_unreachable(address: str, exc: BaseException, timeout: float) -> str:
+    """What went wrong in trying ``address``, for the message. Dask's ``connect`` reports only
+    that it timed out (and chains the last attempt's error, which may be that attempt's own
+    timeout): for an address over TCP, one plain connection says what is there."""
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    from .cli import error_line
+
+    if not (isinstance(exc, OSError) and str(exc).startswith("Timed out trying to connect")):
+        return error_line(exc)
+    no_answer = (f"no answer within {timeout:g} s; if the scheduler is just slow to answer, raise Dask's "
+                 "distributed.comm.timeouts.connect")
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in ("tcp", "tls", "ws", "wss"):
+            return no_answer
+        host, port = parse_host_port(location.split("/", 1)[0])
+        socket.create_connection((host, port), timeout=1.0).close()
+    except ConnectionRefusedError:
+        return f"connection refused: nothing listens there; tried for {timeout:g} s"
+    except socket.gaierror as e:
+        return f"the host name does not resolve: {error_line(e)}"
+    except (OSError, ValueError):
+        pass
+    return no_answer
+
+
 def _reach(address: str, source: str) -> None:
     """Check that a Dask scheduler answers at ``address`` before a client is made for it.
 
     A :class:`distributed.Client` that fails to connect leaves a half-made client whose
     clean-up, when it is collected, waits up to a minute and prints a traceback; so the
-    address is first tried with one connection (and Dask's connect timeout,
-    ``distributed.comm.timeouts.connect``), in a thread of its own, which works inside a
+    address is first tried with one connection, in a thread of its own, which works inside a
     running event loop (Jupyter) too. ``source``: where the address came from, for the message.
+
+    The connection is tried (and a refused one tried again, in case the scheduler is just
+    starting) for :func:`_connect_timeout` seconds, a few by default, not Dask's 30 s; once
+    connected, the other end has as long again to answer as a scheduler. The client made
+    afterwards keeps Dask's own timeouts.
 
     Raises
     ------
@@ -231,22 +289,32 @@ def _reach(address: str, source: str) -> None:
 
     from distributed.comm import connect
 
-    from .cli import error_line
+    timeout = _connect_timeout()
 
     async def probe() -> None:
-        comm = await connect(address)
+        comm = await connect(address, timeout=timeout)
         await comm.close()
+
+    async def bounded() -> None:
+        # Dask's connect bounds the connection, not the handshake after it: a port that accepts
+        # and then says nothing would be waited on for ever.
+        try:
+            await asyncio.wait_for(probe(), 2 * timeout)
+        except asyncio.TimeoutError:
+            raise _NotAScheduler(f"something listens there but does not answer as a Dask scheduler within "
+                                 f"{timeout:g} s") from None
 
     try:
         with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, probe()).result()
+            pool.submit(asyncio.run, bounded()).result()
     except Exception as exc:  # any failure means no scheduler can be used there
+        why = str(exc) if isinstance(exc, _NotAScheduler) else _why_unreachable(address, exc, timeout)
         if source == "scheduler":
             fix = CHECK_SCHEDULER
         else:
             fix = "fix or unset DASK_SCHEDULER_ADDRESS, which gave it"
         raise SchedulerUnreachableError(
-            f"cannot reach a Dask scheduler at {address!r} ({error_line(exc)}); {fix}, or start a scheduler there "
+            f"cannot reach a Dask scheduler at {address!r} ({why}); {fix}, or start a scheduler there "
             "with 'dask scheduler'"
         ) from None
 
@@ -666,7 +734,10 @@ def segment_large(
         sample. For the Lloyd iterations over regions, ``tol`` is scaled by the data's variance
         computed in one pass (it only ever stops early).
     chunks : int or (int, int)
-        Target region size in pixels (rows, columns), rounded to whole tiles or strips.
+        Target region size in pixels (rows, columns), rounded to whole output tiles, and to
+        whole tiles or strips of the input when that does not make it much larger. A region
+        is never smaller than one of the input's tiles or strips, each decoded whole: a TIFF
+        stored as one compressed strip is one region.
     sample : int
         For images without a histogram (see above): the most pixels fitted in memory.
     stem : str, optional
@@ -690,7 +761,9 @@ def segment_large(
     ParameterError, ParameterTypeError
         A parameter is out of range or of the wrong type.
     ImageError
-        The file is missing, not a TIFF, a TIFF layout the chunked path cannot read, or holds NaN.
+        The file is missing, not a TIFF, a TIFF layout the chunked path cannot read, or holds NaN;
+        or its tiles or strips are so large (one compressed strip for the whole image) that a
+        task reading one of them would need more than a worker's memory limit.
     OutputExistsError
         An output exists and ``force`` is False.
     OutputError
@@ -819,6 +892,7 @@ class _LargeJob:
     def run(self, k, rng, options, targets, tile, force) -> LargeSegmentation:
         from distributed import as_completed
 
+        self.check_memory()
         if histogram_bits(self.work, self.nc):
             fit = self.fit_histogram(k, rng, options)
         else:
@@ -900,6 +974,45 @@ class _LargeJob:
     def _extent(self, extent: tuple[float, float] | None) -> tuple[float, float] | None:
         """Least and greatest colour value, in the working dtype's units -> the input's."""
         return None if extent is None else (extent[0] - self.offset, extent[1] - self.offset)
+
+    def task_memory(self, pixels: int) -> int:
+        """Bytes a task holds at most for a region of ``pixels`` pixels, roughly: its values and
+        their features (float64, in the passes over pixels) or histogram codes, and a decoded
+        segment."""
+        per_value = 8 if histogram_bits(self.work, self.nc) else 24
+        return pixels * (per_value * self.src.n_channels + 8) + self.src.segment_bytes
+
+    def check_memory(self) -> None:
+        """Refuse, before any work, a file whose tiles or strips are so large that a region of
+        just one of them needs more memory than a worker of the cluster has (its
+        ``memory_limit``; clusters without one are not checked): an image stored as one
+        compressed strip is read whole by one task."""
+        from dask.utils import format_bytes
+
+        src = self.src
+        if not src.segment_bytes:
+            return
+        sh, sw = min(src.seg_shape[0], src.height), min(src.seg_shape[1], src.width)
+        need = self.task_memory(sh * sw)
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        except TypeError:  # distributed before 2025: every worker, always
+            workers = self.client.scheduler_info()["workers"]
+        limits = [m for m in (w.get("memory_limit") or 0 for w in workers.values()) if m > 0]
+        if not limits or need <= 0.8 * min(limits):  # Dask pauses a worker at 80 % of its limit
+            return
+        what = "tile" if src.tiled else "strip"
+        compressed = "compressed " if src.compressed else ""
+        if (sh, sw) == (src.height, src.width):
+            stored = f"one {compressed}{what} of {sh} x {sw} pixels"
+        else:
+            stored = f"{compressed}{what}s of {sh} x {sw} pixels"
+        raise NotAnImageError(
+            f"{self.source}: its pixels are stored as {stored}, which a task must decode whole: about "
+            f"{format_bytes(need)} in one worker, which has {format_bytes(min(limits))}; re-save it tiled (e.g. "
+            f"vips tiffsave {self.source} tiled.tif --tile --compression deflate), give the workers more memory, or "
+            f"{IN_MEMORY}"
+        )
 
     # ----------------------------------------------------------------- 8-bit and 16-bit grey: one histogram
 
