@@ -87,6 +87,19 @@ def test_svg_is_valid_xml(name, img, seg, sweep, tmp_path):
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
 
 
+def test_png_settings_change_the_bytes_not_the_pixels(img, seg):
+    fig = plot.compare(img, seg, dpi=40)
+    default = plot.figure_bytes(fig)
+    for other in (plot.figure_bytes(fig, png_strategy="rle"), plot.figure_bytes(fig, compress_level=1)):
+        assert other != default
+        with Image.open(io.BytesIO(default)) as a, Image.open(io.BytesIO(other)) as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ParameterError, match="png_strategy='zip' is not a zlib strategy; pass one of default"):
+        plot.figure_bytes(fig, png_strategy="zip")
+    with pytest.raises(ParameterError, match="compress_level=10 is out of range; pass a whole number from 0"):
+        plot.figure_bytes(fig, compress_level=10)
+
+
 def test_svg_bytes_are_reproducible(seg):
     a = plot.figure_bytes(plot.palette(seg), "svg")
     b = plot.figure_bytes(plot.palette(seg), "svg")

@@ -79,13 +79,23 @@ def _new_figure(figsize: tuple[float, float], dpi: float, *, layout: str | None 
     return fig
 
 
-def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
+def figure_bytes(fig: Figure, fmt: str = "png", *, compress_level: int = 6, png_strategy: str = "default") -> bytes:
     """Render a figure in memory, at the figure's own size and dpi.
 
     Parameters
     ----------
     fig : matplotlib.figure.Figure
     fmt : {"png", "svg"}
+    compress_level : int, default 6
+        PNG only: zlib's level, 0 (none) to 9 (smallest), as in :func:`kmseg.save_image`.
+    png_strategy : {"default", "filtered", "huffman", "rle", "fixed"}
+        PNG only: zlib's strategy, as in :func:`kmseg.save_image`.
+
+        The pixels are the same with every setting. On the figures of a 12 MP colour photo
+        (``compare``, ``grid``, ``masks``, ``edges``) ``"rle"`` encodes 2.5 to 6 times faster
+        than the default, for 1-7% more bytes; on those of a grey image (drawn in RGB) it
+        writes 50-60% more bytes, and ``compress_level=3`` is the one that is both faster (3
+        times) and smaller (10-15%). On line plots neither saves much.
 
     Returns
     -------
@@ -96,7 +106,8 @@ def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     Raises
     ------
     ParameterError
-        ``fmt`` is not "png" or "svg".
+        ``fmt`` is not "png" or "svg", ``compress_level`` is not in 0-9, or ``png_strategy`` is
+        not a zlib strategy.
 
     Examples
     --------
@@ -104,15 +115,22 @@ def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     >>> figure_bytes(fig)[:8]
     b'\\x89PNG\\r\\n\\x1a\\n'
     """
+    from .io import PNG_STRATEGIES, _check_encoding
+
     if fmt not in ("png", "svg"):
         raise ParameterError(f"fmt={fmt!r} is not supported; use 'png' or 'svg'")
+    _check_encoding(compress_level, png_strategy)
     buf = _io.BytesIO()
     if fmt == "svg":
         # Fixed ids and no date, so that the same figure gives the same bytes.
         with matplotlib.rc_context({"svg.hashsalt": "kmseg"}):
             fig.savefig(buf, format="svg", dpi=fig.dpi, metadata={"Date": None})
     else:
-        fig.savefig(buf, format="png", dpi=fig.dpi)
+        # Pillow's own defaults unless asked otherwise: the default bytes stay as they were.
+        zlib = {} if compress_level == 6 else {"compress_level": compress_level}
+        if png_strategy != "default":
+            zlib["compress_type"] = PNG_STRATEGIES[png_strategy]
+        fig.savefig(buf, format="png", dpi=fig.dpi, pil_kwargs=zlib)
     return buf.getvalue()
 
 
