@@ -100,6 +100,17 @@ def test_png_settings_change_the_bytes_not_the_pixels(img, seg):
         plot.figure_bytes(fig, compress_level=10)
 
 
+def test_figures_never_share_the_segmentations_arrays(img):
+    # compare and grid draw a segmentation's own painted array, uncopied; imshow must keep a copy,
+    # so that changing a figure's image never changes the segmentation.
+    seg = segment(img, 4, seed=0)
+    before = seg.image()
+    for fig in (plot.compare(img, seg, dpi=40), plot.grid(img, [seg], dpi=40)):
+        shown = fig.axes[1].images[0].get_array()
+        shown[...] = 7
+    assert np.array_equal(seg.image(), before)
+
+
 def test_svg_bytes_are_reproducible(seg):
     a = plot.figure_bytes(plot.palette(seg), "svg")
     b = plot.figure_bytes(plot.palette(seg), "svg")

@@ -214,7 +214,8 @@ def _for_display(image: np.ndarray, has_alpha: bool, factor: float, vrange: tupl
 
 def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str, factor: float, vrange: tuple[float, float]) -> None:
     """Draw an image (any dtype and bands, see ``display_rgb``) on the input's display range
-    ``vrange``, reduced ``factor`` times first (``_panel_factor``)."""
+    ``vrange``, reduced ``factor`` times first (``_panel_factor``). ``image`` is only read
+    (``imshow`` keeps a copy of what it is given), so it may be a segmentation's own array."""
     ax.imshow(_for_display(image, has_alpha, factor, vrange), interpolation="antialiased")
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
@@ -343,7 +344,7 @@ def compare(
     ax1, ax2 = fig.subplots(1, 2)
     factor = _panel_factor(fig, arr, 1, 2)
     _show(ax1, arr, has_alpha, "original", factor, _display_range(image, arr, has_alpha, s))
-    _show(ax2, s.image(), has_alpha, f"segmented, k={s.k}", factor, s.display_range)
+    _show(ax2, s._painted, has_alpha, f"segmented, k={s.k}", factor, s.display_range)  # read only: no copy
     return _finish(fig, save, fmt, force)
 
 
@@ -444,7 +445,7 @@ def grid(
     factor = _panel_factor(fig, arr, nrows, ncols)
     _show(axes[0], arr, has_alpha, "original", factor, _display_range(image, arr, has_alpha, segs[0]))
     for ax, s in zip(axes[1:], segs):
-        _show(ax, s.image(), has_alpha, f"k={s.k}", factor, s.display_range)
+        _show(ax, s._painted, has_alpha, f"k={s.k}", factor, s.display_range)  # read only: no copy
     for ax in axes[n:]:
         ax.set_axis_off()
     return _finish(fig, save, fmt, force)

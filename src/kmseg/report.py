@@ -257,7 +257,8 @@ def write_report(
         t = step(f"figure: {name}", t)
 
     largest = int(np.argmax(seg.counts))
-    render("segmentation", lambda: plot.compare(arr, seg))
+    # The figures take ``prep``: the array as read, its display range computed once, no check again.
+    render("segmentation", lambda: plot.compare(prep, seg))
     render("elbow", lambda: plot.elbow(result))
     # The grid's segmentations are made here and dropped with their panels (about 7 bytes a pixel each).
     grid_k: list[int] = []  # the clusters each panel got (fewer where the image has fewer colours)
@@ -268,11 +269,11 @@ def write_report(
         return plot.grid(prep, segs)
 
     render("grid", grid_figure)
-    render("scatter", lambda: plot.scatter3d(arr, seg, seed=0))
-    render("histogram", lambda: plot.histogram(arr))
+    render("scatter", lambda: plot.scatter3d(prep, seg, seed=0))
+    render("histogram", lambda: plot.histogram(prep))
     render("palette", lambda: plot.palette(seg))
-    render("masks", lambda: plot.masks(arr, seg, disable=[largest]))
-    render("edges", lambda: plot.edges(arr, seg, low, high))
+    render("masks", lambda: plot.masks(prep, seg, disable=[largest]))
+    render("edges", lambda: plot.edges(prep, seg, low, high))
 
     # -- the page
     source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
