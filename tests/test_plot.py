@@ -18,7 +18,7 @@ from kmseg._elbow import elbow
 from kmseg.errors import ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
 from kmseg.io import save_image
 from kmseg.segment import prepare, segment
-from helpers import quadrants
+from helpers import ct_slice, quadrants
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
 
@@ -279,6 +279,21 @@ def test_masks_blacks_out_the_largest_cluster_by_default(img, seg):
     assert fig.axes[0].get_title() == "clusters 0, 1 blacked out"
     with pytest.raises(ParameterError, match="disable=9 is out of range"):
         plot.masks(img, seg, disable=9)
+
+
+def test_masks_black_out_a_signed_image_in_black():
+    """Was: the hidden pixels of an int16 CT set to 0, which its display range (-1024..3000)
+    shows dark grey (65), not black; the panel now shows them at the range's minimum."""
+    ct = ct_slice()
+    s = segment(ct, 3, seed=0)
+    bone = int(s.labels[0, -1])
+    fig = plot.masks(ct, s, disable=bone, dpi=40)
+    shown = np.asarray(fig.axes[0].images[0].get_array())
+    assert shown.shape == ct.shape + (3,)  # drawn unreduced: one value per pixel
+    hidden = s.labels == bone
+    assert hidden.sum() > 100 and (shown[hidden] == 0).all()
+    grey = np.rint((ct.astype(np.float64) + 1024) * 255 / 4024).astype(np.uint8)
+    assert np.array_equal(shown[~hidden], np.repeat(grey[~hidden, None], 3, axis=1))
 
 
 def test_figures_list_the_clusters_in_the_palette_order(img):

@@ -832,7 +832,7 @@ def masks(
     if disable is None:
         disable = [int(np.argmax(s.counts))]
     off = [disable] if isinstance(disable, Integral) else list(disable)
-    masked = s.masked(off)
+    masked = s._masked_for_display(off)  # hidden pixels black on any display range
     n = s.k + 1
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
