@@ -8,6 +8,7 @@ import sys
 import tracemalloc
 import xml.etree.ElementTree as ET
 
+import matplotlib
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -87,18 +88,20 @@ def test_svg_is_valid_xml(name, img, seg, sweep, tmp_path):
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
 
 
+@pytest.mark.parametrize("autolayout", [False, True])
 @pytest.mark.parametrize("name", NAMES)
-def test_figure_bytes_renders_the_pixels_savefig_renders(name, img, seg, sweep):
+def test_figure_bytes_renders_the_pixels_savefig_renders(name, autolayout, img, seg, sweep):
     """figure_bytes lays a figure out with its images hidden (savefig's own layout pass would
-    resample them for nothing): the PNG must be savefig's to the pixel, and the figure keep its
-    layout engine."""
+    resample them for nothing): the PNG must be savefig's to the pixel, whatever the rcParams,
+    and the figure keep its layout engine."""
     make = _makers(img, seg, sweep)[name]
-    fig = make(dpi=40)
-    engine = fig.get_layout_engine()
-    ours = plot.figure_bytes(fig)
-    assert fig.get_layout_engine() is engine
-    buf = io.BytesIO()
-    make(dpi=40).savefig(buf, format="png", dpi=40)
+    with matplotlib.rc_context({"figure.autolayout": autolayout}):
+        fig = make(dpi=40)
+        engine = fig.get_layout_engine()
+        ours = plot.figure_bytes(fig)
+        assert fig.get_layout_engine() is engine
+        buf = io.BytesIO()
+        make(dpi=40).savefig(buf, format="png", dpi=40)
     with Image.open(io.BytesIO(ours)) as a, Image.open(buf) as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
 

@@ -159,7 +159,8 @@ def _laid_out(fig: Figure) -> Iterator[None]:
     finally:
         for im in images:
             im.set_visible(True)
-    fig.set_layout_engine(None)
+    with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)  # None itself: with these set, None means "tight" or "constrained"
     try:
         yield
     finally:
