@@ -246,9 +246,10 @@ def write_report(
     # -- figures
     figures: dict[str, str] = {}
     # The figures of the photo encode 3-6 times faster than with zlib's defaults, the same pixels
-    # (see plot.figure_bytes): run-length for colour, level 3 for grey, drawn as R = G = B, which
-    # run-length codes badly. The plots keep the defaults.
-    photo_png: dict[str, Any] = {"compress_level": 3} if prep.n_channels == 1 else {"png_strategy": "rle"}
+    # (see plot.figure_bytes): run-length for colour, level 3 for an image drawn grey (fewer than 3
+    # colour bands, see _display.shown_bands), as R = G = B, which run-length codes badly. The
+    # plots keep the defaults.
+    photo_png: dict[str, Any] = {"compress_level": 3} if prep.n_channels < 3 else {"png_strategy": "rle"}
 
     def render(name: str, make: Callable[[], Any]) -> None:
         nonlocal t
