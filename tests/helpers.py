@@ -26,6 +26,17 @@ def quadrants(colors, size=(40, 60), noise=3.0, seed=0) -> tuple[np.ndarray, np.
     return img, truth
 
 
+def ct_slice(size=(18, 24), seed=0) -> np.ndarray:
+    """A CT-like int16 slice from -1024 to 3000: bands of air, soft tissue and bone, with seeded
+    noise, and the two extremes in a corner each. Its display range is its own -1024..3000, on
+    which 0 is a dark grey (65 of 255), not black."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    img = np.repeat(np.array([-1000, 40, 2900]), -(-w // 3))[None, :w] + rng.integers(-20, 21, (h, w))
+    img[0, 0], img[-1, -1] = -1024, 3000
+    return img.astype(np.int16)
+
+
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     """True when two labelings group the pixels identically, whatever the numbering."""
     a = np.asarray(a).ravel()

@@ -18,7 +18,7 @@ import pytest
 import kmseg
 from kmseg.cli import main
 from kmseg.io import save_image
-from helpers import fill, quadrants, small_disk, needs_sysfs
+from helpers import ct_slice, fill, needs_sysfs, quadrants, small_disk
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
 KMSEG = [sys.executable, "-m", "kmseg"]
@@ -101,6 +101,39 @@ def test_an_int16_tiff_gets_an_int16_segmented_tiff(tmp_path, capsys):
     for p in summary["palette"]:
         v = int(np.rint((centres[p["index"]] - lo) * 255 / (hi - lo)))
         assert p["rgb"] == [v, v, v] and p["hex"] == f"#{v:02x}{v:02x}{v:02x}"
+
+
+def test_an_int16_tiff_masked_keeps_0_and_its_report_shows_hidden_pixels_black(tmp_path, monkeypatch):
+    """The masked TIFF is full depth: hidden pixels are 0, as documented. The report's masks figure
+    is an 8-bit picture on the CT's range (-1024..3000), where 0 is dark grey (65): it was drawn
+    so; hidden pixels now show black."""
+    import tifffile
+
+    from kmseg import plot
+
+    ct = ct_slice()
+    tifffile.imwrite(tmp_path / "ct.tif", ct)
+    seg = kmseg.segment(ct, 3, seed=0)
+    largest = int(np.argmax(seg.counts))  # the report blacks out the largest cluster
+    hidden = seg.labels == largest
+    assert main(["segment", str(tmp_path / "ct.tif"), "-k", "3", "-o", str(tmp_path / "out"), "--disable",
+                 str(largest)]) == 0
+    masked = kmseg.load_image(tmp_path / "out" / "ct-masked.tif")
+    assert masked.dtype == np.int16 and (masked[hidden] == 0).all() and np.array_equal(masked[~hidden], ct[~hidden])
+
+    panels = {}
+    show = plot._show
+
+    def record(ax, image, has_alpha, title, factor, vrange):
+        panels[title] = plot._for_display(image, has_alpha, factor, vrange)
+        show(ax, image, has_alpha, title, factor, vrange)
+
+    monkeypatch.setattr(plot, "_show", record)
+    assert main(["report", str(tmp_path / "ct.tif"), "-k", "3", "-o", str(tmp_path / "r.html")]) == 0
+    shown = panels[f"cluster {largest} blacked out"]
+    assert shown.shape[:2] == ct.shape and (shown[hidden] == 0).all()
+    grey = np.rint((ct.astype(np.float64) + 1024) * 255 / 4024).astype(np.uint8)
+    assert np.array_equal(shown[~hidden], np.repeat(grey[~hidden, None], 3, axis=1))
 
 
 def test_a_float_tiff_beyond_one_gets_a_float_tiff_and_a_palette_not_all_white(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kmseg._elbow import Elbow, _extra_centres, check_ks, elbow, find_knee, silhouettes
+from kmseg._elbow import Elbow, _extra_centres, _squared_distances, check_ks, elbow, find_knee, silhouettes
 from kmseg.errors import ConvergenceWarning, ImageNotFoundError, ParameterError, ParameterTypeError
 from kmseg.segment import prepare, segment
 from strategies import images_u8
@@ -169,6 +169,15 @@ def test_silhouettes_match_scikit_learn():
     ours = silhouettes(X, labels)
     theirs = [metrics.silhouette_score(X, lab) for lab in labels]
     assert np.allclose(ours, theirs, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [1, 3, 4, 7, 8, 9])
+def test_silhouette_distances_are_the_broadcast_sums_to_the_bit(d):
+    # The feature-by-feature sums must give the very values the (a, m, D) broadcast gives, so that
+    # silhouettes (and the report's table) do not change with the way they are computed.
+    X = np.random.default_rng(d).random((90, d)) * 1000
+    expected = ((X[:40, None, :] - X[None, :, :]) ** 2).sum(axis=2)
+    assert np.array_equal(_squared_distances(X[:40], X), expected)
 
 
 def test_silhouettes_singletons_and_undefined():

@@ -8,6 +8,7 @@ import sys
 import tracemalloc
 import xml.etree.ElementTree as ET
 
+import matplotlib
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -18,7 +19,7 @@ from kmseg._elbow import elbow
 from kmseg.errors import ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
 from kmseg.io import save_image
 from kmseg.segment import prepare, segment
-from helpers import quadrants
+from helpers import ct_slice, quadrants
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
 
@@ -85,6 +86,48 @@ def test_svg_is_valid_xml(name, img, seg, sweep, tmp_path):
     _makers(img, seg, sweep)[name](save=path, dpi=40)
     root = ET.fromstring(path.read_bytes())
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
+
+
+@pytest.mark.parametrize("autolayout", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_figure_bytes_renders_the_pixels_savefig_renders(name, autolayout, img, seg, sweep):
+    """figure_bytes lays a figure out with its images hidden (savefig's own layout pass would
+    resample them for nothing): the PNG must be savefig's to the pixel, whatever the rcParams,
+    and the figure keep its layout engine."""
+    make = _makers(img, seg, sweep)[name]
+    with matplotlib.rc_context({"figure.autolayout": autolayout}):
+        fig = make(dpi=40)
+        engine = fig.get_layout_engine()
+        ours = plot.figure_bytes(fig)
+        assert fig.get_layout_engine() is engine
+        buf = io.BytesIO()
+        make(dpi=40).savefig(buf, format="png", dpi=40)
+    with Image.open(io.BytesIO(ours)) as a, Image.open(buf) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_png_settings_change_the_bytes_not_the_pixels(img, seg):
+    fig = plot.compare(img, seg, dpi=40)
+    default = plot.figure_bytes(fig)
+    for other in (plot.figure_bytes(fig, png_strategy="rle"), plot.figure_bytes(fig, compress_level=1)):
+        assert other != default
+        with Image.open(io.BytesIO(default)) as a, Image.open(io.BytesIO(other)) as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ParameterError, match="png_strategy='zip' is not a zlib strategy; pass one of default"):
+        plot.figure_bytes(fig, png_strategy="zip")
+    with pytest.raises(ParameterError, match="compress_level=10 is out of range; pass a whole number from 0"):
+        plot.figure_bytes(fig, compress_level=10)
+
+
+def test_figures_never_share_the_segmentations_arrays(img):
+    # compare and grid draw a segmentation's own painted array, uncopied; imshow must keep a copy,
+    # so that changing a figure's image never changes the segmentation.
+    seg = segment(img, 4, seed=0)
+    before = seg.image()
+    for fig in (plot.compare(img, seg, dpi=40), plot.grid(img, [seg], dpi=40)):
+        shown = fig.axes[1].images[0].get_array()
+        shown[...] = 7
+    assert np.array_equal(seg.image(), before)
 
 
 def test_svg_bytes_are_reproducible(seg):
@@ -255,6 +298,21 @@ def test_masks_blacks_out_the_largest_cluster_by_default(img, seg):
     assert fig.axes[0].get_title() == "clusters 0, 1 blacked out"
     with pytest.raises(ParameterError, match="disable=9 is out of range"):
         plot.masks(img, seg, disable=9)
+
+
+def test_masks_black_out_a_signed_image_in_black():
+    """Was: the hidden pixels of an int16 CT set to 0, which its display range (-1024..3000)
+    shows dark grey (65), not black; the panel now shows them at the range's minimum."""
+    ct = ct_slice()
+    s = segment(ct, 3, seed=0)
+    bone = int(s.labels[0, -1])
+    fig = plot.masks(ct, s, disable=bone, dpi=40)
+    shown = np.asarray(fig.axes[0].images[0].get_array())
+    assert shown.shape == ct.shape + (3,)  # drawn unreduced: one value per pixel
+    hidden = s.labels == bone
+    assert hidden.sum() > 100 and (shown[hidden] == 0).all()
+    grey = np.rint((ct.astype(np.float64) + 1024) * 255 / 4024).astype(np.uint8)
+    assert np.array_equal(shown[~hidden], np.repeat(grey[~hidden, None], 3, axis=1))
 
 
 def test_figures_list_the_clusters_in_the_palette_order(img):

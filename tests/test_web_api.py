@@ -34,6 +34,7 @@ import kmseg
 from kmseg import data
 from kmseg.cli import main
 from kmseg.web.app import ELBOW_FIELDS, K_MAX, SEGMENT_FIELDS, create_app
+from helpers import ct_slice
 
 COFFEE = data.path("coffee.png").read_bytes()
 
@@ -361,6 +362,27 @@ def test_an_int16_tiff_upload_is_shown_on_its_min_to_max(client: TestClient) -> 
     cut = np.asarray(decode_png(client.get(body["urls"]["clusters"][int(labels[0, 20])]).content))
     inside = labels == labels[0, 20]
     assert (cut[inside, :3] == 255).all() and (cut[inside, 3] == 255).all() and (cut[~inside] == 0).all()
+
+
+def test_the_masked_preview_of_an_int16_tiff_shows_hidden_pixels_black(client: TestClient) -> None:
+    """Was: hidden pixels set to 0 and shown on the CT's range (-1024..3000) as dark grey (65).
+    The preview paints them black; the masked TIFF keeps its documented 0."""
+    import tifffile
+
+    ct = ct_slice()
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, ct)
+    seg = kmseg.segment(ct, 3, seed=0)
+    bone = int(seg.labels[0, -1])
+    body = upload(client, buf.getvalue(), "ct.tif", k=3, seed=0, disable=str(bone)).json()
+    hidden = seg.labels == bone
+    grey = np.rint((ct.astype(np.float64) + 1024) * 255 / 4024).astype(np.uint8)
+    for query in ("", "&width=24"):  # full size, and a preview as wide as the image
+        shown = np.asarray(decode_png(client.get(body["urls"]["masked"] + query).content))
+        assert hidden.any() and (shown[hidden] == 0).all()
+        np.testing.assert_array_equal(shown[~hidden], grey[~hidden])
+    full = decode_tiff(client.get(body["urls"]["masked_tif"]).content)
+    assert full.dtype == np.int16 and (full[hidden] == 0).all() and np.array_equal(full[~hidden], ct[~hidden])
 
 
 def _ct() -> np.ndarray:

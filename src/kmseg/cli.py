@@ -384,7 +384,8 @@ def _register_segment(sub: Any) -> None:
     p.add_argument("-o", "--out", default="kmseg-out", type=output_dir, metavar="DIR", help="output directory (default kmseg-out)")
     add_image_options(p)
     p.add_argument("--disable", type=non_negative_int, nargs="+", metavar="I",
-                   help="also write NAME-masked.png (or .tif, as NAME-segmented) with these clusters blacked out")
+                   help="also write NAME-masked.png (or .tif, as NAME-segmented) with these clusters set to 0 "
+                   "(black in uint8 and uint16 images; the input's dtype and values are kept)")
     p.add_argument("--masks", action="store_true", help="also write one RGBA cut-out per cluster (NAME-cluster<i>.png)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")

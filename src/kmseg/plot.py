@@ -20,13 +20,14 @@ Functions: :func:`compare`, :func:`grid`, :func:`elbow`, :func:`scatter3d`,
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io as _io
 import math
 import os
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import matplotlib
 import numpy as np
@@ -80,13 +81,23 @@ def _new_figure(figsize: tuple[float, float], dpi: float, *, layout: str | None 
     return fig
 
 
-def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
+def figure_bytes(fig: Figure, fmt: str = "png", *, compress_level: int = 6, png_strategy: str = "default") -> bytes:
     """Render a figure in memory, at the figure's own size and dpi.
 
     Parameters
     ----------
     fig : matplotlib.figure.Figure
     fmt : {"png", "svg"}
+    compress_level : int, default 6
+        PNG only: zlib's level, 0 (none) to 9 (smallest), as in :func:`kmseg.save_image`.
+    png_strategy : {"default", "filtered", "huffman", "rle", "fixed"}
+        PNG only: zlib's strategy, as in :func:`kmseg.save_image`.
+
+        The pixels are the same with every setting. On the figures of a 12 MP colour photo
+        (``compare``, ``grid``, ``masks``, ``edges``) ``"rle"`` encodes 2.5 to 6 times faster
+        than the default, for 1-7% more bytes; on those of a grey image (drawn in RGB) it
+        writes 50-60% more bytes, and ``compress_level=3`` is the one that is both faster (3
+        times) and smaller (10-15%). On line plots neither saves much.
 
     Returns
     -------
@@ -97,7 +108,8 @@ def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     Raises
     ------
     ParameterError
-        ``fmt`` is not "png" or "svg".
+        ``fmt`` is not "png" or "svg", ``compress_level`` is not in 0-9, or ``png_strategy`` is
+        not a zlib strategy.
 
     Examples
     --------
@@ -105,16 +117,55 @@ def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     >>> figure_bytes(fig)[:8]
     b'\\x89PNG\\r\\n\\x1a\\n'
     """
+    from .io import PNG_STRATEGIES, _check_encoding
+
     if fmt not in ("png", "svg"):
         raise ParameterError(f"fmt={fmt!r} is not supported; use 'png' or 'svg'")
+    _check_encoding(compress_level, png_strategy)
     buf = _io.BytesIO()
     if fmt == "svg":
         # Fixed ids and no date, so that the same figure gives the same bytes.
         with matplotlib.rc_context({"svg.hashsalt": "kmseg"}):
             fig.savefig(buf, format="svg", dpi=fig.dpi, metadata={"Date": None})
     else:
-        fig.savefig(buf, format="png", dpi=fig.dpi)
+        # Pillow's own defaults unless asked otherwise: the default bytes stay as they were.
+        zlib = {} if compress_level == 6 else {"compress_level": compress_level}
+        if png_strategy != "default":
+            zlib["compress_type"] = PNG_STRATEGIES[png_strategy]
+        with _laid_out(fig):
+            fig.savefig(buf, format="png", dpi=fig.dpi, pil_kwargs=zlib)
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def _laid_out(fig: Figure) -> Iterator[None]:
+    """The figure laid out by its layout engine, which stays off inside (and is put back after).
+
+    ``savefig`` does the same itself for a figure with a layout engine: a draw that renders
+    nothing runs the layout, then the figure is rendered with the layout off. But that first
+    draw resamples every image too (``make_image``), for nothing. Here the images are hidden
+    during it: they lie inside their axes, so no position changes and no pixel (tested), and
+    the figures of a 12 MP photo render a fifth to a third faster (edges 206 -> 146 ms,
+    compare 139 -> 102 ms). For PNG only: an SVG is laid out with the SVG renderer's metrics.
+    """
+    engine = fig.get_layout_engine()
+    if engine is None:
+        yield
+        return
+    images = [im for ax in fig.axes for im in ax.images if im.get_visible()]
+    for im in images:
+        im.set_visible(False)
+    try:
+        fig.draw_without_rendering()
+    finally:
+        for im in images:
+            im.set_visible(True)
+    with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)  # None itself: with these set, None means "tight" or "constrained"
+    try:
+        yield
+    finally:
+        fig.set_layout_engine(engine)
 
 
 def _check_save(save: Any, force: Any) -> str | None:
@@ -197,7 +248,8 @@ def _for_display(image: np.ndarray, has_alpha: bool, factor: float, vrange: tupl
 
 def _show(ax: Any, image: np.ndarray, has_alpha: bool, title: str, factor: float, vrange: tuple[float, float]) -> None:
     """Draw an image (any dtype and bands, see ``display_rgb``) on the input's display range
-    ``vrange``, reduced ``factor`` times first (``_panel_factor``)."""
+    ``vrange``, reduced ``factor`` times first (``_panel_factor``). ``image`` is only read
+    (``imshow`` keeps a copy of what it is given), so it may be a segmentation's own array."""
     ax.imshow(_for_display(image, has_alpha, factor, vrange), interpolation="antialiased")
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
@@ -328,7 +380,7 @@ def compare(
     ax1, ax2 = fig.subplots(1, 2)
     factor = _panel_factor(fig, arr, 1, 2)
     _show(ax1, arr, has_alpha, "original", factor, _display_range(image, arr, has_alpha, s))
-    _show(ax2, s.image(), has_alpha, f"segmented, k={s.k}", factor, s.display_range)
+    _show(ax2, s._painted, has_alpha, f"segmented, k={s.k}", factor, s.display_range)  # read only: no copy
     return _finish(fig, save, fmt, force)
 
 
@@ -431,7 +483,7 @@ def grid(
     factor = _panel_factor(fig, arr, nrows, ncols)
     _show(axes[0], arr, has_alpha, "original", factor, _display_range(image, arr, has_alpha, segs[0]))
     for ax, s in zip(axes[1:], segs):
-        _show(ax, s.image(), has_alpha, f"k={s.k}", factor, s.display_range)
+        _show(ax, s._painted, has_alpha, f"k={s.k}", factor, s.display_range)  # read only: no copy
     for ax in axes[n:]:
         ax.set_axis_off()
     return _finish(fig, save, fmt, force)
@@ -678,8 +730,8 @@ def histogram(
     ax = fig.add_subplot()
     x = np.arange(256)
     channels = [("grey", "0.2", 0)] if grey else [("red", "tab:red", 0), ("green", "tab:green", 1), ("blue", "tab:blue", 2)]
-    for name, colour, c in channels:
-        counts = np.bincount(flat[:, c], minlength=256)
+    counts_of = _channel_counts(flat, [c for _, _, c in channels])
+    for (name, colour, _), counts in zip(channels, counts_of):
         ax.plot(x, counts, color=colour, lw=1.2, label=name)
         ax.fill_between(x, counts, color=colour, alpha=0.15, lw=0)
     ax.set_xlim(0, 255)
@@ -691,6 +743,22 @@ def histogram(
     ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
     return _finish(fig, save, fmt, force)
+
+
+#: Pixels counted at a time by ``_channel_counts``.
+_COUNT_BLOCK = 1 << 20
+
+
+def _channel_counts(values: np.ndarray, channels: list[int]) -> list[np.ndarray]:
+    """(256,) int64 counts of each of ``channels`` of (n, C) uint8 ``values``, a block of pixels at
+    a time: ``np.bincount`` converts its input to intp first, which on a whole column of a 12 MP
+    image costs more than the counting (160 -> 60 ms for three channels)."""
+    out = [np.zeros(256, np.int64) for _ in channels]
+    for start in range(0, values.shape[0], _COUNT_BLOCK):
+        block = values[start : start + _COUNT_BLOCK]
+        for counts, c in zip(out, channels):
+            counts += np.bincount(block[:, c], minlength=256)
+    return out
 
 
 def palette(
@@ -812,7 +880,7 @@ def masks(
     if disable is None:
         disable = [int(np.argmax(s.counts))]
     off = [disable] if isinstance(disable, Integral) else list(disable)
-    masked = s.masked(off)
+    masked = s._masked_for_display(off)  # hidden pixels black on any display range
     n = s.k + 1
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)

@@ -867,7 +867,11 @@ class Segmentation:
         disable : int or sequence of int
             Clusters to blank out.
         fill : number or sequence of C numbers
-            Colour to paint them with, in the input's units (default black). Alpha is kept.
+            Colour to paint them with, in the input's units. Alpha is kept. The default, 0, is
+            black for uint8, uint16 and floats in [0, 1]; on the :attr:`display_range` of other
+            images (an int16 CT from -1024 to 3000) it may be any grey. The 8-bit pictures of a
+            masked image (the web page's ``masked.png``, :func:`kmseg.plot.masks`, the report)
+            show hidden pixels black whatever the dtype: they fill with the range's minimum.
         """
         idx = [disable] if isinstance(disable, Integral) else list(disable)
         idx = [self._check_index(i, "disable") for i in idx]
@@ -879,6 +883,13 @@ class Segmentation:
         out = self._original.copy()
         color = _display.to_dtype(np.broadcast_to(fill_arr, (self._n_channels,)), out.dtype)
         return blank_out(out, self.labels, idx, color, self.k)
+
+    def _masked_for_display(self, disable: Sequence[int] | int) -> np.ndarray:
+        """:meth:`masked` for an 8-bit picture on the :attr:`display_range`: hidden pixels set to
+        the range's minimum, which shows black whatever the dtype (0 is dark grey on a CT's
+        -1024..3000). The same image as ``masked(disable)`` when the range starts at 0 (uint8,
+        uint16, floats in [0, 1])."""
+        return self.masked(disable, fill=self.display_range[0])
 
     def extract(self, i: int) -> np.ndarray:
         """RGBA cut-out of cluster ``i``: the original colours inside the cluster, opaque; every

@@ -1133,11 +1133,14 @@ def create_app(
         download: Download = False,
     ) -> Response:
         """The original image with the pixels of the `disable` clusters painted black (the
-        tutorials' "disable a cluster"). Without `disable`, the original image."""
+        tutorials' "disable a cluster"), on any display range: an int16 CT's hidden pixels are
+        its minimum here, and 0 in `masked.tif`. Without `disable`, the original image."""
         res = state.result(result_id)
         hidden = _parse_disable(disable, res.seg.k)
         vrange = res.seg.display_range
-        png = await to_thread.run_sync(lambda: _png(res.seg.masked(hidden), res.has_alpha, "rle", width, vrange))
+        png = await to_thread.run_sync(
+            lambda: _png(res.seg._masked_for_display(hidden), res.has_alpha, "rle", width, vrange)
+        )
         return _send(png, "image/png", f"{_masked_stem(res.stem, hidden)}.png", download)
 
     @app.get(
