@@ -930,3 +930,27 @@ def test_one_cluster_fit_equals_lloyd_from_any_start(photos, max_iter, tol):
         np.testing.assert_array_equal(got.centers, ref.centers)
         np.testing.assert_array_equal(got.labels, ref.labels)
         assert (got.n_iter, got.converged, got.inertia) == (ref.n_iter, ref.converged, ref.inertia)
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [({}, "10000"), ({"GOMP_SPINCOUNT": "300000"}, "300000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None)],
+    ids=["unset", "the-users-count", "the-users-wait-policy"],
+)
+def test_openmp_threads_spin_briefly_unless_the_user_says_otherwise(env, expected):
+    """A parallel loop's idle threads spin 10,000 rounds, not libgomp's 300,000, before they
+    sleep (see ``_kernels``): set before the first parallel loop loads libgomp, in the process and
+    so in the subprocesses it starts; a user's own GOMP_SPINCOUNT or OMP_WAIT_POLICY stays."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = ("import os, numpy as np, kmseg; kmseg.segment(np.zeros((300, 300, 3), np.uint8), 2, seed=0);"
+            "maps = open('/proc/self/maps').read() if os.path.exists('/proc/self/maps') else '';"
+            "import numba; print(os.environ.get('GOMP_SPINCOUNT'), 'libgomp' in maps, numba.threading_layer())")
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
+    spin, loaded, layer = out.stdout.split()
+    assert spin == str(expected)
+    if layer == "omp":
+        assert loaded == "True"  # the loop above did load libgomp, after the setting
