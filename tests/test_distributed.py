@@ -868,3 +868,78 @@ def test_an_interrupted_dask_batch_keeps_what_it_finished(tmp_path, as_json):
     few_outputs = {f"few-{kind}.png" for kind in ("segmented", "labels", "cluster0", "cluster1")} | {"few-palette.json"}
     assert few_outputs <= names and not {n for n in names if n.startswith(".")}
     assert not {n for n in names if n.startswith("noise")} >= {f"noise{i}-cluster199.png" for i in (0, 1)}  # stopped
+
+
+# --------------------------------------------------------------------------- scripts without the __main__ guard
+
+
+def _run_script(tmp_path: Path, body: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python script.py`` in ``tmp_path``, its own local cluster (no scheduler address), its
+    temporary folder ``tmp_path / "tmp"``."""
+    tifffile.imwrite(tmp_path / "img.tif", _photo(40, 60), tile=(16, 16), photometric="rgb")
+    _two_colours(tmp_path / "two.png")
+    (tmp_path / "tmp").mkdir()
+    script = tmp_path / "script.py"
+    script.write_text("import multiprocessing\n\nfrom kmseg.distributed import segment_batch, segment_large\n\n" + body)
+    env = {**os.environ, "DASK_SCHEDULER_ADDRESS": "", "TMPDIR": str(tmp_path / "tmp")}
+    return subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+UNGUARDED = ('{} {} again, and it starts a Dask cluster when imported; put its kmseg calls '
+             'under `if __name__ == "__main__":`')
+
+
+@pytest.mark.parametrize("call", ['segment_batch(["two.png"], k=2, out_dir="out")',
+                                  'segment_large("img.tif", k=2, out_dir="out", chunks=16)'])
+def test_a_script_without_the_main_guard_fails_in_one_line(tmp_path, call):
+    """A script calling kmseg.distributed at its top level, not under
+    ``if __name__ == "__main__":``. Each worker of the local cluster (started with ``spawn``)
+    imports the script again and so called it again while starting: about 300 lines of
+    multiprocessing traceback came out, a page per worker ("An attempt has been made to start
+    a new process before the current process has finished its bootstrapping phase") and the
+    parent's "Nanny failed to start". Now the workers stop without a word and the script ends
+    on UnguardedScriptError, its message one line naming the script and the fix; the traceback
+    above it is only the script's call down to kmseg's local_cluster."""
+    run = _run_script(tmp_path, f"print('before')\n{call}\nprint('after')\n")
+    script = tmp_path / "script.py"
+    lines = run.stderr.splitlines()
+    assert run.returncode == 1, run.stderr
+    assert lines[-1] == "kmseg.distributed.UnguardedScriptError: " + UNGUARDED.format(
+        "the Dask workers could not start: each one imports", script), run.stderr
+    assert run.stderr.count("Traceback") == 1 and len(lines) < 25, run.stderr
+    assert "Nanny" not in run.stderr and "bootstrapping" not in run.stderr and "kmseg: error" not in run.stderr
+    assert lines[1] == f'  File "{script}", line 6, in <module>', run.stderr  # the line to move under the guard
+    assert "after" not in run.stdout  # no worker went on past the call
+    assert not [n for n in os.listdir(tmp_path / "tmp") if "kmseg" in n]  # the workers' mark, removed
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_a_script_with_the_main_guard_runs(tmp_path):
+    """The same calls under ``if __name__ == "__main__":`` run on the local cluster as usual."""
+    run = _run_script(tmp_path, 'if __name__ == "__main__":\n'
+                                '    batch = segment_batch(["two.png"], k=2, out_dir="out")\n'
+                                '    large = segment_large("img.tif", k=2, out_dir="out", chunks=16, seed=0)\n'
+                                '    print(len(batch.failed), large.n_chunks, int(large.counts.sum()))\n')
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "0 12 2400\n" and run.stderr == ""
+    assert {"two-segmented.png", "img-labels.tif", "img-segmented.tif"} <= set(os.listdir(tmp_path / "out"))
+    assert not [n for n in os.listdir(tmp_path / "tmp") if "kmseg" in n]
+
+
+def test_a_process_of_the_scripts_own_that_imports_it_again_says_it_in_one_line(tmp_path):
+    """A process the script starts itself (``spawn``), not a worker of kmseg's cluster, imports
+    the script again and reaches a kmseg call that would start a cluster: it says so itself, in
+    one line on stderr, and ends there (exit code 1), without running the script further."""
+    run = _run_script(tmp_path, 'if __name__ == "__main__":\n'
+                                '    p = multiprocessing.get_context("spawn").Process(target=print, args=("child",))\n'
+                                '    p.start()\n'
+                                '    p.join()\n'
+                                '    print("exit code", p.exitcode)\n'
+                                'else:  # the new process, importing this script again\n'
+                                '    segment_batch(["two.png"], k=2, out_dir="out")\n'
+                                '    print("after")\n')
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "exit code 1\n"
+    assert run.stderr == "kmseg: error: " + UNGUARDED.format("a new process could not start: it imports",
+                                                             tmp_path / "script.py") + "\n"

@@ -31,11 +31,13 @@ import logging
 import os
 import re
 import secrets
+import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, Sequence
 
 import numpy as np
 
@@ -84,6 +86,7 @@ __all__ = [
     "DaskNotInstalledError",
     "LargeSegmentation",
     "SchedulerUnreachableError",
+    "UnguardedScriptError",
     "cli_segment",
     "cluster_client",
     "local_cluster",
@@ -102,6 +105,9 @@ DEFAULT_SAMPLE = 1 << 22
 #: ``distributed.comm.timeouts.connect`` is set (Dask's own default, 30 s, is a long wait for a
 #: mistyped address).
 CONNECT_TIMEOUT = 5.0
+#: Environment variable that :func:`local_cluster` sets for the worker processes it starts: the
+#: file a worker makes when it finds itself importing an unguarded script again.
+_REENTRY_MARK = "KMSEG_REENTRY_MARK"
 
 
 class DaskNotInstalledError(KmsegError, ImportError):
@@ -111,6 +117,12 @@ class DaskNotInstalledError(KmsegError, ImportError):
 class SchedulerUnreachableError(KmsegError, ConnectionError):
     """No Dask scheduler answers at the address given (``scheduler=``, ``--scheduler`` or
     ``DASK_SCHEDULER_ADDRESS``)."""
+
+
+class UnguardedScriptError(KmsegError, RuntimeError):
+    """A local cluster's workers could not start: the script (the main module), which each new
+    worker process imports again, starts a cluster itself when imported; its kmseg calls belong
+    under ``if __name__ == "__main__":``."""
 
 
 def _require_dask() -> None:
@@ -161,6 +173,10 @@ def cluster_client(scheduler: str | None = None, *, n_workers: int | None = None
     SchedulerUnreachableError
         No scheduler answers at the address within :data:`CONNECT_TIMEOUT` seconds (or
         Dask's ``distributed.comm.timeouts.connect``, if set).
+
+    UnguardedScriptError
+        The local cluster's workers could not start: the script calls kmseg when imported (see
+        :func:`local_cluster`).
     """
     _require_dask()
     from distributed import Client
@@ -336,19 +352,38 @@ def local_cluster(n_workers: int) -> Any:
 
     No dashboard, and the scheduler's HTTP routes listen on a free port of 127.0.0.1 (not
     Dask's 8787), so several such clusters run side by side.
+
+    Each worker process imports the main script again (Dask starts them with ``spawn``). When
+    the script calls kmseg at its top level, not under ``if __name__ == "__main__":``, the
+    workers would call it again while they start: they stop there, without a word
+    (:func:`_end_reentered_worker`), and the failure to start the cluster is raised as
+    :class:`UnguardedScriptError`, in one line, instead of a page of traceback per worker.
+
+    Raises
+    ------
+    UnguardedScriptError
+        The script calls kmseg when imported, so the workers could not start.
+    DaskNotInstalledError
+        The ``dask`` extra is not installed.
     """
+    if _importing_main():
+        _end_reentered_worker()
     _require_dask()
     import dask
     from distributed import LocalCluster
 
     env = {"NUMBA_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": None}
+    # A worker that finds itself re-running an unguarded script leaves this file (see
+    # _end_reentered_worker); it is made only then.
+    mark = os.path.join(tempfile.gettempdir(), f"kmseg-reentry-{os.getpid()}-{secrets.token_hex(4)}")
     # The nanny sets these variables in this process too, before spawning its worker. Numba in
     # this process would refuse to compile anything afterwards (NUMBA_NUM_THREADS may not change
     # once its threads run), so they are all put back at once; a worker restarted later starts
     # with numba's default.
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}):
-        keys = set(dask.config.get("distributed.nanny.pre-spawn-environ")) | {"PYTHONHASHSEED"}
+        keys = set(dask.config.get("distributed.nanny.pre-spawn-environ")) | {"PYTHONHASHSEED", _REENTRY_MARK}
         saved = {key: os.environ.get(key) for key in keys}
+        os.environ[_REENTRY_MARK] = mark
         try:
             with _sigint_ignored():
                 cluster = LocalCluster(
@@ -363,7 +398,14 @@ def local_cluster(n_workers: int) -> Any:
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.CRITICAL,
                 )
+        except Exception:
+            # Dask's error says only "Nanny failed to start", after each worker printed a page.
+            if os.path.exists(mark):
+                raise UnguardedScriptError(_unguarded_script("the Dask workers could not start: each one imports")) from None
+            raise
         finally:
+            with contextlib.suppress(OSError):
+                os.unlink(mark)
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -372,6 +414,61 @@ def local_cluster(n_workers: int) -> Any:
     for nanny in cluster.workers.values():
         getattr(nanny, "pre_spawn_env", {}).pop("NUMBA_NUM_THREADS", None)
     return cluster
+
+
+def _importing_main() -> bool:
+    """Whether this process is a new ``multiprocessing`` child still importing its parent's main
+    module (the ``spawn`` and ``forkserver`` start methods, Dask's ``spawn`` by default, run the
+    script again, as ``__mp_main__``, before the child's own work). A kmseg call made then comes
+    from the script's top level, not from under ``if __name__ == "__main__":``; starting a
+    process from here is what ``multiprocessing`` refuses with "An attempt has been made to start
+    a new process before the current process has finished its bootstrapping phase"."""
+    import multiprocessing.process
+
+    return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
+
+
+def _unguarded_script(who: str) -> str:
+    """The one-line message of :class:`UnguardedScriptError`; ``who`` says which processes
+    failed to start and imported the script again."""
+    # A child importing the script again runs it as __mp_main__; __main__ is still its own stub.
+    for name in ("__mp_main__", "__main__"):
+        script = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(script, str):
+            break
+    else:
+        script = "the script"
+    return (f"{who} {script} again, and it starts a Dask cluster when imported; put its "
+            'kmseg calls under `if __name__ == "__main__":`')
+
+
+def _end_reentered_worker() -> NoReturn:
+    """End this process: it is a worker of a local cluster (or another ``multiprocessing`` child)
+    importing its parent's script again, and the script calls kmseg at its top level
+    (:func:`_importing_main`). Starting a cluster here would fail with a page of traceback, in
+    every worker, then Dask's own in the parent.
+
+    When :func:`local_cluster` started the process, the file named by ``KMSEG_REENTRY_MARK`` is
+    made and nothing printed: the parent, whose cluster then fails to start, says it in one line
+    (:func:`local_cluster`). Otherwise the line goes to stderr here. The process ends at once
+    (``os._exit``), so that none of the script's code after the call runs, even under a bare
+    ``except``."""
+    mark = os.environ.get(_REENTRY_MARK)
+    made = False
+    if mark:
+        try:  # O_EXCL: made by the first worker only, and never through a link put there
+            os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            made = True
+        except FileExistsError:
+            made = True
+        except OSError:
+            pass
+    if not made:
+        sys.stderr.write(f"kmseg: error: {_unguarded_script('a new process could not start: it imports')}\n")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(1)
 
 
 def _remove_temporaries(out_dir: str | os.PathLike[str], stems: Sequence[str]) -> None:
@@ -772,6 +869,9 @@ def segment_large(
         The ``dask`` extra is not installed.
     SchedulerUnreachableError
         ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) names an address where no scheduler answers.
+    UnguardedScriptError
+        A local cluster was needed, and the script calls this when imported, outside
+        ``if __name__ == "__main__":`` (see :func:`local_cluster`).
 
     Warns
     -----
@@ -1388,6 +1488,9 @@ def segment_batch(
         The ``dask`` extra is not installed.
     SchedulerUnreachableError
         ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) names an address where no scheduler answers.
+    UnguardedScriptError
+        A local cluster was needed, and the script calls this when imported, outside
+        ``if __name__ == "__main__":`` (see :func:`local_cluster`).
 
     Warns
     -----
