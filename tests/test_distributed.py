@@ -870,6 +870,72 @@ def test_an_interrupted_dask_batch_keeps_what_it_finished(tmp_path, as_json):
     assert not {n for n in names if n.startswith("noise")} >= {f"noise{i}-cluster199.png" for i in (0, 1)}  # stopped
 
 
+
+_KILLED_PUBLISH = """\
+import os, signal, sys
+from pathlib import Path
+from kmseg import io
+
+out = Path(sys.argv[1])
+moves = []
+
+def kill_at_the_third_move(frame, event, arg):  # SIGKILL, as a worker stopped at Ctrl-C dies: no clean-up
+    if event == "call" and frame.f_code is io.publish.__code__:
+        moves.append(frame.f_locals["target"].name)
+        if len(moves) == 3:
+            print(*moves, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+sys.setprofile(kill_at_the_third_move)
+io.write_files({kind: (out / f"a-{kind}", lambda kind=kind: b"new " + kind.encode())
+                for kind in ("labels.png", "cluster0.png", "segmented.png", "palette.json")}, force=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_backups_left_by_a_killed_forced_write_are_settled_never_deleted_as_only_copies(tmp_path):
+    """A write with force=True keeps each file it replaces as a hidden hard link
+    (``.NAME.xxxxxxxx.old``) until its whole set is in place. A process killed in the middle (a
+    worker stopped at Ctrl-C) leaves them; the clean-up after the interrupt removed only the
+    ``.tmp`` files, so the backups stayed, hidden, for ever, and the outputs were half old, half
+    new. Now a backup that is a second name of its output's very file is removed; one that is
+    the only copy of a file is put back where the stopped write had replaced that file or left
+    nothing, and kept, untouched, when its output was written again after it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a-labels.png", "a-segmented.png", "a-palette.json"):
+        (out / name).write_bytes(b"old " + name.encode())
+    run = subprocess.run([sys.executable, "-c", _KILLED_PUBLISH, str(out)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == -signal.SIGKILL and run.stdout == "a-labels.png a-cluster0.png a-segmented.png\n", run
+    # Stopped there: labels and cluster0 replaced or made, segmented kept but not yet replaced.
+    assert sorted(re.sub(r"\.[0-9a-f]{8}\.", ".X.", p.name) for p in out.glob(".*")) == [
+        ".a-labels.png.X.old", ".a-palette.json.X.tmp", ".a-segmented.png.X.old", ".a-segmented.png.X.tmp"]
+    (labels_backup,) = out.glob(".a-labels.png.*.old")
+    assert labels_backup.read_bytes() == b"old a-labels.png" and labels_backup.stat().st_nlink == 1  # the only copy
+    assert (out / "a-labels.png").read_bytes() == b"new labels.png"
+    # Left by earlier runs: a backup whose output was written again after it (by hand, a later
+    # run), one whose output is missing, and one of another file's output.
+    stale = out / ".a-palette.json.0123abcd.old"
+    stale.write_bytes(b"older palette")
+    later = stale.stat().st_ctime_ns + 10**9
+    os.utime(out / "a-palette.json", ns=(later, later))
+    (out / ".a-masked.png.89abcdef.old").write_bytes(b"old masked")
+    (out / ".b-labels.png.01234567.old").write_bytes(b"not ours")
+
+    kd._remove_temporaries(out, ["a"])
+
+    contents = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert contents == {
+        "a-labels.png": b"old a-labels.png",  # put back: the stopped write had replaced it
+        "a-segmented.png": b"old a-segmented.png",  # its backup, a second name of it, removed
+        "a-palette.json": b"old a-palette.json",  # not reached by the stopped write
+        "a-cluster0.png": b"new cluster0.png",  # made by the stopped write, replacing nothing: stays
+        "a-masked.png": b"old masked",  # put back: nothing was in its place
+        ".a-palette.json.0123abcd.old": b"older palette",  # the only copy of an earlier version: kept
+        ".b-labels.png.01234567.old": b"not ours",
+    }
+
+
 # --------------------------------------------------------------------------- scripts without the __main__ guard
 
 

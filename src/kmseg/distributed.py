@@ -47,7 +47,7 @@ from ._display import range_of, to_dtype
 from ._engine import cluster_weights
 from ._reduce import Reduced, decode, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
-from .io import _check_max_pixels, _output_path, _stage, json_bytes, make_folder, publish_all, refusal
+from .io import _check_max_pixels, _output_path, _settle_backup, _stage, json_bytes, make_folder, publish_all, refusal
 from .errors import (
     CHECK_SCHEDULER,
     IN_MEMORY,
@@ -224,7 +224,8 @@ def _stop_workers(cluster: Any) -> None:
     """Stop a local cluster's workers at once (Ctrl-C): their running tasks end there, as an
     interrupted run in this process would, rather than run to their end while the cluster
     closes (the workers ignore SIGINT, see :func:`local_cluster`). A write they were making
-    leaves its temporary file: see :func:`_remove_temporaries`."""
+    leaves its temporary files, and with ``force`` perhaps backups of the files it was replacing:
+    see :func:`_remove_temporaries`."""
     import signal
 
     for nanny in list(cluster.workers.values()):
@@ -472,19 +473,32 @@ def _end_reentered_worker() -> NoReturn:
 
 
 def _remove_temporaries(out_dir: str | os.PathLike[str], stems: Sequence[str]) -> None:
-    """Remove from ``out_dir`` the temporary files of the outputs of ``stems``
-    (``.STEM-KIND.EXT.xxxxxxxx.tmp``, as :func:`kmseg.io.write_bytes` names them) that tasks
-    stopped in the middle of a write left behind; after Ctrl-C."""
+    """Clear ``out_dir`` of what tasks stopped in the middle of writing the outputs of ``stems``
+    left behind; after Ctrl-C, which stops a local cluster's workers at once.
+
+    - Temporary files (``.STEM-KIND.EXT.xxxxxxxx.tmp``, as :func:`kmseg.io.write_bytes` names
+      them) are removed.
+    - Backups (``.STEM-KIND.EXT.xxxxxxxx.old``: with ``force``, the file an output replaces is
+      kept under that name until the output's whole set is in place) are settled by
+      :func:`kmseg.io._settle_backup`: removed only when they are a second name of the file at
+      their output; when they are the only copy of the file they stood for, put back in its
+      place if the stopped write had replaced it, else kept.
+    """
     if not stems:
         return
     names = "|".join(re.escape(s) for s in stems)
-    temporary = re.compile(rf"\.(?:{names})-(?:segmented|labels|palette|masked|cluster\d+)\.\w+\.[0-9a-f]{{8}}\.tmp")
+    left = re.compile(
+        rf"\.((?:{names})-(?:segmented|labels|palette|masked|cluster\d+)\.\w+)\.[0-9a-f]{{8}}\.(tmp|old)"
+    )
     with contextlib.suppress(OSError):  # no folder: nothing was written
         with os.scandir(out_dir) as entries:
-            left = [e.path for e in entries if temporary.fullmatch(e.name)]
-        for path in left:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            found = [(e.path, m) for e in entries if (m := left.fullmatch(e.name))]
+        for path, m in found:
+            if m[2] == "old":
+                _settle_backup(path, Path(out_dir) / m[1])
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
 
 @contextlib.contextmanager

@@ -864,6 +864,50 @@ def _put_back(kept: str, target: Path) -> None:
         os.unlink(kept)  # still there if the target still was that file: renaming a file onto itself does nothing
 
 
+def _settle_backup(kept: str | os.PathLike[str], target: Path) -> str:
+    """Settle a backup of ``target`` (``.NAME.xxxxxxxx.old`` beside it, made by :func:`publish_all`
+    with ``force``) that a write stopped in the middle left behind, its process killed between
+    keeping the backup and deleting it. A backup is deleted only when it is a second name of the
+    very file at ``target``: never when it is the only copy of a file. Which it is can be told
+    from the files themselves; what was done is returned:
+
+    - ``"removed"``: the backup and ``target`` are the same file (a hard link; the write was
+      stopped before it replaced ``target``), so the backup is redundant;
+    - ``"restored"``: there is no file at ``target`` (the file was moved aside, on a file system
+      without hard links, and the write stopped before putting its own there): the backup is put
+      back;
+    - ``"restored"``: another file is at ``target``, last written no later than the backup was
+      made: the stopped write put it there, and did not finish its set. The backup, the only copy
+      of the file it replaced, is put back in its place, as :func:`publish_all` puts back the
+      files it replaced when it cannot finish (the stopped write's file goes; the outputs that
+      write made without replacing anything stay);
+    - ``"kept"``: ``target`` was written after the backup was made (rewritten by a later run or
+      by hand): the backup is the only copy of an earlier version, and the newer file is not
+      touched either. It stays, for the user to delete.
+
+    Errors (the backup or ``target`` gone meanwhile, no permission) leave things as they are.
+    """
+    kept = os.fspath(kept)
+    try:
+        backup = os.lstat(kept)
+        try:
+            now = os.lstat(target)
+        except FileNotFoundError:
+            _move(kept, target, False)  # refused if a file appeared there meanwhile
+            return "restored"
+        if (backup.st_dev, backup.st_ino) == (now.st_dev, now.st_ino):
+            os.unlink(kept)
+            return "removed"
+        # The stopped write's file was written (staged) before its backup was made, which also
+        # changed the backup's inode: its ctime. A file written after that is a later one.
+        if stat.S_ISREG(now.st_mode) and now.st_mtime_ns <= backup.st_ctime_ns:
+            _put_back(kept, target)
+            return "restored"
+    except OSError:  # OutputExistsError included
+        pass
+    return "kept"
+
+
 def write_text(path: PathLike, text: str, *, force: bool = False) -> Path:
     """Write *text* to *path* as UTF-8, atomically (see :func:`write_bytes`).
 
