@@ -353,14 +353,17 @@ def test_large_compressed_strips_equal_in_memory_in_regions_near_the_size_asked(
 @pytest.fixture(scope="module")
 def small_workers():
     """A real LocalCluster whose one worker (a thread of this process) has a 32 MiB memory
-    limit, which it does not enforce (no pausing or spilling: this process holds far more)."""
+    limit, which it does not enforce (no pausing or spilling: this process holds far more).
+    Its scheduler's HTTP routes take a free port, as ``kd.local_cluster``'s do: on Dask's 8787
+    they clashed with any other cluster on the machine ("port in use", an error here)."""
     import dask
     from distributed import Client, LocalCluster
 
     off = {f"distributed.worker.memory.{k}": False for k in ("target", "spill", "pause", "terminate")}
     with dask.config.set(off):
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit="32MiB",
-                          dashboard_address=None, silence_logs=logging.CRITICAL) as lc, Client(lc, set_as_default=False) as client:
+                          dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                          silence_logs=logging.CRITICAL) as lc, Client(lc, set_as_default=False) as client:
             yield client
 
 
