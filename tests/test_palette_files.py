@@ -279,7 +279,3 @@ def test_a_bad_name_is_refused(seg, name, error, message):
 def test_a_source_name_with_a_line_break_is_made_one_line(tmp_path):
     path = save_image(tmp_path / "a\nb.png", four_colours())
     assert palette_bytes(kmseg.segment(path, 2, seed=0), "gpl").splitlines()[1] == b"Name: a b"
-
-
-def test_the_module_lists_its_functions():
-    assert {"palette_bytes", "write_palette"} <= set(kmseg.io.__all__)
