@@ -227,6 +227,16 @@ def test_palette_refuses_an_unknown_suffix_before_any_work(pic, tmp_path, capsys
     assert sorted(tmp_path.iterdir()) == [pic]
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_palette_never_overwrites_its_input(pic, tmp_path, capsys, force):
+    """Not even with --force; and without it, the line does not offer --force."""
+    before = pic.read_bytes()
+    code, out, err = run(["palette", pic, "-k", "3", "-o", tmp_path / "." / "pic.png", *force], capsys)
+    assert (code, out) == (2, "")
+    assert err == f"kmseg: error: -o {tmp_path / '.' / 'pic.png'} is the input image; inputs are never overwritten: pass another path\n"
+    assert pic.read_bytes() == before
+
+
 def test_palette_refuses_a_directory(pic, tmp_path, capsys):
     (tmp_path / "d.gpl").mkdir()
     code, out, err = run(["palette", pic, "-k", "3", "-o", tmp_path / "d.gpl"], capsys)

@@ -217,6 +217,17 @@ def test_write_palette_refuses_a_directory_and_a_bad_palette_before_writing(seg,
     assert [p.name for p in tmp_path.iterdir()] == ["d.gpl"]
 
 
+def test_write_palette_never_overwrites_the_image_it_was_made_from(tmp_path):
+    image = save_image(tmp_path / "photo.png", four_colours())
+    before = image.read_bytes()
+    seg = kmseg.segment(image, 2, seed=0)
+    for force in (False, True):
+        with pytest.raises(ParameterError, match=r"photo\.png is the image this palette was made from; inputs are never "
+                           r"overwritten: pass another path$"):
+            write_palette(tmp_path / "." / "photo.png", seg, force=force)
+    assert image.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["photo.png"]
+
+
 # --------------------------------------------------------------------------- bad input
 
 

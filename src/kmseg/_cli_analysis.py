@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,8 @@ def cmd_palette(args: argparse.Namespace) -> int:
     from .segment import segment
 
     if args.out:
+        if os.path.isfile(args.image) and os.path.exists(args.out) and os.path.samefile(args.out, args.image):
+            raise UsageError(f"-o {args.out} is the input image; inputs are never overwritten: pass another path")
         _check_output(args.out, args.force, _PALETTE_SUFFIXES)
     seg = segment(args.image, args.k, **segment_options(args))
     pal = seg.palette()

@@ -1338,7 +1338,8 @@ def write_palette(path: PathLike, palette: Any, *, name: str | None = None, forc
     OutputError
         A path that cannot be written (see :func:`write_bytes`).
     ParameterError, ParameterTypeError
-        An unknown suffix, or as :func:`palette_bytes`.
+        An unknown suffix, *path* is the image the Segmentation was made from (even with
+        ``force``), or as :func:`palette_bytes`.
 
     Examples
     --------
@@ -1353,5 +1354,11 @@ def write_palette(path: PathLike, palette: Any, *, name: str | None = None, forc
     if target.suffix.lower() not in PALETTE_FORMATS:
         what = f"unknown palette suffix {target.suffix!r}" if target.suffix else "no suffix to name the palette's format"
         raise ParameterError(f"{target}: {what}; use {_listed(list(PALETTE_FORMATS))}")
+    from .segment import Segmentation
+
+    source = palette.source if isinstance(palette, Segmentation) else None
+    if source and os.path.isfile(source) and os.path.exists(target) and os.path.samefile(target, source):
+        raise ParameterError(f"{target} is the image this palette was made from; inputs are never overwritten: "
+                             "pass another path")
     target = _output_path(target, force)
     return write_bytes(target, palette_bytes(palette, target.suffix, name=name), force=force)
