@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import kmseg
+from kmseg._cli_analysis import _PALETTE_SUFFIXES
 from kmseg.cli import main
-from kmseg.io import load_image, save_image
+from kmseg.io import PALETTE_FORMATS, load_image, palette_bytes, save_image
 from helpers import quadrants
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
@@ -164,6 +166,83 @@ def test_palette_needs_k(pic, capsys):
     assert code == 2 and "-k/--k" in err
 
 
+@pytest.mark.parametrize("suffix", _PALETTE_SUFFIXES)
+def test_palette_writes_the_file_its_suffix_names(pic, tmp_path, capsys, suffix):
+    """The lines are printed as before, then where the file went; the file holds what the library makes."""
+    target = tmp_path / "out" / f"colours{suffix}"
+    code, out, err = run(["palette", pic, "-k", "4", "-o", target], capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert len(lines) == 5 and lines[-1] == f"wrote {target}"
+    _, plain, _ = run(["palette", pic, "-k", "4"], capsys)
+    assert lines[:4] == plain.splitlines()
+    seg = kmseg.segment(str(pic), 4, seed=0)
+    assert target.read_bytes() == palette_bytes(seg, suffix)
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # written atomically: no temporary file left
+
+
+def test_palette_suffixes_are_the_librarys():
+    assert _PALETTE_SUFFIXES == tuple(PALETTE_FORMATS)
+
+
+def test_palette_gpl_is_named_after_the_image(pic, tmp_path, capsys):
+    target = tmp_path / "p.GPL"
+    assert run(["palette", pic, "-k", "2", "-o", target], capsys)[0] == 0
+    assert target.read_text().splitlines()[:2] == ["GIMP Palette", "Name: pic"]
+
+
+def test_palette_json_file_is_the_one_segment_writes(pic, tmp_path, capsys):
+    assert run(["segment", pic, "-k", "3", "-o", tmp_path / "seg"], capsys)[0] == 0
+    assert run(["palette", pic, "-k", "3", "-o", tmp_path / "p.json"], capsys)[0] == 0
+    assert (tmp_path / "p.json").read_bytes() == (tmp_path / "seg" / "pic-palette.json").read_bytes()
+
+
+def test_palette_json_names_the_file_written(pic, tmp_path, capsys):
+    code, out, _ = run(["palette", pic, "-k", "3", "--json", "-o", tmp_path / "p.css"], capsys)
+    assert code == 0 and json.loads(out)["output"] == str(tmp_path / "p.css") and (tmp_path / "p.css").exists()
+    code, out, _ = run(["palette", pic, "-k", "3", "--json"], capsys)
+    assert code == 0 and json.loads(out)["output"] is None
+
+
+def test_palette_never_overwrites_without_force(pic, tmp_path, capsys):
+    target = tmp_path / "p.ase"
+    target.write_bytes(b"keep me")
+    code, out, err = run(["palette", pic, "-k", "3", "-o", target], capsys)
+    assert (code, out) == (1, "") and err == f"kmseg: error: {target} exists already; pass --force to overwrite it\n"
+    assert target.read_bytes() == b"keep me"
+    code, out, _ = run(["palette", pic, "-k", "3", "-o", target, "--force"], capsys)
+    assert code == 0 and out.endswith(f"wrote {target}\n")
+    assert target.read_bytes()[:4] == b"ASEF"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.ase", "pic.png"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("p.txt", "unknown suffix '.txt'; use .gpl, .ase, .css, .json or .png"),
+     ("p", "no suffix; use .gpl, .ase, .css, .json or .png")],
+)
+def test_palette_refuses_an_unknown_suffix_before_any_work(pic, tmp_path, capsys, name, message):
+    code, out, err = run(["palette", pic, "-k", "3", "-o", tmp_path / name], capsys)
+    assert (code, out) == (2, "") and err == f"kmseg: error: -o {tmp_path / name}: {message}\n"
+    assert sorted(tmp_path.iterdir()) == [pic]
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_palette_never_overwrites_its_input(pic, tmp_path, capsys, force):
+    """Not even with --force; and without it, the line does not offer --force."""
+    before = pic.read_bytes()
+    code, out, err = run(["palette", pic, "-k", "3", "-o", tmp_path / "." / "pic.png", *force], capsys)
+    assert (code, out) == (2, "")
+    assert err == f"kmseg: error: -o {tmp_path / '.' / 'pic.png'} is the input image; inputs are never overwritten: pass another path\n"
+    assert pic.read_bytes() == before
+
+
+def test_palette_refuses_a_directory(pic, tmp_path, capsys):
+    (tmp_path / "d.gpl").mkdir()
+    code, out, err = run(["palette", pic, "-k", "3", "-o", tmp_path / "d.gpl"], capsys)
+    assert (code, out) == (2, "") and err == f"kmseg: error: -o {tmp_path / 'd.gpl'} is a directory; pass a file path\n"
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -203,11 +282,13 @@ def test_report_refuses_a_suffix_other_than_html(pic, tmp_path, capsys):
 # --------------------------------------------------------------------------- bad input, every verb
 
 
-@pytest.mark.parametrize(("verb", "name"), [("edges", "x.png"), ("elbow", "x.png"), ("report", "x.html")])
+@pytest.mark.parametrize(("verb", "name"), [("edges", "x.png"), ("elbow", "x.png"), ("report", "x.html"),
+                                           ("palette", "x.gpl")])
 def test_an_output_through_a_file_is_one_line(verb, name, pic, tmp_path, capsys):
     """``-o photo.png/x.png`` was 'internal error: FileExistsError', after the work was done."""
     target = pic / name
-    code, out, err = run([verb, pic, "-o", target, *(["--k-max", "3"] if verb != "edges" else [])], capsys)
+    extra = {"edges": [], "palette": ["-k", "3"]}.get(verb, ["--k-max", "3"])
+    code, out, err = run([verb, pic, "-o", target, *extra], capsys)
     assert (code, out) == (2, "")
     assert err == (f"kmseg: error: -o {target}: '{pic}' is a file, not a folder, so nothing can be written inside it; "
                    "pass a path in a folder\n")
@@ -218,7 +299,7 @@ def test_an_output_through_a_file_is_one_line(verb, name, pic, tmp_path, capsys)
 def test_missing_and_bad_files_exit_1_with_one_line(verb, tmp_path, capsys):
     """...and make no output folder: the file's folder is made only when the file is written."""
     new = tmp_path / "new" / "sub"
-    extra = {"elbow": ["-o", new / "elbow.png"], "edges": ["-o", new / "e.png"], "palette": ["-k", "3"],
+    extra = {"elbow": ["-o", new / "elbow.png"], "edges": ["-o", new / "e.png"], "palette": ["-k", "3", "-o", new / "p.gpl"],
              "report": ["-o", new / "r.html"]}[verb]
     code, out, err = run([verb, tmp_path / "missing.png", *extra], capsys)
     assert code == 1 and out == ""

@@ -33,7 +33,8 @@ with warnings.catch_warnings():
 import kmseg
 from kmseg import data
 from kmseg.cli import main
-from kmseg.web.app import ELBOW_FIELDS, K_MAX, SEGMENT_FIELDS, create_app
+from kmseg.io import palette_bytes
+from kmseg.web.app import ELBOW_FIELDS, K_MAX, PALETTE_MEDIA, SEGMENT_FIELDS, create_app
 from helpers import ct_slice
 
 COFFEE = data.path("coffee.png").read_bytes()
@@ -139,7 +140,7 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
         ("get", "/api/result/{result_id}/palette.json"), ("get", "/api/result/{result_id}/masked.png"),
         ("get", "/api/result/{result_id}/segmented.tif"), ("get", "/api/result/{result_id}/masked.tif"),
         ("get", "/api/result/{result_id}/cluster/{index}.png"), ("get", "/api/result/{result_id}/clusters.zip"),
-        ("get", "/api/sample/{name}"),
+        ("get", "/api/result/{result_id}/palette.{suffix}"), ("get", "/api/sample/{name}"),
     }
     assert {(m, p) for p, ops in paths.items() for m in ops} == expected
     for method, path in expected:
@@ -212,6 +213,40 @@ def test_result_files(client: TestClient) -> None:
 
     attached = client.get(urls["segmented"] + "?download=1")
     assert attached.headers["content-disposition"].startswith("attachment") and attached.content == seg.content
+
+
+def test_palette_files(client: TestClient) -> None:
+    """palette.gpl, .ase, .css and .png are what the library (and `kmseg palette -o`) makes of the
+    same segmentation, titled with the download's stem."""
+    body = upload(client, COFFEE, "coffee.png", k=3, seed=0).json()
+    urls = body["urls"]
+    seg = kmseg.segment(kmseg.load_image(data.path("coffee.png")), 3, seed=0)
+    assert set(PALETTE_MEDIA) == {"gpl", "ase", "css", "png"}
+    for suffix, media in PALETTE_MEDIA.items():
+        url = urls[f"palette_{suffix}"]
+        assert url == f"/api/result/{body['result_id']}/palette.{suffix}"
+        resp = client.get(url)
+        assert resp.status_code == 200 and resp.headers["content-type"] == media
+        assert resp.headers["content-disposition"] == f'inline; filename="coffee-k3-palette.{suffix}"'
+        assert resp.content == palette_bytes(seg, suffix, name="coffee-k3")
+        attached = client.get(url + "?download=1")
+        assert attached.headers["content-disposition"] == f'attachment; filename="coffee-k3-palette.{suffix}"'
+        assert attached.content == resp.content
+    gpl = client.get(urls["palette_gpl"]).text.splitlines()
+    assert gpl[:2] == ["GIMP Palette", "Name: coffee-k3"]
+    assert [line.split("\t")[0].split() for line in gpl[4:]] == [[str(v) for v in p["rgb"]] for p in body["palette"]]
+    css = client.get(urls["palette_css"]).text
+    assert re.findall(r"--kmseg-\d+: (#[0-9a-f]{6});", css) == [p["hex"] for p in body["palette"]]
+
+
+def test_palette_file_errors(client: TestClient) -> None:
+    base = f"/api/result/{upload(client, SMALL, k=2).json()['result_id']}"
+    for bad in ("txt", "GPL", "json5"):
+        assert_error(client.get(f"{base}/palette.{bad}"), 422,
+                     rf"^suffix='{bad}' is not valid \(.*\); ask for palette\.gpl, palette\.ase, palette\.css or "
+                     r"palette\.png \(or palette\.json\)$")
+    assert client.get(f"{base}/palette.json").headers["content-type"] == "application/json"  # not taken by palette.{suffix}
+    assert_error(client.get("/api/result/nope/palette.ase"), 404, "is not known")
 
 
 def test_previews_are_the_full_images_reduced_to_the_width_asked(client: TestClient) -> None:
@@ -621,6 +656,8 @@ def test_result_files_refuse_parameters_they_do_not_take(client: TestClient) -> 
     takes = {
         "segmented": ("segmented.png", "width and download"),
         "palette": ("palette.json", "download"),
+        "palette_gpl": ("palette.{suffix}", "download"),
+        "palette_png": ("palette.{suffix}", "download"),
         "masked": ("masked.png", "disable, width and download"),
     }
     for key, (name, accepted) in takes.items():

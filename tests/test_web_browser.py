@@ -20,7 +20,9 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+import kmseg  # noqa: E402
 from kmseg import data  # noqa: E402
+from kmseg.io import palette_bytes  # noqa: E402
 from kmseg.web.app import ELBOW_FIELDS, K_MAX, SEGMENT_FIELDS, create_app  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -180,6 +182,21 @@ def test_upload_move_k_toggle_and_download(server: tuple[str, Any], web_page: An
     im.load()
     assert im.format == "PNG" and im.size == (600, 400)
     assert len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) == 3
+
+    # the palette for designers' tools, next to its JSON: .gpl, .ase, .css and a swatch strip
+    expect(page.get_by_test_id("dl-palette")).to_be_visible()
+    for suffix in ("gpl", "ase", "css", "png"):
+        a = page.get_by_test_id(f"dl-palette-{suffix}")
+        expect(a).to_be_visible()
+        assert a.get_attribute("download") == f"coffee-k3-palette.{suffix}"
+        assert a.get_attribute("href").endswith(f"/palette.{suffix}")
+    with page.expect_download() as info:
+        page.get_by_test_id("dl-palette-ase").click()
+    download = info.value
+    assert download.suggested_filename == "coffee-k3-palette.ase"
+    download.save_as(tmp_path / download.suggested_filename)
+    expected = kmseg.segment(kmseg.load_image(data.path("coffee.png")), 3, seed=0)  # the page's settings
+    assert (tmp_path / download.suggested_filename).read_bytes() == palette_bytes(expected, "ase")
 
     # the page sent only fields the API takes, and every post was answered
     assert sent["segment"] == {"upload_id", "k", "color_space", "seed"} and sent["segment"] <= set(SEGMENT_FIELDS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ __all__ = ["register"]
 
 _FIGURE_SUFFIXES = (".png", ".svg")
 _REPORT_SUFFIXES = (".html", ".htm")
+#: The palette files ``kmseg palette -o`` writes: kmseg.io.PALETTE_FORMATS (not imported here, to keep the parser lean).
+_PALETTE_SUFFIXES = (".gpl", ".ase", ".css", ".json", ".png")
 
 
 def _threshold(text: str) -> float:
@@ -35,7 +38,9 @@ def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None = Non
 
     p = Path(path)
     if suffixes is not None and p.suffix.lower() not in suffixes:
-        raise UsageError(f"-o {path}: unknown suffix {p.suffix!r}; use {' or '.join(suffixes)}")
+        listed = " or ".join([", ".join(suffixes[:-1]), suffixes[-1]])
+        what = f"unknown suffix {p.suffix!r}" if p.suffix else "no suffix"
+        raise UsageError(f"-o {path}: {what}; use {listed}")
     if p.is_dir():
         raise UsageError(f"-o {path} is a directory; pass a file path")
     problem = through_a_file(p)
@@ -104,17 +109,25 @@ def cmd_edges(args: argparse.Namespace) -> int:
 
 
 def cmd_palette(args: argparse.Namespace) -> int:
+    from .io import write_palette
     from .segment import segment
 
+    if args.out:
+        if os.path.isfile(args.image) and os.path.exists(args.out) and os.path.samefile(args.out, args.image):
+            raise UsageError(f"-o {args.out} is the input image; inputs are never overwritten: pass another path")
+        _check_output(args.out, args.force, _PALETTE_SUFFIXES)
     seg = segment(args.image, args.k, **segment_options(args))
     pal = seg.palette()
+    written = str(write_palette(args.out, seg, force=args.force)) if args.out else None
     if args.json:
         print(json.dumps({"input": args.image, "k": seg.k, "inertia": seg.inertia, "n_iter": seg.n_iter,
-                          "palette": pal}, indent=2))
+                          "palette": pal, "output": written}, indent=2))
         return 0
     for p in pal:
         r, g, b = p["rgb"]
         print(f"{p['index']:>3}  {p['hex']}  rgb({r:>3}, {g:>3}, {b:>3})  {100 * p['fraction']:5.1f}%")
+    if written:
+        print(f"wrote {written}")
     return 0
 
 
@@ -179,10 +192,16 @@ def register(sub: Any) -> None:
         "palette",
         help="the k colours of an image, largest share first",
         description="Segment IMAGE into K colours and print one line per colour, largest share first: "
-        "cluster index, hex, rgb and percentage of pixels.",
+        "cluster index, hex, rgb and percentage of pixels. With -o, also write the palette as a file for "
+        "designers' tools, in the format its suffix names: .gpl (GIMP palette: GIMP, Inkscape, Krita), .ase "
+        "(Adobe Swatch Exchange), .css (custom properties --kmseg-0, --kmseg-1..., largest share first), .json "
+        "(as kmseg segment writes NAME-palette.json) or .png (a swatch strip, one equal band per colour).",
     )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("-k", "--k", type=positive_int, required=True, help="number of colours")
+    p.add_argument("-o", "--out", metavar="FILE", default=None,
+                   help="also write the palette to FILE: .gpl, .ase, .css, .json or .png")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--json", action="store_true", help="print the palette as JSON (same order)")
     add_image_options(p)
     p.set_defaults(func=cmd_palette)

@@ -9,8 +9,11 @@ pixel is decoded.
 Writing: :func:`write_bytes` is the one mechanism. It writes a hidden temporary file
 in the target's directory, fsyncs it and moves it into place, so that a reader never
 sees half a file, and it refuses to overwrite unless ``force=True``.
-:func:`save_image`, :func:`write_json` and :func:`write_text` encode in memory and
-call it. :func:`write_files` writes a set of files the same way, all or none.
+:func:`save_image`, :func:`write_json`, :func:`write_text` and :func:`write_palette` encode
+in memory and call it. :func:`write_files` writes a set of files the same way, all or none.
+
+Palettes: :func:`palette_bytes` encodes a segmentation's palette as the files designers'
+tools read (GIMP palette, Adobe Swatch Exchange, CSS, JSON, a swatch strip PNG).
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ from .errors import (
 )
 
 __all__ = [
-    "encode_image", "json_bytes", "load_image", "publish", "publish_all", "save_image", "write_bytes", "write_files",
-    "write_json", "write_text",
+    "encode_image", "json_bytes", "load_image", "palette_bytes", "publish", "publish_all", "save_image", "write_bytes",
+    "write_files", "write_json", "write_palette", "write_text",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -1191,3 +1194,215 @@ def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, 
             f"for example array.astype(numpy.uint8){hint}"
         )
     return _encode(str(target), arr, fmt, compress_level, png_strategy)
+
+
+# --------------------------------------------------------------------------- palettes
+
+
+#: The palette files :func:`palette_bytes` makes, by suffix, in the order messages list them.
+PALETTE_FORMATS = {
+    ".gpl": "GIMP palette (GIMP, Inkscape, Krita)",
+    ".ase": "Adobe Swatch Exchange",
+    ".css": "CSS custom properties",
+    ".json": "kmseg's palette JSON",
+    ".png": "swatch strip image",
+}
+
+
+def _listed(names: list[str]) -> str:
+    """``a, b or c``."""
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def _palette_suffix(fmt: object) -> str:
+    """``fmt`` ("gpl", ".GPL"...) as a key of :data:`PALETTE_FORMATS`."""
+    if not isinstance(fmt, str):
+        raise ParameterTypeError(f"fmt={fmt!r} is not a str; pass one of {_listed([f[1:] for f in PALETTE_FORMATS])}")
+    suffix = "." + fmt.lower().removeprefix(".")
+    if suffix not in PALETTE_FORMATS:
+        raise ParameterError(f"fmt={fmt!r} is not a palette format; pass one of {_listed([f[1:] for f in PALETTE_FORMATS])}")
+    return suffix
+
+
+def _swatches(palette: object) -> list[Any]:
+    """A Segmentation or the list its ``palette()`` returns, checked, as ``_palette_files.Swatch``es."""
+    from ._palette_files import Swatch
+    from .segment import Segmentation
+
+    fix = "pass Segmentation.palette() or the Segmentation itself"
+    if isinstance(palette, Segmentation):
+        palette = palette.palette()
+    if not isinstance(palette, (list, tuple)):
+        raise ParameterTypeError(f"palette must be a Segmentation or a list of colours, not {type(palette).__name__}; {fix}")
+    if not palette:
+        raise ParameterError(f"palette is empty; {fix}, which holds at least one colour")
+    out = []
+    for n, entry in enumerate(palette):
+        where = f"palette[{n}]"
+        if not isinstance(entry, Mapping):
+            raise ParameterTypeError(f"{where}={entry!r:.80} is not a dict; {fix}")
+        for key in ("index", "rgb", "fraction"):
+            if key not in entry:
+                raise ParameterError(f"{where} has no {key!r}; every colour needs index, rgb and fraction: {fix}")
+        index, rgb, fraction = entry["index"], entry["rgb"], entry["fraction"]
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or index < 0:
+            raise ParameterError(f"{where}: index={index!r} is not a cluster index; pass a whole number, 0 or more")
+        if (not isinstance(rgb, (list, tuple, np.ndarray)) or len(rgb) != 3
+                or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgb)):
+            raise ParameterError(f"{where}: rgb={rgb!r} is not a colour; pass three whole numbers from 0 to 255")
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction <= 1:
+            raise ParameterError(f"{where}: fraction={fraction!r} is not a share; pass a number from 0 to 1")
+        swatch = Swatch(int(index), (int(rgb[0]), int(rgb[1]), int(rgb[2])), float(fraction))
+        if "hex" in entry and str(entry["hex"]).lower() != swatch.hex:
+            raise ParameterError(f"{where}: hex={entry['hex']!r} is not rgb={list(swatch.rgb)} ({swatch.hex}); "
+                                 "correct one of them, or leave hex out")
+        out.append(swatch)
+    return out
+
+
+def _palette_name(palette: object, name: object) -> str:
+    """The palette's title in a .gpl or .css file: ``name``, else the stem of the Segmentation's
+    source file, else "kmseg palette"."""
+    from .segment import Segmentation
+
+    if name is not None:
+        if not isinstance(name, str):
+            raise ParameterTypeError(f"name must be a str or None, not {type(name).__name__}; pass the palette's title")
+        if any(ch < " " or ch == "\x7f" for ch in name):
+            raise ParameterError(f"name={name!r} holds a line break or control character; pass a one-line title")
+        return name
+    source = palette.source if isinstance(palette, Segmentation) else None
+    stem = Path(source).stem if source else ""
+    return "".join(" " if ch < " " or ch == "\x7f" else ch for ch in stem) or "kmseg palette"
+
+
+def palette_bytes(palette: Any, fmt: str, *, name: str | None = None) -> bytes:
+    """A palette encoded as a file that designers' tools read, in memory.
+
+    Every format lists the colours in the palette's order (largest share first) and writes
+    each as its 8-bit display colour, the ``rgb`` and ``hex`` of :meth:`Segmentation.palette`:
+
+    - ``gpl``: a GIMP palette, which GIMP, Inkscape and Krita read: UTF-8 text, a line
+      ``R G B<tab>name`` per colour, named ``cluster 2 (31.4%)`` (its cluster index and share);
+    - ``ase``: Adobe Swatch Exchange 1.0, which Photoshop, Illustrator and InDesign read (one
+      global RGB colour per cluster, named as in the .gpl file);
+    - ``css``: CSS custom properties on ``:root``, ``--kmseg-0`` for the largest share,
+      ``--kmseg-1`` for the next..., each with a comment giving its cluster and share;
+    - ``json``: from a Segmentation, its :meth:`~Segmentation.summary`, byte for byte the
+      ``NAME-palette.json`` that :meth:`Segmentation.save` writes; from a list,
+      ``{"palette": [...]}``, the same layout with the palette alone;
+    - ``png``: a swatch strip, one 64 x 64 pixel square per colour, all the same width (a
+      small share stays visible), left to right, largest share first; RGB, no alpha.
+
+    Parameters
+    ----------
+    palette : Segmentation or list of dict
+        The segmentation, or the list its :meth:`~Segmentation.palette` returns (each entry
+        needs ``index``, ``rgb`` and ``fraction``; a ``hex``, if there, must match ``rgb``).
+    fmt : {"gpl", "ase", "css", "json", "png"}
+        The format, with or without its dot, in any case.
+    name : str, optional
+        The palette's title (the ``Name:`` of a .gpl file, the first comment of a .css file).
+        Default: the stem of the Segmentation's source file, else ``"kmseg palette"``.
+
+    Returns
+    -------
+    data : bytes
+
+    Raises
+    ------
+    ParameterError
+        An unknown ``fmt``, an empty palette or an entry that is not a colour, a ``name`` that
+        holds a line break.
+    ParameterTypeError
+        An argument of the wrong type.
+
+    Examples
+    --------
+    >>> pal = [{"index": 1, "rgb": [200, 30, 30], "fraction": 0.75}, {"index": 0, "rgb": [0, 0, 0], "fraction": 0.25}]
+    >>> print(palette_bytes(pal, "gpl", name="demo").decode(), end="")  # doctest: +NORMALIZE_WHITESPACE
+    GIMP Palette
+    Name: demo
+    Columns: 0
+    # kmseg: 2 colours, largest share first
+    200  30  30 cluster 1 (75.0%)
+      0   0   0 cluster 0 (25.0%)
+    >>> print(palette_bytes(pal, "css", name="demo").decode(), end="")
+    /* kmseg palette: demo; 2 colours, largest share first */
+    :root {
+      --kmseg-0: #c81e1e; /* cluster 1, 75.0% */
+      --kmseg-1: #000000; /* cluster 0, 25.0% */
+    }
+    >>> palette_bytes(pal, "ase")[:12]
+    b'ASEF\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x02'
+    """
+    from . import _palette_files as files
+    from .segment import Segmentation
+
+    suffix = _palette_suffix(fmt)
+    swatches = _swatches(palette)
+    title = _palette_name(palette, name)
+    if suffix == ".gpl":
+        return files.gpl(swatches, title)
+    if suffix == ".ase":
+        return files.ase(swatches)
+    if suffix == ".css":
+        return files.css(swatches, title)
+    if suffix == ".json":
+        if isinstance(palette, Segmentation):
+            return json_bytes(palette.summary())
+        return json_bytes({"palette": list(palette)})
+    return _encode("palette", files.strip(swatches), "PNG")
+
+
+def write_palette(path: PathLike, palette: Any, *, name: str | None = None, force: bool = False) -> Path:
+    """Write a palette file, in the format its suffix names, atomically (see :func:`write_bytes`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write: ``.gpl``, ``.ase``, ``.css``, ``.json`` or ``.png`` (any case); see
+        :func:`palette_bytes` for what each holds.
+    palette : Segmentation or list of dict
+        As :func:`palette_bytes` takes it.
+    name : str, optional
+        The palette's title, as :func:`palette_bytes` takes it.
+    force : bool, default False
+        Overwrite *path* if it exists.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    OutputExistsError
+        *path* exists and ``force`` is False; nothing is written.
+    OutputError
+        A path that cannot be written (see :func:`write_bytes`).
+    ParameterError, ParameterTypeError
+        An unknown suffix, *path* is the image the Segmentation was made from (even with
+        ``force``), or as :func:`palette_bytes`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> pal = [{"index": 0, "rgb": [200, 30, 30], "fraction": 1.0}]
+    >>> write_palette(os.path.join(tmp.name, "red.css"), pal).read_text().splitlines()[2]
+    '  --kmseg-0: #c81e1e; /* cluster 0, 100.0% */'
+    >>> tmp.cleanup()
+    """
+    target = Path(_path_str(path))
+    if target.suffix.lower() not in PALETTE_FORMATS:
+        what = f"unknown palette suffix {target.suffix!r}" if target.suffix else "no suffix to name the palette's format"
+        raise ParameterError(f"{target}: {what}; use {_listed(list(PALETTE_FORMATS))}")
+    from .segment import Segmentation
+
+    source = palette.source if isinstance(palette, Segmentation) else None
+    if source and os.path.isfile(source) and os.path.exists(target) and os.path.samefile(target, source):
+        raise ParameterError(f"{target} is the image this palette was made from; inputs are never overwritten: "
+                             "pass another path")
+    target = _output_path(target, force)
+    return write_bytes(target, palette_bytes(palette, target.suffix, name=name), force=force)

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__, _display, data
 from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
-from ..io import _encode, encode_image, load_image
+from ..io import _encode, encode_image, load_image, palette_bytes
 from ..segment import Prepared, Segmentation, fewer_colours, output_suffix, prepare
 
 __all__ = ["LRUCache", "WebState", "create_app"]
@@ -61,6 +61,14 @@ ELBOW_FIELDS = ("file", "upload_id", "k_max", "color_space", "seed", "n_init")
 _MB = 1024 * 1024
 _UPLOAD_ID = re.compile(r"[0-9a-f]{64}")
 _ColorSpace = Literal["rgb", "lab", "hsv"]
+#: The palette files of a result besides palette.json (kmseg.io.palette_bytes), and their media types.
+PALETTE_MEDIA = {
+    "gpl": "text/plain; charset=utf-8",  # GIMP palette: text, shown inline unless ?download=1
+    "ase": "application/octet-stream",  # Adobe Swatch Exchange: binary
+    "css": "text/css; charset=utf-8",
+    "png": "image/png",
+}
+_PaletteSuffix = Literal["gpl", "ase", "css", "png"]
 _SampleName = Literal[data.NAMES]  # type: ignore[valid-type]
 
 
@@ -608,6 +616,10 @@ class ResultUrls(BaseModel):
     )
     labels: str = Field(description="PNG: 8-bit label map, value = cluster index, 255 = transparent pixel.")
     palette: str = Field(description="JSON: the run's summary and palette (as `kmseg segment` writes).")
+    palette_gpl: str = Field(description="GIMP palette (GIMP, Inkscape, Krita), largest share first.")
+    palette_ase: str = Field(description="Adobe Swatch Exchange: the palette as global RGB colours.")
+    palette_css: str = Field(description="CSS custom properties --kmseg-0, --kmseg-1..., largest share first.")
+    palette_png: str = Field(description="PNG: a swatch strip, one equal band per colour, largest share first.")
     masked: str = Field(
         description="PNG: the original with the `disable` clusters painted black; change the query "
         "`?disable=0,2` to hide others (no query: the original image)."
@@ -722,6 +734,7 @@ _HINTS = {
     "upload_id": "pass the upload_id returned by an earlier request",
     "result_id": "use the URLs returned by /api/segment",
     "disable": "pass cluster indices separated by commas, such as 0,2",
+    "suffix": "ask for palette.gpl, palette.ase, palette.css or palette.png (or palette.json)",
 }
 
 
@@ -999,6 +1012,7 @@ def create_app(
                 "segmented_tif": f"{base}/segmented.tif",
                 "labels": f"{base}/labels.png",
                 "palette": f"{base}/palette.json",
+                **{f"palette_{suffix}": f"{base}/palette.{suffix}" for suffix in PALETTE_MEDIA},
                 "masked": f"{base}/masked.png{query}",
                 "masked_tif": f"{base}/masked.tif{query}",
                 "clusters": [f"{base}/cluster/{i}.png" for i in range(seg.k)],
@@ -1117,6 +1131,31 @@ def create_app(
         summary["seed"] = res.seed
         text = json.dumps(summary, indent=2) + "\n"
         return _send(text.encode(), "application/json", f"{res.stem}-palette.json", download)
+
+    @app.get(
+        "/api/result/{result_id}/palette.{suffix}",
+        response_class=Response,
+        responses={
+            200: {"content": {media.split(";")[0]: {} for media in PALETTE_MEDIA.values()},
+                  "description": "The palette file."},
+            **_NOT_FOUND, **_BAD_QUERY,
+        },
+        summary="The palette as a file for designers' tools",
+        tags=["result"],
+        dependencies=[_only_query("palette.{suffix}", "download")],
+    )
+    async def palette_file(
+        result_id: ResultId,
+        suffix: Annotated[_PaletteSuffix, PathParam(description="gpl, ase, css or png.")],
+        download: Download = False,
+    ) -> Response:
+        """The palette, largest share first, in its 8-bit display colours, as `kmseg palette -o`
+        writes it (`kmseg.io.palette_bytes`): `gpl` a GIMP palette (GIMP, Inkscape, Krita), `ase`
+        Adobe Swatch Exchange, `css` custom properties `--kmseg-0`..., `png` a swatch strip of equal
+        bands. The palette's title (the .gpl's `Name:`) is the download's stem, `NAME-kK`."""
+        res = state.result(result_id)
+        content = await to_thread.run_sync(lambda: palette_bytes(res.seg, suffix, name=res.stem))
+        return _send(content, PALETTE_MEDIA[suffix], f"{res.stem}-palette.{suffix}", download)
 
     @app.get(
         "/api/result/{result_id}/masked.png",

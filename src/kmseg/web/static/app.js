@@ -13,6 +13,7 @@
     dlPalette: $("dl-palette"), dlMasked: $("dl-masked"), dlMaskedHint: $("dl-masked-hint"),
     dlSegmentedPng: $("dl-segmented-png"), dlMaskedPng: $("dl-masked-png"),
     dlZip: $("dl-clusters-zip"), dlClusters: $("dl-clusters"),
+    dlPaletteFiles: { gpl: $("dl-palette-gpl"), ase: $("dl-palette-ase"), css: $("dl-palette-css"), png: $("dl-palette-png") },
   };
 
   const state = {
@@ -242,6 +243,10 @@
     el.dlMasked.textContent = `Masked image (${format(data)})`;
     link(el.dlLabels, data.urls.labels, `${stem}-labels.png`);
     link(el.dlPalette, data.urls.palette, `${stem}-palette.json`);
+    // The palette for designers' tools: GIMP palette, Adobe Swatch Exchange, CSS, a swatch strip.
+    for (const [suffix, a] of Object.entries(el.dlPaletteFiles)) {
+      link(a, data.urls[`palette_${suffix}`], `${stem}-palette.${suffix}`);
+    }
     link(el.dlZip, data.urls.clusters_zip, `${stem}-clusters.zip`);
     // The cut-outs in the palette's order (largest share first); urls.clusters[i] is cluster i's.
     el.dlClusters.replaceChildren(...data.palette.map((p) => {
