@@ -237,6 +237,17 @@ def test_palette_never_overwrites_its_input(pic, tmp_path, capsys, force):
     assert pic.read_bytes() == before
 
 
+@pytest.mark.parametrize("verb", [["edges"], ["elbow", "--k-max", "4"]], ids=["edges", "elbow"])
+def test_edges_and_elbow_never_overwrite_their_input(pic, tmp_path, capsys, verb):
+    """``kmseg edges pic.png -o pic.png --force`` replaced the photo with its edges (and elbow
+    with its plot): inputs are never overwritten, as with segment and palette."""
+    before = pic.read_bytes()
+    code, out, err = run([verb[0], pic, *verb[1:], "-o", tmp_path / "." / "pic.png", "--force"], capsys)
+    assert (code, out) == (2, "")
+    assert err == f"kmseg: error: -o {tmp_path / '.' / 'pic.png'} is the input image; inputs are never overwritten: pass another path\n"
+    assert pic.read_bytes() == before and sorted(tmp_path.iterdir()) == [pic]
+
+
 def test_palette_refuses_a_directory(pic, tmp_path, capsys):
     (tmp_path / "d.gpl").mkdir()
     code, out, err = run(["palette", pic, "-k", "3", "-o", tmp_path / "d.gpl"], capsys)

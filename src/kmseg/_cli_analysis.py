@@ -30,9 +30,10 @@ def _threshold(text: str) -> float:
     return v
 
 
-def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None = None) -> None:
-    """Refuse a bad suffix or a path that cannot be a file (usage errors) or an existing file
-    (failed run), before any work."""
+def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None, image: str) -> None:
+    """Refuse a bad suffix, a path that cannot be a file or that is the input ``image`` (usage
+    errors: inputs are never overwritten, even with --force), or an existing file (failed run),
+    before any work."""
     from .errors import exists_already
     from .io import through_a_file
 
@@ -43,6 +44,8 @@ def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None = Non
         raise UsageError(f"-o {path}: {what}; use {listed}")
     if p.is_dir():
         raise UsageError(f"-o {path} is a directory; pass a file path")
+    if os.path.isfile(image) and p.exists() and os.path.samefile(p, image):
+        raise UsageError(f"-o {path} is the input image; inputs are never overwritten: pass another path")
     problem = through_a_file(p)
     if problem is not None:
         raise UsageError(f"-o {problem}")
@@ -59,7 +62,7 @@ def cmd_elbow(args: argparse.Namespace) -> int:
     if args.k_max - args.k_min < 2:
         raise UsageError(f"--k-min {args.k_min} --k-max {args.k_max} sweeps fewer than 3 ks; the knee needs at least 3")
     if args.out:
-        _check_output(args.out, args.force, _FIGURE_SUFFIXES)
+        _check_output(args.out, args.force, _FIGURE_SUFFIXES, args.image)
     ks = range(args.k_min, args.k_max + 1)
     bar = Progress(len(ks), "elbow")
     try:
@@ -98,7 +101,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
 
     if args.low > args.high:
         raise UsageError(f"--low {args.low:g} is above --high {args.high:g}; pass --low <= --high")
-    _check_output(args.out, args.force)
+    _check_output(args.out, args.force, None, args.image)
     e = edges(args.image, args.low, args.high, max_pixels=args.max_pixels)
     path = save_image(args.out, e, force=args.force)
     print(f"{args.image}: {int(e.sum())} edge pixels ({100 * e.mean():.1f}%) -> {path}")
@@ -113,9 +116,7 @@ def cmd_palette(args: argparse.Namespace) -> int:
     from .segment import segment
 
     if args.out:
-        if os.path.isfile(args.image) and os.path.exists(args.out) and os.path.samefile(args.out, args.image):
-            raise UsageError(f"-o {args.out} is the input image; inputs are never overwritten: pass another path")
-        _check_output(args.out, args.force, _PALETTE_SUFFIXES)
+        _check_output(args.out, args.force, _PALETTE_SUFFIXES, args.image)
     seg = segment(args.image, args.k, **segment_options(args))
     pal = seg.palette()
     written = str(write_palette(args.out, seg, force=args.force)) if args.out else None
@@ -141,7 +142,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--k-max {args.k_max} sweeps fewer than 3 ks; the knee needs at least 3")
     if args.low > args.high:
         raise UsageError(f"--low {args.low:g} is above --high {args.high:g}; pass --low <= --high")
-    _check_output(args.out, args.force, _REPORT_SUFFIXES)
+    _check_output(args.out, args.force, _REPORT_SUFFIXES, args.image)
     ks = range(1, args.k_max + 1)
     bar = Progress(n_steps(ks), "report")
     try:
