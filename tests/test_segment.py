@@ -318,8 +318,9 @@ def test_save_never_overwrites_the_image_it_was_made_from(tmp_path):
     src = save_image(tmp_path / "x-segmented.png", img)
     before = src.read_bytes()
     seg = kmseg.segment(src, 2, seed=0)
-    with pytest.raises(kmseg.ParameterError, match="x-segmented.png is the image this segmentation was made from"):
-        seg.save(tmp_path, stem="x", force=True)
+    for force in (True, False):  # without force too: the message does not offer force=True
+        with pytest.raises(kmseg.ParameterError, match="x-segmented.png is the image this segmentation was made from"):
+            seg.save(tmp_path, stem="x", force=force)
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["x-segmented.png"]
     assert set(seg.save(tmp_path, force=True)) == {"segmented", "labels", "palette"}  # its own stem: other names
 

@@ -1031,12 +1031,14 @@ class Segmentation:
 
             for i in range(self.k):
                 files[f"cluster{i}"] = image(d / f"{stem}-cluster{i}.png", cut(i), "rle")
-        refuse_existing((p for p, _ in files.values()), force)
+        # The source first: with or without force, it is never overwritten (so the message must
+        # not offer force=True, as refuse_existing's would).
         if self.source and os.path.isfile(self.source):
             for p, _ in files.values():
                 if os.path.exists(p) and os.path.samefile(p, self.source):
                     raise ParameterError(f"{p} is the image this segmentation was made from; inputs are never "
                                          "overwritten: pass another stem or directory")
+        refuse_existing((p for p, _ in files.values()), force)
         return write_files(files, force=force, threads=min(len(files), os.cpu_count() or 1, SAVE_THREADS))
 
     def _displayable(self, cut: np.ndarray) -> np.ndarray:
