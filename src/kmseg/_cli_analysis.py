@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,16 @@ def _check_output(path: str, force: bool, suffixes: tuple[str, ...] | None, imag
     """Refuse a bad suffix, a path that cannot be a file or that is the input ``image`` (usage
     errors: inputs are never overwritten, even with --force), or an existing file (failed run),
     before any work."""
-    from .errors import exists_already
-    from .io import through_a_file
+    from .errors import exists_already, listed
+    from .io import same_file, through_a_file
 
     p = Path(path)
     if suffixes is not None and p.suffix.lower() not in suffixes:
-        listed = " or ".join([", ".join(suffixes[:-1]), suffixes[-1]])
         what = f"unknown suffix {p.suffix!r}" if p.suffix else "no suffix"
-        raise UsageError(f"-o {path}: {what}; use {listed}")
+        raise UsageError(f"-o {path}: {what}; use {listed(suffixes)}")
     if p.is_dir():
         raise UsageError(f"-o {path} is a directory; pass a file path")
-    if os.path.isfile(image) and p.exists() and os.path.samefile(p, image):
+    if same_file(p, image):
         raise UsageError(f"-o {path} is the input image; inputs are never overwritten: pass another path")
     problem = through_a_file(p)
     if problem is not None:

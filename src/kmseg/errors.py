@@ -177,3 +177,9 @@ def counted(n: int, noun: str) -> str:
     """``n`` and ``noun``, plural unless ``n`` is 1, for messages: ``counted(1, "colour")`` is
     ``"1 colour"``, ``counted(2, "colour")`` is ``"2 colours"``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def listed(names: list[str] | tuple[str, ...]) -> str:
+    """Names joined for messages: ``listed(["a", "b", "c"])`` is ``"a, b or c"``."""
+    names = list(names)
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)

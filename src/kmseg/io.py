@@ -50,6 +50,7 @@ from .errors import (
     ParameterTypeError,
     cannot_write,
     exists_already,
+    listed,
 )
 
 __all__ = [
@@ -554,6 +555,12 @@ def refusal(target: Path, exc: OSError) -> OutputError | None:
         return _is_a_directory(target)
     return cannot_write(f"{target}: cannot be written in {str(target.parent)!r} ({exc.strerror}); "
                         f"{_fix_for(exc.errno)}", exc.errno)
+
+
+def same_file(path: PathLike, source: PathLike | None) -> bool:
+    """Whether ``path`` is the existing file ``source`` (an input), under any name: an output
+    there would overwrite it, which kmseg never does, not even with ``force``."""
+    return bool(source) and os.path.isfile(source) and os.path.exists(path) and os.path.samefile(path, source)
 
 
 def _output_path(path: object, force: object) -> Path:
@@ -1188,7 +1195,7 @@ def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, 
     if arr.dtype.name not in allowed:
         tiff = arr.dtype.name in _SAVE_DTYPES["TIFF"]
         hint = f" ({'float' if arr.dtype.kind == 'f' else arr.dtype.name} data: save as .tif)" if tiff else ""
-        holds = " or ".join([", ".join(allowed[:-1]), allowed[-1]] if len(allowed) > 1 else allowed)
+        holds = listed(allowed)
         raise ParameterTypeError(
             f"{target}: cannot save an array of dtype {arr.dtype} as {fmt}, which holds {holds}; convert it first, "
             f"for example array.astype(numpy.uint8){hint}"
@@ -1209,18 +1216,13 @@ PALETTE_FORMATS = {
 }
 
 
-def _listed(names: list[str]) -> str:
-    """``a, b or c``."""
-    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-
-
 def _palette_suffix(fmt: object) -> str:
     """``fmt`` ("gpl", ".GPL"...) as a key of :data:`PALETTE_FORMATS`."""
     if not isinstance(fmt, str):
-        raise ParameterTypeError(f"fmt={fmt!r} is not a str; pass one of {_listed([f[1:] for f in PALETTE_FORMATS])}")
+        raise ParameterTypeError(f"fmt={fmt!r} is not a str; pass one of {listed([f[1:] for f in PALETTE_FORMATS])}")
     suffix = "." + fmt.lower().removeprefix(".")
     if suffix not in PALETTE_FORMATS:
-        raise ParameterError(f"fmt={fmt!r} is not a palette format; pass one of {_listed([f[1:] for f in PALETTE_FORMATS])}")
+        raise ParameterError(f"fmt={fmt!r} is not a palette format; pass one of {listed([f[1:] for f in PALETTE_FORMATS])}")
     return suffix
 
 
@@ -1397,11 +1399,11 @@ def write_palette(path: PathLike, palette: Any, *, name: str | None = None, forc
     target = Path(_path_str(path))
     if target.suffix.lower() not in PALETTE_FORMATS:
         what = f"unknown palette suffix {target.suffix!r}" if target.suffix else "no suffix to name the palette's format"
-        raise ParameterError(f"{target}: {what}; use {_listed(list(PALETTE_FORMATS))}")
+        raise ParameterError(f"{target}: {what}; use {listed(list(PALETTE_FORMATS))}")
     from .segment import Segmentation
 
     source = palette.source if isinstance(palette, Segmentation) else None
-    if source and os.path.isfile(source) and os.path.exists(target) and os.path.samefile(target, source):
+    if same_file(target, source):
         raise ParameterError(f"{target} is the image this palette was made from; inputs are never overwritten: "
                              "pass another path")
     target = _output_path(target, force)

@@ -1006,7 +1006,7 @@ class Segmentation:
         paths : dict
             Kind of output -> path written.
         """
-        from .io import encode_image, json_bytes, write_files
+        from .io import encode_image, json_bytes, same_file, write_files
 
         if stem is None:
             stem = Path(self.source).stem if self.source else "image"
@@ -1033,11 +1033,10 @@ class Segmentation:
                 files[f"cluster{i}"] = image(d / f"{stem}-cluster{i}.png", cut(i), "rle")
         # The source first: with or without force, it is never overwritten (so the message must
         # not offer force=True, as refuse_existing's would).
-        if self.source and os.path.isfile(self.source):
-            for p, _ in files.values():
-                if os.path.exists(p) and os.path.samefile(p, self.source):
-                    raise ParameterError(f"{p} is the image this segmentation was made from; inputs are never "
-                                         "overwritten: pass another stem or directory")
+        for p, _ in files.values():
+            if same_file(p, self.source):
+                raise ParameterError(f"{p} is the image this segmentation was made from; inputs are never "
+                                     "overwritten: pass another stem or directory")
         refuse_existing((p for p, _ in files.values()), force)
         return write_files(files, force=force, threads=min(len(files), os.cpu_count() or 1, SAVE_THREADS))
 
