@@ -68,7 +68,7 @@ PALETTE_MEDIA = {
     "css": "text/css; charset=utf-8",
     "png": "image/png",
 }
-_PaletteSuffix = Literal["gpl", "ase", "css", "png"]
+_PaletteSuffix = Literal[tuple(PALETTE_MEDIA)]  # type: ignore[valid-type]
 _SampleName = Literal[data.NAMES]  # type: ignore[valid-type]
 
 
