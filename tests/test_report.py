@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -188,3 +189,37 @@ def test_missing_image(tmp_path):
         write_report(tmp_path / "missing.png", tmp_path / "r.html")
     with pytest.raises(ParameterError, match="is a directory"):
         write_report(np.zeros((4, 4, 3), np.uint8), tmp_path)
+
+
+#: Two colours: fewer than most ks of a report.
+TWO = np.zeros((20, 30, 3), np.uint8)
+TWO[:, 15:] = (200, 40, 40)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "the image has only 2 distinct colours, fewer than k=3: in the report, the elbow is flat from k=2 on "
+             "and the grid's panels for k=3, 5 and 7 have 2 clusters each"),
+        ({"k": 5, "grid_ks": (2, 5)}, "the image has only 2 distinct colours, fewer than k=3: in the report, the elbow "
+         "is flat from k=2 on, the segmentation for k=5 has 2 clusters and the grid's panel for k=5 has 2 clusters"),
+        ({"ks": range(1, 3 + 1), "k": 4, "grid_ks": (2,)}, "the image has only 2 distinct colours, fewer than k=3: in "
+         "the report, the elbow is flat from k=2 on and the segmentation for k=4 has 2 clusters"),
+        ({"ks": (1, 2, 3), "k": 2, "grid_ks": (1, 7)}, "the image has only 2 distinct colours, fewer than k=3: in the "
+         "report, the elbow is flat from k=2 on and the grid's panel for k=7 has 2 clusters"),
+    ],
+)
+def test_fewer_colours_than_k_warns_once_saying_what_it_means(tmp_path, kwargs, message):
+    """Each fit below its k warned on its own: the sweep once, then the chosen segmentation and
+    every panel of the grid again, the same problem up to 4 times in one call."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = write_report(TWO, tmp_path / "r.html", seed=0, silhouette=False, **kwargs)
+    assert [(w.category, str(w.message)) for w in caught] == [(ConvergenceWarning, message)]
+    assert caught[0].filename == __file__
+    assert f"Note: {message[0].upper()}{message[1:]}." in "".join(parse(out).text)  # the page says it too
+
+
+def test_no_note_without_a_warning(report):
+    assert "Note:" not in " ".join(parse(report).text)
+

@@ -13,6 +13,7 @@ import html
 import os
 import platform
 import time
+import warnings
 from numbers import Integral
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -20,8 +21,16 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ._elbow import Elbow, as_prepared, check_ks, elbow, split_options
-from .errors import ParameterError, ParameterTypeError, cannot_write, exists_already
-from .segment import Prepared, Segmentation, check_int, read_image
+from .errors import (
+    ConvergenceWarning,
+    ParameterError,
+    ParameterTypeError,
+    cannot_write,
+    counted,
+    exists_already,
+    user_stacklevel,
+)
+from .segment import Prepared, Segmentation, check_int, fewer_colours, read_image
 
 __all__ = ["SECTIONS", "n_steps", "write_report"]
 
@@ -74,12 +83,65 @@ def _check_out(out_path: Any, force: Any) -> Path:
 
 
 def _segment_at(prep: Prepared, result: Elbow, k: int, fit_options: dict[str, Any]) -> Segmentation:
-    """The segmentation at k, started from the sweep's centres when the sweep has them (a few iterations)."""
+    """The segmentation at k, started from the sweep's centres when the sweep has them (a few iterations).
+
+    Without the ConvergenceWarning for fewer distinct colours than k: the report gives one
+    for all its fits (:func:`_fewer_colours_note`).
+    """
     hits = np.flatnonzero(result.ks == k)
     if hits.size and result.centers[hits[0]].shape[0] == k:
         opts = {name: fit_options[name] for name in ("max_iter", "tol") if name in fit_options}
-        return prep.segment(k, init=result.centers[hits[0]], **opts)
-    return prep.segment(k, **fit_options)
+        return prep.segment(k, init=result.centers[hits[0]], warn=False, **opts)
+    return prep.segment(k, warn=False, **fit_options)
+
+
+def _and(items: Iterable[Any]) -> str:
+    """``"3, 5 and 7"``."""
+    words = [str(i) for i in items]
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def _fewer_colours_note(
+    result: Elbow, chosen: int, seg: Segmentation, grid_ks: list[int], grid_k: list[int]
+) -> list[str]:
+    """What an image with fewer distinct colours than some k of the report did to the report:
+    one message for each number of colours found (one in practice, as every fit is of the same
+    reduced image), where each fit below its k would have warned on its own.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> colours = [np.zeros((n, 3)) for n in (1, 2, 2, 2)]  # the sweep's centres at k = 1..4
+    >>> r = Elbow(ks=np.arange(1, 5), inertias=np.array([1.0, 0, 0, 0]), knee=2, centers=tuple(colours))
+    >>> for line in _fewer_colours_note(r, 5, SimpleNamespace(k=2), [3, 5, 7], [2, 2, 2]):
+    ...     print(line)
+    the image has only 2 distinct colours, fewer than k=3: in the report, the elbow is flat from k=2 on, the segmentation for k=5 has 2 clusters and the grid's panels for k=3, 5 and 7 have 2 clusters each
+    """
+    # n (distinct colours) -> (the ks asked for above n, what each part of the report shows)
+    found: dict[int, tuple[set[int], list[str]]] = {}
+
+    def add(n: int, ks: list[int], what: str) -> None:
+        asked, parts = found.setdefault(n, (set(), []))
+        asked.update(ks)
+        parts.append(what)
+
+    flat: dict[int, list[int]] = {}
+    for kk, c in zip(result.ks.tolist(), result.centers):
+        if c.shape[0] < kk:
+            flat.setdefault(c.shape[0], []).append(kk)
+    for n, ks in flat.items():
+        add(n, ks, f"the elbow is flat from k={n} on")
+    if seg.k < chosen:
+        add(seg.k, [chosen], f"the segmentation for k={chosen} has {counted(seg.k, 'cluster')}")
+    short: dict[int, list[int]] = {}
+    for g, got in zip(grid_ks, grid_k):
+        if got < g:
+            short.setdefault(got, []).append(g)
+    for n, ks in short.items():
+        panels = f"the grid's panels for k={_and(ks)} have {counted(n, 'cluster')} each" if len(ks) > 1 else (
+            f"the grid's panel for k={ks[0]} has {counted(n, 'cluster')}")
+        add(n, ks, panels)
+    return [f"{fewer_colours(n, min(asked))}: in the report, {_and(parts)}" for n, (asked, parts) in sorted(found.items())]
 
 
 def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
@@ -175,6 +237,13 @@ def write_report(
     ImageError
         The image cannot be read.
 
+    Warns
+    -----
+    ConvergenceWarning
+        Once, when the image has fewer distinct colours than some k of the report (of ``ks``,
+        ``k`` or ``grid_ks``), saying what that did to the report (the fits below their k do
+        not warn each on their own); the page's header says it too.
+
     Examples
     --------
     >>> import tempfile, os
@@ -239,7 +308,8 @@ def write_report(
         if progress is not None:
             progress(done, total, f"elbow k={kk}")
 
-    result = elbow(prep, k_values, silhouette=bool(silhouette), progress=on_k, **fit_opts)
+    # warn=False: one warning for the whole report (_fewer_colours_note), not one for each fit
+    result = elbow(prep, k_values, silhouette=bool(silhouette), progress=on_k, warn=False, **fit_opts)
     timings.append((f"elbow sweep (k = {', '.join(str(x) for x in result.ks)})", time.perf_counter() - t))
     t = time.perf_counter()
     chosen = result.knee if k is None else k
@@ -278,6 +348,9 @@ def write_report(
     render("palette", lambda: plot.palette(seg))
     render("masks", lambda: plot.masks(prep, seg, disable=[largest]))
     render("edges", lambda: plot.edges(prep, seg, low, high))
+    notes = _fewer_colours_note(result, chosen, seg, [int(g) for g in grid_list], grid_k)
+    for note in notes:
+        warnings.warn(note, ConvergenceWarning, stacklevel=user_stacklevel())
 
     # -- the page
     source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
@@ -349,6 +422,7 @@ def write_report(
         f"<style>{_CSS}</style></head><body>",
         f"<header><h1>kmseg report: {_e(name)}</h1>",
         f'<p class="note">{_e(f"{w} x {h} pixels, k = {chosen} ({how}), colour space {prep.color_space}.")}</p>',
+        *(f'<p class="note"><strong>Note:</strong> {_e(n[0].upper() + n[1:])}.</p>' for n in notes),
         f"<nav>{nav}</nav></header>",
         '<section id="segmentation"><h2>Segmentation</h2>',
         fig_html("segmentation", "original and segmented image", f"Left: the original. Right: every pixel painted "
