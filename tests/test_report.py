@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import warnings
+import weakref
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -223,3 +225,46 @@ def test_fewer_colours_than_k_warns_once_saying_what_it_means(tmp_path, kwargs, 
 def test_no_note_without_a_warning(report):
     assert "Note:" not in " ".join(parse(report).text)
 
+
+
+def _images(path: Path) -> dict[str, bytes]:
+    """The page's figures by alt text, decoded."""
+    text = path.read_text(encoding="utf-8")
+    found = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]+)"', text)
+    return {alt: base64.b64decode(src) for src, alt in found}
+
+
+def test_the_grid_is_drawn_one_segmentation_at_a_time(photos, tmp_path, monkeypatch):
+    """The grid's segmentations were all made, then drawn (with the chosen one, 4 held at once,
+    about 7 bytes a pixel each); each is now let go once its panel is drawn. The figure is the
+    very one drawn from all of them at once, on a photo."""
+    from kmseg import plot
+    from kmseg._elbow import elbow
+    from kmseg.report import _segment_at
+    from kmseg.segment import Prepared, prepare
+
+    photo = photos["chelsea.png"]
+    made: list[weakref.ref] = []
+    alive: list[int] = []
+    segment_k, show = Prepared.segment, plot._show
+
+    def tracked(self, *args, **kwargs):
+        s = segment_k(self, *args, **kwargs)
+        made.append(weakref.ref(s))
+        return s
+
+    def counting(ax, image, has_alpha, title, *args):
+        if len(ax.figure.axes) == 4 and (title == "original" or title.startswith("k=")):  # the grid's panels
+            alive.append(sum(r() is not None for r in made))
+        return show(ax, image, has_alpha, title, *args)
+
+    monkeypatch.setattr(Prepared, "segment", tracked)
+    monkeypatch.setattr(plot, "_show", counting)
+    out = write_report(photo, tmp_path / "r.html", seed=0, ks=range(1, 6), k=4, grid_ks=(2, 4, 5), silhouette=False)
+    monkeypatch.undo()
+    assert alive == [2, 2, 1, 2]  # the chosen one (k=4), and the panel's own: the original, k=2, k=4 (chosen), k=5
+
+    prep = prepare(photo)
+    result = elbow(prep, range(1, 6), seed=0, warn=False)
+    eager = plot.grid(prep, [_segment_at(prep, result, g, {"seed": 0}) for g in (2, 4, 5)])
+    assert _images(out)["segmentations for several k"] == plot.figure_bytes(eager, png_strategy="rle")

@@ -14,6 +14,7 @@ import os
 import platform
 import time
 import warnings
+from functools import partial
 from numbers import Integral
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -334,13 +335,16 @@ def write_report(
     # The figures take ``prep``: the array as read, its display range computed once, no check again.
     render("segmentation", lambda: plot.compare(prep, seg))
     render("elbow", lambda: plot.elbow(result))
-    # The grid's segmentations are made here and dropped with their panels (about 7 bytes a pixel each).
+    # The grid's segmentations are made one at a time, each dropped once its panel is drawn (about
+    # 7 bytes a pixel each; see plot._grid).
     grid_k: list[int] = []  # the clusters each panel got (fewer where the image has fewer colours)
 
     def grid_figure() -> Any:
-        segs = [seg if g == chosen else _segment_at(prep, result, int(g), fit_opts) for g in grid_list]
-        grid_k.extend(s_.centers.shape[0] for s_ in segs)
-        return plot.grid(prep, segs)
+        makers = [partial(plot._given, seg) if g == chosen else partial(_segment_at, prep, result, int(g), fit_opts)
+                  for g in grid_list]
+        fig, clusters = plot._grid(prep, prep.image, prep.has_alpha, makers)
+        grid_k.extend(clusters)
+        return fig
 
     render("grid", grid_figure)
     render("scatter", lambda: plot.scatter3d(prep, seg, seed=0))
