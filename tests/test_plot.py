@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 import tracemalloc
+import warnings
 import weakref
 import xml.etree.ElementTree as ET
 
@@ -17,7 +18,7 @@ from PIL import Image
 
 from kmseg import plot
 from kmseg._elbow import elbow
-from kmseg.errors import ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
+from kmseg.errors import ConvergenceWarning, ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
 from kmseg.io import save_image
 from kmseg.segment import Prepared, prepare, segment
 from helpers import ct_slice, quadrants
@@ -503,6 +504,27 @@ def test_figures_of_a_large_image_are_drawn_at_display_size():
         finally:
             tracemalloc.stop()
         assert peak < most * big.nbytes
+
+
+def test_the_grid_warns_once_for_its_panels_with_fewer_colours_than_k(tmp_path):
+    """Each panel below its k warned on its own (3 warnings here); a segmentation given as it is
+    does not warn again."""
+    two = np.zeros((20, 30, 3), np.uint8)
+    two[:, 15:] = (200, 40, 40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = plot.grid(two, (1, 3, 5, 7), seed=0, dpi=20)
+    assert [(w.category, str(w.message), w.filename) for w in caught] == [
+        (ConvergenceWarning, "the image has only 2 distinct colours, fewer than k=3: the grid's panels for k=3, 5 "
+         "and 7 have 2 clusters each", __file__)]
+    assert [ax.get_title() for ax in fig.axes][:5] == ["original", "k=1", "k=2", "k=2", "k=2"]
+    with pytest.warns(ConvergenceWarning):
+        given = segment(two, 4, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot.grid(two, [given, 1, 6], seed=0, dpi=20)
+    assert [str(w.message) for w in caught] == [
+        "the image has only 2 distinct colours, fewer than k=6: the grid's panel for k=6 has 2 clusters"]
 
 
 def test_the_grid_holds_one_segmentation_at_a_time(img, monkeypatch):

@@ -26,6 +26,7 @@ import functools
 import io as _io
 import math
 import os
+import warnings
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -41,8 +42,16 @@ from ._edges import boundaries as _boundaries
 from ._edges import edges as _canny
 from ._elbow import Elbow, as_prepared, split_options
 from ._elbow import elbow as _elbow
-from .errors import ParameterError, ParameterTypeError, cannot_write, exists_already
-from .segment import Prepared, Segmentation, check_int, make_rng, palette_order, read_image
+from .errors import (
+    ConvergenceWarning,
+    ParameterError,
+    ParameterTypeError,
+    cannot_write,
+    counted,
+    exists_already,
+    user_stacklevel,
+)
+from .segment import Prepared, Segmentation, check_int, fewer_colours, make_rng, palette_order, read_image
 
 __all__ = [
     "compare",
@@ -463,6 +472,7 @@ def grid(
         arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
         prep = None
     makers: list[Callable[[], Segmentation]] = []
+    asked: list[int | None] = []  # the k of each panel segmented here
     for item in items:
         if isinstance(item, Segmentation):
             if item.labels.shape != arr.shape[:2]:
@@ -471,13 +481,46 @@ def grid(
                     "pass segmentations of this image"
                 )
             makers.append(functools.partial(_given, item))
+            asked.append(None)
             continue
         if prep is None:
             prep_opts.setdefault("alpha", has_alpha)
             prep = as_prepared(arr, prep_opts)
-        makers.append(functools.partial(prep.segment, int(item), **fit_opts))
-    fig, _ = _grid(image, arr, has_alpha, makers, ncols=ncols, figsize=figsize, dpi=dpi)
+        # warn=False: one warning for the panels with fewer colours than their k, not one each
+        makers.append(functools.partial(prep.segment, int(item), warn=False, **fit_opts))
+        asked.append(int(item))
+    fig, clusters = _grid(image, arr, has_alpha, makers, ncols=ncols, figsize=figsize, dpi=dpi)
+    for n, (ks_above, panels) in _fewer_panels(asked, clusters).items():
+        warnings.warn(f"{fewer_colours(n, min(ks_above))}: {panels}", ConvergenceWarning, stacklevel=user_stacklevel())
     return _finish(fig, save, fmt, force)
+
+
+def _and(items: Iterable[Any]) -> str:
+    """``"3, 5 and 7"``."""
+    words = [str(i) for i in items]
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def _fewer_panels(asked: Sequence[int | None], clusters: Sequence[int]) -> dict[int, tuple[list[int], str]]:
+    """The grid's panels with fewer clusters than the k asked for (None: a segmentation given
+    as it is), by the clusters they have: ``{n: (their ks, what to tell)}``.
+
+    Examples
+    --------
+    >>> _fewer_panels([2, 3, 5, 7], [2, 2, 2, 2])
+    {2: ([3, 5, 7], "the grid's panels for k=3, 5 and 7 have 2 clusters each")}
+    >>> _fewer_panels([None, 7], [4, 1])
+    {1: ([7], "the grid's panel for k=7 has 1 cluster")}
+    """
+    short: dict[int, list[int]] = {}
+    for k, got in zip(asked, clusters):
+        if k is not None and got < k:
+            short.setdefault(got, []).append(k)
+    return {
+        n: (ks, f"the grid's panels for k={_and(ks)} have {counted(n, 'cluster')} each" if len(ks) > 1
+            else f"the grid's panel for k={ks[0]} has {counted(n, 'cluster')}")
+        for n, ks in short.items()
+    }
 
 
 def _given(seg: Segmentation) -> Segmentation:

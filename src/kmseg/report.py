@@ -96,12 +96,6 @@ def _segment_at(prep: Prepared, result: Elbow, k: int, fit_options: dict[str, An
     return prep.segment(k, warn=False, **fit_options)
 
 
-def _and(items: Iterable[Any]) -> str:
-    """``"3, 5 and 7"``."""
-    words = [str(i) for i in items]
-    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
-
-
 def _fewer_colours_note(
     result: Elbow, chosen: int, seg: Segmentation, grid_ks: list[int], grid_k: list[int]
 ) -> list[str]:
@@ -118,6 +112,8 @@ def _fewer_colours_note(
     ...     print(line)
     the image has only 2 distinct colours, fewer than k=3: in the report, the elbow is flat from k=2 on, the segmentation for k=5 has 2 clusters and the grid's panels for k=3, 5 and 7 have 2 clusters each
     """
+    from .plot import _and, _fewer_panels
+
     # n (distinct colours) -> (the ks asked for above n, what each part of the report shows)
     found: dict[int, tuple[set[int], list[str]]] = {}
 
@@ -134,13 +130,7 @@ def _fewer_colours_note(
         add(n, ks, f"the elbow is flat from k={n} on")
     if seg.k < chosen:
         add(seg.k, [chosen], f"the segmentation for k={chosen} has {counted(seg.k, 'cluster')}")
-    short: dict[int, list[int]] = {}
-    for g, got in zip(grid_ks, grid_k):
-        if got < g:
-            short.setdefault(got, []).append(g)
-    for n, ks in short.items():
-        panels = f"the grid's panels for k={_and(ks)} have {counted(n, 'cluster')} each" if len(ks) > 1 else (
-            f"the grid's panel for k={ks[0]} has {counted(n, 'cluster')}")
+    for n, (ks, panels) in _fewer_panels(grid_ks, grid_k).items():
         add(n, ks, panels)
     return [f"{fewer_colours(n, min(asked))}: in the report, {_and(parts)}" for n, (asked, parts) in sorted(found.items())]
 
