@@ -527,6 +527,38 @@ def test_the_grid_warns_once_for_its_panels_with_fewer_colours_than_k(tmp_path):
         "the image has only 2 distinct colours, fewer than k=6: the grid's panel for k=6 has 2 clusters"]
 
 
+#: Four channels whose last, read as alpha from the channel count, is nowhere opaque.
+FAINT = np.zeros((6, 8, 4), np.uint8)
+FAINT[..., 3] = 100
+FAINT[:3, :, 0] = 200
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plot.compare(FAINT, 2, seed=0, dpi=20),
+        lambda: plot.grid(FAINT, (1, 2), seed=0, dpi=20),
+        lambda: plot.masks(FAINT, 2, seed=0, dpi=20),
+        lambda: plot.scatter3d(FAINT, 2, dpi=20),
+        lambda: plot.edges(FAINT, 2, seed=0, dpi=20),
+    ],
+    ids=["compare", "grid", "masks", "scatter3d", "edges"],
+)
+def test_an_alpha_taken_from_the_channel_count_is_checked_as_segment_checks_it(draw):
+    """The figures that segment an array passed the alpha they had read on to prepare(), which
+    skipped the check segment() makes: no warning that the last band is likely data."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        draw()
+    assert [(w.category, w.filename) for w in caught] == [(UserWarning, __file__)]
+    assert str(caught[0].message).startswith("the last of 4 channels is taken as alpha")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot.compare(FAINT, 2, seed=0, dpi=20, alpha=True)  # said: no warning
+        plot.compare(prepare(FAINT, alpha=False), 2, seed=0, dpi=20)
+    assert caught == []
+
+
 def test_the_grid_holds_one_segmentation_at_a_time(img, monkeypatch):
     """Each panel is drawn as soon as its segmentation is made, which is then let go: the grid
     held every panel's segmentation (about 7 bytes a pixel each) until the figure was made."""

@@ -268,3 +268,18 @@ def test_the_grid_is_drawn_one_segmentation_at_a_time(photos, tmp_path, monkeypa
     result = elbow(prep, range(1, 6), seed=0, warn=False)
     eager = plot.grid(prep, [_segment_at(prep, result, g, {"seed": 0}) for g in (2, 4, 5)])
     assert _images(out)["segmentations for several k"] == plot.figure_bytes(eager, png_strategy="rle")
+
+
+def test_a_different_warning_is_kept(tmp_path):
+    """A 4-channel array whose last band, read as alpha, is nowhere opaque warns of that (once),
+    as segment() does, besides the one warning for fewer colours than k. The report gave neither
+    warning its own: it passed the alpha it had read on, which skipped the check."""
+    faint = np.zeros((20, 30, 4), np.uint8)
+    faint[..., 3] = 100
+    faint[:10, :, 0] = 200
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_report(faint, tmp_path / "r.html", seed=0, ks=range(1, 5), grid_ks=(2, 3), silhouette=False)
+    assert [w.category for w in caught] == [UserWarning, ConvergenceWarning]
+    assert "taken as alpha" in str(caught[0].message)
+    assert str(caught[1].message).startswith("the image has only 2 distinct colours, fewer than k=3: in the report,")

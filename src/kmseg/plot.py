@@ -40,7 +40,7 @@ from matplotlib.patches import Patch
 from . import _display
 from ._edges import boundaries as _boundaries
 from ._edges import edges as _canny
-from ._elbow import Elbow, as_prepared, split_options
+from ._elbow import Elbow, as_prepared, prepare_read, split_options
 from ._elbow import elbow as _elbow
 from .errors import (
     ConvergenceWarning,
@@ -304,9 +304,7 @@ def _resolve(
         if isinstance(image, Prepared):
             prep = as_prepared(image, prep_opts)
         else:
-            prep_opts.pop("max_pixels", None)
-            prep_opts.setdefault("alpha", has_alpha)
-            prep = as_prepared(arr, prep_opts)
+            prep = prepare_read(image, arr, has_alpha, prep_opts)
         return arr, has_alpha, prep.segment(int(seg), **fit_opts)
     raise ParameterTypeError(
         f"seg={seg!r} is not a Segmentation; pass the result of kmseg.segment() or an int k to segment here"
@@ -484,8 +482,7 @@ def grid(
             asked.append(None)
             continue
         if prep is None:
-            prep_opts.setdefault("alpha", has_alpha)
-            prep = as_prepared(arr, prep_opts)
+            prep = prepare_read(image, arr, has_alpha, prep_opts)
         # warn=False: one warning for the panels with fewer colours than their k, not one each
         makers.append(functools.partial(prep.segment, int(item), warn=False, **fit_opts))
         asked.append(int(item))

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ._elbow import Elbow, as_prepared, check_ks, elbow, split_options
+from ._elbow import Elbow, check_ks, elbow, prepare_read, split_options
 from .errors import (
     ConvergenceWarning,
     ParameterError,
@@ -288,8 +288,7 @@ def write_report(
     t = time.perf_counter()
     arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
     t = step("load", t)
-    prep_opts.setdefault("alpha", has_alpha)
-    prep = as_prepared(arr, prep_opts)
+    prep = prepare_read(image, arr, has_alpha, prep_opts)
     t = step("reduce (colour histogram)", t)
 
     # -- the elbow sweep
@@ -391,7 +390,7 @@ def write_report(
         "tol": fit_opts.get("tol", 0.0),
         "seed": fit_opts.get("seed"),
         "scale": prep.scale,
-        "alpha": prep_opts.get("alpha"),
+        "alpha": prep.has_alpha,
         "canny (low, high)": f"({low}, {high})",
         "grid ks": ", ".join(str(g) for g in grid_list),
         "inertia at k": f"{seg.inertia:.6g}",
