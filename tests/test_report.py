@@ -283,3 +283,43 @@ def test_a_different_warning_is_kept(tmp_path):
     assert [w.category for w in caught] == [UserWarning, ConvergenceWarning]
     assert "taken as alpha" in str(caught[0].message)
     assert str(caught[1].message).startswith("the image has only 2 distinct colours, fewer than k=3: in the report,")
+
+
+def _text(path: Path) -> str:
+    return re.sub(r"\s+", " ", "".join(parse(path).text))
+
+
+def test_the_segmentation_says_how_it_was_made(img, tmp_path):
+    """The caption said 'k = 5 ... (from the sweep's centres when k was swept)' for a 2-colour
+    image, whose 2 clusters were fit from scratch, and the parameters 'k: 5 (given)'."""
+    text = _text(write_report(img, tmp_path / "a.html", seed=0, ks=range(1, 6), k=3))
+    assert "in its cluster's mean colour, k = 3. Inertia" in text and "iterations from the sweep's centres at k." in text
+    text = _text(write_report(img, tmp_path / "b.html", seed=0, ks=range(1, 4), k=5))  # not swept: from scratch
+    assert "in its cluster's mean colour, k = 5. Inertia" in text and "sweep's centres" not in text
+    with pytest.warns(ConvergenceWarning):
+        text = _text(write_report(TWO, tmp_path / "c.html", seed=0, k=5, silhouette=False))
+    assert ("in its cluster's mean colour, k = 5 (2 clusters, as the image has only 2 distinct colours). "
+            "Inertia 0; 0 iterations. ") in text
+    assert "k5 (given); 2 clusters, as the image has only 2 distinct colours" in text  # the parameters table
+
+
+def test_an_image_clustered_as_its_pixels_is_not_said_to_be_its_distinct_colours(tmp_path):
+    """16-bit colour is clustered on its pixels, not a colour histogram: the page said 'distinct
+    colours (points clustered)' (of the pixel count), 'reduce (colour histogram)' and 'weighted
+    unique colours'."""
+    img16 = quadrants(COLORS, size=(20, 30), noise=4.0)[0].astype(np.uint16) * 257
+    text = _text(write_report(img16, tmp_path / "r.html", seed=0, ks=range(1, 4), grid_ks=(2,)))
+    assert "points clustered (every pixel)600" in text and "reduce (pixels)" in text
+    assert "Exact K-means on the pixels of the image." in text
+    assert "distinct colours" not in text and "histogram)" not in text and "unique colours" not in text
+    text = _text(write_report(quadrants(COLORS, size=(20, 30), noise=0.0)[0], tmp_path / "8.html", seed=0,
+                              ks=range(1, 4), grid_ks=(2,)))
+    assert "distinct colours (points clustered)4" in text and "reduce (colour histogram)" in text
+    assert "Exact K-means on the weighted distinct colours of the image." in text
+
+
+def test_thresholds_are_written_as_the_figure_writes_them(img, tmp_path):
+    """The command line passes floats: the caption and the parameters said '100.0, 200.0' under a
+    figure titled '(100, 200)'."""
+    text = _text(write_report(img, tmp_path / "r.html", seed=0, ks=range(1, 4), grid_ks=(2,), canny=(100.0, 200.5)))
+    assert "Canny edges (thresholds 100, 200.5) in yellow" in text and "canny (low, high)(100, 200.5)" in text

@@ -89,11 +89,17 @@ def _segment_at(prep: Prepared, result: Elbow, k: int, fit_options: dict[str, An
     Without the ConvergenceWarning for fewer distinct colours than k: the report gives one
     for all its fits (:func:`_fewer_colours_note`).
     """
-    hits = np.flatnonzero(result.ks == k)
-    if hits.size and result.centers[hits[0]].shape[0] == k:
+    if _from_sweep(result, k):
+        hits = np.flatnonzero(result.ks == k)
         opts = {name: fit_options[name] for name in ("max_iter", "tol") if name in fit_options}
         return prep.segment(k, init=result.centers[hits[0]], warn=False, **opts)
     return prep.segment(k, warn=False, **fit_options)
+
+
+def _from_sweep(result: Elbow, k: int) -> bool:
+    """Whether the segmentation at k starts from the sweep's centres (k was swept, and found k colours)."""
+    hits = np.flatnonzero(result.ks == k)
+    return bool(hits.size) and result.centers[hits[0]].shape[0] == k
 
 
 def _fewer_colours_note(
@@ -289,7 +295,9 @@ def write_report(
     arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
     t = step("load", t)
     prep = prepare_read(image, arr, has_alpha, prep_opts)
-    t = step("reduce (colour histogram)", t)
+    # 8-bit colour and 16-bit grey are clustered as their distinct colours; others as their pixels
+    histogram = prep.reduced.kind == "histogram"
+    t = step("reduce (colour histogram)" if histogram else "reduce (pixels)", t)
 
     # -- the elbow sweep
     def on_k(kk: int) -> None:
@@ -351,6 +359,7 @@ def write_report(
     h, w = arr.shape[:2]
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     how = "the elbow's knee" if k is None else "given"
+    few = f"as the image has only {counted(seg.k, 'distinct colour')}"
     pal = seg.palette()
 
     def fig_html(key: str, alt: str, caption: str) -> str:
@@ -377,8 +386,9 @@ def write_report(
         "source": source or "in-memory array",
         "size": f"{w} x {h} pixels, {channels} channel(s), {arr.dtype}",
         "pixels clustered": f"{prep.n_pixels}",
-        "distinct colours (points clustered)": f"{prep.reduced.points.shape[0]}",
-        "k": f"{chosen} ({how})",
+        ("distinct colours (points clustered)" if histogram else "points clustered (every pixel)"):
+            f"{prep.reduced.points.shape[0]}",
+        "k": f"{chosen} ({how})" + (f"; {counted(seg.k, 'cluster')}, {few}" if seg.k < chosen else ""),
         "elbow ks": ", ".join(str(x) for x in result.ks),
         "knee method": "Kneedle difference curve on log(inertia); see kmseg.find_knee",
         "repaired ks (non-monotone fits refit)": ", ".join(str(x) for x in result.repaired) or "none",
@@ -391,7 +401,7 @@ def write_report(
         "seed": fit_opts.get("seed"),
         "scale": prep.scale,
         "alpha": prep.has_alpha,
-        "canny (low, high)": f"({low}, {high})",
+        "canny (low, high)": f"({low:g}, {high:g})",
         "grid ks": ", ".join(str(g) for g in grid_list),
         "inertia at k": f"{seg.inertia:.6g}",
         "iterations (final run)": f"{seg.n_iter}",
@@ -419,8 +429,9 @@ def write_report(
         f"<nav>{nav}</nav></header>",
         '<section id="segmentation"><h2>Segmentation</h2>',
         fig_html("segmentation", "original and segmented image", f"Left: the original. Right: every pixel painted "
-                 f"in its cluster's mean colour, k = {chosen}. Inertia {seg.inertia:.6g}; {seg.n_iter} iterations "
-                 "(from the sweep's centres when k was swept)."),
+                 f"in its cluster's mean colour, k = {chosen}" + (f" ({counted(seg.k, 'cluster')}, {few})" if seg.k < chosen
+                 else "") + f". Inertia {seg.inertia:.6g}; {counted(seg.n_iter, 'iteration')}" + (
+                     " from the sweep's centres at k." if _from_sweep(result, chosen) else ".")),
         "</section>",
         '<section id="elbow"><h2>Choosing k: the elbow</h2>',
         fig_html("elbow", "inertia against k", f"Inertia against k. The knee (k = {result.knee}) is where Kneedle's "
@@ -450,7 +461,7 @@ def write_report(
                  "blacked out. Then each cluster alone (other pixels transparent, shown grey), largest share first."),
         "</section>",
         '<section id="edges"><h2>Edges</h2>',
-        fig_html("edges", "Canny edges and segment boundaries", f"Canny edges (thresholds {low}, {high}) in yellow, "
+        fig_html("edges", "Canny edges and segment boundaries", f"Canny edges (thresholds {low:g}, {high:g}) in yellow, "
                  "segment boundaries in cyan, both in white."),
         "</section>",
         '<section id="parameters"><h2>Parameters</h2>',
@@ -458,7 +469,8 @@ def write_report(
         '<h3 id="timings">Timings</h3>',
         None,  # the timings table, once the page is assembled
         "</section>",
-        '<footer class="note">Made by kmseg. Exact K-means on the weighted unique colours of the image.</footer>',
+        '<footer class="note">Made by kmseg. Exact K-means on the ' + ("weighted distinct colours" if histogram
+                                                                       else "pixels") + " of the image.</footer>",
         "</body></html>",
     ]
     timings[-1] = ("assemble the page", time.perf_counter() - t_write)
