@@ -246,6 +246,22 @@ def test_elbow_marks_the_knee_and_sweeps_an_image(img, sweep):
         plot.elbow(sweep, seed=3)
 
 
+def test_a_log_elbow_keeps_the_points_at_zero():
+    """An image with fewer colours than k has inertia 0 from there on, the knee's point too: on
+    a log axis those points were left out, and the knee's ring with them."""
+    from kmseg._elbow import Elbow
+
+    r = Elbow(ks=np.arange(1, 6), inertias=np.array([6.48e6, 0, 0, 0, 0]), knee=2)
+    ax = plot.elbow(r, yscale="log", dpi=30).axes[0]
+    assert ax.get_yscale() == "symlog"
+    low, high = ax.get_ylim()
+    assert low <= 0 < 6.48e6 <= high
+    r = Elbow(ks=np.arange(1, 4), inertias=np.array([9.0, 2.0, 1.0]), knee=2)
+    assert plot.elbow(r, yscale="log", dpi=30).axes[0].get_yscale() == "log"  # no zero: a log axis
+    r = Elbow(ks=np.arange(1, 4), inertias=np.zeros(3), knee=1)  # one colour: every inertia 0
+    assert plot.elbow(r, yscale="log", dpi=30).axes[0].get_yscale() == "symlog"
+
+
 def test_a_long_elbow_sweep_gets_readable_ticks():
     """Every k is a tick on a short sweep; on k = 1..64 the labels would run together, so
     there are about 20 whole-number ticks."""

@@ -585,7 +585,9 @@ def elbow(
         The result of :func:`kmseg.elbow`; anything else is taken as an image and swept
         here with ``elbow_options`` (``ks``, ``silhouette``, segmentation options...).
     yscale : {"linear", "log"}
-        Scale of the inertia axis.
+        Scale of the inertia axis. With "log", an inertia of 0 (an image with fewer distinct
+        colours than k) is drawn on an axis linear from 0 to the smallest inertia above 0
+        (matplotlib's "symlog"), where a log axis would leave its point out.
     save, force, figsize, dpi
         As in :func:`compare` (default size 7 x 4.5 inches).
 
@@ -627,7 +629,13 @@ def elbow(
     ax.plot([result.knee], [knee_y], "o", ms=12, mfc="none", mec="C3", mew=2, label=f"knee: k={result.knee}")
     ax.set_xlabel("k (number of clusters)")
     ax.set_ylabel("inertia (sum of squared distances)")
-    ax.set_yscale(yscale)
+    positive = y[y > 0]
+    if yscale == "log" and positive.size < y.size:
+        # An inertia of 0 (fewer distinct colours than k) has no place on a log axis, and its
+        # point, the knee's often, would be dropped: linear from 0 up to the smallest other.
+        ax.set_yscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
+    else:
+        ax.set_yscale(yscale)
     if ks.size <= _ELBOW_MAX_TICKS:
         ax.set_xticks(ks)
     else:  # one tick per k would run the labels together
