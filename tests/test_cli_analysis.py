@@ -269,6 +269,18 @@ def test_report(pic, tmp_path, capsys):
     assert run(["report", pic, "-o", out, "-k", "3", "--k-max", "3", "--force"], capsys)[0] == 0
 
 
+def test_report_warns_once_in_one_line(tmp_path, capsys):
+    """An image of 2 colours: the sweep, the chosen segmentation and each panel of the grid
+    warned on their own, 4 lines for one problem."""
+    two = np.zeros((20, 30, 3), np.uint8)
+    two[:, 15:] = (200, 40, 40)
+    pic = save_image(tmp_path / "two.png", two)
+    code, out, err = run(["report", pic, "-o", tmp_path / "r.html", "--seed", "0"], capsys)
+    assert code == 0 and out == f"wrote {tmp_path / 'r.html'}\n"
+    assert err == ("kmseg: warning: the image has only 2 distinct colours, fewer than k=3: in the report, the elbow is "
+                   "flat from k=2 on and the grid's panels for k=3, 5 and 7 have 2 clusters each\n")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

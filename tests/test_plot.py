@@ -6,6 +6,8 @@ import io
 import subprocess
 import sys
 import tracemalloc
+import warnings
+import weakref
 import xml.etree.ElementTree as ET
 
 import matplotlib
@@ -16,9 +18,9 @@ from PIL import Image
 
 from kmseg import plot
 from kmseg._elbow import elbow
-from kmseg.errors import ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
+from kmseg.errors import ConvergenceWarning, ImageNotFoundError, OutputExistsError, ParameterError, ParameterTypeError
 from kmseg.io import save_image
-from kmseg.segment import prepare, segment
+from kmseg.segment import Prepared, prepare, segment
 from helpers import ct_slice, quadrants
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
@@ -242,6 +244,22 @@ def test_elbow_marks_the_knee_and_sweeps_an_image(img, sweep):
         plot.elbow(sweep, yscale="cubic")
     with pytest.raises(ParameterError, match="cannot change a finished sweep"):
         plot.elbow(sweep, seed=3)
+
+
+def test_a_log_elbow_keeps_the_points_at_zero():
+    """An image with fewer colours than k has inertia 0 from there on, the knee's point too: on
+    a log axis those points were left out, and the knee's ring with them."""
+    from kmseg._elbow import Elbow
+
+    r = Elbow(ks=np.arange(1, 6), inertias=np.array([6.48e6, 0, 0, 0, 0]), knee=2)
+    ax = plot.elbow(r, yscale="log", dpi=30).axes[0]
+    assert ax.get_yscale() == "symlog"
+    low, high = ax.get_ylim()
+    assert low <= 0 < 6.48e6 <= high
+    r = Elbow(ks=np.arange(1, 4), inertias=np.array([9.0, 2.0, 1.0]), knee=2)
+    assert plot.elbow(r, yscale="log", dpi=30).axes[0].get_yscale() == "log"  # no zero: a log axis
+    r = Elbow(ks=np.arange(1, 4), inertias=np.zeros(3), knee=1)  # one colour: every inertia 0
+    assert plot.elbow(r, yscale="log", dpi=30).axes[0].get_yscale() == "symlog"
 
 
 def test_a_long_elbow_sweep_gets_readable_ticks():
@@ -502,6 +520,114 @@ def test_figures_of_a_large_image_are_drawn_at_display_size():
         finally:
             tracemalloc.stop()
         assert peak < most * big.nbytes
+
+
+def test_the_grid_warns_once_for_its_panels_with_fewer_colours_than_k(tmp_path):
+    """Each panel below its k warned on its own (3 warnings here); a segmentation given as it is
+    does not warn again."""
+    two = np.zeros((20, 30, 3), np.uint8)
+    two[:, 15:] = (200, 40, 40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = plot.grid(two, (1, 3, 5, 7), seed=0, dpi=20)
+    assert [(w.category, str(w.message), w.filename) for w in caught] == [
+        (ConvergenceWarning, "the image has only 2 distinct colours, fewer than k=3: the grid's panels for k=3, 5 "
+         "and 7 have 2 clusters each", __file__)]
+    assert [ax.get_title() for ax in fig.axes][:5] == ["original", "k=1", "k=2", "k=2", "k=2"]
+    with pytest.warns(ConvergenceWarning):
+        given = segment(two, 4, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot.grid(two, [given, 1, 6], seed=0, dpi=20)
+    assert [str(w.message) for w in caught] == [
+        "the image has only 2 distinct colours, fewer than k=6: the grid's panel for k=6 has 2 clusters"]
+
+
+#: Four channels whose last, read as alpha from the channel count, is nowhere opaque.
+FAINT = np.zeros((6, 8, 4), np.uint8)
+FAINT[..., 3] = 100
+FAINT[:3, :, 0] = 200
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plot.compare(FAINT, 2, seed=0, dpi=20),
+        lambda: plot.grid(FAINT, (1, 2), seed=0, dpi=20),
+        lambda: plot.masks(FAINT, 2, seed=0, dpi=20),
+        lambda: plot.scatter3d(FAINT, 2, dpi=20),
+        lambda: plot.edges(FAINT, 2, seed=0, dpi=20),
+    ],
+    ids=["compare", "grid", "masks", "scatter3d", "edges"],
+)
+def test_an_alpha_taken_from_the_channel_count_is_checked_as_segment_checks_it(draw):
+    """The figures that segment an array passed the alpha they had read on to prepare(), which
+    skipped the check segment() makes: no warning that the last band is likely data."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        draw()
+    assert [(w.category, w.filename) for w in caught] == [(UserWarning, __file__)]
+    assert str(caught[0].message).startswith("the last of 4 channels is taken as alpha")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot.compare(FAINT, 2, seed=0, dpi=20, alpha=True)  # said: no warning
+        plot.compare(prepare(FAINT, alpha=False), 2, seed=0, dpi=20)
+    assert caught == []
+
+
+def test_the_grid_holds_one_segmentation_at_a_time(img, monkeypatch):
+    """Each panel is drawn as soon as its segmentation is made, which is then let go: the grid
+    held every panel's segmentation (about 7 bytes a pixel each) until the figure was made."""
+    made: list[weakref.ref] = []
+    alive: list[int] = []
+    segment_k = Prepared.segment
+
+    def tracked(self, *args, **kwargs):
+        s = segment_k(self, *args, **kwargs)
+        made.append(weakref.ref(s))
+        return s
+
+    show = plot._show
+
+    def counting(*args, **kwargs):
+        alive.append(sum(r() is not None for r in made))
+        return show(*args, **kwargs)
+
+    monkeypatch.setattr(Prepared, "segment", tracked)
+    monkeypatch.setattr(plot, "_show", counting)
+    fig = plot.grid(img, (2, 3, 4), seed=0, dpi=30)
+    assert len(made) == 3 and alive == [1, 1, 1, 1]  # the original, then each panel
+    assert [ax.get_title() for ax in fig.axes] == ["original", "k=2", "k=3", "k=4"]
+
+
+def test_the_grid_of_a_large_image_peaks_at_one_segmentation():
+    """A 3.6 MP image, 3 panels: the peak was 8.6 times the image's bytes (3 segmentations of 7
+    bytes a pixel, and the making of the last), it is the making of one (3.9 times: its 7 bytes a
+    pixel and the painting's temporaries)."""
+    rng = np.random.default_rng(0)
+    big = np.zeros((1500, 2400, 3), np.uint8)
+    big[:, 1200:] = (200, 40, 40)
+    big[750:, :, 2] = 220
+    big += rng.integers(0, 6, big.shape, dtype=np.uint8)
+    prep = prepare(big)
+    plot.grid(prep, (2, 3), seed=0, dpi=20)  # first use: imports and caches
+    tracemalloc.start()
+    try:
+        plot.grid(prep, (2, 3, 4), seed=0, dpi=20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5.5 * big.nbytes
+
+
+def test_the_grid_is_the_same_drawn_from_ks_or_from_segmentations(photos):
+    """Drawn panel by panel from ks, the grid of a photo is the very figure drawn from its
+    finished segmentations (and so the figure it was before it held one at a time)."""
+    photo = photos["chelsea.png"]
+    prep = prepare(photo)
+    lazy = plot.figure_bytes(plot.grid(prep, (2, 5), seed=0))
+    eager = plot.figure_bytes(plot.grid(prep, [prep.segment(2, seed=0), prep.segment(5, seed=0)]))
+    assert lazy == eager
 
 
 def test_paths_are_read(img, tmp_path):

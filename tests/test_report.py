@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+import warnings
+import weakref
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -188,3 +191,135 @@ def test_missing_image(tmp_path):
         write_report(tmp_path / "missing.png", tmp_path / "r.html")
     with pytest.raises(ParameterError, match="is a directory"):
         write_report(np.zeros((4, 4, 3), np.uint8), tmp_path)
+
+
+#: Two colours: fewer than most ks of a report.
+TWO = np.zeros((20, 30, 3), np.uint8)
+TWO[:, 15:] = (200, 40, 40)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "the image has only 2 distinct colours, fewer than k=3: in the report, the elbow is flat from k=2 on "
+             "and the grid's panels for k=3, 5 and 7 have 2 clusters each"),
+        ({"k": 5, "grid_ks": (2, 5)}, "the image has only 2 distinct colours, fewer than k=3: in the report, the elbow "
+         "is flat from k=2 on, the segmentation for k=5 has 2 clusters and the grid's panel for k=5 has 2 clusters"),
+        ({"ks": range(1, 3 + 1), "k": 4, "grid_ks": (2,)}, "the image has only 2 distinct colours, fewer than k=3: in "
+         "the report, the elbow is flat from k=2 on and the segmentation for k=4 has 2 clusters"),
+        ({"ks": (1, 2, 3), "k": 2, "grid_ks": (1, 7)}, "the image has only 2 distinct colours, fewer than k=3: in the "
+         "report, the elbow is flat from k=2 on and the grid's panel for k=7 has 2 clusters"),
+    ],
+)
+def test_fewer_colours_than_k_warns_once_saying_what_it_means(tmp_path, kwargs, message):
+    """Each fit below its k warned on its own: the sweep once, then the chosen segmentation and
+    every panel of the grid again, the same problem up to 4 times in one call."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = write_report(TWO, tmp_path / "r.html", seed=0, silhouette=False, **kwargs)
+    assert [(w.category, str(w.message)) for w in caught] == [(ConvergenceWarning, message)]
+    assert caught[0].filename == __file__
+    assert f"Note: {message[0].upper()}{message[1:]}." in "".join(parse(out).text)  # the page says it too
+
+
+def test_no_note_without_a_warning(report):
+    assert "Note:" not in " ".join(parse(report).text)
+
+
+
+def _images(path: Path) -> dict[str, bytes]:
+    """The page's figures by alt text, decoded."""
+    text = path.read_text(encoding="utf-8")
+    found = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]+)"', text)
+    return {alt: base64.b64decode(src) for src, alt in found}
+
+
+def test_the_grid_is_drawn_one_segmentation_at_a_time(photos, tmp_path, monkeypatch):
+    """The grid's segmentations were all made, then drawn (with the chosen one, 4 held at once,
+    about 7 bytes a pixel each); each is now let go once its panel is drawn. The figure is the
+    very one drawn from all of them at once, on a photo."""
+    from kmseg import plot
+    from kmseg._elbow import elbow
+    from kmseg.report import _segment_at
+    from kmseg.segment import Prepared, prepare
+
+    photo = photos["chelsea.png"]
+    made: list[weakref.ref] = []
+    alive: list[int] = []
+    segment_k, show = Prepared.segment, plot._show
+
+    def tracked(self, *args, **kwargs):
+        s = segment_k(self, *args, **kwargs)
+        made.append(weakref.ref(s))
+        return s
+
+    def counting(ax, image, has_alpha, title, *args):
+        if len(ax.figure.axes) == 4 and (title == "original" or title.startswith("k=")):  # the grid's panels
+            alive.append(sum(r() is not None for r in made))
+        return show(ax, image, has_alpha, title, *args)
+
+    monkeypatch.setattr(Prepared, "segment", tracked)
+    monkeypatch.setattr(plot, "_show", counting)
+    out = write_report(photo, tmp_path / "r.html", seed=0, ks=range(1, 6), k=4, grid_ks=(2, 4, 5), silhouette=False)
+    monkeypatch.undo()
+    assert alive == [2, 2, 1, 2]  # the chosen one (k=4), and the panel's own: the original, k=2, k=4 (chosen), k=5
+
+    prep = prepare(photo)
+    result = elbow(prep, range(1, 6), seed=0, warn=False)
+    eager = plot.grid(prep, [_segment_at(prep, result, g, {"seed": 0}) for g in (2, 4, 5)])
+    assert _images(out)["segmentations for several k"] == plot.figure_bytes(eager, png_strategy="rle")
+
+
+def test_a_different_warning_is_kept(tmp_path):
+    """A 4-channel array whose last band, read as alpha, is nowhere opaque warns of that (once),
+    as segment() does, besides the one warning for fewer colours than k. The report gave neither
+    warning its own: it passed the alpha it had read on, which skipped the check."""
+    faint = np.zeros((20, 30, 4), np.uint8)
+    faint[..., 3] = 100
+    faint[:10, :, 0] = 200
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_report(faint, tmp_path / "r.html", seed=0, ks=range(1, 5), grid_ks=(2, 3), silhouette=False)
+    assert [w.category for w in caught] == [UserWarning, ConvergenceWarning]
+    assert "taken as alpha" in str(caught[0].message)
+    assert str(caught[1].message).startswith("the image has only 2 distinct colours, fewer than k=3: in the report,")
+
+
+def _text(path: Path) -> str:
+    return re.sub(r"\s+", " ", "".join(parse(path).text))
+
+
+def test_the_segmentation_says_how_it_was_made(img, tmp_path):
+    """The caption said 'k = 5 ... (from the sweep's centres when k was swept)' for a 2-colour
+    image, whose 2 clusters were fit from scratch, and the parameters 'k: 5 (given)'."""
+    text = _text(write_report(img, tmp_path / "a.html", seed=0, ks=range(1, 6), k=3))
+    assert "in its cluster's mean colour, k = 3. Inertia" in text and "iterations from the sweep's centres at k." in text
+    text = _text(write_report(img, tmp_path / "b.html", seed=0, ks=range(1, 4), k=5))  # not swept: from scratch
+    assert "in its cluster's mean colour, k = 5. Inertia" in text and "sweep's centres" not in text
+    with pytest.warns(ConvergenceWarning):
+        text = _text(write_report(TWO, tmp_path / "c.html", seed=0, k=5, silhouette=False))
+    assert ("in its cluster's mean colour, k = 5 (2 clusters, as the image has only 2 distinct colours). "
+            "Inertia 0; 0 iterations. ") in text
+    assert "k5 (given); 2 clusters, as the image has only 2 distinct colours" in text  # the parameters table
+
+
+def test_an_image_clustered_as_its_pixels_is_not_said_to_be_its_distinct_colours(tmp_path):
+    """16-bit colour is clustered on its pixels, not a colour histogram: the page said 'distinct
+    colours (points clustered)' (of the pixel count), 'reduce (colour histogram)' and 'weighted
+    unique colours'."""
+    img16 = quadrants(COLORS, size=(20, 30), noise=4.0)[0].astype(np.uint16) * 257
+    text = _text(write_report(img16, tmp_path / "r.html", seed=0, ks=range(1, 4), grid_ks=(2,)))
+    assert "points clustered (every pixel)600" in text and "reduce (pixels)" in text
+    assert "Exact K-means on the pixels of the image." in text
+    assert "distinct colours" not in text and "histogram)" not in text and "unique colours" not in text
+    text = _text(write_report(quadrants(COLORS, size=(20, 30), noise=0.0)[0], tmp_path / "8.html", seed=0,
+                              ks=range(1, 4), grid_ks=(2,)))
+    assert "distinct colours (points clustered)4" in text and "reduce (colour histogram)" in text
+    assert "Exact K-means on the weighted distinct colours of the image." in text
+
+
+def test_thresholds_are_written_as_the_figure_writes_them(img, tmp_path):
+    """The command line passes floats: the caption and the parameters said '100.0, 200.0' under a
+    figure titled '(100, 200)'."""
+    text = _text(write_report(img, tmp_path / "r.html", seed=0, ks=range(1, 4), grid_ks=(2,), canny=(100.0, 200.5)))
+    assert "Canny edges (thresholds 100, 200.5) in yellow" in text and "canny (low, high)(100, 200.5)" in text

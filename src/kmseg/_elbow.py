@@ -8,6 +8,7 @@ themselves.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,7 +19,16 @@ import numpy as np
 
 from .color import to_features
 from .errors import ConvergenceWarning, ParameterError, ParameterTypeError, user_stacklevel
-from .segment import Prepared, check_fit_options, check_int, fewer_colours, make_rng, prepare
+from .segment import (
+    Prepared,
+    _check_inferred_alpha,
+    _is_pil_image,
+    check_fit_options,
+    check_int,
+    fewer_colours,
+    make_rng,
+    prepare,
+)
 
 __all__ = ["Elbow", "elbow", "find_knee"]
 
@@ -79,6 +89,22 @@ def as_prepared(image: Any, prepare_options: dict[str, Any]) -> Prepared:
             )
         return image
     return prepare(image, **{k: v for k, v in prepare_options.items() if v is not None})
+
+
+def prepare_read(image: Any, arr: np.ndarray, has_alpha: bool, prepare_options: dict[str, Any]) -> Prepared:
+    """:func:`kmseg.prepare` of ``arr``, which ``read_image(image)`` gave with ``has_alpha``:
+    the image ``prepare(image, **prepare_options)`` makes, without reading it again.
+
+    Unless ``alpha`` is given, it is what ``read_image`` found; and an alpha taken from an
+    array's channel count alone is checked as :func:`kmseg.prepare` checks it (a warning when
+    no pixel is fully opaque), which passing ``alpha=has_alpha`` would skip.
+    """
+    opts = {k: v for k, v in prepare_options.items() if k != "max_pixels"}
+    if opts.get("alpha") is None:
+        opts["alpha"] = has_alpha
+        if has_alpha and not isinstance(image, (str, os.PathLike)) and not _is_pil_image(image):
+            _check_inferred_alpha(arr)
+    return as_prepared(arr, opts)
 
 
 # --------------------------------------------------------------------------- the knee

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io as _io
 import math
 import os
+import warnings
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import matplotlib
 import numpy as np
@@ -38,10 +40,18 @@ from matplotlib.patches import Patch
 from . import _display
 from ._edges import boundaries as _boundaries
 from ._edges import edges as _canny
-from ._elbow import Elbow, as_prepared, split_options
+from ._elbow import Elbow, as_prepared, prepare_read, split_options
 from ._elbow import elbow as _elbow
-from .errors import ParameterError, ParameterTypeError, cannot_write, exists_already
-from .segment import Prepared, Segmentation, check_int, make_rng, palette_order, read_image
+from .errors import (
+    ConvergenceWarning,
+    ParameterError,
+    ParameterTypeError,
+    cannot_write,
+    counted,
+    exists_already,
+    user_stacklevel,
+)
+from .segment import Prepared, Segmentation, check_int, fewer_colours, make_rng, palette_order, read_image
 
 __all__ = [
     "compare",
@@ -294,9 +304,7 @@ def _resolve(
         if isinstance(image, Prepared):
             prep = as_prepared(image, prep_opts)
         else:
-            prep_opts.pop("max_pixels", None)
-            prep_opts.setdefault("alpha", has_alpha)
-            prep = as_prepared(arr, prep_opts)
+            prep = prepare_read(image, arr, has_alpha, prep_opts)
         return arr, has_alpha, prep.segment(int(seg), **fit_opts)
     raise ParameterTypeError(
         f"seg={seg!r} is not a Segmentation; pass the result of kmseg.segment() or an int k to segment here"
@@ -397,7 +405,9 @@ def grid(
 ) -> Figure:
     """The original and its segmentation for each k in ``ks``, in a grid.
 
-    The image is loaded and reduced once (:func:`kmseg.prepare`) for all the ks.
+    The image is loaded and reduced once (:func:`kmseg.prepare`) for all the ks. Each panel
+    is drawn as soon as its segmentation is made, which is then let go: the grid holds one
+    segmentation at a time (about 7 bytes a pixel), not one per panel.
 
     Parameters
     ----------
@@ -449,12 +459,8 @@ def grid(
             raise ParameterTypeError(f"ks contains {k!r}, which is not an integer; pass whole numbers such as (3, 5, 7)")
         if k < 1:
             raise ParameterError(f"ks contains {k}, which is out of range; every k must be at least 1")
-    n = len(items) + 1
-    if ncols is None:
-        ncols = n if n <= 4 else 4
-    if isinstance(ncols, bool) or not isinstance(ncols, Integral) or ncols < 1:
+    if ncols is not None and (isinstance(ncols, bool) or not isinstance(ncols, Integral) or ncols < 1):
         raise ParameterError(f"ncols={ncols!r} is out of range; pass a whole number of panels per row >= 1")
-    nrows = math.ceil(n / ncols)
     prep_opts, fit_opts = split_options(segment_options)
     if isinstance(image, Prepared):
         prep: Prepared | None = as_prepared(image, prep_opts)
@@ -463,7 +469,8 @@ def grid(
     else:
         arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
         prep = None
-    segs: list[Segmentation] = []
+    makers: list[Callable[[], Segmentation]] = []
+    asked: list[int | None] = []  # the k of each panel segmented here
     for item in items:
         if isinstance(item, Segmentation):
             if item.labels.shape != arr.shape[:2]:
@@ -471,22 +478,89 @@ def grid(
                     f"ks holds a segmentation of shape {item.labels.shape} but the image is {arr.shape[:2]}; "
                     "pass segmentations of this image"
                 )
-            segs.append(item)
+            makers.append(functools.partial(_given, item))
+            asked.append(None)
             continue
         if prep is None:
-            prep_opts.setdefault("alpha", has_alpha)
-            prep = as_prepared(arr, prep_opts)
-        segs.append(prep.segment(int(item), **fit_opts))
+            prep = prepare_read(image, arr, has_alpha, prep_opts)
+        # warn=False: one warning for the panels with fewer colours than their k, not one each
+        makers.append(functools.partial(prep.segment, int(item), warn=False, **fit_opts))
+        asked.append(int(item))
+    fig, clusters = _grid(image, arr, has_alpha, makers, ncols=ncols, figsize=figsize, dpi=dpi)
+    for n, (ks_above, panels) in _fewer_panels(asked, clusters).items():
+        warnings.warn(f"{fewer_colours(n, min(ks_above))}: {panels}", ConvergenceWarning, stacklevel=user_stacklevel())
+    return _finish(fig, save, fmt, force)
+
+
+def _and(items: Iterable[Any]) -> str:
+    """``"3, 5 and 7"``."""
+    words = [str(i) for i in items]
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def _fewer_panels(asked: Sequence[int | None], clusters: Sequence[int]) -> dict[int, tuple[list[int], str]]:
+    """The grid's panels with fewer clusters than the k asked for (None: a segmentation given
+    as it is), by the clusters they have: ``{n: (their ks, what to tell)}``.
+
+    Examples
+    --------
+    >>> _fewer_panels([2, 3, 5, 7], [2, 2, 2, 2])
+    {2: ([3, 5, 7], "the grid's panels for k=3, 5 and 7 have 2 clusters each")}
+    >>> _fewer_panels([None, 7], [4, 1])
+    {1: ([7], "the grid's panel for k=7 has 1 cluster")}
+    """
+    short: dict[int, list[int]] = {}
+    for k, got in zip(asked, clusters):
+        if k is not None and got < k:
+            short.setdefault(got, []).append(k)
+    return {
+        n: (ks, f"the grid's panels for k={_and(ks)} have {counted(n, 'cluster')} each" if len(ks) > 1
+            else f"the grid's panel for k={ks[0]} has {counted(n, 'cluster')}")
+        for n, ks in short.items()
+    }
+
+
+def _given(seg: Segmentation) -> Segmentation:
+    return seg
+
+
+def _grid(
+    image: Any,
+    arr: np.ndarray,
+    has_alpha: bool,
+    makers: Sequence[Callable[[], Segmentation]],
+    *,
+    ncols: int | None = None,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+) -> tuple[Figure, list[int]]:
+    """The figure of :func:`grid` (checked parameters), and the clusters of each panel.
+
+    ``makers`` make the segmentations of ``image`` (its array ``arr``), one per panel. Each is
+    called when its panel is drawn, and its segmentation (about 7 bytes a pixel: labels and
+    painted image) is let go once drawn, as the panel keeps its display-sized copy alone: the
+    grid holds one segmentation at a time, not one per panel (a 12 MP photo, 3 panels: 250 MB
+    less at the peak).
+    """
+    n = len(makers) + 1
+    if ncols is None:
+        ncols = n if n <= 4 else 4
+    nrows = math.ceil(n / ncols)
     h, w = arr.shape[:2]
     fig = _new_figure(figsize or _auto_size(h, w, ncols, nrows), dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
     factor = _panel_factor(fig, arr, nrows, ncols)
-    _show(axes[0], arr, has_alpha, "original", factor, _display_range(image, arr, has_alpha, segs[0]))
-    for ax, s in zip(axes[1:], segs):
+    clusters: list[int] = []
+    for i, (ax, make) in enumerate(zip(axes[1:], makers)):
+        s = make()
+        if i == 0:  # the original on its display range, which the first segmentation may know already
+            _show(axes[0], arr, has_alpha, "original", factor, _display_range(image, arr, has_alpha, s))
         _show(ax, s._painted, has_alpha, f"k={s.k}", factor, s.display_range)  # read only: no copy
+        clusters.append(s.k)
+        del s  # before the next one is made
     for ax in axes[n:]:
         ax.set_axis_off()
-    return _finish(fig, save, fmt, force)
+    return fig, clusters
 
 
 #: An elbow plot labels every k up to this many; beyond, about this many whole-number ticks.
@@ -511,7 +585,9 @@ def elbow(
         The result of :func:`kmseg.elbow`; anything else is taken as an image and swept
         here with ``elbow_options`` (``ks``, ``silhouette``, segmentation options...).
     yscale : {"linear", "log"}
-        Scale of the inertia axis.
+        Scale of the inertia axis. With "log", an inertia of 0 (an image with fewer distinct
+        colours than k) is drawn on an axis linear from 0 to the smallest inertia above 0
+        (matplotlib's "symlog"), where a log axis would leave its point out.
     save, force, figsize, dpi
         As in :func:`compare` (default size 7 x 4.5 inches).
 
@@ -553,7 +629,13 @@ def elbow(
     ax.plot([result.knee], [knee_y], "o", ms=12, mfc="none", mec="C3", mew=2, label=f"knee: k={result.knee}")
     ax.set_xlabel("k (number of clusters)")
     ax.set_ylabel("inertia (sum of squared distances)")
-    ax.set_yscale(yscale)
+    positive = y[y > 0]
+    if yscale == "log" and positive.size < y.size:
+        # An inertia of 0 (fewer distinct colours than k) has no place on a log axis, and its
+        # point, the knee's often, would be dropped: linear from 0 up to the smallest other.
+        ax.set_yscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
+    else:
+        ax.set_yscale(yscale)
     if ks.size <= _ELBOW_MAX_TICKS:
         ax.set_xticks(ks)
     else:  # one tick per k would run the labels together

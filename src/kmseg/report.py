@@ -13,15 +13,25 @@ import html
 import os
 import platform
 import time
+import warnings
+from functools import partial
 from numbers import Integral
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ._elbow import Elbow, as_prepared, check_ks, elbow, split_options
-from .errors import ParameterError, ParameterTypeError, cannot_write, exists_already
-from .segment import Prepared, Segmentation, check_int, read_image
+from ._elbow import Elbow, check_ks, elbow, prepare_read, split_options
+from .errors import (
+    ConvergenceWarning,
+    ParameterError,
+    ParameterTypeError,
+    cannot_write,
+    counted,
+    exists_already,
+    user_stacklevel,
+)
+from .segment import Prepared, Segmentation, check_int, fewer_colours, read_image
 
 __all__ = ["SECTIONS", "n_steps", "write_report"]
 
@@ -74,12 +84,61 @@ def _check_out(out_path: Any, force: Any) -> Path:
 
 
 def _segment_at(prep: Prepared, result: Elbow, k: int, fit_options: dict[str, Any]) -> Segmentation:
-    """The segmentation at k, started from the sweep's centres when the sweep has them (a few iterations)."""
-    hits = np.flatnonzero(result.ks == k)
-    if hits.size and result.centers[hits[0]].shape[0] == k:
+    """The segmentation at k, started from the sweep's centres when the sweep has them (a few iterations).
+
+    Without the ConvergenceWarning for fewer distinct colours than k: the report gives one
+    for all its fits (:func:`_fewer_colours_note`).
+    """
+    if _from_sweep(result, k):
+        hits = np.flatnonzero(result.ks == k)
         opts = {name: fit_options[name] for name in ("max_iter", "tol") if name in fit_options}
-        return prep.segment(k, init=result.centers[hits[0]], **opts)
-    return prep.segment(k, **fit_options)
+        return prep.segment(k, init=result.centers[hits[0]], warn=False, **opts)
+    return prep.segment(k, warn=False, **fit_options)
+
+
+def _from_sweep(result: Elbow, k: int) -> bool:
+    """Whether the segmentation at k starts from the sweep's centres (k was swept, and found k colours)."""
+    hits = np.flatnonzero(result.ks == k)
+    return bool(hits.size) and result.centers[hits[0]].shape[0] == k
+
+
+def _fewer_colours_note(
+    result: Elbow, chosen: int, seg: Segmentation, grid_ks: list[int], grid_k: list[int]
+) -> list[str]:
+    """What an image with fewer distinct colours than some k of the report did to the report:
+    one message for each number of colours found (one in practice, as every fit is of the same
+    reduced image), where each fit below its k would have warned on its own.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> colours = [np.zeros((n, 3)) for n in (1, 2, 2, 2)]  # the sweep's centres at k = 1..4
+    >>> r = Elbow(ks=np.arange(1, 5), inertias=np.array([1.0, 0, 0, 0]), knee=2, centers=tuple(colours))
+    >>> for line in _fewer_colours_note(r, 5, SimpleNamespace(k=2), [3, 5, 7], [2, 2, 2]):
+    ...     print(line)
+    the image has only 2 distinct colours, fewer than k=3: in the report, the elbow is flat from k=2 on, the segmentation for k=5 has 2 clusters and the grid's panels for k=3, 5 and 7 have 2 clusters each
+    """
+    from .plot import _and, _fewer_panels
+
+    # n (distinct colours) -> (the ks asked for above n, what each part of the report shows)
+    found: dict[int, tuple[set[int], list[str]]] = {}
+
+    def add(n: int, ks: list[int], what: str) -> None:
+        asked, parts = found.setdefault(n, (set(), []))
+        asked.update(ks)
+        parts.append(what)
+
+    flat: dict[int, list[int]] = {}
+    for kk, c in zip(result.ks.tolist(), result.centers):
+        if c.shape[0] < kk:
+            flat.setdefault(c.shape[0], []).append(kk)
+    for n, ks in flat.items():
+        add(n, ks, f"the elbow is flat from k={n} on")
+    if seg.k < chosen:
+        add(seg.k, [chosen], f"the segmentation for k={chosen} has {counted(seg.k, 'cluster')}")
+    for n, (ks, panels) in _fewer_panels(grid_ks, grid_k).items():
+        add(n, ks, panels)
+    return [f"{fewer_colours(n, min(asked))}: in the report, {_and(parts)}" for n, (asked, parts) in sorted(found.items())]
 
 
 def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
@@ -175,6 +234,13 @@ def write_report(
     ImageError
         The image cannot be read.
 
+    Warns
+    -----
+    ConvergenceWarning
+        Once, when the image has fewer distinct colours than some k of the report (of ``ks``,
+        ``k`` or ``grid_ks``), saying what that did to the report (the fits below their k do
+        not warn each on their own); the page's header says it too.
+
     Examples
     --------
     >>> import tempfile, os
@@ -228,9 +294,10 @@ def write_report(
     t = time.perf_counter()
     arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
     t = step("load", t)
-    prep_opts.setdefault("alpha", has_alpha)
-    prep = as_prepared(arr, prep_opts)
-    t = step("reduce (colour histogram)", t)
+    prep = prepare_read(image, arr, has_alpha, prep_opts)
+    # 8-bit colour and 16-bit grey are clustered as their distinct colours; others as their pixels
+    histogram = prep.reduced.kind == "histogram"
+    t = step("reduce (colour histogram)" if histogram else "reduce (pixels)", t)
 
     # -- the elbow sweep
     def on_k(kk: int) -> None:
@@ -239,7 +306,8 @@ def write_report(
         if progress is not None:
             progress(done, total, f"elbow k={kk}")
 
-    result = elbow(prep, k_values, silhouette=bool(silhouette), progress=on_k, **fit_opts)
+    # warn=False: one warning for the whole report (_fewer_colours_note), not one for each fit
+    result = elbow(prep, k_values, silhouette=bool(silhouette), progress=on_k, warn=False, **fit_opts)
     timings.append((f"elbow sweep (k = {', '.join(str(x) for x in result.ks)})", time.perf_counter() - t))
     t = time.perf_counter()
     chosen = result.knee if k is None else k
@@ -264,13 +332,16 @@ def write_report(
     # The figures take ``prep``: the array as read, its display range computed once, no check again.
     render("segmentation", lambda: plot.compare(prep, seg))
     render("elbow", lambda: plot.elbow(result))
-    # The grid's segmentations are made here and dropped with their panels (about 7 bytes a pixel each).
+    # The grid's segmentations are made one at a time, each dropped once its panel is drawn (about
+    # 7 bytes a pixel each; see plot._grid).
     grid_k: list[int] = []  # the clusters each panel got (fewer where the image has fewer colours)
 
     def grid_figure() -> Any:
-        segs = [seg if g == chosen else _segment_at(prep, result, int(g), fit_opts) for g in grid_list]
-        grid_k.extend(s_.centers.shape[0] for s_ in segs)
-        return plot.grid(prep, segs)
+        makers = [partial(plot._given, seg) if g == chosen else partial(_segment_at, prep, result, int(g), fit_opts)
+                  for g in grid_list]
+        fig, clusters = plot._grid(prep, prep.image, prep.has_alpha, makers)
+        grid_k.extend(clusters)
+        return fig
 
     render("grid", grid_figure)
     render("scatter", lambda: plot.scatter3d(prep, seg, seed=0))
@@ -278,6 +349,9 @@ def write_report(
     render("palette", lambda: plot.palette(seg))
     render("masks", lambda: plot.masks(prep, seg, disable=[largest]))
     render("edges", lambda: plot.edges(prep, seg, low, high))
+    notes = _fewer_colours_note(result, chosen, seg, [int(g) for g in grid_list], grid_k)
+    for note in notes:
+        warnings.warn(note, ConvergenceWarning, stacklevel=user_stacklevel())
 
     # -- the page
     source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
@@ -285,6 +359,7 @@ def write_report(
     h, w = arr.shape[:2]
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     how = "the elbow's knee" if k is None else "given"
+    few = f"as the image has only {counted(seg.k, 'distinct colour')}"
     pal = seg.palette()
 
     def fig_html(key: str, alt: str, caption: str) -> str:
@@ -311,8 +386,9 @@ def write_report(
         "source": source or "in-memory array",
         "size": f"{w} x {h} pixels, {channels} channel(s), {arr.dtype}",
         "pixels clustered": f"{prep.n_pixels}",
-        "distinct colours (points clustered)": f"{prep.reduced.points.shape[0]}",
-        "k": f"{chosen} ({how})",
+        ("distinct colours (points clustered)" if histogram else "points clustered (every pixel)"):
+            f"{prep.reduced.points.shape[0]}",
+        "k": f"{chosen} ({how})" + (f"; {counted(seg.k, 'cluster')}, {few}" if seg.k < chosen else ""),
         "elbow ks": ", ".join(str(x) for x in result.ks),
         "knee method": "Kneedle difference curve on log(inertia); see kmseg.find_knee",
         "repaired ks (non-monotone fits refit)": ", ".join(str(x) for x in result.repaired) or "none",
@@ -324,8 +400,8 @@ def write_report(
         "tol": fit_opts.get("tol", 0.0),
         "seed": fit_opts.get("seed"),
         "scale": prep.scale,
-        "alpha": prep_opts.get("alpha"),
-        "canny (low, high)": f"({low}, {high})",
+        "alpha": prep.has_alpha,
+        "canny (low, high)": f"({low:g}, {high:g})",
         "grid ks": ", ".join(str(g) for g in grid_list),
         "inertia at k": f"{seg.inertia:.6g}",
         "iterations (final run)": f"{seg.n_iter}",
@@ -349,11 +425,13 @@ def write_report(
         f"<style>{_CSS}</style></head><body>",
         f"<header><h1>kmseg report: {_e(name)}</h1>",
         f'<p class="note">{_e(f"{w} x {h} pixels, k = {chosen} ({how}), colour space {prep.color_space}.")}</p>',
+        *(f'<p class="note"><strong>Note:</strong> {_e(n[0].upper() + n[1:])}.</p>' for n in notes),
         f"<nav>{nav}</nav></header>",
         '<section id="segmentation"><h2>Segmentation</h2>',
         fig_html("segmentation", "original and segmented image", f"Left: the original. Right: every pixel painted "
-                 f"in its cluster's mean colour, k = {chosen}. Inertia {seg.inertia:.6g}; {seg.n_iter} iterations "
-                 "(from the sweep's centres when k was swept)."),
+                 f"in its cluster's mean colour, k = {chosen}" + (f" ({counted(seg.k, 'cluster')}, {few})" if seg.k < chosen
+                 else "") + f". Inertia {seg.inertia:.6g}; {counted(seg.n_iter, 'iteration')}" + (
+                     " from the sweep's centres at k." if _from_sweep(result, chosen) else ".")),
         "</section>",
         '<section id="elbow"><h2>Choosing k: the elbow</h2>',
         fig_html("elbow", "inertia against k", f"Inertia against k. The knee (k = {result.knee}) is where Kneedle's "
@@ -383,7 +461,7 @@ def write_report(
                  "blacked out. Then each cluster alone (other pixels transparent, shown grey), largest share first."),
         "</section>",
         '<section id="edges"><h2>Edges</h2>',
-        fig_html("edges", "Canny edges and segment boundaries", f"Canny edges (thresholds {low}, {high}) in yellow, "
+        fig_html("edges", "Canny edges and segment boundaries", f"Canny edges (thresholds {low:g}, {high:g}) in yellow, "
                  "segment boundaries in cyan, both in white."),
         "</section>",
         '<section id="parameters"><h2>Parameters</h2>',
@@ -391,7 +469,8 @@ def write_report(
         '<h3 id="timings">Timings</h3>',
         None,  # the timings table, once the page is assembled
         "</section>",
-        '<footer class="note">Made by kmseg. Exact K-means on the weighted unique colours of the image.</footer>',
+        '<footer class="note">Made by kmseg. Exact K-means on the ' + ("weighted distinct colours" if histogram
+                                                                       else "pixels") + " of the image.</footer>",
         "</body></html>",
     ]
     timings[-1] = ("assemble the page", time.perf_counter() - t_write)
