@@ -239,6 +239,65 @@ def test_palette_files(client: TestClient) -> None:
     assert re.findall(r"--kmseg-\d+: (#[0-9a-f]{6});", css) == [p["hex"] for p in body["palette"]]
 
 
+def _rgba_png(path: Path) -> None:
+    img = np.dstack([blocks([(200, 30, 30), (30, 200, 30), (30, 30, 200)], size=30, seed=1),
+                     np.full((30, 30), 255, np.uint8)])
+    img[:8, :, 3] = 0  # transparent rows (label -1, left out of counts and fractions)
+    img[8:12, :, 3] = 128
+    Image.fromarray(img, "RGBA").save(path)
+
+
+def _png16(path: Path) -> None:
+    rgb = blocks([(200, 30, 30), (30, 200, 30), (30, 30, 200), (230, 230, 40)], size=30, seed=2)
+    deep = rgb.astype(np.uint16) * 257 + np.arange(30, dtype=np.uint16)[None, :, None]
+    assert cv2.imwrite(str(path), np.ascontiguousarray(deep[..., ::-1]))  # OpenCV writes 16-bit colour PNG, BGR
+
+
+def _four_band_tiff(path: Path) -> None:
+    """RGB + near infrared: a 4-band TIFF without alpha, which kmseg clusters on its 4 bands."""
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    img = np.dstack([blocks([(200, 30, 30), (30, 200, 30), (30, 30, 200)], size=30, seed=3),
+                     rng.integers(0, 256, (30, 30), dtype=np.uint8)])
+    tifffile.imwrite(path, img, photometric="minisblack", planarconfig="contig")
+
+
+@pytest.mark.parametrize(("name", "make", "options"), [
+    ("coffee.png", None, {"k": 4}),
+    ("coffee.png", None, {"k": 3, "color_space": "lab", "seed": 7, "n_init": 3}),
+    ("rocket.jpg", None, {"k": 5, "color_space": "hsv", "seed": 1}),
+    ("rgba.png", _rgba_png, {"k": 3}),
+    ("deep.png", _png16, {"k": 4, "seed": 2}),
+    ("nir.tif", _four_band_tiff, {"k": 3}),
+])
+def test_palette_json_is_what_kmseg_segment_writes(client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   name: str, make, options: dict[str, object]) -> None:
+    """palette.json is the NAME-palette.json of `kmseg segment` on the same file with the same
+    options, byte for byte: one producer (kmseg.io.palette_bytes, the summary Segmentation.save
+    writes). Its "source" is the upload's file name, where the command line's is the path it was
+    given; here the command runs in the file's folder on its bare name, so even that is the same."""
+    path = tmp_path / name
+    if make is None:
+        path.write_bytes(data.path(name).read_bytes())
+    else:
+        make(path)
+    resp = upload(client, path.read_bytes(), name, **options)
+    assert resp.status_code == 200, resp.text
+    web = client.get(resp.json()["urls"]["palette"])
+    assert web.status_code == 200 and web.headers["content-type"] == "application/json"
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["segment", name, "-o", "out"]
+    for key, value in options.items():
+        argv += ["-k" if key == "k" else "--" + key.replace("_", "-"), str(value)]
+    assert main(argv) == 0
+    cli = (tmp_path / "out" / f"{path.stem}-palette.json").read_bytes()
+    assert json.loads(web.content) == json.loads(cli)
+    assert json.loads(web.content)["source"] == name
+    assert web.content == cli  # the same bytes, too: the same function wrote both
+
+
 def test_palette_file_errors(client: TestClient) -> None:
     base = f"/api/result/{upload(client, SMALL, k=2).json()['result_id']}"
     for bad in ("txt", "GPL", "json5"):
