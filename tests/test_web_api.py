@@ -365,6 +365,31 @@ def test_upload_id_reuses_the_decoded_image(fresh: TestClient) -> None:
     assert stats["results"]["entries"] == 6
 
 
+def test_the_same_bytes_under_another_name_are_named_as_sent_last(fresh: TestClient) -> None:
+    """A file sent again under another name (a copy, a renamed file) is not decoded again, but
+    its results, their downloads and palette.json take the name it was sent under, also when it
+    is segmented again by upload_id (the page's K slider)."""
+    state = fresh.app.state.kmseg
+    first = upload(fresh, SMALL, "holiday.png", k=3).json()
+    assert first["name"] == "holiday.png"
+    lab = fresh.post("/api/segment", data={"upload_id": first["upload_id"], "k": "3", "color_space": "lab"})
+    assert lab.status_code == 200
+    again = upload(fresh, SMALL, "my-copy.png", k=3).json()
+    assert again["cached"] is True and state.counts["decodes"] == 1
+    by_id = [fresh.post("/api/segment", data={"upload_id": first["upload_id"], "k": "4", "color_space": space}).json()
+             for space in ("rgb", "lab")]
+    for body in (again, *by_id):
+        assert body["name"] == "my-copy.png"
+        k = body["k"]
+        resp = fresh.get(body["urls"]["palette"])
+        assert json.loads(resp.content)["source"] == "my-copy.png"
+        assert resp.headers["content-disposition"] == f'inline; filename="my-copy-k{k}-palette.json"'
+        seg = fresh.get(body["urls"]["segmented"])
+        assert seg.headers["content-disposition"] == f'inline; filename="my-copy-k{k}-segmented.png"'
+    # a result made before keeps the name it was made under
+    assert json.loads(fresh.get(first["urls"]["palette"]).content)["source"] == "holiday.png"
+
+
 def test_same_new_upload_at_once_is_decoded_once(fresh: TestClient) -> None:
     content = png_bytes(blocks([(10, 20, 30), (200, 100, 50), (90, 220, 140)], size=64, seed=7))
     statuses: list[int] = []

@@ -129,6 +129,11 @@ class LRUCache(Generic[K, V]):
                     return self._data[key][0]
         return None
 
+    def values(self, predicate: Callable[[K], bool]) -> list[V]:
+        """Every value whose key satisfies ``predicate``; counts nothing."""
+        with self._lock:
+            return [value for key, (value, _) in self._data.items() if predicate(key)]
+
     def put(self, key: K, value: V) -> None:
         size = self._sizeof(value)
         with self._lock:
@@ -451,7 +456,13 @@ class WebState:
             self._count("prepares")
             return Upload(upload_id, name, prep)
 
-        return self._upload(upload_id, color_space, decode)
+        upload, cached = self._upload(upload_id, color_space, decode)
+        if cached and upload.name != name:
+            # The same bytes under another name: the results made from now on, and their
+            # downloads and palette.json, are named after the file as it was last sent.
+            for same in self.uploads.values(lambda key: key[0] == upload_id):
+                same.name = name
+        return upload, cached
 
     def lookup(self, upload_id: str, color_space: str) -> tuple[Upload, bool]:
         """An earlier upload by id; 404 if it is no longer cached. Blocking."""
