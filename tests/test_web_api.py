@@ -669,6 +669,12 @@ def test_too_many_pixels_says_what_a_web_user_can_do(tmp_path: Path) -> None:
 def test_not_an_image_names_the_upload_not_a_temp_file(client: TestClient) -> None:
     detail = assert_error(upload(client, b"just some text\n", "notes.txt"), 415, "^notes.txt: not an image")
     assert client.app.state.kmseg.tmpdir not in detail and "upload-" not in detail
+    # a web user has no path to check: the fix is to choose an image file (also for an empty
+    # file, and a text file named .png)
+    assert detail.endswith("so choose an image file, or convert this one to PNG"), detail
+    assert "path" not in detail
+    renamed = assert_error(upload(client, b"hello, not an image\n", "notes.png"), 415, "^notes.png: not an image")
+    assert renamed.endswith("so choose an image file, or convert this one to PNG") and "path" not in renamed
 
 
 @pytest.mark.parametrize(

@@ -308,10 +308,14 @@ def _status_for(exc: KmsegError) -> int:
 def _web_wording(exc: KmsegError) -> str:
     """A library error as the page shows it: a web user cannot pass ``max_pixels=``, so an
     image over the limit is told to choose a smaller one or restart the server with a larger
-    ``--max-pixels``."""
+    ``--max-pixels``; nor has a path to check, so a file that is not an image is told to
+    choose an image file."""
     if isinstance(exc, ImageTooLargeError) and exc.pixels:
         return (f"{exc.problem}; choose a smaller image, or restart the server with a larger limit: "
                 f"kmseg serve --max-pixels {exc.pixels}")
+    if isinstance(exc, NotAnImageError):  # a web user has no path to check
+        return str(exc).replace("so check the path or convert the file to PNG",
+                                "so choose an image file, or convert this one to PNG")
     return str(exc)
 
 
