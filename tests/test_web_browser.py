@@ -541,3 +541,59 @@ def test_k_reaches_the_api_limit_and_the_page_holds_k_max_clusters(server: tuple
     shot = os.environ.get("KMSEG_SCREENSHOT_K_MAX")
     if shot:
         page.screenshot(path=shot.replace(".png", f"-{width}.png"), full_page=True)
+
+
+def _tab(page: Any) -> str:
+    """Press Tab; the id of the element that has the focus then (an elbow point: K=n). It must be
+    one a person can see: nothing invisible takes the focus."""
+    page.keyboard.press("Tab")
+    info = page.evaluate("""() => {
+        const a = document.activeElement, r = a.getBoundingClientRect();
+        return {id: a.id || (a.dataset.k ? `K=${a.dataset.k}` : a.tagName), w: r.width, h: r.height,
+                opacity: getComputedStyle(a).opacity};
+    }""")
+    assert info["w"] > 1 and info["h"] > 1 and info["opacity"] != "0", info
+    return info["id"]
+
+
+def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any) -> None:
+    """Tab reaches each control once, in reading order, and never an invisible one; Enter opens
+    the file chooser, hides a cluster and takes a K from the elbow curve; each swatch says what
+    it does and for which cluster."""
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    chosen: list[Any] = []
+    page.on("filechooser", lambda fc: (chosen.append(fc), fc.set_files(str(data.path("chelsea.png")))))
+
+    assert [_tab(page) for _ in range(6)] == ["dropzone", "sample", "k", "color-space", "seed", "A"]  # A: the footer's link
+    page.locator("#dropzone").focus()
+    page.keyboard.press("Enter")
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    assert len(chosen) == 1
+    expect(page.get_by_test_id("elbow-knee")).to_have_count(1)
+
+    page.locator("#dropzone").focus()
+    stops = [_tab(page) for _ in range(29)]
+    downloads = ["dl-segmented", "dl-labels", "dl-palette", "dl-palette-gpl", "dl-palette-ase", "dl-palette-css",
+                 "dl-palette-png", "dl-clusters-zip", "SUMMARY"]  # (the masked image's link waits for a hidden cluster)
+    assert stops == ["sample", "k", "color-space", "seed", *downloads, *["BUTTON"] * 5,  # the swatches
+                     *[f"K={k}" for k in range(1, 11)], "A"]
+
+    # each swatch is named by what it does, for its cluster; pressed means hidden
+    body = page.evaluate("() => fetch(document.getElementById('dl-palette').href).then((r) => r.json())")
+    for entry in body["palette"]:
+        name = f"Hide cluster {entry['index']} ({entry['hex']}, {100 * entry['fraction']:.1f}% of the pixels)"
+        expect(page.get_by_role("button", name=name, exact=True)).to_have_attribute("aria-pressed", "false")
+    first = body["palette"][0]["index"]
+    swatches.nth(0).focus()
+    page.keyboard.press("Enter")
+    expect(swatches.nth(0)).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_test_id("masked-caption")).to_have_text(f"Hidden: cluster {first}")
+
+    page.locator("#elbow .pt[data-k='3']").focus()
+    page.keyboard.press("Enter")
+    expect(swatches).to_have_count(3)
+    expect(page.get_by_test_id("k-value")).to_have_text("3")
+    expect(page.get_by_role("alert")).to_be_hidden()

@@ -217,6 +217,8 @@
       button.dataset.testid = "swatch";
       button.setAttribute("aria-pressed", "false");
       button.title = `Cluster ${p.index}: ${p.hex}, ${(100 * p.fraction).toFixed(1)}% of the pixels. Click to hide or show it.`;
+      // Its name for screen readers (its text alone reads "#916a4d30.9%"); pressed = hidden.
+      button.setAttribute("aria-label", `Hide cluster ${p.index} (${p.hex}, ${(100 * p.fraction).toFixed(1)}% of the pixels)`);
       const chip = document.createElement("span");
       chip.className = "chip";
       chip.style.backgroundColor = p.hex;
