@@ -3,6 +3,7 @@ Playwright's sync API with Debian's chromium (Playwright's own browser download 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -32,12 +33,13 @@ expect = sync_api.expect
 expect.set_options(timeout=TIMEOUT_MS)  # the elbow sweep takes a few seconds on a busy machine
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Any]]:
-    """A real uvicorn server on a free loopback port, in a background thread; (url, app)."""
-    app = create_app()
+@contextlib.contextmanager
+def running(app: Any, port: int = 0) -> Iterator[str]:
+    """``app`` served by a real uvicorn server on a loopback port (0: a free one), in a
+    background thread, until the block ends; yields its URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the same port again, for a restart
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, name="kmseg-test-server", daemon=True)
@@ -47,11 +49,19 @@ def server() -> Iterator[tuple[str, Any]]:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}/", app
+        yield f"http://127.0.0.1:{port}/"
     finally:
         srv.should_exit = True
         thread.join(15)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, Any]]:
+    """A real uvicorn server on a free loopback port, in a background thread; (url, app)."""
+    app = create_app()
+    with running(app) as url:
+        yield url, app
 
 
 @pytest.fixture
@@ -597,3 +607,37 @@ def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any
     expect(swatches).to_have_count(3)
     expect(page.get_by_test_id("k-value")).to_have_text("3")
     expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_a_stopped_or_restarted_server_is_said_so(web_page: Any) -> None:
+    """When the server stops, every action says so and how to start it again (the masked image
+    failed without a word); when it comes back without the result, the page says so, and moving
+    K segments the image again (the file is sent again)."""
+    page = web_page
+    alert = page.get_by_role("alert")
+    swatches = page.locator('[data-testid="swatch"]')
+    with running(create_app(warm_up=False)) as url:
+        page.goto(url)
+        show_photo(page)
+        expect(page.get_by_test_id("elbow-knee")).to_have_count(1)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+
+    stopped = re.compile(r"^Cannot reach the kmseg server.*; is it still running\? Start it with: kmseg serve$")
+    swatches.nth(1).click()  # the masked image is asked for: no answer
+    expect(alert).to_have_text(stopped)
+    expect(swatches).to_have_count(5)
+    page.get_by_test_id("sample").click()
+    expect(alert).to_have_text(stopped)
+    slider = page.get_by_test_id("k-slider")
+    slider.focus()
+    slider.press("ArrowLeft")
+    expect(alert).to_have_text(stopped)
+
+    with running(create_app(warm_up=False), port):  # back, on the same port, without the result
+        swatches.nth(2).click()
+        expect(alert).to_contain_text("The masked image could not be loaded: the server no longer has this result")
+        expect(alert).to_contain_text("move K or choose the image again")
+        slider.press("ArrowLeft")
+        expect(swatches).to_have_count(3)
+        expect(alert).to_be_hidden()
+        wait_loaded(page, "#masked", 600)

@@ -56,6 +56,10 @@
     }
   }
 
+  // The server does not answer at all (stopped, or the network is down).
+  const unreachable = (err) =>
+    `Cannot reach the kmseg server${err ? ` (${err.message})` : ""}; is it still running? Start it with: kmseg serve`;
+
   const mb = (bytes) => `${+(bytes / 1048576).toFixed(1)} MB`;
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
@@ -107,7 +111,8 @@
       useFile(new File([blob], "coffee.png", { type: blob.type || "image/png" }));
     } catch (err) {
       setStatus("");
-      showError(`Cannot fetch the sample photo: ${err.message}`);
+      // fetch() throws a TypeError when no server answers; else the server's own words
+      showError(err instanceof TypeError ? unreachable(err) : `Cannot fetch the sample photo: ${err.message}`);
     }
   });
 
@@ -179,7 +184,7 @@
     } catch (err) {
       if (err.name === "AbortError" || seq !== state.seq) return; // a newer request replaced this one
       setStatus("");
-      showError(`Cannot reach the kmseg server (${err.message}); is it still running?`);
+      showError(unreachable(err));
       return;
     }
     if (seq !== state.seq) return;
@@ -340,9 +345,24 @@
     }
   }
 
-  el.segmented.addEventListener("error", () => {
-    if (state.result) showError("The segmented image could not be loaded; the server may have restarted. Choose the image again.");
-  });
+  // An image of the result that does not load: the server has stopped, or it no longer has
+  // the result (it keeps results for a while only, and forgets them when it restarts).
+  async function imageFailed(what) {
+    const result = state.result;
+    if (!result) return;
+    let up = false;
+    try {
+      up = (await fetch("/api/health", { cache: "no-store" })).ok;
+    } catch {
+      up = false;
+    }
+    if (result !== state.result) return; // a newer result replaced it
+    showError(up
+      ? `The ${what} could not be loaded: the server no longer has this result (it keeps results for a while, and forgets them when restarted); move K or choose the image again.`
+      : unreachable());
+  }
+  el.segmented.addEventListener("error", () => imageFailed("segmented image"));
+  el.masked.addEventListener("error", () => imageFailed("masked image"));
 
   // ------------------------------------------------------------------ elbow curve
 
@@ -439,5 +459,5 @@
       el.maxUpload.textContent = mb(h.max_upload_bytes);
     }
     if (h && h.k_max) el.k.max = String(h.k_max); // the largest K the API accepts
-  }).catch(() => showError("Cannot reach the kmseg server; start it with: kmseg serve"));
+  }).catch(() => showError(unreachable()));
 })();
