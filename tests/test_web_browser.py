@@ -641,3 +641,35 @@ def test_a_stopped_or_restarted_server_is_said_so(web_page: Any) -> None:
         expect(swatches).to_have_count(3)
         expect(alert).to_be_hidden()
         wait_loaded(page, "#masked", 600)
+
+
+def test_the_elbow_curve_is_readable_and_tappable_on_a_phone(server: tuple[str, Any], web_page: Any) -> None:
+    """On a 375-pixel-wide window the curve keeps its text and its points' targets at their size
+    (it was a 480-wide drawing scaled down: 7 px text, 7 px points), and is drawn again at the
+    new width when the window changes."""
+    page = web_page
+    url, _ = server
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(url)
+    show_photo(page)
+    points = page.locator("#elbow .pt")
+    expect(points).to_have_count(10)
+    for n in range(10):
+        box = points.nth(n).bounding_box()
+        assert box["width"] >= 24 and box["height"] >= 24, (n, box)  # WCAG 2.5.8's smallest target
+    for text in page.locator("#elbow text").all():
+        assert text.bounding_box()["height"] >= 12, text.text_content()  # 11 px type
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    # a tap near a point, not on its dot, takes its K
+    points.nth(6).scroll_into_view_if_needed()
+    box = points.nth(6).bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2 + 9, box["y"] + box["height"] / 2)
+    expect(page.get_by_test_id("k-value")).to_have_text("7")
+    expect(page.locator('[data-testid="swatch"]')).to_have_count(7)
+    expect(page.locator("#elbow .pt.current")).to_have_attribute("data-k", "7")
+    # a wider window: drawn again as wide as its box, the current K still marked
+    page.set_viewport_size({"width": 1280, "height": 800})
+    wide = page.evaluate("document.getElementById('elbow').parentElement.clientWidth")
+    expect(page.locator("#elbow")).to_have_attribute("viewBox", f"0 0 {wide} 220")
+    expect(page.locator("#elbow .pt.current")).to_have_attribute("data-k", "7")
+    assert page.locator("#elbow .pt").nth(0).bounding_box()["width"] == pytest.approx(24, abs=0.5)

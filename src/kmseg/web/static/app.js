@@ -26,6 +26,7 @@
     controller: null,
     elbowKey: null,
     elbowSeq: 0,
+    curve: null,         // the elbow curve shown, redrawn when its box changes width
     maxUpload: 50 * 1024 * 1024,
   };
 
@@ -405,8 +406,13 @@
     return node;
   }
 
+  // The curve is drawn in CSS pixels, as wide as its box (at least 240): text, points and
+  // their targets keep their size on a narrow window (a phone), where a fixed 480-wide
+  // drawing scaled down to 11 px text at 7 px and points to 7 px targets.
   function drawElbow(curve) {
-    const W = 480, H = 220, left = 58, right = 16, top = 14, bottom = 34;
+    state.curve = curve;
+    const W = elbowWidth(), H = 220, left = 58, right = 16, top = 14, bottom = 34;
+    el.elbow.setAttribute("viewBox", `0 0 ${W} ${H}`);
     const ks = curve.ks, ys = curve.inertias;
     const kmin = Math.min(...ks), kmax = Math.max(...ks);
     const ymax = Math.max(...ys) || 1;
@@ -431,9 +437,12 @@
       }
     }
     ks.forEach((k, i) => {
-      const pt = svg("circle", { class: "pt", cx: x(k), cy: y(ys[i]), r: 5, "data-k": k, tabindex: 0, role: "button",
+      // A point is a 24 px target (an invisible disc) around its 10 px dot.
+      const pt = svg("g", { class: "pt", "data-k": k, tabindex: 0, role: "button",
         "aria-label": `Use K = ${k} (inertia ${ys[i].toExponential(3)})` });
-      pt.append(svg("title", {}, `K = ${k}: inertia ${ys[i].toExponential(3)}. Click to use this K.`));
+      pt.append(svg("circle", { class: "hit", cx: x(k), cy: y(ys[i]), r: 12 }),
+        svg("circle", { class: "dot", cx: x(k), cy: y(ys[i]), r: 5 }),
+        svg("title", {}, `K = ${k}: inertia ${ys[i].toExponential(3)}. Click to use this K.`));
       const use = () => { el.k.value = String(k); el.kValue.textContent = String(k); segment(false); };
       pt.addEventListener("click", use);
       pt.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); use(); } });
@@ -444,6 +453,19 @@
       ? `The knee is at K = ${curve.knee}.`
       : "The curve has no clear knee.";
   }
+
+  function elbowWidth() {
+    return Math.max(240, Math.round(el.elbow.parentElement.clientWidth || 480));
+  }
+
+  const elbowBox = new ResizeObserver(() => {
+    const drawn = Number((el.elbow.getAttribute("viewBox") || "").split(" ")[2]);
+    if (state.curve && el.elbow.childElementCount && drawn !== elbowWidth()) {
+      drawElbow(state.curve);
+      markElbow(state.result ? state.result.k : null);
+    }
+  });
+  elbowBox.observe(el.elbow.parentElement);
 
   function markElbow(k) {
     for (const pt of el.elbow.querySelectorAll(".pt")) {
