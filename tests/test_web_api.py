@@ -702,10 +702,23 @@ def test_bad_files(client: TestClient, content: bytes, status: int, pattern: str
         ({"n_init": "0"}, r"n_init='0' is not valid"),
         ({"disable": "1;2"}, r"disable='1;2' is not valid; pass cluster indices"),
         ({"disable": "9"}, r"disable='9' is out of range; this result has clusters 0 to 3"),
+        # an empty field is refused, not taken as the default (a script's unset variable: k=$K)
+        ({"k": ""}, rf"^k='' is empty; pass a whole number from 1 to {K_MAX}, or leave k out for its default$"),
+        ({"seed": ""}, r"^seed='' is empty; pass a whole number from 0 to 4294967295, or leave seed out"),
+        ({"n_init": ""}, r"^n_init='' is empty; pass a whole number from 1 to 50"),
+        ({"color_space": ""}, r"^color_space='' is empty; use rgb, lab or hsv, or leave color_space out"),
     ],
 )
 def test_bad_parameters_are_422(client: TestClient, fields: dict[str, str], pattern: str) -> None:
     assert_error(upload(client, SMALL, **{"k": "4", **fields}), 422, pattern)
+
+
+def test_empty_fields_are_refused_by_the_elbow_too_but_an_empty_disable_hides_nothing(client: TestClient) -> None:
+    for key in ("k_max", "seed", "n_init", "color_space"):
+        resp = client.post("/api/elbow", files={"file": ("img.png", SMALL, "image/png")}, data={key: ""})
+        assert_error(resp, 422, rf"^{key}='' is empty; .*, or leave {key} out for its default$")
+    body = upload(client, SMALL, k=2, disable="").json()
+    assert body["disable"] == [] and body["k"] == 2
 
 
 def test_colour_space_that_does_not_fit_the_image_is_422(client: TestClient) -> None:

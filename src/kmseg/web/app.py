@@ -595,7 +595,8 @@ def _only_query(endpoint: str, *names: str) -> Any:
 def _only_form(endpoint: str, *names: str) -> Any:
     """A dependency that refuses (422) any form field but ``names``, and any query parameter
     (the endpoint takes form fields only), rather than ignore them: a misspelt ``seeed=3``
-    would otherwise give the default seed without a word. Runs before the endpoint, so
+    would otherwise give the default seed without a word. An empty number or colour space
+    (``k=``) is refused too, not taken as its default. Runs before the endpoint, so
     nothing is decoded for a request that is refused."""
 
     async def check(request: Request) -> None:
@@ -606,6 +607,9 @@ def _only_form(endpoint: str, *names: str) -> Any:
             )
         form = await request.form()  # parsed once: FastAPI parsed it already for the endpoint's fields
         _refuse_unknown(endpoint, names, form.multi_items())
+        for key, value in form.multi_items():  # FastAPI would take an empty field as absent
+            if value == "" and key in _NOT_EMPTY:
+                raise HTTPException(422, f"{key}='' is empty; {_HINTS[key]}, or leave {key} out for its default")
 
     return Depends(check)
 
@@ -760,6 +764,10 @@ _HINTS = {
     "disable": "pass cluster indices separated by commas, such as 0,2",
     "suffix": "ask for palette.gpl, palette.ase, palette.css or palette.png (or palette.json)",
 }
+
+
+#: Form fields that may be left out but not sent empty (an empty ``disable`` hides nothing).
+_NOT_EMPTY = ("k", "k_max", "seed", "n_init", "color_space")
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
