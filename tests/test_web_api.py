@@ -749,6 +749,17 @@ def test_result_errors(client: TestClient) -> None:
     assert_error(client.delete("/api/segment"), 405, "Method Not Allowed")
 
 
+def test_bad_width_and_download_say_what_to_pass(client: TestClient) -> None:
+    base = f"/api/result/{upload(client, SMALL, k=2).json()['result_id']}"
+    for query in ("width=0", "width=", "width=100000", "width=wide"):
+        assert_error(client.get(f"{base}/segmented.png?{query}"), 422,
+                     r"^width=.* is not valid \(.*\); pass a width in pixels from 1 to 65536, or leave width out "
+                     r"for the full-size image$")
+    for query in ("download=2", "download="):
+        assert_error(client.get(f"{base}/labels.png?{query}"), 422,
+                     r"^download=.* is not valid \(.*\); pass download=1 for a download, or leave download out")
+
+
 def test_result_files_refuse_parameters_they_do_not_take(client: TestClient) -> None:
     urls = upload(client, SMALL, k=2, disable="1").json()["urls"]
     # the label map and the ZIP are always full size: width is refused, not ignored

@@ -763,6 +763,8 @@ _HINTS = {
     "result_id": "use the URLs returned by /api/segment",
     "disable": "pass cluster indices separated by commas, such as 0,2",
     "suffix": "ask for palette.gpl, palette.ase, palette.css or palette.png (or palette.json)",
+    "width": "pass a width in pixels from 1 to 65536, or leave width out for the full-size image",
+    "download": "pass download=1 for a download, or leave download out to show the file",
 }
 
 
