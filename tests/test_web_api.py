@@ -239,6 +239,65 @@ def test_palette_files(client: TestClient) -> None:
     assert re.findall(r"--kmseg-\d+: (#[0-9a-f]{6});", css) == [p["hex"] for p in body["palette"]]
 
 
+def _rgba_png(path: Path) -> None:
+    img = np.dstack([blocks([(200, 30, 30), (30, 200, 30), (30, 30, 200)], size=30, seed=1),
+                     np.full((30, 30), 255, np.uint8)])
+    img[:8, :, 3] = 0  # transparent rows (label -1, left out of counts and fractions)
+    img[8:12, :, 3] = 128
+    Image.fromarray(img, "RGBA").save(path)
+
+
+def _png16(path: Path) -> None:
+    rgb = blocks([(200, 30, 30), (30, 200, 30), (30, 30, 200), (230, 230, 40)], size=30, seed=2)
+    deep = rgb.astype(np.uint16) * 257 + np.arange(30, dtype=np.uint16)[None, :, None]
+    assert cv2.imwrite(str(path), np.ascontiguousarray(deep[..., ::-1]))  # OpenCV writes 16-bit colour PNG, BGR
+
+
+def _four_band_tiff(path: Path) -> None:
+    """RGB + near infrared: a 4-band TIFF without alpha, which kmseg clusters on its 4 bands."""
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    img = np.dstack([blocks([(200, 30, 30), (30, 200, 30), (30, 30, 200)], size=30, seed=3),
+                     rng.integers(0, 256, (30, 30), dtype=np.uint8)])
+    tifffile.imwrite(path, img, photometric="minisblack", planarconfig="contig")
+
+
+@pytest.mark.parametrize(("name", "make", "options"), [
+    ("coffee.png", None, {"k": 4}),
+    ("coffee.png", None, {"k": 3, "color_space": "lab", "seed": 7, "n_init": 3}),
+    ("rocket.jpg", None, {"k": 5, "color_space": "hsv", "seed": 1}),
+    ("rgba.png", _rgba_png, {"k": 3}),
+    ("deep.png", _png16, {"k": 4, "seed": 2}),
+    ("nir.tif", _four_band_tiff, {"k": 3}),
+])
+def test_palette_json_is_what_kmseg_segment_writes(client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   name: str, make, options: dict[str, object]) -> None:
+    """palette.json is the NAME-palette.json of `kmseg segment` on the same file with the same
+    options, byte for byte: one producer (kmseg.io.palette_bytes, the summary Segmentation.save
+    writes). Its "source" is the upload's file name, where the command line's is the path it was
+    given; here the command runs in the file's folder on its bare name, so even that is the same."""
+    path = tmp_path / name
+    if make is None:
+        path.write_bytes(data.path(name).read_bytes())
+    else:
+        make(path)
+    resp = upload(client, path.read_bytes(), name, **options)
+    assert resp.status_code == 200, resp.text
+    web = client.get(resp.json()["urls"]["palette"])
+    assert web.status_code == 200 and web.headers["content-type"] == "application/json"
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["segment", name, "-o", "out"]
+    for key, value in options.items():
+        argv += ["-k" if key == "k" else "--" + key.replace("_", "-"), str(value)]
+    assert main(argv) == 0
+    cli = (tmp_path / "out" / f"{path.stem}-palette.json").read_bytes()
+    assert json.loads(web.content) == json.loads(cli)
+    assert json.loads(web.content)["source"] == name
+    assert web.content == cli  # the same bytes, too: the same function wrote both
+
+
 def test_palette_file_errors(client: TestClient) -> None:
     base = f"/api/result/{upload(client, SMALL, k=2).json()['result_id']}"
     for bad in ("txt", "GPL", "json5"):
@@ -304,6 +363,31 @@ def test_upload_id_reuses_the_decoded_image(fresh: TestClient) -> None:
     stats = fresh.get("/api/stats").json()
     assert stats["decodes"] == 1 and stats["uploads"]["entries"] == 2 and stats["uploads"]["hits"] == 4
     assert stats["results"]["entries"] == 6
+
+
+def test_the_same_bytes_under_another_name_are_named_as_sent_last(fresh: TestClient) -> None:
+    """A file sent again under another name (a copy, a renamed file) is not decoded again, but
+    its results, their downloads and palette.json take the name it was sent under, also when it
+    is segmented again by upload_id (the page's K slider)."""
+    state = fresh.app.state.kmseg
+    first = upload(fresh, SMALL, "holiday.png", k=3).json()
+    assert first["name"] == "holiday.png"
+    lab = fresh.post("/api/segment", data={"upload_id": first["upload_id"], "k": "3", "color_space": "lab"})
+    assert lab.status_code == 200
+    again = upload(fresh, SMALL, "my-copy.png", k=3).json()
+    assert again["cached"] is True and state.counts["decodes"] == 1
+    by_id = [fresh.post("/api/segment", data={"upload_id": first["upload_id"], "k": "4", "color_space": space}).json()
+             for space in ("rgb", "lab")]
+    for body in (again, *by_id):
+        assert body["name"] == "my-copy.png"
+        k = body["k"]
+        resp = fresh.get(body["urls"]["palette"])
+        assert json.loads(resp.content)["source"] == "my-copy.png"
+        assert resp.headers["content-disposition"] == f'inline; filename="my-copy-k{k}-palette.json"'
+        seg = fresh.get(body["urls"]["segmented"])
+        assert seg.headers["content-disposition"] == f'inline; filename="my-copy-k{k}-segmented.png"'
+    # a result made before keeps the name it was made under
+    assert json.loads(fresh.get(first["urls"]["palette"]).content)["source"] == "holiday.png"
 
 
 def test_same_new_upload_at_once_is_decoded_once(fresh: TestClient) -> None:
@@ -585,6 +669,12 @@ def test_too_many_pixels_says_what_a_web_user_can_do(tmp_path: Path) -> None:
 def test_not_an_image_names_the_upload_not_a_temp_file(client: TestClient) -> None:
     detail = assert_error(upload(client, b"just some text\n", "notes.txt"), 415, "^notes.txt: not an image")
     assert client.app.state.kmseg.tmpdir not in detail and "upload-" not in detail
+    # a web user has no path to check: the fix is to choose an image file (also for an empty
+    # file, and a text file named .png)
+    assert detail.endswith("so choose an image file, or convert this one to PNG"), detail
+    assert "path" not in detail
+    renamed = assert_error(upload(client, b"hello, not an image\n", "notes.png"), 415, "^notes.png: not an image")
+    assert renamed.endswith("so choose an image file, or convert this one to PNG") and "path" not in renamed
 
 
 @pytest.mark.parametrize(
@@ -612,10 +702,23 @@ def test_bad_files(client: TestClient, content: bytes, status: int, pattern: str
         ({"n_init": "0"}, r"n_init='0' is not valid"),
         ({"disable": "1;2"}, r"disable='1;2' is not valid; pass cluster indices"),
         ({"disable": "9"}, r"disable='9' is out of range; this result has clusters 0 to 3"),
+        # an empty field is refused, not taken as the default (a script's unset variable: k=$K)
+        ({"k": ""}, rf"^k='' is empty; pass a whole number from 1 to {K_MAX}, or leave k out for its default$"),
+        ({"seed": ""}, r"^seed='' is empty; pass a whole number from 0 to 4294967295, or leave seed out"),
+        ({"n_init": ""}, r"^n_init='' is empty; pass a whole number from 1 to 50"),
+        ({"color_space": ""}, r"^color_space='' is empty; use rgb, lab or hsv, or leave color_space out"),
     ],
 )
 def test_bad_parameters_are_422(client: TestClient, fields: dict[str, str], pattern: str) -> None:
     assert_error(upload(client, SMALL, **{"k": "4", **fields}), 422, pattern)
+
+
+def test_empty_fields_are_refused_by_the_elbow_too_but_an_empty_disable_hides_nothing(client: TestClient) -> None:
+    for key in ("k_max", "seed", "n_init", "color_space"):
+        resp = client.post("/api/elbow", files={"file": ("img.png", SMALL, "image/png")}, data={key: ""})
+        assert_error(resp, 422, rf"^{key}='' is empty; .*, or leave {key} out for its default$")
+    body = upload(client, SMALL, k=2, disable="").json()
+    assert body["disable"] == [] and body["k"] == 2
 
 
 def test_colour_space_that_does_not_fit_the_image_is_422(client: TestClient) -> None:
@@ -644,6 +747,17 @@ def test_result_errors(client: TestClient) -> None:
     assert_error(client.get(f"{base}/masked.png?disable=a"), 422, "not valid")
     assert_error(client.get("/api/nothing"), 404, "Not Found")
     assert_error(client.delete("/api/segment"), 405, "Method Not Allowed")
+
+
+def test_bad_width_and_download_say_what_to_pass(client: TestClient) -> None:
+    base = f"/api/result/{upload(client, SMALL, k=2).json()['result_id']}"
+    for query in ("width=0", "width=", "width=100000", "width=wide"):
+        assert_error(client.get(f"{base}/segmented.png?{query}"), 422,
+                     r"^width=.* is not valid \(.*\); pass a width in pixels from 1 to 65536, or leave width out "
+                     r"for the full-size image$")
+    for query in ("download=2", "download="):
+        assert_error(client.get(f"{base}/labels.png?{query}"), 422,
+                     r"^download=.* is not valid \(.*\); pass download=1 for a download, or leave download out")
 
 
 def test_result_files_refuse_parameters_they_do_not_take(client: TestClient) -> None:

@@ -3,6 +3,7 @@ Playwright's sync API with Debian's chromium (Playwright's own browser download 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -32,12 +33,13 @@ expect = sync_api.expect
 expect.set_options(timeout=TIMEOUT_MS)  # the elbow sweep takes a few seconds on a busy machine
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Any]]:
-    """A real uvicorn server on a free loopback port, in a background thread; (url, app)."""
-    app = create_app()
+@contextlib.contextmanager
+def running(app: Any, port: int = 0) -> Iterator[str]:
+    """``app`` served by a real uvicorn server on a loopback port (0: a free one), in a
+    background thread, until the block ends; yields its URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the same port again, for a restart
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, name="kmseg-test-server", daemon=True)
@@ -47,11 +49,19 @@ def server() -> Iterator[tuple[str, Any]]:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}/", app
+        yield f"http://127.0.0.1:{port}/"
     finally:
         srv.should_exit = True
         thread.join(15)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, Any]]:
+    """A real uvicorn server on a free loopback port, in a background thread; (url, app)."""
+    app = create_app()
+    with running(app) as url:
+        yield url, app
 
 
 @pytest.fixture
@@ -541,3 +551,125 @@ def test_k_reaches_the_api_limit_and_the_page_holds_k_max_clusters(server: tuple
     shot = os.environ.get("KMSEG_SCREENSHOT_K_MAX")
     if shot:
         page.screenshot(path=shot.replace(".png", f"-{width}.png"), full_page=True)
+
+
+def _tab(page: Any) -> str:
+    """Press Tab; the id of the element that has the focus then (an elbow point: K=n). It must be
+    one a person can see: nothing invisible takes the focus."""
+    page.keyboard.press("Tab")
+    info = page.evaluate("""() => {
+        const a = document.activeElement, r = a.getBoundingClientRect();
+        return {id: a.id || (a.dataset.k ? `K=${a.dataset.k}` : a.tagName), w: r.width, h: r.height,
+                opacity: getComputedStyle(a).opacity};
+    }""")
+    assert info["w"] > 1 and info["h"] > 1 and info["opacity"] != "0", info
+    return info["id"]
+
+
+def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any) -> None:
+    """Tab reaches each control once, in reading order, and never an invisible one; Enter opens
+    the file chooser, hides a cluster and takes a K from the elbow curve; each swatch says what
+    it does and for which cluster."""
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    chosen: list[Any] = []
+    page.on("filechooser", lambda fc: (chosen.append(fc), fc.set_files(str(data.path("chelsea.png")))))
+
+    assert [_tab(page) for _ in range(6)] == ["dropzone", "sample", "k", "color-space", "seed", "A"]  # A: the footer's link
+    page.locator("#dropzone").focus()
+    page.keyboard.press("Enter")
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(5)
+    assert len(chosen) == 1
+    expect(page.get_by_test_id("elbow-knee")).to_have_count(1)
+
+    page.locator("#dropzone").focus()
+    stops = [_tab(page) for _ in range(29)]
+    downloads = ["dl-segmented", "dl-labels", "dl-palette", "dl-palette-gpl", "dl-palette-ase", "dl-palette-css",
+                 "dl-palette-png", "dl-clusters-zip", "SUMMARY"]  # (the masked image's link waits for a hidden cluster)
+    assert stops == ["sample", "k", "color-space", "seed", *downloads, *["BUTTON"] * 5,  # the swatches
+                     *[f"K={k}" for k in range(1, 11)], "A"]
+
+    # each swatch is named by what it does, for its cluster; pressed means hidden
+    body = page.evaluate("() => fetch(document.getElementById('dl-palette').href).then((r) => r.json())")
+    for entry in body["palette"]:
+        name = f"Hide cluster {entry['index']} ({entry['hex']}, {100 * entry['fraction']:.1f}% of the pixels)"
+        expect(page.get_by_role("button", name=name, exact=True)).to_have_attribute("aria-pressed", "false")
+    first = body["palette"][0]["index"]
+    swatches.nth(0).focus()
+    page.keyboard.press("Enter")
+    expect(swatches.nth(0)).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_test_id("masked-caption")).to_have_text(f"Hidden: cluster {first}")
+
+    page.locator("#elbow .pt[data-k='3']").focus()
+    page.keyboard.press("Enter")
+    expect(swatches).to_have_count(3)
+    expect(page.get_by_test_id("k-value")).to_have_text("3")
+    expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_a_stopped_or_restarted_server_is_said_so(web_page: Any) -> None:
+    """When the server stops, every action says so and how to start it again (the masked image
+    failed without a word); when it comes back without the result, the page says so, and moving
+    K segments the image again (the file is sent again)."""
+    page = web_page
+    alert = page.get_by_role("alert")
+    swatches = page.locator('[data-testid="swatch"]')
+    with running(create_app(warm_up=False)) as url:
+        page.goto(url)
+        show_photo(page)
+        expect(page.get_by_test_id("elbow-knee")).to_have_count(1)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+
+    stopped = re.compile(r"^Cannot reach the kmseg server.*; is it still running\? Start it with: kmseg serve$")
+    swatches.nth(1).click()  # the masked image is asked for: no answer
+    expect(alert).to_have_text(stopped)
+    expect(swatches).to_have_count(5)
+    page.get_by_test_id("sample").click()
+    expect(alert).to_have_text(stopped)
+    slider = page.get_by_test_id("k-slider")
+    slider.focus()
+    slider.press("ArrowLeft")
+    expect(alert).to_have_text(stopped)
+
+    with running(create_app(warm_up=False), port):  # back, on the same port, without the result
+        swatches.nth(2).click()
+        expect(alert).to_contain_text("The masked image could not be loaded: the server no longer has this result")
+        expect(alert).to_contain_text("move K or choose the image again")
+        slider.press("ArrowLeft")
+        expect(swatches).to_have_count(3)
+        expect(alert).to_be_hidden()
+        wait_loaded(page, "#masked", 600)
+
+
+def test_the_elbow_curve_is_readable_and_tappable_on_a_phone(server: tuple[str, Any], web_page: Any) -> None:
+    """On a 375-pixel-wide window the curve keeps its text and its points' targets at their size
+    (it was a 480-wide drawing scaled down: 7 px text, 7 px points), and is drawn again at the
+    new width when the window changes."""
+    page = web_page
+    url, _ = server
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(url)
+    show_photo(page)
+    points = page.locator("#elbow .pt")
+    expect(points).to_have_count(10)
+    for n in range(10):
+        box = points.nth(n).bounding_box()
+        assert box["width"] >= 24 and box["height"] >= 24, (n, box)  # WCAG 2.5.8's smallest target
+    for text in page.locator("#elbow text").all():
+        assert text.bounding_box()["height"] >= 12, text.text_content()  # 11 px type
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    # a tap near a point, not on its dot, takes its K
+    points.nth(6).scroll_into_view_if_needed()
+    box = points.nth(6).bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2 + 9, box["y"] + box["height"] / 2)
+    expect(page.get_by_test_id("k-value")).to_have_text("7")
+    expect(page.locator('[data-testid="swatch"]')).to_have_count(7)
+    expect(page.locator("#elbow .pt.current")).to_have_attribute("data-k", "7")
+    # a wider window: drawn again as wide as its box, the current K still marked
+    page.set_viewport_size({"width": 1280, "height": 800})
+    wide = page.evaluate("document.getElementById('elbow').parentElement.clientWidth")
+    expect(page.locator("#elbow")).to_have_attribute("viewBox", f"0 0 {wide} 220")
+    expect(page.locator("#elbow .pt.current")).to_have_attribute("data-k", "7")
+    assert page.locator("#elbow .pt").nth(0).bounding_box()["width"] == pytest.approx(24, abs=0.5)

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__, _display, data
 from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
-from ..io import _encode, encode_image, load_image, palette_bytes
+from ..io import _encode, encode_image, palette_bytes
 from ..segment import Prepared, Segmentation, fewer_colours, output_suffix, prepare
 
 __all__ = ["LRUCache", "WebState", "create_app"]
@@ -128,6 +128,11 @@ class LRUCache(Generic[K, V]):
                 if predicate(key):
                     return self._data[key][0]
         return None
+
+    def values(self, predicate: Callable[[K], bool]) -> list[V]:
+        """Every value whose key satisfies ``predicate``; counts nothing."""
+        with self._lock:
+            return [value for key, (value, _) in self._data.items() if predicate(key)]
 
     def put(self, key: K, value: V) -> None:
         size = self._sizeof(value)
@@ -303,10 +308,14 @@ def _status_for(exc: KmsegError) -> int:
 def _web_wording(exc: KmsegError) -> str:
     """A library error as the page shows it: a web user cannot pass ``max_pixels=``, so an
     image over the limit is told to choose a smaller one or restart the server with a larger
-    ``--max-pixels``."""
+    ``--max-pixels``; nor has a path to check, so a file that is not an image is told to
+    choose an image file."""
     if isinstance(exc, ImageTooLargeError) and exc.pixels:
         return (f"{exc.problem}; choose a smaller image, or restart the server with a larger limit: "
                 f"kmseg serve --max-pixels {exc.pixels}")
+    if isinstance(exc, NotAnImageError):  # a web user has no path to check
+        return str(exc).replace("so check the path or convert the file to PNG",
+                                "so choose an image file, or convert this one to PNG")
     return str(exc)
 
 
@@ -384,11 +393,13 @@ class WebState:
             "image, or start the server with a larger --max-upload-mb",
         )
 
-    def _prepare(self, image: np.ndarray, color_space: str, upload_id: str, name: str) -> Upload:
+    def _prepare(self, image: np.ndarray, alpha: bool, color_space: str, upload_id: str, name: str) -> Upload:
+        """An image decoded earlier, reduced in another colour space; its alpha as the file said."""
         try:
-            prep = prepare(image, color_space=color_space)
+            prep = prepare(image, color_space=color_space, alpha=alpha)
         except KmsegError as exc:
             raise HTTPException(_status_for(exc), f"{name}: {exc}") from None
+        prep.source = name
         self._count("prepares")
         return Upload(upload_id, name, prep)
 
@@ -400,7 +411,8 @@ class WebState:
             with self.gate.hold():
                 other = self.uploads.find(lambda key: key[0] == upload_id)
                 if other is not None:
-                    return self._prepare(other.prepared.image, color_space, upload_id, other.name)
+                    return self._prepare(other.prepared.image, other.prepared.has_alpha, color_space, upload_id,
+                                         other.name)
                 if decode is None:
                     raise HTTPException(
                         404,
@@ -432,18 +444,29 @@ class WebState:
         upload_id = digest.hexdigest()
 
         def decode() -> Upload:
+            # prepare() of the file, as `kmseg segment` does: the file says whether it has alpha
+            # (a 4-band TIFF without alpha is clustered on its 4 bands), so the result, and its
+            # palette.json, are the command line's.
             f.seek(0)
             with tempfile.NamedTemporaryFile(dir=self.tmpdir, prefix="upload-", suffix=".bin") as tmp:
                 shutil.copyfileobj(f, tmp, _MB)
                 tmp.flush()
                 try:
-                    image = load_image(tmp.name, max_pixels=self.max_pixels)
+                    prep = prepare(tmp.name, color_space=color_space, max_pixels=self.max_pixels)
                 except KmsegError as exc:  # name the upload, not the temporary file
                     raise HTTPException(_status_for(exc), _web_wording(exc).replace(tmp.name, name)) from None
+            prep.source = name  # what the summary's "source" gives: the upload's name, not the temporary file
             self._count("decodes")
-            return self._prepare(image, color_space, upload_id, name)
+            self._count("prepares")
+            return Upload(upload_id, name, prep)
 
-        return self._upload(upload_id, color_space, decode)
+        upload, cached = self._upload(upload_id, color_space, decode)
+        if cached and upload.name != name:
+            # The same bytes under another name: the results made from now on, and their
+            # downloads and palette.json, are named after the file as it was last sent.
+            for same in self.uploads.values(lambda key: key[0] == upload_id):
+                same.name = name
+        return upload, cached
 
     def lookup(self, upload_id: str, color_space: str) -> tuple[Upload, bool]:
         """An earlier upload by id; 404 if it is no longer cached. Blocking."""
@@ -467,6 +490,7 @@ class WebState:
                 notes = [f"{fewer_colours(seg.k, k)}; one cluster per colour"]
         except KmsegError as exc:
             raise HTTPException(_status_for(exc), f"{upload.name}: {exc}") from None
+        seg.source = upload.name  # its palette.json's "source": the upload's name, as a file's path on the command line
         self._count("segmentations")
         result = Result(secrets.token_urlsafe(16), upload.upload_id, upload.name, seg, seed, prep.has_alpha)
         self.results.put(result.result_id, result)
@@ -571,7 +595,8 @@ def _only_query(endpoint: str, *names: str) -> Any:
 def _only_form(endpoint: str, *names: str) -> Any:
     """A dependency that refuses (422) any form field but ``names``, and any query parameter
     (the endpoint takes form fields only), rather than ignore them: a misspelt ``seeed=3``
-    would otherwise give the default seed without a word. Runs before the endpoint, so
+    would otherwise give the default seed without a word. An empty number or colour space
+    (``k=``) is refused too, not taken as its default. Runs before the endpoint, so
     nothing is decoded for a request that is refused."""
 
     async def check(request: Request) -> None:
@@ -582,6 +607,9 @@ def _only_form(endpoint: str, *names: str) -> Any:
             )
         form = await request.form()  # parsed once: FastAPI parsed it already for the endpoint's fields
         _refuse_unknown(endpoint, names, form.multi_items())
+        for key, value in form.multi_items():  # FastAPI would take an empty field as absent
+            if value == "" and key in _NOT_EMPTY:
+                raise HTTPException(422, f"{key}='' is empty; {_HINTS[key]}, or leave {key} out for its default")
 
     return Depends(check)
 
@@ -615,7 +643,7 @@ class ResultUrls(BaseModel):
         description="TIFF: the same in the input's dtype (int16, float32, ...), its values kept; offered for every image."
     )
     labels: str = Field(description="PNG: 8-bit label map, value = cluster index, 255 = transparent pixel.")
-    palette: str = Field(description="JSON: the run's summary and palette (as `kmseg segment` writes).")
+    palette: str = Field(description="JSON: the run's summary and palette, the NAME-palette.json `kmseg segment` writes.")
     palette_gpl: str = Field(description="GIMP palette (GIMP, Inkscape, Krita), largest share first.")
     palette_ase: str = Field(description="Adobe Swatch Exchange: the palette as global RGB colours.")
     palette_css: str = Field(description="CSS custom properties --kmseg-0, --kmseg-1..., largest share first.")
@@ -735,7 +763,13 @@ _HINTS = {
     "result_id": "use the URLs returned by /api/segment",
     "disable": "pass cluster indices separated by commas, such as 0,2",
     "suffix": "ask for palette.gpl, palette.ase, palette.css or palette.png (or palette.json)",
+    "width": "pass a width in pixels from 1 to 65536, or leave width out for the full-size image",
+    "download": "pass download=1 for a download, or leave download out to show the file",
 }
+
+
+#: Form fields that may be left out but not sent empty (an empty ``disable`` hides nothing).
+_NOT_EMPTY = ("k", "k_max", "seed", "n_init", "color_space")
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
@@ -1124,13 +1158,13 @@ def create_app(
         dependencies=[_only_query("palette.json", "download")],
     )
     async def palette_json(result_id: ResultId, download: Download = False) -> Response:
-        """The same JSON as `kmseg segment` writes: size, k, colour space, inertia, centres, palette."""
+        """The JSON `kmseg segment` writes as NAME-palette.json for the same file and options, byte
+        for byte (`kmseg.io.palette_bytes`): source, size, k, colour space, inertia, iterations,
+        centres, palette. Its `source` is the upload's file name (the command line's is the path
+        it was given). The seed and n_init it was made with are in /api/segment's answer."""
         res = state.result(result_id)
-        summary = res.seg.summary()
-        summary["source"] = res.name
-        summary["seed"] = res.seed
-        text = json.dumps(summary, indent=2) + "\n"
-        return _send(text.encode(), "application/json", f"{res.stem}-palette.json", download)
+        content = await to_thread.run_sync(lambda: palette_bytes(res.seg, "json"))
+        return _send(content, "application/json", f"{res.stem}-palette.json", download)
 
     @app.get(
         "/api/result/{result_id}/palette.{suffix}",

@@ -26,6 +26,7 @@
     controller: null,
     elbowKey: null,
     elbowSeq: 0,
+    curve: null,         // the elbow curve shown, redrawn when its box changes width
     maxUpload: 50 * 1024 * 1024,
   };
 
@@ -55,6 +56,10 @@
       return `the server answered ${resp.status} ${resp.statusText}`;
     }
   }
+
+  // The server does not answer at all (stopped, or the network is down).
+  const unreachable = (err) =>
+    `Cannot reach the kmseg server${err ? ` (${err.message})` : ""}; is it still running? Start it with: kmseg serve`;
 
   const mb = (bytes) => `${+(bytes / 1048576).toFixed(1)} MB`;
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -107,7 +112,8 @@
       useFile(new File([blob], "coffee.png", { type: blob.type || "image/png" }));
     } catch (err) {
       setStatus("");
-      showError(`Cannot fetch the sample photo: ${err.message}`);
+      // fetch() throws a TypeError when no server answers; else the server's own words
+      showError(err instanceof TypeError ? unreachable(err) : `Cannot fetch the sample photo: ${err.message}`);
     }
   });
 
@@ -179,7 +185,7 @@
     } catch (err) {
       if (err.name === "AbortError" || seq !== state.seq) return; // a newer request replaced this one
       setStatus("");
-      showError(`Cannot reach the kmseg server (${err.message}); is it still running?`);
+      showError(unreachable(err));
       return;
     }
     if (seq !== state.seq) return;
@@ -217,6 +223,8 @@
       button.dataset.testid = "swatch";
       button.setAttribute("aria-pressed", "false");
       button.title = `Cluster ${p.index}: ${p.hex}, ${(100 * p.fraction).toFixed(1)}% of the pixels. Click to hide or show it.`;
+      // Its name for screen readers (its text alone reads "#916a4d30.9%"); pressed = hidden.
+      button.setAttribute("aria-label", `Hide cluster ${p.index} (${p.hex}, ${(100 * p.fraction).toFixed(1)}% of the pixels)`);
       const chip = document.createElement("span");
       chip.className = "chip";
       chip.style.backgroundColor = p.hex;
@@ -338,9 +346,24 @@
     }
   }
 
-  el.segmented.addEventListener("error", () => {
-    if (state.result) showError("The segmented image could not be loaded; the server may have restarted. Choose the image again.");
-  });
+  // An image of the result that does not load: the server has stopped, or it no longer has
+  // the result (it keeps results for a while only, and forgets them when it restarts).
+  async function imageFailed(what) {
+    const result = state.result;
+    if (!result) return;
+    let up = false;
+    try {
+      up = (await fetch("/api/health", { cache: "no-store" })).ok;
+    } catch {
+      up = false;
+    }
+    if (result !== state.result) return; // a newer result replaced it
+    showError(up
+      ? `The ${what} could not be loaded: the server no longer has this result (it keeps results for a while, and forgets them when restarted); move K or choose the image again.`
+      : unreachable());
+  }
+  el.segmented.addEventListener("error", () => imageFailed("segmented image"));
+  el.masked.addEventListener("error", () => imageFailed("masked image"));
 
   // ------------------------------------------------------------------ elbow curve
 
@@ -383,8 +406,13 @@
     return node;
   }
 
+  // The curve is drawn in CSS pixels, as wide as its box (at least 240): text, points and
+  // their targets keep their size on a narrow window (a phone), where a fixed 480-wide
+  // drawing scaled down to 11 px text at 7 px and points to 7 px targets.
   function drawElbow(curve) {
-    const W = 480, H = 220, left = 58, right = 16, top = 14, bottom = 34;
+    state.curve = curve;
+    const W = elbowWidth(), H = 220, left = 58, right = 16, top = 14, bottom = 34;
+    el.elbow.setAttribute("viewBox", `0 0 ${W} ${H}`);
     const ks = curve.ks, ys = curve.inertias;
     const kmin = Math.min(...ks), kmax = Math.max(...ks);
     const ymax = Math.max(...ys) || 1;
@@ -409,9 +437,12 @@
       }
     }
     ks.forEach((k, i) => {
-      const pt = svg("circle", { class: "pt", cx: x(k), cy: y(ys[i]), r: 5, "data-k": k, tabindex: 0, role: "button",
+      // A point is a 24 px target (an invisible disc) around its 10 px dot.
+      const pt = svg("g", { class: "pt", "data-k": k, tabindex: 0, role: "button",
         "aria-label": `Use K = ${k} (inertia ${ys[i].toExponential(3)})` });
-      pt.append(svg("title", {}, `K = ${k}: inertia ${ys[i].toExponential(3)}. Click to use this K.`));
+      pt.append(svg("circle", { class: "hit", cx: x(k), cy: y(ys[i]), r: 12 }),
+        svg("circle", { class: "dot", cx: x(k), cy: y(ys[i]), r: 5 }),
+        svg("title", {}, `K = ${k}: inertia ${ys[i].toExponential(3)}. Click to use this K.`));
       const use = () => { el.k.value = String(k); el.kValue.textContent = String(k); segment(false); };
       pt.addEventListener("click", use);
       pt.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); use(); } });
@@ -422,6 +453,19 @@
       ? `The knee is at K = ${curve.knee}.`
       : "The curve has no clear knee.";
   }
+
+  function elbowWidth() {
+    return Math.max(240, Math.round(el.elbow.parentElement.clientWidth || 480));
+  }
+
+  const elbowBox = new ResizeObserver(() => {
+    const drawn = Number((el.elbow.getAttribute("viewBox") || "").split(" ")[2]);
+    if (state.curve && el.elbow.childElementCount && drawn !== elbowWidth()) {
+      drawElbow(state.curve);
+      markElbow(state.result ? state.result.k : null);
+    }
+  });
+  elbowBox.observe(el.elbow.parentElement);
 
   function markElbow(k) {
     for (const pt of el.elbow.querySelectorAll(".pt")) {
@@ -437,5 +481,5 @@
       el.maxUpload.textContent = mb(h.max_upload_bytes);
     }
     if (h && h.k_max) el.k.max = String(h.k_max); // the largest K the API accepts
-  }).catch(() => showError("Cannot reach the kmseg server; start it with: kmseg serve"));
+  }).catch(() => showError(unreachable()));
 })();
