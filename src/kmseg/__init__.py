@@ -29,7 +29,7 @@ from ._edges import edges
 from ._elbow import Elbow, elbow, find_knee
 from .estimator import KMeans
 from .io import load_image
-from .segment import Prepared, Segmentation, prepare, read_image, segment
+from .segment import Palette, Prepared, Segmentation, prepare, read_image, segment
 
 __version__ = "0.1.0"
 
@@ -48,6 +48,7 @@ __all__ = [
     "OutputError",
     "OutputExistsError",
     "OutputPermissionError",
+    "Palette",
     "ParameterError",
     "ParameterTypeError",
     "Prepared",

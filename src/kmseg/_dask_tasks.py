@@ -394,7 +394,7 @@ def shared_label(
         seg = Segmentation(
             labels=labels, centers=shared["centers"], inertia=inertia, n_iter=shared["n_iter"], counts=counts,
             converged=shared["converged"], color_space=space, original=image, painted=out, n_channels=3,
-            source=where,
+            source=where, space_centers=shared["features"],
         )
         return save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts["disable"],
                         masks=opts["masks"], force=opts["force"], t0=t0, usage=opts["cli"])

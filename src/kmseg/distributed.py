@@ -627,9 +627,10 @@ def _init_features(init: np.ndarray, k: int, n_channels: int, color_space: str, 
 
 
 def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype, n_channels, source,
-          display_range) -> Segmentation:
+          display_range, space_centers=None) -> Segmentation:
     """A Segmentation without pixels (zero-stride views): for its palette and summary only.
-    ``display_range``: the image's, found over its regions (it has no pixels to find it in)."""
+    ``display_range``: the image's, found over its regions (it has no pixels to find it in);
+    ``space_centers``: the centres in the clustering space (see :class:`kmseg.Segmentation`)."""
     H, W = shape[:2]
     C = shape[2]
     ghost = np.broadcast_to(np.zeros((), dtype=dtype), (H, W, C))
@@ -646,6 +647,7 @@ def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype
         n_channels=n_channels,
         source=source,
         display_range=display_range,
+        space_centers=space_centers,
     )
 
 
@@ -703,6 +705,8 @@ class LargeSegmentation:
     timings : dict
         Wall-clock seconds of each phase of the job (``"histogram"``, ``"fit"``, ``"lloyd"``,
         ``"write"``, ``"sync"``...).
+    space_centers : (k, D) ndarray or None
+        The centres in the clustering space, as :attr:`kmseg.Segmentation.space_centers`.
     """
 
     centers: np.ndarray
@@ -720,6 +724,7 @@ class LargeSegmentation:
     n_colors: int | None = None
     display_range: tuple[float, float] = field(default=(0.0, 255.0), repr=False)
     timings: dict[str, float] = field(default_factory=dict, repr=False)
+    space_centers: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def k(self) -> int:
@@ -728,7 +733,7 @@ class LargeSegmentation:
 
     def _lite(self) -> Segmentation:
         return _lite(self.centers, self.counts, self.inertia, self.n_iter, self.converged, self.color_space,
-                     self.shape, self.dtype, self.n_channels, self.source, self.display_range)
+                     self.shape, self.dtype, self.n_channels, self.source, self.display_range, self.space_centers)
 
     def palette(self) -> list[dict[str, Any]]:
         """One entry per cluster, as :meth:`kmseg.Segmentation.palette`."""
@@ -1065,6 +1070,7 @@ class _LargeJob:
                 converged=bool(fit["converged"]), color_space=self.space, shape=(H, W, C), dtype=np.dtype(self.dtype),
                 paths=dict(targets), source=self.source, n_chunks=n, n_channels=self.nc, n_colors=fit.get("n_colors"),
                 display_range=range_of(self.dtype, self._extent(fit.get("extent"))), timings=self.timings,
+                space_centers=centers.copy() if self.space == "rgb" else fit["features"],
             )
             tmp["palette"] = Path(_stage(targets["palette"], json_bytes(result.summary())))
             # The three together: if one cannot be moved into place, none is left.

@@ -9,7 +9,7 @@ import warnings
 from functools import cached_property
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -27,7 +27,10 @@ from .errors import (
     user_stacklevel,
 )
 
-__all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
+if TYPE_CHECKING:  # pragma: no cover
+    from numpy.typing import ArrayLike
+
+__all__ = ["Palette", "Prepared", "Segmentation", "prepare", "read_image", "segment"]
 
 ImageLike = "str | os.PathLike[str] | ArrayLike"  # numpy.typing.ArrayLike, or a PIL.Image.Image
 #: The dtypes an image may have (a bool image is read as uint8 0/255 first).
@@ -299,6 +302,13 @@ def _vmax(dtype: np.dtype) -> float | None:
     return float(np.iinfo(dtype).max) if dtype.kind == "u" else None
 
 
+def _units(dtype: np.dtype) -> tuple[int, float | None]:
+    """(offset, vmax) of an image of ``dtype``: what its values are shifted by to be clustered
+    (:func:`working_dtype`), and the scale the Lab and HSV spaces divide them by (None: floats)."""
+    work, offset = working_dtype(dtype)
+    return offset, _vmax(work)
+
+
 #: Signed integers clustered as their unsigned twin: the value plus half the range (the sign bit
 #: flipped), exact and undone exactly, so that int8 and int16 take the 8- and 16-bit paths.
 _SHIFTED = {np.dtype(np.int8): (np.dtype(np.uint8), 128), np.dtype(np.int16): (np.dtype(np.uint16), 32768)}
@@ -517,15 +527,81 @@ class Prepared:
             raise ParameterError(f"init has shape {init.shape}; an array of centres must have shape (k, C) = ({k}, {C})")
         if not np.isfinite(init).all():
             raise ParameterError("init contains NaN or infinite values; pass finite centres")
-        return to_features(np.asarray(init, dtype=np.float64) + self.offset, self.color_space, self.vmax).astype(np.float64)
+        return self.features_of(init)
+
+    def features_of(self, centers: np.ndarray) -> np.ndarray:
+        """(k, D) float64 centres in the clustering space, of (k, C) centres in the input's units
+        (the inverse of :meth:`centres_of`)."""
+        return to_features(np.asarray(centers, dtype=np.float64) + self.offset, self.color_space, self.vmax).astype(np.float64)
 
     def segment(self, k: int = 5, **options: Any) -> Segmentation:
         """Segment the prepared image into ``k`` clusters; options as in :func:`segment`."""
         res, point_labels, inertia, _ = self.fit(k, **options)
-        k_eff = res.centers.shape[0]
-        centers = self.centres_of(res.centers)
+        return self._result(self.centres_of(res.centers), res.centers, point_labels, inertia, res.n_iter, res.converged)
+
+    def apply(self, centers: ArrayLike) -> Segmentation:
+        """Label the prepared image with given centres, without fitting: every pixel gets its
+        nearest centre in the clustering space (:attr:`color_space`).
+
+        scikit-learn's ``predict``, for a whole image: cluster ``i`` is the ``i``-th centre,
+        whatever the image holds, so the labels of several images mean the same colours. The
+        centres are kept as they are (not moved to the mean of their pixels), and a centre no
+        pixel is nearest to stays, with a count of 0. Ties go to the lower index, as in every
+        fit. The result is a normal :class:`Segmentation` (``labels``, ``image()``, ``save()``...)
+        with ``centers`` the centres given, ``n_iter`` 0, and ``converged`` True when the centres
+        are a Lloyd fixed point of this image: moving each to the mean of its pixels would change
+        no label, so :func:`segment` started from them would stop at once with these labels (as
+        a converged fit's centres are, on the image they were fitted on).
+
+        Parameters
+        ----------
+        centers : (k, C) array-like
+            In the input's units and channel order, as :attr:`Segmentation.centers` holds them
+            (C colour channels, alpha not counted); for an integer image, within its dtype's
+            range. For another image's centres with their colour space and units checked, use
+            :meth:`Segmentation.apply` or :meth:`Palette.apply`.
+
+        Returns
+        -------
+        Segmentation
+
+        Raises
+        ------
+        ParameterError, ParameterTypeError
+            ``centers`` is not a (k, C) array of finite numbers, has another number of channels
+            than the image, or lies outside an integer image's range (another image's units).
+
+        Examples
+        --------
+        >>> img = np.array([[[250, 0, 0], [240, 10, 0]], [[0, 0, 200], [0, 0, 210]]], np.uint8)
+        >>> seg = prepare(img).apply([[255, 0, 0], [0, 255, 0], [0, 0, 255]])
+        >>> seg.labels.tolist(), seg.counts.tolist(), seg.n_iter
+        ([[0, 0], [2, 2]], [2, 0, 2], 0)
+        >>> seg.image()[1, 1].tolist()   # painted with the centres given
+        [0, 0, 255]
+        """
+        if self.image is None:
+            raise ParameterError("this Prepared holds no pixels (it was made from points reduced elsewhere); "
+                                 "prepare the image itself to apply centres to it")
+        return Palette._named("centers", centers, color_space=self.color_space, dtype=self.dtype)._label(self)
+
+    def _apply(self, features: np.ndarray, centers: np.ndarray, *, n_iter: int = 0,
+               converged: bool | None = None) -> Segmentation:
+        """The image labelled with ``features``, centres in the clustering space (``centers``:
+        the same in the input's units), which are not refit (see :meth:`apply`). ``n_iter`` and
+        ``converged``: a shared palette's fit's, to report them instead of 0 and the fixed-point test."""
         red = self.reduced
-        counts = _engine.cluster_weights(point_labels, red.weights, k_eff)
+        res = _engine.label_with(red.points, red.weights, features)
+        return self._result(centers, features, res.labels, res.inertia, n_iter,
+                            res.converged if converged is None else converged)
+
+    def _result(self, centers: np.ndarray, features: np.ndarray, point_labels: np.ndarray, inertia: float,
+                n_iter: int, converged: bool) -> Segmentation:
+        """The Segmentation of centres (in the input's units, and ``features`` in the clustering
+        space) and the labels of :attr:`reduced`'s points: every pixel labelled and painted."""
+        k = centers.shape[0]
+        red = self.reduced
+        counts = _engine.cluster_weights(point_labels, red.weights, k)
         colors = _display.to_dtype(centers, self.dtype)
         n = self.n_channels
         bands = self.shape[2] if self.image.ndim == 3 else 1
@@ -550,15 +626,16 @@ class Prepared:
             labels=labels,
             centers=centers,
             inertia=inertia,
-            n_iter=res.n_iter,
+            n_iter=n_iter,
             counts=counts,
-            converged=res.converged,
+            converged=converged,
             color_space=self.color_space,
             original=self.image,
             painted=painted,
             n_channels=self.n_channels,
             source=self.source,
             display_range=self.display_range,
+            space_centers=centers.copy() if self.color_space == "rgb" else features,
         )
 
 
@@ -600,6 +677,15 @@ def prepare(
     >>> [p.segment(k, seed=0).counts.tolist() for k in (1, 2)]
     [[16], [8, 8]]
     """
+    arr, space, alpha, source = _read_checked(image, color_space, alpha, max_pixels)
+    scale = check_scale(scale)
+    return Prepared(arr, color_space=space, alpha=alpha, scale=scale, source=source)
+
+
+def _read_checked(image: ImageLike, color_space: Any, alpha: bool | None,
+                  max_pixels: int | None) -> tuple[np.ndarray, str, bool, str | None]:
+    """What :func:`prepare` reads and checks before it reduces the image: the array, the colour
+    space checked against it, whether its last channel is alpha, and its file (or None)."""
     arr, has_alpha = read_image(image, max_pixels=max_pixels)
     source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
     n_channels = 1 if arr.ndim == 2 else arr.shape[2]
@@ -609,8 +695,7 @@ def prepare(
             _check_inferred_alpha(arr)
     space = check_for_image(color_space, n_channels, bool(alpha), arr.dtype, source)
     _check_exact(arr[..., :-1] if alpha else arr, f"{source}: " if source else "")
-    scale = check_scale(scale)
-    return Prepared(arr, color_space=space, alpha=bool(alpha), scale=scale, source=source)
+    return arr, space, bool(alpha), source
 
 
 def segment(
@@ -754,7 +839,14 @@ class Segmentation:
     counts : (k,) ndarray of int64
         Pixels in each cluster.
     converged : bool
-        True when the final run stopped because no label changed.
+        True when the final run stopped because no label changed. For a segmentation made
+        with given centres (:meth:`apply`, :meth:`Prepared.apply`, :meth:`Palette.apply`):
+        True when they are a Lloyd fixed point of the image (moving each to the mean of its
+        pixels would change no label).
+    space_centers : (k, D) ndarray of float64
+        The centres in the clustering space, which the pixels were labelled by: the same as
+        ``centers`` for ``"rgb"``; CIELAB (L, a, b) for ``"lab"``; (S cos H, S sin H, V) for
+        ``"hsv"`` (``centers`` are converted from them, Lab clipped to the RGB gamut).
     display_range : (float, float)
         The input values shown as black and as white in the palette and every picture of the
         result (see :func:`kmseg._display.display_range`).
@@ -775,6 +867,7 @@ class Segmentation:
         n_channels: int,
         source: str | None = None,
         display_range: tuple[float, float] | None = None,
+        space_centers: np.ndarray | None = None,
     ) -> None:
         self.labels = labels
         self.centers = centers
@@ -788,6 +881,11 @@ class Segmentation:
         self._painted = painted
         self._n_channels = n_channels
         self._display_range = display_range
+        if space_centers is None:  # not known: the centres themselves, or converted from them
+            space_centers = np.array(centers, dtype=np.float64)
+            if color_space != "rgb":  # (no offset: Lab and HSV take uint8, uint16 and floats only)
+                space_centers = to_features(space_centers, color_space, _units(original.dtype)[1]).astype(np.float64)
+        self.space_centers = space_centers
 
     @property
     def display_range(self) -> tuple[float, float]:
@@ -958,12 +1056,66 @@ class Segmentation:
             "height": h,
             "k": self.k,
             "color_space": self.color_space,
+            "dtype": self._original.dtype.name,
             "inertia": self.inertia,
             "n_iter": self.n_iter,
             "converged": self.converged,
             "centers": self.centers.tolist(),
+            "space_centers": self.space_centers.tolist(),
             "palette": self.palette(),
         }
+
+    def apply(self, image: ImageLike, *, alpha: bool | None = None, max_pixels: int | None = None) -> Segmentation:
+        """These clusters on another image: every pixel labelled with its nearest centre, no fitting.
+
+        scikit-learn's ``km.fit(img1); km.predict(img2)``: label ``i`` of the result is cluster
+        ``i`` of this segmentation, whatever the other image holds, so a stack or a time series
+        labelled so shares one meaning of its labels. The centres are not refit; a cluster no
+        pixel of ``image`` is nearest to stays, with a count of 0. The distances are those of
+        this segmentation's :attr:`color_space`, measured to :attr:`space_centers`, so applying a
+        converged segmentation to its own image gives back its labels. ``image`` must have as
+        many colour channels, and for ``"rgb"`` the same units: the same dtype (any float dtype
+        for a float one). Lab and HSV are on a fixed scale, so there a uint8 palette labels a
+        uint16 image too, its centres converted to that image's units. The result is a normal
+        :class:`Segmentation`: ``n_iter`` is 0 and ``converged`` says whether the centres are a
+        Lloyd fixed point of ``image`` (see :meth:`Prepared.apply`). The same labels come from
+        this segmentation's ``NAME-palette.json`` (:func:`kmseg.io.read_palette`,
+        ``kmseg segment --palette``).
+
+        Parameters
+        ----------
+        image : str, path, (M, N[, C]) array-like or PIL.Image.Image
+            As :func:`segment` takes it.
+        alpha, max_pixels
+            As in :func:`segment`.
+
+        Returns
+        -------
+        Segmentation
+
+        Raises
+        ------
+        ParameterError
+            ``image`` has another number of colour channels, or other units.
+        ImageError
+            As :func:`segment` raises it.
+
+        Examples
+        --------
+        >>> day = np.zeros((2, 4, 3), np.uint8); day[:, 2:] = (200, 30, 30)   # black | red
+        >>> seg = segment(day, k=2, seed=0)
+        >>> night = np.array([[[20, 20, 20], [150, 40, 20]]], np.uint8)      # dark grey, dark red
+        >>> later = seg.apply(night)
+        >>> later.labels.tolist() == [[seg.labels[0, 0], seg.labels[0, 3]]], later.n_iter
+        (True, 0)
+        >>> np.array_equal(seg.apply(day).labels, seg.labels), seg.apply(day).converged
+        (True, True)
+        """
+        return self._as_palette().apply(image, alpha=alpha, max_pixels=max_pixels)
+
+    def _as_palette(self) -> Palette:
+        return Palette._named("this segmentation's palette", self.centers, color_space=self.color_space,
+                              dtype=self._original.dtype, space_centers=self.space_centers)
 
     def save(
         self,
@@ -1045,3 +1197,270 @@ class Segmentation:
         if cut.dtype in (np.uint8, np.uint16):
             return cut
         return _display.to_u8(cut, self.display_range, has_alpha=True)
+
+
+# --------------------------------------------------------------------------- given centres
+
+
+#: Most colours a palette may have: label maps are uint16 from 255 clusters on, and their
+#: maximum, 65535, marks transparent pixels.
+MAX_COLOURS = 65535
+
+
+def _same_units(a: np.dtype, b: np.dtype) -> bool:
+    """Whether values of dtypes ``a`` and ``b`` are in the same units: one dtype, or two floats."""
+    return a == b or (a.kind == "f" and b.kind == "f")
+
+
+def _dtype_of(dtype: Any) -> np.dtype | None:
+    if dtype is None:
+        return None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in _DTYPES:
+        raise ParameterError(f"dtype={dtype!r} is not an image dtype; pass the dtype of the images the centres "
+                             "are in the units of, such as 'uint8', 'uint16' or 'float32', or None")
+    return dt
+
+
+def _centre_array(values: Any, name: str) -> np.ndarray:
+    """``values`` as a (k, C) float64 array of finite numbers, or the error naming ``name``."""
+    fix = "pass a (k, C) array: one row of C colour values per centre"
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError):
+        raise ParameterTypeError(f"{name} is not an array of numbers (numpy cannot make one of it); {fix}") from None
+    if arr.dtype.kind not in "iuf":
+        raise ParameterTypeError(f"{name} has dtype {arr.dtype}, not numbers; {fix}")
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ParameterError(f"{name} has shape {arr.shape}; {fix}")
+    if arr.shape[0] > MAX_COLOURS:
+        raise ParameterError(f"{name} has {arr.shape[0]} centres; a label map holds at most {MAX_COLOURS}: pass fewer")
+    out = np.array(arr, dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise ParameterError(f"{name} contains NaN or infinite values; pass finite centres")
+    return out
+
+
+class Palette:
+    """Colour centres to label images with, as they are: nothing is fitted.
+
+    Label ``i`` is the ``i``-th centre on every image, so the labels of a stack, a time series
+    or a batch all mean the same colours: scikit-learn's ``km.predict(img2)``, Pillow's
+    ``im.quantize(palette=...)``, GIMP's "use custom palette". :func:`kmseg.io.read_palette`
+    reads one from a palette file (kmseg's ``NAME-palette.json``; a ``.gpl``, ``.ase`` or
+    ``.css`` file); :meth:`Segmentation.apply` and :meth:`Prepared.apply` label with one. Or
+    make one of your own colours: ``Palette([[255, 0, 0], [0, 0, 255]], dtype="uint8")``.
+
+    Parameters
+    ----------
+    centers : (k, C) array-like
+        The centres in label order, in the units of ``dtype``: C colour channels, no alpha.
+    color_space : {"rgb", "lab", "hsv"}, optional
+        The space the centres were clustered in, whose distances label the pixels. None: any,
+        chosen when the palette is applied (default ``"rgb"``).
+    dtype : numpy dtype or its name, optional
+        The units of ``centers``: the dtype of the images they were fitted on. In ``"rgb"`` an
+        image must have the same dtype (or any float dtype, for a float one); Lab and HSV are
+        on a fixed scale, so there any dtype they take will do. None: not known, and then an
+        integer image only checks that the centres lie in its range.
+    space_centers : (k, D) array-like, optional
+        For ``"lab"`` and ``"hsv"``: the same centres in that clustering space, exactly (a
+        palette JSON has them). Lab centres converted to RGB are clipped to its gamut, so only
+        these give back a fit's own labels. Default: converted from ``centers``. Not used for
+        ``"rgb"``, whose space is the channels themselves.
+    display : bool
+        The centres are 8-bit display colours (what a .gpl, .ase or .css file holds), which
+        label 8-bit RGB and RGBA images only.
+    source : str, optional
+        The file the palette was read from, named in messages.
+
+    Attributes
+    ----------
+    centers : (k, C) ndarray of float64
+    space_centers : (k, D) ndarray of float64 or None
+    color_space : str or None
+    dtype : numpy dtype or None
+    display : bool
+    source : str or None
+    k : int
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        ``centers`` is not a (k, C) array of finite numbers (or lies outside an integer
+        ``dtype``'s range), or an argument is unknown or does not fit the others.
+
+    Examples
+    --------
+    >>> pal = Palette([[255, 0, 0], [0, 0, 255], [0, 255, 0]], dtype="uint8")
+    >>> img = np.array([[[200, 20, 20], [10, 10, 90]]], np.uint8)
+    >>> seg = pal.apply(img)
+    >>> seg.labels.tolist(), seg.counts.tolist(), seg.image().tolist()
+    ([[0, 1]], [1, 1, 0], [[[255, 0, 0], [0, 0, 255]]])
+    """
+
+    def __init__(
+        self,
+        centers: ArrayLike,
+        *,
+        color_space: str | None = None,
+        dtype: Any = None,
+        space_centers: ArrayLike | None = None,
+        display: bool = False,
+        source: str | None = None,
+    ) -> None:
+        self.centers = _centre_array(centers, "centers")
+        k, C = self.centers.shape
+        if color_space is not None:
+            if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
+                raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab', 'hsv' or None")
+            color_space = color_space.lower()
+            if color_space != "rgb" and C != 3:
+                raise ParameterError(f"color_space={color_space!r} needs RGB centres (3 channels); these have {C}: "
+                                     "use color_space='rgb'")
+        self.color_space = color_space
+        self.dtype = _dtype_of(dtype)
+        if self.dtype is not None and self.dtype.kind in "iu":
+            _check_range(self.centers, self.dtype, "centers")
+        self.space_centers = None
+        if space_centers is not None and color_space in ("lab", "hsv"):
+            sc = _centre_array(space_centers, "space_centers")
+            if sc.shape != (k, 3):
+                raise ParameterError(f"space_centers has shape {sc.shape}; it must be that of centers, ({k}, 3)")
+            self.space_centers = sc
+        self.display = bool(display)
+        if self.display and (self.dtype != np.uint8 or C != 3):
+            raise ParameterError("display=True needs 8-bit RGB centres: dtype='uint8' and 3 channels")
+        self.source = None if source is None else os.fspath(source)
+        self._name = self.source or "the palette"
+
+    @property
+    def k(self) -> int:
+        """Number of centres, and of clusters in every segmentation made with them."""
+        return int(self.centers.shape[0])
+
+    def __repr__(self) -> str:
+        dtype = None if self.dtype is None else self.dtype.name
+        return (f"Palette(k={self.k}, channels={self.centers.shape[1]}, color_space={self.color_space!r}, "
+                f"dtype={dtype!r}, source={self.source!r})")
+
+    @classmethod
+    def _named(cls, name: str, centers: Any, **options: Any) -> Palette:
+        """A palette that messages call ``name`` ("centers", "this segmentation's palette")."""
+        pal = cls(centers, **options)
+        pal._name = name
+        return pal
+
+    def apply(self, image: ImageLike, *, color_space: str | None = None, alpha: bool | None = None,
+              max_pixels: int | None = None) -> Segmentation:
+        """Label ``image`` with these centres: every pixel gets its nearest, and nothing is fitted.
+
+        Cluster ``i`` of the result is the ``i``-th centre, and a centre no pixel is nearest to
+        stays, with a count of 0; ties go to the lower index. The result is a normal
+        :class:`Segmentation` (``labels``, ``image()``, ``masks``, ``palette()``, ``save()``...)
+        whose ``centers`` are these, in ``image``'s units; ``n_iter`` is 0, and ``converged``
+        says whether they are a Lloyd fixed point of ``image`` (see :meth:`Prepared.apply`).
+
+        Parameters
+        ----------
+        image : str, path, (M, N[, C]) array-like or PIL.Image.Image
+            As :func:`segment` takes it; it must have C colour channels and, in ``"rgb"``, the
+            palette's units (see :attr:`dtype`). A :attr:`display` palette labels 8-bit RGB and
+            RGBA images only.
+        color_space : {"rgb", "lab", "hsv"}, optional
+            The space to measure distances in; default the palette's own, else ``"rgb"``.
+            A palette that has a space of its own is refused any other.
+        alpha, max_pixels
+            As in :func:`segment`.
+
+        Returns
+        -------
+        Segmentation
+
+        Raises
+        ------
+        ParameterError
+            ``image`` does not fit the palette (channels, units), or ``color_space`` is not
+            the palette's.
+        ImageError
+            As :func:`segment` raises it.
+        """
+        space = self._space(color_space)
+        arr, space, has_alpha, source = _read_checked(image, space, alpha, max_pixels)
+        n_channels = (1 if arr.ndim == 2 else arr.shape[2]) - int(has_alpha)
+        self._check_image(arr.dtype, n_channels, space, source)  # before the image is reduced
+        return self._label(Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source))
+
+    def _space(self, color_space: Any) -> str:
+        """The colour space to label in: ``color_space`` checked against the palette's own."""
+        if color_space is None:
+            return self.color_space or "rgb"
+        if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
+            raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab' or 'hsv'")
+        space = color_space.lower()
+        if self.color_space is not None and space != self.color_space:
+            raise ParameterError(
+                f"{self._name} was clustered in color_space={self.color_space!r}; color_space={space!r} would "
+                "measure other distances; leave color_space out to use its own"
+            )
+        return space
+
+    def _check_image(self, dtype: np.dtype, n_channels: int, space: str, source: str | None) -> None:
+        """Refuse an image of ``dtype`` with ``n_channels`` colour channels that these centres cannot label."""
+        where = f"{source}: " if source else ""
+        image = f"the image is {dtype} with {counted(n_channels, 'colour channel')}"
+        if self.display and (dtype != np.uint8 or n_channels != 3):
+            raise ParameterError(
+                f"{where}{self._name} holds 8-bit RGB display colours, which label 8-bit RGB or RGBA images only, "
+                f"and {image}; label it with the NAME-palette.json that kmseg segment wrote, which keeps the "
+                "centres in the image's own units"
+            )
+        C = self.centers.shape[1]
+        if n_channels != C:
+            raise ParameterError(
+                f"{where}{self._name} has centres of {counted(C, 'channel')}, and {image}; label it with a "
+                "palette of an image like it"
+            )
+        if space != "rgb" and (self.space_centers is not None or self.dtype is not None):
+            return  # Lab and HSV are on a fixed scale: any dtype they take will do
+        if self.dtype is not None:
+            if not _same_units(self.dtype, dtype):
+                raise ParameterError(
+                    f"{where}{self._name} holds centres in {self.dtype} units, and {image}; convert it to "
+                    f"{self.dtype}, or label it with a palette of a {dtype} image"
+                )
+        elif dtype.kind in "iu":
+            _check_range(self.centers, dtype, f"{where}{self._name}", " (a palette of an image of other units?)")
+
+    def _label(self, prep: Prepared, *, n_iter: int = 0, converged: bool | None = None) -> Segmentation:
+        """The prepared image labelled with these centres (``n_iter`` and ``converged``: see
+        :meth:`Prepared._apply`)."""
+        space = prep.color_space
+        self._space(space)
+        self._check_image(prep.dtype, prep.n_channels, space, prep.source)
+        if space == "rgb":
+            return prep._apply(self.centers + prep.offset, self.centers.copy(), n_iter=n_iter, converged=converged)
+        # Lab and HSV: no offset (they take uint8, uint16 and floats only).
+        if self.space_centers is not None:
+            features = self.space_centers.copy()
+        else:
+            vmax = prep.vmax if self.dtype is None else _units(self.dtype)[1]
+            features = to_features(self.centers, space, vmax).astype(np.float64)
+        same = self.dtype is None or self.dtype == prep.dtype
+        centers = self.centers.copy() if same else prep.centres_of(features)
+        return prep._apply(features, centers, n_iter=n_iter, converged=converged)
+
+
+def _check_range(centers: np.ndarray, dtype: np.dtype, name: str, hint: str = "") -> None:
+    """Refuse centres outside an integer ``dtype``'s range: they are in another image's units."""
+    info = np.iinfo(dtype)
+    lo, hi = float(centers.min()), float(centers.max())
+    if lo < info.min or hi > info.max:
+        far = lo if lo < info.min else hi
+        raise ParameterError(
+            f"{name} reaches {far:g}, outside {dtype}'s range {info.min} to {info.max}{hint}; pass centres in "
+            f"the image's units"
+        )
