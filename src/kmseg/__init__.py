@@ -22,6 +22,8 @@ from .errors import (
     OutputError,
     OutputExistsError,
     OutputPermissionError,
+    PaletteFileError,
+    PaletteNotFoundError,
     ParameterError,
     ParameterTypeError,
 )
@@ -49,6 +51,8 @@ __all__ = [
     "OutputExistsError",
     "OutputPermissionError",
     "Palette",
+    "PaletteFileError",
+    "PaletteNotFoundError",
     "ParameterError",
     "ParameterTypeError",
     "Prepared",
