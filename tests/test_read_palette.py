@@ -104,8 +104,7 @@ def test_the_palette_json_labels_as_the_segmentation_does(tmp_path, coffee_seg, 
     pal = read_palette(path)
     assert pal.color_space == space and pal.dtype == np.uint8 and not pal.display
     np.testing.assert_array_equal(pal.centers, seg.centers)
-    if space != "rgb":
-        np.testing.assert_array_equal(pal.space_centers, seg.space_centers)
+    np.testing.assert_array_equal(pal.space_centers, seg.space_centers)
     for name in ("coffee.png", "chelsea.png"):
         got, want = pal.apply(data.path(name)), seg.apply(data.path(name))
         np.testing.assert_array_equal(got.labels, want.labels)
@@ -118,6 +117,9 @@ def test_a_16_bit_and_an_int16_palette_json_keep_their_units(tmp_path):
     seg = kmseg.segment(ct, k=3, seed=0)
     pal = read_palette(seg.save(tmp_path, stem="ct")["palette"])
     assert pal.dtype == np.int16 and pal.centers.shape == (3, 1)
+    # Clustered as uint16 (+32768): the JSON keeps those centres too, exactly.
+    np.testing.assert_array_equal(pal.space_centers, seg.centers + 32768)
+    np.testing.assert_array_equal(pal.apply(ct).labels, seg.labels)
     later = ct_slice(seed=5)
     np.testing.assert_array_equal(pal.apply(later).labels, seg.apply(later).labels)
     with pytest.raises(kmseg.ParameterError, match=r"ct-palette\.json holds centres in int16 units, and the image is "

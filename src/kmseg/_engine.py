@@ -672,7 +672,7 @@ def _one_cluster(X: np.ndarray, weights: np.ndarray | None, max_iter: int) -> Fi
     return FitResult(C_new, labels, inertia_of(X, weights, C_new, labels), 2, True, C_new.copy())
 
 
-def label_with(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray) -> FitResult:
+def label_with(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, fixed_point: bool = True) -> FitResult:
     """Every point labelled with the nearest of ``centers``, which are kept as they are (no fit).
 
     The labels are those every Lloyd assignment gives (ties to the lowest index), so a
@@ -680,7 +680,8 @@ def label_with(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray) -
     says whether the centres are a Lloyd fixed point of the points, as a fit's ``converged``
     does: moving each centre of a cluster that has points to their weighted mean (an empty
     cluster's stays) changes no label, so Lloyd started from them would stop at once with these
-    labels. It costs one more assignment. With no points, it is True.
+    labels. It costs one more assignment, which ``fixed_point=False`` spares (``converged`` is
+    then False). With no points, it is True.
     """
     n, nf = X.shape
     k = centers.shape[0]
@@ -694,6 +695,8 @@ def label_with(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray) -
     with threads_for(n):
         K.lloyd_step(X, w, C, labels, p_sums, p_counts, p_changed)
         inertia = inertia_of(X, weights, C, labels)
+        if not fixed_point:
+            return FitResult(C, labels, inertia, 0, False)
         means = np.empty_like(C)
         K.update_centres(p_sums, p_counts, nch, False, np.zeros((k, nf)), np.zeros(k), C, means, np.empty(k))
         K.lloyd_step(X, w, means, labels.copy(), p_sums, p_counts, p_changed)

@@ -1070,7 +1070,7 @@ class _LargeJob:
                 converged=bool(fit["converged"]), color_space=self.space, shape=(H, W, C), dtype=np.dtype(self.dtype),
                 paths=dict(targets), source=self.source, n_chunks=n, n_channels=self.nc, n_colors=fit.get("n_colors"),
                 display_range=range_of(self.dtype, self._extent(fit.get("extent"))), timings=self.timings,
-                space_centers=centers.copy() if self.space == "rgb" else fit["features"],
+                space_centers=fit["features"],
             )
             tmp["palette"] = Path(_stage(targets["palette"], json_bytes(result.summary())))
             # The three together: if one cannot be moved into place, none is left.

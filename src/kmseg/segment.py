@@ -309,6 +309,13 @@ def _units(dtype: np.dtype) -> tuple[int, float | None]:
     return offset, _vmax(work)
 
 
+def _features_of(centers: np.ndarray, color_space: str, dtype: np.dtype) -> np.ndarray:
+    """(k, D) float64 centres in the clustering space, of (k, C) centres in the units of an
+    image of ``dtype`` (:meth:`Prepared.features_of`, without the image)."""
+    offset, vmax = _units(dtype)
+    return to_features(np.asarray(centers, dtype=np.float64) + offset, color_space, vmax).astype(np.float64)
+
+
 #: Signed integers clustered as their unsigned twin: the value plus half the range (the sign bit
 #: flipped), exact and undone exactly, so that int8 and int16 take the 8- and 16-bit paths.
 _SHIFTED = {np.dtype(np.int8): (np.dtype(np.uint8), 128), np.dtype(np.int16): (np.dtype(np.uint16), 32768)}
@@ -532,7 +539,8 @@ class Prepared:
     def features_of(self, centers: np.ndarray) -> np.ndarray:
         """(k, D) float64 centres in the clustering space, of (k, C) centres in the input's units
         (the inverse of :meth:`centres_of`)."""
-        return to_features(np.asarray(centers, dtype=np.float64) + self.offset, self.color_space, self.vmax).astype(np.float64)
+        features = to_features(np.asarray(centers, dtype=np.float64) + self.offset, self.color_space, self.vmax)
+        return features.astype(np.float64)
 
     def segment(self, k: int = 5, **options: Any) -> Segmentation:
         """Segment the prepared image into ``k`` clusters; options as in :func:`segment`."""
@@ -591,7 +599,7 @@ class Prepared:
         the same in the input's units), which are not refit (see :meth:`apply`). ``n_iter`` and
         ``converged``: a shared palette's fit's, to report them instead of 0 and the fixed-point test."""
         red = self.reduced
-        res = _engine.label_with(red.points, red.weights, features)
+        res = _engine.label_with(red.points, red.weights, features, fixed_point=converged is None)
         return self._result(centers, features, res.labels, res.inertia, n_iter,
                             res.converged if converged is None else converged)
 
@@ -635,7 +643,7 @@ class Prepared:
             n_channels=self.n_channels,
             source=self.source,
             display_range=self.display_range,
-            space_centers=centers.copy() if self.color_space == "rgb" else features,
+            space_centers=features,
         )
 
 
@@ -844,9 +852,11 @@ class Segmentation:
         True when they are a Lloyd fixed point of the image (moving each to the mean of its
         pixels would change no label).
     space_centers : (k, D) ndarray of float64
-        The centres in the clustering space, which the pixels were labelled by: the same as
-        ``centers`` for ``"rgb"``; CIELAB (L, a, b) for ``"lab"``; (S cos H, S sin H, V) for
-        ``"hsv"`` (``centers`` are converted from them, Lab clipped to the RGB gamut).
+        The centres in the clustering space, which the pixels were labelled by (``centers``
+        are converted from them): for ``"rgb"`` the channels as clustered, the same as
+        ``centers`` but for int8 and int16, which are clustered shifted to uint8 and uint16
+        (+128, +32768; see :func:`working_dtype`); CIELAB (L, a, b) for ``"lab"``, whose
+        ``centers`` are clipped to the RGB gamut; (S cos H, S sin H, V) for ``"hsv"``.
     display_range : (float, float)
         The input values shown as black and as white in the palette and every picture of the
         result (see :func:`kmseg._display.display_range`).
@@ -881,10 +891,8 @@ class Segmentation:
         self._painted = painted
         self._n_channels = n_channels
         self._display_range = display_range
-        if space_centers is None:  # not known: the centres themselves, or converted from them
-            space_centers = np.array(centers, dtype=np.float64)
-            if color_space != "rgb":  # (no offset: Lab and HSV take uint8, uint16 and floats only)
-                space_centers = to_features(space_centers, color_space, _units(original.dtype)[1]).astype(np.float64)
+        if space_centers is None:  # not known: converted from the centres
+            space_centers = _features_of(centers, color_space, original.dtype)
         self.space_centers = space_centers
 
     @property
@@ -1267,10 +1275,11 @@ class Palette:
         on a fixed scale, so there any dtype they take will do. None: not known, and then an
         integer image only checks that the centres lie in its range.
     space_centers : (k, D) array-like, optional
-        For ``"lab"`` and ``"hsv"``: the same centres in that clustering space, exactly (a
-        palette JSON has them). Lab centres converted to RGB are clipped to its gamut, so only
-        these give back a fit's own labels. Default: converted from ``centers``. Not used for
-        ``"rgb"``, whose space is the channels themselves.
+        The same centres in ``color_space``'s clustering space, exactly, as
+        :attr:`Segmentation.space_centers` holds them (a palette JSON has them): Lab centres
+        converted to RGB are clipped to its gamut, and int8 and int16 ones shifted back and
+        rounded, so only these give back a fit's own labels. Default: converted from
+        ``centers``. Used only with ``color_space`` and ``dtype`` given.
     display : bool
         The centres are 8-bit display colours (what a .gpl, .ase or .css file holds), which
         label 8-bit RGB and RGBA images only.
@@ -1326,10 +1335,12 @@ class Palette:
         if self.dtype is not None and self.dtype.kind in "iu":
             _check_range(self.centers, self.dtype, "centers")
         self.space_centers = None
-        if space_centers is not None and color_space in ("lab", "hsv"):
+        if space_centers is not None and color_space is not None and self.dtype is not None:
             sc = _centre_array(space_centers, "space_centers")
-            if sc.shape != (k, 3):
-                raise ParameterError(f"space_centers has shape {sc.shape}; it must be that of centers, ({k}, 3)")
+            d = C if color_space == "rgb" else 3
+            if sc.shape != (k, d):
+                raise ParameterError(f"space_centers has shape {sc.shape}; it must be ({k}, {d}), as centers in "
+                                     f"color_space={color_space!r}")
             self.space_centers = sc
         self.display = bool(display)
         if self.display and (self.dtype != np.uint8 or C != 3):
@@ -1441,15 +1452,14 @@ class Palette:
         space = prep.color_space
         self._space(space)
         self._check_image(prep.dtype, prep.n_channels, space, prep.source)
-        if space == "rgb":
-            return prep._apply(self.centers + prep.offset, self.centers.copy(), n_iter=n_iter, converged=converged)
-        # Lab and HSV: no offset (they take uint8, uint16 and floats only).
+        # The centres in the clustering space: exactly as given, when known (an image in the
+        # palette's units has the same offset, if any: _check_image saw to it).
         if self.space_centers is not None:
             features = self.space_centers.copy()
         else:
-            vmax = prep.vmax if self.dtype is None else _units(self.dtype)[1]
-            features = to_features(self.centers, space, vmax).astype(np.float64)
-        same = self.dtype is None or self.dtype == prep.dtype
+            features = _features_of(self.centers, space, prep.dtype if self.dtype is None else self.dtype)
+        # In the image's units: the same as given, but in Lab or HSV for an image of another dtype.
+        same = space == "rgb" or self.dtype is None or self.dtype == prep.dtype
         centers = self.centers.copy() if same else prep.centres_of(features)
         return prep._apply(features, centers, n_iter=n_iter, converged=converged)
 
