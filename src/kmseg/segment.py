@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from . import _display, _engine
-from ._reduce import Reduced, blank_out, cut_out, paint, reduce_image
+from ._reduce import Reduced, blank_out, cut_out, merge_histograms, paint, reduce_histogram, reduce_image, reduce_points
 from .color import COLOR_SPACES, from_features, to_features
 from .errors import (
     ConvergenceWarning,
@@ -30,7 +30,7 @@ from .errors import (
 if TYPE_CHECKING:  # pragma: no cover
     from numpy.typing import ArrayLike
 
-__all__ = ["Palette", "Prepared", "Segmentation", "prepare", "read_image", "segment"]
+__all__ = ["Palette", "Prepared", "Segmentation", "fit_palette", "prepare", "read_image", "segment"]
 
 ImageLike = "str | os.PathLike[str] | ArrayLike"  # numpy.typing.ArrayLike, or a PIL.Image.Image
 #: The dtypes an image may have (a bool image is read as uint8 0/255 first).
@@ -1474,3 +1474,161 @@ def _check_range(centers: np.ndarray, dtype: np.dtype, name: str, hint: str = ""
             f"{name} reaches {far:g}, outside {dtype}'s range {info.min} to {info.max}{hint}; pass centres in "
             f"the image's units"
         )
+
+
+# --------------------------------------------------------------------------- one palette for several images
+
+
+class Pool:
+    """The colours of several images together, for one palette fitted on all of them
+    (:func:`fit_palette`, ``kmseg segment --shared-palette``).
+
+    Images with an exact colour histogram (8-bit of up to 3 channels, 16-bit grey; int8 and
+    int16 alike) are added histogram by histogram (:func:`kmseg._reduce.merge_histograms`), so
+    only the sum is held; other images' points (4 or 8 bytes per channel and pixel) are held
+    one after the other. Either way the fit sees exactly the points, weights and order of one
+    image made of all their pixels, and gives its centres. Every image must have the dtype
+    and the colour channels of the first; their alpha may differ.
+    """
+
+    def __init__(self, color_space: str) -> None:
+        self.color_space = color_space
+        self.dtype: np.dtype | None = None
+        self.n_channels = 0
+        self.first: str | None = None  # the first image's file, for messages
+        self.n_images = 0
+        self._hist: tuple[np.ndarray, np.ndarray] | None = None
+        self._bits = 0
+        self._points: list[np.ndarray] = []
+
+    def check(self, prep: Prepared) -> None:
+        """Refuse an image of another dtype or number of colour channels than the first."""
+        if self.dtype is None or (prep.dtype == self.dtype and prep.n_channels == self.n_channels):
+            return
+        where = f"{prep.source}: " if prep.source else ""
+        first = f" ({self.first})" if self.first else ""
+        raise ParameterError(
+            f"{where}the image is {prep.dtype} with {counted(prep.n_channels, 'colour channel')}, but the shared "
+            f"palette is fitted on {self.dtype} images with {counted(self.n_channels, 'colour channel')}{first}; "
+            "segment it apart from them, or convert it"
+        )
+
+    def add(self, prep: Prepared) -> None:
+        """Add a prepared image's colours (checked as :meth:`check` does)."""
+        self.check(prep)
+        if self.dtype is None:
+            self.dtype, self.n_channels, self.first = prep.dtype, prep.n_channels, prep.source
+        red = prep.reduced
+        if red.kind == "histogram":
+            part = (red.codes, red.weights.astype(np.int64))
+            self._hist = part if self._hist is None else merge_histograms([self._hist, part])
+            self._bits = red.value_bits
+        else:
+            self._points.append(red.points)
+        self.n_images += 1
+
+    def fit(self, k: int, **options: Any) -> tuple[Palette, _engine.FitResult]:
+        """The palette fitted on every pixel added (``options`` as :func:`segment` takes them),
+        and the fit; the pooled colours are let go. A ``ConvergenceWarning`` if they are fewer
+        than ``k``."""
+        if self.dtype is None:
+            raise ParameterError("no image was given to fit a palette on; pass at least one")
+        if self._hist is not None:
+            red = reduce_histogram(*self._hist, self.n_channels, self.color_space, self._bits)
+        else:
+            points, self._points = self._points, []
+            red = reduce_points(points[0] if len(points) == 1 else np.concatenate(points), self.n_channels)
+            del points
+        self._hist = None
+        offset, vmax = _units(self.dtype)
+        if red.points.shape[0] == 0:
+            raise InvalidImageDataError("no image has opaque pixels (every alpha is 0); there is nothing to cluster")
+        prep = Prepared.from_reduced(red, color_space=self.color_space, n_channels=self.n_channels, vmax=vmax,
+                                     offset=offset)
+        res, _, _, few = prep.fit(k, warn=False, **options)
+        if few:
+            n = res.centers.shape[0]
+            warnings.warn(
+                f"{fewer_colours(n, k, together=self.n_images > 1)}; the palette has {counted(n, 'colour')}, one per colour",
+                ConvergenceWarning,
+                stacklevel=user_stacklevel(),
+            )
+        palette = Palette(prep.centres_of(res.centers), color_space=self.color_space, dtype=self.dtype,
+                          space_centers=res.centers)
+        return palette, res
+
+
+def fit_palette(
+    images: Iterable[ImageLike],
+    k: int = 5,
+    *,
+    color_space: str = "rgb",
+    n_init: int = 10,
+    init: str | np.ndarray = "k-means++",
+    max_iter: int = 300,
+    tol: float = 0.0,
+    seed: int | np.random.Generator | None = None,
+    alpha: bool | None = None,
+    max_pixels: int | None = None,
+) -> Palette:
+    """Fit one palette on several images together, to label each of them with it.
+
+    A stack or a time series of microscopy or satellite images labelled with one palette
+    (``[pal.apply(im) for im in images]``) has the same classes in every image: label 2 is the
+    same colour everywhere. The palette is exactly what :func:`segment` fits on one image
+    made of all their pixels: the images are read one at a time and their colours pooled
+    (exact colour histograms are summed, so 8-bit images of up to 3 channels and 16-bit grey
+    ones hold only the sum; other images hold their pixels' colours, 4 bytes a channel, until
+    the fit). Every image must have the dtype and the colour channels of the first.
+
+    Parameters
+    ----------
+    images : iterable of str, path, array-like or PIL.Image.Image
+        As :func:`segment` takes each.
+    k, color_space, n_init, init, max_iter, tol, seed, alpha, max_pixels
+        As in :func:`segment` (``alpha`` and ``max_pixels`` for every image).
+
+    Returns
+    -------
+    Palette
+        Its centres in the images' units, its colour space and dtype, and its centres in the
+        clustering space, so that :meth:`Palette.apply` labels by the fit's own centres. The
+        first image's file, if any, is its :attr:`~Palette.source`.
+
+    Raises
+    ------
+    ParameterError
+        As :func:`segment` raises it, or an image of another dtype or number of channels
+        than the first, or no image at all.
+    ImageError
+        An image cannot be read (the message names its file), or none has an opaque pixel.
+
+    Warns
+    -----
+    ConvergenceWarning
+        The images have fewer distinct colours together than ``k``.
+
+    Examples
+    --------
+    >>> a = np.zeros((2, 2, 3), np.uint8); a[0] = (200, 30, 30)
+    >>> b = np.full((2, 2, 3), 240, np.uint8); b[1] = (200, 30, 30)
+    >>> pal = fit_palette([a, b], k=3, seed=0)
+    >>> la, lb = (pal.apply(im).labels for im in (a, b))
+    >>> bool(la[0, 0] == lb[1, 0]), pal.k   # the red of both images: one label
+    (True, 3)
+    """
+    k = check_int("k", k, 1)
+    check_fit_options(n_init, max_iter, tol, init)
+    pool = None
+    for image in images:
+        arr, space, has_alpha, source = _read_checked(image, color_space, alpha, max_pixels)
+        prep = Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source)
+        pool = Pool(space) if pool is None else pool
+        pool.add(prep)
+        del arr, prep
+    if pool is None:
+        raise ParameterError("images is empty; pass the images to fit one palette on")
+    palette, _ = pool.fit(k, n_init=n_init, init=init, max_iter=max_iter, tol=tol, seed=seed)
+    palette.source = pool.first
+    palette._name = pool.first or "the palette"
+    return palette
