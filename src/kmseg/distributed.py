@@ -1321,13 +1321,14 @@ def _error_entry(path: str, exc: BaseException) -> dict[str, Any]:
 
 
 def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disable, masks, force, *,
-                cli: bool) -> dict[str, Any]:
+                cli: bool, palette: Any = None) -> dict[str, Any]:
     """The options of a batch's tasks; ``cwd``, this process's working folder, is what relative
     paths are relative to, in whatever folder a worker runs (``_dask_tasks.client_path``);
-    ``cli``: the command line's batch, whose errors are worded for it."""
+    ``cli``: the command line's batch, whose errors are worded for it; ``palette``: a
+    :class:`kmseg.Palette` to label every file with instead of fitting (``--palette``)."""
     return {"k": k, "out": os.fspath(out_dir), "color_space": color_space, "seed": seed, "n_init": n_init,
             "scale": scale, "max_pixels": max_pixels, "disable": list(disable) if disable else None,
-            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd(), "cli": cli}
+            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd(), "cli": cli, "palette": palette}
 
 
 def _collect(client, futs, index, paths, record) -> None:
@@ -1620,7 +1621,9 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
 
     Every file is a task running the normal per-file path; TIFFs larger than the in-memory
     limit (``--max-pixels``, default Pillow's) are segmented region by region with
-    :func:`segment_large` instead. ``--shared-palette`` fits one palette on all the files.
+    :func:`segment_large` instead. ``--shared-palette`` fits one palette on all the files;
+    ``--palette`` labels every file with the palette read, in its task (in memory: a TIFF too
+    large for it fails alone).
     One progress bar covers the whole job. Each file is reported as it finishes, as the
     in-memory batch reports it (exit code 1 when any failed). On Ctrl-C, as in the in-memory
     batch, the files finished before it stay reported (with ``--json``, in the summary then
@@ -1635,8 +1638,10 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     if args.shared_palette and args.scale is not None:
         raise UsageError("--scale is not available with --shared-palette; drop one of them")
     opts = _batch_opts(args.k, args.out, args.color_space, args.n_init, args.seed, args.scale, args.max_pixels,
-                       args.disable, args.masks, args.force, cli=True)
-    large = set() if args.shared_palette else {i for i, p in enumerate(paths) if _large_tiff(p, args.max_pixels)}
+                       args.disable, args.masks, args.force, cli=True, palette=args.palette)
+    # A shared palette, and a palette given, label every file in memory: a TIFF too large for it fails alone.
+    chunked = not (args.shared_palette or args.palette is not None)
+    large = {i for i, p in enumerate(paths) if _large_tiff(p, args.max_pixels)} if chunked else set()
     small = [i for i in range(len(paths)) if i not in large]
 
     bar = _bar(True, "segment")
