@@ -17,9 +17,7 @@ import kmseg
 from kmseg import data
 from kmseg.cli import main
 from kmseg.io import save_image, write_palette
-from helpers import ct_slice, quadrants
-
-COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+from helpers import ct_slice
 
 
 def labels_of(path: Path) -> np.ndarray:

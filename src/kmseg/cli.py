@@ -371,7 +371,10 @@ def _register_segment(sub: Any) -> None:
         "(the palette, largest share first; each colour's index is its value in the label map). NAME is the "
         "file's stem (photo for photo.jpg). Files whose stems meet keep what tells them apart: their folder "
         "(x/pic.png, y/pic.png: x_pic, y_pic) or their suffix, as the whole file name (coffee.png, coffee.jpg: "
-        "coffee.png-segmented.png, coffee.jpg-segmented.png); a name still taken gets -2, -3...",
+        "coffee.png-segmented.png, coffee.jpg-segmented.png); a name still taken gets -2, -3... With --palette "
+        "FILE, nothing is fitted: every pixel gets its nearest colour of the palette (cluster i is the palette's "
+        "colour i in every image, kept with a count of 0 where no pixel is nearest to it), for a set of images whose "
+        "labels mean the same colours; --shared-palette fits that palette on all the images first.",
         epilog="Images of any integer or float dtype are clustered in their own units. The recoloured image keeps "
         "the input's values and dtype: NAME-segmented.png for 8- and 16-bit images (uint8, uint16) of up to 4 "
         "channels, NAME-segmented.tif for every other image (float, int16, int32..., more bands), since PNG cannot "
@@ -386,6 +389,7 @@ def _register_segment(sub: Any) -> None:
     add_image_options(p)
     # None until resolved (resolve_segment_options): --palette refuses them when given.
     p.set_defaults(color_space=None, seed=None, n_init=None)
+    next(a for a in p._actions if a.dest == "color_space").help = "space to cluster in (default rgb; with --palette, the file's)"
     p.add_argument("--palette", metavar="FILE", default=None, dest="palette_file",
                    help="label every image with this palette's colours, fitting nothing: a NAME-palette.json that "
                    "kmseg segment wrote (for images like the one it came from: same channels and dtype), or a "
