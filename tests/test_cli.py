@@ -424,7 +424,7 @@ def test_files_that_differ_only_in_their_suffix_keep_it_in_their_output_names(tm
         (["--max-pixels", "0"], "argument --max-pixels: 0 is out of range"),
         (["--scale", "3"], "argument --scale: 3.0 is out of range"),
         (["--disable", "7"], "--disable 7 is out of range; clusters run from 0 to 3"),
-        (["--shared-palette"], "--shared-palette needs --dask"),
+        (["--shared-palette", "--scale", "0.5"], "--scale is not available with --shared-palette; drop one of them"),
     ],
 )
 def test_usage_errors_exit_2(pics, tmp_path, capsys, argv, message):
@@ -472,7 +472,8 @@ def _one_line_usage_error(argv: list[str], capsys) -> str:
         ([], "VERB is required; add VERB, one of segment, demo, "),
         (["segment", "A", "-k", "4", "--disable", "9"], "--disable 9 is out of range; clusters run from 0 to 3"),
         (["segment", "DIR/*.jpg"], "'DIR/*.jpg' matches no file; check the pattern (quote it so the shell does not expand it)"),
-        (["segment", "A", "--shared-palette"], "--shared-palette needs --dask; add --dask"),
+        (["segment", "A", "--palette", "A-palette.json", "--seed", "1"],
+         "--seed has no effect with --palette, which fits nothing; drop --seed"),
         (["segment", "A", "--scheduler", "tcp://127.0.0.1:9"], "--scheduler needs --dask; add --dask"),
     ],
 )

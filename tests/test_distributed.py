@@ -1012,3 +1012,33 @@ def test_a_process_of_the_scripts_own_that_imports_it_again_says_it_in_one_line(
     assert run.stdout == "exit code 1\n"
     assert run.stderr == "kmseg: error: " + UNGUARDED.format("a new process could not start: it imports",
                                                              tmp_path / "script.py") + "\n"
+
+
+def test_cli_palette_with_dask_labels_every_file_as_in_memory(cluster, tmp_path, batch_files, monkeypatch, capsys):
+    """--palette --dask: each task labels its file with the palette read, through the in-memory core."""
+    first = kmseg.segment(batch_files[0], k=3, seed=0, color_space="lab")
+    pal = first.save(tmp_path / "fit")["palette"]
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler.address)
+    out = tmp_path / "out"
+    assert cli.main(["segment", "--palette", str(pal), *batch_files, "-o", str(out), "--dask"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"kmseg: 1 of 5 files failed: {batch_files[2]}"
+    for p in batch_files[:2] + batch_files[3:]:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        raw = np.asarray(Image.open(out / f"{stem}-labels.png"))
+        np.testing.assert_array_equal(raw, kmseg.io.read_palette(pal).apply(p).labels)
+        summary = json.loads((out / f"{stem}-palette.json").read_text())
+        assert summary["n_iter"] == 0 and summary["space_centers"] == first.space_centers.tolist()
+
+
+def test_a_lab_shared_palette_json_keeps_the_fits_centres(cluster, tmp_path, batch_files):
+    """The Dask shared palette's JSON holds its centres in Lab, and labels each file again as the batch did."""
+    good = batch_files[:2]
+    res = kd.segment_batch(good, k=3, out_dir=tmp_path / "s", seed=0, color_space="lab", shared_palette=True,
+                           client=cluster)
+    assert [r["ok"] for r in res.results] == [True, True]
+    for p in good:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        pal = kmseg.io.read_palette(tmp_path / "s" / f"{stem}-palette.json")
+        assert pal.color_space == "lab" and pal.space_centers is not None
+        np.testing.assert_array_equal(pal.apply(p).labels, np.asarray(Image.open(tmp_path / "s" / f"{stem}-labels.png")))

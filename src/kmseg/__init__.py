@@ -22,6 +22,8 @@ from .errors import (
     OutputError,
     OutputExistsError,
     OutputPermissionError,
+    PaletteFileError,
+    PaletteNotFoundError,
     ParameterError,
     ParameterTypeError,
 )
@@ -29,7 +31,7 @@ from ._edges import edges
 from ._elbow import Elbow, elbow, find_knee
 from .estimator import KMeans
 from .io import load_image
-from .segment import Prepared, Segmentation, prepare, read_image, segment
+from .segment import Palette, Prepared, Segmentation, fit_palette, prepare, read_image, segment
 
 __version__ = "0.1.0"
 
@@ -48,6 +50,9 @@ __all__ = [
     "OutputError",
     "OutputExistsError",
     "OutputPermissionError",
+    "Palette",
+    "PaletteFileError",
+    "PaletteNotFoundError",
     "ParameterError",
     "ParameterTypeError",
     "Prepared",
@@ -56,6 +61,7 @@ __all__ = [
     "edges",
     "elbow",
     "find_knee",
+    "fit_palette",
     "load_image",
     "prepare",
     "read_image",

@@ -299,21 +299,21 @@ def client_path(path: str, cwd: str) -> str:
 
 
 def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:
-    """Segment one file and write its outputs, as the CLI's own ``run_one`` does.
+    """Segment one file (or label it with ``opts["palette"]``) and write its outputs, as the
+    CLI's own ``run_one`` does.
 
     ``path`` and ``opts["out"]`` are the client's (:func:`client_path`); ``opts["cli"]``: the
     command line's batch, whose errors are worded for it (``save_one``). A file that fails
     (unreadable, corrupt, outputs exist...) returns ``ok: False`` with the error's first line,
     so that it fails alone. kmseg's warnings come back under ``warnings``.
     """
-    from .cli import UsageError, error_line, save_one, segment_options
-    from .segment import segment
+    from .cli import UsageError, error_line, save_one, segment_file
 
     t0 = time.perf_counter()
     args = argparse.Namespace(**opts)
     with task_warnings() as messages:
         try:
-            seg = segment(client_path(path, opts["cwd"]), opts["k"], **segment_options(args))
+            seg = segment_file(client_path(path, opts["cwd"]), args)
             entry = save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts["disable"],
                              masks=opts["masks"], force=opts["force"], t0=t0, usage=opts["cli"])
         except UsageError as exc:
@@ -394,7 +394,7 @@ def shared_label(
         seg = Segmentation(
             labels=labels, centers=shared["centers"], inertia=inertia, n_iter=shared["n_iter"], counts=counts,
             converged=shared["converged"], color_space=space, original=image, painted=out, n_channels=3,
-            source=where,
+            source=where, space_centers=shared["features"],
         )
         return save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts["disable"],
                         masks=opts["masks"], force=opts["force"], t0=t0, usage=opts["cli"])

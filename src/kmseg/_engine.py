@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["FitResult", "cluster_weights", "farthest_distinct", "fit", "inertia_of", "kmeans_plusplus", "kmeans_plusplus_many", "lloyd", "mean_variance", "random_init", "tol_to_abs"]
+__all__ = ["FitResult", "cluster_weights", "farthest_distinct", "fit", "inertia_of", "kmeans_plusplus", "kmeans_plusplus_many", "label_with", "lloyd", "mean_variance", "random_init", "tol_to_abs"]
 
 _EMPTY = np.empty(0, dtype=np.float64)
 
@@ -670,6 +670,37 @@ def _one_cluster(X: np.ndarray, weights: np.ndarray | None, max_iter: int) -> Fi
     if K.update_centres(p_sums, p_counts, nch, False, sums, counts, C, C_new, np.empty(1)):
         return lloyd(X, weights, X[:1].astype(np.float64), max_iter=max_iter)  # no weight at all: as Lloyd does
     return FitResult(C_new, labels, inertia_of(X, weights, C_new, labels), 2, True, C_new.copy())
+
+
+def label_with(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, fixed_point: bool = True) -> FitResult:
+    """Every point labelled with the nearest of ``centers``, which are kept as they are (no fit).
+
+    The labels are those every Lloyd assignment gives (ties to the lowest index), so a
+    cluster no point is nearest to stays, empty, at its index. ``n_iter`` is 0. ``converged``
+    says whether the centres are a Lloyd fixed point of the points, as a fit's ``converged``
+    does: moving each centre of a cluster that has points to their weighted mean (an empty
+    cluster's stays) changes no label, so Lloyd started from them would stop at once with these
+    labels. It costs one more assignment, which ``fixed_point=False`` spares (``converged`` is
+    then False). With no points, it is True.
+    """
+    n, nf = X.shape
+    k = centers.shape[0]
+    C = np.ascontiguousarray(centers, dtype=np.float64)
+    w = _w(weights)
+    labels = np.full(n, -1, dtype=np.int32)
+    nch = K.n_chunks(n)
+    p_sums = np.empty((nch, k, nf))
+    p_counts = np.empty((nch, k))
+    p_changed = np.empty(nch, dtype=np.int64)
+    with threads_for(n):
+        K.lloyd_step(X, w, C, labels, p_sums, p_counts, p_changed)
+        inertia = inertia_of(X, weights, C, labels)
+        if not fixed_point:
+            return FitResult(C, labels, inertia, 0, False)
+        means = np.empty_like(C)
+        K.update_centres(p_sums, p_counts, nch, False, np.zeros((k, nf)), np.zeros(k), C, means, np.empty(k))
+        K.lloyd_step(X, w, means, labels.copy(), p_sums, p_counts, p_changed)
+    return FitResult(C, labels, inertia, 0, int(p_changed.sum()) == 0)
 
 
 def _make_init(X, weights, k, init, rng):

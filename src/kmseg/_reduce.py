@@ -27,7 +27,7 @@ from ._display import opaque_value
 from ._engine import mean_variance, point_facts
 from .color import to_features
 
-__all__ = ["Reduced", "color_histogram", "distinct_rows", "merge_histograms", "reduce_image", "paint"]
+__all__ = ["Reduced", "color_histogram", "distinct_rows", "merge_histograms", "reduce_image", "reduce_points", "paint"]
 
 _NO_MASK = np.zeros((0, 0), dtype=np.uint8)
 #: Below this many points the restarts run on the points themselves.
@@ -294,12 +294,17 @@ def reduce_image(pixels: np.ndarray, mask: np.ndarray | None, space: str, vmax: 
     flat = pixels.reshape(-1, nc)
     if mask is not None:
         flat = flat[mask.reshape(-1)]
-    points = to_features(flat, space, vmax)
+    return reduce_points(to_features(flat, space, vmax), nc)
+
+
+def reduce_points(points: np.ndarray, n_channels: int) -> Reduced:
+    """The ``"pixels"`` reduction of pixels' features (``n_channels``: the pixels' colour channels),
+    each point of weight 1, with the grid summaries of many."""
     lo = np.empty(points.shape[1])
     hi = np.empty(points.shape[1])
     facts = point_facts(points, None, lo, hi)
     levels = grid_levels(points, None, lo, hi) if points.shape[0] > COARSE_MIN_POINTS else []
-    return Reduced("pixels", points, None, points.shape[0], None, nc, levels, facts)
+    return Reduced("pixels", points, None, points.shape[0], None, n_channels, levels, facts)
 
 
 def reduce_histogram(codes: np.ndarray, counts: np.ndarray, n_channels: int, space: str, bits: int = 8) -> Reduced:

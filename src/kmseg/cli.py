@@ -371,7 +371,10 @@ def _register_segment(sub: Any) -> None:
         "(the palette, largest share first; each colour's index is its value in the label map). NAME is the "
         "file's stem (photo for photo.jpg). Files whose stems meet keep what tells them apart: their folder "
         "(x/pic.png, y/pic.png: x_pic, y_pic) or their suffix, as the whole file name (coffee.png, coffee.jpg: "
-        "coffee.png-segmented.png, coffee.jpg-segmented.png); a name still taken gets -2, -3...",
+        "coffee.png-segmented.png, coffee.jpg-segmented.png); a name still taken gets -2, -3... With --palette "
+        "FILE, nothing is fitted: every pixel gets its nearest colour of the palette (cluster i is the palette's "
+        "colour i in every image, kept with a count of 0 where no pixel is nearest to it), for a set of images whose "
+        "labels mean the same colours; --shared-palette fits that palette on all the images first.",
         epilog="Images of any integer or float dtype are clustered in their own units. The recoloured image keeps "
         "the input's values and dtype: NAME-segmented.png for 8- and 16-bit images (uint8, uint16) of up to 4 "
         "channels, NAME-segmented.tif for every other image (float, int16, int32..., more bands), since PNG cannot "
@@ -380,9 +383,18 @@ def _register_segment(sub: Any) -> None:
         "none: a file that fails leaves none of them.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or quoted globs such as 'photos/**/*.jpg'")
-    p.add_argument("-k", "--k", type=positive_int, default=5, help="number of clusters (default 5)")
+    p.add_argument("-k", "--k", type=positive_int, default=None,
+                   help="number of clusters (default 5; with --palette, the palette's)")
     p.add_argument("-o", "--out", default="kmseg-out", type=output_dir, metavar="DIR", help="output directory (default kmseg-out)")
     add_image_options(p)
+    # None until resolved (resolve_segment_options): --palette refuses them when given.
+    p.set_defaults(color_space=None, seed=None, n_init=None)
+    next(a for a in p._actions if a.dest == "color_space").help = "space to cluster in (default rgb; with --palette, the file's)"
+    p.add_argument("--palette", metavar="FILE", default=None, dest="palette_file",
+                   help="label every image with this palette's colours, fitting nothing: a NAME-palette.json that "
+                   "kmseg segment wrote (for images like the one it came from: same channels and dtype), or a "
+                   ".gpl, .ase or .css palette (8-bit RGB colours, for 8-bit RGB images). Cluster i is the palette's "
+                   "colour i in every image; k and the colour space come from the file")
     p.add_argument("--disable", type=non_negative_int, nargs="+", metavar="I",
                    help="also write NAME-masked.png (or .tif, as NAME-segmented) with these clusters set to 0 "
                    "(black in uint8 and uint16 images; the input's dtype and values are kept)")
@@ -393,17 +405,28 @@ def _register_segment(sub: Any) -> None:
     p.add_argument("--scheduler", metavar="ADDR", default=None,
                    help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else a LocalCluster)")
     p.add_argument("--shared-palette", action="store_true",
-                   help="fit one palette on all the images together (needs --dask) and label every image with it")
+                   help="fit one palette on all the images together, then label every image with it, so that a "
+                   "label means the same colour in every image (the images must share dtype and channels; each is "
+                   "read twice, none held; with --dask, 8-bit images only)")
     p.set_defaults(func=cmd_segment)
 
 
 def run_one(path: str, stem: str, args: argparse.Namespace) -> dict[str, Any]:
     """Segment one file and write its outputs; a dict for the summary."""
+    t0 = time.perf_counter()
+    seg = segment_file(path, args)
+    return save_one(seg, path, stem, out=args.out, disable=args.disable, masks=args.masks, force=args.force, t0=t0)
+
+
+def segment_file(path: str, args: argparse.Namespace) -> Any:
+    """One file's Segmentation, as ``kmseg segment`` makes it: fitted with ``args.k`` clusters,
+    or with ``--palette``, labelled with the palette read (``args.palette``), fitting nothing."""
     from .segment import segment
 
-    t0 = time.perf_counter()
-    seg = segment(path, args.k, **segment_options(args))
-    return save_one(seg, path, stem, out=args.out, disable=args.disable, masks=args.masks, force=args.force, t0=t0)
+    palette = getattr(args, "palette", None)
+    if palette is not None:
+        return palette.apply(path, color_space=args.color_space, max_pixels=args.max_pixels)
+    return segment(path, args.k, **segment_options(args))
 
 
 def save_one(seg: Any, path: str, stem: str, *, out: str, disable: Sequence[int] | None, masks: bool, force: bool,
@@ -479,13 +502,56 @@ def report_batch(results: list[dict[str, Any]], as_json: bool, printed: bool = F
     return 0
 
 
+#: The options of ``kmseg segment`` that only a fit uses, and their defaults.
+FIT_OPTIONS = {"seed": ("--seed", 0), "n_init": ("--n-init", 10), "scale": ("--scale", None)}
+
+
+def resolve_segment_options(args: argparse.Namespace) -> None:
+    """Settle the options whose meaning depends on ``--palette``, in ``args``: the palette read
+    (``args.palette``, or None), k, the colour space, and the fit's options' defaults.
+
+    With ``--palette``, k and the colour space are the palette's: ``-k`` of another value, or a
+    ``--color-space`` other than the one a NAME-palette.json was clustered in, is a usage
+    error; so are ``--seed``, ``--n-init`` and ``--scale``, which only a fit uses, and
+    ``--shared-palette``, which fits one. A palette that cannot be read fails the run (exit 1).
+    """
+    from .io import read_palette
+
+    args.palette = None
+    if args.palette_file is None:
+        args.k = 5 if args.k is None else args.k
+        args.color_space = args.color_space or "rgb"
+        for dest, (_, default) in FIT_OPTIONS.items():
+            if getattr(args, dest) is None:
+                setattr(args, dest, default)
+        return
+    if args.shared_palette:
+        raise UsageError("--palette and --shared-palette cannot go together: --palette labels with a palette given, "
+                         "--shared-palette fits one; drop one of them")
+    for dest, (flag, _) in FIT_OPTIONS.items():
+        if getattr(args, dest) is not None:
+            raise UsageError(f"{flag} has no effect with --palette, which fits nothing; drop {flag}")
+    palette = read_palette(args.palette_file)  # a KmsegError: one line, exit 1
+    if args.k is not None and args.k != palette.k:
+        raise UsageError(f"-k {args.k} does not match {args.palette_file}, which has {palette.k} colours; drop -k "
+                         "(with --palette, k is the palette's)")
+    if args.color_space is not None and palette.color_space not in (None, args.color_space):
+        raise UsageError(f"--color-space {args.color_space} does not match {args.palette_file}, which was clustered "
+                         f"in {palette.color_space}; drop --color-space")
+    args.palette = palette
+    args.k = palette.k
+    args.color_space = args.color_space or palette.color_space or "rgb"
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     if args.scheduler is not None and not args.scheduler.strip():
         raise UsageError(f"--scheduler {args.scheduler!r} is empty; pass an address such as tcp://10.0.0.5:8786, or "
                          "leave --scheduler out for a local cluster")
-    for option in ("shared_palette", "scheduler"):
-        if getattr(args, option) and not args.dask:
-            raise UsageError(f"--{option.replace('_', '-')} needs --dask; add --dask")
+    if args.scheduler and not args.dask:
+        raise UsageError("--scheduler needs --dask; add --dask")
+    if args.shared_palette and args.scale is not None:
+        raise UsageError("--scale is not available with --shared-palette; drop one of them")
+    resolve_segment_options(args)
     paths = expand_inputs(args.images)
     if args.force:  # (without --force, an output that exists is refused anyway)
         problem = overwritten_input(paths, unique_stems(paths), args.out)
@@ -497,6 +563,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
             from .distributed import cli_segment  # noqa: PLC0415  (only with --dask)
 
             return cli_segment(paths, args)
+        if args.shared_palette:
+            return shared_here(paths, args)
         return segment_here(paths, args)
 
 
@@ -542,6 +610,71 @@ def segment_here(paths: list[str], args: argparse.Namespace) -> int:
     finally:
         bar.close()
     return report_batch(results, args.json, printed=True)
+
+
+def shared_here(paths: list[str], args: argparse.Namespace) -> int:
+    """``kmseg segment --shared-palette`` without ``--dask``: one palette fitted on all the files
+    together, then every file labelled with it, in this process.
+
+    Each file is read twice, and none is held: first its colours are pooled
+    (:class:`kmseg.segment.Pool`: exact histograms summed; other images' colours kept), then,
+    after the one fit, it is read again, labelled with the palette and written. A file that
+    cannot be read, or whose dtype or channels differ from the first's, fails alone, as in
+    any batch, and is left out of the palette. Every file's palette JSON holds the same
+    centres, and the fit's iterations and convergence (as the Dask batch's do).
+    """
+    from .errors import KmsegError
+    from .io import make_folder
+    from .segment import Pool, prepare
+
+    stems = unique_stems(paths)
+    make_folder(args.out)
+    results: list[dict[str, Any] | None] = [None] * len(paths)
+    bar = Progress(2 * len(paths), "segment")
+    pool = Pool(args.color_space)
+
+    def failed(i: int, exc: BaseException) -> None:
+        results[i] = {"input": paths[i], "ok": False, "error": error_line(exc)}
+        show_done(results[i], bar, args.json)  # type: ignore[arg-type]
+
+    try:
+        for i, path in enumerate(paths):  # 1: pool the colours
+            try:
+                with warnings_as_lines(f"{path}: ", bar):
+                    pool.add(prepare(path, color_space=args.color_space, max_pixels=args.max_pixels))
+            except (KmsegError, OSError) as exc:
+                failed(i, exc)
+            bar.advance(note=os.path.basename(path))
+        palette = fit = problem = None
+        if pool.n_images:
+            try:
+                with warnings_as_lines("", bar):
+                    palette, fit = pool.fit(args.k, n_init=args.n_init, seed=args.seed)
+            except KmsegError as exc:
+                problem = exc  # (no image has an opaque pixel): every file fails with it
+        for i, (path, stem) in enumerate(zip(paths, stems)):  # 2: label every file with the palette
+            if results[i] is None:
+                try:
+                    if problem is not None:
+                        raise problem
+                    t0 = time.perf_counter()
+                    with warnings_as_lines(f"{path}: ", bar):
+                        prep = prepare(path, color_space=args.color_space, max_pixels=args.max_pixels)
+                        pool.check(prep)
+                        seg = palette._label(prep, n_iter=fit.n_iter, converged=fit.converged)  # type: ignore[union-attr]
+                        del prep
+                        results[i] = save_one(seg, path, stem, out=args.out, disable=args.disable, masks=args.masks,
+                                              force=args.force, t0=t0)
+                        del seg
+                    show_done(results[i], bar, args.json)  # type: ignore[arg-type]
+                except (KmsegError, OSError) as exc:
+                    failed(i, exc)
+            bar.advance(note=os.path.basename(path))
+    except KeyboardInterrupt:
+        raise interrupted([r for r in results if r is not None], len(paths), args) from None
+    finally:
+        bar.close()
+    return report_batch(results, args.json, printed=True)  # type: ignore[arg-type]
 
 
 def interrupted_after(results: list[dict[str, Any]], total: int, out: str) -> str:

@@ -627,9 +627,10 @@ def _init_features(init: np.ndarray, k: int, n_channels: int, color_space: str, 
 
 
 def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype, n_channels, source,
-          display_range) -> Segmentation:
+          display_range, space_centers=None) -> Segmentation:
     """A Segmentation without pixels (zero-stride views): for its palette and summary only.
-    ``display_range``: the image's, found over its regions (it has no pixels to find it in)."""
+    ``display_range``: the image's, found over its regions (it has no pixels to find it in);
+    ``space_centers``: the centres in the clustering space (see :class:`kmseg.Segmentation`)."""
     H, W = shape[:2]
     C = shape[2]
     ghost = np.broadcast_to(np.zeros((), dtype=dtype), (H, W, C))
@@ -646,6 +647,7 @@ def _lite(centers, counts, inertia, n_iter, converged, color_space, shape, dtype
         n_channels=n_channels,
         source=source,
         display_range=display_range,
+        space_centers=space_centers,
     )
 
 
@@ -703,6 +705,8 @@ class LargeSegmentation:
     timings : dict
         Wall-clock seconds of each phase of the job (``"histogram"``, ``"fit"``, ``"lloyd"``,
         ``"write"``, ``"sync"``...).
+    space_centers : (k, D) ndarray or None
+        The centres in the clustering space, as :attr:`kmseg.Segmentation.space_centers`.
     """
 
     centers: np.ndarray
@@ -720,6 +724,7 @@ class LargeSegmentation:
     n_colors: int | None = None
     display_range: tuple[float, float] = field(default=(0.0, 255.0), repr=False)
     timings: dict[str, float] = field(default_factory=dict, repr=False)
+    space_centers: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def k(self) -> int:
@@ -728,7 +733,7 @@ class LargeSegmentation:
 
     def _lite(self) -> Segmentation:
         return _lite(self.centers, self.counts, self.inertia, self.n_iter, self.converged, self.color_space,
-                     self.shape, self.dtype, self.n_channels, self.source, self.display_range)
+                     self.shape, self.dtype, self.n_channels, self.source, self.display_range, self.space_centers)
 
     def palette(self) -> list[dict[str, Any]]:
         """One entry per cluster, as :meth:`kmseg.Segmentation.palette`."""
@@ -1065,6 +1070,7 @@ class _LargeJob:
                 converged=bool(fit["converged"]), color_space=self.space, shape=(H, W, C), dtype=np.dtype(self.dtype),
                 paths=dict(targets), source=self.source, n_chunks=n, n_channels=self.nc, n_colors=fit.get("n_colors"),
                 display_range=range_of(self.dtype, self._extent(fit.get("extent"))), timings=self.timings,
+                space_centers=fit["features"],
             )
             tmp["palette"] = Path(_stage(targets["palette"], json_bytes(result.summary())))
             # The three together: if one cannot be moved into place, none is left.
@@ -1315,13 +1321,14 @@ def _error_entry(path: str, exc: BaseException) -> dict[str, Any]:
 
 
 def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disable, masks, force, *,
-                cli: bool) -> dict[str, Any]:
+                cli: bool, palette: Any = None) -> dict[str, Any]:
     """The options of a batch's tasks; ``cwd``, this process's working folder, is what relative
     paths are relative to, in whatever folder a worker runs (``_dask_tasks.client_path``);
-    ``cli``: the command line's batch, whose errors are worded for it."""
+    ``cli``: the command line's batch, whose errors are worded for it; ``palette``: a
+    :class:`kmseg.Palette` to label every file with instead of fitting (``--palette``)."""
     return {"k": k, "out": os.fspath(out_dir), "color_space": color_space, "seed": seed, "n_init": n_init,
             "scale": scale, "max_pixels": max_pixels, "disable": list(disable) if disable else None,
-            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd(), "cli": cli}
+            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd(), "cli": cli, "palette": palette}
 
 
 def _collect(client, futs, index, paths, record) -> None:
@@ -1614,7 +1621,9 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
 
     Every file is a task running the normal per-file path; TIFFs larger than the in-memory
     limit (``--max-pixels``, default Pillow's) are segmented region by region with
-    :func:`segment_large` instead. ``--shared-palette`` fits one palette on all the files.
+    :func:`segment_large` instead. ``--shared-palette`` fits one palette on all the files;
+    ``--palette`` labels every file with the palette read, in its task (in memory: a TIFF too
+    large for it fails alone).
     One progress bar covers the whole job. Each file is reported as it finishes, as the
     in-memory batch reports it (exit code 1 when any failed). On Ctrl-C, as in the in-memory
     batch, the files finished before it stay reported (with ``--json``, in the summary then
@@ -1629,8 +1638,10 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     if args.shared_palette and args.scale is not None:
         raise UsageError("--scale is not available with --shared-palette; drop one of them")
     opts = _batch_opts(args.k, args.out, args.color_space, args.n_init, args.seed, args.scale, args.max_pixels,
-                       args.disable, args.masks, args.force, cli=True)
-    large = set() if args.shared_palette else {i for i, p in enumerate(paths) if _large_tiff(p, args.max_pixels)}
+                       args.disable, args.masks, args.force, cli=True, palette=args.palette)
+    # A shared palette, and a palette given, label every file in memory: a TIFF too large for it fails alone.
+    chunked = not (args.shared_palette or args.palette is not None)
+    large = {i for i, p in enumerate(paths) if _large_tiff(p, args.max_pixels)} if chunked else set()
     small = [i for i in range(len(paths)) if i not in large]
 
     bar = _bar(True, "segment")

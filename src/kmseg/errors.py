@@ -27,6 +27,8 @@ __all__ = [
     "OutputError",
     "OutputExistsError",
     "OutputPermissionError",
+    "PaletteFileError",
+    "PaletteNotFoundError",
     "ParameterError",
     "ParameterTypeError",
 ]
@@ -103,6 +105,16 @@ class ImageTooLargeError(ImageError, ValueError):
 
 class InvalidImageDataError(ImageError, ValueError):
     """The pixel values cannot be clustered (NaN or infinite values, bad shape or dtype)."""
+
+
+class PaletteFileError(KmsegError, ValueError):
+    """A palette file cannot be read back (:func:`kmseg.io.read_palette`): an unknown suffix,
+    or not in the format its suffix names, or malformed. The message names the file, and the
+    line (or the colour) where the problem is."""
+
+
+class PaletteNotFoundError(PaletteFileError, FileNotFoundError):
+    """The palette file does not exist, or is not a file."""
 
 
 class OutputExistsError(KmsegError, FileExistsError):

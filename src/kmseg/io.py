@@ -13,7 +13,9 @@ sees half a file, and it refuses to overwrite unless ``force=True``.
 in memory and call it. :func:`write_files` writes a set of files the same way, all or none.
 
 Palettes: :func:`palette_bytes` encodes a segmentation's palette as the files designers'
-tools read (GIMP palette, Adobe Swatch Exchange, CSS, JSON, a swatch strip PNG).
+tools read (GIMP palette, Adobe Swatch Exchange, CSS, JSON, a swatch strip PNG), and
+:func:`read_palette` reads them back (but the swatch strip) as a :class:`kmseg.Palette`,
+to label other images with.
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ from .errors import (
     ImageNotFoundError,
     ImageTooLargeError,
     InvalidImageDataError,
+    KmsegError,
     NotAnImageError,
     OutputError,
+    PaletteFileError,
+    PaletteNotFoundError,
     ParameterError,
     ParameterTypeError,
     cannot_write,
@@ -54,8 +59,8 @@ from .errors import (
 )
 
 __all__ = [
-    "encode_image", "json_bytes", "load_image", "palette_bytes", "publish", "publish_all", "save_image", "write_bytes",
-    "write_files", "write_json", "write_palette", "write_text",
+    "encode_image", "json_bytes", "load_image", "palette_bytes", "publish", "publish_all", "read_palette", "save_image",
+    "write_bytes", "write_files", "write_json", "write_palette", "write_text",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -1408,3 +1413,154 @@ def write_palette(path: PathLike, palette: Any, *, name: str | None = None, forc
                              "pass another path")
     target = _output_path(target, force)
     return write_bytes(target, palette_bytes(palette, target.suffix, name=name), force=force)
+
+
+#: The palette files :func:`read_palette` reads, by suffix, in the order messages list them.
+READABLE_PALETTES = (".json", ".gpl", ".ase", ".css")
+#: Palette files larger than this are refused unread (kmseg's are a few kB).
+PALETTE_MAX_BYTES = 64 << 20
+
+
+def read_palette(path: PathLike) -> Any:
+    """Read a palette file back, to label images with its colours (:meth:`kmseg.Palette.apply`,
+    ``kmseg segment --palette``).
+
+    By suffix (any case):
+
+    - ``.json``: the ``NAME-palette.json`` that ``kmseg segment`` and
+      :meth:`~kmseg.Segmentation.save` write (or :func:`write_palette`, or the web page's
+      palette.json). Its ``centers``, in label order, are in the input's own units, and with its
+      ``color_space``, ``dtype`` and ``space_centers`` they label exactly as the segmentation's
+      :meth:`~kmseg.Segmentation.apply` does, on images of the same number of channels and the
+      same units (any dtype, in Lab and HSV). A JSON of ``{"palette": [...]}`` alone (a palette
+      list written by :func:`write_palette`) holds display colours, as the formats below.
+    - ``.gpl``, ``.ase``, ``.css``: the designers' formats :func:`write_palette` writes, and
+      GIMP palettes from GIMP, Inkscape or Krita (``R G B name`` lines after a ``GIMP Palette``
+      header; comments, ``Name:`` and ``Columns:`` lines skipped), Adobe Swatch Exchange files
+      of RGB or Gray swatches, and CSS custom properties of hex colours (``--name: #rrggbb;``).
+      They hold 8-bit RGB display colours, so they label 8-bit RGB and RGBA images only, in
+      any colour space (``"rgb"`` unless told); for any other image, use the
+      ``NAME-palette.json``, which keeps the centres in the image's units.
+
+    Cluster ``i`` is the ``i``-th colour of the file, except in files kmseg wrote, which list
+    the colours largest share first and name each after its cluster (``cluster 2 (31.4%)``):
+    when every colour is so named, each takes its cluster's index back. A .png swatch strip
+    is not read: its colours are not in label order, and have no names.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    kmseg.Palette
+
+    Raises
+    ------
+    PaletteNotFoundError
+        There is no file at ``path`` (a ``FileNotFoundError``).
+    PaletteFileError
+        An unknown suffix, a file that cannot be read, or is not in its suffix's format, or is
+        malformed (a ``ValueError``); the message names the line or the colour.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> gpl = os.path.join(tmp.name, "mine.gpl")
+    >>> with open(gpl, "w") as f:
+    ...     _ = f.write("GIMP Palette\\nName: Mine\\n#\\n255   0   0\\tRed\\n  0   0 255\\tBlue\\n")
+    >>> pal = read_palette(gpl)
+    >>> pal.centers.tolist(), pal.display
+    ([[255.0, 0.0, 0.0], [0.0, 0.0, 255.0]], True)
+    >>> pal.apply(np.array([[[250, 10, 10], [0, 20, 200]]], np.uint8)).labels.tolist()
+    [[0, 1]]
+    >>> tmp.cleanup()
+    """
+    from . import _palette_files as files
+    from .segment import Palette
+
+    name = _path_str(path)
+    suffix = Path(name).suffix.lower()
+    if suffix not in READABLE_PALETTES:
+        what = f"unknown palette suffix {Path(name).suffix!r}" if suffix else "no suffix to name the palette's format"
+        fix = "; a .png swatch strip cannot be read back" if suffix == ".png" else ""
+        raise PaletteFileError(f"{name}: {what}; kmseg reads {listed(list(READABLE_PALETTES))} palettes{fix}")
+    data = _read_palette_bytes(name)
+    try:
+        if suffix == ".json":
+            return _palette_json(data, name)
+        if suffix == ".ase":
+            entries = files.read_ase(data)
+        else:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = data.count(b"\n", 0, exc.start) + 1
+                raise files.Malformed(f"line {line} is not UTF-8 text; save the file as UTF-8") from None
+            entries = files.read_gpl(text) if suffix == ".gpl" else files.read_css(text)
+    except files.Malformed as exc:
+        raise PaletteFileError(f"{name}: {exc}") from None
+    rgb = [e.rgb for e in files.label_order(entries)]
+    return Palette(rgb, dtype=np.uint8, display=True, source=name)
+
+
+def _read_palette_bytes(name: str) -> bytes:
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        raise PaletteNotFoundError(f"{name}: no such file; check the path") from None
+    except OSError as exc:
+        raise PaletteFileError(f"{name}: cannot be opened ({exc.strerror}); check the path") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise PaletteNotFoundError(f"{name}: is {what}, not a palette file; pass the path of a palette file")
+    if st.st_size > PALETTE_MAX_BYTES:
+        raise PaletteFileError(f"{name}: is {st.st_size / 2**20:.0f} MB, too large for a palette file; check the path")
+    try:
+        with open(name, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise PaletteFileError(f"{name}: cannot be read ({exc.strerror}); check the file's permissions") from None
+
+
+def _palette_json(data: bytes, name: str) -> Any:
+    """The :class:`kmseg.Palette` of a palette JSON's bytes (see :func:`read_palette`)."""
+    from . import _palette_files as files
+    from .segment import Palette
+
+    fix = "pass the NAME-palette.json that kmseg segment wrote"
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise files.Malformed("is not UTF-8 text; it is not a palette JSON, so check the path") from None
+    except json.JSONDecodeError as exc:
+        raise files.Malformed(f"line {exc.lineno}: not valid JSON ({exc.msg}); {fix}") from None
+    if not isinstance(obj, dict) or not ("centers" in obj or "palette" in obj):
+        raise files.Malformed(f"has neither 'centers' nor 'palette'; {fix}")
+    if "centers" not in obj:
+        return Palette(_palette_list(obj["palette"]), dtype=np.uint8, display=True, source=name)
+    space = obj.get("color_space")
+    if space is not None and space not in ("rgb", "lab", "hsv"):
+        raise files.Malformed(f"color_space {space!r} is not 'rgb', 'lab' or 'hsv'; {fix}")
+    try:
+        return Palette(obj["centers"], color_space=space, dtype=obj.get("dtype"),
+                       space_centers=obj.get("space_centers"), source=name)
+    except KmsegError as exc:  # (the checks of Palette, in its own words)
+        raise files.Malformed(f"{exc}".replace("centers", "'centers'", 1) if str(exc).startswith("centers")
+                              else str(exc)) from None
+
+
+def _palette_list(palette: Any) -> list[list[int]]:
+    """The 8-bit colours of a palette list (``[{"index", "rgb", ...}, ...]``), in label order."""
+    from . import _palette_files as files
+
+    try:
+        swatches = _swatches(palette)
+    except KmsegError as exc:
+        raise files.Malformed(str(exc)) from None
+    index = sorted(s.index for s in swatches)
+    if index != list(range(len(swatches))):
+        raise files.Malformed(f"the palette's indices are {index[:8]}{'...' if len(index) > 8 else ''}, not 0 to "
+                              f"{len(swatches) - 1} each once; write each cluster's index once")
+    return [list(s.rgb) for s in sorted(swatches, key=lambda s: s.index)]

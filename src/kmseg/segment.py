@@ -9,12 +9,12 @@ import warnings
 from functools import cached_property
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from . import _display, _engine
-from ._reduce import Reduced, blank_out, cut_out, paint, reduce_image
+from ._reduce import Reduced, blank_out, cut_out, merge_histograms, paint, reduce_histogram, reduce_image, reduce_points
 from .color import COLOR_SPACES, from_features, to_features
 from .errors import (
     ConvergenceWarning,
@@ -27,7 +27,10 @@ from .errors import (
     user_stacklevel,
 )
 
-__all__ = ["Prepared", "Segmentation", "prepare", "read_image", "segment"]
+if TYPE_CHECKING:  # pragma: no cover
+    from numpy.typing import ArrayLike
+
+__all__ = ["Palette", "Prepared", "Segmentation", "fit_palette", "prepare", "read_image", "segment"]
 
 ImageLike = "str | os.PathLike[str] | ArrayLike"  # numpy.typing.ArrayLike, or a PIL.Image.Image
 #: The dtypes an image may have (a bool image is read as uint8 0/255 first).
@@ -299,6 +302,20 @@ def _vmax(dtype: np.dtype) -> float | None:
     return float(np.iinfo(dtype).max) if dtype.kind == "u" else None
 
 
+def _units(dtype: np.dtype) -> tuple[int, float | None]:
+    """(offset, vmax) of an image of ``dtype``: what its values are shifted by to be clustered
+    (:func:`working_dtype`), and the scale the Lab and HSV spaces divide them by (None: floats)."""
+    work, offset = working_dtype(dtype)
+    return offset, _vmax(work)
+
+
+def _features_of(centers: np.ndarray, color_space: str, dtype: np.dtype) -> np.ndarray:
+    """(k, D) float64 centres in the clustering space, of (k, C) centres in the units of an
+    image of ``dtype`` (:meth:`Prepared.features_of`, without the image)."""
+    offset, vmax = _units(dtype)
+    return to_features(np.asarray(centers, dtype=np.float64) + offset, color_space, vmax).astype(np.float64)
+
+
 #: Signed integers clustered as their unsigned twin: the value plus half the range (the sign bit
 #: flipped), exact and undone exactly, so that int8 and int16 take the 8- and 16-bit paths.
 _SHIFTED = {np.dtype(np.int8): (np.dtype(np.uint8), 128), np.dtype(np.int16): (np.dtype(np.uint16), 32768)}
@@ -517,15 +534,82 @@ class Prepared:
             raise ParameterError(f"init has shape {init.shape}; an array of centres must have shape (k, C) = ({k}, {C})")
         if not np.isfinite(init).all():
             raise ParameterError("init contains NaN or infinite values; pass finite centres")
-        return to_features(np.asarray(init, dtype=np.float64) + self.offset, self.color_space, self.vmax).astype(np.float64)
+        return self.features_of(init)
+
+    def features_of(self, centers: np.ndarray) -> np.ndarray:
+        """(k, D) float64 centres in the clustering space, of (k, C) centres in the input's units
+        (the inverse of :meth:`centres_of`)."""
+        features = to_features(np.asarray(centers, dtype=np.float64) + self.offset, self.color_space, self.vmax)
+        return features.astype(np.float64)
 
     def segment(self, k: int = 5, **options: Any) -> Segmentation:
         """Segment the prepared image into ``k`` clusters; options as in :func:`segment`."""
         res, point_labels, inertia, _ = self.fit(k, **options)
-        k_eff = res.centers.shape[0]
-        centers = self.centres_of(res.centers)
+        return self._result(self.centres_of(res.centers), res.centers, point_labels, inertia, res.n_iter, res.converged)
+
+    def apply(self, centers: ArrayLike) -> Segmentation:
+        """Label the prepared image with given centres, without fitting: every pixel gets its
+        nearest centre in the clustering space (:attr:`color_space`).
+
+        scikit-learn's ``predict``, for a whole image: cluster ``i`` is the ``i``-th centre,
+        whatever the image holds, so the labels of several images mean the same colours. The
+        centres are kept as they are (not moved to the mean of their pixels), and a centre no
+        pixel is nearest to stays, with a count of 0. Ties go to the lower index, as in every
+        fit. The result is a normal :class:`Segmentation` (``labels``, ``image()``, ``save()``...)
+        with ``centers`` the centres given, ``n_iter`` 0, and ``converged`` True when the centres
+        are a Lloyd fixed point of this image: moving each to the mean of its pixels would change
+        no label, so :func:`segment` started from them would stop at once with these labels (as
+        a converged fit's centres are, on the image they were fitted on).
+
+        Parameters
+        ----------
+        centers : (k, C) array-like
+            In the input's units and channel order, as :attr:`Segmentation.centers` holds them
+            (C colour channels, alpha not counted); for an integer image, within its dtype's
+            range. For another image's centres with their colour space and units checked, use
+            :meth:`Segmentation.apply` or :meth:`Palette.apply`.
+
+        Returns
+        -------
+        Segmentation
+
+        Raises
+        ------
+        ParameterError, ParameterTypeError
+            ``centers`` is not a (k, C) array of finite numbers, has another number of channels
+            than the image, or lies outside an integer image's range (another image's units).
+
+        Examples
+        --------
+        >>> img = np.array([[[250, 0, 0], [240, 10, 0]], [[0, 0, 200], [0, 0, 210]]], np.uint8)
+        >>> seg = prepare(img).apply([[255, 0, 0], [0, 255, 0], [0, 0, 255]])
+        >>> seg.labels.tolist(), seg.counts.tolist(), seg.n_iter
+        ([[0, 0], [2, 2]], [2, 0, 2], 0)
+        >>> seg.image()[1, 1].tolist()   # painted with the centres given
+        [0, 0, 255]
+        """
+        if self.image is None:
+            raise ParameterError("this Prepared holds no pixels (it was made from points reduced elsewhere); "
+                                 "prepare the image itself to apply centres to it")
+        return Palette._named("centers", centers, color_space=self.color_space, dtype=self.dtype)._label(self)
+
+    def _apply(self, features: np.ndarray, centers: np.ndarray, *, n_iter: int = 0,
+               converged: bool | None = None) -> Segmentation:
+        """The image labelled with ``features``, centres in the clustering space (``centers``:
+        the same in the input's units), which are not refit (see :meth:`apply`). ``n_iter`` and
+        ``converged``: a shared palette's fit's, to report them instead of 0 and the fixed-point test."""
         red = self.reduced
-        counts = _engine.cluster_weights(point_labels, red.weights, k_eff)
+        res = _engine.label_with(red.points, red.weights, features, fixed_point=converged is None)
+        return self._result(centers, features, res.labels, res.inertia, n_iter,
+                            res.converged if converged is None else converged)
+
+    def _result(self, centers: np.ndarray, features: np.ndarray, point_labels: np.ndarray, inertia: float,
+                n_iter: int, converged: bool) -> Segmentation:
+        """The Segmentation of centres (in the input's units, and ``features`` in the clustering
+        space) and the labels of :attr:`reduced`'s points: every pixel labelled and painted."""
+        k = centers.shape[0]
+        red = self.reduced
+        counts = _engine.cluster_weights(point_labels, red.weights, k)
         colors = _display.to_dtype(centers, self.dtype)
         n = self.n_channels
         bands = self.shape[2] if self.image.ndim == 3 else 1
@@ -550,15 +634,16 @@ class Prepared:
             labels=labels,
             centers=centers,
             inertia=inertia,
-            n_iter=res.n_iter,
+            n_iter=n_iter,
             counts=counts,
-            converged=res.converged,
+            converged=converged,
             color_space=self.color_space,
             original=self.image,
             painted=painted,
             n_channels=self.n_channels,
             source=self.source,
             display_range=self.display_range,
+            space_centers=features,
         )
 
 
@@ -600,6 +685,15 @@ def prepare(
     >>> [p.segment(k, seed=0).counts.tolist() for k in (1, 2)]
     [[16], [8, 8]]
     """
+    arr, space, alpha, source = _read_checked(image, color_space, alpha, max_pixels)
+    scale = check_scale(scale)
+    return Prepared(arr, color_space=space, alpha=alpha, scale=scale, source=source)
+
+
+def _read_checked(image: ImageLike, color_space: Any, alpha: bool | None,
+                  max_pixels: int | None) -> tuple[np.ndarray, str, bool, str | None]:
+    """What :func:`prepare` reads and checks before it reduces the image: the array, the colour
+    space checked against it, whether its last channel is alpha, and its file (or None)."""
     arr, has_alpha = read_image(image, max_pixels=max_pixels)
     source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
     n_channels = 1 if arr.ndim == 2 else arr.shape[2]
@@ -609,8 +703,7 @@ def prepare(
             _check_inferred_alpha(arr)
     space = check_for_image(color_space, n_channels, bool(alpha), arr.dtype, source)
     _check_exact(arr[..., :-1] if alpha else arr, f"{source}: " if source else "")
-    scale = check_scale(scale)
-    return Prepared(arr, color_space=space, alpha=bool(alpha), scale=scale, source=source)
+    return arr, space, bool(alpha), source
 
 
 def segment(
@@ -754,7 +847,16 @@ class Segmentation:
     counts : (k,) ndarray of int64
         Pixels in each cluster.
     converged : bool
-        True when the final run stopped because no label changed.
+        True when the final run stopped because no label changed. For a segmentation made
+        with given centres (:meth:`apply`, :meth:`Prepared.apply`, :meth:`Palette.apply`):
+        True when they are a Lloyd fixed point of the image (moving each to the mean of its
+        pixels would change no label).
+    space_centers : (k, D) ndarray of float64
+        The centres in the clustering space, which the pixels were labelled by (``centers``
+        are converted from them): for ``"rgb"`` the channels as clustered, the same as
+        ``centers`` but for int8 and int16, which are clustered shifted to uint8 and uint16
+        (+128, +32768; see :func:`working_dtype`); CIELAB (L, a, b) for ``"lab"``, whose
+        ``centers`` are clipped to the RGB gamut; (S cos H, S sin H, V) for ``"hsv"``.
     display_range : (float, float)
         The input values shown as black and as white in the palette and every picture of the
         result (see :func:`kmseg._display.display_range`).
@@ -775,6 +877,7 @@ class Segmentation:
         n_channels: int,
         source: str | None = None,
         display_range: tuple[float, float] | None = None,
+        space_centers: np.ndarray | None = None,
     ) -> None:
         self.labels = labels
         self.centers = centers
@@ -788,6 +891,9 @@ class Segmentation:
         self._painted = painted
         self._n_channels = n_channels
         self._display_range = display_range
+        if space_centers is None:  # not known: converted from the centres
+            space_centers = _features_of(centers, color_space, original.dtype)
+        self.space_centers = space_centers
 
     @property
     def display_range(self) -> tuple[float, float]:
@@ -958,12 +1064,66 @@ class Segmentation:
             "height": h,
             "k": self.k,
             "color_space": self.color_space,
+            "dtype": self._original.dtype.name,
             "inertia": self.inertia,
             "n_iter": self.n_iter,
             "converged": self.converged,
             "centers": self.centers.tolist(),
+            "space_centers": self.space_centers.tolist(),
             "palette": self.palette(),
         }
+
+    def apply(self, image: ImageLike, *, alpha: bool | None = None, max_pixels: int | None = None) -> Segmentation:
+        """These clusters on another image: every pixel labelled with its nearest centre, no fitting.
+
+        scikit-learn's ``km.fit(img1); km.predict(img2)``: label ``i`` of the result is cluster
+        ``i`` of this segmentation, whatever the other image holds, so a stack or a time series
+        labelled so shares one meaning of its labels. The centres are not refit; a cluster no
+        pixel of ``image`` is nearest to stays, with a count of 0. The distances are those of
+        this segmentation's :attr:`color_space`, measured to :attr:`space_centers`, so applying a
+        converged segmentation to its own image gives back its labels. ``image`` must have as
+        many colour channels, and for ``"rgb"`` the same units: the same dtype (any float dtype
+        for a float one). Lab and HSV are on a fixed scale, so there a uint8 palette labels a
+        uint16 image too, its centres converted to that image's units. The result is a normal
+        :class:`Segmentation`: ``n_iter`` is 0 and ``converged`` says whether the centres are a
+        Lloyd fixed point of ``image`` (see :meth:`Prepared.apply`). The same labels come from
+        this segmentation's ``NAME-palette.json`` (:func:`kmseg.io.read_palette`,
+        ``kmseg segment --palette``).
+
+        Parameters
+        ----------
+        image : str, path, (M, N[, C]) array-like or PIL.Image.Image
+            As :func:`segment` takes it.
+        alpha, max_pixels
+            As in :func:`segment`.
+
+        Returns
+        -------
+        Segmentation
+
+        Raises
+        ------
+        ParameterError
+            ``image`` has another number of colour channels, or other units.
+        ImageError
+            As :func:`segment` raises it.
+
+        Examples
+        --------
+        >>> day = np.zeros((2, 4, 3), np.uint8); day[:, 2:] = (200, 30, 30)   # black | red
+        >>> seg = segment(day, k=2, seed=0)
+        >>> night = np.array([[[20, 20, 20], [150, 40, 20]]], np.uint8)      # dark grey, dark red
+        >>> later = seg.apply(night)
+        >>> later.labels.tolist() == [[seg.labels[0, 0], seg.labels[0, 3]]], later.n_iter
+        (True, 0)
+        >>> np.array_equal(seg.apply(day).labels, seg.labels), seg.apply(day).converged
+        (True, True)
+        """
+        return self._as_palette().apply(image, alpha=alpha, max_pixels=max_pixels)
+
+    def _as_palette(self) -> Palette:
+        return Palette._named("this segmentation's palette", self.centers, color_space=self.color_space,
+                              dtype=self._original.dtype, space_centers=self.space_centers)
 
     def save(
         self,
@@ -1045,3 +1205,430 @@ class Segmentation:
         if cut.dtype in (np.uint8, np.uint16):
             return cut
         return _display.to_u8(cut, self.display_range, has_alpha=True)
+
+
+# --------------------------------------------------------------------------- given centres
+
+
+#: Most colours a palette may have: label maps are uint16 from 255 clusters on, and their
+#: maximum, 65535, marks transparent pixels.
+MAX_COLOURS = 65535
+
+
+def _same_units(a: np.dtype, b: np.dtype) -> bool:
+    """Whether values of dtypes ``a`` and ``b`` are in the same units: one dtype, or two floats."""
+    return a == b or (a.kind == "f" and b.kind == "f")
+
+
+def _dtype_of(dtype: Any) -> np.dtype | None:
+    if dtype is None:
+        return None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in _DTYPES:
+        raise ParameterError(f"dtype={dtype!r} is not an image dtype; pass the dtype of the images the centres "
+                             "are in the units of, such as 'uint8', 'uint16' or 'float32', or None")
+    return dt
+
+
+def _centre_array(values: Any, name: str) -> np.ndarray:
+    """``values`` as a (k, C) float64 array of finite numbers, or the error naming ``name``."""
+    fix = "pass a (k, C) array: one row of C colour values per centre"
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError):
+        raise ParameterTypeError(f"{name} is not an array of numbers (numpy cannot make one of it); {fix}") from None
+    if arr.dtype.kind not in "iuf":
+        raise ParameterTypeError(f"{name} has dtype {arr.dtype}, not numbers; {fix}")
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ParameterError(f"{name} has shape {arr.shape}; {fix}")
+    if arr.shape[0] > MAX_COLOURS:
+        raise ParameterError(f"{name} has {arr.shape[0]} centres; a label map holds at most {MAX_COLOURS}: pass fewer")
+    out = np.array(arr, dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise ParameterError(f"{name} contains NaN or infinite values; pass finite centres")
+    return out
+
+
+class Palette:
+    """Colour centres to label images with, as they are: nothing is fitted.
+
+    Label ``i`` is the ``i``-th centre on every image, so the labels of a stack, a time series
+    or a batch all mean the same colours: scikit-learn's ``km.predict(img2)``, Pillow's
+    ``im.quantize(palette=...)``, GIMP's "use custom palette". :func:`kmseg.io.read_palette`
+    reads one from a palette file (kmseg's ``NAME-palette.json``; a ``.gpl``, ``.ase`` or
+    ``.css`` file); :meth:`Segmentation.apply` and :meth:`Prepared.apply` label with one. Or
+    make one of your own colours: ``Palette([[255, 0, 0], [0, 0, 255]], dtype="uint8")``.
+
+    Parameters
+    ----------
+    centers : (k, C) array-like
+        The centres in label order, in the units of ``dtype``: C colour channels, no alpha.
+    color_space : {"rgb", "lab", "hsv"}, optional
+        The space the centres were clustered in, whose distances label the pixels. None: any,
+        chosen when the palette is applied (default ``"rgb"``).
+    dtype : numpy dtype or its name, optional
+        The units of ``centers``: the dtype of the images they were fitted on. In ``"rgb"`` an
+        image must have the same dtype (or any float dtype, for a float one); Lab and HSV are
+        on a fixed scale, so there any dtype they take will do. None: not known, and then an
+        integer image only checks that the centres lie in its range.
+    space_centers : (k, D) array-like, optional
+        The same centres in ``color_space``'s clustering space, exactly, as
+        :attr:`Segmentation.space_centers` holds them (a palette JSON has them): Lab centres
+        converted to RGB are clipped to its gamut, and int8 and int16 ones shifted back and
+        rounded, so only these give back a fit's own labels. Default: converted from
+        ``centers``. Used only with ``color_space`` and ``dtype`` given.
+    display : bool
+        The centres are 8-bit display colours (what a .gpl, .ase or .css file holds), which
+        label 8-bit RGB and RGBA images only.
+    source : str, optional
+        The file the palette was read from, named in messages.
+
+    Attributes
+    ----------
+    centers : (k, C) ndarray of float64
+    space_centers : (k, D) ndarray of float64 or None
+    color_space : str or None
+    dtype : numpy dtype or None
+    display : bool
+    source : str or None
+    k : int
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        ``centers`` is not a (k, C) array of finite numbers (or lies outside an integer
+        ``dtype``'s range), or an argument is unknown or does not fit the others.
+
+    Examples
+    --------
+    >>> pal = Palette([[255, 0, 0], [0, 0, 255], [0, 255, 0]], dtype="uint8")
+    >>> img = np.array([[[200, 20, 20], [10, 10, 90]]], np.uint8)
+    >>> seg = pal.apply(img)
+    >>> seg.labels.tolist(), seg.counts.tolist(), seg.image().tolist()
+    ([[0, 1]], [1, 1, 0], [[[255, 0, 0], [0, 0, 255]]])
+    """
+
+    def __init__(
+        self,
+        centers: ArrayLike,
+        *,
+        color_space: str | None = None,
+        dtype: Any = None,
+        space_centers: ArrayLike | None = None,
+        display: bool = False,
+        source: str | None = None,
+    ) -> None:
+        self.centers = _centre_array(centers, "centers")
+        k, C = self.centers.shape
+        if color_space is not None:
+            if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
+                raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab', 'hsv' or None")
+            color_space = color_space.lower()
+            if color_space != "rgb" and C != 3:
+                raise ParameterError(f"color_space={color_space!r} needs RGB centres (3 channels); these have {C}: "
+                                     "use color_space='rgb'")
+        self.color_space = color_space
+        self.dtype = _dtype_of(dtype)
+        if self.dtype is not None and self.dtype.kind in "iu":
+            _check_range(self.centers, self.dtype, "centers")
+        self.space_centers = None
+        if space_centers is not None and color_space is not None and self.dtype is not None:
+            sc = _centre_array(space_centers, "space_centers")
+            d = C if color_space == "rgb" else 3
+            if sc.shape != (k, d):
+                raise ParameterError(f"space_centers has shape {sc.shape}; it must be ({k}, {d}), as centers in "
+                                     f"color_space={color_space!r}")
+            self.space_centers = sc
+        self.display = bool(display)
+        if self.display and (self.dtype != np.uint8 or C != 3):
+            raise ParameterError("display=True needs 8-bit RGB centres: dtype='uint8' and 3 channels")
+        self.source = None if source is None else os.fspath(source)
+        self._name = self.source or "the palette"
+
+    @property
+    def k(self) -> int:
+        """Number of centres, and of clusters in every segmentation made with them."""
+        return int(self.centers.shape[0])
+
+    def __repr__(self) -> str:
+        dtype = None if self.dtype is None else self.dtype.name
+        return (f"Palette(k={self.k}, channels={self.centers.shape[1]}, color_space={self.color_space!r}, "
+                f"dtype={dtype!r}, source={self.source!r})")
+
+    @classmethod
+    def _named(cls, name: str, centers: Any, **options: Any) -> Palette:
+        """A palette that messages call ``name`` ("centers", "this segmentation's palette")."""
+        pal = cls(centers, **options)
+        pal._name = name
+        return pal
+
+    def apply(self, image: ImageLike, *, color_space: str | None = None, alpha: bool | None = None,
+              max_pixels: int | None = None) -> Segmentation:
+        """Label ``image`` with these centres: every pixel gets its nearest, and nothing is fitted.
+
+        Cluster ``i`` of the result is the ``i``-th centre, and a centre no pixel is nearest to
+        stays, with a count of 0; ties go to the lower index. The result is a normal
+        :class:`Segmentation` (``labels``, ``image()``, ``masks``, ``palette()``, ``save()``...)
+        whose ``centers`` are these, in ``image``'s units; ``n_iter`` is 0, and ``converged``
+        says whether they are a Lloyd fixed point of ``image`` (see :meth:`Prepared.apply`).
+
+        Parameters
+        ----------
+        image : str, path, (M, N[, C]) array-like or PIL.Image.Image
+            As :func:`segment` takes it; it must have C colour channels and, in ``"rgb"``, the
+            palette's units (see :attr:`dtype`). A :attr:`display` palette labels 8-bit RGB and
+            RGBA images only.
+        color_space : {"rgb", "lab", "hsv"}, optional
+            The space to measure distances in; default the palette's own, else ``"rgb"``.
+            A palette that has a space of its own is refused any other.
+        alpha, max_pixels
+            As in :func:`segment`.
+
+        Returns
+        -------
+        Segmentation
+
+        Raises
+        ------
+        ParameterError
+            ``image`` does not fit the palette (channels, units), or ``color_space`` is not
+            the palette's.
+        ImageError
+            As :func:`segment` raises it.
+        """
+        space = self._space(color_space)
+        arr, space, has_alpha, source = _read_checked(image, space, alpha, max_pixels)
+        n_channels = (1 if arr.ndim == 2 else arr.shape[2]) - int(has_alpha)
+        self._check_image(arr.dtype, n_channels, space, source)  # before the image is reduced
+        return self._label(Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source))
+
+    def _space(self, color_space: Any) -> str:
+        """The colour space to label in: ``color_space`` checked against the palette's own."""
+        if color_space is None:
+            return self.color_space or "rgb"
+        if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
+            raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab' or 'hsv'")
+        space = color_space.lower()
+        if self.color_space is not None and space != self.color_space:
+            raise ParameterError(
+                f"{self._name} was clustered in color_space={self.color_space!r}; color_space={space!r} would "
+                "measure other distances; leave color_space out to use its own"
+            )
+        return space
+
+    def _check_image(self, dtype: np.dtype, n_channels: int, space: str, source: str | None) -> None:
+        """Refuse an image of ``dtype`` with ``n_channels`` colour channels that these centres cannot label."""
+        where = f"{source}: " if source else ""
+        image = f"the image is {dtype} with {counted(n_channels, 'colour channel')}"
+        if self.display and (dtype != np.uint8 or n_channels != 3):
+            raise ParameterError(
+                f"{where}{self._name} holds 8-bit RGB display colours, which label 8-bit RGB or RGBA images only, "
+                f"and {image}; label it with the NAME-palette.json that kmseg segment wrote, which keeps the "
+                "centres in the image's own units"
+            )
+        C = self.centers.shape[1]
+        if n_channels != C:
+            raise ParameterError(
+                f"{where}{self._name} has centres of {counted(C, 'channel')}, and {image}; label it with a "
+                "palette of an image like it"
+            )
+        if space != "rgb" and (self.space_centers is not None or self.dtype is not None):
+            return  # Lab and HSV are on a fixed scale: any dtype they take will do
+        if self.dtype is not None:
+            if not _same_units(self.dtype, dtype):
+                raise ParameterError(
+                    f"{where}{self._name} holds centres in {self.dtype} units, and {image}; convert it to "
+                    f"{self.dtype}, or label it with a palette of a {dtype} image"
+                )
+        elif dtype.kind in "iu":
+            _check_range(self.centers, dtype, f"{where}{self._name}", " (a palette of an image of other units?)")
+
+    def _label(self, prep: Prepared, *, n_iter: int = 0, converged: bool | None = None) -> Segmentation:
+        """The prepared image labelled with these centres (``n_iter`` and ``converged``: see
+        :meth:`Prepared._apply`)."""
+        space = prep.color_space
+        self._space(space)
+        self._check_image(prep.dtype, prep.n_channels, space, prep.source)
+        # The centres in the clustering space: exactly as given, when known (an image in the
+        # palette's units has the same offset, if any: _check_image saw to it).
+        if self.space_centers is not None:
+            features = self.space_centers.copy()
+        else:
+            features = _features_of(self.centers, space, prep.dtype if self.dtype is None else self.dtype)
+        # In the image's units: the same as given, but in Lab or HSV for an image of another dtype.
+        same = space == "rgb" or self.dtype is None or self.dtype == prep.dtype
+        centers = self.centers.copy() if same else prep.centres_of(features)
+        return prep._apply(features, centers, n_iter=n_iter, converged=converged)
+
+
+def _check_range(centers: np.ndarray, dtype: np.dtype, name: str, hint: str = "") -> None:
+    """Refuse centres outside an integer ``dtype``'s range: they are in another image's units."""
+    info = np.iinfo(dtype)
+    lo, hi = float(centers.min()), float(centers.max())
+    if lo < info.min or hi > info.max:
+        far = lo if lo < info.min else hi
+        raise ParameterError(
+            f"{name} reaches {far:g}, outside {dtype}'s range {info.min} to {info.max}{hint}; pass centres in "
+            f"the image's units"
+        )
+
+
+# --------------------------------------------------------------------------- one palette for several images
+
+
+class Pool:
+    """The colours of several images together, for one palette fitted on all of them
+    (:func:`fit_palette`, ``kmseg segment --shared-palette``).
+
+    Images with an exact colour histogram (8-bit of up to 3 channels, 16-bit grey; int8 and
+    int16 alike) are added histogram by histogram (:func:`kmseg._reduce.merge_histograms`), so
+    only the sum is held; other images' points (4 or 8 bytes per channel and pixel) are held
+    one after the other. Either way the fit sees exactly the points, weights and order of one
+    image made of all their pixels, and gives its centres. Every image must have the dtype
+    and the colour channels of the first; their alpha may differ.
+    """
+
+    def __init__(self, color_space: str) -> None:
+        self.color_space = color_space
+        self.dtype: np.dtype | None = None
+        self.n_channels = 0
+        self.first: str | None = None  # the first image's file, for messages
+        self.n_images = 0
+        self._hist: tuple[np.ndarray, np.ndarray] | None = None
+        self._bits = 0
+        self._points: list[np.ndarray] = []
+
+    def check(self, prep: Prepared) -> None:
+        """Refuse an image of another dtype or number of colour channels than the first."""
+        if self.dtype is None or (prep.dtype == self.dtype and prep.n_channels == self.n_channels):
+            return
+        where = f"{prep.source}: " if prep.source else ""
+        first = f" ({self.first})" if self.first else ""
+        raise ParameterError(
+            f"{where}the image is {prep.dtype} with {counted(prep.n_channels, 'colour channel')}, but the shared "
+            f"palette is fitted on {self.dtype} images with {counted(self.n_channels, 'colour channel')}{first}; "
+            "segment it apart from them, or convert it"
+        )
+
+    def add(self, prep: Prepared) -> None:
+        """Add a prepared image's colours (checked as :meth:`check` does)."""
+        self.check(prep)
+        if self.dtype is None:
+            self.dtype, self.n_channels, self.first = prep.dtype, prep.n_channels, prep.source
+        red = prep.reduced
+        if red.kind == "histogram":
+            part = (red.codes, red.weights.astype(np.int64))
+            self._hist = part if self._hist is None else merge_histograms([self._hist, part])
+            self._bits = red.value_bits
+        else:
+            self._points.append(red.points)
+        self.n_images += 1
+
+    def fit(self, k: int, **options: Any) -> tuple[Palette, _engine.FitResult]:
+        """The palette fitted on every pixel added (``options`` as :func:`segment` takes them),
+        and the fit; the pooled colours are let go. A ``ConvergenceWarning`` if they are fewer
+        than ``k``."""
+        if self.dtype is None:
+            raise ParameterError("no image was given to fit a palette on; pass at least one")
+        if self._hist is not None:
+            red = reduce_histogram(*self._hist, self.n_channels, self.color_space, self._bits)
+        else:
+            points, self._points = self._points, []
+            red = reduce_points(points[0] if len(points) == 1 else np.concatenate(points), self.n_channels)
+            del points
+        self._hist = None
+        offset, vmax = _units(self.dtype)
+        if red.points.shape[0] == 0:
+            raise InvalidImageDataError("no image has opaque pixels (every alpha is 0); there is nothing to cluster")
+        prep = Prepared.from_reduced(red, color_space=self.color_space, n_channels=self.n_channels, vmax=vmax,
+                                     offset=offset)
+        res, _, _, few = prep.fit(k, warn=False, **options)
+        if few:
+            n = res.centers.shape[0]
+            warnings.warn(
+                f"{fewer_colours(n, k, together=self.n_images > 1)}; the palette has {counted(n, 'colour')}, one per colour",
+                ConvergenceWarning,
+                stacklevel=user_stacklevel(),
+            )
+        palette = Palette(prep.centres_of(res.centers), color_space=self.color_space, dtype=self.dtype,
+                          space_centers=res.centers)
+        return palette, res
+
+
+def fit_palette(
+    images: Iterable[ImageLike],
+    k: int = 5,
+    *,
+    color_space: str = "rgb",
+    n_init: int = 10,
+    init: str | np.ndarray = "k-means++",
+    max_iter: int = 300,
+    tol: float = 0.0,
+    seed: int | np.random.Generator | None = None,
+    alpha: bool | None = None,
+    max_pixels: int | None = None,
+) -> Palette:
+    """Fit one palette on several images together, to label each of them with it.
+
+    A stack or a time series of microscopy or satellite images labelled with one palette
+    (``[pal.apply(im) for im in images]``) has the same classes in every image: label 2 is the
+    same colour everywhere. The palette is exactly what :func:`segment` fits on one image
+    made of all their pixels: the images are read one at a time and their colours pooled
+    (exact colour histograms are summed, so 8-bit images of up to 3 channels and 16-bit grey
+    ones hold only the sum; other images hold their pixels' colours, 4 bytes a channel, until
+    the fit). Every image must have the dtype and the colour channels of the first.
+
+    Parameters
+    ----------
+    images : iterable of str, path, array-like or PIL.Image.Image
+        As :func:`segment` takes each.
+    k, color_space, n_init, init, max_iter, tol, seed, alpha, max_pixels
+        As in :func:`segment` (``alpha`` and ``max_pixels`` for every image).
+
+    Returns
+    -------
+    Palette
+        Its centres in the images' units, its colour space and dtype, and its centres in the
+        clustering space, so that :meth:`Palette.apply` labels by the fit's own centres. The
+        first image's file, if any, is its :attr:`~Palette.source`.
+
+    Raises
+    ------
+    ParameterError
+        As :func:`segment` raises it, or an image of another dtype or number of channels
+        than the first, or no image at all.
+    ImageError
+        An image cannot be read (the message names its file), or none has an opaque pixel.
+
+    Warns
+    -----
+    ConvergenceWarning
+        The images have fewer distinct colours together than ``k``.
+
+    Examples
+    --------
+    >>> a = np.zeros((2, 2, 3), np.uint8); a[0] = (200, 30, 30)
+    >>> b = np.full((2, 2, 3), 240, np.uint8); b[1] = (200, 30, 30)
+    >>> pal = fit_palette([a, b], k=3, seed=0)
+    >>> la, lb = (pal.apply(im).labels for im in (a, b))
+    >>> bool(la[0, 0] == lb[1, 0]), pal.k   # the red of both images: one label
+    (True, 3)
+    """
+    k = check_int("k", k, 1)
+    check_fit_options(n_init, max_iter, tol, init)
+    pool = None
+    for image in images:
+        arr, space, has_alpha, source = _read_checked(image, color_space, alpha, max_pixels)
+        prep = Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source)
+        pool = Pool(space) if pool is None else pool
+        pool.add(prep)
+        del arr, prep
+    if pool is None:
+        raise ParameterError("images is empty; pass the images to fit one palette on")
+    palette, _ = pool.fit(k, n_init=n_init, init=init, max_iter=max_iter, tol=tol, seed=seed)
+    palette.source = pool.first
+    palette._name = pool.first or "the palette"
+    return palette
