@@ -592,6 +592,47 @@ def test_shared_palette_independent_of_order(cluster, tmp_path, batch_files):
         np.testing.assert_allclose(palette["centers"], a.centers)
 
 
+def test_batch_with_a_palette_labels_every_file_as_palette_apply_does(cluster, tmp_path, batch_files):
+    """segment_batch(palette=...): each file labelled in its task with the palette given, a
+    kmseg.Palette or a palette file; the outputs are those Palette.apply gives in memory."""
+    ref = kmseg.segment(batch_files[0], 4, seed=0)
+    written = ref.save(tmp_path / "fit", stem="ref")
+    for given in (kmseg.io.read_palette(written["palette"]), written["palette"]):
+        out = tmp_path / f"out{type(given).__name__}"
+        res = kd.segment_batch(batch_files, out_dir=out, palette=given, client=cluster)
+        assert [r["input"] for r in res.failed] == [batch_files[2]]
+        for p in batch_files[:2] + batch_files[3:]:
+            stem = os.path.splitext(os.path.basename(p))[0]
+            want = kmseg.io.read_palette(written["palette"]).apply(p)
+            entry = res.results[batch_files.index(p)]
+            assert entry["k"] == 4 and entry["n_iter"] == 0 and entry["palette"] == want.palette()
+            np.testing.assert_array_equal(np.asarray(Image.open(out / f"{stem}-labels.png")), want.labels)
+            np.testing.assert_array_equal(np.asarray(Image.open(out / f"{stem}-segmented.png")), want.image())
+
+
+def test_batch_palette_refuses_what_does_not_go_with_it_before_any_work(tmp_path, batch_files):
+    ref = kmseg.segment(batch_files[0], 3, seed=0)
+    pal = kmseg.io.read_palette(ref.save(tmp_path / "fit", stem="ref")["palette"])
+    out = tmp_path / "out"
+    cases = [
+        ({"k": 5}, kmseg.ParameterError, r"^k=5 does not match .*ref-palette\.json, which has 3 colours; leave k out"),
+        ({"color_space": "lab"}, kmseg.ParameterError, r"clustered in color_space='rgb'; color_space='lab' would"),
+        ({"seed": 1}, kmseg.ParameterError, r"^seed=1 has no effect with palette, which fits nothing; drop seed$"),
+        ({"n_init": 3}, kmseg.ParameterError, r"^n_init=3 has no effect"),
+        ({"scale": 0.5}, kmseg.ParameterError, r"^scale=0.5 has no effect"),
+        ({"shared_palette": True}, kmseg.ParameterError, r"^palette and shared_palette=True cannot go together"),
+    ]
+    for extra, error, message in cases:
+        with pytest.raises(error, match=message):
+            kd.segment_batch(batch_files, out_dir=out, palette=pal, **extra)
+    with pytest.raises(kmseg.ParameterTypeError, match=r"^palette of type ndarray is not supported; pass a "
+                                                      r"kmseg\.Palette \(for an array of centres: kmseg\.Palette"):
+        kd.segment_batch(batch_files, out_dir=out, palette=pal.centers)
+    with pytest.raises(kmseg.PaletteNotFoundError):
+        kd.segment_batch(batch_files, out_dir=out, palette=tmp_path / "missing-palette.json")
+    assert not out.exists()
+
+
 def test_batch_refuses_an_out_dir_named_like_a_file_before_any_work(tmp_path, batch_files):
     with pytest.raises(kmseg.ParameterError, match=r"'.*out.png' looks like a file name, .* such as '.*out'$"):
         kd.segment_batch(batch_files, k=2, out_dir=tmp_path / "out.png")

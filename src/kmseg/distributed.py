@@ -61,6 +61,7 @@ from .errors import (
     user_stacklevel,
 )
 from .segment import (
+    Palette,
     Prepared,
     Segmentation,
     _vmax,
@@ -1448,11 +1449,11 @@ def _check_disable(disable: Any) -> list[int] | None:
 
 def segment_batch(
     paths: Sequence[str | os.PathLike[str]],
-    k: int = 5,
+    k: int | None = None,
     out_dir: str | os.PathLike[str] = "kmseg-out",
     *,
-    color_space: str = "rgb",
-    n_init: int = 10,
+    color_space: str | None = None,
+    n_init: int | None = None,
     seed: int | None = None,
     scale: float | None = None,
     max_pixels: int | None = None,
@@ -1460,6 +1461,7 @@ def segment_batch(
     masks: bool = False,
     force: bool = False,
     shared_palette: bool = False,
+    palette: Palette | str | os.PathLike[str] | None = None,
     client: Client | None = None,
     scheduler: str | None = None,
     progress: bool = False,
@@ -1478,22 +1480,34 @@ def segment_batch(
     the files. Files must be 8-bit; grey files are clustered as RGB (grey replicated) and their
     outputs are RGB.
 
+    With ``palette``, nothing is fitted: every file is labelled with the palette given (as
+    :meth:`kmseg.Palette.apply` labels it, in its task), so that all share its colours.
+
     Parameters
     ----------
     paths : sequence of str or path
         Image files (see :func:`kmseg.load_image`), visible to every worker at the same path.
-    k : int
-        Number of clusters, at least 1.
+    k : int, optional
+        Number of clusters, at least 1; default 5, or with ``palette`` the palette's number
+        of colours (another ``k`` is refused).
     out_dir : str or path
         Output directory; files are named as :meth:`kmseg.Segmentation.save` names them, with
         stems made unique as the command line makes them.
-    color_space, n_init, seed, scale, max_pixels
-        As in :func:`kmseg.segment`; ``seed`` is given to every file. ``scale`` is not
-        available with a shared palette.
+    color_space : {"rgb", "lab", "hsv"}, optional
+        As in :func:`kmseg.segment`; default ``"rgb"``, or with ``palette`` the space it was
+        clustered in (another is refused).
+    n_init, seed, scale, max_pixels
+        As in :func:`kmseg.segment` (``n_init`` defaults to 10); ``seed`` is given to every
+        file. ``scale`` is not available with a shared palette; ``n_init``, ``seed`` and
+        ``scale``, which only a fit uses, are not available with ``palette``.
     disable, masks, force
         As in :meth:`kmseg.Segmentation.save`.
     shared_palette : bool
         Fit one palette on all the files, as above.
+    palette : kmseg.Palette, str or path, optional
+        Label every file with this palette instead of fitting: a :class:`kmseg.Palette`, or a
+        palette file :func:`kmseg.io.read_palette` reads (a ``NAME-palette.json`` that
+        ``kmseg segment`` wrote, ``.gpl``, ``.ase``, ``.css``), read here, once.
     client, scheduler, progress
         As in :func:`segment_large`.
 
@@ -1504,7 +1518,10 @@ def segment_batch(
     Raises
     ------
     ParameterError, ParameterTypeError
-        A parameter is out of range or of the wrong type (problems with one file do not raise).
+        A parameter is out of range or of the wrong type, or does not go with ``palette``
+        (problems with one file do not raise).
+    PaletteNotFoundError, PaletteFileError
+        The palette file is not there, or cannot be read as a palette.
     DaskNotInstalledError
         The ``dask`` extra is not installed.
     SchedulerUnreachableError
@@ -1531,20 +1548,27 @@ def segment_batch(
     from .cli import overwritten_input, unique_stems
 
     names = _check_paths(paths)
-    k = check_int("k", k, 1)
-    check_int("n_init", n_init, 1)
+    if k is not None:
+        k = check_int("k", k, 1)
+    if n_init is not None:
+        check_int("n_init", n_init, 1)
     check_scale(scale)
     _check_max_pixels(max_pixels)
     disable = _check_disable(disable)
     check_output_dir(out_dir, "out_dir")
-    if not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES:
+    if color_space is not None and (not isinstance(color_space, str) or color_space.lower() not in COLOR_SPACES):
         raise ParameterError(f"color_space={color_space!r} is not supported; use 'rgb', 'lab' or 'hsv'")
     if seed is not None:
         check_int("seed", seed, 0)
     if shared_palette and scale is not None:
         raise ParameterError("scale is not available with shared_palette=True; the shared palette is fitted on every pixel")
-    opts = _batch_opts(k, out_dir, color_space.lower(), n_init, seed, scale, max_pixels, disable, masks, force,
-                       cli=False)
+    if palette is None:
+        k, space, n_init = 5 if k is None else k, (color_space or "rgb").lower(), 10 if n_init is None else n_init
+    else:
+        palette, space = _given_palette(palette, k, color_space, n_init, seed, scale, shared_palette)
+        k = palette.k
+    opts = _batch_opts(k, out_dir, space, n_init, seed, scale, max_pixels, disable, masks, force, cli=False,
+                       palette=palette)
     bar = _bar(progress, "segment")
     stems = unique_stems(names)
     if force:  # (without it, an output that exists is refused anyway)
@@ -1565,6 +1589,32 @@ def segment_batch(
         for message in r.pop("warnings", ()):  # raised in a worker: raised here again, naming the file
             warnings.warn(f"{r['input']}: {message}", ConvergenceWarning, stacklevel=user_stacklevel())
     return out
+
+
+def _given_palette(palette: Any, k: int | None, color_space: str | None, n_init: int | None, seed: int | None,
+                   scale: float | None, shared_palette: bool) -> tuple[Palette, str]:
+    """:func:`segment_batch`'s ``palette`` (a :class:`Palette`, or a file read here) and the
+    colour space to label in, checked against the options that go with it, as the command
+    line checks ``--palette`` (``cli.resolve_segment_options``)."""
+    if shared_palette:
+        raise ParameterError("palette and shared_palette=True cannot go together: palette labels with the palette "
+                             "given, shared_palette fits one; drop one of them")
+    for name, value in (("n_init", n_init), ("seed", seed), ("scale", scale)):
+        if value is not None:
+            raise ParameterError(f"{name}={value!r} has no effect with palette, which fits nothing; drop {name}")
+    if isinstance(palette, (str, os.PathLike)):
+        from .io import read_palette
+
+        palette = read_palette(palette)
+    elif not isinstance(palette, Palette):
+        raise ParameterTypeError(
+            f"palette of type {type(palette).__name__} is not supported; pass a kmseg.Palette (for an array of "
+            "centres: kmseg.Palette(centers, dtype=...)) or the path of a palette file"
+        )
+    if k is not None and k != palette.k:
+        raise ParameterError(f"k={k} does not match {palette._name}, which has {palette.k} colours; leave k out "
+                             "(with palette, k is the palette's)")
+    return palette, palette._space(color_space)
 
 
 # --------------------------------------------------------------------------- the command line
