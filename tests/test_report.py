@@ -323,3 +323,31 @@ def test_thresholds_are_written_as_the_figure_writes_them(img, tmp_path):
     figure titled '(100, 200)'."""
     text = _text(write_report(img, tmp_path / "r.html", seed=0, ks=range(1, 4), grid_ks=(2,), canny=(100.0, 200.5)))
     assert "Canny edges (thresholds 100, 200.5) in yellow" in text and "canny (low, high)(100, 200.5)" in text
+
+
+def test_the_colour_space_of_a_grey_or_multiband_image_is_not_called_rgb(tmp_path):
+    """A grey image's page said 'colour space rgb' in its header and parameters."""
+    grey = quadrants(COLORS, size=(20, 30), noise=0.0)[0][..., 0]
+    text = _text(write_report(grey, tmp_path / "g.html", seed=0, ks=range(1, 4), grid_ks=(2,)))
+    assert "colour space grey (the grey levels as they are)." in text
+    assert "color_spacegrey (the grey levels as they are)" in text and "colour space rgb" not in text
+    bands = np.dstack([quadrants(COLORS, size=(20, 30), noise=0.0)[0]] * 2)  # 6 bands
+    text = _text(write_report(bands, tmp_path / "b.html", seed=0, ks=range(1, 4), grid_ks=(2,)))
+    assert "colour space the 6 bands' values as they are." in text
+    rgb = quadrants(COLORS, size=(20, 30), noise=0.0)[0]
+    assert "colour space rgb." in _text(write_report(rgb, tmp_path / "c.html", seed=0, ks=range(1, 4), grid_ks=(2,)))
+    assert "colour space lab." in _text(write_report(rgb, tmp_path / "d.html", seed=0, ks=range(1, 4), grid_ks=(2,),
+                                                     color_space="lab"))
+
+
+def test_with_scale_the_page_counts_what_was_clustered(tmp_path):
+    """With scale, 'pixels clustered' gave the whole image's count and the distinct colours its."""
+    img = quadrants(COLORS, size=(40, 60), noise=6.0)[0]  # 2400 pixels
+    text = _text(write_report(img, tmp_path / "r.html", seed=0, ks=range(1, 4), grid_ks=(2,), scale=0.5))
+    copy = img[::2, ::2]  # the count of the half-size copy; its colours are cv2's INTER_AREA averages
+    assert f"pixels clustered{copy.shape[0] * copy.shape[1]} (of a copy at scale 0.5; the image has 2400)" in text
+    from kmseg import prepare
+
+    n = prepare(img, scale=0.5).fit_reduced.points.shape[0]
+    assert n < len(np.unique(img.reshape(-1, 3), axis=0)) and f"distinct colours (points clustered){n}" in text
+    assert "weighted distinct colours of the image, scaled by 0.5." in text

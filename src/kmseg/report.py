@@ -102,6 +102,16 @@ def _from_sweep(result: Elbow, k: int) -> bool:
     return bool(hits.size) and result.centers[hits[0]].shape[0] == k
 
 
+def _space_words(prep: Any) -> str:
+    """The space ``prep`` is clustered in, as the page says it: "rgb" is the values as they are,
+    which for a grey or multi-band image are not red, green and blue."""
+    if prep.color_space != "rgb" or prep.n_channels == 3:
+        return prep.color_space
+    if prep.n_channels == 1:
+        return "grey (the grey levels as they are)"
+    return f"the {prep.n_channels} bands' values as they are"
+
+
 def _fewer_colours_note(
     result: Elbow, chosen: int, seg: Segmentation, grid_ks: list[int], grid_k: list[int]
 ) -> list[str]:
@@ -382,18 +392,21 @@ def write_report(
         ]
         for p in pal
     ]
+    fitted = prep.fit_reduced  # with scale, of the scaled copy
+    scaled = f" (of a copy at scale {prep.scale:g}; the image has {prep.n_pixels})" if prep.scale else ""
     params = {
         "source": source or "in-memory array",
         "size": f"{w} x {h} pixels, {channels} channel(s), {arr.dtype}",
-        "pixels clustered": f"{prep.n_pixels}",
-        ("distinct colours (points clustered)" if histogram else "points clustered (every pixel)"):
-            f"{prep.reduced.points.shape[0]}",
+        "pixels clustered": f"{fitted.n_pixels}{scaled}",
+        ("distinct colours (points clustered)" if histogram else
+         "points clustered (every pixel)" if not prep.scale else "points clustered (every pixel of the copy)"):
+            f"{fitted.points.shape[0]}",
         "k": f"{chosen} ({how})" + (f"; {counted(seg.k, 'cluster')}, {few}" if seg.k < chosen else ""),
         "elbow ks": ", ".join(str(x) for x in result.ks),
         "knee method": "Kneedle difference curve on log(inertia); see kmseg.find_knee",
         "repaired ks (non-monotone fits refit)": ", ".join(str(x) for x in result.repaired) or "none",
         "best silhouette": "n/a" if result.best_silhouette is None else f"k={result.best_silhouette}",
-        "color_space": prep.color_space,
+        "color_space": _space_words(prep),
         "n_init": fit_opts.get("n_init", 10),
         "init": fit_opts.get("init", "k-means++"),
         "max_iter": fit_opts.get("max_iter", 300),
@@ -424,7 +437,7 @@ def write_report(
         f"<title>kmseg report: {_e(name)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<header><h1>kmseg report: {_e(name)}</h1>",
-        f'<p class="note">{_e(f"{w} x {h} pixels, k = {chosen} ({how}), colour space {prep.color_space}.")}</p>',
+        f'<p class="note">{_e(f"{w} x {h} pixels, k = {chosen} ({how}), colour space {_space_words(prep)}.")}</p>',
         *(f'<p class="note"><strong>Note:</strong> {_e(n[0].upper() + n[1:])}.</p>' for n in notes),
         f"<nav>{nav}</nav></header>",
         '<section id="segmentation"><h2>Segmentation</h2>',
@@ -470,7 +483,8 @@ def write_report(
         None,  # the timings table, once the page is assembled
         "</section>",
         '<footer class="note">Made by kmseg. Exact K-means on the ' + ("weighted distinct colours" if histogram
-                                                                       else "pixels") + " of the image.</footer>",
+                                                                       else "pixels") + " of the image"
+        + (f", scaled by {prep.scale:g}" if prep.scale else "") + ".</footer>",
         "</body></html>",
     ]
     timings[-1] = ("assemble the page", time.perf_counter() - t_write)
