@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import kmseg
 from kmseg.cli import main
@@ -284,15 +285,32 @@ print([(w.category.__name__, str(w.message)) for w in outer])
 """
 
 
-def test_warnings_as_lines_passes_other_warnings_on_once():
-    """kmseg's warnings become lines; any other is passed on, once. Passing it on inside the
-    recording block recorded it again, for ever: the command spun at full CPU (``kmseg segment
-    --dask`` did so when Dask warned that its port was taken). In a process of its own, so that
-    such a loop fails this test instead of hanging the suite."""
+def test_warnings_as_lines_shows_every_warning_once_as_a_line():
+    """kmseg's warnings and any other become one line each, shown once. Passing another on
+    inside the recording block recorded it again, for ever: the command spun at full CPU
+    (``kmseg segment --dask`` did so when Dask warned that its port was taken). In a process of
+    its own, so that such a loop fails this test instead of hanging the suite."""
     run = subprocess.run([sys.executable, "-c", _PASS_THROUGH], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-500:]
-    assert run.stdout.strip() == "[('UserWarning', \"not kmseg's\")]"
-    assert run.stderr == "kmseg: warning: f.png: few colours\n"
+    assert run.stdout.strip() == "[]"
+    assert run.stderr == "kmseg: warning: f.png: few colours\nkmseg: warning: f.png: not kmseg's (UserWarning from <string>)\n"
+
+
+def test_another_librarys_warning_is_one_line_naming_the_file(tmp_path):
+    """Pillow's warning of a JPEG's corrupt EXIF was Python's two lines: a path into Pillow, a line
+    number, and the line of code 'warnings.warn(str(msg))'. Python's filters still apply."""
+    rng = np.random.default_rng(0)
+    jpg = tmp_path / "exif.jpg"
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+        jpg, exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00garbage")
+    run = subprocess.run([*KMSEG, "segment", str(jpg), "-k", "2", "-o", str(tmp_path / "o")], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [f"kmseg: warning: {jpg}: Corrupt EXIF data. Expecting to read 12 bytes but only "
+                                       "got 7. (UserWarning from PIL)"]
+    quiet = subprocess.run([*KMSEG, "segment", str(jpg), "-k", "2", "-o", str(tmp_path / "q")], capture_output=True,
+                           text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert quiet.returncode == 0 and quiet.stderr == ""
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")

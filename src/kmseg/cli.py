@@ -320,9 +320,11 @@ def overwritten_input(paths: Sequence[str], stems: Sequence[str], out: str) -> s
 
 @contextmanager
 def warnings_as_lines(prefix: str = "", bar: Progress | None = None) -> Iterator[None]:
-    """kmseg's own warnings become one ``kmseg: warning: PREFIXmessage`` line each on stderr
-    (above ``bar``, when one is open), printed when the block ends (also when it raises);
-    other warnings pass through."""
+    """Warnings become one ``kmseg: warning: PREFIXmessage`` line each on stderr (above ``bar``,
+    when one is open), printed when the block ends (also when it raises). kmseg's own are
+    shown every time; another library's (Pillow's "Corrupt EXIF data", say) as Python's
+    filters say (``-W``, ``PYTHONWARNINGS``), and end with what it is and where it comes
+    from, instead of Python's two lines with a file, a line number and a line of code."""
     from .errors import ConvergenceWarning
 
     caught: list[warnings.WarningMessage] = []
@@ -331,16 +333,25 @@ def warnings_as_lines(prefix: str = "", bar: Progress | None = None) -> Iterator
             warnings.simplefilter("always", ConvergenceWarning)
             yield
     finally:
-        # Out of the recording block: a warning passed on here is not recorded again.
         for w in caught:
             if issubclass(w.category, ConvergenceWarning):
                 text = f"kmseg: warning: {prefix}{w.message}"
-                if bar is None:
-                    print(text, file=sys.stderr)
-                else:
-                    bar.line(text)
             else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                message = " ".join(str(w.message).split()) or w.category.__name__
+                text = f"kmseg: warning: {prefix}{message} ({w.category.__name__} from {_warned_by(w.filename)})"
+            if bar is None:
+                print(text, file=sys.stderr)
+            else:
+                bar.line(text)
+
+
+def _warned_by(filename: str) -> str:
+    """The package a warning was raised in, by its file: ``PIL`` for .../site-packages/PIL/Image.py."""
+    parts = Path(filename).parts
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] in ("site-packages", "dist-packages"):
+            return parts[i + 1].removesuffix(".py")
+    return Path(filename).stem or "Python"
 
 
 def error_line(exc: BaseException) -> str:
