@@ -113,6 +113,20 @@ def test_a_designers_palette_labels_8_bit_images(tmp_path, photos_dir, capsys, s
     np.testing.assert_array_equal(json.loads((out / "chelsea-palette.json").read_text())["centers"], display)
 
 
+def test_a_swatch_strip_labels_8_bit_images_largest_share_first(tmp_path, photos_dir, capsys):
+    """kmseg palette -o a.png's strip, read back: its colours left to right are clusters 0, 1..."""
+    seg_a = kmseg.segment(photos_dir["a"], k=4, seed=0)
+    pal = write_palette(tmp_path / "a.png", seg_a)
+    out = tmp_path / "out"
+    code, _, err = run(["segment", "--palette", str(pal), str(photos_dir["b"]), "-o", str(out)], capsys)
+    assert code == 0, err
+    b = kmseg.load_image(photos_dir["b"])
+    display = np.array([p["rgb"] for p in seg_a.palette()], float)  # largest share first
+    nearest = ((b.reshape(-1, 1, 3).astype(float) - display[None]) ** 2).sum(axis=2).argmin(axis=1)
+    np.testing.assert_array_equal(labels_of(out / "chelsea-labels.png").reshape(-1), nearest)
+    np.testing.assert_array_equal(json.loads((out / "chelsea-palette.json").read_text())["centers"], display)
+
+
 def test_a_gimp_palette_from_gimp_in_any_colour_space(tmp_path, photos_dir, capsys):
     gpl = tmp_path / "mine.gpl"
     gpl.write_text("GIMP Palette\nName: Mine\nColumns: 4\n#\n  0   0   0\tBlack\n255 255 255\tWhite\n"
@@ -176,8 +190,10 @@ def test_palette_usage_errors_exit_2_in_one_line(tmp_path, photos_dir, capsys, e
         ("bad.json", "{\"centers\": [[1, 2, 3]],\n", "kmseg: error: PAL: line 2: not valid JSON (Expecting property "
                                                     "name enclosed in double quotes); pass the NAME-palette.json that "
                                                     "kmseg segment wrote"),
-        ("strip.png", "", "kmseg: error: PAL: unknown palette suffix '.png'; kmseg reads .json, .gpl, .ase or .css "
-                          "palettes; a .png swatch strip cannot be read back"),
+        ("strip.png", "", "kmseg: error: PAL: is not a PNG image (it does not begin with PNG's signature); pass a "
+                          "palette image saved as PNG"),
+        ("brand.pal", "JASC-PAL\n", "kmseg: error: PAL: unknown palette suffix '.pal'; kmseg reads .json, .gpl, .ase, "
+                                    ".css or .png palettes"),
     ],
 )
 def test_a_palette_that_cannot_be_read_fails_the_run_in_one_line(tmp_path, photos_dir, capsys, name, content, line):

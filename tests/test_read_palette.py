@@ -197,8 +197,12 @@ def test_a_json_palette_refuses_an_image_of_other_channels(tmp_path):
         ("a.ase", b"ASEF\x00\x01\x00\x00\x00\x00\x00\x01\x00\x01\x00\x00\x00\x40", r"a\.ase: ends inside the block at "
                                                                                   r"byte 12; the file is truncated"),
         ("a.ase", b"8BPS", r"a\.ase: does not begin with 'ASEF'; this is not an Adobe Swatch Exchange file"),
-        ("a.png", b"\x89PNG", r"a\.png: unknown palette suffix '\.png'; kmseg reads \.json, \.gpl, \.ase or \.css "
-                             r"palettes; a \.png swatch strip cannot be read back$"),
+        ("a.png", b"\x89PNG\r\n\x1a\n\x00\x00", r"a\.png: cannot be decoded as a PNG image \(.*\); re-export it as "
+                                                r"PNG$"),
+        ("a.png", b"GIMP Palette\n", r"a\.png: is not a PNG image \(it does not begin with PNG's signature\); pass a "
+                                     r"palette image saved as PNG$"),
+        ("a.pal", b"JASC-PAL", r"a\.pal: unknown palette suffix '\.pal'; kmseg reads \.json, \.gpl, \.ase, \.css or "
+                               r"\.png palettes$"),
     ],
 )
 def test_a_malformed_file_is_refused_in_one_line_naming_where(tmp_path, name, content, message):
@@ -216,3 +220,54 @@ def test_a_missing_palette_is_a_file_not_found_error(tmp_path):
     (tmp_path / "dir.gpl").mkdir()
     with pytest.raises(kmseg.PaletteNotFoundError, match=r"dir\.gpl: is a directory, not a palette file"):
         read_palette(tmp_path / "dir.gpl")
+
+
+def test_a_swatch_strip_kmseg_wrote_comes_back_largest_share_first(tmp_path, coffee_seg):
+    """The .png strip has no names: its colours come back left to right, as drawn."""
+    path = write_palette(tmp_path / "coffee.png", coffee_seg)
+    pal = read_palette(path)
+    assert pal.display and pal.dtype == np.uint8 and pal.source == str(path) and pal.k == 5
+    assert pal.centers.tolist() == [p["rgb"] for p in coffee_seg.palette()]  # largest share first
+    chelsea = kmseg.load_image(data.path("chelsea.png"))
+    d = ((chelsea.reshape(-1, 1, 3).astype(float) - pal.centers[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(pal.apply(chelsea).labels.reshape(-1), d.argmin(axis=1))
+
+
+def test_a_pixel_art_palette_image_is_read_in_reading_order(tmp_path):
+    """Lospec's 1x PNG (one pixel a colour, in a row) and an 8x grid of squares wrapped onto two
+    rows with a transparent cell at the end: the distinct opaque colours, left to right, then
+    top to bottom; a colour seen again is not a new one."""
+    from PIL import Image
+
+    colours = np.array([[0, 0, 0], [255, 255, 255], [200, 30, 30], [30, 200, 30], [30, 30, 200]], np.uint8)
+    row = tmp_path / "row.png"
+    Image.fromarray(colours[None]).save(row)
+    assert read_palette(row).centers.tolist() == colours.tolist()
+    cells = np.zeros((2, 3, 4), np.uint8)
+    cells[0, :, :3], cells[1, :2, :3] = colours[:3], colours[3:]
+    cells[0, :, 3] = cells[1, :2, 3] = 255  # cell (1, 2) transparent
+    cells[1, 1, :3] = colours[0]  # seen before
+    grid = tmp_path / "grid.png"
+    Image.fromarray(np.repeat(np.repeat(cells, 8, axis=0), 8, axis=1), "RGBA").save(grid)
+    assert read_palette(grid).centers.tolist() == colours[:4].tolist()
+    paletted = tmp_path / "p.png"
+    Image.fromarray(colours[None]).convert("P", palette=Image.Palette.ADAPTIVE, colors=8).save(paletted)
+    assert read_palette(paletted).centers.tolist() == colours.tolist()
+
+
+def test_a_picture_is_not_taken_for_a_palette_image(tmp_path):
+    photo = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.open(data.path("coffee.png")).save(photo)
+    with pytest.raises(kmseg.PaletteFileError, match=r"photo\.png: has \d+ distinct colours, more than a palette "
+                                                   r"image's 256; it looks like a picture: segment it \(kmseg palette\)"):
+        read_palette(photo)
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (4, 4), (10, 20, 30, 0)).save(clear)
+    with pytest.raises(kmseg.PaletteFileError, match=r"clear\.png: is fully transparent, so holds no colour"):
+        read_palette(clear)
+    deep = tmp_path / "deep.png"
+    save_image(deep, np.arange(4, dtype=np.uint16).reshape(2, 2) * 1000)
+    with pytest.raises(kmseg.PaletteFileError, match=r"deep\.png: is not 8-bit \(Pillow mode I;16\); a palette image holds "):
+        read_palette(deep)

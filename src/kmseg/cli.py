@@ -404,7 +404,8 @@ def _register_segment(sub: Any) -> None:
     p.add_argument("--palette", metavar="FILE", default=None, dest="palette_file",
                    help="label every image with this palette's colours, fitting nothing: a NAME-palette.json that "
                    "kmseg segment wrote (for images like the one it came from: same channels and dtype), or a "
-                   ".gpl, .ase or .css palette (8-bit RGB colours, for 8-bit RGB images). Cluster i is the palette's "
+                   ".gpl, .ase or .css palette or a palette image (.png, a strip of swatches): 8-bit RGB colours, for "
+                   "8-bit RGB images. Cluster i is the palette's "
                    "colour i in every image; k and the colour space come from the file")
     p.add_argument("--disable", type=non_negative_int, nargs="+", metavar="I",
                    help="also write NAME-masked.png (or .tif, as NAME-segmented) with these clusters set to 0 "

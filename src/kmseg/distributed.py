@@ -1507,7 +1507,7 @@ def segment_batch(
     palette : kmseg.Palette, str or path, optional
         Label every file with this palette instead of fitting: a :class:`kmseg.Palette`, or a
         palette file :func:`kmseg.io.read_palette` reads (a ``NAME-palette.json`` that
-        ``kmseg segment`` wrote, ``.gpl``, ``.ase``, ``.css``), read here, once.
+        ``kmseg segment`` wrote, ``.gpl``, ``.ase``, ``.css``, a palette ``.png``), read here, once.
     client, scheduler, progress
         As in :func:`segment_large`.
 

@@ -1416,7 +1416,11 @@ def write_palette(path: PathLike, palette: Any, *, name: str | None = None, forc
 
 
 #: The palette files :func:`read_palette` reads, by suffix, in the order messages list them.
-READABLE_PALETTES = (".json", ".gpl", ".ase", ".css")
+READABLE_PALETTES = (".json", ".gpl", ".ase", ".css", ".png")
+#: The most colours a palette image (.png) may have: more is a picture, not a palette.
+PALETTE_IMAGE_MAX_COLOURS = 256
+#: The most pixels a palette image may have (a strip of 256 64-pixel squares has 1 M).
+PALETTE_IMAGE_MAX_PIXELS = 16 << 20
 #: Palette files larger than this are refused unread (kmseg's are a few kB).
 PALETTE_MAX_BYTES = 64 << 20
 
@@ -1441,11 +1445,15 @@ def read_palette(path: PathLike) -> Any:
       They hold 8-bit RGB display colours, so they label 8-bit RGB and RGBA images only, in
       any colour space (``"rgb"`` unless told); for any other image, use the
       ``NAME-palette.json``, which keeps the centres in the image's units.
+    - ``.png``: a palette image, such as the swatch strip :func:`write_palette` writes or the
+      palette PNGs of Lospec and of pixel-art tools (a row or grid of squares, any size): its
+      distinct opaque colours, in reading order (left to right, then top to bottom), at most
+      256 of them. 8-bit RGB display colours, as the formats above.
 
     Cluster ``i`` is the ``i``-th colour of the file, except in files kmseg wrote, which list
     the colours largest share first and name each after its cluster (``cluster 2 (31.4%)``):
-    when every colour is so named, each takes its cluster's index back. A .png swatch strip
-    is not read: its colours are not in label order, and have no names.
+    when every colour is so named, each takes its cluster's index back. A swatch strip has no
+    names: its clusters are numbered largest share first.
 
     Parameters
     ----------
@@ -1484,12 +1492,13 @@ def read_palette(path: PathLike) -> Any:
     suffix = Path(name).suffix.lower()
     if suffix not in READABLE_PALETTES:
         what = f"unknown palette suffix {Path(name).suffix!r}" if suffix else "no suffix to name the palette's format"
-        fix = "; a .png swatch strip cannot be read back" if suffix == ".png" else ""
-        raise PaletteFileError(f"{name}: {what}; kmseg reads {listed(list(READABLE_PALETTES))} palettes{fix}")
+        raise PaletteFileError(f"{name}: {what}; kmseg reads {listed(list(READABLE_PALETTES))} palettes")
     data = _read_palette_bytes(name)
     try:
         if suffix == ".json":
             return _palette_json(data, name)
+        if suffix == ".png":
+            return Palette(_palette_image(data), dtype=np.uint8, display=True, source=name)
         if suffix == ".ase":
             entries = files.read_ase(data)
         else:
@@ -1503,6 +1512,45 @@ def read_palette(path: PathLike) -> Any:
         raise PaletteFileError(f"{name}: {exc}") from None
     rgb = [e.rgb for e in files.label_order(entries)]
     return Palette(rgb, dtype=np.uint8, display=True, source=name)
+
+
+def _palette_image(data: bytes) -> np.ndarray:
+    """The (k, 3) uint8 colours of a palette image's PNG bytes: its distinct opaque colours in
+    reading order (see :func:`read_palette`)."""
+    from io import BytesIO
+
+    from . import _palette_files as files
+
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise files.Malformed("is not a PNG image (it does not begin with PNG's signature); pass a palette image "
+                              "saved as PNG")
+    try:
+        with _pillow_settings(), Image.open(BytesIO(data), formats=["PNG"]) as im:
+            if im.width * im.height > PALETTE_IMAGE_MAX_PIXELS:
+                raise files.Malformed(f"is {im.width} x {im.height} pixels, too large for a palette image; pass a "
+                                      "palette image (a strip of swatches), or segment a picture to get its palette")
+            if im.mode.startswith("I") or im.mode == "F":
+                raise files.Malformed(f"is not 8-bit (Pillow mode {im.mode}); a palette image holds 8-bit colours, so save it as "
+                                      "8-bit RGB")
+            rgba = np.asarray(im.convert("RGBA"))
+    except files.Malformed:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise files.Malformed(f"cannot be decoded as a PNG image ({type(exc).__name__}: {exc}); re-export it "
+                              "as PNG") from None
+    opaque = rgba[..., :3][rgba[..., 3] > 0]
+    if opaque.shape[0] == 0:
+        raise files.Malformed("is fully transparent, so holds no colour; pass an image of opaque swatches")
+    packed = (opaque[:, 0].astype(np.uint32) << 16) | (opaque[:, 1].astype(np.uint32) << 8) | opaque[:, 2]
+    _, first = np.unique(packed, return_index=True)
+    if first.shape[0] > PALETTE_IMAGE_MAX_COLOURS:
+        raise files.Malformed(
+            f"has {first.shape[0]} distinct colours, more than a palette image's {PALETTE_IMAGE_MAX_COLOURS}; it "
+            "looks like a picture: segment it (kmseg palette) to get its palette, or pass a strip of swatches"
+        )
+    return opaque[np.sort(first)]
 
 
 def _read_palette_bytes(name: str) -> bytes:

@@ -1259,7 +1259,7 @@ class Palette:
     or a batch all mean the same colours: scikit-learn's ``km.predict(img2)``, Pillow's
     ``im.quantize(palette=...)``, GIMP's "use custom palette". :func:`kmseg.io.read_palette`
     reads one from a palette file (kmseg's ``NAME-palette.json``; a ``.gpl``, ``.ase`` or
-    ``.css`` file); :meth:`Segmentation.apply` and :meth:`Prepared.apply` label with one. Or
+    ``.css`` file, or a palette image); :meth:`Segmentation.apply` and :meth:`Prepared.apply` label with one. Or
     make one of your own colours: ``Palette([[255, 0, 0], [0, 0, 255]], dtype="uint8")``.
 
     Parameters
@@ -1281,7 +1281,7 @@ class Palette:
         rounded, so only these give back a fit's own labels. Default: converted from
         ``centers``. Used only with ``color_space`` and ``dtype`` given.
     display : bool
-        The centres are 8-bit display colours (what a .gpl, .ase or .css file holds), which
+        The centres are 8-bit display colours (what a .gpl, .ase, .css or palette .png holds), which
         label 8-bit RGB and RGBA images only.
     source : str, optional
         The file the palette was read from, named in messages.
