@@ -633,6 +633,39 @@ def test_batch_palette_refuses_what_does_not_go_with_it_before_any_work(tmp_path
     assert not out.exists()
 
 
+def test_a_shared_palette_of_grey_files_is_grey_as_without_dask(cluster, tmp_path):
+    """Grey 8-bit files (a microscopy stack): the Dask batch wrote RGB images and
+    a 3-channel palette, where kmseg segment --shared-palette without Dask writes grey ones.
+    Now byte for byte the same outputs. An RGB file among grey ones is still clustered as RGB."""
+    rng = np.random.default_rng(3)
+    grey = np.asarray(Image.open(data.path("coffee.png")).convert("L"))[:90, :120]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = []
+    for i in range(3):
+        img = np.clip(grey.astype(int) + rng.integers(-5, 6, grey.shape) + 20 * i, 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"g{i}.png")
+        names.append(str(folder / f"g{i}.png"))
+    assert cli.main(["segment", "--shared-palette", *names, "-k", "4", "-o", str(tmp_path / "mem")]) == 0
+    res = kd.segment_batch(names, k=4, out_dir=tmp_path / "dask", seed=0, shared_palette=True, client=cluster)
+    assert [r["ok"] for r in res.results] == [True] * 3, res.results
+    assert res.centers.shape == (4, 1)
+    for i in range(3):
+        for kind in ("labels.png", "segmented.png"):
+            mem, dsk = tmp_path / "mem" / f"g{i}-{kind}", tmp_path / "dask" / f"g{i}-{kind}"
+            assert np.asarray(Image.open(dsk)).shape == np.asarray(Image.open(mem)).shape
+            np.testing.assert_array_equal(np.asarray(Image.open(dsk)), np.asarray(Image.open(mem)))
+        a, b = (json.loads((tmp_path / d / f"g{i}-palette.json").read_text()) for d in ("mem", "dask"))
+        assert a["centers"] == b["centers"] and a["palette"] == b["palette"] and a["inertia"] == b["inertia"]
+    assert np.asarray(Image.open(tmp_path / "dask" / "g2-segmented.png")).shape == (90, 120)
+    # Mixed with an RGB file: all clustered as RGB, grey replicated, as before.
+    Image.open(data.path("coffee.png")).convert("RGB").crop((0, 0, 120, 90)).save(folder / "c.png")
+    mixed = kd.segment_batch([*names, str(folder / "c.png")], k=4, out_dir=tmp_path / "mixed", seed=0,
+                             shared_palette=True, client=cluster)
+    assert [r["ok"] for r in mixed.results] == [True] * 4 and mixed.centers.shape == (4, 3)
+    assert np.asarray(Image.open(tmp_path / "mixed" / "g0-segmented.png")).shape == (90, 120, 3)
+
+
 def test_batch_refuses_an_out_dir_named_like_a_file_before_any_work(tmp_path, batch_files):
     with pytest.raises(kmseg.ParameterError, match=r"'.*out.png' looks like a file name, .* such as '.*out'$"):
         kd.segment_batch(batch_files, k=2, out_dir=tmp_path / "out.png")

@@ -325,16 +325,22 @@ def batch_one(path: str, stem: str, opts: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def _as_rgb(prep) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(original, pixels, codes, weights) of a prepared 8-bit image, grey replicated to RGB."""
+def _as_rgb(prep, grey: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(original, pixels, codes, weights) of a prepared 8-bit image, grey replicated to RGB
+    (unless ``grey``: the palette is grey, fitted on grey images only, as they are)."""
     red = prep.reduced
-    if red.kind != "histogram" or red.value_bits != 8 or prep.dtype != np.uint8:
+    if red.kind != "histogram" or red.value_bits != 8 or prep.dtype != np.uint8 or prep.n_channels not in (1, 3):
         raise InvalidImageDataError(
             f"{prep.source}: is {prep.dtype} with {prep.n_channels} colour channels; a shared palette "
             "needs 8-bit grey or RGB images, so convert it or segment it without --shared-palette"
         )
+    if grey and prep.n_channels != 1:
+        raise InvalidImageDataError(
+            f"{prep.source}: is RGB, but the shared palette is grey (every other file is grey); segment it "
+            "apart from them, or convert it to grey"
+        )
     image, pixels, codes = prep.image, prep.pixels, red.codes
-    if prep.n_channels == 1:
+    if prep.n_channels == 1 and not grey:
         pixels = np.repeat(pixels, 3, axis=2)
         codes = codes * 0x010101
         img3 = image[..., None] if image.ndim == 2 else image
@@ -342,8 +348,9 @@ def _as_rgb(prep) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return image, pixels, codes, red.weights
 
 
-def shared_hist(path: str, max_pixels: int | None, cwd: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The RGB colour histogram of one image, for a shared palette (grey replicated to RGB).
+def shared_hist(path: str, max_pixels: int | None, cwd: str) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """The RGB colour histogram of one image, for a shared palette (grey replicated to RGB),
+    and whether the image is grey.
 
     None when the file cannot be used: its labelling task reports why, so no error travels
     (or is logged) here. ``cwd``: see :func:`client_path`.
@@ -355,7 +362,15 @@ def shared_hist(path: str, max_pixels: int | None, cwd: str) -> tuple[np.ndarray
         _, _, codes, weights = _as_rgb(prep)
     except (KmsegError, OSError):
         return None
-    return codes, weights.astype(np.int64)
+    return codes, weights.astype(np.int64), prep.n_channels == 1
+
+
+def merge_shared(*parts: tuple[np.ndarray, np.ndarray, bool] | None) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """Sum the histograms of :func:`shared_hist` (or of this), and whether all their images are grey."""
+    parts_ = [p for p in parts if p is not None]
+    if not parts_:
+        return None
+    return (*merge_histograms([(c, n) for c, n, _ in parts_]), all(g for _, _, g in parts_))
 
 
 def shared_label(
@@ -375,26 +390,29 @@ def shared_label(
     try:
         where = client_path(path, opts["cwd"])
         prep = prepare(where, color_space="rgb", max_pixels=opts["max_pixels"])
-        image, pixels, codes, weights = _as_rgb(prep)
         if shared is None or tables is None:
+            _as_rgb(prep)  # a file that cannot take part says so first
             raise InvalidImageDataError(f"{path}: no file of the batch has opaque pixels; there is nothing to cluster")
+        n_channels = shared["centers"].shape[1]
+        image, pixels, codes, weights = _as_rgb(prep, grey=n_channels == 1)
         space = shared["color_space"]
         k = shared["centers"].shape[0]
         lut, coarse = tables
         point_labels = lut[codes].astype(np.int32)
-        points = to_features(decode(codes, 3), space, 255.0)
+        points = to_features(decode(codes, n_channels), space, 255.0)
         inertia = inertia_of(points, weights, shared["features"], point_labels)
         counts = cluster_weights(point_labels, weights, k)
         h, w = pixels.shape[:2]
         labels = np.empty((h, w), dtype=np.int32)
-        out = np.empty((h, w, image.shape[2]), dtype=np.uint8)
+        grey_out = image.ndim == 2
+        out = np.empty((h, w, 1 if grey_out else image.shape[2]), dtype=np.uint8)
         K.paint_codes(pixels, _mask_arg(prep.mask), lut, coarse, COARSE_BITS, shared["colors"], labels, out)
-        if out.shape[2] > 3:
-            out[..., 3:] = image[..., 3:]
+        if out.shape[2] > n_channels:
+            out[..., n_channels:] = image[..., n_channels:]
         seg = Segmentation(
             labels=labels, centers=shared["centers"], inertia=inertia, n_iter=shared["n_iter"], counts=counts,
-            converged=shared["converged"], color_space=space, original=image, painted=out, n_channels=3,
-            source=where, space_centers=shared["features"],
+            converged=shared["converged"], color_space=space, original=image, painted=out[..., 0] if grey_out else out,
+            n_channels=n_channels, source=where, space_centers=shared["features"],
         )
         return save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts["disable"],
                         masks=opts["masks"], force=opts["force"], t0=t0, usage=opts["cli"])

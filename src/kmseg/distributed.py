@@ -1379,23 +1379,29 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
         bar.advance()
         pending.append(f)
         if len(pending) == FAN_IN:
-            level.append(client.submit(T.merge, *pending, pure=False))
+            level.append(client.submit(T.merge_shared, *pending, pure=False))
             pending = []
         del f
     level += pending
     del pending
     while len(level) > 1:
-        level = [client.submit(T.merge, *level[i : i + FAN_IN], pure=False) for i in range(0, len(level), FAN_IN)]
-    codes, counts = level[0].result() or (np.empty(0, np.int64), np.empty(0, np.int64))
+        level = [client.submit(T.merge_shared, *level[i : i + FAN_IN], pure=False)
+                 for i in range(0, len(level), FAN_IN)]
+    codes, counts, grey = level[0].result() or (np.empty(0, np.int64), np.empty(0, np.int64), False)
     del level
     shared_fit: dict[str, Any] | None = None
     tables_f = None
     centers = None
     if codes.shape[0]:
         space = opts["color_space"]
-        red = reduce_histogram(codes, counts, 3, space)
+        # Grey images only, in RGB: a grey palette and grey outputs, as without Dask (the
+        # replicated codes are v * 0x010101, sorted as the values).
+        nc = 1 if grey and space == "rgb" else 3
+        if nc == 1:
+            codes = codes & 0xFF
+        red = reduce_histogram(codes, counts, nc, space)
         del codes, counts
-        res, point_labels, _, few = _fit_reduced(red, n_channels=3, color_space=space, vmax=255.0, k=opts["k"],
+        res, point_labels, _, few = _fit_reduced(red, n_channels=nc, color_space=space, vmax=255.0, k=opts["k"],
                                                  n_init=opts["n_init"], seed=opts["seed"], warn=False)
         if few:  # as Prepared.fit warns, but of all the images together
             n = res.centers.shape[0]
@@ -1406,7 +1412,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
                 stacklevel=user_stacklevel(),
             )
         centers = from_features(res.centers, space, 255.0)
-        tables = label_tables(red.codes, point_labels, 3, res.centers.shape[0])
+        tables = label_tables(red.codes, point_labels, nc, res.centers.shape[0])
         del red, point_labels
         shared_fit = {"centers": centers, "features": res.centers, "colors": to_dtype(centers, np.dtype(np.uint8)),
                       "n_iter": res.n_iter, "converged": res.converged, "color_space": space}
@@ -1477,8 +1483,9 @@ def segment_batch(
     exact colour histogram is computed in a task, the histograms are summed (in any order: the
     sum is exact and sorted by colour), the in-memory fit runs once on the sum, and every file is
     then labelled and painted with that palette. The palette does not depend on the order of
-    the files. Files must be 8-bit; grey files are clustered as RGB (grey replicated) and their
-    outputs are RGB.
+    the files. Files must be 8-bit grey or RGB. Grey files alone are clustered, and painted, in
+    grey, as without Dask; mixed with RGB ones (or in ``"lab"`` or ``"hsv"``), they are
+    clustered as RGB (grey replicated) and their outputs are RGB.
 
     With ``palette``, nothing is fitted: every file is labelled with the palette given (as
     :meth:`kmseg.Palette.apply` labels it, in its task), so that all share its colours.
