@@ -1179,19 +1179,24 @@ _SAVE_DTYPES = {
 PNG_STRATEGIES = {"default": 0, "filtered": 1, "huffman": 2, "rle": 3, "fixed": 4}
 
 
-def _encode(name: str, arr: np.ndarray, fmt: str, compress_level: int = 6, png_strategy: str = "default") -> bytes:
-    """Encode a checked array in memory (``compress_level``, ``png_strategy``: PNG's zlib settings)."""
+def _encode(name: str, arr: np.ndarray, fmt: str, compress_level: int = 6, png_strategy: str = "default",
+            alpha: bool | None = None) -> bytes:
+    """Encode a checked array in memory (``compress_level``, ``png_strategy``: PNG's zlib settings;
+    ``alpha``: whether the last of 2 or 4 channels is alpha, None for 4 channels only)."""
     strategy = PNG_STRATEGIES[png_strategy]
     n_channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if alpha is None:
+        alpha = n_channels == 4
+    alpha = bool(alpha) and n_channels in (2, 4)
     if fmt == "TIFF":
         buf = io.BytesIO()
-        rgb = n_channels in (3, 4)
+        rgb = n_channels == 3 or (n_channels == 4 and alpha)
         tifffile.imwrite(
             buf,
             arr,
             photometric="rgb" if rgb else "minisblack",
             planarconfig="contig" if arr.ndim == 3 else None,
-            extrasamples=("unassalpha",) if n_channels == 4 else None,
+            extrasamples=("unassalpha",) if alpha else None,
             compression="zlib",
         )
         return buf.getvalue()
@@ -1210,7 +1215,7 @@ def _encode(name: str, arr: np.ndarray, fmt: str, compress_level: int = 6, png_s
 
 
 def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compress_level: int = 6,
-               png_strategy: str = "default") -> Path:
+               png_strategy: str = "default", alpha: bool | None = None) -> Path:
     """Encode *array* as an image and write it atomically (see :func:`write_bytes`).
 
     The format comes from the suffix: ``.png`` (also when there is no suffix), ``.jpg``
@@ -1238,6 +1243,10 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
         ``IMWRITE_PNG_STRATEGY``). ``"rle"`` suits photographs best: on a 12 MP photo it
         wrote 1% fewer bytes than level 6 in a quarter of the time. Images of a few flat
         colours (a segmented image) come out smaller with ``"default"``.
+    alpha : bool, optional
+        Whether the last of 2 or 4 channels is alpha (see :func:`encode_image`). Default:
+        for 4 channels (RGBA), not for 2. Pass ``alpha=False`` to keep 4 bands of data as
+        4 bands in a TIFF.
 
     Returns
     -------
@@ -1271,8 +1280,8 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
     """
     _check_encoding(compress_level, png_strategy)
     target = _output_path(path, force)
-    return write_bytes(target, encode_image(target, array, compress_level=compress_level, png_strategy=png_strategy),
-                       force=force)
+    return write_bytes(target, encode_image(target, array, compress_level=compress_level, png_strategy=png_strategy,
+                                            alpha=alpha), force=force)
 
 
 def _check_encoding(compress_level: object, png_strategy: object) -> None:
@@ -1282,15 +1291,22 @@ def _check_encoding(compress_level: object, png_strategy: object) -> None:
         raise ParameterError(f"png_strategy={png_strategy!r} is not a zlib strategy; pass one of {', '.join(PNG_STRATEGIES)}")
 
 
-def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, png_strategy: str = "default") -> bytes:
+def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, png_strategy: str = "default",
+                 alpha: bool | None = None) -> bytes:
     """The bytes :func:`save_image` writes for *array* at *path*, checked and encoded in
     memory; nothing is written (the format comes from the suffix of *path*, whose name
     begins the messages).
 
+    ``alpha`` says whether the last of 2 or 4 channels is alpha; None (the default) means
+    it is for 4 channels (RGBA) and not for 2. A TIFF marks that band as alpha (an
+    ``ExtraSamples`` of unassociated alpha) only when it is, so :func:`load_image` reads the
+    bands back as they were; 4 bands that are not RGBA cannot be PNG, JPEG, WebP or BMP.
+
     Raises
     ------
     ParameterError, ParameterTypeError
-        As :func:`save_image`, for everything but the path itself.
+        As :func:`save_image`, for everything but the path itself; 4 bands without alpha
+        in a format other than TIFF.
 
     Examples
     --------
@@ -1318,6 +1334,11 @@ def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, 
             f"{target}: cannot save an array of shape {arr.shape} as {fmt}; pass a non-empty "
             f"{wanted} array" + (f" ({fmt} keeps no alpha: save as .png)" if no_alpha else "")
         )
+    if fmt != "TIFF" and arr.ndim == 3 and arr.shape[2] == 4 and alpha is not None and not alpha:
+        raise ParameterError(
+            f"{target}: cannot save 4 bands without alpha as {fmt}, which would show the fourth as transparency; "
+            "save as .tif"
+        )
     allowed = _SAVE_DTYPES[fmt]
     if arr.dtype.name not in allowed:
         tiff = arr.dtype.name in _SAVE_DTYPES["TIFF"]
@@ -1327,7 +1348,7 @@ def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, 
             f"{target}: cannot save an array of dtype {arr.dtype} as {fmt}, which holds {holds}; convert it first, "
             f"for example array.astype(numpy.uint8){hint}"
         )
-    return _encode(str(target), arr, fmt, compress_level, png_strategy)
+    return _encode(str(target), arr, fmt, compress_level, png_strategy, alpha)
 
 
 # --------------------------------------------------------------------------- palettes

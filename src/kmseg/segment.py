@@ -79,11 +79,20 @@ def check_output_dir(directory: str | os.PathLike[str], name: str = "directory")
     return path
 
 
-def output_suffix(image: np.ndarray) -> str:
+def output_suffix(image: np.ndarray, has_alpha: bool) -> str:
     """The suffix of an output that keeps an image's values and dtype: ``.png`` for uint8 and
-    uint16 with up to 4 channels, ``.tif`` for every other image (float, other integers, more
-    bands), which PNG cannot hold."""
-    png = image.dtype in (np.uint8, np.uint16) and (image.ndim == 2 or image.shape[2] <= 4)
+    uint16 grey, RGB, and RGBA (``has_alpha``: the last of 4 channels is alpha); ``.tif`` for
+    every other image (float, other integers, 2 channels, 4 bands without alpha, more bands),
+    which PNG cannot hold as it is (it would show a fourth band of data as transparency).
+
+    Examples
+    --------
+    >>> rgba = np.zeros((2, 2, 4), np.uint8)
+    >>> output_suffix(rgba, True), output_suffix(rgba, False), output_suffix(rgba[..., :2], True)
+    ('.png', '.tif', '.tif')
+    """
+    n = 1 if image.ndim == 2 else image.shape[2]
+    png = image.dtype in (np.uint8, np.uint16) and (n in (1, 3) or (n == 4 and bool(has_alpha)))
     return ".png" if png else ".tif"
 
 
@@ -1244,9 +1253,11 @@ class Segmentation:
         Files are ``{stem}-segmented.png``, ``{stem}-labels.png`` and ``{stem}-palette.json``;
         with ``disable``, also ``{stem}-masked.png``; with ``masks``, ``{stem}-cluster{i}.png``
         for every cluster (RGBA cut-outs). The recoloured and the masked image keep the input's
-        values and dtype: they are PNG for uint8 and uint16 images of up to 4 channels, and
+        values and dtype: they are PNG for uint8 and uint16 grey, RGB and RGBA images, and
         TIFF (``{stem}-segmented.tif``, ``{stem}-masked.tif``) for every other image (float,
-        other integers, more than 4 channels), since PNG cannot hold those. The cut-outs are
+        other integers, 2 channels, 4 bands without alpha, more bands), since PNG cannot hold
+        those (see :func:`output_suffix`); a TIFF marks its last band as alpha only when the
+        input's is. The cut-outs are
         always PNG: 8-bit, on the input's :attr:`display_range`, for images that are not
         uint8 or uint16.
 
@@ -1276,20 +1287,21 @@ class Segmentation:
         if stem is None:
             stem = Path(self.source).stem if self.source else "image"
         d = check_output_dir(directory)
-        ext = output_suffix(self._painted)
+        ext = output_suffix(self._painted, self._has_alpha)
 
-        def image(path: Path, make: Callable[[], np.ndarray], strategy: str) -> tuple[Path, Callable[[], bytes]]:
-            return path, lambda: encode_image(path, make(), png_strategy=strategy)
+        def image(path: Path, make: Callable[[], np.ndarray], strategy: str,
+                  alpha: bool | None = None) -> tuple[Path, Callable[[], bytes]]:
+            return path, lambda: encode_image(path, make(), png_strategy=strategy, alpha=alpha)
 
         # kind -> (path, what makes its bytes)
         files: dict[str, tuple[Path, Callable[[], bytes]]] = {
-            "segmented": image(d / f"{stem}-segmented{ext}", lambda: self._painted, "default"),
+            "segmented": image(d / f"{stem}-segmented{ext}", lambda: self._painted, "default", self._has_alpha),
             "labels": image(d / f"{stem}-labels.png", self.label_image, "rle"),
             "palette": (d / f"{stem}-palette.json", lambda: json_bytes(self.summary())),
         }
         if disable:
             masked = self.masked(disable)  # made now: a bad index is refused before any write
-            files["masked"] = image(d / f"{stem}-masked{ext}", lambda: masked, "rle")
+            files["masked"] = image(d / f"{stem}-masked{ext}", lambda: masked, "rle", self._has_alpha)
         if masks:
             def cut(i: int) -> Callable[[], np.ndarray]:
                 return lambda: self._displayable(self.extract(i))
