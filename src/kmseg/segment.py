@@ -863,6 +863,7 @@ def segment(
         full image with the nearest of those centres. Faster on huge images; no longer exact.
     alpha : bool, optional
         Treat the last channel as alpha. Default: for a file, whether it has alpha; for an
+        array given a ``channel_axis``, False (every band is data); for any other
         array, True for 2 and 4 channels (grey+alpha, RGBA), with a ``UserWarning`` when
         that last channel is nowhere fully opaque (the dtype's maximum, or 1.0 for floats). Pass ``alpha=False``
         for a 2- or 4-band array that has no alpha. Pixels whose alpha is 0 get label -1 and are not
