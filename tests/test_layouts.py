@@ -143,6 +143,17 @@ def test_channel_axis_reaches_every_front_end(tmp_path):
         write_report(x, tmp_path / "r2.html", seed=0, ks=range(1, 4))
 
 
+def test_a_file_few_rows_high_with_many_bands_is_not_taken_for_channels_first(tmp_path):
+    x = np.moveaxis(bands_first(20, h=40, w=50, dtype=np.uint16), 0, -1)[18:22].copy()  # (4, 50, 20): 4 rows, 20 bands
+    path = tmp_path / "strip.tif"
+    tifffile.imwrite(path, x, photometric="minisblack", planarconfig="contig")
+    seg = kmseg.segment(path, 2, seed=0)
+    assert seg.centers.shape == (2, 20)
+    assert len(plot.compare(path, 2, seed=0, dpi=20).axes) == 2  # read, then prepared as an array
+    with pytest.raises(InvalidImageDataError, match="channels-first"):
+        kmseg.segment(x, 2)  # the same array from a caller: refused, it looks channels-first
+
+
 # --------------------------------------------------------------------------- TIFF pages and planes
 
 

@@ -107,6 +107,8 @@ def prepare_read(image: Any, arr: np.ndarray, has_alpha: bool, prepare_options: 
         opts["alpha"] = has_alpha
         if has_alpha and not isinstance(image, (str, os.PathLike)) and not _is_pil_image(image):
             _check_inferred_alpha(arr)
+    if arr.ndim == 3:  # read already, channels last: not to be taken for channels first (a file 8 rows high)
+        opts["channel_axis"] = -1
     return as_prepared(arr, opts)
 
 

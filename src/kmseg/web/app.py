@@ -396,7 +396,8 @@ class WebState:
     def _prepare(self, image: np.ndarray, alpha: bool, color_space: str, upload_id: str, name: str) -> Upload:
         """An image decoded earlier, reduced in another colour space; its alpha as the file said."""
         try:
-            prep = prepare(image, color_space=color_space, alpha=alpha)
+            # (decoded already, channels last: never taken for channels first)
+            prep = prepare(image, color_space=color_space, alpha=alpha, channel_axis=-1 if image.ndim == 3 else None)
         except KmsegError as exc:
             raise HTTPException(_status_for(exc), f"{name}: {exc}") from None
         prep.source = name
