@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .cli import Progress, UsageError, add_image_options, parse_float, positive_int, segment_options
+from .cli import Progress, UsageError, add_image_options, add_plane_option, parse_float, positive_int, segment_options
 
 __all__ = ["register"]
 
@@ -100,7 +100,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
     if args.low > args.high:
         raise UsageError(f"--low {args.low:g} is above --high {args.high:g}; pass --low <= --high")
     _check_output(args.out, args.force, None, args.image)
-    e = edges(args.image, args.low, args.high, max_pixels=args.max_pixels)
+    e = edges(args.image, args.low, args.high, max_pixels=args.max_pixels, plane=args.plane)
     path = save_image(args.out, e, force=args.force)
     print(f"{args.image}: {int(e.sum())} edge pixels ({100 * e.mean():.1f}%) -> {path}")
     return 0
@@ -185,6 +185,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--out", required=True, metavar="FILE", help="output image (.png, .tif, ...)")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--max-pixels", type=positive_int, default=None, help="decompression-bomb limit in pixels")
+    add_plane_option(p)
     p.set_defaults(func=cmd_edges)
 
     p = sub.add_parser(

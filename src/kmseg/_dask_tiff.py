@@ -176,6 +176,7 @@ def open_source(path: str | os.PathLike[str]) -> TiffSource:
     try:
         with tifffile.TiffFile(name) as tif:
             page = tif.pages[0]
+            _refuse_stack(name, tif)
             return _describe(name, page, tif.byteorder)
     except (InvalidImageDataError, NotAnImageError):
         raise
@@ -184,6 +185,27 @@ def open_source(path: str | os.PathLike[str]) -> TiffSource:
             f"{name}: looks like a TIFF file but cannot be read ({type(exc).__name__}: {exc}); "
             "it is truncated or corrupt, so re-export or re-download it"
         ) from exc
+
+
+def _refuse_stack(name: str, tif: tifffile.TiffFile) -> None:
+    """Refuse a TIFF whose first image spans several pages (a stack of planes, or channels
+    stored as pages), rather than read its first page as if it were the whole image."""
+    from .io import _tiff_layout
+
+    _, pages, axes, shape = _tiff_layout(tif)
+    if len(pages) <= 1:
+        return
+    if axes == "C":
+        raise InvalidImageDataError(
+            f"{name}: stores its {len(pages)} channels as pages (TIFF page axes {axes}); the chunked path reads "
+            "single-page TIFFs, so segment it in memory (kmseg.segment(path); CLI: without --dask), or save it as "
+            "one page of several samples"
+        )
+    raise InvalidImageDataError(
+        f"{name}: is a stack of {len(pages)} pages (TIFF page axes {axes}, shape {shape}); the chunked path reads "
+        "single-page TIFFs, so segment one plane in memory (kmseg.segment(path, plane=N); CLI: without --dask, "
+        "--plane N), or save the plane as a TIFF of its own"
+    )
 
 
 def _describe(name: str, page: tifffile.TiffPage, byteorder: str) -> TiffSource:

@@ -66,7 +66,8 @@ def _check_threshold(name: str, value: Any) -> float:
     return v
 
 
-def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | None = None) -> np.ndarray:
+def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | None = None,
+          channel_axis: int | None = None, plane: int | None = None) -> np.ndarray:
     """Canny edges of an image, through OpenCV (``cv2.Canny``) on its grey version.
 
     The image is turned into 8-bit grey first (see :func:`to_gray8`: every dtype is taken to
@@ -74,7 +75,8 @@ def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | 
     scale, as in the tutorials' ``cv2.Canny(gray, 100, 200)``. The Sobel aperture is 3 and
     the gradient magnitude is the L1 norm, OpenCV's defaults. Pixels whose alpha is 0 are
     never edges: the colours stored under them are not part of the picture (a file has alpha
-    if its format says so; an array if it has 2 or 4 channels, as in :func:`kmseg.segment`).
+    if its format says so; an array if it has 2 or 4 channels and no ``channel_axis``, as in
+    :func:`kmseg.segment`).
 
     Parameters
     ----------
@@ -86,6 +88,8 @@ def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | 
         ``high`` are edges; pixels above ``low`` are edges if connected to one.
     max_pixels : int, optional
         For paths: the decompression-bomb limit.
+    channel_axis, plane : int, optional
+        The array's channel axis, and the plane of a file's stack, as in :func:`kmseg.segment`.
 
     Returns
     -------
@@ -95,7 +99,8 @@ def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | 
     Raises
     ------
     ParameterError
-        ``low`` or ``high`` is negative or not finite, or ``low > high``.
+        ``low`` or ``high`` is negative or not finite, or ``low > high``; a bad
+        ``channel_axis`` or ``plane``.
     ParameterTypeError
         ``low`` or ``high`` is not a number; ``image`` is neither a path nor an array.
     ImageError
@@ -114,7 +119,7 @@ def edges(image: Any, low: float = 100, high: float = 200, *, max_pixels: int | 
     hi = _check_threshold("high", high)
     if lo > hi:
         raise ParameterError(f"low={low!r} is above high={high!r}; pass low <= high, such as low=100, high=200")
-    arr, has_alpha = read_image(image, max_pixels=max_pixels)
+    arr, has_alpha = read_image(image, max_pixels=max_pixels, channel_axis=channel_axis, plane=plane)
     out = cv2.Canny(to_gray8(arr, has_alpha=has_alpha), lo, hi) > 0
     if has_alpha:
         out &= arr[..., -1] > 0  # what lies under a transparent pixel is not part of the picture

@@ -24,6 +24,7 @@ from .segment import (
     _check_inferred_alpha,
     _is_pil_image,
     check_fit_options,
+    READ_OPTIONS,
     check_int,
     fewer_colours,
     make_rng,
@@ -33,7 +34,7 @@ from .segment import (
 __all__ = ["Elbow", "elbow", "find_knee"]
 
 #: Options of :func:`kmseg.segment` that shape the reduction (given to :func:`kmseg.prepare`).
-PREPARE_OPTIONS = ("color_space", "scale", "alpha", "max_pixels")
+PREPARE_OPTIONS = ("color_space", "scale", "alpha", "max_pixels", "channel_axis", "plane")
 #: Options of :func:`kmseg.segment` that shape each fit (given to :meth:`Prepared.fit`).
 FIT_OPTIONS = ("n_init", "init", "max_iter", "tol", "seed")
 
@@ -97,13 +98,17 @@ def prepare_read(image: Any, arr: np.ndarray, has_alpha: bool, prepare_options: 
 
     Unless ``alpha`` is given, it is what ``read_image`` found; and an alpha taken from an
     array's channel count alone is checked as :func:`kmseg.prepare` checks it (a warning when
-    no pixel is fully opaque), which passing ``alpha=has_alpha`` would skip.
+    no pixel is fully opaque), which passing ``alpha=has_alpha`` would skip. The options
+    ``read_image`` took (``max_pixels``, ``channel_axis``, ``plane``: :data:`READ_OPTIONS`) are
+    not applied again.
     """
-    opts = {k: v for k, v in prepare_options.items() if k != "max_pixels"}
+    opts = {k: v for k, v in prepare_options.items() if k not in READ_OPTIONS}
     if opts.get("alpha") is None:
         opts["alpha"] = has_alpha
         if has_alpha and not isinstance(image, (str, os.PathLike)) and not _is_pil_image(image):
             _check_inferred_alpha(arr)
+    if arr.ndim == 3:  # read already, channels last: not to be taken for channels first (a file 8 rows high)
+        opts["channel_axis"] = -1
     return as_prepared(arr, opts)
 
 
@@ -440,6 +445,8 @@ def elbow(
     scale: float | None = None,
     alpha: bool | None = None,
     max_pixels: int | None = None,
+    channel_axis: int | None = None,
+    plane: int | None = None,
     progress: Callable[[int], None] | None = None,
     warn: bool = True,
 ) -> Elbow:
@@ -474,10 +481,11 @@ def elbow(
         every k, drawn from ``seed``). Costs O(sample_size^2) distances, once.
     sample_size : int
         Pixels in the silhouette sample, at least 2 (all pixels if the image has fewer).
-    color_space, n_init, init, max_iter, tol, seed, scale, alpha, max_pixels
+    color_space, n_init, init, max_iter, tol, seed, scale, alpha, max_pixels, channel_axis, plane
         As in :func:`kmseg.segment`; ``init`` is ``"k-means++"`` or ``"random"``. The
-        prepare options (``color_space``, ``scale``, ``alpha``, ``max_pixels``) must be left
-        unset when ``image`` is a :class:`~kmseg.Prepared`.
+        prepare options (``color_space``, ``scale``, ``alpha``, ``max_pixels``,
+        ``channel_axis``, ``plane``) must be left unset when ``image`` is a
+        :class:`~kmseg.Prepared`.
     progress : callable, optional
         Called as ``progress(k)`` after each k is done (for a progress bar).
 
@@ -525,7 +533,8 @@ def elbow(
 
     t0 = time.perf_counter()
     prepared = isinstance(image, Prepared)
-    prep = as_prepared(image, {"color_space": color_space, "scale": scale, "alpha": alpha, "max_pixels": max_pixels})
+    prep = as_prepared(image, {"color_space": color_space, "scale": scale, "alpha": alpha, "max_pixels": max_pixels,
+                               "channel_axis": channel_axis, "plane": plane})
     prepare_seconds = 0.0 if prepared else time.perf_counter() - t0
     fit_options = {"n_init": n_init, "init": init, "max_iter": max_iter, "tol": tol}
 
@@ -588,6 +597,8 @@ def elbow(
             "scale": prep.scale,
             "alpha": alpha,
             "max_pixels": max_pixels,
+            "channel_axis": channel_axis,
+            "plane": plane,
             "sample_size": sample_size,
         },
     )

@@ -151,11 +151,19 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=unit_fraction, default=None, help="fit on a copy resized by this factor, label the full image")
     p.add_argument("--max-pixels", type=positive_int, default=None,
                    help="decompression-bomb limit in pixels (default: Pillow's, about 89 million)")
+    add_plane_option(p)
+
+
+def add_plane_option(p: argparse.ArgumentParser) -> None:
+    """``--plane N``, for every verb that reads an image."""
+    p.add_argument("--plane", type=non_negative_int, default=None, metavar="N",
+                   help="which plane of a TIFF stack (Z, T...) or frame of an animated GIF/WebP/PNG to read, from 0 "
+                   "(a stack is refused without it; channels stored as TIFF pages are read as bands)")
 
 
 def segment_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"color_space": args.color_space, "seed": args.seed, "n_init": args.n_init, "scale": args.scale,
-            "max_pixels": args.max_pixels}
+            "max_pixels": args.max_pixels, "plane": args.plane}
 
 
 # --------------------------------------------------------------------------- progress
@@ -366,6 +374,8 @@ def cli_wording(line: str) -> str:
     line = line.replace(PASS_FORCE, "pass --force").replace(CHECK_SCHEDULER, "check the address given to --scheduler")
     line = line.replace(IN_MEMORY, "segment it in memory with a --max-pixels of at least its pixel count")
     line = re.sub(r"pass max_pixels=(\d+) or more \(CLI: --max-pixels\)", r"pass --max-pixels \1 or more", line)
+    line = line.replace("pass plane=N (CLI: --plane N)", "pass --plane N").replace("or leave plane out", "or leave --plane out")
+    line = re.sub(r"\bplane=(\d+)", r"--plane \1", line)
     return re.sub(r"\bcolor_space='(\w+)'", r"--color-space \1", line)
 
 
@@ -387,10 +397,11 @@ def _register_segment(sub: Any) -> None:
         "colour i in every image, kept with a count of 0 where no pixel is nearest to it), for a set of images whose "
         "labels mean the same colours; --shared-palette fits that palette on all the images first.",
         epilog="Images of any integer or float dtype are clustered in their own units. The recoloured image keeps "
-        "the input's values and dtype: NAME-segmented.png for 8- and 16-bit images (uint8, uint16) of up to 4 "
-        "channels, NAME-segmented.tif for every other image (float, int16, int32..., more bands), since PNG cannot "
-        "hold those; NAME-masked is written alike. The palette's colours show the image's own minimum to maximum "
-        "as black to white, unless it is uint8, uint16 or float in [0, 1]. A file's outputs are written all or "
+        "the input's values and dtype: NAME-segmented.png for 8- and 16-bit (uint8, uint16) grey, RGB and RGBA "
+        "images, NAME-segmented.tif for every other image (float, int16, int32..., 2 bands, 4 bands without alpha, "
+        "more bands), since PNG cannot hold those; NAME-masked is written alike. A TIFF stack (Z, T...) needs "
+        "--plane; channels stored as TIFF pages (OME-TIFF, ImageJ CYX) are read as bands. The palette's colours "
+        "show the image's own minimum to maximum as black to white, unless it is uint8, uint16 or float in [0, 1]. A file's outputs are written all or "
         "none: a file that fails leaves none of them.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or quoted globs such as 'photos/**/*.jpg'")
@@ -437,7 +448,7 @@ def segment_file(path: str, args: argparse.Namespace) -> Any:
 
     palette = getattr(args, "palette", None)
     if palette is not None:
-        return palette.apply(path, color_space=args.color_space, max_pixels=args.max_pixels)
+        return palette.apply(path, color_space=args.color_space, max_pixels=args.max_pixels, plane=args.plane)
     return segment(path, args.k, **segment_options(args))
 
 
@@ -561,6 +572,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
                          "leave --scheduler out for a local cluster")
     if args.scheduler and not args.dask:
         raise UsageError("--scheduler needs --dask; add --dask")
+    if args.dask and args.plane is not None:
+        raise UsageError("--plane is not available with --dask, whose tasks read single-page images; drop --dask to "
+                         "segment a plane of a stack")
     if args.shared_palette and args.scale is not None:
         raise UsageError("--scale is not available with --shared-palette; drop one of them")
     resolve_segment_options(args)
@@ -653,7 +667,7 @@ def shared_here(paths: list[str], args: argparse.Namespace) -> int:
         for i, path in enumerate(paths):  # 1: pool the colours
             try:
                 with warnings_as_lines(f"{path}: ", bar):
-                    pool.add(prepare(path, color_space=args.color_space, max_pixels=args.max_pixels))
+                    pool.add(prepare(path, color_space=args.color_space, max_pixels=args.max_pixels, plane=args.plane))
             except (KmsegError, OSError) as exc:
                 failed(i, exc)
             bar.advance(note=os.path.basename(path))
@@ -671,7 +685,7 @@ def shared_here(paths: list[str], args: argparse.Namespace) -> int:
                         raise problem
                     t0 = time.perf_counter()
                     with warnings_as_lines(f"{path}: ", bar):
-                        prep = prepare(path, color_space=args.color_space, max_pixels=args.max_pixels)
+                        prep = prepare(path, color_space=args.color_space, max_pixels=args.max_pixels, plane=args.plane)
                         pool.check(prep)
                         seg = palette._label(prep, n_iter=fit.n_iter, converged=fit.converged)  # type: ignore[union-attr]
                         del prep

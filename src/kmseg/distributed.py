@@ -1329,7 +1329,8 @@ def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disabl
     :class:`kmseg.Palette` to label every file with instead of fitting (``--palette``)."""
     return {"k": k, "out": os.fspath(out_dir), "color_space": color_space, "seed": seed, "n_init": n_init,
             "scale": scale, "max_pixels": max_pixels, "disable": list(disable) if disable else None,
-            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd(), "cli": cli, "palette": palette}
+            "masks": bool(masks), "force": bool(force), "cwd": os.getcwd(), "cli": cli, "palette": palette,
+            "plane": None}  # (each task reads a single-page image: --plane is refused with --dask)
 
 
 def _collect(client, futs, index, paths, record) -> None:

@@ -24,6 +24,7 @@ import contextlib
 import errno
 import io
 import json
+import math
 import numbers
 import os
 import secrets
@@ -54,6 +55,7 @@ from .errors import (
     ParameterError,
     ParameterTypeError,
     cannot_write,
+    counted,
     exists_already,
     listed,
 )
@@ -202,7 +204,10 @@ def _pillow_pixels(im: Image.Image, png16: bool) -> tuple[np.ndarray, bool]:
     return np.array(im.convert("RGBA" if alpha else "RGB")), alpha
 
 
-def _load_pillow(name: str, fmt: str, limit: int | None, png16: bool = False) -> tuple[np.ndarray, bool]:
+def _load_pillow(name: str, fmt: str, limit: int | None, png16: bool = False,
+                 plane: int | None = None) -> tuple[np.ndarray, bool]:
+    """Pixels of a file Pillow reads: its first frame, or frame ``plane`` (0-based) of a
+    multi-frame file (animated GIF, WebP or PNG, multi-page TIFF)."""
     try:
         # One format: the one the magic bytes name. (A multi-picture JPEG, MPO, opens through
         # the JPEG plugin. Naming "MPO" too made Pillow 13, where it is no format of its own,
@@ -212,6 +217,15 @@ def _load_pillow(name: str, fmt: str, limit: int | None, png16: bool = False) ->
         raise _corrupt(name, fmt, exc) from exc
     with im:
         _check_size(name, im.width, im.height, limit)
+        if plane is not None:
+            _check_plane(name, plane, int(getattr(im, "n_frames", 1)), "frame")
+            try:
+                im.seek(plane)
+            except MemoryError:
+                raise
+            except Exception as exc:
+                raise _corrupt(name, fmt, exc) from exc
+            _check_size(name, im.width, im.height, limit)
         try:
             im.load()  # full decode here, so truncation raises here and not later
         except MemoryError:
@@ -275,9 +289,79 @@ def _enum_name(value: object) -> str:
     return str(getattr(value, "name", value))
 
 
-def _load_tiff(name: str, limit: int | None) -> tuple[np.ndarray, bool]:
-    """First page of a TIFF through tifffile; palette, CMYK, YCbCr, 2/4-bit, LZW and JPEG
-    compressed 8-bit TIFFs (without imagecodecs) go through Pillow instead."""
+#: How a message about planes ends: the fix, in Python's words (the command line rewords it).
+PLANE_FIX = "pass plane=N (CLI: --plane N)"
+
+
+def _check_plane(name: str, plane: int, n: int, what: str = "plane") -> None:
+    """Refuse a ``plane`` beyond the ``n`` planes (or frames) of file ``name``."""
+    if not 0 <= plane < n:
+        which = "pass plane=0 or leave plane out" if n == 1 else f"{PLANE_FIX} with N from 0 to {n - 1}"
+        raise ParameterError(f"{name}: plane={plane} is out of range; the file has {counted(n, what)}: {which}")
+
+
+def _tiff_layout(tif: tifffile.TiffFile) -> tuple[Any, list[Any], str, tuple[int, ...]]:
+    """The first image of a TIFF (tifffile's first series): its key page, its pages (or frames),
+    and the axes and sizes that number those pages (``"ZC"``, ``(4, 2)``; ``""``, ``()`` for
+    one page). Pages the series cannot account for are left out: the first page alone."""
+    first = tif.pages[0]
+    try:
+        series = tif.series[0]
+        key = series.keyframe
+        pages = list(series.pages)
+        n_lead = len(series.shape) - len(key.shape)
+        lead_shape = tuple(int(n) for n in series.shape[:n_lead])
+        if n_lead < 0 or not pages or pages[0].index != first.index or math.prod(lead_shape) != len(pages) \
+                or any(p is None for p in pages):
+            raise ValueError("pages that do not make the series' shape")
+        return key, pages, str(series.axes[:n_lead]), lead_shape
+    except Exception:  # no usable series: the first page, as before series were read
+        return first, [first], "", ()
+
+
+def _choose_pages(name: str, key: Any, pages: list[Any], lead_axes: str, lead_shape: tuple[int, ...],
+                  plane: int | None) -> tuple[list[Any], bool]:
+    """The pages to read, and whether they are channels (a ``C`` page axis: OME-TIFF, ImageJ
+    hyperstacks) to put side by side as bands. Any other page axis (Z, T, Q...) makes the file a
+    stack of planes, of which ``plane`` picks one; without it the stack is refused."""
+    if not lead_axes:
+        if plane is not None:
+            _check_plane(name, plane, 1)
+        return pages[:1], False
+    index = np.arange(len(pages)).reshape(lead_shape)
+    c_axis = lead_axes.find("C")
+    stack = [i for i in range(len(lead_axes)) if i != c_axis]
+    if stack:
+        sizes = [lead_shape[i] for i in stack]
+        n = math.prod(sizes)
+        if plane is None:
+            per = f" of {counted(lead_shape[c_axis], 'channel')} each" if c_axis >= 0 else ""
+            shape = lead_shape + tuple(int(d) for d in key.shape)
+            raise InvalidImageDataError(
+                f"{name}: is a stack of {counted(n, 'plane')}{per} (TIFF axes {lead_axes}{key.axes}, shape {shape}); "
+                f"kmseg segments one 2-D image at a time: {PLANE_FIX} with N from 0 to {n - 1}"
+            )
+        _check_plane(name, plane, n)
+        where: list[Any] = [slice(None)] * len(lead_axes)
+        for i, at in zip(stack, np.unravel_index(plane, sizes)):
+            where[i] = int(at)
+        index = index[tuple(where)]
+    elif plane is not None:
+        _check_plane(name, plane, 1)
+    chosen = [pages[i] for i in np.asarray(index).reshape(-1).tolist()]
+    if c_axis >= 0 and int(key.samplesperpixel) != 1:
+        raise InvalidImageDataError(
+            f"{name}: stores its channels as pages of {key.samplesperpixel} samples each, which kmseg does not "
+            "read; save the channels as pages of one sample each, or as one page of several samples"
+        )
+    return chosen, c_axis >= 0
+
+
+def _load_tiff(name: str, limit: int | None, plane: int | None = None) -> tuple[np.ndarray, bool]:
+    """A TIFF's image through tifffile: its first page; its channels when they are stored as
+    pages (a ``C`` axis); page ``plane`` of a stack (see :func:`_choose_pages`). Palette, CMYK,
+    YCbCr, 2/4-bit, LZW and JPEG compressed 8-bit TIFFs (without imagecodecs) go through Pillow
+    instead."""
     try:
         tif = tifffile.TiffFile(name)
     except MemoryError:
@@ -286,36 +370,49 @@ def _load_tiff(name: str, limit: int | None) -> tuple[np.ndarray, bool]:
         raise _corrupt(name, "TIFF", exc) from exc
     with tif:
         try:
-            page = tif.pages[0]
-            page.photometric  # noqa: B018 - a page that cannot even say this is broken
+            tif.pages[0].photometric  # noqa: B018 - a page that cannot even say this is broken
+            page, pages, lead_axes, lead_shape = _tiff_layout(tif)
+            page.photometric  # noqa: B018
         except Exception as exc:
             raise _corrupt(name, "TIFF", exc) from exc
         _check_size(name, page.imagewidth, page.imagelength, limit)
+        chosen, channels = _choose_pages(name, page, pages, lead_axes, lead_shape, plane)
         if not _tifffile_reads(page):
-            if page.bitspersample > 8 and page.samplesperpixel > 1:
+            if page.bitspersample > 8 and page.samplesperpixel > 1 or channels:
                 raise NotAnImageError(
                     f"{name}: this {page.bitspersample}-bit TIFF "
                     f"(photometric {_enum_name(page.photometric)}, "
                     f"compression {_enum_name(page.compression)}) "
-                    "needs the imagecodecs package to be read at full depth; pip install imagecodecs"
+                    + ("with its channels stored as pages " if channels else "")
+                    + "needs the imagecodecs package to be read at full depth; pip install imagecodecs"
                 )
-            return _load_pillow(name, "TIFF", limit)
+            frame = chosen[0].index
+            return _load_pillow(name, "TIFF", limit, plane=frame if isinstance(frame, int) and frame else None)
         size = os.path.getsize(name)
-        if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
-            raise CorruptImageError(
-                f"{name}: looks like a TIFF file but its pixel data runs past the end of the "
-                "file; it is truncated, so re-export or re-download it"
-            )
-        try:
-            arr = page.asarray()
-        except MemoryError:
-            raise
-        except Exception as exc:
-            raise _corrupt(name, "TIFF", exc) from exc
-        if "S" in page.axes and page.axes.index("S") == 0:  # planar: (S, H, W)
-            arr = np.moveaxis(arr, 0, -1)
-        extra = tuple(int(e) for e in page.extrasamples)
-        n_colour = page.samplesperpixel - len(extra)
+        bands = []
+        for one in chosen:
+            if any(o + n > size for o, n in zip(one.dataoffsets, one.databytecounts)):
+                raise CorruptImageError(
+                    f"{name}: looks like a TIFF file but its pixel data runs past the end of the "
+                    "file; it is truncated, so re-export or re-download it"
+                )
+            try:
+                bands.append(one.asarray())
+            except MemoryError:
+                raise
+            except Exception as exc:
+                raise _corrupt(name, "TIFF", exc) from exc
+        if channels:  # one page per channel: (H, W, C), every band data, none alpha
+            arr = np.stack(bands, axis=-1)
+            extra: tuple[int, ...] = ()
+            n_colour = arr.shape[2]
+        else:
+            arr = bands[0]
+            if "S" in page.axes and page.axes.index("S") == 0:  # planar: (S, H, W)
+                arr = np.moveaxis(arr, 0, -1)
+            extra = tuple(int(e) for e in page.extrasamples)
+            n_colour = page.samplesperpixel - len(extra)
+        del bands
         has_alpha = bool(extra) and extra[0] in (1, 2) and n_colour in (1, 3) and len(extra) == 1
         if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
             if arr.dtype == np.bool_:
@@ -353,20 +450,31 @@ def _check_max_pixels(max_pixels: object) -> None:
         )
 
 
+def check_plane(plane: object) -> int | None:
+    """``plane`` checked: None, or a whole number >= 0 (which plane of a stack, frame of an animation)."""
+    if plane is None:
+        return None
+    if isinstance(plane, (bool, np.bool_)) or not isinstance(plane, numbers.Integral):
+        raise ParameterTypeError(f"plane={plane!r} is not an int; pass a plane's number from 0, or None")
+    if plane < 0:
+        raise ParameterError(f"plane={plane} is out of range; planes are numbered from 0")
+    return int(plane)
+
+
 @overload
 def load_image(
-    path: PathLike, *, max_pixels: int | None = ..., return_alpha: Literal[False] = ...
+    path: PathLike, *, max_pixels: int | None = ..., return_alpha: Literal[False] = ..., plane: int | None = ...
 ) -> np.ndarray: ...
 
 
 @overload
 def load_image(
-    path: PathLike, *, max_pixels: int | None = ..., return_alpha: Literal[True]
+    path: PathLike, *, max_pixels: int | None = ..., return_alpha: Literal[True], plane: int | None = ...
 ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 def load_image(
-    path: PathLike, *, max_pixels: int | None = None, return_alpha: bool = False
+    path: PathLike, *, max_pixels: int | None = None, return_alpha: bool = False, plane: int | None = None
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     """Read an image file into a channels-last array in RGB(A) order.
 
@@ -384,7 +492,14 @@ def load_image(
       alpha ExtraSample (associated alpha is returned as stored, not un-premultiplied).
     - TIFFs with other band counts come back (H, W, S) with every band, as stored. A
       4-band TIFF without alpha is (H, W, 4) too; ``return_alpha=True`` tells them apart.
-    - Multi-frame files (GIF, APNG, WebP, multi-page TIFF): the first frame or page only.
+    - TIFFs whose channels are stored as pages (an OME-TIFF or ImageJ hyperstack with a C
+      axis, axes ``CYX``) come back (H, W, C), every channel a band, none of them alpha.
+    - TIFF stacks (a Z, T or other page axis: ``ZYX``, ``ZCYX``, ``TYX``, a plain series of
+      pages of one shape) are refused unless ``plane`` picks one of their planes (with all
+      its channels). A TIFF's first series is its image; pages of another series (another
+      shape: a thumbnail, a second image written on its own) are not read.
+    - Multi-frame files (animated GIF, PNG or WebP, multi-picture JPEG): the first frame, or
+      frame ``plane``.
     - The EXIF (or TIFF) orientation is applied, so the picture comes back upright.
 
     Pillow reads PNG, JPEG, GIF, BMP and WebP; OpenCV reads 16-bit colour PNG; tifffile
@@ -403,6 +518,10 @@ def load_image(
         If True, return ``(pixels, alpha)``: the pixels without their alpha channel, and
         the alpha channel as an (H, W) array of the same dtype, or None if the image has
         no alpha.
+    plane : int, optional
+        Which plane (0-based) of a TIFF stack, or frame of a multi-frame file, to read. A
+        stack's planes are numbered in the order of its page axes (for ``ZTCYX``, plane
+        ``z * T + t``). Default: a multi-frame file's first frame; a TIFF stack is refused.
 
     Returns
     -------
@@ -422,9 +541,11 @@ def load_image(
     ImageTooLargeError
         The image has more than ``max_pixels`` pixels.
     InvalidImageDataError
-        A float image holds NaN or infinite values.
+        A float image holds NaN or infinite values, or the TIFF is a stack of planes and
+        ``plane`` is not given.
     ParameterError, ParameterTypeError
-        ``path`` or ``max_pixels`` is not valid.
+        ``path``, ``max_pixels`` or ``plane`` is not valid (a ``plane`` beyond the file's
+        planes or frames: the message names their range).
 
     Examples
     --------
@@ -441,16 +562,17 @@ def load_image(
     _check_max_pixels(max_pixels)
     if not isinstance(return_alpha, (bool, np.bool_)):
         raise ParameterTypeError(f"return_alpha={return_alpha!r} is not a bool; pass True or False")
+    plane = check_plane(plane)
     fmt, head = _sniff(name)
     with _pillow_settings() as default_limit:
         limit = default_limit if max_pixels is None else int(max_pixels)
         png16 = fmt == "PNG" and head[12:16] == b"IHDR" and head[24] == 16
         if fmt == "TIFF":
-            arr, has_alpha = _load_tiff(name, limit)
-        elif png16 and head[25] in (2, 4, 6):  # colour types RGB, grey+alpha, RGBA
+            arr, has_alpha = _load_tiff(name, limit, plane)
+        elif png16 and head[25] in (2, 4, 6) and not plane:  # colour types RGB, grey+alpha, RGBA
             arr, has_alpha = _load_png16_colour(name, head, limit)
-        else:
-            arr, has_alpha = _load_pillow(name, fmt, limit, png16)
+        else:  # (a later frame of an animated 16-bit colour PNG: Pillow's 8 bits)
+            arr, has_alpha = _load_pillow(name, fmt, limit, png16, plane)
     if arr.dtype.kind == "c":
         raise InvalidImageDataError(f"{name}: holds complex values; kmseg needs real pixel values")
     if arr.dtype == np.float16:
@@ -1057,19 +1179,24 @@ _SAVE_DTYPES = {
 PNG_STRATEGIES = {"default": 0, "filtered": 1, "huffman": 2, "rle": 3, "fixed": 4}
 
 
-def _encode(name: str, arr: np.ndarray, fmt: str, compress_level: int = 6, png_strategy: str = "default") -> bytes:
-    """Encode a checked array in memory (``compress_level``, ``png_strategy``: PNG's zlib settings)."""
+def _encode(name: str, arr: np.ndarray, fmt: str, compress_level: int = 6, png_strategy: str = "default",
+            alpha: bool | None = None) -> bytes:
+    """Encode a checked array in memory (``compress_level``, ``png_strategy``: PNG's zlib settings;
+    ``alpha``: whether the last of 2 or 4 channels is alpha, None for 4 channels only)."""
     strategy = PNG_STRATEGIES[png_strategy]
     n_channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if alpha is None:
+        alpha = n_channels == 4
+    alpha = bool(alpha) and n_channels in (2, 4)
     if fmt == "TIFF":
         buf = io.BytesIO()
-        rgb = n_channels in (3, 4)
+        rgb = n_channels == 3 or (n_channels == 4 and alpha)
         tifffile.imwrite(
             buf,
             arr,
             photometric="rgb" if rgb else "minisblack",
             planarconfig="contig" if arr.ndim == 3 else None,
-            extrasamples=("unassalpha",) if n_channels == 4 else None,
+            extrasamples=("unassalpha",) if alpha else None,
             compression="zlib",
         )
         return buf.getvalue()
@@ -1088,7 +1215,7 @@ def _encode(name: str, arr: np.ndarray, fmt: str, compress_level: int = 6, png_s
 
 
 def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compress_level: int = 6,
-               png_strategy: str = "default") -> Path:
+               png_strategy: str = "default", alpha: bool | None = None) -> Path:
     """Encode *array* as an image and write it atomically (see :func:`write_bytes`).
 
     The format comes from the suffix: ``.png`` (also when there is no suffix), ``.jpg``
@@ -1116,6 +1243,10 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
         ``IMWRITE_PNG_STRATEGY``). ``"rle"`` suits photographs best: on a 12 MP photo it
         wrote 1% fewer bytes than level 6 in a quarter of the time. Images of a few flat
         colours (a segmented image) come out smaller with ``"default"``.
+    alpha : bool, optional
+        Whether the last of 2 or 4 channels is alpha (see :func:`encode_image`). Default:
+        for 4 channels (RGBA), not for 2. Pass ``alpha=False`` to keep 4 bands of data as
+        4 bands in a TIFF.
 
     Returns
     -------
@@ -1149,8 +1280,8 @@ def save_image(path: PathLike, array: np.ndarray, *, force: bool = False, compre
     """
     _check_encoding(compress_level, png_strategy)
     target = _output_path(path, force)
-    return write_bytes(target, encode_image(target, array, compress_level=compress_level, png_strategy=png_strategy),
-                       force=force)
+    return write_bytes(target, encode_image(target, array, compress_level=compress_level, png_strategy=png_strategy,
+                                            alpha=alpha), force=force)
 
 
 def _check_encoding(compress_level: object, png_strategy: object) -> None:
@@ -1160,15 +1291,22 @@ def _check_encoding(compress_level: object, png_strategy: object) -> None:
         raise ParameterError(f"png_strategy={png_strategy!r} is not a zlib strategy; pass one of {', '.join(PNG_STRATEGIES)}")
 
 
-def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, png_strategy: str = "default") -> bytes:
+def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, png_strategy: str = "default",
+                 alpha: bool | None = None) -> bytes:
     """The bytes :func:`save_image` writes for *array* at *path*, checked and encoded in
     memory; nothing is written (the format comes from the suffix of *path*, whose name
     begins the messages).
 
+    ``alpha`` says whether the last of 2 or 4 channels is alpha; None (the default) means
+    it is for 4 channels (RGBA) and not for 2. A TIFF marks that band as alpha (an
+    ``ExtraSamples`` of unassociated alpha) only when it is, so :func:`load_image` reads the
+    bands back as they were; 4 bands that are not RGBA cannot be PNG, JPEG, WebP or BMP.
+
     Raises
     ------
     ParameterError, ParameterTypeError
-        As :func:`save_image`, for everything but the path itself.
+        As :func:`save_image`, for everything but the path itself; 4 bands without alpha
+        in a format other than TIFF.
 
     Examples
     --------
@@ -1196,6 +1334,11 @@ def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, 
             f"{target}: cannot save an array of shape {arr.shape} as {fmt}; pass a non-empty "
             f"{wanted} array" + (f" ({fmt} keeps no alpha: save as .png)" if no_alpha else "")
         )
+    if fmt != "TIFF" and arr.ndim == 3 and arr.shape[2] == 4 and alpha is not None and not alpha:
+        raise ParameterError(
+            f"{target}: cannot save 4 bands without alpha as {fmt}, which would show the fourth as transparency; "
+            "save as .tif"
+        )
     allowed = _SAVE_DTYPES[fmt]
     if arr.dtype.name not in allowed:
         tiff = arr.dtype.name in _SAVE_DTYPES["TIFF"]
@@ -1205,7 +1348,7 @@ def encode_image(path: PathLike, array: np.ndarray, *, compress_level: int = 6, 
             f"{target}: cannot save an array of dtype {arr.dtype} as {fmt}, which holds {holds}; convert it first, "
             f"for example array.astype(numpy.uint8){hint}"
         )
-    return _encode(str(target), arr, fmt, compress_level, png_strategy)
+    return _encode(str(target), arr, fmt, compress_level, png_strategy, alpha)
 
 
 # --------------------------------------------------------------------------- palettes

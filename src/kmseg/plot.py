@@ -51,7 +51,7 @@ from .errors import (
     exists_already,
     user_stacklevel,
 )
-from .segment import Prepared, Segmentation, check_int, fewer_colours, make_rng, palette_order, read_image
+from .segment import READ_OPTIONS, Prepared, Segmentation, check_int, fewer_colours, make_rng, palette_order, read_image
 
 __all__ = [
     "compare",
@@ -287,7 +287,7 @@ def _resolve(
     if isinstance(image, Prepared):
         arr, has_alpha = image.image, image.has_alpha
     else:
-        arr, has_alpha = read_image(image, max_pixels=prep_opts.get("max_pixels"))
+        arr, has_alpha = read_image(image, **{k: prep_opts.get(k) for k in READ_OPTIONS})
     if seg is None and not required:
         return arr, has_alpha, None
     if isinstance(seg, Segmentation):
@@ -296,8 +296,9 @@ def _resolve(
                 f"seg has labels of shape {seg.labels.shape} but the image is {arr.shape[:2]}; "
                 "pass the segmentation of this image"
             )
-        if options:
-            name = next(iter(options))
+        changes = [k for k in options if k not in READ_OPTIONS or isinstance(image, Prepared)]
+        if changes:  # (how to read the image is not a change)
+            name = changes[0]
             raise ParameterError(f"{name}= cannot change a finished segmentation; pass seg=k (an int) to segment here")
         return arr, has_alpha, seg
     if isinstance(seg, Integral) and not isinstance(seg, bool):
@@ -355,7 +356,8 @@ def compare(
     dpi : float
         Dots per inch; a PNG is ``figsize * dpi`` pixels.
     **segment_options
-        Options of :func:`kmseg.segment`, when ``seg`` is an int.
+        Options of :func:`kmseg.segment`, when ``seg`` is an int. Those that say how to read
+        the image (``max_pixels``, ``channel_axis``, ``plane``) are taken with a segmentation too.
 
     Returns
     -------
@@ -467,7 +469,7 @@ def grid(
         arr = image.image
         has_alpha = image.has_alpha
     else:
-        arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
+        arr, has_alpha = read_image(image, **{k: prep_opts.pop(k, None) for k in READ_OPTIONS})
         prep = None
     makers: list[Callable[[], Segmentation]] = []
     asked: list[int | None] = []  # the k of each panel segmented here
@@ -755,6 +757,8 @@ def histogram(
     *,
     log: bool = False,
     max_pixels: int | None = None,
+    channel_axis: int | None = None,
+    plane: int | None = None,
     save: str | os.PathLike[str] | None = None,
     force: bool = False,
     figsize: tuple[float, float] | None = None,
@@ -773,6 +777,8 @@ def histogram(
         Logarithmic count axis.
     max_pixels : int, optional
         For paths: the decompression-bomb limit.
+    channel_axis, plane : int, optional
+        The array's channel axis, and the plane of a file's stack, as in :func:`kmseg.segment`.
     save, force, figsize, dpi
         As in :func:`compare` (default size 7 x 4 inches).
 
@@ -802,7 +808,7 @@ def histogram(
     if isinstance(image, Prepared):
         arr, has_alpha = image.image, image.has_alpha
     else:
-        arr, has_alpha = read_image(image, max_pixels=max_pixels)
+        arr, has_alpha = read_image(image, max_pixels=max_pixels, channel_axis=channel_axis, plane=plane)
     rgba = display_rgb(arr, has_alpha, _display_range(image, arr, has_alpha))
     grey = arr.ndim == 2 or (arr.shape[2] - (1 if has_alpha else 0)) == 1
     flat = rgba.reshape(-1, rgba.shape[2])

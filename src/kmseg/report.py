@@ -31,7 +31,7 @@ from .errors import (
     exists_already,
     user_stacklevel,
 )
-from .segment import Prepared, Segmentation, check_int, fewer_colours, read_image
+from .segment import READ_OPTIONS, Prepared, Segmentation, check_int, fewer_colours, read_image
 
 __all__ = ["SECTIONS", "n_steps", "write_report"]
 
@@ -302,7 +302,7 @@ def write_report(
 
     # -- load and reduce, once
     t = time.perf_counter()
-    arr, has_alpha = read_image(image, max_pixels=prep_opts.pop("max_pixels", None))
+    arr, has_alpha = read_image(image, **{k: prep_opts.pop(k, None) for k in READ_OPTIONS})
     t = step("load", t)
     prep = prepare_read(image, arr, has_alpha, prep_opts)
     # 8-bit colour and 16-bit grey are clustered as their distinct colours; others as their pixels

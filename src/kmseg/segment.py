@@ -79,11 +79,20 @@ def check_output_dir(directory: str | os.PathLike[str], name: str = "directory")
     return path
 
 
-def output_suffix(image: np.ndarray) -> str:
+def output_suffix(image: np.ndarray, has_alpha: bool) -> str:
     """The suffix of an output that keeps an image's values and dtype: ``.png`` for uint8 and
-    uint16 with up to 4 channels, ``.tif`` for every other image (float, other integers, more
-    bands), which PNG cannot hold."""
-    png = image.dtype in (np.uint8, np.uint16) and (image.ndim == 2 or image.shape[2] <= 4)
+    uint16 grey, RGB, and RGBA (``has_alpha``: the last of 4 channels is alpha); ``.tif`` for
+    every other image (float, other integers, 2 channels, 4 bands without alpha, more bands),
+    which PNG cannot hold as it is (it would show a fourth band of data as transparency).
+
+    Examples
+    --------
+    >>> rgba = np.zeros((2, 2, 4), np.uint8)
+    >>> output_suffix(rgba, True), output_suffix(rgba, False), output_suffix(rgba[..., :2], True)
+    ('.png', '.tif', '.tif')
+    """
+    n = 1 if image.ndim == 2 else image.shape[2]
+    png = image.dtype in (np.uint8, np.uint16) and (n in (1, 3) or (n == 4 and bool(has_alpha)))
     return ".png" if png else ".tif"
 
 
@@ -188,7 +197,15 @@ def _is_pil_image(obj: Any) -> bool:
     return pil is not None and isinstance(obj, pil.Image)
 
 
-def read_image(image: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+#: Options that say how an image is read (:func:`read_image`), which every front end passes on to it.
+READ_OPTIONS = ("max_pixels", "channel_axis", "plane")
+#: Channels-first arrays that :func:`read_image` refuses without ``channel_axis``: (A, B, C)
+#: with A at most this, and B and C each at least ``_FIRST_MIN`` and 4 * A.
+_FIRST_MAX, _FIRST_MIN = 16, 8
+
+
+def read_image(image: Any, *, max_pixels: int | None = None, channel_axis: int | None = None,
+               plane: int | None = None) -> tuple[np.ndarray, bool]:
     """An image path, array or array-like as a checked array, and whether its last channel is alpha.
 
     Paths are read with :func:`kmseg.load_image`, which knows whether the file has alpha. A
@@ -200,12 +217,26 @@ def read_image(image: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray
     unless it must be converted: bool becomes uint8 0/255 (as a bilevel file is read), and a
     non-native byte order the native one.
 
+    Arrays are (M, N) or (M, N, C), channels last, unless ``channel_axis`` says which axis
+    holds the channels (scikit-image's parameter): it is moved last, as a view, and every
+    band is data, none alpha (a (4, M, N) microscopy stack is 4 bands; pass ``alpha=True``
+    to the functions that take it for RGBA). Without ``channel_axis``, an array that looks
+    channels-first, (A, B, C) with A <= 16 and B and C each at least 8 and 4 * A, such as
+    (3, 512, 512), is refused rather than read as a 3-row image of 512 channels.
+
     Parameters
     ----------
     image : str, path, (M, N[, C]) array-like or PIL.Image.Image
         Of any integer or float dtype, or bool.
     max_pixels : int, optional
         For paths: the decompression-bomb limit (default: Pillow's).
+    channel_axis : int, optional
+        For arrays: the axis (negative counts from the end) that holds the channels or bands
+        of a 3-D array. Default None: channels last, or none (grey). Files say their own
+        layout, so it is refused for paths and Pillow images.
+    plane : int, optional
+        For paths: which plane of a TIFF stack, or frame of a multi-frame file, to read (see
+        :func:`kmseg.load_image`). For arrays, index the array instead (``image[z]``).
 
     Returns
     -------
@@ -215,9 +246,14 @@ def read_image(image: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray
     Raises
     ------
     ParameterTypeError
-        ``image`` is neither a path nor something numpy makes an array of numbers of.
+        ``image`` is neither a path nor something numpy makes an array of numbers of, or
+        ``channel_axis`` or ``plane`` is not an int.
+    ParameterError
+        ``channel_axis`` is out of range, given for a 2-D array, a file or a Pillow image;
+        ``plane`` is out of range or given for an array.
     ImageError
-        The file cannot be read, or the array has a bad shape or dtype, or NaN.
+        The file cannot be read (or is a stack and ``plane`` is not given), or the array has a
+        bad shape (channels first without ``channel_axis``) or dtype, or NaN.
 
     Examples
     --------
@@ -227,20 +263,78 @@ def read_image(image: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray
     >>> arr, _ = read_image([[0, 1], [2, 3]])
     >>> arr.dtype, arr.tolist()
     (dtype('int64'), [[0, 1], [2, 3]])
+    >>> arr, has_alpha = read_image(np.zeros((4, 16, 16), np.uint16), channel_axis=0)
+    >>> arr.shape, has_alpha
+    ((16, 16, 4), False)
     """
     if isinstance(image, (str, os.PathLike)):
         from .io import load_image
 
-        pixels, alpha = load_image(image, max_pixels=max_pixels, return_alpha=True)
+        _no_channel_axis(channel_axis, "a file says its own layout (TIFF channels stored as pages are read as bands)")
+        pixels, alpha = load_image(image, max_pixels=max_pixels, return_alpha=True, plane=plane)
         arr = pixels if alpha is None else np.dstack([pixels, alpha])
         return _checked(arr, f"{os.fspath(image)}: "), alpha is not None
+    if plane is not None:
+        from .io import check_plane
+
+        check_plane(plane)
+        raise ParameterError(f"plane={plane} picks a plane of a file; for an array, index it instead (image[{plane}])")
     if _is_pil_image(image):
         from .io import _pillow_pixels
 
+        _no_channel_axis(channel_axis, "a Pillow image is channels-last")
         arr, has_alpha = _pillow_pixels(image, png16=False)
         return _checked(arr), has_alpha
-    arr = _checked(_as_array(image))
+    arr = _as_array(image)
+    if channel_axis is not None:
+        return _checked(_channels_last(arr, channel_axis)), False
+    arr = _checked(arr)
+    _refuse_channels_first(arr)
     return arr, arr.ndim == 3 and arr.shape[2] in (2, 4)
+
+
+def _no_channel_axis(channel_axis: Any, why: str) -> None:
+    if channel_axis is not None:
+        raise ParameterError(f"channel_axis={channel_axis!r} applies to arrays only, and {why}; leave channel_axis out")
+
+
+def _channels_last(arr: np.ndarray, channel_axis: Any) -> np.ndarray:
+    """``arr`` with its ``channel_axis`` moved last (a view), the axis checked against its shape."""
+    if isinstance(channel_axis, (bool, np.bool_)) or not isinstance(channel_axis, Integral):
+        raise ParameterTypeError(
+            f"channel_axis={channel_axis!r} is not an int; pass the axis that holds the channels (0 for a (C, H, W) "
+            "array), or None for channels last"
+        )
+    axis = int(channel_axis)
+    if arr.ndim == 2:
+        raise ParameterError(
+            f"channel_axis={axis} was given for an image of shape {arr.shape}, which has no channel axis (a 2-D grey "
+            "image); leave channel_axis out"
+        )
+    if arr.ndim != 3:
+        raise ParameterError(
+            f"channel_axis={axis} was given for an image of shape {arr.shape}; kmseg reads 3-D arrays with one channel "
+            "axis, so pick one plane of a stack first (image[0])"
+        )
+    if not -3 <= axis < 3:
+        raise ParameterError(
+            f"channel_axis={axis} is out of range for an image of shape {arr.shape}; pass an axis from -3 to 2 "
+            "(0 for channels first)"
+        )
+    return np.moveaxis(arr, axis, -1)
+
+
+def _refuse_channels_first(arr: np.ndarray) -> None:
+    """Refuse an array that looks channels-first (see :func:`read_image`)."""
+    if arr.ndim != 3:
+        return
+    a, b, c = arr.shape
+    if a <= _FIRST_MAX and min(b, c) >= max(_FIRST_MIN, 4 * a):
+        raise InvalidImageDataError(
+            f"image has shape {arr.shape}, which looks channels-first ({a} channels of {b} x {c}); kmseg reads "
+            f"(H, W, C): pass channel_axis=0 (or np.moveaxis(image, 0, -1)), or channel_axis=-1 if its last axis "
+            f"really holds {c} channels"
+        )
 
 
 def _as_array(image: Any) -> np.ndarray:
@@ -672,6 +766,8 @@ def prepare(
     scale: float | None = None,
     alpha: bool | None = None,
     max_pixels: int | None = None,
+    channel_axis: int | None = None,
+    plane: int | None = None,
 ) -> Prepared:
     """Load, check and reduce an image once, for segmenting it with several values of k.
 
@@ -685,16 +781,16 @@ def prepare(
     >>> [p.segment(k, seed=0).counts.tolist() for k in (1, 2)]
     [[16], [8, 8]]
     """
-    arr, space, alpha, source = _read_checked(image, color_space, alpha, max_pixels)
+    arr, space, alpha, source = _read_checked(image, color_space, alpha, max_pixels, channel_axis, plane)
     scale = check_scale(scale)
     return Prepared(arr, color_space=space, alpha=alpha, scale=scale, source=source)
 
 
-def _read_checked(image: ImageLike, color_space: Any, alpha: bool | None,
-                  max_pixels: int | None) -> tuple[np.ndarray, str, bool, str | None]:
+def _read_checked(image: ImageLike, color_space: Any, alpha: bool | None, max_pixels: int | None,
+                  channel_axis: int | None = None, plane: int | None = None) -> tuple[np.ndarray, str, bool, str | None]:
     """What :func:`prepare` reads and checks before it reduces the image: the array, the colour
     space checked against it, whether its last channel is alpha, and its file (or None)."""
-    arr, has_alpha = read_image(image, max_pixels=max_pixels)
+    arr, has_alpha = read_image(image, max_pixels=max_pixels, channel_axis=channel_axis, plane=plane)
     source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
     n_channels = 1 if arr.ndim == 2 else arr.shape[2]
     if alpha is None:
@@ -719,6 +815,8 @@ def segment(
     scale: float | None = None,
     alpha: bool | None = None,
     max_pixels: int | None = None,
+    channel_axis: int | None = None,
+    plane: int | None = None,
 ) -> Segmentation:
     """Segment an image into ``k`` clusters of colour with exact K-means.
 
@@ -765,12 +863,22 @@ def segment(
         full image with the nearest of those centres. Faster on huge images; no longer exact.
     alpha : bool, optional
         Treat the last channel as alpha. Default: for a file, whether it has alpha; for an
+        array given a ``channel_axis``, False (every band is data); for any other
         array, True for 2 and 4 channels (grey+alpha, RGBA), with a ``UserWarning`` when
         that last channel is nowhere fully opaque (the dtype's maximum, or 1.0 for floats). Pass ``alpha=False``
         for a 2- or 4-band array that has no alpha. Pixels whose alpha is 0 get label -1 and are not
         clustered or counted.
     max_pixels : int, optional
         For paths: the decompression-bomb limit (default: Pillow's).
+    channel_axis : int, optional
+        For arrays: the axis that holds the channels (scikit-image's meaning; 0 for a
+        (C, M, N) microscopy or satellite stack), moved last. Every band is then data, none
+        alpha, unless ``alpha=True``. The result is channels last: ``image()`` is (M, N, C).
+        Default None: channels last, and an array that looks channels-first is refused (see
+        :func:`read_image`).
+    plane : int, optional
+        For paths: which plane of a TIFF stack (Z, T...) or frame of an animation to segment,
+        from 0 (see :func:`kmseg.load_image`). A TIFF stack is refused without it.
 
     Returns
     -------
@@ -781,8 +889,8 @@ def segment(
     ParameterError, ParameterTypeError
         A parameter is out of range or of the wrong type.
     ImageError
-        The file is missing, not an image, corrupt, too large, or the array holds NaN or
-        64-bit integers beyond 2**53 in magnitude.
+        The file is missing, not an image, corrupt, too large, a stack without ``plane``, or
+        the array looks channels-first, or holds NaN or 64-bit integers beyond 2**53 in magnitude.
 
     Warns
     -----
@@ -799,8 +907,13 @@ def segment(
     >>> seg = segment(ct, k=2, seed=0)
     >>> sorted(seg.centers[:, 0].tolist()), seg.image().dtype
     ([-995.0, 405.0], dtype('int16'))
+    >>> bands = np.zeros((4, 8, 8), np.uint16); bands[:, :, 4:] = 900   # 4 bands, channels first
+    >>> seg = segment(bands, k=2, seed=0, channel_axis=0)
+    >>> seg.centers.shape, seg.image().shape
+    ((2, 4), (8, 8, 4))
     """
-    prep = prepare(image, color_space=color_space, scale=scale, alpha=alpha, max_pixels=max_pixels)
+    prep = prepare(image, color_space=color_space, scale=scale, alpha=alpha, max_pixels=max_pixels,
+                   channel_axis=channel_axis, plane=plane)
     return prep.segment(k, n_init=n_init, init=init, max_iter=max_iter, tol=tol, seed=seed)
 
 
@@ -1073,7 +1186,8 @@ class Segmentation:
             "palette": self.palette(),
         }
 
-    def apply(self, image: ImageLike, *, alpha: bool | None = None, max_pixels: int | None = None) -> Segmentation:
+    def apply(self, image: ImageLike, *, alpha: bool | None = None, max_pixels: int | None = None,
+              channel_axis: int | None = None, plane: int | None = None) -> Segmentation:
         """These clusters on another image: every pixel labelled with its nearest centre, no fitting.
 
         scikit-learn's ``km.fit(img1); km.predict(img2)``: label ``i`` of the result is cluster
@@ -1094,7 +1208,7 @@ class Segmentation:
         ----------
         image : str, path, (M, N[, C]) array-like or PIL.Image.Image
             As :func:`segment` takes it.
-        alpha, max_pixels
+        alpha, max_pixels, channel_axis, plane
             As in :func:`segment`.
 
         Returns
@@ -1119,7 +1233,8 @@ class Segmentation:
         >>> np.array_equal(seg.apply(day).labels, seg.labels), seg.apply(day).converged
         (True, True)
         """
-        return self._as_palette().apply(image, alpha=alpha, max_pixels=max_pixels)
+        return self._as_palette().apply(image, alpha=alpha, max_pixels=max_pixels, channel_axis=channel_axis,
+                                        plane=plane)
 
     def _as_palette(self) -> Palette:
         return Palette._named("this segmentation's palette", self.centers, color_space=self.color_space,
@@ -1139,9 +1254,11 @@ class Segmentation:
         Files are ``{stem}-segmented.png``, ``{stem}-labels.png`` and ``{stem}-palette.json``;
         with ``disable``, also ``{stem}-masked.png``; with ``masks``, ``{stem}-cluster{i}.png``
         for every cluster (RGBA cut-outs). The recoloured and the masked image keep the input's
-        values and dtype: they are PNG for uint8 and uint16 images of up to 4 channels, and
+        values and dtype: they are PNG for uint8 and uint16 grey, RGB and RGBA images, and
         TIFF (``{stem}-segmented.tif``, ``{stem}-masked.tif``) for every other image (float,
-        other integers, more than 4 channels), since PNG cannot hold those. The cut-outs are
+        other integers, 2 channels, 4 bands without alpha, more bands), since PNG cannot hold
+        those (see :func:`output_suffix`); a TIFF marks its last band as alpha only when the
+        input's is. The cut-outs are
         always PNG: 8-bit, on the input's :attr:`display_range`, for images that are not
         uint8 or uint16.
 
@@ -1171,20 +1288,21 @@ class Segmentation:
         if stem is None:
             stem = Path(self.source).stem if self.source else "image"
         d = check_output_dir(directory)
-        ext = output_suffix(self._painted)
+        ext = output_suffix(self._painted, self._has_alpha)
 
-        def image(path: Path, make: Callable[[], np.ndarray], strategy: str) -> tuple[Path, Callable[[], bytes]]:
-            return path, lambda: encode_image(path, make(), png_strategy=strategy)
+        def image(path: Path, make: Callable[[], np.ndarray], strategy: str,
+                  alpha: bool | None = None) -> tuple[Path, Callable[[], bytes]]:
+            return path, lambda: encode_image(path, make(), png_strategy=strategy, alpha=alpha)
 
         # kind -> (path, what makes its bytes)
         files: dict[str, tuple[Path, Callable[[], bytes]]] = {
-            "segmented": image(d / f"{stem}-segmented{ext}", lambda: self._painted, "default"),
+            "segmented": image(d / f"{stem}-segmented{ext}", lambda: self._painted, "default", self._has_alpha),
             "labels": image(d / f"{stem}-labels.png", self.label_image, "rle"),
             "palette": (d / f"{stem}-palette.json", lambda: json_bytes(self.summary())),
         }
         if disable:
             masked = self.masked(disable)  # made now: a bad index is refused before any write
-            files["masked"] = image(d / f"{stem}-masked{ext}", lambda: masked, "rle")
+            files["masked"] = image(d / f"{stem}-masked{ext}", lambda: masked, "rle", self._has_alpha)
         if masks:
             def cut(i: int) -> Callable[[], np.ndarray]:
                 return lambda: self._displayable(self.extract(i))
@@ -1366,7 +1484,7 @@ class Palette:
         return pal
 
     def apply(self, image: ImageLike, *, color_space: str | None = None, alpha: bool | None = None,
-              max_pixels: int | None = None) -> Segmentation:
+              max_pixels: int | None = None, channel_axis: int | None = None, plane: int | None = None) -> Segmentation:
         """Label ``image`` with these centres: every pixel gets its nearest, and nothing is fitted.
 
         Cluster ``i`` of the result is the ``i``-th centre, and a centre no pixel is nearest to
@@ -1384,7 +1502,7 @@ class Palette:
         color_space : {"rgb", "lab", "hsv"}, optional
             The space to measure distances in; default the palette's own, else ``"rgb"``.
             A palette that has a space of its own is refused any other.
-        alpha, max_pixels
+        alpha, max_pixels, channel_axis, plane
             As in :func:`segment`.
 
         Returns
@@ -1400,7 +1518,7 @@ class Palette:
             As :func:`segment` raises it.
         """
         space = self._space(color_space)
-        arr, space, has_alpha, source = _read_checked(image, space, alpha, max_pixels)
+        arr, space, has_alpha, source = _read_checked(image, space, alpha, max_pixels, channel_axis, plane)
         n_channels = (1 if arr.ndim == 2 else arr.shape[2]) - int(has_alpha)
         self._check_image(arr.dtype, n_channels, space, source)  # before the image is reduced
         return self._label(Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source))
@@ -1570,6 +1688,8 @@ def fit_palette(
     seed: int | np.random.Generator | None = None,
     alpha: bool | None = None,
     max_pixels: int | None = None,
+    channel_axis: int | None = None,
+    plane: int | None = None,
 ) -> Palette:
     """Fit one palette on several images together, to label each of them with it.
 
@@ -1585,8 +1705,9 @@ def fit_palette(
     ----------
     images : iterable of str, path, array-like or PIL.Image.Image
         As :func:`segment` takes each.
-    k, color_space, n_init, init, max_iter, tol, seed, alpha, max_pixels
-        As in :func:`segment` (``alpha`` and ``max_pixels`` for every image).
+    k, color_space, n_init, init, max_iter, tol, seed, alpha, max_pixels, channel_axis, plane
+        As in :func:`segment` (``alpha``, ``max_pixels``, ``channel_axis`` and ``plane`` for
+        every image).
 
     Returns
     -------
@@ -1621,7 +1742,7 @@ def fit_palette(
     check_fit_options(n_init, max_iter, tol, init)
     pool = None
     for image in images:
-        arr, space, has_alpha, source = _read_checked(image, color_space, alpha, max_pixels)
+        arr, space, has_alpha, source = _read_checked(image, color_space, alpha, max_pixels, channel_axis, plane)
         prep = Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source)
         pool = Pool(space) if pool is None else pool
         pool.add(prep)

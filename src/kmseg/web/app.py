@@ -396,7 +396,8 @@ class WebState:
     def _prepare(self, image: np.ndarray, alpha: bool, color_space: str, upload_id: str, name: str) -> Upload:
         """An image decoded earlier, reduced in another colour space; its alpha as the file said."""
         try:
-            prep = prepare(image, color_space=color_space, alpha=alpha)
+            # (decoded already, channels last: never taken for channels first)
+            prep = prepare(image, color_space=color_space, alpha=alpha, channel_axis=-1 if image.ndim == 3 else None)
         except KmsegError as exc:
             raise HTTPException(_status_for(exc), f"{name}: {exc}") from None
         prep.source = name
@@ -677,8 +678,8 @@ class SegmentResponse(BaseModel):
     palette: list[PaletteEntry] = Field(description="One entry per cluster, largest share first (ties by index).")
     dtype: str = Field(description="The input's dtype (uint8, uint16, int16, float32, ...), which the TIFFs keep.")
     output_suffix: Literal[".png", ".tif"] = Field(
-        description="`.tif` when a PNG cannot hold the image's values (not uint8 or uint16, or more than 4 "
-        "bands): then `segmented_tif` and `masked_tif` are the downloads that keep them, as `kmseg segment` writes."
+        description="`.tif` when a PNG cannot hold the image's values (not uint8 or uint16; 2 bands, 4 "
+        "bands without alpha, or more bands): then `segmented_tif` and `masked_tif` are the downloads that keep them, as `kmseg segment` writes."
     )
     urls: ResultUrls
     cached: bool = Field(description="True when the decoded image came from the cache (no upload decoded).")
@@ -1040,7 +1041,7 @@ def create_app(
             "disable": hidden,
             "palette": seg.palette(),
             "dtype": seg.original.dtype.name,
-            "output_suffix": output_suffix(seg.original),
+            "output_suffix": output_suffix(seg.original, seg._has_alpha),
             "urls": {
                 "segmented": f"{base}/segmented.png",
                 "segmented_tif": f"{base}/segmented.tif",
@@ -1133,7 +1134,7 @@ def create_app(
     async def segmented_tif(result_id: ResultId, download: Download = False) -> Response:
         """Every pixel painted in its cluster's centre, in the input's dtype and bands (int16,
         float32, ...; alpha kept): the values `kmseg segment` writes, which the 8-bit PNG cannot hold."""
-        res, tif = await _render(result_id, lambda r: encode_image(f"{r.stem}-segmented.tif", r.seg.image()))
+        res, tif = await _render(result_id, lambda r: encode_image(f"{r.stem}-segmented.tif", r.seg.image(), alpha=r.seg._has_alpha))
         return _send(tif, "image/tiff", f"{res.stem}-segmented.tif", download)
 
     @app.get(
@@ -1234,7 +1235,7 @@ def create_app(
         res = state.result(result_id)
         hidden = _parse_disable(disable, res.seg.k)
         name = f"{_masked_stem(res.stem, hidden)}.tif"
-        tif = await to_thread.run_sync(lambda: encode_image(name, res.seg.masked(hidden)))
+        tif = await to_thread.run_sync(lambda: encode_image(name, res.seg.masked(hidden), alpha=res.seg._has_alpha))
         return _send(tif, "image/tiff", name, download)
 
     @app.get(
