@@ -576,7 +576,8 @@ def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any
     chosen: list[Any] = []
     page.on("filechooser", lambda fc: (chosen.append(fc), fc.set_files(str(data.path("chelsea.png")))))
 
-    assert [_tab(page) for _ in range(6)] == ["dropzone", "sample", "k", "color-space", "seed", "A"]  # A: the footer's link
+    assert [_tab(page) for _ in range(7)] == ["dropzone", "sample-name", "sample", "k", "color-space", "seed",
+                                              "A"]  # A: the footer's link
     page.locator("#dropzone").focus()
     page.keyboard.press("Enter")
     swatches = page.locator('[data-testid="swatch"]')
@@ -585,10 +586,10 @@ def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any
     expect(page.get_by_test_id("elbow-knee")).to_have_count(1)
 
     page.locator("#dropzone").focus()
-    stops = [_tab(page) for _ in range(29)]
+    stops = [_tab(page) for _ in range(30)]
     downloads = ["dl-segmented", "dl-labels", "dl-palette", "dl-palette-gpl", "dl-palette-ase", "dl-palette-css",
                  "dl-palette-png", "dl-clusters-zip", "SUMMARY"]  # (the masked image's link waits for a hidden cluster)
-    assert stops == ["sample", "k", "color-space", "seed", *downloads, *["BUTTON"] * 5,  # the swatches
+    assert stops == ["sample-name", "sample", "k", "color-space", "seed", *downloads, *["BUTTON"] * 5,  # the swatches
                      *[f"K={k}" for k in range(1, 11)], "A"]
 
     # each swatch is named by what it does, for its cluster; pressed means hidden
@@ -606,6 +607,32 @@ def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any
     page.keyboard.press("Enter")
     expect(swatches).to_have_count(3)
     expect(page.get_by_test_id("k-value")).to_have_text("3")
+    expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_every_bundled_sample_can_be_chosen_from_the_keyboard(server: tuple[str, Any], web_page: Any) -> None:
+    """The sample picker offers every photo the server serves (kmseg.data.NAMES), coffee.png
+    first chosen; one chosen with the keyboard is segmented as kmseg segments it."""
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    picker = page.get_by_label("No image at hand? Try a sample photo:")
+    expect(picker).to_have_value("coffee.png")
+    names = picker.locator("option").evaluate_all("(options) => options.map((o) => o.value)")
+    assert sorted(names) == sorted(data.NAMES) and names[0] == "coffee.png"
+    for name in names:  # each one is a photo the server has, byte for byte
+        assert page.request.get(f"{url}api/sample/{name}").body() == data.path(name).read_bytes()
+
+    # keyboard only: Tab to the picker, an arrow to choose, Tab to the button, Enter
+    assert [_tab(page) for _ in range(2)] == ["dropzone", "sample-name"]
+    while picker.input_value() != "rocket.jpg":
+        page.keyboard.press("ArrowDown")
+    assert _tab(page) == "sample"
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("file-name")).to_have_text("rocket.jpg")
+    expect(page.get_by_test_id("status")).to_contain_text("K = 5 · 640 × 427 px")
+    expected = kmseg.segment(kmseg.load_image(data.path("rocket.jpg")), 5, seed=0).palette()
+    expect(page.locator(".swatch .hex")).to_have_text([p["hex"] for p in expected])
     expect(page.get_by_role("alert")).to_be_hidden()
 
 

@@ -5,7 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     drop: $("dropzone"), input: $("file-input"), fileName: $("file-name"), maxUpload: $("max-upload"),
-    sample: $("sample"), k: $("k"), kValue: $("k-value"), space: $("color-space"), seed: $("seed"),
+    sample: $("sample"), sampleName: $("sample-name"), k: $("k"), kValue: $("k-value"), space: $("color-space"), seed: $("seed"),
     status: $("status"), error: $("error"), empty: $("empty"), result: $("result"),
     segmented: $("segmented"), masked: $("masked"), maskedCaption: $("masked-caption"),
     palette: $("palette"), elbow: $("elbow"), elbowNote: $("elbow-note"),
@@ -102,18 +102,20 @@
   window.addEventListener("dragover", (ev) => ev.preventDefault());
   window.addEventListener("drop", (ev) => ev.preventDefault());
 
+  // The photos bundled with kmseg (kmseg.data.NAMES), which the server serves at /api/sample/NAME.
   el.sample.addEventListener("click", async () => {
+    const name = el.sampleName.value;
     clearError();
-    setStatus("Fetching the sample photo…", true);
+    setStatus(`Fetching the sample photo ${name}…`, true);
     try {
-      const resp = await fetch("/api/sample/coffee.png");
+      const resp = await fetch(`/api/sample/${encodeURIComponent(name)}`);
       if (!resp.ok) throw new Error(await errorText(resp));
       const blob = await resp.blob();
-      useFile(new File([blob], "coffee.png", { type: blob.type || "image/png" }));
+      useFile(new File([blob], name, { type: blob.type || "image/png" }));
     } catch (err) {
       setStatus("");
       // fetch() throws a TypeError when no server answers; else the server's own words
-      showError(err instanceof TypeError ? unreachable(err) : `Cannot fetch the sample photo: ${err.message}`);
+      showError(err instanceof TypeError ? unreachable(err) : `Cannot fetch the sample photo ${name}: ${err.message}`);
     }
   });
 
