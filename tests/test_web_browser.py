@@ -335,16 +335,27 @@ def test_status_counts_the_colours_of_an_image_with_fewer_than_k(server: tuple[s
         expect(status).to_contain_text(f"K = {n} (the image has only {n} {word}) · 12 × 12 px")
 
 
-@pytest.mark.parametrize("width", [390, 1280])
+@pytest.mark.parametrize("width", [375, 1280])
 def test_the_palette_hint_holds_in_either_layout(server: tuple[str, Any], web_page: Any, width: int) -> None:
     page = web_page
     url, _ = server
     page.set_viewport_size({"width": width, "height": 900})
     page.goto(url)
     show_photo(page)
-    seg, masked = (page.locator(sel).bounding_box() for sel in ("#segmented", "#masked"))
+    expect(page.get_by_test_id("downloads")).to_be_visible()
+    seg, masked, palette, downloads, controls, results = (page.locator(sel).bounding_box() for sel in (
+        "#segmented", "#masked", "#palette", "#downloads", ".controls", ".results"))
     beside = masked["x"] >= seg["x"] + seg["width"]
     assert beside == (width > 1000)  # the images stand side by side on a wide window, stacked on a narrow one
+    bottom = lambda box: box["y"] + box["height"]  # noqa: E731
+    if width < 800:
+        # a phone reads one column: the images, then the palette, then the downloads (they came first)
+        assert bottom(controls) <= seg["y"] and bottom(seg) <= masked["y"] <= bottom(masked) <= palette["y"]
+        assert bottom(palette) <= downloads["y"] and bottom(results) <= downloads["y"]
+    else:
+        # a wide window: the downloads stand in the left column, right under the settings
+        assert downloads["x"] + downloads["width"] <= results["x"]
+        assert 0 <= downloads["y"] - bottom(controls) <= 20
     # the hint names the image by what it is, never by where it is
     hint = page.locator("p.hint:has(+ #palette)").inner_text()  # the line above the swatches
     assert not re.search(r"\b(right|left|above|below|beside|under)\b", hint), hint
@@ -543,7 +554,7 @@ def test_k_reaches_the_api_limit_and_the_page_holds_k_max_clusters(server: tuple
     # K_MAX swatches and cut-out links stay inside their panels, and the page inside the window
     page.locator("#downloads summary").click()
     expect(page.locator('[data-testid="dl-cluster"]')).to_have_count(K_MAX)
-    for items, panel in (('[data-testid="swatch"]', ".results"), ("#dl-clusters li", ".controls")):
+    for items, panel in (('[data-testid="swatch"]', ".results"), ("#dl-clusters li", ".downloads")):
         box = page.locator(panel).bounding_box()
         for b in (page.locator(items).nth(i).bounding_box() for i in range(K_MAX)):
             assert box["x"] <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"], (items, b, box)
@@ -589,8 +600,8 @@ def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any
     stops = [_tab(page) for _ in range(30)]
     downloads = ["dl-segmented", "dl-labels", "dl-palette", "dl-palette-gpl", "dl-palette-ase", "dl-palette-css",
                  "dl-palette-png", "dl-clusters-zip", "SUMMARY"]  # (the masked image's link waits for a hidden cluster)
-    assert stops == ["sample-name", "sample", "k", "color-space", "seed", *downloads, *["BUTTON"] * 5,  # the swatches
-                     *[f"K={k}" for k in range(1, 11)], "A"]
+    assert stops == ["sample-name", "sample", "k", "color-space", "seed", *["BUTTON"] * 5,  # the swatches
+                     *[f"K={k}" for k in range(1, 11)], *downloads, "A"]  # as a phone shows them
 
     # each swatch is named by what it does, for its cluster; pressed means hidden
     body = page.evaluate("() => fetch(document.getElementById('dl-palette').href).then((r) => r.json())")
