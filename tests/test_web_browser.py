@@ -439,6 +439,16 @@ def test_an_int16_tiff_is_downloaded_as_a_tiff_and_a_photo_as_a_png(server: tupl
     painted = tifffile.imread(target)
     assert painted.dtype == np.int16 and painted.shape == ct.shape and painted.min() < 0
 
+    # each swatch gives its centre's value, in the CT's units, as the TIFF holds it (with thousands separators)
+    body = page.evaluate("() => fetch(document.getElementById('dl-palette').href).then((r) => r.json())")
+    order = [int(swatches.nth(n).get_attribute("data-index")) for n in range(5)]
+    centres = [int(np.rint(body["centers"][i][0])) for i in order]
+    assert min(centres) < -900 and max(centres) > 900
+    expect(page.get_by_test_id("swatch-values")).to_have_text([f"{v:,}" for v in centres])
+    expect(page.get_by_test_id("palette-values-hint")).to_contain_text("its centre's value (int16)")
+    expect(swatches.nth(0)).to_have_attribute("aria-label", re.compile(rf"^Hide cluster {order[0]} \(value {centres[0]:,}, shown as #"))
+    assert {int(v) for v in np.unique(painted)} == set(centres)
+
     first = swatches.nth(0).get_attribute("data-index")
     swatches.nth(0).click()
     expect(masked).to_have_text("Masked image (TIFF, int16)")
@@ -462,8 +472,10 @@ def test_an_int16_tiff_is_downloaded_as_a_tiff_and_a_photo_as_a_png(server: tupl
     painted = tifffile.imread(tmp_path / "deep-down.tif")
     assert painted.dtype == np.uint16 and painted.max() > 255
 
-    # the bundled 8-bit photo: PNG links as before, and no second link
+    # the bundled 8-bit photo: PNG links as before, and no second link; its hex colours are its values
     show_photo(page)
+    expect(page.get_by_test_id("swatch-values")).to_have_count(0)
+    expect(page.get_by_test_id("palette-values-hint")).to_be_hidden()
     expect(seg).to_have_text("Segmented image (PNG)")
     expect(seg).to_have_attribute("href", re.compile(r"/segmented\.png$"))
     expect(seg).to_have_attribute("download", "coffee-k5-segmented.png")
@@ -473,6 +485,55 @@ def test_an_int16_tiff_is_downloaded_as_a_tiff_and_a_photo_as_a_png(server: tupl
     expect(masked).to_have_attribute("href", re.compile(r"/masked\.png\?disable=\d+$"))
     expect(masked).to_have_attribute("download", re.compile(r"^coffee-k5-masked-\d+\.png$"))
     expect(masked_png).to_be_hidden()
+
+
+def test_a_two_band_tiff_shows_and_downloads_both_bands(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    """A 2-sample TIFF (grey and another band, no alpha; kmseg reads it as 2 bands, not grey and
+    alpha): its swatches are band 1 in grey, and they list both bands' values; the segmented
+    download is a TIFF with both bands (the 8-bit PNG holds band 1 only)."""
+    import tifffile
+
+    page = web_page
+    url, _ = server
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(url)
+    rng = np.random.default_rng(3)
+    stripes = np.repeat(np.array([[30, 200], [120, 40], [220, 120]]), 10, axis=0)
+    image = np.clip(stripes[None] + rng.integers(-3, 4, (20, 30, 2)), 0, 255).astype(np.uint8)
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(path, image, photometric="minisblack", planarconfig="contig")
+    assert kmseg.load_image(path, return_alpha=True)[1] is None
+    page.get_by_test_id("k-slider").fill("3")
+    page.set_input_files("#file-input", str(path))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(3)
+    expected = kmseg.segment(path, 3, seed=0)
+    order = [int(swatches.nth(n).get_attribute("data-index")) for n in range(3)]
+    assert order == [p["index"] for p in expected.palette()]
+    values = [np.rint(expected.centers[i]).astype(int).tolist() for i in order]
+    assert sorted(values) == [[30, 200], [120, 40], [220, 120]]
+    expect(page.get_by_test_id("swatch-values")).to_have_text([f"{a} · {b}" for a, b in values])
+    expect(page.get_by_test_id("palette-values-hint")).to_have_text(
+        "Each colour lists its centre's values in the image's 2 bands (uint8): band 1 · band 2, as the segmented "
+        "TIFF holds them; its swatch shows band 1 in grey.")
+    for n, (a, b) in enumerate(values):
+        expect(swatches.nth(n).locator(".hex")).to_have_text(f"#{a:02x}{a:02x}{a:02x}")
+        expect(swatches.nth(n)).to_have_attribute(
+            "aria-label", re.compile(rf"^Hide cluster {order[n]} \(band 1 {a}, band 2 {b}, shown as #"))
+    for box in (swatches.nth(n).bounding_box() for n in range(3)):  # inside the phone's window
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 375
+
+    seg = page.get_by_test_id("dl-segmented")
+    expect(seg).to_have_text("Segmented image (TIFF, uint8)")
+    expect(page.get_by_test_id("dl-segmented-png")).to_be_visible()
+    with page.expect_download() as info:
+        seg.click()
+    assert info.value.suggested_filename == "two-k3-segmented.tif"
+    info.value.save_as(tmp_path / "down.tif")
+    painted = tifffile.imread(tmp_path / "down.tif")
+    assert painted.shape == (20, 30, 2)
+    assert sorted({tuple(v) for v in painted.reshape(-1, 2).tolist()}) == sorted(tuple(v) for v in values)
+    expect(page.get_by_role("alert")).to_be_hidden()
 
 
 def test_a_seed_the_api_refuses_is_refused_on_the_page(server: tuple[str, Any], web_page: Any) -> None:

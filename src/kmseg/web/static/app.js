@@ -8,7 +8,7 @@
     sample: $("sample"), sampleName: $("sample-name"), k: $("k"), kValue: $("k-value"), space: $("color-space"), seed: $("seed"),
     status: $("status"), error: $("error"), empty: $("empty"), result: $("result"),
     segmented: $("segmented"), masked: $("masked"), maskedCaption: $("masked-caption"),
-    palette: $("palette"), elbow: $("elbow"), elbowNote: $("elbow-note"),
+    palette: $("palette"), paletteValuesHint: $("palette-values-hint"), elbow: $("elbow"), elbowNote: $("elbow-note"),
     downloads: $("downloads"), dlSegmented: $("dl-segmented"), dlLabels: $("dl-labels"),
     dlPalette: $("dl-palette"), dlMasked: $("dl-masked"), dlMaskedHint: $("dl-masked-hint"),
     dlSegmentedPng: $("dl-segmented-png"), dlMaskedPng: $("dl-masked-png"),
@@ -62,6 +62,12 @@
     `Cannot reach the kmseg server${err ? ` (${err.message})` : ""}; is it still running? Start it with: kmseg serve`;
 
   const mb = (bytes) => `${+(bytes / 1048576).toFixed(1)} MB`;
+  // A value as the page writes it: whole numbers with thousands separators (-1,000; 51,400),
+  // others to 4 significant digits (0.4725), or to one decimal from 1,000 up (12,345.7).
+  const whole = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
+  const fourDigits = new Intl.NumberFormat("en", { maximumSignificantDigits: 4 });
+  const oneDecimal = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
+  const num = (v) => (Number.isInteger(v) ? whole : Math.abs(v) >= 1000 ? oneDecimal : fourDigits).format(v);
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
   // ------------------------------------------------------------------ choosing an image
@@ -216,6 +222,12 @@
     setStatus(`K = ${data.k}${fewer} · ${data.width} × ${data.height} px · ${plural(data.n_iter, "iteration")} · ` +
       `${data.seconds.toFixed(2)} s (${how})`);
 
+    // The hex colour is all there is to say of an 8-bit grey or RGB centre. Of any other image
+    // it is how the previews show the centre (some of its bands, on its display range), so each
+    // swatch also lists the centre's values, every band of it, as the segmented TIFF holds them.
+    const withValues = showsValues(data);
+    el.paletteValuesHint.hidden = !withValues;
+    el.paletteValuesHint.textContent = withValues ? valuesHint(data) : "";
     el.palette.replaceChildren(...data.palette.map((p) => {
       const li = document.createElement("li");
       const button = document.createElement("button");
@@ -224,9 +236,11 @@
       button.dataset.index = String(p.index);
       button.dataset.testid = "swatch";
       button.setAttribute("aria-pressed", "false");
-      button.title = `Cluster ${p.index}: ${p.hex}, ${(100 * p.fraction).toFixed(1)}% of the pixels. Click to hide or show it.`;
+      const share = `${(100 * p.fraction).toFixed(1)}% of the pixels`;
+      const colour = withValues ? `${namedValues(p.values)}, shown as ${p.hex}` : p.hex;
+      button.title = `Cluster ${p.index}: ${colour}, ${share}. Click to hide or show it.`;
       // Its name for screen readers (its text alone reads "#916a4d30.9%"); pressed = hidden.
-      button.setAttribute("aria-label", `Hide cluster ${p.index} (${p.hex}, ${(100 * p.fraction).toFixed(1)}% of the pixels)`);
+      button.setAttribute("aria-label", `Hide cluster ${p.index} (${colour}, ${share})`);
       const chip = document.createElement("span");
       chip.className = "chip";
       chip.style.backgroundColor = p.hex;
@@ -236,7 +250,17 @@
       const pct = document.createElement("span");
       pct.className = "pct";
       pct.textContent = `${(100 * p.fraction).toFixed(1)}%`;
-      button.append(chip, hex, pct);
+      const text = document.createElement("span");
+      text.className = "swatch-text";
+      text.append(hex, " ", pct);
+      if (withValues) {
+        const values = document.createElement("span");
+        values.className = "values";
+        values.dataset.testid = "swatch-values";
+        values.textContent = p.values.map(num).join(" · ");
+        text.append(values);
+      }
+      button.append(chip, text);
       button.addEventListener("click", () => toggle(p.index, button));
       li.append(button);
       return li;
@@ -303,9 +327,28 @@
   frames.observe(el.segmented.parentElement);
   frames.observe(el.masked.parentElement);
 
-  // The page's PNGs are 8-bit: every image but a uint8 one is downloaded as a TIFF in its own
-  // dtype (`.tif` is also what `kmseg segment` writes when a PNG cannot hold the values).
-  const fullDepth = (data) => data.output_suffix === ".tif" || data.dtype !== "uint8";
+  // An 8-bit grey or RGB image: its palette's hex colours are its centres' values.
+  const greyOrRgb8 = (data) => data.dtype === "uint8" && (data.bands === 1 || data.bands === 3);
+  const showsValues = (data) => !greyOrRgb8(data);
+
+  // "band 1 120, band 2 40", or "value -300" for one band.
+  const namedValues = (values) => (values.length === 1
+    ? `value ${num(values[0])}`
+    : values.map((v, i) => `band ${i + 1} ${num(v)}`).join(", "));
+
+  function valuesHint(data) {
+    const shown = data.bands === 1 ? "it in grey"
+      : data.bands === 2 ? "band 1 in grey" : "bands 1 to 3 as red, green and blue";
+    const what = data.bands === 1 ? `its centre's value (${data.dtype})`
+      : `its centre's values in the image's ${data.bands} bands (${data.dtype}): ` +
+        Array.from({ length: data.bands }, (_, i) => `band ${i + 1}`).join(" · ");
+    return `Each colour lists ${what}, as the segmented TIFF holds them; its swatch shows ${shown}.`;
+  }
+
+  // The page's PNGs are 8-bit grey or RGB: every other image (another dtype, 2 bands, 4 bands
+  // without alpha, more) is downloaded as a TIFF that keeps its dtype and every band (`.tif` is
+  // also what `kmseg segment` writes when a PNG cannot hold the values).
+  const fullDepth = (data) => data.output_suffix === ".tif" || !greyOrRgb8(data);
   const suffix = (data) => (fullDepth(data) ? ".tif" : ".png");
   const format = (data) => (fullDepth(data) ? `TIFF, ${data.dtype}` : "PNG");
 
