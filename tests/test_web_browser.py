@@ -742,6 +742,15 @@ def test_a_stopped_or_restarted_server_is_said_so(web_page: Any) -> None:
         wait_loaded(page, "#masked", 600)
 
 
+def short(v: float) -> str:
+    """An inertia as the page says it: 3 significant digits and an SI prefix (2.51 G, 350 M)."""
+    for size, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        scaled = float(f"{abs(v) / size:.3g}")
+        if scaled >= 1:
+            return f"{'-' if v < 0 else ''}{scaled:g} {prefix}"
+    return f"{v:.3g}"
+
+
 def test_the_elbow_curve_is_readable_and_tappable_on_a_phone(server: tuple[str, Any], web_page: Any) -> None:
     """On a 375-pixel-wide window the curve keeps its text and its points' targets at their size
     (it was a 480-wide drawing scaled down: 7 px text, 7 px points), and is drawn again at the
@@ -750,9 +759,26 @@ def test_the_elbow_curve_is_readable_and_tappable_on_a_phone(server: tuple[str, 
     url, _ = server
     page.set_viewport_size({"width": 375, "height": 800})
     page.goto(url)
-    show_photo(page)
+    with page.expect_response(lambda r: r.url.endswith("/api/elbow")) as answer:
+        show_photo(page)
+    inertias = answer.value.json()["inertias"]
     points = page.locator("#elbow .pt")
     expect(points).to_have_count(10)
+    assert max(inertias) > 1e9  # a photo's inertias run to billions: the axis said 2.5e+9
+
+    # the inertia axis: round ticks from 0 to just above the largest inertia, in short words
+    labels = page.locator("#elbow .ytick").all_text_contents()
+    assert all(re.fullmatch(r"0|[1-9]\d{0,2}(\.\d+)? [kMGT]", t) for t in labels), labels
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    values = [0.0 if t == "0" else float(t.split()[0]) * scale[t.split()[1]] for t in labels]
+    step = values[1]
+    assert values == pytest.approx([i * step for i in range(len(values))]) and 3 <= len(values) <= 6
+    assert values[-1] - step < max(inertias) <= values[-1]
+    # each point says its inertia the same way, to 3 digits
+    for k, v in enumerate(inertias, start=1):
+        point = page.locator(f"#elbow .pt[data-k='{k}']")
+        expect(point).to_have_attribute("aria-label", f"Use K = {k} (inertia {short(v)})")
+        expect(point.locator("title")).to_have_text(f"K = {k}: inertia {short(v)}. Click to use this K.")
     for n in range(10):
         box = points.nth(n).bounding_box()
         assert box["width"] >= 24 and box["height"] >= 24, (n, box)  # WCAG 2.5.8's smallest target

@@ -68,6 +68,27 @@
   const fourDigits = new Intl.NumberFormat("en", { maximumSignificantDigits: 4 });
   const oneDecimal = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
   const num = (v) => (Number.isInteger(v) ? whole : Math.abs(v) >= 1000 ? oneDecimal : fourDigits).format(v);
+
+  // A large value with an SI prefix, to `digits` significant digits: 2.51 G, 350 M, 12.5 k;
+  // under 1,000 as `num` writes it. The elbow curve's axis, points and tooltips say inertias so.
+  const PREFIXES = [[1e15, "P"], [1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+  function si(v, digits = 3) {
+    for (const [size, prefix] of PREFIXES) {
+      // rounded first, so that 999,999 is "1 M" and not "1,000 k"
+      const scaled = Number((Math.abs(v) / size).toPrecision(digits));
+      if (scaled >= 1) return `${Math.sign(v) < 0 ? "-" : ""}${scaled} ${prefix}`;
+    }
+    return Number.isInteger(v) ? whole.format(v) : new Intl.NumberFormat("en", { maximumSignificantDigits: digits }).format(v);
+  }
+
+  // Ticks from 0 to at least `max`: a step of 1, 2, 2.5 or 5 times a power of ten, about 4 of them.
+  function ticks(max) {
+    if (!(max > 0)) return [0, 1];
+    const raw = max / 4, power = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 2.5, 5, 10].find((m) => m * power >= raw * (1 - 1e-9)) * power;
+    const n = Math.ceil(max / step - 1e-9);
+    return Array.from({ length: n + 1 }, (_, i) => Number((i * step).toPrecision(12)));
+  }
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
   // ------------------------------------------------------------------ choosing an image
@@ -460,14 +481,16 @@
     el.elbow.setAttribute("viewBox", `0 0 ${W} ${H}`);
     const ks = curve.ks, ys = curve.inertias;
     const kmin = Math.min(...ks), kmax = Math.max(...ks);
-    const ymax = Math.max(...ys) || 1;
+    // The inertia axis runs from 0 to a round tick at or above the largest inertia; its labels
+    // are short (2.5 G, 500 M), as the points' names and tooltips say inertias.
+    const yticks = ticks(Math.max(...ys));
+    const ymax = yticks[yticks.length - 1];
     const x = (k) => left + (kmax === kmin ? 0.5 : (k - kmin) / (kmax - kmin)) * (W - left - right);
     const y = (v) => top + (1 - v / ymax) * (H - top - bottom);
     const nodes = [];
-    for (let i = 0; i <= 4; i++) {
-      const v = (ymax * i) / 4;
+    for (const v of yticks) {
       nodes.push(svg("line", { class: "grid", x1: left, x2: W - right, y1: y(v), y2: y(v) }));
-      nodes.push(svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v.toExponential(1)));
+      nodes.push(svg("text", { class: "ytick", x: left - 6, y: y(v) + 4, "text-anchor": "end", "data-value": v }, si(v)));
     }
     nodes.push(svg("line", { class: "axis", x1: left, x2: W - right, y1: H - bottom, y2: H - bottom }));
     nodes.push(svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: H - bottom }));
@@ -484,10 +507,10 @@
     ks.forEach((k, i) => {
       // A point is a 24 px target (an invisible disc) around its 10 px dot.
       const pt = svg("g", { class: "pt", "data-k": k, tabindex: 0, role: "button",
-        "aria-label": `Use K = ${k} (inertia ${ys[i].toExponential(3)})` });
+        "aria-label": `Use K = ${k} (inertia ${si(ys[i])})` });
       pt.append(svg("circle", { class: "hit", cx: x(k), cy: y(ys[i]), r: 12 }),
         svg("circle", { class: "dot", cx: x(k), cy: y(ys[i]), r: 5 }),
-        svg("title", {}, `K = ${k}: inertia ${ys[i].toExponential(3)}. Click to use this K.`));
+        svg("title", {}, `K = ${k}: inertia ${si(ys[i])}. Click to use this K.`));
       const use = () => { el.k.value = String(k); el.kValue.textContent = String(k); segment(false); };
       pt.addEventListener("click", use);
       pt.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); use(); } });
