@@ -317,6 +317,42 @@ def test_errors_are_shown_and_the_page_recovers(server: tuple[str, Any], web_pag
     expect(alert).to_be_hidden()
 
 
+def test_a_colour_space_that_does_not_fit_a_new_image_is_said_in_the_pages_words(server: tuple[str, Any],
+                                                                                web_page: Any, tmp_path) -> None:
+    """A grey image chosen while the colour space is HSV: the page says to choose RGB, in its own
+    words (not the API's color_space='rgb'), and choosing RGB then shows that image, not the
+    one shown before it (which it re-segmented)."""
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    swatches = show_photo(page)
+    space, alert, name = page.get_by_label("Colour space"), page.get_by_role("alert"), page.get_by_test_id("file-name")
+    space.select_option("hsv")
+    expect(page.get_by_test_id("status")).to_contain_text("600 × 400 px")
+    grey = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (32, 1))
+    path = tmp_path / "grey.png"
+    Image.fromarray(grey).save(path)
+    page.set_input_files("#file-input", str(path))
+    refused = ("grey.png: the colour space HSV needs an RGB image (3 colour channels); this image has 1: "
+               "choose RGB as the colour space")
+    expect(alert).to_have_text(refused)
+    expect(name).to_have_text("coffee.png")
+    space.select_option("rgb")  # the fix the page gave: the grey image is shown
+    expect(name).to_have_text("grey.png")
+    expect(page.get_by_test_id("status")).to_contain_text("K = 5 · 64 × 32 px")
+    expect(alert).to_be_hidden()
+    hexes = page.locator(".swatch .hex").all_inner_texts()
+    expected = kmseg.segment(grey, 5, seed=0).palette()
+    assert hexes == [p["hex"] for p in expected] and all(h[1:3] == h[3:5] == h[5:7] for h in hexes)
+    # the same refusal for the image shown; it stays shown, and RGB again clears the message
+    space.select_option("lab")
+    expect(alert).to_have_text(refused.replace("HSV", "CIE Lab"))
+    expect(swatches).to_have_count(5)
+    space.select_option("rgb")
+    expect(alert).to_be_hidden()
+    expect(name).to_have_text("grey.png")
+
+
 def test_status_counts_the_colours_of_an_image_with_fewer_than_k(server: tuple[str, Any], web_page: Any,
                                                                   tmp_path) -> None:
     page = web_page

@@ -18,7 +18,7 @@
 
   const state = {
     file: null,          // the File, kept to re-send if the server forgot the upload
-    waiting: null,       // a File chosen while the seed was not valid
+    waiting: null,       // a File chosen but not shown yet: the seed was not valid, or the colour space did not fit it
     uploadId: null,
     result: null,        // the last /api/segment response shown
     disabled: new Set(), // clusters hidden in the masked image
@@ -156,10 +156,7 @@
   });
   el.k.addEventListener("change", () => { clearTimeout(debounce); segment(false); });
   el.space.addEventListener("change", () => segment(false));
-  el.seed.addEventListener("change", () => {
-    const waiting = state.waiting;
-    if (waiting) segment(true, waiting); else segment(false);
-  });
+  el.seed.addEventListener("change", () => segment(false));
 
   // The seed as sent, or null when the box holds what the API refuses. The box's min, max and
   // step are the API's rule (a whole number from 0 to 2^32 - 1); an empty box is its placeholder, 0.
@@ -168,8 +165,19 @@
     return el.seed.checkValidity() ? String(el.seed.valueAsNumber) : null;
   }
 
+  // The API's words for a colour space that does not fit the image ("color_space='hsv' needs an
+  // RGB image ...: use color_space='rgb'") in the page's, whose control is "Colour space".
+  const spaceName = (value) => {
+    const option = [...el.space.options].find((o) => o.value === value);
+    return option ? option.textContent : value;
+  };
+  const spaceWords = (message) => message
+    .replace(/use color_space='rgb'/g, `choose ${spaceName("rgb")} as the colour space`)
+    .replace(/color_space='(\w+)'/g, (_, value) => `the colour space ${spaceName(value)}`);
+
   async function segment(withFile, newFile = null) {
     clearTimeout(debounce);
+    if (!newFile && state.waiting) { newFile = state.waiting; withFile = true; } // the file chosen last, not shown yet
     const seed = seedValue();
     if (seed === null) {
       // Nothing is sent: an answer still on its way would show a result for another seed.
@@ -207,7 +215,11 @@
         const message = await errorText(resp);
         if (seq !== state.seq) return;
         setStatus("");
-        showError(message);
+        // A new file the colour space does not fit waits for another colour space (or K, or
+        // seed), rather than that choice segmenting the image shown before it.
+        const spaceRefused = resp.status === 422 && form.get("color_space") !== "rgb" && /color_space='/.test(message);
+        if (spaceRefused && newFile) state.waiting = newFile;
+        showError(spaceRefused ? spaceWords(message) : message);
         return;
       }
       data = await resp.json();
