@@ -369,6 +369,17 @@ def test_status_counts_the_colours_of_an_image_with_fewer_than_k(server: tuple[s
         expect(page.locator('[data-testid="swatch"]')).to_have_count(n)
         word = "colour" if n == 1 else "colours"
         expect(status).to_contain_text(f"K = {n} (the image has only {n} {word}) · 12 × 12 px")
+        # enlarged pixel by pixel: the picture holds its clusters' colours only (smoothed, it had hundreds)
+        wait_loaded(page, "#segmented", 12)
+        expect(page.locator("#segmented")).to_have_class(re.compile(r"\benlarged\b"))
+        shot = np.asarray(Image.open(io.BytesIO(page.locator("#segmented").screenshot())).convert("RGB"))
+        inner = shot[2:-2, 2:-2].reshape(-1, 3)  # (its edges blend with the frame's)
+        assert inner.shape[0] > 100 * 100
+        assert {tuple(c) for c in np.unique(inner, axis=0).tolist()} == {tuple(c) for c in colours}
+    # a photo larger than its frame is reduced smoothly, as before
+    show_photo(page)
+    wait_loaded(page, "#segmented", 600)
+    expect(page.locator("#segmented")).not_to_have_class(re.compile(r"\benlarged\b"))
 
 
 @pytest.mark.parametrize("width", [375, 1280])

@@ -352,8 +352,18 @@
     if (previewWidth(img) > have) img.src = preview(img.src.replace(/[?&]width=\d+$/, ""), img);
   }
 
+  // An image narrower than its frame (a small image, an icon) is enlarged pixel by pixel: smoothed,
+  // its clusters' borders would show colours that no cluster has. A larger one is reduced smoothly.
+  function crisp(img) {
+    const enlarged = img.naturalWidth > 0 && img.naturalWidth < img.clientWidth * (window.devicePixelRatio || 1);
+    img.classList.toggle("enlarged", enlarged);
+  }
+  for (const img of [el.segmented, el.masked]) img.addEventListener("load", () => crisp(img));
+
   let resizeTimer = 0;
   const frames = new ResizeObserver(() => {
+    crisp(el.segmented);
+    crisp(el.masked);
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => { sharpen(el.segmented); sharpen(el.masked); }, 150);
   });
