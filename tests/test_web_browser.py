@@ -789,6 +789,32 @@ def test_a_stopped_or_restarted_server_is_said_so(web_page: Any) -> None:
         wait_loaded(page, "#masked", 600)
 
 
+def test_the_knee_label_stays_inside_the_curve(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    """Nine colours far apart: the knee is at K = 9, near the right edge, and its label is written
+    to its left, inside the drawing (it ran past the edge), on a phone and on a wide window."""
+    page = web_page
+    url, _ = server
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (9, 3))
+    img = np.repeat(colours, 8, axis=0)[None].repeat(16, axis=0) + rng.normal(0, 2, (16, 72, 3))
+    path = tmp_path / "nine.png"
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(url)
+    page.set_input_files("#file-input", str(path))
+    expect(page.get_by_test_id("elbow-knee")).to_have_attribute("data-k", "9")
+    label = page.get_by_test_id("elbow-knee-label")
+    expect(label).to_have_text("knee: K = 9")
+    for width in (375, 1280):
+        page.set_viewport_size({"width": width, "height": 800})
+        drawn = page.evaluate("document.getElementById('elbow').parentElement.clientWidth")
+        expect(page.locator("#elbow")).to_have_attribute("viewBox", f"0 0 {drawn} 220")
+        box, chart = label.bounding_box(), page.locator("#elbow").bounding_box()
+        knee = page.get_by_test_id("elbow-knee").bounding_box()
+        assert chart["x"] <= box["x"] and box["x"] + box["width"] <= chart["x"] + chart["width"], (width, box, chart)
+        assert box["x"] + box["width"] <= knee["x"]  # beside the knee, not over it
+
+
 def short(v: float) -> str:
     """An inertia as the page says it: 3 significant digits and an SI prefix (2.51 G, 350 M)."""
     for size, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):

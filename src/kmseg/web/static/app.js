@@ -523,7 +523,10 @@
       const i = ks.indexOf(curve.knee);
       if (i >= 0) {
         nodes.push(svg("circle", { class: "knee", cx: x(curve.knee), cy: y(ys[i]), r: 10, "data-testid": "elbow-knee", "data-k": curve.knee }));
-        nodes.push(svg("text", { class: "knee-label", x: x(curve.knee) + 12, y: y(ys[i]) - 10 }, `knee: K = ${curve.knee}`));
+        // beside the knee, on the side with room: a knee at K = 9 wrote past the drawing's right edge
+        const leftward = x(curve.knee) > (left + W - right) / 2;
+        nodes.push(svg("text", { class: "knee-label", x: x(curve.knee) + (leftward ? -12 : 12), y: y(ys[i]) - 10,
+          "text-anchor": leftward ? "end" : "start", "data-testid": "elbow-knee-label" }, `knee: K = ${curve.knee}`));
       }
     }
     ks.forEach((k, i) => {
