@@ -557,6 +557,46 @@ def test_a_tiff_upload_downloads_its_values_as_tiff(client: TestClient, tmp_path
     assert attached.headers["content-disposition"].startswith("attachment") and attached.content == seg.content
 
 
+def _two_band(dtype: type = np.uint8) -> np.ndarray:
+    """A 2-band image (grey and another band, no alpha): three vertical stripes, seeded noise."""
+    rng = np.random.default_rng(3)
+    stripes = np.repeat(np.array([[30, 200], [120, 40], [220, 120]]), 8, axis=0)
+    return np.clip(stripes[None] + rng.integers(-3, 4, (16, 24, 2)), 0, 255).astype(dtype)
+
+
+def test_the_palette_gives_every_band_of_each_centre(client: TestClient, tmp_path: Path) -> None:
+    """`rgb` and `hex` show a 2-band image's first band in grey; `values` hold both bands of each
+    centre as the segmented TIFF does, and as palette.json's `centers` say them (rounded)."""
+    import tifffile
+
+    image = _two_band()
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(path, image, photometric="minisblack", planarconfig="contig")
+    assert kmseg.load_image(path, return_alpha=True)[1] is None  # two bands, neither of them alpha
+    body = upload(client, path.read_bytes(), "two.tif", k=3, seed=0).json()
+    assert body["bands"] == 2 and body["dtype"] == "uint8"
+    centers = np.asarray(json.loads(client.get(body["urls"]["palette"]).content)["centers"])
+    assert centers.shape == (3, 2)
+    painted = decode_tiff(client.get(body["urls"]["segmented_tif"]).content)
+    labels = np.asarray(decode_png(client.get(body["urls"]["labels"]).content))
+    for p in body["palette"]:
+        assert p["values"] == np.rint(centers[p["index"]]).astype(int).tolist()
+        assert all(isinstance(v, int) for v in p["values"])
+        assert (painted[labels == p["index"]] == p["values"]).all()
+        assert p["rgb"] == [p["values"][0]] * 3
+    assert sorted(tuple(p["values"]) for p in body["palette"]) == [(30, 200), (120, 40), (220, 120)]
+
+    # an RGB photo: the values are its colours; a float image's are floats, in its units
+    photo = upload(client, SMALL, k=3, seed=0).json()
+    assert photo["bands"] == 3 and all(p["values"] == p["rgb"] for p in photo["palette"])
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, _float_rgb(), photometric="rgb")
+    floats = upload(client, buf.getvalue(), "float.tif", k=3, seed=0).json()
+    expected = kmseg.segment(_float_rgb(), 3, seed=0)
+    for p in floats["palette"]:
+        np.testing.assert_allclose(p["values"], expected.centers[p["index"]], rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_the_tiff_of_an_8_or_16_bit_png_holds_its_pixels(client: TestClient, dtype: type) -> None:
     """Offered for every image: lossless for uint8 and uint16 too; their downloads stay PNG."""

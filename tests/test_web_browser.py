@@ -317,6 +317,42 @@ def test_errors_are_shown_and_the_page_recovers(server: tuple[str, Any], web_pag
     expect(alert).to_be_hidden()
 
 
+def test_a_colour_space_that_does_not_fit_a_new_image_is_said_in_the_pages_words(server: tuple[str, Any],
+                                                                                web_page: Any, tmp_path) -> None:
+    """A grey image chosen while the colour space is HSV: the page says to choose RGB, in its own
+    words (not the API's color_space='rgb'), and choosing RGB then shows that image, not the
+    one shown before it (which it re-segmented)."""
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    swatches = show_photo(page)
+    space, alert, name = page.get_by_label("Colour space"), page.get_by_role("alert"), page.get_by_test_id("file-name")
+    space.select_option("hsv")
+    expect(page.get_by_test_id("status")).to_contain_text("600 × 400 px")
+    grey = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (32, 1))
+    path = tmp_path / "grey.png"
+    Image.fromarray(grey).save(path)
+    page.set_input_files("#file-input", str(path))
+    refused = ("grey.png: the colour space HSV needs an RGB image (3 colour channels); this image has 1: "
+               "choose RGB as the colour space")
+    expect(alert).to_have_text(refused)
+    expect(name).to_have_text("coffee.png")
+    space.select_option("rgb")  # the fix the page gave: the grey image is shown
+    expect(name).to_have_text("grey.png")
+    expect(page.get_by_test_id("status")).to_contain_text("K = 5 · 64 × 32 px")
+    expect(alert).to_be_hidden()
+    hexes = page.locator(".swatch .hex").all_inner_texts()
+    expected = kmseg.segment(grey, 5, seed=0).palette()
+    assert hexes == [p["hex"] for p in expected] and all(h[1:3] == h[3:5] == h[5:7] for h in hexes)
+    # the same refusal for the image shown; it stays shown, and RGB again clears the message
+    space.select_option("lab")
+    expect(alert).to_have_text(refused.replace("HSV", "CIE Lab"))
+    expect(swatches).to_have_count(5)
+    space.select_option("rgb")
+    expect(alert).to_be_hidden()
+    expect(name).to_have_text("grey.png")
+
+
 def test_status_counts_the_colours_of_an_image_with_fewer_than_k(server: tuple[str, Any], web_page: Any,
                                                                   tmp_path) -> None:
     page = web_page
@@ -333,18 +369,40 @@ def test_status_counts_the_colours_of_an_image_with_fewer_than_k(server: tuple[s
         expect(page.locator('[data-testid="swatch"]')).to_have_count(n)
         word = "colour" if n == 1 else "colours"
         expect(status).to_contain_text(f"K = {n} (the image has only {n} {word}) · 12 × 12 px")
+        # enlarged pixel by pixel: the picture holds its clusters' colours only (smoothed, it had hundreds)
+        wait_loaded(page, "#segmented", 12)
+        expect(page.locator("#segmented")).to_have_class(re.compile(r"\benlarged\b"))
+        shot = np.asarray(Image.open(io.BytesIO(page.locator("#segmented").screenshot())).convert("RGB"))
+        inner = shot[2:-2, 2:-2].reshape(-1, 3)  # (its edges blend with the frame's)
+        assert inner.shape[0] > 100 * 100
+        assert {tuple(c) for c in np.unique(inner, axis=0).tolist()} == {tuple(c) for c in colours}
+    # a photo larger than its frame is reduced smoothly, as before
+    show_photo(page)
+    wait_loaded(page, "#segmented", 600)
+    expect(page.locator("#segmented")).not_to_have_class(re.compile(r"\benlarged\b"))
 
 
-@pytest.mark.parametrize("width", [390, 1280])
+@pytest.mark.parametrize("width", [375, 1280])
 def test_the_palette_hint_holds_in_either_layout(server: tuple[str, Any], web_page: Any, width: int) -> None:
     page = web_page
     url, _ = server
     page.set_viewport_size({"width": width, "height": 900})
     page.goto(url)
     show_photo(page)
-    seg, masked = (page.locator(sel).bounding_box() for sel in ("#segmented", "#masked"))
+    expect(page.get_by_test_id("downloads")).to_be_visible()
+    seg, masked, palette, downloads, controls, results = (page.locator(sel).bounding_box() for sel in (
+        "#segmented", "#masked", "#palette", "#downloads", ".controls", ".results"))
     beside = masked["x"] >= seg["x"] + seg["width"]
     assert beside == (width > 1000)  # the images stand side by side on a wide window, stacked on a narrow one
+    bottom = lambda box: box["y"] + box["height"]  # noqa: E731
+    if width < 800:
+        # a phone reads one column: the images, then the palette, then the downloads (they came first)
+        assert bottom(controls) <= seg["y"] and bottom(seg) <= masked["y"] <= bottom(masked) <= palette["y"]
+        assert bottom(palette) <= downloads["y"] and bottom(results) <= downloads["y"]
+    else:
+        # a wide window: the downloads stand in the left column, right under the settings
+        assert downloads["x"] + downloads["width"] <= results["x"]
+        assert 0 <= downloads["y"] - bottom(controls) <= 20
     # the hint names the image by what it is, never by where it is
     hint = page.locator("p.hint:has(+ #palette)").inner_text()  # the line above the swatches
     assert not re.search(r"\b(right|left|above|below|beside|under)\b", hint), hint
@@ -428,6 +486,16 @@ def test_an_int16_tiff_is_downloaded_as_a_tiff_and_a_photo_as_a_png(server: tupl
     painted = tifffile.imread(target)
     assert painted.dtype == np.int16 and painted.shape == ct.shape and painted.min() < 0
 
+    # each swatch gives its centre's value, in the CT's units, as the TIFF holds it (with thousands separators)
+    body = page.evaluate("() => fetch(document.getElementById('dl-palette').href).then((r) => r.json())")
+    order = [int(swatches.nth(n).get_attribute("data-index")) for n in range(5)]
+    centres = [int(np.rint(body["centers"][i][0])) for i in order]
+    assert min(centres) < -900 and max(centres) > 900
+    expect(page.get_by_test_id("swatch-values")).to_have_text([f"{v:,}" for v in centres])
+    expect(page.get_by_test_id("palette-values-hint")).to_contain_text("its centre's value (int16)")
+    expect(swatches.nth(0)).to_have_attribute("aria-label", re.compile(rf"^Hide cluster {order[0]} \(value {centres[0]:,}, shown as #"))
+    assert {int(v) for v in np.unique(painted)} == set(centres)
+
     first = swatches.nth(0).get_attribute("data-index")
     swatches.nth(0).click()
     expect(masked).to_have_text("Masked image (TIFF, int16)")
@@ -451,8 +519,10 @@ def test_an_int16_tiff_is_downloaded_as_a_tiff_and_a_photo_as_a_png(server: tupl
     painted = tifffile.imread(tmp_path / "deep-down.tif")
     assert painted.dtype == np.uint16 and painted.max() > 255
 
-    # the bundled 8-bit photo: PNG links as before, and no second link
+    # the bundled 8-bit photo: PNG links as before, and no second link; its hex colours are its values
     show_photo(page)
+    expect(page.get_by_test_id("swatch-values")).to_have_count(0)
+    expect(page.get_by_test_id("palette-values-hint")).to_be_hidden()
     expect(seg).to_have_text("Segmented image (PNG)")
     expect(seg).to_have_attribute("href", re.compile(r"/segmented\.png$"))
     expect(seg).to_have_attribute("download", "coffee-k5-segmented.png")
@@ -462,6 +532,55 @@ def test_an_int16_tiff_is_downloaded_as_a_tiff_and_a_photo_as_a_png(server: tupl
     expect(masked).to_have_attribute("href", re.compile(r"/masked\.png\?disable=\d+$"))
     expect(masked).to_have_attribute("download", re.compile(r"^coffee-k5-masked-\d+\.png$"))
     expect(masked_png).to_be_hidden()
+
+
+def test_a_two_band_tiff_shows_and_downloads_both_bands(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    """A 2-sample TIFF (grey and another band, no alpha; kmseg reads it as 2 bands, not grey and
+    alpha): its swatches are band 1 in grey, and they list both bands' values; the segmented
+    download is a TIFF with both bands (the 8-bit PNG holds band 1 only)."""
+    import tifffile
+
+    page = web_page
+    url, _ = server
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(url)
+    rng = np.random.default_rng(3)
+    stripes = np.repeat(np.array([[30, 200], [120, 40], [220, 120]]), 10, axis=0)
+    image = np.clip(stripes[None] + rng.integers(-3, 4, (20, 30, 2)), 0, 255).astype(np.uint8)
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(path, image, photometric="minisblack", planarconfig="contig")
+    assert kmseg.load_image(path, return_alpha=True)[1] is None
+    page.get_by_test_id("k-slider").fill("3")
+    page.set_input_files("#file-input", str(path))
+    swatches = page.locator('[data-testid="swatch"]')
+    expect(swatches).to_have_count(3)
+    expected = kmseg.segment(path, 3, seed=0)
+    order = [int(swatches.nth(n).get_attribute("data-index")) for n in range(3)]
+    assert order == [p["index"] for p in expected.palette()]
+    values = [np.rint(expected.centers[i]).astype(int).tolist() for i in order]
+    assert sorted(values) == [[30, 200], [120, 40], [220, 120]]
+    expect(page.get_by_test_id("swatch-values")).to_have_text([f"{a} · {b}" for a, b in values])
+    expect(page.get_by_test_id("palette-values-hint")).to_have_text(
+        "Each colour lists its centre's values in the image's 2 bands (uint8): band 1 · band 2, as the segmented "
+        "TIFF holds them; its swatch shows band 1 in grey.")
+    for n, (a, b) in enumerate(values):
+        expect(swatches.nth(n).locator(".hex")).to_have_text(f"#{a:02x}{a:02x}{a:02x}")
+        expect(swatches.nth(n)).to_have_attribute(
+            "aria-label", re.compile(rf"^Hide cluster {order[n]} \(band 1 {a}, band 2 {b}, shown as #"))
+    for box in (swatches.nth(n).bounding_box() for n in range(3)):  # inside the phone's window
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 375
+
+    seg = page.get_by_test_id("dl-segmented")
+    expect(seg).to_have_text("Segmented image (TIFF, uint8)")
+    expect(page.get_by_test_id("dl-segmented-png")).to_be_visible()
+    with page.expect_download() as info:
+        seg.click()
+    assert info.value.suggested_filename == "two-k3-segmented.tif"
+    info.value.save_as(tmp_path / "down.tif")
+    painted = tifffile.imread(tmp_path / "down.tif")
+    assert painted.shape == (20, 30, 2)
+    assert sorted({tuple(v) for v in painted.reshape(-1, 2).tolist()}) == sorted(tuple(v) for v in values)
+    expect(page.get_by_role("alert")).to_be_hidden()
 
 
 def test_a_seed_the_api_refuses_is_refused_on_the_page(server: tuple[str, Any], web_page: Any) -> None:
@@ -543,7 +662,7 @@ def test_k_reaches_the_api_limit_and_the_page_holds_k_max_clusters(server: tuple
     # K_MAX swatches and cut-out links stay inside their panels, and the page inside the window
     page.locator("#downloads summary").click()
     expect(page.locator('[data-testid="dl-cluster"]')).to_have_count(K_MAX)
-    for items, panel in (('[data-testid="swatch"]', ".results"), ("#dl-clusters li", ".controls")):
+    for items, panel in (('[data-testid="swatch"]', ".results"), ("#dl-clusters li", ".downloads")):
         box = page.locator(panel).bounding_box()
         for b in (page.locator(items).nth(i).bounding_box() for i in range(K_MAX)):
             assert box["x"] <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"], (items, b, box)
@@ -576,7 +695,8 @@ def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any
     chosen: list[Any] = []
     page.on("filechooser", lambda fc: (chosen.append(fc), fc.set_files(str(data.path("chelsea.png")))))
 
-    assert [_tab(page) for _ in range(6)] == ["dropzone", "sample", "k", "color-space", "seed", "A"]  # A: the footer's link
+    assert [_tab(page) for _ in range(7)] == ["dropzone", "sample-name", "sample", "k", "color-space", "seed",
+                                              "A"]  # A: the footer's link
     page.locator("#dropzone").focus()
     page.keyboard.press("Enter")
     swatches = page.locator('[data-testid="swatch"]')
@@ -585,11 +705,11 @@ def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any
     expect(page.get_by_test_id("elbow-knee")).to_have_count(1)
 
     page.locator("#dropzone").focus()
-    stops = [_tab(page) for _ in range(29)]
+    stops = [_tab(page) for _ in range(30)]
     downloads = ["dl-segmented", "dl-labels", "dl-palette", "dl-palette-gpl", "dl-palette-ase", "dl-palette-css",
                  "dl-palette-png", "dl-clusters-zip", "SUMMARY"]  # (the masked image's link waits for a hidden cluster)
-    assert stops == ["sample", "k", "color-space", "seed", *downloads, *["BUTTON"] * 5,  # the swatches
-                     *[f"K={k}" for k in range(1, 11)], "A"]
+    assert stops == ["sample-name", "sample", "k", "color-space", "seed", *["BUTTON"] * 5,  # the swatches
+                     *[f"K={k}" for k in range(1, 11)], *downloads, "A"]  # as a phone shows them
 
     # each swatch is named by what it does, for its cluster; pressed means hidden
     body = page.evaluate("() => fetch(document.getElementById('dl-palette').href).then((r) => r.json())")
@@ -606,6 +726,32 @@ def test_the_page_works_from_the_keyboard(server: tuple[str, Any], web_page: Any
     page.keyboard.press("Enter")
     expect(swatches).to_have_count(3)
     expect(page.get_by_test_id("k-value")).to_have_text("3")
+    expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_every_bundled_sample_can_be_chosen_from_the_keyboard(server: tuple[str, Any], web_page: Any) -> None:
+    """The sample picker offers every photo the server serves (kmseg.data.NAMES), coffee.png
+    first chosen; one chosen with the keyboard is segmented as kmseg segments it."""
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    picker = page.get_by_label("No image at hand? Try a sample photo:")
+    expect(picker).to_have_value("coffee.png")
+    names = picker.locator("option").evaluate_all("(options) => options.map((o) => o.value)")
+    assert sorted(names) == sorted(data.NAMES) and names[0] == "coffee.png"
+    for name in names:  # each one is a photo the server has, byte for byte
+        assert page.request.get(f"{url}api/sample/{name}").body() == data.path(name).read_bytes()
+
+    # keyboard only: Tab to the picker, an arrow to choose, Tab to the button, Enter
+    assert [_tab(page) for _ in range(2)] == ["dropzone", "sample-name"]
+    while picker.input_value() != "rocket.jpg":
+        page.keyboard.press("ArrowDown")
+    assert _tab(page) == "sample"
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("file-name")).to_have_text("rocket.jpg")
+    expect(page.get_by_test_id("status")).to_contain_text("K = 5 · 640 × 427 px")
+    expected = kmseg.segment(kmseg.load_image(data.path("rocket.jpg")), 5, seed=0).palette()
+    expect(page.locator(".swatch .hex")).to_have_text([p["hex"] for p in expected])
     expect(page.get_by_role("alert")).to_be_hidden()
 
 
@@ -643,6 +789,41 @@ def test_a_stopped_or_restarted_server_is_said_so(web_page: Any) -> None:
         wait_loaded(page, "#masked", 600)
 
 
+def test_the_knee_label_stays_inside_the_curve(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    """Nine colours far apart: the knee is at K = 9, near the right edge, and its label is written
+    to its left, inside the drawing (it ran past the edge), on a phone and on a wide window."""
+    page = web_page
+    url, _ = server
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (9, 3))
+    img = np.repeat(colours, 8, axis=0)[None].repeat(16, axis=0) + rng.normal(0, 2, (16, 72, 3))
+    path = tmp_path / "nine.png"
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(url)
+    page.set_input_files("#file-input", str(path))
+    expect(page.get_by_test_id("elbow-knee")).to_have_attribute("data-k", "9")
+    label = page.get_by_test_id("elbow-knee-label")
+    expect(label).to_have_text("knee: K = 9")
+    for width in (375, 1280):
+        page.set_viewport_size({"width": width, "height": 800})
+        drawn = page.evaluate("document.getElementById('elbow').parentElement.clientWidth")
+        expect(page.locator("#elbow")).to_have_attribute("viewBox", f"0 0 {drawn} 220")
+        box, chart = label.bounding_box(), page.locator("#elbow").bounding_box()
+        knee = page.get_by_test_id("elbow-knee").bounding_box()
+        assert chart["x"] <= box["x"] and box["x"] + box["width"] <= chart["x"] + chart["width"], (width, box, chart)
+        assert box["x"] + box["width"] <= knee["x"]  # beside the knee, not over it
+
+
+def short(v: float) -> str:
+    """An inertia as the page says it: 3 significant digits and an SI prefix (2.51 G, 350 M)."""
+    for size, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        scaled = float(f"{abs(v) / size:.3g}")
+        if scaled >= 1:
+            return f"{'-' if v < 0 else ''}{scaled:g} {prefix}"
+    return f"{v:.3g}"
+
+
 def test_the_elbow_curve_is_readable_and_tappable_on_a_phone(server: tuple[str, Any], web_page: Any) -> None:
     """On a 375-pixel-wide window the curve keeps its text and its points' targets at their size
     (it was a 480-wide drawing scaled down: 7 px text, 7 px points), and is drawn again at the
@@ -651,9 +832,26 @@ def test_the_elbow_curve_is_readable_and_tappable_on_a_phone(server: tuple[str, 
     url, _ = server
     page.set_viewport_size({"width": 375, "height": 800})
     page.goto(url)
-    show_photo(page)
+    with page.expect_response(lambda r: r.url.endswith("/api/elbow")) as answer:
+        show_photo(page)
+    inertias = answer.value.json()["inertias"]
     points = page.locator("#elbow .pt")
     expect(points).to_have_count(10)
+    assert max(inertias) > 1e9  # a photo's inertias run to billions: the axis said 2.5e+9
+
+    # the inertia axis: round ticks from 0 to just above the largest inertia, in short words
+    labels = page.locator("#elbow .ytick").all_text_contents()
+    assert all(re.fullmatch(r"0|[1-9]\d{0,2}(\.\d+)? [kMGT]", t) for t in labels), labels
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    values = [0.0 if t == "0" else float(t.split()[0]) * scale[t.split()[1]] for t in labels]
+    step = values[1]
+    assert values == pytest.approx([i * step for i in range(len(values))]) and 3 <= len(values) <= 6
+    assert values[-1] - step < max(inertias) <= values[-1]
+    # each point says its inertia the same way, to 3 digits
+    for k, v in enumerate(inertias, start=1):
+        point = page.locator(f"#elbow .pt[data-k='{k}']")
+        expect(point).to_have_attribute("aria-label", f"Use K = {k} (inertia {short(v)})")
+        expect(point.locator("title")).to_have_text(f"K = {k}: inertia {short(v)}. Click to use this K.")
     for n in range(10):
         box = points.nth(n).bounding_box()
         assert box["width"] >= 24 and box["height"] >= 24, (n, box)  # WCAG 2.5.8's smallest target

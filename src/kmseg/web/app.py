@@ -541,6 +541,15 @@ def _png(arr: np.ndarray, has_alpha: bool, strategy: str = "default", width: int
     return _encode("response", _display.shown(arr, has_alpha, factor, vrange), "PNG", 3, strategy)
 
 
+def _palette(seg: Segmentation) -> list[dict[str, Any]]:
+    """``seg.palette()``, each entry with its centre's ``values``: one per colour band (alpha
+    left out), in the input's dtype, as the segmented TIFF holds them (rounded for an integer
+    dtype). The display colour (``rgb``, ``hex``) shows some bands only: the first of two, or
+    the first three of more; the values show them all, as palette.json's ``centers`` do."""
+    values = _display.to_dtype(seg.centers, seg.original.dtype).tolist()
+    return [{**entry, "values": values[entry["index"]]} for entry in seg.palette()]
+
+
 def _parse_disable(text: str | None, k: int | None = None) -> list[int]:
     """``"1,3"`` -> [1, 3]; empty -> []; 422 on anything else or an index >= k."""
     if text is None or not text.strip():
@@ -636,6 +645,11 @@ class PaletteEntry(BaseModel):
     hex: str = Field(description="Centre colour as #rrggbb.")
     fraction: float = Field(description="Share of the (opaque) pixels in this cluster.")
     count: int = Field(description="Pixels in this cluster.")
+    values: list[int | float] = Field(
+        description="The centre in the input's units, one value per colour band (alpha left out), as the "
+        "segmented TIFF holds it (rounded for an integer dtype); `rgb` and `hex` show only some bands of "
+        "an image that is not grey or RGB (the first of two, the first three of more)."
+    )
 
 
 class ResultUrls(BaseModel):
@@ -676,6 +690,7 @@ class SegmentResponse(BaseModel):
     converged: bool
     disable: list[int] = Field(description="Clusters hidden in the `masked` image.")
     palette: list[PaletteEntry] = Field(description="One entry per cluster, largest share first (ties by index).")
+    bands: int = Field(description="Colour bands of the image, alpha left out: 1 grey, 3 RGB, or a TIFF's band count.")
     dtype: str = Field(description="The input's dtype (uint8, uint16, int16, float32, ...), which the TIFFs keep.")
     output_suffix: Literal[".png", ".tif"] = Field(
         description="`.tif` when a PNG cannot hold the image's values (not uint8 or uint16; 2 bands, 4 "
@@ -1039,7 +1054,8 @@ def create_app(
             "n_iter": seg.n_iter,
             "converged": seg.converged,
             "disable": hidden,
-            "palette": seg.palette(),
+            "palette": _palette(seg),
+            "bands": int(seg.centers.shape[1]),
             "dtype": seg.original.dtype.name,
             "output_suffix": output_suffix(seg.original, seg._has_alpha),
             "urls": {

@@ -5,10 +5,10 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     drop: $("dropzone"), input: $("file-input"), fileName: $("file-name"), maxUpload: $("max-upload"),
-    sample: $("sample"), k: $("k"), kValue: $("k-value"), space: $("color-space"), seed: $("seed"),
+    sample: $("sample"), sampleName: $("sample-name"), k: $("k"), kValue: $("k-value"), space: $("color-space"), seed: $("seed"),
     status: $("status"), error: $("error"), empty: $("empty"), result: $("result"),
     segmented: $("segmented"), masked: $("masked"), maskedCaption: $("masked-caption"),
-    palette: $("palette"), elbow: $("elbow"), elbowNote: $("elbow-note"),
+    palette: $("palette"), paletteValuesHint: $("palette-values-hint"), elbow: $("elbow"), elbowNote: $("elbow-note"),
     downloads: $("downloads"), dlSegmented: $("dl-segmented"), dlLabels: $("dl-labels"),
     dlPalette: $("dl-palette"), dlMasked: $("dl-masked"), dlMaskedHint: $("dl-masked-hint"),
     dlSegmentedPng: $("dl-segmented-png"), dlMaskedPng: $("dl-masked-png"),
@@ -18,7 +18,7 @@
 
   const state = {
     file: null,          // the File, kept to re-send if the server forgot the upload
-    waiting: null,       // a File chosen while the seed was not valid
+    waiting: null,       // a File chosen but not shown yet: the seed was not valid, or the colour space did not fit it
     uploadId: null,
     result: null,        // the last /api/segment response shown
     disabled: new Set(), // clusters hidden in the masked image
@@ -62,6 +62,33 @@
     `Cannot reach the kmseg server${err ? ` (${err.message})` : ""}; is it still running? Start it with: kmseg serve`;
 
   const mb = (bytes) => `${+(bytes / 1048576).toFixed(1)} MB`;
+  // A value as the page writes it: whole numbers with thousands separators (-1,000; 51,400),
+  // others to 4 significant digits (0.4725), or to one decimal from 1,000 up (12,345.7).
+  const whole = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
+  const fourDigits = new Intl.NumberFormat("en", { maximumSignificantDigits: 4 });
+  const oneDecimal = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
+  const num = (v) => (Number.isInteger(v) ? whole : Math.abs(v) >= 1000 ? oneDecimal : fourDigits).format(v);
+
+  // A large value with an SI prefix, to `digits` significant digits: 2.51 G, 350 M, 12.5 k;
+  // under 1,000 as `num` writes it. The elbow curve's axis, points and tooltips say inertias so.
+  const PREFIXES = [[1e15, "P"], [1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+  function si(v, digits = 3) {
+    for (const [size, prefix] of PREFIXES) {
+      // rounded first, so that 999,999 is "1 M" and not "1,000 k"
+      const scaled = Number((Math.abs(v) / size).toPrecision(digits));
+      if (scaled >= 1) return `${Math.sign(v) < 0 ? "-" : ""}${scaled} ${prefix}`;
+    }
+    return Number.isInteger(v) ? whole.format(v) : new Intl.NumberFormat("en", { maximumSignificantDigits: digits }).format(v);
+  }
+
+  // Ticks from 0 to at least `max`: a step of 1, 2, 2.5 or 5 times a power of ten, about 4 of them.
+  function ticks(max) {
+    if (!(max > 0)) return [0, 1];
+    const raw = max / 4, power = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 2.5, 5, 10].find((m) => m * power >= raw * (1 - 1e-9)) * power;
+    const n = Math.ceil(max / step - 1e-9);
+    return Array.from({ length: n + 1 }, (_, i) => Number((i * step).toPrecision(12)));
+  }
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
   // ------------------------------------------------------------------ choosing an image
@@ -102,18 +129,20 @@
   window.addEventListener("dragover", (ev) => ev.preventDefault());
   window.addEventListener("drop", (ev) => ev.preventDefault());
 
+  // The photos bundled with kmseg (kmseg.data.NAMES), which the server serves at /api/sample/NAME.
   el.sample.addEventListener("click", async () => {
+    const name = el.sampleName.value;
     clearError();
-    setStatus("Fetching the sample photo…", true);
+    setStatus(`Fetching the sample photo ${name}…`, true);
     try {
-      const resp = await fetch("/api/sample/coffee.png");
+      const resp = await fetch(`/api/sample/${encodeURIComponent(name)}`);
       if (!resp.ok) throw new Error(await errorText(resp));
       const blob = await resp.blob();
-      useFile(new File([blob], "coffee.png", { type: blob.type || "image/png" }));
+      useFile(new File([blob], name, { type: blob.type || "image/png" }));
     } catch (err) {
       setStatus("");
       // fetch() throws a TypeError when no server answers; else the server's own words
-      showError(err instanceof TypeError ? unreachable(err) : `Cannot fetch the sample photo: ${err.message}`);
+      showError(err instanceof TypeError ? unreachable(err) : `Cannot fetch the sample photo ${name}: ${err.message}`);
     }
   });
 
@@ -127,10 +156,7 @@
   });
   el.k.addEventListener("change", () => { clearTimeout(debounce); segment(false); });
   el.space.addEventListener("change", () => segment(false));
-  el.seed.addEventListener("change", () => {
-    const waiting = state.waiting;
-    if (waiting) segment(true, waiting); else segment(false);
-  });
+  el.seed.addEventListener("change", () => segment(false));
 
   // The seed as sent, or null when the box holds what the API refuses. The box's min, max and
   // step are the API's rule (a whole number from 0 to 2^32 - 1); an empty box is its placeholder, 0.
@@ -139,8 +165,19 @@
     return el.seed.checkValidity() ? String(el.seed.valueAsNumber) : null;
   }
 
+  // The API's words for a colour space that does not fit the image ("color_space='hsv' needs an
+  // RGB image ...: use color_space='rgb'") in the page's, whose control is "Colour space".
+  const spaceName = (value) => {
+    const option = [...el.space.options].find((o) => o.value === value);
+    return option ? option.textContent : value;
+  };
+  const spaceWords = (message) => message
+    .replace(/use color_space='rgb'/g, `choose ${spaceName("rgb")} as the colour space`)
+    .replace(/color_space='(\w+)'/g, (_, value) => `the colour space ${spaceName(value)}`);
+
   async function segment(withFile, newFile = null) {
     clearTimeout(debounce);
+    if (!newFile && state.waiting) { newFile = state.waiting; withFile = true; } // the file chosen last, not shown yet
     const seed = seedValue();
     if (seed === null) {
       // Nothing is sent: an answer still on its way would show a result for another seed.
@@ -178,7 +215,11 @@
         const message = await errorText(resp);
         if (seq !== state.seq) return;
         setStatus("");
-        showError(message);
+        // A new file the colour space does not fit waits for another colour space (or K, or
+        // seed), rather than that choice segmenting the image shown before it.
+        const spaceRefused = resp.status === 422 && form.get("color_space") !== "rgb" && /color_space='/.test(message);
+        if (spaceRefused && newFile) state.waiting = newFile;
+        showError(spaceRefused ? spaceWords(message) : message);
         return;
       }
       data = await resp.json();
@@ -214,6 +255,12 @@
     setStatus(`K = ${data.k}${fewer} · ${data.width} × ${data.height} px · ${plural(data.n_iter, "iteration")} · ` +
       `${data.seconds.toFixed(2)} s (${how})`);
 
+    // The hex colour is all there is to say of an 8-bit grey or RGB centre. Of any other image
+    // it is how the previews show the centre (some of its bands, on its display range), so each
+    // swatch also lists the centre's values, every band of it, as the segmented TIFF holds them.
+    const withValues = showsValues(data);
+    el.paletteValuesHint.hidden = !withValues;
+    el.paletteValuesHint.textContent = withValues ? valuesHint(data) : "";
     el.palette.replaceChildren(...data.palette.map((p) => {
       const li = document.createElement("li");
       const button = document.createElement("button");
@@ -222,9 +269,11 @@
       button.dataset.index = String(p.index);
       button.dataset.testid = "swatch";
       button.setAttribute("aria-pressed", "false");
-      button.title = `Cluster ${p.index}: ${p.hex}, ${(100 * p.fraction).toFixed(1)}% of the pixels. Click to hide or show it.`;
+      const share = `${(100 * p.fraction).toFixed(1)}% of the pixels`;
+      const colour = withValues ? `${namedValues(p.values)}, shown as ${p.hex}` : p.hex;
+      button.title = `Cluster ${p.index}: ${colour}, ${share}. Click to hide or show it.`;
       // Its name for screen readers (its text alone reads "#916a4d30.9%"); pressed = hidden.
-      button.setAttribute("aria-label", `Hide cluster ${p.index} (${p.hex}, ${(100 * p.fraction).toFixed(1)}% of the pixels)`);
+      button.setAttribute("aria-label", `Hide cluster ${p.index} (${colour}, ${share})`);
       const chip = document.createElement("span");
       chip.className = "chip";
       chip.style.backgroundColor = p.hex;
@@ -234,7 +283,17 @@
       const pct = document.createElement("span");
       pct.className = "pct";
       pct.textContent = `${(100 * p.fraction).toFixed(1)}%`;
-      button.append(chip, hex, pct);
+      const text = document.createElement("span");
+      text.className = "swatch-text";
+      text.append(hex, " ", pct);
+      if (withValues) {
+        const values = document.createElement("span");
+        values.className = "values";
+        values.dataset.testid = "swatch-values";
+        values.textContent = p.values.map(num).join(" · ");
+        text.append(values);
+      }
+      button.append(chip, text);
       button.addEventListener("click", () => toggle(p.index, button));
       li.append(button);
       return li;
@@ -293,17 +352,46 @@
     if (previewWidth(img) > have) img.src = preview(img.src.replace(/[?&]width=\d+$/, ""), img);
   }
 
+  // An image narrower than its frame (a small image, an icon) is enlarged pixel by pixel: smoothed,
+  // its clusters' borders would show colours that no cluster has. A larger one is reduced smoothly.
+  function crisp(img) {
+    const enlarged = img.naturalWidth > 0 && img.naturalWidth < img.clientWidth * (window.devicePixelRatio || 1);
+    img.classList.toggle("enlarged", enlarged);
+  }
+  for (const img of [el.segmented, el.masked]) img.addEventListener("load", () => crisp(img));
+
   let resizeTimer = 0;
   const frames = new ResizeObserver(() => {
+    crisp(el.segmented);
+    crisp(el.masked);
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => { sharpen(el.segmented); sharpen(el.masked); }, 150);
   });
   frames.observe(el.segmented.parentElement);
   frames.observe(el.masked.parentElement);
 
-  // The page's PNGs are 8-bit: every image but a uint8 one is downloaded as a TIFF in its own
-  // dtype (`.tif` is also what `kmseg segment` writes when a PNG cannot hold the values).
-  const fullDepth = (data) => data.output_suffix === ".tif" || data.dtype !== "uint8";
+  // An 8-bit grey or RGB image: its palette's hex colours are its centres' values.
+  const greyOrRgb8 = (data) => data.dtype === "uint8" && (data.bands === 1 || data.bands === 3);
+  const showsValues = (data) => !greyOrRgb8(data);
+
+  // "band 1 120, band 2 40", or "value -300" for one band.
+  const namedValues = (values) => (values.length === 1
+    ? `value ${num(values[0])}`
+    : values.map((v, i) => `band ${i + 1} ${num(v)}`).join(", "));
+
+  function valuesHint(data) {
+    const shown = data.bands === 1 ? "it in grey"
+      : data.bands === 2 ? "band 1 in grey" : "bands 1 to 3 as red, green and blue";
+    const what = data.bands === 1 ? `its centre's value (${data.dtype})`
+      : `its centre's values in the image's ${data.bands} bands (${data.dtype}): ` +
+        Array.from({ length: data.bands }, (_, i) => `band ${i + 1}`).join(" · ");
+    return `Each colour lists ${what}, as the segmented TIFF holds them; its swatch shows ${shown}.`;
+  }
+
+  // The page's PNGs are 8-bit grey or RGB: every other image (another dtype, 2 bands, 4 bands
+  // without alpha, more) is downloaded as a TIFF that keeps its dtype and every band (`.tif` is
+  // also what `kmseg segment` writes when a PNG cannot hold the values).
+  const fullDepth = (data) => data.output_suffix === ".tif" || !greyOrRgb8(data);
   const suffix = (data) => (fullDepth(data) ? ".tif" : ".png");
   const format = (data) => (fullDepth(data) ? `TIFF, ${data.dtype}` : "PNG");
 
@@ -415,14 +503,16 @@
     el.elbow.setAttribute("viewBox", `0 0 ${W} ${H}`);
     const ks = curve.ks, ys = curve.inertias;
     const kmin = Math.min(...ks), kmax = Math.max(...ks);
-    const ymax = Math.max(...ys) || 1;
+    // The inertia axis runs from 0 to a round tick at or above the largest inertia; its labels
+    // are short (2.5 G, 500 M), as the points' names and tooltips say inertias.
+    const yticks = ticks(Math.max(...ys));
+    const ymax = yticks[yticks.length - 1];
     const x = (k) => left + (kmax === kmin ? 0.5 : (k - kmin) / (kmax - kmin)) * (W - left - right);
     const y = (v) => top + (1 - v / ymax) * (H - top - bottom);
     const nodes = [];
-    for (let i = 0; i <= 4; i++) {
-      const v = (ymax * i) / 4;
+    for (const v of yticks) {
       nodes.push(svg("line", { class: "grid", x1: left, x2: W - right, y1: y(v), y2: y(v) }));
-      nodes.push(svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v.toExponential(1)));
+      nodes.push(svg("text", { class: "ytick", x: left - 6, y: y(v) + 4, "text-anchor": "end", "data-value": v }, si(v)));
     }
     nodes.push(svg("line", { class: "axis", x1: left, x2: W - right, y1: H - bottom, y2: H - bottom }));
     nodes.push(svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: H - bottom }));
@@ -433,16 +523,19 @@
       const i = ks.indexOf(curve.knee);
       if (i >= 0) {
         nodes.push(svg("circle", { class: "knee", cx: x(curve.knee), cy: y(ys[i]), r: 10, "data-testid": "elbow-knee", "data-k": curve.knee }));
-        nodes.push(svg("text", { class: "knee-label", x: x(curve.knee) + 12, y: y(ys[i]) - 10 }, `knee: K = ${curve.knee}`));
+        // beside the knee, on the side with room: a knee at K = 9 wrote past the drawing's right edge
+        const leftward = x(curve.knee) > (left + W - right) / 2;
+        nodes.push(svg("text", { class: "knee-label", x: x(curve.knee) + (leftward ? -12 : 12), y: y(ys[i]) - 10,
+          "text-anchor": leftward ? "end" : "start", "data-testid": "elbow-knee-label" }, `knee: K = ${curve.knee}`));
       }
     }
     ks.forEach((k, i) => {
       // A point is a 24 px target (an invisible disc) around its 10 px dot.
       const pt = svg("g", { class: "pt", "data-k": k, tabindex: 0, role: "button",
-        "aria-label": `Use K = ${k} (inertia ${ys[i].toExponential(3)})` });
+        "aria-label": `Use K = ${k} (inertia ${si(ys[i])})` });
       pt.append(svg("circle", { class: "hit", cx: x(k), cy: y(ys[i]), r: 12 }),
         svg("circle", { class: "dot", cx: x(k), cy: y(ys[i]), r: 5 }),
-        svg("title", {}, `K = ${k}: inertia ${ys[i].toExponential(3)}. Click to use this K.`));
+        svg("title", {}, `K = ${k}: inertia ${si(ys[i])}. Click to use this K.`));
       const use = () => { el.k.value = String(k); el.kValue.textContent = String(k); segment(false); };
       pt.addEventListener("click", use);
       pt.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); use(); } });
