@@ -268,14 +268,19 @@ def zstack(tmp_path: Path) -> tuple[Path, np.ndarray]:
 
 
 def test_cli_segment_plane_equals_the_api(zstack, tmp_path, capsys):
+    """Each plane's outputs are named after it, so that the planes of a stack segmented one by
+    one into one folder keep their own (they were all z-segmented.png: the second refused)."""
     path, stack = zstack
     out = tmp_path / "out"
-    assert main(["segment", str(path), "-k", "3", "-o", str(out), "--plane", "1"]) == 0
-    seg = kmseg.segment(stack[1], 3, seed=0)
-    labels = load_image(out / "z-labels.png")
-    assert same_partition(labels, seg.labels)
-    assert np.array_equal(load_image(out / "z-segmented.png"), seg.image())
-    assert json.loads((out / "z-palette.json").read_text())["inertia"] == pytest.approx(seg.inertia)
+    for plane in (1, 2):
+        assert main(["segment", str(path), "-k", "3", "-o", str(out), "--plane", str(plane)]) == 0
+        seg = kmseg.segment(stack[plane], 3, seed=0)
+        labels = load_image(out / f"z-plane{plane}-labels.png")
+        assert same_partition(labels, seg.labels)
+        assert np.array_equal(load_image(out / f"z-plane{plane}-segmented.png"), seg.image())
+        assert json.loads((out / f"z-plane{plane}-palette.json").read_text())["inertia"] == pytest.approx(seg.inertia)
+    assert sorted(p.name for p in out.iterdir()) == [f"z-plane{i}-{kind}" for i in (1, 2)
+                                                     for kind in ("labels.png", "palette.json", "segmented.png")]
 
 
 def test_cli_stack_without_plane_is_one_line(zstack, tmp_path, capsys):

@@ -161,6 +161,20 @@ def add_plane_option(p: argparse.ArgumentParser) -> None:
                    "(a stack is refused without it; channels stored as TIFF pages are read as bands)")
 
 
+def output_stems(paths: Sequence[str], plane: int | None) -> list[str]:
+    """The stems of ``kmseg segment``'s outputs: :func:`unique_stems`, each with ``-planeN``
+    when ``--plane N`` picks a plane, so that the planes of a stack segmented one by one into
+    one folder do not meet.
+
+    Examples
+    --------
+    >>> output_stems(["stack.tif", "b/cells.tif"], 3)
+    ['stack-plane3', 'cells-plane3']
+    """
+    stems = unique_stems(paths)
+    return stems if plane is None else [f"{s}-plane{plane}" for s in stems]
+
+
 def segment_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"color_space": args.color_space, "seed": args.seed, "n_init": args.n_init, "scale": args.scale,
             "max_pixels": args.max_pixels, "plane": args.plane}
@@ -412,6 +426,8 @@ def _register_segment(sub: Any) -> None:
     # None until resolved (resolve_segment_options): --palette refuses them when given.
     p.set_defaults(color_space=None, seed=None, n_init=None)
     next(a for a in p._actions if a.dest == "color_space").help = "space to cluster in (default rgb; with --palette, the file's)"
+    next(a for a in p._actions if a.dest == "plane").help += ("; the outputs are then named NAME-planeN-segmented.png..., "
+                                                           "so that the planes of a stack do not meet")
     p.add_argument("--palette", metavar="FILE", default=None, dest="palette_file",
                    help="label every image with this palette's colours, fitting nothing: a NAME-palette.json that "
                    "kmseg segment wrote (for images like the one it came from: same channels and dtype), or a "
@@ -580,7 +596,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     resolve_segment_options(args)
     paths = expand_inputs(args.images)
     if args.force:  # (without --force, an output that exists is refused anyway)
-        problem = overwritten_input(paths, unique_stems(paths), args.out)
+        problem = overwritten_input(paths, output_stems(paths, args.plane), args.out)
         if problem:
             raise UsageError(f"{problem}, and --force would overwrite it; leave kmseg's outputs out of the inputs "
                              "(a narrower glob) or write them to another folder with -o")
@@ -618,7 +634,7 @@ def segment_here(paths: list[str], args: argparse.Namespace) -> int:
     from .errors import KmsegError
     from .io import make_folder
 
-    stems = unique_stems(paths)
+    stems = output_stems(paths, args.plane)
     make_folder(args.out)  # a folder that cannot be made fails the run once, before any work
     results: list[dict[str, Any]] = []
     bar = Progress(len(paths), "segment")
@@ -653,7 +669,7 @@ def shared_here(paths: list[str], args: argparse.Namespace) -> int:
     from .io import make_folder
     from .segment import Pool, prepare
 
-    stems = unique_stems(paths)
+    stems = output_stems(paths, args.plane)
     make_folder(args.out)
     results: list[dict[str, Any] | None] = [None] * len(paths)
     bar = Progress(2 * len(paths), "segment")
