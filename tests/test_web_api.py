@@ -717,6 +717,19 @@ def test_not_an_image_names_the_upload_not_a_temp_file(client: TestClient) -> No
     assert renamed.endswith("so choose an image file, or convert this one to PNG") and "path" not in renamed
 
 
+def test_a_stack_of_planes_is_refused_with_the_pages_fix(client: TestClient) -> None:
+    """A Z-stack TIFF: the page has no plane to pick, so it said to pass plane=N (CLI: --plane N)."""
+    import tifffile
+
+    buf = io.BytesIO()
+    stack = np.random.default_rng(0).integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    tifffile.imwrite(buf, stack, imagej=True, metadata={"axes": "ZYX"})
+    detail = assert_error(upload(client, buf.getvalue(), "cells.tif"), 422, "^cells.tif: is a stack of 3 planes")
+    assert detail.endswith("; the page segments one 2-D image: save the plane you want as a file of its own, or "
+                           "segment it with kmseg segment FILE --plane N"), detail
+    assert "plane=" not in detail
+
+
 @pytest.mark.parametrize(
     ("content", "status", "pattern"),
     [

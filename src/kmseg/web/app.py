@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__, _display, data
 from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
-from ..io import _encode, encode_image, palette_bytes
+from ..io import PLANE_FIX, _encode, encode_image, palette_bytes
 from ..segment import Prepared, Segmentation, fewer_colours, output_suffix, prepare
 
 __all__ = ["LRUCache", "WebState", "create_app"]
@@ -316,6 +316,10 @@ def _web_wording(exc: KmsegError) -> str:
     if isinstance(exc, NotAnImageError):  # a web user has no path to check
         return str(exc).replace("so check the path or convert the file to PNG",
                                 "so choose an image file, or convert this one to PNG")
+    if PLANE_FIX in str(exc):  # nor a plane to pick: a stack of planes is refused with the page's fix
+        head = str(exc).split("; kmseg segments one")[0].split(f": {PLANE_FIX}")[0]
+        return (f"{head}; the page segments one 2-D image: save the plane you want as a file of its own, or "
+                "segment it with kmseg segment FILE --plane N")
     return str(exc)
 
 
