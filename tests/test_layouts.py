@@ -281,6 +281,26 @@ def test_cli_segment_plane_equals_the_api(zstack, tmp_path, capsys):
         assert json.loads((out / f"z-plane{plane}-palette.json").read_text())["inertia"] == pytest.approx(seg.inertia)
     assert sorted(p.name for p in out.iterdir()) == [f"z-plane{i}-{kind}" for i in (1, 2)
                                                      for kind in ("labels.png", "palette.json", "segmented.png")]
+    assert json.loads((out / "z-plane2-palette.json").read_text())["plane"] == 2
+
+
+def test_the_plane_is_recorded_and_names_the_outputs_in_python(zstack, tmp_path):
+    """seg.plane, the summary's "plane" and save()'s default stem, through segment, Palette.apply
+    and fit_palette; none for an array, or a file read without plane."""
+    path, stack = zstack
+    seg = kmseg.segment(path, 3, seed=0, plane=3)
+    assert seg.plane == 3 and seg.summary()["plane"] == 3 and seg.source == str(path)
+    written = seg.save(tmp_path / "py")
+    assert sorted(p.name for p in written.values()) == ["z-plane3-labels.png", "z-plane3-palette.json",
+                                                        "z-plane3-segmented.png"]
+    again = seg.apply(path, plane=0)
+    assert again.plane == 0 and again.save(tmp_path / "py")["segmented"].name == "z-plane0-segmented.png"
+    assert kmseg.fit_palette([path], 2, seed=0, plane=1).k == 2
+    flat = kmseg.segment(stack[3], 3, seed=0)
+    assert flat.plane is None and "plane" not in flat.summary()
+    single = save_image(tmp_path / "one.png", stack[0])
+    assert kmseg.segment(single, 2, seed=0).plane is None
+    assert "plane" not in kmseg.segment(single, 2, seed=0).summary()
 
 
 def test_cli_stack_without_plane_is_one_line(zstack, tmp_path, capsys):

@@ -476,9 +476,12 @@ class Prepared:
         alpha: bool,
         scale: float | None,
         source: str | None,
+        plane: int | None = None,
     ) -> None:
         self.image = image  # never modified
         self.source = source
+        #: The plane of ``source`` (a stack's, an animation's frame) that ``image`` is, or None.
+        self.plane = plane
         self.color_space = color_space
         self.shape = image.shape
         self.dtype = image.dtype
@@ -510,6 +513,7 @@ class Prepared:
         self = cls.__new__(cls)
         self.image = None
         self.source = None
+        self.plane = None
         self.color_space = color_space
         self.shape = None
         self.dtype = None
@@ -738,6 +742,7 @@ class Prepared:
             source=self.source,
             display_range=self.display_range,
             space_centers=features,
+            plane=self.plane,
         )
 
 
@@ -783,7 +788,12 @@ def prepare(
     """
     arr, space, alpha, source = _read_checked(image, color_space, alpha, max_pixels, channel_axis, plane)
     scale = check_scale(scale)
-    return Prepared(arr, color_space=space, alpha=alpha, scale=scale, source=source)
+    return Prepared(arr, color_space=space, alpha=alpha, scale=scale, source=source, plane=_plane_of(source, plane))
+
+
+def _plane_of(source: str | None, plane: int | None) -> int | None:
+    """The plane to record of an image read from ``source`` with ``plane=`` (none for arrays)."""
+    return None if source is None else plane
 
 
 def _read_checked(image: ImageLike, color_space: Any, alpha: bool | None, max_pixels: int | None,
@@ -973,6 +983,11 @@ class Segmentation:
     display_range : (float, float)
         The input values shown as black and as white in the palette and every picture of the
         result (see :func:`kmseg._display.display_range`).
+    source : str or None
+        The file the image was read from, or None for an array.
+    plane : int or None
+        The plane of ``source`` (of a TIFF stack, or an animation's frame) that was segmented,
+        when ``plane=`` picked one; it is in :meth:`summary` and in :meth:`save`'s file names.
     """
 
     def __init__(
@@ -991,6 +1006,7 @@ class Segmentation:
         source: str | None = None,
         display_range: tuple[float, float] | None = None,
         space_centers: np.ndarray | None = None,
+        plane: int | None = None,
     ) -> None:
         self.labels = labels
         self.centers = centers
@@ -1000,6 +1016,7 @@ class Segmentation:
         self.converged = bool(converged)
         self.color_space = color_space
         self.source = source
+        self.plane = plane
         self._original = original
         self._painted = painted
         self._n_channels = n_channels
@@ -1173,6 +1190,7 @@ class Segmentation:
         h, w = self.labels.shape
         return {
             "source": self.source,
+            **({"plane": self.plane} if self.plane is not None else {}),
             "width": w,
             "height": h,
             "k": self.k,
@@ -1251,6 +1269,8 @@ class Segmentation:
     ) -> dict[str, Path]:
         """Write the recoloured image, the label map and the palette JSON into ``directory``.
 
+        ``stem`` defaults to the source file's stem (``{stem}-plane{N}`` for a plane picked
+        with ``plane=N``), or ``image`` for an array.
         Files are ``{stem}-segmented.png``, ``{stem}-labels.png`` and ``{stem}-palette.json``;
         with ``disable``, also ``{stem}-masked.png``; with ``masks``, ``{stem}-cluster{i}.png``
         for every cluster (RGBA cut-outs). The recoloured and the masked image keep the input's
@@ -1287,6 +1307,8 @@ class Segmentation:
 
         if stem is None:
             stem = Path(self.source).stem if self.source else "image"
+            if self.plane is not None:  # the planes of a stack saved into one folder keep their own
+                stem = f"{stem}-plane{self.plane}"
         d = check_output_dir(directory)
         ext = output_suffix(self._painted, self._has_alpha)
 
@@ -1521,7 +1543,8 @@ class Palette:
         arr, space, has_alpha, source = _read_checked(image, space, alpha, max_pixels, channel_axis, plane)
         n_channels = (1 if arr.ndim == 2 else arr.shape[2]) - int(has_alpha)
         self._check_image(arr.dtype, n_channels, space, source)  # before the image is reduced
-        return self._label(Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source))
+        return self._label(Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source,
+                                    plane=_plane_of(source, plane)))
 
     def _space(self, color_space: Any) -> str:
         """The colour space to label in: ``color_space`` checked against the palette's own."""
@@ -1743,7 +1766,8 @@ def fit_palette(
     pool = None
     for image in images:
         arr, space, has_alpha, source = _read_checked(image, color_space, alpha, max_pixels, channel_axis, plane)
-        prep = Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source)
+        prep = Prepared(arr, color_space=space, alpha=has_alpha, scale=None, source=source,
+                        plane=_plane_of(source, plane))
         pool = Pool(space) if pool is None else pool
         pool.add(prep)
         del arr, prep
