@@ -666,6 +666,40 @@ def test_a_shared_palette_of_grey_files_is_grey_as_without_dask(cluster, tmp_pat
     assert np.asarray(Image.open(tmp_path / "mixed" / "g0-segmented.png")).shape == (90, 120, 3)
 
 
+def test_a_plane_of_each_stack_on_the_cluster_is_the_in_memory_one(cluster, tmp_path):
+    """--plane with --dask (it was refused): each file's plane is read in its task, and the
+    outputs, named NAME-planeN-..., are byte for byte those without --dask, also with a shared
+    palette; segment_batch(plane=...) in Python too."""
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    grey = np.asarray(Image.open(data.path("coffee.png")).convert("L"))[:60, :80]
+    names = []
+    for i in range(2):
+        stack = np.stack([np.clip(grey.astype(int) + rng.integers(-9, 10, grey.shape) + 30 * z, 0, 255)
+                          for z in range(3)]).astype(np.uint8)
+        names.append(str(tmp_path / f"s{i}.tif"))
+        tifffile.imwrite(names[-1], stack, imagej=True, metadata={"axes": "ZYX"})
+    addr = ["--dask", "--scheduler", cluster.scheduler.address]
+    for extra in ([], ["--shared-palette"]):
+        mem, dsk = tmp_path / f"mem{len(extra)}", tmp_path / f"dask{len(extra)}"
+        assert cli.main(["segment", *names, "-k", "3", "--plane", "2", "-o", str(mem), *extra]) == 0
+        assert cli.main(["segment", *names, "-k", "3", "--plane", "2", "-o", str(dsk), *extra, *addr]) == 0
+        want = sorted(p.name for p in mem.iterdir())
+        assert want == [f"s{i}-plane2-{kind}" for i in (0, 1) for kind in ("labels.png", "palette.json",
+                                                                           "segmented.png")]
+        assert sorted(p.name for p in dsk.iterdir()) == want
+        for name in want:
+            assert (dsk / name).read_bytes() == (mem / name).read_bytes(), name
+    res = kd.segment_batch(names, k=3, out_dir=tmp_path / "py", seed=0, plane=1, client=cluster)
+    assert [r["ok"] for r in res.results] == [True, True]
+    ref = kmseg.segment(names[0], 3, seed=0, plane=1)
+    assert json.loads((tmp_path / "py" / "s0-plane1-palette.json").read_text()) == json.loads(
+        json.dumps(ref.summary()))
+    without = kd.segment_batch(names, k=3, out_dir=tmp_path / "none", client=cluster)
+    assert [r["error"] for r in without.results][0].endswith("pass plane=N (CLI: --plane N) with N from 0 to 2")
+
+
 def test_batch_refuses_an_out_dir_named_like_a_file_before_any_work(tmp_path, batch_files):
     with pytest.raises(kmseg.ParameterError, match=r"'.*out.png' looks like a file name, .* such as '.*out'$"):
         kd.segment_batch(batch_files, k=2, out_dir=tmp_path / "out.png")

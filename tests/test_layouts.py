@@ -330,12 +330,6 @@ def test_every_verb_takes_plane(zstack, tmp_path, capsys):
     assert "pass --plane N" in capsys.readouterr().err
 
 
-def test_cli_plane_with_dask_is_a_usage_error(zstack, tmp_path, capsys):
-    path, _ = zstack
-    assert main(["segment", str(path), "--plane", "1", "--dask", "-o", str(tmp_path / "out")]) == 2
-    assert "--plane is not available with --dask" in capsys.readouterr().err
-
-
 def test_cli_in_its_own_process_prints_no_traceback(zstack, tmp_path):
     path, _ = zstack
     run = subprocess.run([sys.executable, "-m", "kmseg", "segment", str(path), "-o", str(tmp_path / "o")],

@@ -348,7 +348,8 @@ def _as_rgb(prep, grey: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return image, pixels, codes, red.weights
 
 
-def shared_hist(path: str, max_pixels: int | None, cwd: str) -> tuple[np.ndarray, np.ndarray, bool] | None:
+def shared_hist(path: str, max_pixels: int | None, cwd: str,
+                plane: int | None = None) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """The RGB colour histogram of one image, for a shared palette (grey replicated to RGB),
     and whether the image is grey.
 
@@ -358,7 +359,7 @@ def shared_hist(path: str, max_pixels: int | None, cwd: str) -> tuple[np.ndarray
     from .segment import prepare
 
     try:
-        prep = prepare(client_path(path, cwd), color_space="rgb", max_pixels=max_pixels)
+        prep = prepare(client_path(path, cwd), color_space="rgb", max_pixels=max_pixels, plane=plane)
         _, _, codes, weights = _as_rgb(prep)
     except (KmsegError, OSError):
         return None
@@ -389,7 +390,7 @@ def shared_label(
     t0 = time.perf_counter()
     try:
         where = client_path(path, opts["cwd"])
-        prep = prepare(where, color_space="rgb", max_pixels=opts["max_pixels"])
+        prep = prepare(where, color_space="rgb", max_pixels=opts["max_pixels"], plane=opts["plane"])
         if shared is None or tables is None:
             _as_rgb(prep)  # a file that cannot take part says so first
             raise InvalidImageDataError(f"{path}: no file of the batch has opaque pixels; there is nothing to cluster")
@@ -412,7 +413,7 @@ def shared_label(
         seg = Segmentation(
             labels=labels, centers=shared["centers"], inertia=inertia, n_iter=shared["n_iter"], counts=counts,
             converged=shared["converged"], color_space=space, original=image, painted=out[..., 0] if grey_out else out,
-            n_channels=n_channels, source=where, space_centers=shared["features"],
+            n_channels=n_channels, source=where, space_centers=shared["features"], plane=opts["plane"],
         )
         return save_one(seg, path, stem, out=client_path(opts["out"], opts["cwd"]), disable=opts["disable"],
                         masks=opts["masks"], force=opts["force"], t0=t0, usage=opts["cli"])

@@ -588,9 +588,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
                          "leave --scheduler out for a local cluster")
     if args.scheduler and not args.dask:
         raise UsageError("--scheduler needs --dask; add --dask")
-    if args.dask and args.plane is not None:
-        raise UsageError("--plane is not available with --dask, whose tasks read single-page images; drop --dask to "
-                         "segment a plane of a stack")
     if args.shared_palette and args.scale is not None:
         raise UsageError("--scale is not available with --shared-palette; drop one of them")
     resolve_segment_options(args)

@@ -47,7 +47,17 @@ from ._display import range_of, to_dtype
 from ._engine import cluster_weights
 from ._reduce import Reduced, decode, histogram_bits, label_tables, reduce_histogram, reduce_image
 from .color import COLOR_SPACES, from_features
-from .io import _check_max_pixels, _output_path, _settle_backup, _stage, json_bytes, make_folder, publish_all, refusal
+from .io import (
+    _check_max_pixels,
+    _output_path,
+    _settle_backup,
+    _stage,
+    check_plane,
+    json_bytes,
+    make_folder,
+    publish_all,
+    refusal,
+)
 from .errors import (
     CHECK_SCHEDULER,
     IN_MEMORY,
@@ -1322,15 +1332,16 @@ def _error_entry(path: str, exc: BaseException) -> dict[str, Any]:
 
 
 def _batch_opts(k, out_dir, color_space, n_init, seed, scale, max_pixels, disable, masks, force, *,
-                cli: bool, palette: Any = None) -> dict[str, Any]:
+                cli: bool, palette: Any = None, plane: int | None = None) -> dict[str, Any]:
     """The options of a batch's tasks; ``cwd``, this process's working folder, is what relative
     paths are relative to, in whatever folder a worker runs (``_dask_tasks.client_path``);
     ``cli``: the command line's batch, whose errors are worded for it; ``palette``: a
-    :class:`kmseg.Palette` to label every file with instead of fitting (``--palette``)."""
+    :class:`kmseg.Palette` to label every file with instead of fitting (``--palette``);
+    ``plane``: the plane of each file to read (``--plane``)."""
     return {"k": k, "out": os.fspath(out_dir), "color_space": color_space, "seed": seed, "n_init": n_init,
             "scale": scale, "max_pixels": max_pixels, "disable": list(disable) if disable else None,
             "masks": bool(masks), "force": bool(force), "cwd": os.getcwd(), "cli": cli, "palette": palette,
-            "plane": None}  # (each task reads a single-page image: --plane is refused with --dask)
+            "plane": plane}
 
 
 def _collect(client, futs, index, paths, record) -> None:
@@ -1373,7 +1384,7 @@ def _run_batch(client, paths, stems, opts, shared, bar, on_result) -> BatchResul
     _grow(bar, 2 * len(paths))
     ac = as_completed(loop=client.loop)
     for p in paths:  # no list of these futures: each is released once merged
-        ac.add(client.submit(T.shared_hist, p, opts["max_pixels"], opts["cwd"], pure=False))
+        ac.add(client.submit(T.shared_hist, p, opts["max_pixels"], opts["cwd"], opts["plane"], pure=False))
     pending: list[Future] = []
     level: list[Future] = []
     for f in ac:
@@ -1469,6 +1480,7 @@ def segment_batch(
     force: bool = False,
     shared_palette: bool = False,
     palette: Palette | str | os.PathLike[str] | None = None,
+    plane: int | None = None,
     client: Client | None = None,
     scheduler: str | None = None,
     progress: bool = False,
@@ -1516,6 +1528,9 @@ def segment_batch(
         Label every file with this palette instead of fitting: a :class:`kmseg.Palette`, or a
         palette file :func:`kmseg.io.read_palette` reads (a ``NAME-palette.json`` that
         ``kmseg segment`` wrote, ``.gpl``, ``.ase``, ``.css``, a palette ``.png``), read here, once.
+    plane : int, optional
+        The plane of every file to segment (of TIFF stacks, or a frame of animations), as in
+        :func:`kmseg.segment`; the outputs are then named ``{stem}-plane{N}-...``.
     client, scheduler, progress
         As in :func:`segment_large`.
 
@@ -1553,7 +1568,7 @@ def segment_batch(
     ``scheduler`` go on until they end.
     """
     _require_dask()
-    from .cli import overwritten_input, unique_stems
+    from .cli import output_stems, overwritten_input
 
     names = _check_paths(paths)
     if k is not None:
@@ -1576,9 +1591,9 @@ def segment_batch(
         palette, space = _given_palette(palette, k, color_space, n_init, seed, scale, shared_palette)
         k = palette.k
     opts = _batch_opts(k, out_dir, space, n_init, seed, scale, max_pixels, disable, masks, force, cli=False,
-                       palette=palette)
+                       palette=palette, plane=check_plane(plane))
     bar = _bar(progress, "segment")
-    stems = unique_stems(names)
+    stems = output_stems(names, opts["plane"])
     if force:  # (without it, an output that exists is refused anyway)
         problem = overwritten_input(names, stems, os.fspath(out_dir))
         if problem:
@@ -1689,16 +1704,17 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
     cluster's workers stop at once, and the temporary files of the writes they were making are
     removed.
     """
-    from .cli import UsageError, error_line, interrupted, report_batch, show_done, unique_stems, warnings_as_lines
+    from .cli import UsageError, error_line, interrupted, output_stems, report_batch, show_done, warnings_as_lines
 
     _require_dask()
-    stems = unique_stems(paths)
+    stems = output_stems(paths, args.plane)
     if args.shared_palette and args.scale is not None:
         raise UsageError("--scale is not available with --shared-palette; drop one of them")
     opts = _batch_opts(args.k, args.out, args.color_space, args.n_init, args.seed, args.scale, args.max_pixels,
-                       args.disable, args.masks, args.force, cli=True, palette=args.palette)
+                       args.disable, args.masks, args.force, cli=True, palette=args.palette, plane=args.plane)
     # A shared palette, and a palette given, label every file in memory: a TIFF too large for it fails alone.
-    chunked = not (args.shared_palette or args.palette is not None)
+    # So does --plane: a plane is read in memory (a TIFF stack is no region source).
+    chunked = not (args.shared_palette or args.palette is not None or args.plane is not None)
     large = {i for i, p in enumerate(paths) if _large_tiff(p, args.max_pixels)} if chunked else set()
     small = [i for i in range(len(paths)) if i not in large]
 
