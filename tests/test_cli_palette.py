@@ -295,7 +295,7 @@ def test_shared_palette_without_dask_is_the_fit_on_the_concatenated_pixels(tmp_p
 def test_shared_palette_files_that_do_not_fit_fail_alone(tmp_path, capsys):
     images = _stack("uint8")
     paths = _write(images, tmp_path / "in")
-    grey = str(save_image(tmp_path / "in" / "grey.png", images[0][..., 0]))
+    grey = str(save_image(tmp_path / "in" / "grey.png", images[0][..., 0].astype(np.uint16) * 257))
     bad = tmp_path / "in" / "bad.png"
     bad.write_text("not an image")
     out = tmp_path / "out"
@@ -303,7 +303,7 @@ def test_shared_palette_files_that_do_not_fit_fail_alone(tmp_path, capsys):
                              str(out), "--seed", "3"], capsys)
     assert code == 1
     lines = err.splitlines()
-    assert lines[0] == (f"kmseg: error: {grey}: the image is uint8 with 1 colour channel, but the shared palette is "
+    assert lines[0] == (f"kmseg: error: {grey}: the image is uint16 with 1 colour channel, but the shared palette is "
                         f"fitted on uint8 images with 3 colour channels ({paths[0]}); segment it apart from them, "
                         "or convert it")
     assert lines[1].startswith(f"kmseg: error: {bad}: not an image kmseg can read")
@@ -312,6 +312,45 @@ def test_shared_palette_files_that_do_not_fit_fail_alone(tmp_path, capsys):
     for i, want in enumerate(_split(ref.labels, images[:2])):
         np.testing.assert_array_equal(labels_of(out / f"im{i}-labels.png"), want)
     assert not list(out.glob("grey-*")) and not list(out.glob("bad-*"))
+
+
+@pytest.mark.parametrize("grey_first", [False, True])
+def test_shared_palette_makes_grey_files_among_rgb_ones_rgb(tmp_path, capsys, grey_first):
+    """8-bit grey files among RGB ones join the palette with their grey in all three channels,
+    as with --dask (they were refused without it), in whatever order they come; a set of grey
+    files alone stays grey. (A grey+alpha PNG is read as RGBA, grey in all three.)"""
+    rgb = _stack("uint8")[:2]
+    grey = np.asarray(Image.open(data.path("chelsea.png")).convert("L"))[:50, :70]
+    alpha = np.full(grey.shape, 255, np.uint8)
+    alpha[:, :20] = 0
+    la = np.dstack([grey, alpha])  # grey + alpha
+    images = [grey, la, *rgb] if grey_first else [rgb[0], grey, rgb[1], la]
+    (tmp_path / "in").mkdir()
+    paths = [str(tmp_path / "in" / f"im{i}.png") for i in range(len(images))]
+    for im, path in zip(images, paths):
+        Image.fromarray(im, "LA" if im is la else None).save(path)
+    # What the palette must be fitted on: every image as RGBA, grey in all three channels.
+    opaque = np.full((50, 70), 255, np.uint8)
+    as_rgba = {id(grey): np.dstack([grey, grey, grey, opaque]), id(la): np.dstack([grey, grey, grey, alpha])}
+    as_rgba.update({id(im): np.dstack([im, np.full(im.shape[:2], 255, np.uint8)]) for im in rgb})
+    opaque = [as_rgba[id(im)] for im in images]
+    as_rgb = [o if im is la else o[..., :3] for o, im in zip(opaque, images)]
+    ref = kmseg.segment(_concatenated(opaque), k=5, seed=0, alpha=True)
+    out = tmp_path / "out"
+    code, stdout, err = run(["segment", "--shared-palette", *paths, "-k", "5", "-o", str(out)], capsys)
+    assert (code, err) == (0, ""), err
+    for i, (want, im) in enumerate(zip(_split(ref.labels, opaque), as_rgb)):
+        np.testing.assert_array_equal(labels_of(out / f"im{i}-labels.png"), want)
+        assert json.loads((out / f"im{i}-palette.json").read_text())["centers"] == ref.centers.tolist()
+        painted = np.asarray(Image.open(out / f"im{i}-segmented.png"))
+        assert painted.shape == im.shape  # grey files come out RGB (grey+alpha as RGBA)
+    # Grey files alone keep one channel.
+    Image.fromarray(grey[::-1]).save(tmp_path / "in" / "flipped.png")
+    greys = [p for p, im in zip(paths, images) if im is grey] + [str(tmp_path / "in" / "flipped.png")]
+    code, _, err = run(["segment", "--shared-palette", *greys, "-k", "3", "-o", str(tmp_path / "grey")], capsys)
+    assert (code, err) == (0, ""), err
+    for path in greys:
+        assert np.asarray(Image.open(tmp_path / "grey" / f"{Path(path).stem}-segmented.png")).shape == grey.shape
 
 
 def test_shared_palette_with_too_few_colours_warns_once_of_all_the_images(tmp_path, capsys):

@@ -636,7 +636,8 @@ def test_batch_palette_refuses_what_does_not_go_with_it_before_any_work(tmp_path
 def test_a_shared_palette_of_grey_files_is_grey_as_without_dask(cluster, tmp_path):
     """Grey 8-bit files (a microscopy stack): the Dask batch wrote RGB images and
     a 3-channel palette, where kmseg segment --shared-palette without Dask writes grey ones.
-    Now byte for byte the same outputs. An RGB file among grey ones is still clustered as RGB."""
+    Now byte for byte the same outputs. An RGB file among grey ones makes them all RGB, with
+    and without Dask alike."""
     rng = np.random.default_rng(3)
     grey = np.asarray(Image.open(data.path("coffee.png")).convert("L"))[:90, :120]
     folder = tmp_path / "in"
@@ -664,6 +665,15 @@ def test_a_shared_palette_of_grey_files_is_grey_as_without_dask(cluster, tmp_pat
                              shared_palette=True, client=cluster)
     assert [r["ok"] for r in mixed.results] == [True] * 4 and mixed.centers.shape == (4, 3)
     assert np.asarray(Image.open(tmp_path / "mixed" / "g0-segmented.png")).shape == (90, 120, 3)
+    # ... and so they are without Dask (where such a grey file was refused), byte for byte.
+    assert cli.main(["segment", "--shared-palette", *names, str(folder / "c.png"), "-k", "4", "-o",
+                     str(tmp_path / "mixed-mem")]) == 0
+    for stem in ("g0", "g1", "g2", "c"):
+        for kind in ("labels.png", "segmented.png"):
+            mem, dsk = (tmp_path / d / f"{stem}-{kind}" for d in ("mixed-mem", "mixed"))
+            np.testing.assert_array_equal(np.asarray(Image.open(dsk)), np.asarray(Image.open(mem)))
+        a, b = (json.loads((tmp_path / d / f"{stem}-palette.json").read_text()) for d in ("mixed-mem", "mixed"))
+        assert a["centers"] == b["centers"] and a["palette"] == b["palette"] and a["inertia"] == b["inertia"]
 
 
 def test_a_plane_of_each_stack_on_the_cluster_is_the_in_memory_one(cluster, tmp_path):

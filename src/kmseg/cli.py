@@ -659,7 +659,8 @@ def shared_here(paths: list[str], args: argparse.Namespace) -> int:
     (:class:`kmseg.segment.Pool`: exact histograms summed; other images' colours kept), then,
     after the one fit, it is read again, labelled with the palette and written. A file that
     cannot be read, or whose dtype or channels differ from the first's, fails alone, as in
-    any batch, and is left out of the palette. Every file's palette JSON holds the same
+    any batch, and is left out of the palette; 8-bit grey files among RGB ones are made RGB,
+    as with ``--dask``. Every file's palette JSON holds the same
     centres, and the fit's iterations and convergence (as the Dask batch's do).
     """
     from .errors import KmsegError
@@ -670,7 +671,7 @@ def shared_here(paths: list[str], args: argparse.Namespace) -> int:
     make_folder(args.out)
     results: list[dict[str, Any] | None] = [None] * len(paths)
     bar = Progress(2 * len(paths), "segment")
-    pool = Pool(args.color_space)
+    pool = Pool(args.color_space, grey_as_rgb=True)
 
     def failed(i: int, exc: BaseException) -> None:
         results[i] = {"input": paths[i], "ok": False, "error": error_line(exc)}
@@ -699,7 +700,7 @@ def shared_here(paths: list[str], args: argparse.Namespace) -> int:
                     t0 = time.perf_counter()
                     with warnings_as_lines(f"{path}: ", bar):
                         prep = prepare(path, color_space=args.color_space, max_pixels=args.max_pixels, plane=args.plane)
-                        pool.check(prep)
+                        prep = pool.fitting(prep)
                         seg = palette._label(prep, n_iter=fit.n_iter, converged=fit.converged)  # type: ignore[union-attr]
                         del prep
                         results[i] = save_one(seg, path, stem, out=args.out, disable=args.disable, masks=args.masks,

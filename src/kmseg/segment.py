@@ -1629,11 +1629,15 @@ class Pool:
     only the sum is held; other images' points (4 or 8 bytes per channel and pixel) are held
     one after the other. Either way the fit sees exactly the points, weights and order of one
     image made of all their pixels, and gives its centres. Every image must have the dtype
-    and the colour channels of the first; their alpha may differ.
+    and the colour channels of the first; their alpha may differ. With ``grey_as_rgb``
+    (``kmseg segment --shared-palette``, as with ``--dask``), 8-bit grey images may join 8-bit
+    RGB ones: once the pool holds an RGB image, every grey one counts as RGB with its grey in
+    all three channels (:meth:`fitting` makes it so before it is labelled).
     """
 
-    def __init__(self, color_space: str) -> None:
+    def __init__(self, color_space: str, grey_as_rgb: bool = False) -> None:
         self.color_space = color_space
+        self.grey_as_rgb = grey_as_rgb
         self.dtype: np.dtype | None = None
         self.n_channels = 0
         self.first: str | None = None  # the first image's file, for messages
@@ -1642,9 +1646,14 @@ class Pool:
         self._bits = 0
         self._points: list[np.ndarray] = []
 
+    def _mixes(self, prep: Prepared) -> bool:
+        """Whether ``prep`` is 8-bit grey among RGB, or RGB among grey, and may join as RGB."""
+        return (self.grey_as_rgb and prep.dtype == self.dtype == np.uint8
+                and {prep.n_channels, self.n_channels} == {1, 3})
+
     def check(self, prep: Prepared) -> None:
         """Refuse an image of another dtype or number of colour channels than the first."""
-        if self.dtype is None or (prep.dtype == self.dtype and prep.n_channels == self.n_channels):
+        if self.dtype is None or (prep.dtype == self.dtype and prep.n_channels == self.n_channels) or self._mixes(prep):
             return
         where = f"{prep.source}: " if prep.source else ""
         first = f" ({self.first})" if self.first else ""
@@ -1660,13 +1669,31 @@ class Pool:
         if self.dtype is None:
             self.dtype, self.n_channels, self.first = prep.dtype, prep.n_channels, prep.source
         red = prep.reduced
+        codes = red.codes
+        if self._mixes(prep):
+            if prep.n_channels == 1:  # grey among RGB: its grey in all three channels
+                codes = codes * 0x010101
+            else:  # the first RGB image among grey ones: those become RGB
+                self._hist = (self._hist[0] * 0x010101, self._hist[1])  # type: ignore[index]
+                self.n_channels = 3
         if red.kind == "histogram":
-            part = (red.codes, red.weights.astype(np.int64))
+            part = (codes, red.weights.astype(np.int64))
             self._hist = part if self._hist is None else merge_histograms([self._hist, part])
             self._bits = red.value_bits
         else:
             self._points.append(red.points)
         self.n_images += 1
+
+    def fitting(self, prep: Prepared) -> Prepared:
+        """``prep`` checked (:meth:`check`) and made as the pool's images are: an 8-bit grey
+        image, when the pool is RGB, with its grey in all three channels (alpha kept)."""
+        self.check(prep)
+        if not (prep.n_channels == 1 and self._mixes(prep)):
+            return prep
+        img = prep.image[..., None] if prep.image.ndim == 2 else prep.image
+        rgb = np.ascontiguousarray(img[..., [0, 0, 0] + list(range(1, img.shape[2]))])
+        return Prepared(rgb, color_space=prep.color_space, alpha=prep.has_alpha, scale=None, source=prep.source,
+                        plane=prep.plane)
 
     def fit(self, k: int, **options: Any) -> tuple[Palette, _engine.FitResult]:
         """The palette fitted on every pixel added (``options`` as :func:`segment` takes them),
