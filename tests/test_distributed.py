@@ -516,6 +516,27 @@ def test_a_shared_palette_with_too_few_colours_warns_of_all_the_images(cluster, 
     assert [r["ok"] for r in res.results] == [True, True]
 
 
+def test_a_workers_read_warning_reaches_the_client_naming_the_file_once(cluster, tmp_path, capsys, monkeypatch):
+    """A TIFF of several images read on a worker: its ReadWarning is raised again in Python and
+    printed as one line by kmseg segment --dask, as without Dask (it was the worker's two lines)."""
+    from kmseg.errors import ReadWarning
+
+    path = tmp_path / "two.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(_photo(20, 30), photometric="rgb")
+        tif.write(_photo(12, 10), photometric="rgb")
+    line = (f"{path}: holds 2 images (TIFF series 0 to 1); kmseg reads the first (20x30x3): to segment another, save "
+            "it as a file of its own")
+    with pytest.warns(ReadWarning) as caught:
+        res = kd.segment_batch([str(path)], k=3, out_dir=tmp_path / "py", seed=0, client=cluster)
+    assert [str(w.message) for w in caught] == [line] and caught[0].filename == __file__
+    assert [r["ok"] for r in res.results] == [True]
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler.address)
+    assert cli.main(["segment", str(path), "-k", "3", "-o", str(tmp_path / "cli"), "--dask"]) == 0
+    err = capsys.readouterr().err
+    assert [x for x in err.splitlines() if "warning" in x] == [f"kmseg: warning: {line}"]
+
+
 def test_cli_routes_tiffs_over_the_pixel_limit_to_the_chunked_path(cluster, tmp_path, capsys, monkeypatch):
     img = _photo(96, 128)
     tifffile.imwrite(tmp_path / "t.tif", img, tile=(32, 32), photometric="rgb")

@@ -33,6 +33,7 @@ from kmseg.errors import (
     OutputPermissionError,
     ParameterError,
     ParameterTypeError,
+    ReadWarning,
 )
 from kmseg.io import load_image, save_image, write_bytes, write_files, write_json, write_text
 
@@ -454,7 +455,8 @@ def test_multipage_tiff_gives_first_page(tmp_path: Path) -> None:
     with tifffile.TiffWriter(path) as tw:
         tw.write(np.full((3, 4), 11, np.uint16))
         tw.write(np.full((3, 4), 22, np.uint16))
-    out = load_image(path)
+    with pytest.warns(ReadWarning, match=r"pages.tif: holds 2 images \(TIFF series 0 to 1\); kmseg reads the first"):
+        out = load_image(path)
     assert out.shape == (3, 4) and (out == 11).all()
 
 

@@ -241,6 +241,53 @@ def test_animated_gif_frame(tmp_path):
     assert (load_image(webp, plane=1) == (0, 0, 255)).all() and (load_image(webp) == (255, 0, 0)).all()
 
 
+def _two_series(path: Path, ome: bool) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(path, ome=ome) as tif:
+        tif.write(a, photometric="rgb")
+        tif.write(b, photometric="rgb")
+    return a, b
+
+
+@pytest.mark.parametrize("ome", [True, False])
+def test_a_tiff_of_several_images_says_only_the_first_is_read(tmp_path, ome):
+    """An OME-TIFF of several images (positions), or a TIFF of images of different shapes: the
+    first is read, as tifffile does, and a ReadWarning names the file and the count (it was
+    silent). A reduced-resolution page (a thumbnail) is no image of its own: no warning."""
+    from kmseg.errors import ReadWarning
+
+    path = tmp_path / ("two.ome.tif" if ome else "two.tif")
+    a, _ = _two_series(path, ome)
+    with pytest.warns(ReadWarning) as caught:
+        got = load_image(path)
+    np.testing.assert_array_equal(got, a)
+    assert [str(w.message) for w in caught] == [
+        f"{path}: holds 2 images (TIFF series 0 to 1); kmseg reads the first (20x30x3): to segment another, save it "
+        "as a file of its own"
+    ]
+    assert caught[0].filename == __file__  # pointed at the caller's line
+    thumb = tmp_path / "thumb.tif"
+    with tifffile.TiffWriter(thumb) as tif:
+        tif.write(a, photometric="rgb", subifds=1)
+        tif.write(a[::2, ::2], photometric="rgb", subfiletype=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_image(thumb), a)
+
+
+def test_a_tiff_of_several_images_warns_in_one_line_on_the_command_line(tmp_path, capsys):
+    path = tmp_path / "two.ome.tif"
+    a, _ = _two_series(path, True)
+    assert main(["segment", str(path), "-k", "3", "-o", str(tmp_path / "out"), "--seed", "0"]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"kmseg: warning: {path}: holds 2 images (TIFF series 0 to 1); kmseg reads the first (20x30x3): "
+                   "to segment another, save it as a file of its own\n")
+    labels = np.asarray(Image.open(tmp_path / "out" / "two.ome-labels.png"))
+    assert same_partition(labels, kmseg.segment(a, 3, seed=0).labels)
+
+
 def test_dask_source_refuses_stacks(tmp_path):
     from kmseg._dask_tiff import open_source
 

@@ -23,7 +23,7 @@ from ._engine import farthest_distinct
 from ._dask_tiff import TiffSource, encode_tiles
 from ._reduce import COARSE_BITS, _mask_arg, color_histogram, decode, merge_histograms
 from .color import to_features
-from .errors import ConvergenceWarning, InvalidImageDataError, KmsegError
+from .errors import ConvergenceWarning, InvalidImageDataError, KmsegError, ReadWarning
 from .segment import _check_exact, from_working, to_working
 
 Region = tuple[int, int, int, int]
@@ -253,27 +253,35 @@ def _install_warning_hook() -> None:
 
         def showwarning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
             messages = getattr(_task, "messages", None)
-            if messages is not None and issubclass(category, ConvergenceWarning):
-                messages.append(str(message))
+            if messages is not None and issubclass(category, (ConvergenceWarning, ReadWarning)):
+                messages.append((category.__name__, str(message)))
             else:
                 shown(message, category, filename, lineno, file, line)
 
         warnings.showwarning = showwarning
         # Every occurrence, not once per code location: each file's warning is its own.
         warnings.filterwarnings("always", category=ConvergenceWarning)
+        warnings.filterwarnings("always", category=ReadWarning)
         _hooked = True
 
 
+def worker_warning(path: str, category: str, message: str) -> tuple[type[Warning], str]:
+    """A warning of :func:`task_warnings` for the client: its class, and its message naming
+    ``path`` (a message about a file names it already)."""
+    cls = ReadWarning if category == ReadWarning.__name__ else ConvergenceWarning
+    return cls, message if message.startswith(f"{path}: ") else f"{path}: {message}"
+
+
 @contextmanager
-def task_warnings() -> Iterator[list[str]]:
-    """The messages of the kmseg warnings raised in this thread while the block runs.
+def task_warnings() -> Iterator[list[tuple[str, str]]]:
+    """The kmseg warnings raised in this thread while the block runs, as (category name, message).
 
     They travel back with the task's result, so that the client shows them as the in-memory
     path does (``kmseg: warning: FILE: message`` on the command line, a warning in Python)
     instead of leaving them in a worker's output, with a source line, or on another machine.
     """
     _install_warning_hook()
-    messages: list[str] = []
+    messages: list[tuple[str, str]] = []
     _task.messages = messages
     try:
         yield messages

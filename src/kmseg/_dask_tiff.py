@@ -190,9 +190,10 @@ def open_source(path: str | os.PathLike[str]) -> TiffSource:
 def _refuse_stack(name: str, tif: tifffile.TiffFile) -> None:
     """Refuse a TIFF whose first image spans several pages (a stack of planes, or channels
     stored as pages), rather than read its first page as if it were the whole image."""
-    from .io import _tiff_layout
+    from .io import _tiff_layout, _warn_other_series
 
     _, pages, axes, shape = _tiff_layout(tif)
+    _warn_other_series(name, tif)
     if len(pages) <= 1:
         return
     if axes == "C":

@@ -1609,8 +1609,9 @@ def segment_batch(
         bar.close()
     for r in out.results:
         r.pop("usage_error", None)
-        for message in r.pop("warnings", ()):  # raised in a worker: raised here again, naming the file
-            warnings.warn(f"{r['input']}: {message}", ConvergenceWarning, stacklevel=user_stacklevel())
+        for category, message in r.pop("warnings", ()):  # raised in a worker: raised here again, naming the file
+            cls, text = T.worker_warning(r["input"], category, message)
+            warnings.warn(text, cls, stacklevel=user_stacklevel())
     return out
 
 
@@ -1725,8 +1726,8 @@ def cli_segment(paths: list[str], args: argparse.Namespace) -> int:
         # As the in-memory batch prints a file as it finishes: warnings (from the worker), then
         # the error or the file's line, each on a line of its own above the bar.
         results[i] = entry
-        for message in entry.pop("warnings", ()):
-            bar.line(f"kmseg: warning: {entry['input']}: {message}")
+        for category, message in entry.pop("warnings", ()):
+            bar.line(f"kmseg: warning: {T.worker_warning(entry['input'], category, message)[1]}")
         show_done(entry, bar, args.json)
 
     try:

@@ -170,6 +170,10 @@ class ConvergenceWarning(UserWarning):
     """The fit is valid but not what was asked for (for example fewer distinct colours than k)."""
 
 
+class ReadWarning(UserWarning):
+    """A file was read, but it holds more than what was read (a TIFF of several images)."""
+
+
 _PACKAGE = os.path.dirname(__file__) + os.sep
 
 

@@ -31,6 +31,7 @@ import secrets
 import stat
 import struct
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,9 +55,11 @@ from .errors import (
     PaletteNotFoundError,
     ParameterError,
     ParameterTypeError,
+    ReadWarning,
     cannot_write,
     counted,
     exists_already,
+    user_stacklevel,
     listed,
 )
 
@@ -319,6 +322,29 @@ def _tiff_layout(tif: tifffile.TiffFile) -> tuple[Any, list[Any], str, tuple[int
         return first, [first], "", ()
 
 
+#: Names tifffile gives the associated images of whole-slide files (a slide's label, macro photo or
+#: thumbnail): a series of these besides the first is no image of its own to warn about.
+_ASSOCIATED_SERIES = frozenset({"label", "macro", "thumbnail", "overview", "map"})
+
+
+def _warn_other_series(name: str, tif: tifffile.TiffFile) -> None:
+    """Warn that a TIFF holds more images than the first (an OME-TIFF of several positions,
+    several images of different shapes), which is all kmseg reads."""
+    try:
+        series = tif.series
+        others = [s for s in series[1:] if str(s.name).lower() not in _ASSOCIATED_SERIES]
+        shape = "x".join(str(int(n)) for n in series[0].shape)
+    except Exception:  # no usable series: the first page is read, as the layout says
+        return
+    if others:
+        warnings.warn(
+            f"{name}: holds {len(series)} images (TIFF series 0 to {len(series) - 1}); kmseg reads the first "
+            f"({shape}): to segment another, save it as a file of its own",
+            ReadWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
 def _choose_pages(name: str, key: Any, pages: list[Any], lead_axes: str, lead_shape: tuple[int, ...],
                   plane: int | None) -> tuple[list[Any], bool]:
     """The pages to read, and whether they are channels (a ``C`` page axis: OME-TIFF, ImageJ
@@ -377,6 +403,7 @@ def _load_tiff(name: str, limit: int | None, plane: int | None = None) -> tuple[
             raise _corrupt(name, "TIFF", exc) from exc
         _check_size(name, page.imagewidth, page.imagelength, limit)
         chosen, channels = _choose_pages(name, page, pages, lead_axes, lead_shape, plane)
+        _warn_other_series(name, tif)
         if not _tifffile_reads(page):
             if page.bitspersample > 8 and page.samplesperpixel > 1 or channels:
                 raise NotAnImageError(
