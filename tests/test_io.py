@@ -766,8 +766,8 @@ def test_concurrent_loads_restore_pillows_limit(tmp_path: Path) -> None:
 
 def test_all_is_the_public_interface() -> None:
     assert kio.__all__ == [
-        "encode_image", "json_bytes", "load_image", "palette_bytes", "publish", "publish_all", "read_palette",
-        "save_image", "write_bytes", "write_files", "write_json", "write_palette", "write_text",
+        "count_planes", "encode_image", "json_bytes", "load_image", "palette_bytes", "publish", "publish_all",
+        "read_palette", "save_image", "write_bytes", "write_files", "write_json", "write_palette", "write_text",
     ]
     assert all(callable(getattr(kio, name)) for name in kio.__all__)
 

@@ -288,6 +288,45 @@ def test_a_tiff_of_several_images_warns_in_one_line_on_the_command_line(tmp_path
     assert same_partition(labels, kmseg.segment(a, 3, seed=0).labels)
 
 
+def test_count_planes_is_the_range_plane_is_checked_against(tmp_path):
+    """count_planes reads how many planes (a TIFF's) or frames (an animation's) a file has from its
+    structure: plane=n-1 reads, plane=n is out of range, and a TIFF with more than one is a stack."""
+    from kmseg.errors import NotAnImageError
+    from kmseg.io import count_planes
+
+    files = {}
+    stack = bands_first(5, dtype=np.uint8)
+    tifffile.imwrite(files.setdefault("ij.tif", tmp_path / "ij.tif"), stack, imagej=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(files.setdefault("plain.tif", tmp_path / "plain.tif"), stack, photometric="minisblack")
+    tzcyx = np.zeros((2, 3, 2, 8, 10), np.uint16)
+    tifffile.imwrite(files.setdefault("tzc.ome.tif", tmp_path / "tzc.ome.tif"), tzcyx, ome=True,
+                     metadata={"axes": "TZCYX"})
+    tifffile.imwrite(files.setdefault("cyx.tif", tmp_path / "cyx.tif"), stack[:3], imagej=True, metadata={"axes": "CYX"})
+    files["one.tif"] = save_image(tmp_path / "one.tif", np.zeros((4, 5, 3), np.uint8))
+    frames = [Image.fromarray(np.full((4, 5, 3), (60 * i, 0, 0), np.uint8)) for i in range(3)]
+    for suffix, extra in (("gif", {}), ("png", {}), ("webp", {"lossless": True})):
+        files[f"anim.{suffix}"] = tmp_path / f"anim.{suffix}"
+        frames[0].save(files[f"anim.{suffix}"], save_all=True, append_images=frames[1:], **extra)
+    files["still.png"] = save_image(tmp_path / "still.png", np.zeros((4, 5, 3), np.uint8))
+    expected = {"ij.tif": (5, "plane"), "plain.tif": (5, "plane"), "tzc.ome.tif": (6, "plane"), "cyx.tif": (1, "plane"),
+                "one.tif": (1, "plane"), "anim.gif": (3, "frame"), "anim.png": (3, "frame"), "anim.webp": (3, "frame"),
+                "still.png": (1, "frame")}
+    for name, path in files.items():
+        n, kind = count_planes(path)
+        assert (n, kind) == expected[name], name
+        load_image(path, plane=n - 1)
+        with pytest.raises(ParameterError, match=f"plane={n} is out of range; the file has {n} {kind}"):
+            load_image(path, plane=n)
+        if kind == "plane" and n > 1:
+            with pytest.raises(InvalidImageDataError, match=f"is a stack of {n} planes"):
+                load_image(path)
+        else:
+            load_image(path)
+    (tmp_path / "notes.txt").write_text("not an image\n")
+    with pytest.raises(NotAnImageError, match="notes.txt: not an image kmseg can read"):
+        count_planes(tmp_path / "notes.txt")
+
+
 def test_dask_source_refuses_stacks(tmp_path):
     from kmseg._dask_tiff import open_source
 

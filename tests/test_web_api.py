@@ -35,7 +35,7 @@ from kmseg import data
 from kmseg.cli import main
 from kmseg.io import palette_bytes
 from kmseg.web.app import ELBOW_FIELDS, K_MAX, PALETTE_MEDIA, SEGMENT_FIELDS, create_app
-from helpers import ct_slice
+from helpers import ct_slice, same_partition
 
 COFFEE = data.path("coffee.png").read_bytes()
 
@@ -89,11 +89,14 @@ def upload(c: TestClient, content: bytes = SMALL, name: str = "img.png", **field
                   data={k: str(v) for k, v in fields.items()})
 
 
-def assert_error(resp, status: int, pattern: str) -> str:
+def assert_error(resp, status: int, pattern: str, **facts: object) -> str:
+    """The error's status, its detail matching ``pattern``, and no other field but ``facts`` (the
+    planes of a file: ``planes=3, plane_kind="plane"``)."""
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/json")
     body = resp.json()
-    assert set(body) == {"detail"} and isinstance(body["detail"], str), body
+    assert set(body) == {"detail", *facts} and isinstance(body["detail"], str), body
+    assert {key: body[key] for key in facts} == facts, body
     assert re.search(pattern, body["detail"]), body["detail"]
     return body["detail"]
 
@@ -270,6 +273,8 @@ def _four_band_tiff(path: Path) -> None:
     ("rgba.png", _rgba_png, {"k": 3}),
     ("deep.png", _png16, {"k": 4, "seed": 2}),
     ("nir.tif", _four_band_tiff, {"k": 3}),
+    ("cells.tif", lambda path: zstack(path), {"k": 3, "plane": 2}),
+    ("cells.ome.tif", lambda path: zstack(path, "ome"), {"k": 4, "plane": 1, "seed": 3}),
 ])
 def test_palette_json_is_what_kmseg_segment_writes(client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    name: str, make, options: dict[str, object]) -> None:
@@ -292,7 +297,8 @@ def test_palette_json_is_what_kmseg_segment_writes(client: TestClient, tmp_path:
     for key, value in options.items():
         argv += ["-k" if key == "k" else "--" + key.replace("_", "-"), str(value)]
     assert main(argv) == 0
-    cli = (tmp_path / "out" / f"{path.stem}-palette.json").read_bytes()
+    stem = path.stem + (f"-plane{options['plane']}" if "plane" in options else "")
+    cli = (tmp_path / "out" / f"{stem}-palette.json").read_bytes()
     assert json.loads(web.content) == json.loads(cli)
     assert json.loads(web.content)["source"] == name
     assert web.content == cli  # the same bytes, too: the same function wrote both
@@ -717,17 +723,190 @@ def test_not_an_image_names_the_upload_not_a_temp_file(client: TestClient) -> No
     assert renamed.endswith("so choose an image file, or convert this one to PNG") and "path" not in renamed
 
 
-def test_a_stack_of_planes_is_refused_with_the_pages_fix(client: TestClient) -> None:
-    """A Z-stack TIFF: the page has no plane to pick, so it said to pass plane=N (CLI: --plane N)."""
+# --------------------------------------------------------------------------- planes and frames
+
+
+def zstack(path: Path, kind: str = "imagej") -> np.ndarray:
+    """A real TIFF stack of 3 planes, each cut into bands of its own (so that every plane has a
+    partition of its own), written by tifffile: ImageJ ``ZYX``, or OME ``ZCYX`` with 2 channels."""
     import tifffile
 
-    buf = io.BytesIO()
-    stack = np.random.default_rng(0).integers(0, 256, (3, 16, 16), dtype=np.uint8)
-    tifffile.imwrite(buf, stack, imagej=True, metadata={"axes": "ZYX"})
-    detail = assert_error(upload(client, buf.getvalue(), "cells.tif"), 422, "^cells.tif: is a stack of 3 planes")
-    assert detail.endswith("; the page segments one 2-D image: save the plane you want as a file of its own, or "
-                           "segment it with kmseg segment FILE --plane N"), detail
-    assert "plane=" not in detail
+    rng = np.random.default_rng(5)
+    h, w = 24, 30
+    planes = []
+    for z in range(3):
+        levels = np.array([20, 120, 230])[(np.arange(w) * (z + 2) // w) % 3]
+        plane = np.broadcast_to(levels[None, :], (h, w)).copy()
+        plane[: h // (z + 2)] = 255 - plane[: h // (z + 2)]
+        planes.append(np.clip(plane + rng.integers(-6, 7, (h, w)), 0, 255).astype(np.uint8))
+    stack = np.stack(planes)
+    if kind == "ome":
+        stack = np.stack([stack, 255 - stack], axis=1)  # Z, C, Y, X
+        tifffile.imwrite(path, stack, ome=True, metadata={"axes": "ZCYX"})
+    else:
+        tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "ZYX"})
+    return stack
+
+
+def animated_gif(path: Path) -> None:
+    """A real animated GIF of 3 frames, written by Pillow: a red, green and blue square moving
+    over grey, so that every frame has a partition of its own."""
+    frames = []
+    for i, colour in enumerate([(220, 30, 30), (30, 200, 30), (30, 30, 220)]):
+        img = np.full((20, 30, 3), 128, np.uint8)
+        img[2 + 4 * i: 10 + 4 * i, 3 + 8 * i: 13 + 8 * i] = colour
+        img[-3:, : 10 * (i + 1)] = (250, 250, 250)
+        frames.append(Image.fromarray(img))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def labels_of(c: TestClient, body: dict) -> np.ndarray:
+    return np.asarray(decode_png(c.get(body["urls"]["labels"]).content))
+
+
+@pytest.mark.parametrize("kind", ["imagej", "ome"])
+def test_a_stack_sent_without_plane_is_refused_with_its_planes(client: TestClient, tmp_path: Path, kind: str) -> None:
+    """A Z-stack TIFF sent without a plane: one line naming the range and the form field, and the
+    count as facts a page reads (it said to save the plane as a file, or use the command line)."""
+    path = tmp_path / "cells.tif"
+    zstack(path, kind)
+    content = path.read_bytes()
+    per = " of 2 channels each" if kind == "ome" else ""
+    for resp in (upload(client, content, "cells.tif"),
+                 client.post("/api/elbow", files={"file": ("cells.tif", content, "image/tiff")})):
+        detail = assert_error(resp, 422, rf"^cells.tif: is a stack of 3 planes{per} \(TIFF axes Z", planes=3,
+                              plane_kind="plane")
+        assert detail.endswith("; kmseg segments one 2-D image at a time: pass plane=N with N from 0 to 2"), detail
+        assert "CLI" not in detail and "\n" not in detail
+
+
+@pytest.mark.parametrize("kind", ["imagej", "ome"])
+def test_plane_n_of_a_stack_is_kmseg_segment_with_plane_n(client: TestClient, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "cells.tif"
+    zstack(path, kind)
+    content = path.read_bytes()
+    shown = []
+    for plane in (0, 2):
+        resp = upload(client, content, "cells.tif", k=3, plane=plane)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert (body["plane"], body["planes"], body["plane_kind"]) == (plane, 3, "plane")
+        seg = kmseg.segment(path, 3, plane=plane, seed=0)
+        labels = labels_of(client, body)
+        assert np.array_equal(labels, seg.labels)  # the same labels, not only the same partition
+        assert body["inertia"] == pytest.approx(seg.inertia, rel=1e-12)
+        summary = json.loads(client.get(body["urls"]["palette"]).content)
+        assert summary["plane"] == plane and summary["source"] == "cells.tif"
+        # the downloads are named with the plane, as `kmseg segment --plane N` names its outputs
+        stem = f"cells-plane{plane}-k3"
+        for key, suffix in (("segmented", "segmented.png"), ("labels", "labels.png"), ("palette", "palette.json"),
+                            ("palette_gpl", "palette.gpl"), ("segmented_tif", "segmented.tif")):
+            got = client.get(body["urls"][key]).headers["content-disposition"]
+            assert got == f'inline; filename="{stem}-{suffix}"', got
+        with zipfile.ZipFile(io.BytesIO(client.get(body["urls"]["clusters_zip"]).content)) as zf:
+            assert zf.namelist() == [f"{stem}-cluster{i}.png" for i in range(3)]
+        shown.append(labels)
+    assert not same_partition(shown[0], shown[1])  # two planes, two segmentations
+
+
+def test_the_upload_cache_is_keyed_by_plane(fresh: TestClient, tmp_path: Path) -> None:
+    """Plane 2 of an upload is never served from plane 0's entry. The server keeps decoded planes,
+    not files: a plane not decoded yet is a 404 that says to send the file again with it."""
+    state = fresh.app.state.kmseg
+    path = tmp_path / "cells.tif"
+    zstack(path)
+    content = path.read_bytes()
+    first = upload(fresh, content, "cells.tif", k=3, plane=0).json()
+    uid = first["upload_id"]
+    assert first["cached"] is False and state.counts["decodes"] == 1
+    plane0 = labels_of(fresh, first)
+
+    by_id = fresh.post("/api/segment", data={"upload_id": uid, "k": "3", "plane": "2"})
+    assert_error(by_id, 404, rf"^upload_id {uid}: plane 2 of cells.tif is not decoded on this server, which keeps "
+                 r"the planes it decoded but not the file; send the file again with plane=2$", planes=3,
+                 plane_kind="plane")
+    assert state.counts["decodes"] == 1
+
+    second = upload(fresh, content, "cells.tif", k=3, plane=2).json()
+    assert second["cached"] is False and second["upload_id"] == uid and state.counts["decodes"] == 2
+    assert np.array_equal(labels_of(fresh, second), kmseg.segment(path, 3, plane=2, seed=0).labels)
+
+    # both planes are cached now, each under its own key; upload_id gives each its own
+    for plane, labels in ((0, plane0), (2, labels_of(fresh, second))):
+        again = fresh.post("/api/segment", data={"upload_id": uid, "k": "3", "plane": str(plane)}).json()
+        assert again["cached"] is True and again["plane"] == plane
+        assert np.array_equal(labels_of(fresh, again), labels)
+    assert state.counts["decodes"] == 2
+    assert fresh.get("/api/stats").json()["uploads"]["entries"] == 2
+
+    # another K, another colour space of plane 2: neither sent nor decoded again
+    four = fresh.post("/api/segment", data={"upload_id": uid, "k": "4", "plane": "2"}).json()
+    assert four["cached"] is True and four["k"] == 4
+    assert np.array_equal(labels_of(fresh, four), kmseg.segment(path, 4, plane=2, seed=0).labels)
+
+    # the elbow sweeps the plane asked for, and caches it apart
+    curves = {}
+    for plane in (0, 2):
+        resp = fresh.post("/api/elbow", data={"upload_id": uid, "plane": str(plane), "k_max": "4"})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["plane"] == plane
+        curves[plane] = resp.json()["inertias"]
+        assert curves[plane][2] == pytest.approx(kmseg.segment(path, 3, plane=plane, seed=0).inertia, rel=1e-9)
+    assert curves[0] != curves[2]
+    assert (state.counts["decodes"], state.counts["elbows"]) == (2, 2)
+
+
+def test_a_plane_out_of_range_says_the_range(client: TestClient, tmp_path: Path) -> None:
+    path = tmp_path / "cells.tif"
+    zstack(path)
+    content = path.read_bytes()
+    message = r"^cells.tif: plane=3 is out of range; the file has 3 planes: pass plane=N with N from 0 to 2$"
+    assert_error(upload(client, content, "cells.tif", plane=3), 422, message, planes=3, plane_kind="plane")
+    uid = upload(client, content, "cells.tif", k=2, plane=1).json()["upload_id"]
+    # by upload_id, the range is known from the plane decoded: said at once, not "send the file again"
+    assert_error(client.post("/api/segment", data={"upload_id": uid, "plane": "3"}), 422, message, planes=3,
+                 plane_kind="plane")
+    assert_error(client.post("/api/elbow", data={"upload_id": uid, "plane": "3"}), 422, message, planes=3,
+                 plane_kind="plane")
+    assert_error(client.post("/api/segment", data={"upload_id": uid}), 422,
+                 r"^cells.tif: is a stack of 3 planes; .*: pass plane=N with N from 0 to 2$", planes=3,
+                 plane_kind="plane")
+    # a single image has plane 0 only; an animation numbers its frames
+    assert_error(upload(client, SMALL, "img.png", plane=1), 422,
+                 r"^img.png: plane=1 is out of range; the file has 1 frame: pass plane=0 or leave plane out$",
+                 planes=1, plane_kind="frame")
+    gif = tmp_path / "anim.gif"
+    animated_gif(gif)
+    assert_error(upload(client, gif.read_bytes(), "anim.gif", plane=5), 422,
+                 r"^anim.gif: plane=5 is out of range; the file has 3 frames: pass plane=N with N from 0 to 2$",
+                 planes=3, plane_kind="frame")
+
+
+def test_an_animated_gif_offers_its_frames(client: TestClient, tmp_path: Path) -> None:
+    """An animation is segmented on its first frame without a plane, and its answer says how many
+    frames it has, so that a page can offer them; plane=N segments frame N."""
+    path = tmp_path / "anim.gif"
+    animated_gif(path)
+    content = path.read_bytes()
+    body = upload(client, content, "anim.gif", k=3).json()
+    assert (body["plane"], body["planes"], body["plane_kind"]) == (None, 3, "frame")
+    assert np.array_equal(labels_of(client, body), kmseg.segment(path, 3, seed=0).labels)
+    assert "plane" not in json.loads(client.get(body["urls"]["palette"]).content)
+    assert client.get(body["urls"]["segmented"]).headers["content-disposition"] == \
+        'inline; filename="anim-k3-segmented.png"'
+    frames = []
+    for plane in (1, 2):
+        body = upload(client, content, "anim.gif", k=3, plane=plane).json()
+        assert (body["plane"], body["planes"], body["plane_kind"]) == (plane, 3, "frame")
+        labels = labels_of(client, body)
+        assert np.array_equal(labels, kmseg.segment(path, 3, plane=plane, seed=0).labels)
+        assert client.get(body["urls"]["segmented"]).headers["content-disposition"] == \
+            f'inline; filename="anim-plane{plane}-k3-segmented.png"'
+        frames.append(labels)
+    assert not same_partition(*frames)
+    # a still image says it has one
+    still = upload(client, SMALL, "img.png", k=2).json()
+    assert (still["plane"], still["planes"], still["plane_kind"]) == (None, 1, "frame")
 
 
 @pytest.mark.parametrize(
@@ -760,6 +939,11 @@ def test_bad_files(client: TestClient, content: bytes, status: int, pattern: str
         ({"seed": ""}, r"^seed='' is empty; pass a whole number from 0 to 4294967295, or leave seed out"),
         ({"n_init": ""}, r"^n_init='' is empty; pass a whole number from 1 to 50"),
         ({"color_space": ""}, r"^color_space='' is empty; use rgb, lab or hsv, or leave color_space out"),
+        ({"plane": "-1"}, r"^plane='-1' is not valid \(.*greater than or equal to 0\); pass a plane's number, a whole "
+                          r"number from 0$"),
+        ({"plane": "abc"}, r"^plane='abc' is not valid \(.*integer.*\); pass a plane's number, a whole number from 0$"),
+        ({"plane": "1.5"}, r"^plane='1.5' is not valid \(.*integer.*\); pass a plane's number"),
+        ({"plane": ""}, r"^plane='' is empty; pass a plane's number, a whole number from 0, or leave plane out"),
     ],
 )
 def test_bad_parameters_are_422(client: TestClient, fields: dict[str, str], pattern: str) -> None:
@@ -838,7 +1022,7 @@ def test_result_files_refuse_parameters_they_do_not_take(client: TestClient) -> 
 
 def test_post_endpoints_refuse_fields_they_do_not_take(fresh: TestClient) -> None:
     """A misspelt field (seeed=3, kk=4) was ignored: the user got the defaults without a word."""
-    segment_takes = "file, upload_id, k, color_space, seed, n_init and disable"
+    segment_takes = "file, upload_id, plane, k, color_space, seed, n_init and disable"
     for fields, shown in (({"kk": "4"}, "kk='4'"), ({"k": "4", "seeed": "3"}, "seeed='3'")):
         detail = assert_error(upload(fresh, SMALL, **fields), 422, "")
         assert detail == f"{shown} is not a parameter of /api/segment; leave it out (/api/segment takes only {segment_takes})"
@@ -849,7 +1033,7 @@ def test_post_endpoints_refuse_fields_they_do_not_take(fresh: TestClient) -> Non
                  rf"form body \(/api/segment takes {segment_takes}\)$")
     elbow = fresh.post("/api/elbow", files={"file": ("a.png", SMALL, "image/png")}, data={"kmax": "4"})
     assert_error(elbow, 422, r"^kmax='4' is not a parameter of /api/elbow; leave it out \(/api/elbow takes only "
-                 r"file, upload_id, k_max, color_space, seed and n_init\)$")
+                 r"file, upload_id, plane, k_max, color_space, seed and n_init\)$")
     assert fresh.app.state.kmseg.counts["decodes"] == 0  # refused before any work
     # every field each endpoint takes is accepted
     body = upload(fresh, SMALL, k=3, color_space="lab", seed=2, n_init=2, disable="1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import socket
@@ -871,3 +872,156 @@ def test_the_elbow_curve_is_readable_and_tappable_on_a_phone(server: tuple[str, 
     expect(page.locator("#elbow")).to_have_attribute("viewBox", f"0 0 {wide} 220")
     expect(page.locator("#elbow .pt.current")).to_have_attribute("data-k", "7")
     assert page.locator("#elbow .pt").nth(0).bounding_box()["width"] == pytest.approx(24, abs=0.5)
+
+
+# --------------------------------------------------------------------------- planes and frames
+
+
+def write_zstack(path: Any, n: int = 5) -> np.ndarray:
+    """A real ImageJ Z-stack (``ZYX``, uint8) of ``n`` planes written by tifffile: each plane cut
+    into bands of its own, plus seeded noise, so that every plane has a segmentation of its own."""
+    import tifffile
+
+    rng = np.random.default_rng(11)
+    h, w = 40, 64
+    planes = []
+    for z in range(n):
+        levels = np.array([15, 70, 130, 190, 245])[(np.arange(w) * (z + 2) // w + np.arange(h)[:, None] // (8 + 4 * z)) % 5]
+        planes.append(np.clip(levels + rng.integers(-5, 6, (h, w)), 0, 255).astype(np.uint8))
+    stack = np.stack(planes)
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "ZYX"})
+    return stack
+
+
+def fetch_png(page: Any, url: str, href: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(page.request.get(url.rstrip("/") + href).body())))
+
+
+def test_a_stack_is_shown_on_its_first_plane_and_offers_the_others(server: tuple[str, Any], web_page: Any,
+                                                                   tmp_path) -> None:
+    """A scientist drops a Z-stack: the page shows plane 0 at once (no error), a Plane picker of the
+    stack's planes beside the file with a one-line note; another plane is segmented when picked,
+    and its downloads are named with it, as `kmseg segment --plane N` names its outputs."""
+    page = web_page
+    url, app = server
+    state = app.state.kmseg
+    path = tmp_path / "cells.tif"
+    write_zstack(path, 5)
+    page.goto(url)
+    answers: list[tuple[str, int]] = []
+    page.on("response", lambda r: answers.append((r.url.rsplit("/api/", 1)[-1], r.status))
+            if r.request.method == "POST" else None)
+    elbow_posts: list[str] = []
+    page.on("request", lambda r: elbow_posts.append(r.post_data or "") if r.url.endswith("/api/elbow") else None)
+    field, picker, note = page.get_by_test_id("plane-field"), page.get_by_test_id("plane"), page.get_by_test_id("plane-note")
+    status, alert = page.get_by_test_id("status"), page.get_by_role("alert")
+    expect(field).to_be_hidden()
+
+    page.set_input_files("#file-input", str(path))
+    expect(status).to_contain_text("K = 5 · plane 0 of 5 · 64 × 40 px")
+    expect(field).to_be_visible()
+    expect(page.get_by_test_id("plane-label")).to_have_text("Plane")
+    expect(note).to_have_text("This file is a stack of 5 planes; pick one (0 to 4).")
+    expect(picker).to_have_value("0")
+    assert (picker.get_attribute("min"), picker.get_attribute("max")) == ("0", "4")
+    expect(alert).to_be_hidden()  # the API's refusal of a stack without a plane is not shown: plane 0 is
+    expect(page.get_by_test_id("file-name")).to_have_text("cells.tif")
+    seg_link = page.get_by_test_id("dl-segmented")
+    expect(seg_link).to_have_attribute("download", "cells-plane0-k5-segmented.png")
+    expect(page.get_by_test_id("dl-labels")).to_have_attribute("download", "cells-plane0-k5-labels.png")
+    expect(page.get_by_test_id("dl-palette")).to_have_attribute("download", "cells-plane0-k5-palette.json")
+    plane0 = kmseg.segment(path, 5, plane=0, seed=0)
+    labels0 = fetch_png(page, url, page.get_by_test_id("dl-labels").get_attribute("href"))
+    assert np.array_equal(labels0, plane0.labels)
+    expect(page.get_by_test_id("elbow-knee")).to_have_count(1)
+    assert answers[:2] == [("segment", 422), ("segment", 200)]
+    decodes = state.counts["decodes"]
+    first_src = page.get_by_test_id("segmented-image").get_attribute("src")
+
+    # pick plane 3: the page asks by upload_id, is told the server has not decoded it, sends the file with it
+    picker.fill("3")
+    picker.press("Enter")
+    expect(status).to_contain_text("K = 5 · plane 3 of 5 · 64 × 40 px")
+    expect(seg_link).to_have_attribute("download", "cells-plane3-k5-segmented.png")
+    assert page.get_by_test_id("segmented-image").get_attribute("src") != first_src
+    plane3 = kmseg.segment(path, 5, plane=3, seed=0)
+    labels3 = fetch_png(page, url, page.get_by_test_id("dl-labels").get_attribute("href"))
+    assert np.array_equal(labels3, plane3.labels) and not np.array_equal(labels3, labels0)
+    assert state.counts["decodes"] == decodes + 1
+    assert [status for verb, status in answers if verb == "segment"][2:] == [404, 200]
+    with page.expect_download() as info:
+        seg_link.click()
+    assert info.value.suggested_filename == "cells-plane3-k5-segmented.png"
+    info.value.save_as(tmp_path / "down.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "down.png")), plane3.image())
+    palette = json.loads(page.request.get(url.rstrip("/") + page.get_by_test_id("dl-palette").get_attribute("href")).body())
+    assert palette["plane"] == 3 and palette["source"] == "cells.tif"
+    # the elbow curve is the plane's own
+    expect(page.locator("#elbow .pt")).to_have_count(10)
+    expect(page.get_by_test_id("elbow-note")).not_to_have_text("Computing the elbow curve…")
+    assert any('name="plane"\r\n\r\n3\r\n' in body for body in elbow_posts)
+
+    # another K keeps the plane, and the decoded plane is reused
+    page.get_by_test_id("k-slider").fill("3")
+    expect(status).to_contain_text("K = 3 · plane 3 of 5")
+    expect(seg_link).to_have_attribute("download", "cells-plane3-k3-segmented.png")
+    assert state.counts["decodes"] == decodes + 1
+    page.locator('[data-testid="swatch"]').nth(0).click()
+    expect(page.get_by_test_id("dl-masked")).to_have_attribute("download", re.compile(r"^cells-plane3-k3-masked-\d\.png$"))
+
+    # a plane the stack does not have is refused on the page, in one line, and nothing is sent
+    sent = len(answers)
+    picker.fill("9")
+    picker.press("Enter")
+    expect(alert).to_have_text("Plane 9 is not valid; this file has 5 planes: pick a whole number from 0 to 4.")
+    page.wait_for_timeout(500)
+    assert len(answers) == sent
+    picker.fill("0")  # plane 0 again: decoded already, not sent again
+    picker.press("Enter")
+    expect(status).to_contain_text("K = 3 · plane 0 of 5")
+    expect(alert).to_be_hidden()
+    assert state.counts["decodes"] == decodes + 1
+
+    # a single image next: no picker, no plane in the names
+    page.set_input_files("#file-input", str(data.path("coffee.png")))
+    expect(status).to_contain_text("K = 3 · 600 × 400 px")
+    expect(field).to_be_hidden()
+    expect(seg_link).to_have_attribute("download", "coffee-k3-segmented.png")
+
+
+def test_an_animation_offers_its_frames(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    """An animated GIF is shown on its first frame, as kmseg reads it without a plane; a Frame
+    picker offers the others, and a frame picked names the downloads."""
+    page = web_page
+    url, _ = server
+    frames = []
+    for i in range(4):
+        img = np.full((30, 40, 3), (120, 120, 120), np.uint8)
+        img[3 + 5 * i: 13 + 5 * i, 2 + 8 * i: 14 + 8 * i] = (220, 40, 40)
+        img[-6:, : 10 * (i + 1)] = (40, 40, 220)
+        frames.append(Image.fromarray(img))
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    page.goto(url)
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.post_data or "") if r.url.endswith("/api/segment") else None)
+    page.get_by_test_id("k-slider").fill("3")
+    page.set_input_files("#file-input", str(path))
+    status, picker = page.get_by_test_id("status"), page.get_by_test_id("plane")
+    expect(status).to_contain_text("K = 3 · frame 0 of 4 · 40 × 30 px")
+    expect(page.get_by_test_id("plane-label")).to_have_text("Frame")
+    expect(page.get_by_test_id("plane-note")).to_have_text("This file is an animation of 4 frames; pick one (0 to 3).")
+    expect(picker).to_have_value("0")
+    seg_link = page.get_by_test_id("dl-segmented")
+    expect(seg_link).to_have_attribute("download", "anim-k3-segmented.png")  # frame 0, read without a plane
+    labels = fetch_png(page, url, page.get_by_test_id("dl-labels").get_attribute("href"))
+    assert np.array_equal(labels, kmseg.segment(path, 3, seed=0).labels)
+
+    picker.fill("2")
+    picker.press("Enter")
+    expect(status).to_contain_text("K = 3 · frame 2 of 4")
+    expect(seg_link).to_have_attribute("download", "anim-plane2-k3-segmented.png")
+    labels = fetch_png(page, url, page.get_by_test_id("dl-labels").get_attribute("href"))
+    assert np.array_equal(labels, kmseg.segment(path, 3, plane=2, seed=0).labels)
+    assert any('name="plane"\r\n\r\n2\r\n' in body for body in sent)
+    expect(page.get_by_role("alert")).to_be_hidden()

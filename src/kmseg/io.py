@@ -64,8 +64,8 @@ from .errors import (
 )
 
 __all__ = [
-    "encode_image", "json_bytes", "load_image", "palette_bytes", "publish", "publish_all", "read_palette", "save_image",
-    "write_bytes", "write_files", "write_json", "write_palette", "write_text",
+    "count_planes", "encode_image", "json_bytes", "load_image", "palette_bytes", "publish", "publish_all",
+    "read_palette", "save_image", "write_bytes", "write_files", "write_json", "write_palette", "write_text",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -303,6 +303,20 @@ def _check_plane(name: str, plane: int, n: int, what: str = "plane") -> None:
         raise ParameterError(f"{name}: plane={plane} is out of range; the file has {counted(n, what)}: {which}")
 
 
+def stack_refused(name: str, n: int, layout: str = "") -> InvalidImageDataError:
+    """The error for a stack of ``n`` planes read without ``plane``; ``layout`` says more of it
+    after its count (`` (TIFF axes ZYX, shape (3, 16, 16))``)."""
+    return InvalidImageDataError(
+        f"{name}: is a stack of {counted(n, 'plane')}{layout}; "
+        f"kmseg segments one 2-D image at a time: {PLANE_FIX} with N from 0 to {n - 1}"
+    )
+
+
+def _stack_size(lead_axes: str, lead_shape: tuple[int, ...]) -> int:
+    """How many planes a TIFF's page axes number: every page axis but channels (``C``) counts."""
+    return math.prod(n for axis, n in zip(lead_axes, lead_shape) if axis != "C")
+
+
 def _tiff_layout(tif: tifffile.TiffFile) -> tuple[Any, list[Any], str, tuple[int, ...]]:
     """The first image of a TIFF (tifffile's first series): its key page, its pages (or frames),
     and the axes and sizes that number those pages (``"ZC"``, ``(4, 2)``; ``""``, ``()`` for
@@ -359,14 +373,11 @@ def _choose_pages(name: str, key: Any, pages: list[Any], lead_axes: str, lead_sh
     stack = [i for i in range(len(lead_axes)) if i != c_axis]
     if stack:
         sizes = [lead_shape[i] for i in stack]
-        n = math.prod(sizes)
+        n = _stack_size(lead_axes, lead_shape)
         if plane is None:
             per = f" of {counted(lead_shape[c_axis], 'channel')} each" if c_axis >= 0 else ""
             shape = lead_shape + tuple(int(d) for d in key.shape)
-            raise InvalidImageDataError(
-                f"{name}: is a stack of {counted(n, 'plane')}{per} (TIFF axes {lead_axes}{key.axes}, shape {shape}); "
-                f"kmseg segments one 2-D image at a time: {PLANE_FIX} with N from 0 to {n - 1}"
-            )
+            raise stack_refused(name, n, f"{per} (TIFF axes {lead_axes}{key.axes}, shape {shape})")
         _check_plane(name, plane, n)
         where: list[Any] = [slice(None)] * len(lead_axes)
         for i, at in zip(stack, np.unravel_index(plane, sizes)):
@@ -486,6 +497,66 @@ def check_plane(plane: object) -> int | None:
     if plane < 0:
         raise ParameterError(f"plane={plane} is out of range; planes are numbered from 0")
     return int(plane)
+
+
+def count_planes(path: PathLike) -> tuple[int, Literal["plane", "frame"]]:
+    """How many planes ``plane=`` picks from in an image file, and what they are, read from the
+    file's structure without decoding its pixels.
+
+    Returns ``(n, "plane")`` for a TIFF: ``n`` is 1 for a single image (its channels stored as
+    pages included), and more for a stack (Z, T... page axes; :func:`load_image` refuses it
+    without ``plane``). Every other file gives ``(n, "frame")``: ``n`` frames of an animated
+    GIF, WebP or PNG, of which :func:`load_image` reads the first without ``plane``; 1 for a
+    still image. The count is the one ``plane`` is checked against.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+
+    Returns
+    -------
+    n : int
+        At least 1.
+    kind : {"plane", "frame"}
+
+    Raises
+    ------
+    ImageNotFoundError, NotAnImageError, CorruptImageError
+        As :func:`load_image` raises them.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "stack.tif")
+    >>> tifffile.imwrite(path, np.zeros((3, 4, 4), np.uint8), imagej=True, metadata={"axes": "ZYX"})
+    >>> count_planes(path)
+    (3, 'plane')
+    >>> count_planes(save_image(os.path.join(tmp.name, "one.png"), np.zeros((4, 4), np.uint8)))
+    (1, 'frame')
+    >>> tmp.cleanup()
+    """
+    name = _path_str(path)
+    fmt, _ = _sniff(name)
+    with _pillow_settings():
+        if fmt == "TIFF":
+            try:
+                with tifffile.TiffFile(name) as tif:
+                    tif.pages[0].photometric  # noqa: B018 - as _load_tiff checks it
+                    _, _, lead_axes, lead_shape = _tiff_layout(tif)
+            except MemoryError:
+                raise
+            except Exception as exc:
+                raise _corrupt(name, "TIFF", exc) from exc
+            return _stack_size(lead_axes, lead_shape), "plane"
+        try:
+            with Image.open(name, formats=[fmt]) as im:
+                return max(1, int(getattr(im, "n_frames", 1))), "frame"
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise _corrupt(name, fmt, exc) from exc
 
 
 @overload

@@ -6,8 +6,10 @@ PNG encoding) runs in worker threads, never on the event loop.
 
 Work is not repeated. An upload is decoded and reduced once: the :class:`~kmseg.Prepared`
 is kept in a thread-safe LRU cache bounded by memory, keyed by the SHA-256 of the file's
-bytes and the colour space (the SHA-256 is the ``upload_id`` the client sends back to
-segment the same image again with another K). Results are kept in a second bounded cache
+bytes, the plane read (of a TIFF stack, or an animation's frame; None for the file's own
+image) and the colour space (the SHA-256 is the ``upload_id`` the client sends back to
+segment the same image again with another K). The cache keeps decoded planes, not files: a
+plane not decoded yet needs the file sent again. Results are kept in a second bounded cache
 and their images are rendered on request, by id.
 """
 
@@ -46,7 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__, _display, data
 from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
-from ..io import PLANE_FIX, _encode, encode_image, palette_bytes
+from ..io import PLANE_FIX, _check_plane, _encode, count_planes, encode_image, palette_bytes, stack_refused
 from ..segment import Prepared, Segmentation, fewer_colours, output_suffix, prepare
 
 __all__ = ["LRUCache", "WebState", "create_app"]
@@ -56,8 +58,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 K_MAX = 64  # largest k the API accepts
 ELBOW_K_MAX = 32
 #: The form fields each POST endpoint takes (any other is refused with 422), in its signature's order.
-SEGMENT_FIELDS = ("file", "upload_id", "k", "color_space", "seed", "n_init", "disable")
-ELBOW_FIELDS = ("file", "upload_id", "k_max", "color_space", "seed", "n_init")
+SEGMENT_FIELDS = ("file", "upload_id", "plane", "k", "color_space", "seed", "n_init", "disable")
+ELBOW_FIELDS = ("file", "upload_id", "plane", "k_max", "color_space", "seed", "n_init")
 _MB = 1024 * 1024
 _UPLOAD_ID = re.compile(r"[0-9a-f]{64}")
 _ColorSpace = Literal["rgb", "lab", "hsv"]
@@ -251,15 +253,27 @@ class ComputeGate:
 
 @dataclass
 class Upload:
-    """A decoded, reduced upload in one colour space."""
+    """A decoded, reduced upload (one plane of it) in one colour space."""
 
     upload_id: str
     name: str
     prepared: Prepared
+    planes: int = 1  # the planes or frames of the file (kmseg.io.count_planes)
+    plane_kind: Literal["plane", "frame"] = "frame"
 
     @property
     def nbytes(self) -> int:
         return self.prepared.nbytes
+
+    @property
+    def plane(self) -> int | None:
+        """The plane read (``plane=``), or None for the file's own image."""
+        return self.prepared.plane
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The file's planes, as an answer gives them."""
+        return {"planes": self.planes, "plane_kind": self.plane_kind}
 
 
 @dataclass
@@ -280,7 +294,10 @@ class Result:
 
     @property
     def stem(self) -> str:
-        return f"{Path(self.name).stem or 'image'}-k{self.seg.k}"
+        """The downloads' names, without their kind: ``NAME-kK``, ``NAME-planeN-kK`` for a plane
+        picked, as ``kmseg segment --plane N`` names its outputs ``NAME-planeN-...``."""
+        plane = "" if self.seg.plane is None else f"-plane{self.seg.plane}"
+        return f"{Path(self.name).stem or 'image'}{plane}-k{self.seg.k}"
 
 
 @dataclass
@@ -297,6 +314,25 @@ def _display_name(filename: str | None) -> str:
     return base or "image"
 
 
+class Refusal(HTTPException):
+    """An HTTP error whose JSON carries facts for a client beside its ``detail``: the planes of a
+    file (``{"detail": "...", "planes": 12, "plane_kind": "plane"}``), so that a page can offer them."""
+
+    def __init__(self, status_code: int, detail: str, facts: dict[str, Any] | None = None) -> None:
+        super().__init__(status_code, detail)
+        self.facts = dict(facts or {})
+
+
+def _plane_facts(path: str, plane: int | None) -> dict[str, Any]:
+    """The planes of the file at ``path`` for an error about it: when it has more than one, or a
+    plane was asked for; none when they cannot be counted (not an image, corrupt)."""
+    try:
+        n, kind = count_planes(path)
+    except KmsegError:
+        return {}
+    return {"planes": n, "plane_kind": kind} if n > 1 or plane is not None else {}
+
+
 def _status_for(exc: KmsegError) -> int:
     if isinstance(exc, ImageTooLargeError):
         return 413
@@ -309,17 +345,15 @@ def _web_wording(exc: KmsegError) -> str:
     """A library error as the page shows it: a web user cannot pass ``max_pixels=``, so an
     image over the limit is told to choose a smaller one or restart the server with a larger
     ``--max-pixels``; nor has a path to check, so a file that is not an image is told to
-    choose an image file."""
+    choose an image file; and a stack's planes are picked with the form field ``plane``."""
     if isinstance(exc, ImageTooLargeError) and exc.pixels:
         return (f"{exc.problem}; choose a smaller image, or restart the server with a larger limit: "
                 f"kmseg serve --max-pixels {exc.pixels}")
     if isinstance(exc, NotAnImageError):  # a web user has no path to check
         return str(exc).replace("so check the path or convert the file to PNG",
                                 "so choose an image file, or convert this one to PNG")
-    if PLANE_FIX in str(exc):  # nor a plane to pick: a stack of planes is refused with the page's fix
-        head = str(exc).split("; kmseg segments one")[0].split(f": {PLANE_FIX}")[0]
-        return (f"{head}; the page segments one 2-D image: save the plane you want as a file of its own, or "
-                "segment it with kmseg segment FILE --plane N")
+    if PLANE_FIX in str(exc):  # a stack without a plane, or a plane out of range: the form field plane
+        return str(exc).replace(PLANE_FIX, "pass plane=N")
     return str(exc)
 
 
@@ -342,7 +376,9 @@ class WebState:
     ) -> None:
         self.max_upload_bytes = int(max_upload_bytes)
         self.max_pixels = max_pixels
-        self.uploads: LRUCache[tuple[str, str], Upload] = LRUCache(max_bytes=cache_bytes, sizeof=lambda u: u.nbytes)
+        # keyed by (upload_id, plane, colour space)
+        self.uploads: LRUCache[tuple[str, int | None, str], Upload] = LRUCache(max_bytes=cache_bytes,
+                                                                               sizeof=lambda u: u.nbytes)
         self.results: LRUCache[str, Result] = LRUCache(
             max_bytes=result_bytes, max_entries=max_results, sizeof=lambda r: r.nbytes
         )
@@ -397,39 +433,66 @@ class WebState:
             "image, or start the server with a larger --max-upload-mb",
         )
 
-    def _prepare(self, image: np.ndarray, alpha: bool, color_space: str, upload_id: str, name: str) -> Upload:
-        """An image decoded earlier, reduced in another colour space; its alpha as the file said."""
+    def _prepare(self, other: Upload, color_space: str) -> Upload:
+        """An upload decoded earlier (the same plane), reduced in another colour space; its alpha as the file said."""
+        image, name = other.prepared.image, other.name
         try:
             # (decoded already, channels last: never taken for channels first)
-            prep = prepare(image, color_space=color_space, alpha=alpha, channel_axis=-1 if image.ndim == 3 else None)
+            prep = prepare(image, color_space=color_space, alpha=other.prepared.has_alpha,
+                           channel_axis=-1 if image.ndim == 3 else None)
         except KmsegError as exc:
-            raise HTTPException(_status_for(exc), f"{name}: {exc}") from None
-        prep.source = name
+            raise Refusal(_status_for(exc), f"{name}: {exc}", other.facts if other.planes > 1 else None) from None
+        prep.source, prep.plane = name, other.plane  # the file's, as a file read with plane= records them
         self._count("prepares")
-        return Upload(upload_id, name, prep)
+        return Upload(other.upload_id, name, prep, other.planes, other.plane_kind)
 
-    def _upload(self, upload_id: str, color_space: str, decode: Callable[[], Upload] | None) -> tuple[Upload, bool]:
-        """The cached upload in this colour space; else re-reduce a cached one in another
-        space (no decoding); else ``decode()``; else 404."""
+    def _upload(self, upload_id: str, plane: int | None, color_space: str,
+                decode: Callable[[], Upload] | None) -> tuple[Upload, bool]:
+        """The cached upload of this plane in this colour space; else re-reduce a cached one of
+        this plane in another space (no decoding); else ``decode()``; else 404 (422 for a plane
+        the file does not have)."""
 
         def create() -> Upload:
             with self.gate.hold():
-                other = self.uploads.find(lambda key: key[0] == upload_id)
+                other = self.uploads.find(lambda key: key[0] == upload_id and key[1] == plane)
                 if other is not None:
-                    return self._prepare(other.prepared.image, other.prepared.has_alpha, color_space, upload_id,
-                                         other.name)
+                    return self._prepare(other, color_space)
                 if decode is None:
-                    raise HTTPException(
-                        404,
-                        f"upload_id {upload_id} is not known to this server (uploads are kept in memory "
-                        "for a while only); send the file again",
-                    )
+                    self._not_decoded(upload_id, plane)
                 return decode()
 
-        upload, created = self.uploads.get_or_create((upload_id, color_space), create)
+        upload, created = self.uploads.get_or_create((upload_id, plane, color_space), create)
         return upload, not created
 
-    def ingest(self, upload: UploadFile, color_space: str) -> tuple[Upload, bool]:
+    def _not_decoded(self, upload_id: str, plane: int | None) -> None:
+        """Refuse an upload_id whose plane is not decoded here: 404, send the file again (the
+        server keeps decoded planes, not files); 422 for a plane the file does not have, known
+        from another plane of it decoded here."""
+        known = self.uploads.find(lambda key: key[0] == upload_id)
+        if known is None:
+            raise HTTPException(
+                404,
+                f"upload_id {upload_id} is not known to this server (uploads are kept in memory "
+                "for a while only); send the file again",
+            )
+        facts = known.facts
+        if plane is None and known.plane_kind == "plane" and known.planes > 1:
+            raise Refusal(422, _web_wording(stack_refused(known.name, known.planes)), facts)
+        if plane is not None:
+            try:
+                _check_plane(known.name, plane, known.planes, known.plane_kind)
+            except KmsegError as exc:
+                raise Refusal(_status_for(exc), _web_wording(exc), facts) from None
+        which = f"plane {plane} of {known.name}" if plane is not None else f"{known.name} without a plane"
+        again = f"send the file again with plane={plane}" if plane is not None else "send the file again"
+        raise Refusal(
+            404,
+            f"upload_id {upload_id}: {which} is not decoded on this server, which keeps the planes it decoded "
+            f"but not the file; {again}",
+            facts,
+        )
+
+    def ingest(self, upload: UploadFile, plane: int | None, color_space: str) -> tuple[Upload, bool]:
         """Hash an uploaded file; decode it through a private temporary file unless cached.
 
         Returns the upload and whether it came from the cache. Blocking: run it in a thread.
@@ -451,21 +514,23 @@ class WebState:
         def decode() -> Upload:
             # prepare() of the file, as `kmseg segment` does: the file says whether it has alpha
             # (a 4-band TIFF without alpha is clustered on its 4 bands), so the result, and its
-            # palette.json, are the command line's.
+            # palette.json, are the command line's (with --plane N for plane=N).
             f.seek(0)
             with tempfile.NamedTemporaryFile(dir=self.tmpdir, prefix="upload-", suffix=".bin") as tmp:
                 shutil.copyfileobj(f, tmp, _MB)
                 tmp.flush()
                 try:
-                    prep = prepare(tmp.name, color_space=color_space, max_pixels=self.max_pixels)
+                    prep = prepare(tmp.name, color_space=color_space, max_pixels=self.max_pixels, plane=plane)
+                    planes, kind = count_planes(tmp.name)  # read from its structure, not its pixels
                 except KmsegError as exc:  # name the upload, not the temporary file
-                    raise HTTPException(_status_for(exc), _web_wording(exc).replace(tmp.name, name)) from None
+                    raise Refusal(_status_for(exc), _web_wording(exc).replace(tmp.name, name),
+                                  _plane_facts(tmp.name, plane)) from None
             prep.source = name  # what the summary's "source" gives: the upload's name, not the temporary file
             self._count("decodes")
             self._count("prepares")
-            return Upload(upload_id, name, prep)
+            return Upload(upload_id, name, prep, planes, kind)
 
-        upload, cached = self._upload(upload_id, color_space, decode)
+        upload, cached = self._upload(upload_id, plane, color_space, decode)
         if cached and upload.name != name:
             # The same bytes under another name: the results made from now on, and their
             # downloads and palette.json, are named after the file as it was last sent.
@@ -473,14 +538,14 @@ class WebState:
                 same.name = name
         return upload, cached
 
-    def lookup(self, upload_id: str, color_space: str) -> tuple[Upload, bool]:
-        """An earlier upload by id; 404 if it is no longer cached. Blocking."""
+    def lookup(self, upload_id: str, plane: int | None, color_space: str) -> tuple[Upload, bool]:
+        """An earlier upload by id; 404 if it (this plane of it) is no longer cached. Blocking."""
         upload_id = upload_id.strip().lower()
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise HTTPException(
                 422, f"upload_id={upload_id[:80]!r} is not valid; pass the upload_id returned by an earlier request"
             )
-        return self._upload(upload_id, color_space, None)
+        return self._upload(upload_id, plane, color_space, None)
 
     # ----------------------------------------------------------------- work
 
@@ -503,7 +568,7 @@ class WebState:
 
     def elbow(self, upload: Upload, k_max: int, seed: int, n_init: int) -> tuple[Curve, bool]:
         """Inertia for k = 1..k_max and the knee, cached per upload and options. Blocking."""
-        key = (upload.upload_id, upload.prepared.color_space, k_max, seed, n_init)
+        key = (upload.upload_id, upload.plane, upload.prepared.color_space, k_max, seed, n_init)
 
         def create() -> Curve:
             try:
@@ -633,6 +698,14 @@ def _only_form(endpoint: str, *names: str) -> Any:
 
 class ErrorResponse(BaseModel):
     detail: str = Field(description="What went wrong and how to fix it, in one sentence.")
+    planes: int | None = Field(
+        None, description="Only in an error about a file of several planes or frames (a TIFF stack sent without "
+        "`plane`, a `plane` out of range): how many it has, numbered from 0."
+    )
+    plane_kind: Literal["plane", "frame"] | None = Field(
+        None, description="With `planes`: `plane` for a TIFF's planes (a stack needs `plane`), `frame` for an "
+        "animation's frames (the first is read without `plane`)."
+    )
 
 
 class HealthResponse(BaseModel):
@@ -682,6 +755,13 @@ class SegmentResponse(BaseModel):
     upload_id: str = Field(description="Send it back instead of the file to segment the same image again.")
     result_id: str = Field(description="Id of this result; its files are under /api/result/{result_id}/.")
     name: str = Field(description="The upload's file name, made safe.")
+    plane: int | None = Field(description="The plane (or frame) segmented, as sent; null when none was sent.")
+    planes: int = Field(description="How many planes (a TIFF stack's) or frames (an animation's) the file has; 1 for "
+                        "a single image.")
+    plane_kind: Literal["plane", "frame"] = Field(
+        description="`plane` for a TIFF (more than one: a stack, which needs `plane`), `frame` for other files "
+        "(an animation's first frame is read without `plane`)."
+    )
     width: int
     height: int
     k: int = Field(description="Clusters found (fewer than asked when the image has fewer colours).")
@@ -708,6 +788,7 @@ class SegmentResponse(BaseModel):
 
 class ElbowResponse(BaseModel):
     upload_id: str
+    plane: int | None = Field(description="The plane (or frame) swept, as sent; null when none was sent.")
     color_space: str
     seed: int
     ks: list[int] = Field(description="The values of k tried: 1..k_max.")
@@ -729,7 +810,7 @@ class CacheStats(BaseModel):
 
 
 class StatsResponse(BaseModel):
-    uploads: CacheStats = Field(description="Decoded, reduced uploads (one per upload_id and colour space).")
+    uploads: CacheStats = Field(description="Decoded, reduced uploads (one per upload_id, plane and colour space).")
     results: CacheStats
     decodes: int = Field(description="Uploads decoded from their bytes.")
     prepares: int = Field(description="Images reduced to their colour histogram (a decode, or a new colour space).")
@@ -754,6 +835,11 @@ FileField = Annotated[
 ]
 UploadIdField = Annotated[
     str | None, Form(max_length=200, description="upload_id from an earlier response, instead of the file.")
+]
+PlaneField = Annotated[
+    int | None,
+    Form(ge=0, description="Which plane of a TIFF stack (Z, T...), or frame of an animated GIF, WebP or PNG, to read, "
+         "from 0. Needed for a stack; an animation's first frame is read without it."),
 ]
 ColorField = Annotated[_ColorSpace, Form(description="Space to cluster in.")]
 SeedField = Annotated[int, Form(ge=0, le=2**32 - 1, description="Random seed; the same seed gives the same result.")]
@@ -780,6 +866,7 @@ _HINTS = {
     "file": "send the image as a multipart file field named 'file'",
     "index": "pass a cluster index, a whole number",
     "upload_id": "pass the upload_id returned by an earlier request",
+    "plane": "pass a plane's number, a whole number from 0",
     "result_id": "use the URLs returned by /api/segment",
     "disable": "pass cluster indices separated by commas, such as 0,2",
     "suffix": "ask for palette.gpl, palette.ase, palette.css or palette.png (or palette.json)",
@@ -789,7 +876,7 @@ _HINTS = {
 
 
 #: Form fields that may be left out but not sent empty (an empty ``disable`` hides nothing).
-_NOT_EMPTY = ("k", "k_max", "seed", "n_init", "color_space")
+_NOT_EMPTY = ("k", "k_max", "seed", "n_init", "color_space", "plane")
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
@@ -961,7 +1048,8 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        body = {"detail": detail, **getattr(exc, "facts", {})}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -1000,13 +1088,14 @@ def create_app(
         """How often uploads were decoded and reduced, and the caches' sizes, hits and misses."""
         return state.stats()
 
-    async def _get_upload(file: UploadFile | None, upload_id: str | None, color_space: str) -> tuple[Upload, bool]:
+    async def _get_upload(file: UploadFile | None, upload_id: str | None, plane: int | None,
+                          color_space: str) -> tuple[Upload, bool]:
         if file is not None and upload_id:
             raise HTTPException(422, "pass either file or upload_id, not both")
         if file is not None:
-            return await to_thread.run_sync(state.ingest, file, color_space, limiter=state.compute_limiter)
+            return await to_thread.run_sync(state.ingest, file, plane, color_space, limiter=state.compute_limiter)
         if upload_id:
-            return await to_thread.run_sync(state.lookup, upload_id, color_space, limiter=state.compute_limiter)
+            return await to_thread.run_sync(state.lookup, upload_id, plane, color_space, limiter=state.compute_limiter)
         raise HTTPException(
             422, "no image: send the image as a multipart file field named 'file', or the upload_id of an earlier upload"
         )
@@ -1022,6 +1111,7 @@ def create_app(
     async def api_segment(
         file: FileField = None,
         upload_id: UploadIdField = None,
+        plane: PlaneField = None,
         k: Annotated[int, Form(ge=1, le=K_MAX, description="Number of clusters.")] = 5,
         color_space: ColorField = "rgb",
         seed: SeedField = 0,
@@ -1032,10 +1122,16 @@ def create_app(
     ) -> dict[str, Any]:
         """Send the image as `file` (multipart), or the `upload_id` of an earlier upload to
         segment it again without sending or decoding it again. The images of the result are
-        fetched from the URLs in `urls`."""
+        fetched from the URLs in `urls`.
+
+        A TIFF stack (Z, T... page axes) needs `plane`; sent without it, the 422 error carries
+        `planes` (how many) and `plane_kind` beside its `detail`. `plane` also picks a frame of an
+        animated GIF, WebP or PNG (the first without it); the answer's `planes` says how many the
+        file has. The server keeps the planes it decoded, not the file: with `upload_id`, a plane
+        not decoded yet is a 404 that says to send the file again with that plane."""
         t0 = time.perf_counter()
         hidden = _parse_disable(disable)
-        upload, cached = await _get_upload(file, upload_id, color_space)
+        upload, cached = await _get_upload(file, upload_id, plane, color_space)
         result, notes = await to_thread.run_sync(state.segment, upload, k, seed, n_init, limiter=state.compute_limiter)
         seg = result.seg
         if any(i >= seg.k for i in hidden):
@@ -1047,6 +1143,8 @@ def create_app(
             "upload_id": upload.upload_id,
             "result_id": result.result_id,
             "name": upload.name,
+            "plane": seg.plane,
+            **upload.facts,
             "width": w,
             "height": h,
             "k": seg.k,
@@ -1089,18 +1187,20 @@ def create_app(
     async def api_elbow(
         file: FileField = None,
         upload_id: UploadIdField = None,
+        plane: PlaneField = None,
         k_max: Annotated[int, Form(ge=2, le=ELBOW_K_MAX, description="Try k = 1..k_max.")] = 10,
         color_space: ColorField = "rgb",
         seed: SeedField = 0,
         n_init: NInitField = 10,
     ) -> dict[str, Any]:
         """Segments the image for every k from 1 to `k_max` and returns the inertias and the
-        knee of the curve (a good k). Uses the cached upload like /api/segment."""
+        knee of the curve (a good k). Uses the cached upload like /api/segment, and `plane` as it does."""
         t0 = time.perf_counter()
-        upload, _ = await _get_upload(file, upload_id, color_space)
+        upload, _ = await _get_upload(file, upload_id, plane, color_space)
         curve, cached = await to_thread.run_sync(state.elbow, upload, k_max, seed, n_init, limiter=state.compute_limiter)
         return {
             "upload_id": upload.upload_id,
+            "plane": upload.plane,
             "color_space": upload.prepared.color_space,
             "seed": seed,
             "ks": curve.ks,

@@ -5,6 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     drop: $("dropzone"), input: $("file-input"), fileName: $("file-name"), maxUpload: $("max-upload"),
+    planeField: $("plane-field"), planeLabel: $("plane-label"), plane: $("plane"), planeNote: $("plane-note"),
     sample: $("sample"), sampleName: $("sample-name"), k: $("k"), kValue: $("k-value"), space: $("color-space"), seed: $("seed"),
     status: $("status"), error: $("error"), empty: $("empty"), result: $("result"),
     segmented: $("segmented"), masked: $("masked"), maskedCaption: $("masked-caption"),
@@ -17,7 +18,8 @@
   };
 
   const state = {
-    file: null,          // the File, kept to re-send if the server forgot the upload
+    file: null,          // the File, kept to re-send if the server forgot the upload (or has not decoded a plane of it)
+    planes: null,        // the current file's planes (a TIFF stack) or frames (an animation): { n, kind }
     waiting: null,       // a File chosen but not shown yet: the seed was not valid, or the colour space did not fit it
     uploadId: null,
     result: null,        // the last /api/segment response shown
@@ -48,12 +50,17 @@
   }
 
   async function errorText(resp) {
+    return (await errorBody(resp)).message;
+  }
+
+  // An error answer: its message, and the facts some errors carry beside it (a stack's `planes`).
+  async function errorBody(resp) {
     try {
       const body = await resp.json();
-      if (typeof body.detail === "string") return body.detail;
-      return JSON.stringify(body.detail ?? body);
+      const message = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail ?? body);
+      return { ...body, message };
     } catch {
-      return `the server answered ${resp.status} ${resp.statusText}`;
+      return { message: `the server answered ${resp.status} ${resp.statusText}` };
     }
   }
 
@@ -157,12 +164,30 @@
   el.k.addEventListener("change", () => { clearTimeout(debounce); segment(false); });
   el.space.addEventListener("change", () => segment(false));
   el.seed.addEventListener("change", () => segment(false));
+  // The plane (or frame) picker: typed digits wait a moment for the next; arrows and Enter go at once.
+  el.plane.addEventListener("input", () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => segment(false), 300);
+  });
+  el.plane.addEventListener("change", () => { clearTimeout(debounce); segment(false); });
 
   // The seed as sent, or null when the box holds what the API refuses. The box's min, max and
   // step are the API's rule (a whole number from 0 to 2^32 - 1); an empty box is its placeholder, 0.
   function seedValue() {
     if (el.seed.value === "" && !el.seed.validity.badInput) return "0";
     return el.seed.checkValidity() ? String(el.seed.valueAsNumber) : null;
+  }
+
+  // The plane to send for the file shown: a stack's always (the API needs one), an animation's
+  // frame when it is not the first (which the API reads without one, so that its outputs are
+  // named as `kmseg segment` names them without --plane); null when none is sent; undefined when
+  // the picker holds what is not one of the file's planes.
+  function planeValue() {
+    const planes = state.planes;
+    if (!planes || planes.n < 2) return null;
+    if (el.plane.value === "" || !el.plane.checkValidity()) return undefined;
+    const plane = el.plane.valueAsNumber;
+    return planes.kind === "frame" && plane === 0 ? null : plane;
   }
 
   // The API's words for a colour space that does not fit the image ("color_space='hsv' needs an
@@ -175,18 +200,27 @@
     .replace(/use color_space='rgb'/g, `choose ${spaceName("rgb")} as the colour space`)
     .replace(/color_space='(\w+)'/g, (_, value) => `the colour space ${spaceName(value)}`);
 
-  async function segment(withFile, newFile = null) {
+  // `newPlane`: the plane to read of a new file (null: none, as for any file first sent).
+  async function segment(withFile, newFile = null, newPlane = null) {
     clearTimeout(debounce);
     if (!newFile && state.waiting) { newFile = state.waiting; withFile = true; } // the file chosen last, not shown yet
     const seed = seedValue();
-    if (seed === null) {
-      // Nothing is sent: an answer still on its way would show a result for another seed.
+    const plane = newFile ? newPlane : planeValue();
+    if (seed === null || plane === undefined) {
+      // Nothing is sent: an answer still on its way would show a result for another seed or plane.
       state.seq++;
       if (state.controller) state.controller.abort();
       if (newFile) state.waiting = newFile; // segmented once the seed is fixed
       setStatus("");
-      const typed = el.seed.value === "" ? "is not a number" : `${el.seed.value} is not valid`;
-      showError(`Seed ${typed}; pass a whole number from ${el.seed.min} to ${el.seed.max}.`);
+      if (seed === null) {
+        const typed = el.seed.value === "" ? "is not a number" : `${el.seed.value} is not valid`;
+        showError(`Seed ${typed}; pass a whole number from ${el.seed.min} to ${el.seed.max}.`);
+      } else {
+        const { n, kind } = state.planes;
+        const typed = el.plane.value === "" ? "is empty" : `${el.plane.value} is not valid`;
+        showError(`${kind === "frame" ? "Frame" : "Plane"} ${typed}; this file has ${plural(n, kind)}: ` +
+          `pick a whole number from 0 to ${n - 1}.`);
+      }
       return;
     }
     const file = newFile || state.file;
@@ -201,19 +235,30 @@
     const sendFile = withFile || !state.uploadId;
     if (sendFile) form.append("file", file, file.name);
     else form.append("upload_id", state.uploadId);
+    if (plane !== null) form.append("plane", String(plane));
     form.append("k", el.k.value);
     form.append("color_space", el.space.value);
     form.append("seed", seed);
 
-    setStatus(sendFile ? `Uploading and segmenting into ${el.k.value} clusters…` : `Segmenting into ${el.k.value} clusters…`, true);
+    const kind = !newFile && state.planes ? state.planes.kind : "plane"; // (a new file is sent with a plane when it is a stack)
+    const which = plane === null ? "" : ` ${kind} ${plane}`;
+    setStatus(sendFile ? `Uploading and segmenting${which} into ${el.k.value} clusters…`
+      : `Segmenting${which} into ${el.k.value} clusters…`, true);
     let data;
     try {
       const resp = await fetch("/api/segment", { method: "POST", body: form, signal: controller.signal });
       if (seq !== state.seq) return;
-      if (resp.status === 404 && !sendFile) { segment(true); return; } // the server forgot the upload: send it again
+      // The server forgot the upload, or has not decoded this plane of it (it keeps decoded planes, not files): send it again.
+      if (resp.status === 404 && !sendFile) { segment(true); return; }
       if (!resp.ok) {
-        const message = await errorText(resp);
+        const body = await errorBody(resp);
+        const message = body.message;
         if (seq !== state.seq) return;
+        // A stack of planes sent without one: segment its first plane at once, and offer the others.
+        if (resp.status === 422 && plane === null && body.plane_kind === "plane" && body.planes > 1) {
+          segment(true, file, 0);
+          return;
+        }
         setStatus("");
         // A new file the colour space does not fit waits for another colour space (or K, or
         // seed), rather than that choice segmenting the image shown before it.
@@ -236,12 +281,34 @@
     state.uploadId = data.upload_id;
     state.result = data;
     state.disabled.clear();
+    showPlanes(data, Boolean(newFile));
     render(data);
-    const key = `${data.upload_id}|${data.color_space}|${data.seed}`;
+    const key = `${data.upload_id}|${data.plane}|${data.color_space}|${data.seed}`;
     if (key !== state.elbowKey) { state.elbowKey = key; elbow(data); } else { markElbow(data.k); }
   }
 
   // ------------------------------------------------------------------ showing a result
+
+  // The picker of a file with several planes (a TIFF stack) or frames (an animation), beside the
+  // file; hidden for a single image. A new file's picker starts at the plane it was shown with.
+  function showPlanes(data, isNew) {
+    const n = data.planes || 1;
+    state.planes = { n, kind: data.plane_kind === "frame" ? "frame" : "plane" };
+    el.planeField.hidden = n < 2;
+    if (n < 2) return;
+    const frames = state.planes.kind === "frame";
+    el.planeLabel.textContent = frames ? "Frame" : "Plane";
+    el.plane.max = String(n - 1);
+    if (isNew) el.plane.value = String(data.plane ?? 0);
+    el.planeNote.textContent = frames
+      ? `This file is an animation of ${n} frames; pick one (0 to ${n - 1}).`
+      : `This file is a stack of ${n} planes; pick one (0 to ${n - 1}).`;
+  }
+
+  // The stem of a result's downloads, as the server names them: NAME-kK, or NAME-planeN-kK for a
+  // plane picked (`kmseg segment --plane N` names its outputs NAME-planeN-...).
+  const stemOf = (data) => `${data.name.replace(/\.[^.]*$/, "") || "image"}` +
+    `${data.plane === null || data.plane === undefined ? "" : `-plane${data.plane}`}-k${data.k}`;
 
   function render(data) {
     el.empty.hidden = true;
@@ -252,7 +319,8 @@
 
     const fewer = data.k < data.k_requested ? ` (the image has only ${plural(data.k, "colour")})` : "";
     const how = data.cached ? "image already decoded" : "image decoded";
-    setStatus(`K = ${data.k}${fewer} · ${data.width} × ${data.height} px · ${plural(data.n_iter, "iteration")} · ` +
+    const where = data.planes > 1 ? ` · ${data.plane_kind} ${data.plane ?? 0} of ${data.planes}` : "";
+    setStatus(`K = ${data.k}${fewer}${where} · ${data.width} × ${data.height} px · ${plural(data.n_iter, "iteration")} · ` +
       `${data.seconds.toFixed(2)} s (${how})`);
 
     // The hex colour is all there is to say of an 8-bit grey or RGB centre. Of any other image
@@ -299,7 +367,7 @@
       return li;
     }));
 
-    const stem = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}`;
+    const stem = stemOf(data);
     // An image whose values the page's 8-bit PNG cannot hold (uint16, int16, float, ...) is
     // downloaded as a TIFF in its own dtype; the 8-bit PNG is offered after it, as a preview.
     const tif = fullDepth(data);
@@ -422,7 +490,7 @@
     const tif = fullDepth(data);
     el.dlMaskedPng.parentElement.hidden = !(tif && hidden.length);
     if (hidden.length) {
-      const name = `${data.name.replace(/\.[^.]*$/, "") || "image"}-k${data.k}-masked-${hidden.join("-")}`;
+      const name = `${stemOf(data)}-masked-${hidden.join("-")}`;
       const query = `?disable=${hidden.join(",")}`;
       link(el.dlMasked, tif ? data.urls.masked_tif.split("?")[0] + query : url, `${name}${suffix(data)}`);
       link(el.dlMaskedPng, url, `${name}.png`);
@@ -461,6 +529,7 @@
     el.elbowNote.textContent = "Computing the elbow curve…";
     const form = new FormData();
     form.append("upload_id", data.upload_id);
+    if (data.plane !== null && data.plane !== undefined) form.append("plane", String(data.plane));
     form.append("color_space", data.color_space);
     form.append("seed", String(data.seed));
     form.append("k_max", "10");
