@@ -446,6 +446,29 @@ def test_fewer_colours_than_k_is_a_note_not_an_error(client: TestClient) -> None
     assert one["warnings"] == ["the image has only 1 distinct colour, fewer than k=2; one cluster per colour"]
 
 
+def test_a_tiff_of_several_images_is_noted_on_every_answer(client: TestClient, tmp_path) -> None:
+    """An OME-TIFF of two images: the first is segmented and the answer says so, naming the
+    upload (a warning on the server's log before, with the temporary file's name), also for
+    the upload_id sent back and in another colour space."""
+    import tifffile
+
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / "two.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(a, photometric="rgb")
+        tif.write(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8), photometric="rgb")
+    note = ("cells.ome.tif: holds 2 images (TIFF series 0 to 1); kmseg reads the first (20x30x3): to segment "
+            "another, save it as a file of its own")
+    first = upload(client, path.read_bytes(), name="cells.ome.tif", k=3)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["warnings"] == [note] and (body["width"], body["height"]) == (30, 20)
+    again = client.post("/api/segment", data={"upload_id": body["upload_id"], "k": "4", "color_space": "lab"}).json()
+    assert again["warnings"] == [note] and again["cached"] is False
+    assert upload(client, SMALL, k=3).json()["warnings"] == []
+
+
 def test_grey_and_rgba_uploads(client: TestClient) -> None:
     grey = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (16, 1))
     body = upload(client, png_bytes(grey), k=3).json()

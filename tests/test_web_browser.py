@@ -354,6 +354,30 @@ def test_a_colour_space_that_does_not_fit_a_new_image_is_said_in_the_pages_words
     expect(name).to_have_text("grey.png")
 
 
+def test_a_tiff_of_several_images_is_noted_under_the_status(server: tuple[str, Any], web_page: Any, tmp_path) -> None:
+    """The page shows what the server notes of a file: an OME-TIFF of two images is shown on its
+    first, and says so; the next single image clears the note."""
+    import tifffile
+
+    page = web_page
+    url, _ = server
+    page.goto(url)
+    rng = np.random.default_rng(2)
+    path = tmp_path / "two.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), photometric="rgb")
+        tif.write(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8), photometric="rgb")
+    notes = page.get_by_test_id("notes")
+    expect(notes).to_be_hidden()
+    page.set_input_files("#file-input", str(path))
+    expect(page.get_by_test_id("status")).to_contain_text("30 × 20 px")
+    expect(notes).to_be_visible()
+    expect(notes).to_have_text("two.ome.tif: holds 2 images (TIFF series 0 to 1); kmseg reads the first (20x30x3): "
+                               "to segment another, save it as a file of its own")
+    show_photo(page)
+    expect(notes).to_be_hidden()
+
+
 def test_status_counts_the_colours_of_an_image_with_fewer_than_k(server: tuple[str, Any], web_page: Any,
                                                                   tmp_path) -> None:
     page = web_page

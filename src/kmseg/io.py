@@ -341,22 +341,40 @@ def _tiff_layout(tif: tifffile.TiffFile) -> tuple[Any, list[Any], str, tuple[int
 _ASSOCIATED_SERIES = frozenset({"label", "macro", "thumbnail", "overview", "map"})
 
 
+_read_notes = threading.local()  # .notes: where this thread's ReadWarnings go instead (read_notes), or None
+
+
+@contextlib.contextmanager
+def read_notes() -> Iterator[list[str]]:
+    """The messages of the :class:`~kmseg.errors.ReadWarning` s of files read in this thread
+    while the block runs, collected instead of warned: for a server whose threads each read
+    an upload (``warnings.catch_warnings`` is not thread-safe)."""
+    notes: list[str] = []
+    _read_notes.notes = notes
+    try:
+        yield notes
+    finally:
+        _read_notes.notes = None
+
+
 def _warn_other_series(name: str, tif: tifffile.TiffFile) -> None:
     """Warn that a TIFF holds more images than the first (an OME-TIFF of several positions,
-    several images of different shapes), which is all kmseg reads."""
+    several images of different shapes), which is all kmseg reads (see :func:`read_notes`)."""
     try:
         series = tif.series
         others = [s for s in series[1:] if str(s.name).lower() not in _ASSOCIATED_SERIES]
         shape = "x".join(str(int(n)) for n in series[0].shape)
     except Exception:  # no usable series: the first page is read, as the layout says
         return
-    if others:
-        warnings.warn(
-            f"{name}: holds {len(series)} images (TIFF series 0 to {len(series) - 1}); kmseg reads the first "
-            f"({shape}): to segment another, save it as a file of its own",
-            ReadWarning,
-            stacklevel=user_stacklevel(),
-        )
+    if not others:
+        return
+    message = (f"{name}: holds {len(series)} images (TIFF series 0 to {len(series) - 1}); kmseg reads the first "
+               f"({shape}): to segment another, save it as a file of its own")
+    notes = getattr(_read_notes, "notes", None)
+    if notes is not None:
+        notes.append(message)
+    else:
+        warnings.warn(message, ReadWarning, stacklevel=user_stacklevel())
 
 
 def _choose_pages(name: str, key: Any, pages: list[Any], lead_axes: str, lead_shape: tuple[int, ...],

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -48,7 +48,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__, _display, data
 from ..errors import ImageTooLargeError, KmsegError, NotAnImageError
-from ..io import PLANE_FIX, _check_plane, _encode, count_planes, encode_image, palette_bytes, stack_refused
+from ..io import (
+    PLANE_FIX, _check_plane, _encode, count_planes, encode_image, palette_bytes, read_notes, stack_refused,
+)
 from ..segment import Prepared, Segmentation, fewer_colours, output_suffix, prepare
 
 __all__ = ["LRUCache", "WebState", "create_app"]
@@ -260,6 +262,7 @@ class Upload:
     prepared: Prepared
     planes: int = 1  # the planes or frames of the file (kmseg.io.count_planes)
     plane_kind: Literal["plane", "frame"] = "frame"
+    notes: list[str] = field(default_factory=list)  # what reading it said (kmseg.io.read_notes)
 
     @property
     def nbytes(self) -> int:
@@ -444,7 +447,7 @@ class WebState:
             raise Refusal(_status_for(exc), f"{name}: {exc}", other.facts if other.planes > 1 else None) from None
         prep.source, prep.plane = name, other.plane  # the file's, as a file read with plane= records them
         self._count("prepares")
-        return Upload(other.upload_id, name, prep, other.planes, other.plane_kind)
+        return Upload(other.upload_id, name, prep, other.planes, other.plane_kind, other.notes)
 
     def _upload(self, upload_id: str, plane: int | None, color_space: str,
                 decode: Callable[[], Upload] | None) -> tuple[Upload, bool]:
@@ -520,7 +523,8 @@ class WebState:
                 shutil.copyfileobj(f, tmp, _MB)
                 tmp.flush()
                 try:
-                    prep = prepare(tmp.name, color_space=color_space, max_pixels=self.max_pixels, plane=plane)
+                    with read_notes() as notes:  # a TIFF of several images: said on the page, not in the log
+                        prep = prepare(tmp.name, color_space=color_space, max_pixels=self.max_pixels, plane=plane)
                     planes, kind = count_planes(tmp.name)  # read from its structure, not its pixels
                 except KmsegError as exc:  # name the upload, not the temporary file
                     raise Refusal(_status_for(exc), _web_wording(exc).replace(tmp.name, name),
@@ -528,7 +532,7 @@ class WebState:
             prep.source = name  # what the summary's "source" gives: the upload's name, not the temporary file
             self._count("decodes")
             self._count("prepares")
-            return Upload(upload_id, name, prep, planes, kind)
+            return Upload(upload_id, name, prep, planes, kind, [n.replace(tmp.name, name) for n in notes])
 
         upload, cached = self._upload(upload_id, plane, color_space, decode)
         if cached and upload.name != name:
@@ -552,12 +556,12 @@ class WebState:
     def segment(self, upload: Upload, k: int, seed: int, n_init: int) -> tuple[Result, list[str]]:
         """Segment a cached upload and keep the result. Blocking."""
         prep = upload.prepared
-        notes: list[str] = []
+        notes = list(upload.notes)
         try:
             with self.gate.hold():
                 seg = prep.segment(k, seed=seed, n_init=n_init, warn=False)
             if seg.k < k:
-                notes = [f"{fewer_colours(seg.k, k)}; one cluster per colour"]
+                notes.append(f"{fewer_colours(seg.k, k)}; one cluster per colour")
         except KmsegError as exc:
             raise HTTPException(_status_for(exc), f"{upload.name}: {exc}") from None
         seg.source = upload.name  # its palette.json's "source": the upload's name, as a file's path on the command line
@@ -783,7 +787,7 @@ class SegmentResponse(BaseModel):
     urls: ResultUrls
     cached: bool = Field(description="True when the decoded image came from the cache (no upload decoded).")
     seconds: float = Field(description="Server time spent on this request.")
-    warnings: list[str] = Field(description="Notes, such as fewer distinct colours than k.")
+    warnings: list[str] = Field(description="Notes, such as fewer distinct colours than k, or a TIFF holding more images than the one read.")
 
 
 class ElbowResponse(BaseModel):

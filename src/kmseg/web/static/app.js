@@ -7,7 +7,7 @@
     drop: $("dropzone"), input: $("file-input"), fileName: $("file-name"), maxUpload: $("max-upload"),
     planeField: $("plane-field"), planeLabel: $("plane-label"), plane: $("plane"), planeNote: $("plane-note"),
     sample: $("sample"), sampleName: $("sample-name"), k: $("k"), kValue: $("k-value"), space: $("color-space"), seed: $("seed"),
-    status: $("status"), error: $("error"), empty: $("empty"), result: $("result"),
+    status: $("status"), notes: $("notes"), error: $("error"), empty: $("empty"), result: $("result"),
     segmented: $("segmented"), masked: $("masked"), maskedCaption: $("masked-caption"),
     palette: $("palette"), paletteValuesHint: $("palette-values-hint"), elbow: $("elbow"), elbowNote: $("elbow-note"),
     downloads: $("downloads"), dlSegmented: $("dl-segmented"), dlLabels: $("dl-labels"),
@@ -322,6 +322,10 @@
     const where = data.planes > 1 ? ` · ${data.plane_kind} ${data.plane ?? 0} of ${data.planes}` : "";
     setStatus(`K = ${data.k}${fewer}${where} · ${data.width} × ${data.height} px · ${plural(data.n_iter, "iteration")} · ` +
       `${data.seconds.toFixed(2)} s (${how})`);
+    // The server's notes: a TIFF of several images (the first is shown), fewer colours than K.
+    const notes = data.warnings || [];
+    el.notes.replaceChildren(...notes.map((w) => Object.assign(document.createElement("li"), { textContent: w })));
+    el.notes.hidden = notes.length === 0;
 
     // The hex colour is all there is to say of an 8-bit grey or RGB centre. Of any other image
     // it is how the previews show the centre (some of its bands, on its display range), so each
