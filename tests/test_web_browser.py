@@ -415,6 +415,8 @@ def test_the_palette_hint_holds_in_either_layout(server: tuple[str, Any], web_pa
     page.goto(url)
     show_photo(page)
     expect(page.get_by_test_id("downloads")).to_be_visible()
+    for sel in ("#segmented", "#masked"):  # measured once the pictures have their size (under load they came late)
+        wait_loaded(page, sel, 600)
     seg, masked, palette, downloads, controls, results = (page.locator(sel).bounding_box() for sel in (
         "#segmented", "#masked", "#palette", "#downloads", ".controls", ".results"))
     beside = masked["x"] >= seg["x"] + seg["width"]
