@@ -23,8 +23,8 @@ from ._engine import farthest_distinct
 from ._dask_tiff import TiffSource, encode_tiles
 from ._reduce import COARSE_BITS, _mask_arg, color_histogram, decode, merge_histograms
 from .color import to_features
-from .errors import ConvergenceWarning, InvalidImageDataError, KmsegError, ReadWarning
-from .segment import _check_exact, from_working, to_working
+from .errors import ConvergenceWarning, InvalidImageDataError, KmsegError, ReadWarning, naming
+from .segment import _check_exact, from_working, grey_as_rgb, to_working
 
 Region = tuple[int, int, int, int]
 
@@ -269,7 +269,7 @@ def worker_warning(path: str, category: str, message: str) -> tuple[type[Warning
     """A warning of :func:`task_warnings` for the client: its class, and its message naming
     ``path`` (a message about a file names it already)."""
     cls = ReadWarning if category == ReadWarning.__name__ else ConvergenceWarning
-    return cls, message if message.startswith(f"{path}: ") else f"{path}: {message}"
+    return cls, naming(f"{path}: ", message)
 
 
 @contextmanager
@@ -351,8 +351,7 @@ def _as_rgb(prep, grey: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarra
     if prep.n_channels == 1 and not grey:
         pixels = np.repeat(pixels, 3, axis=2)
         codes = codes * 0x010101
-        img3 = image[..., None] if image.ndim == 2 else image
-        image = np.ascontiguousarray(img3[..., [0, 0, 0] + list(range(1, img3.shape[2]))])
+        image = grey_as_rgb(image)
     return image, pixels, codes, red.weights
 
 

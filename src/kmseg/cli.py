@@ -347,7 +347,7 @@ def warnings_as_lines(prefix: str = "", bar: Progress | None = None) -> Iterator
     shown every time; another library's (Pillow's "Corrupt EXIF data", say) as Python's
     filters say (``-W``, ``PYTHONWARNINGS``), and end with what it is and where it comes
     from, instead of Python's two lines with a file, a line number and a line of code."""
-    from .errors import ConvergenceWarning, ReadWarning
+    from .errors import ConvergenceWarning, ReadWarning, naming
 
     caught: list[warnings.WarningMessage] = []
     try:
@@ -358,8 +358,7 @@ def warnings_as_lines(prefix: str = "", bar: Progress | None = None) -> Iterator
     finally:
         for w in caught:
             if issubclass(w.category, (ConvergenceWarning, ReadWarning)):
-                named = str(w.message).startswith(prefix)  # a message that names its file already
-                text = f"kmseg: warning: {'' if named else prefix}{w.message}"
+                text = f"kmseg: warning: {naming(prefix, str(w.message))}"
             else:
                 message = " ".join(str(w.message).split()) or w.category.__name__
                 text = f"kmseg: warning: {prefix}{message} ({w.category.__name__} from {_warned_by(w.filename)})"

@@ -31,6 +31,7 @@ __all__ = [
     "PaletteNotFoundError",
     "ParameterError",
     "ParameterTypeError",
+    "ReadWarning",
 ]
 
 
@@ -168,6 +169,12 @@ def exists_already(path: object, more: int = 0) -> OutputExistsError:
 
 class ConvergenceWarning(UserWarning):
     """The fit is valid but not what was asked for (for example fewer distinct colours than k)."""
+
+
+def naming(where: str, message: str) -> str:
+    """``message`` begun with ``where`` (a file's name and ": "), unless it names it already
+    (a :class:`ReadWarning` does)."""
+    return message if message.startswith(where) else f"{where}{message}"
 
 
 class ReadWarning(UserWarning):

@@ -1776,15 +1776,13 @@ def read_palette(path: PathLike) -> Any:
 def _palette_image(data: bytes) -> np.ndarray:
     """The (k, 3) uint8 colours of a palette image's PNG bytes: its distinct opaque colours in
     reading order (see :func:`read_palette`)."""
-    from io import BytesIO
-
     from . import _palette_files as files
 
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise files.Malformed("is not a PNG image (it does not begin with PNG's signature); pass a palette image "
                               "saved as PNG")
     try:
-        with _pillow_settings(), Image.open(BytesIO(data), formats=["PNG"]) as im:
+        with _pillow_settings(), Image.open(io.BytesIO(data), formats=["PNG"]) as im:
             if im.width * im.height > PALETTE_IMAGE_MAX_PIXELS:
                 raise files.Malformed(f"is {im.width} x {im.height} pixels, too large for a palette image; pass a "
                                       "palette image (a strip of swatches), or segment a picture to get its palette")

@@ -1620,6 +1620,14 @@ def _check_range(centers: np.ndarray, dtype: np.dtype, name: str, hint: str = ""
 # --------------------------------------------------------------------------- one palette for several images
 
 
+def grey_as_rgb(image: np.ndarray) -> np.ndarray:
+    """A grey image, (H, W) or grey+alpha (H, W, 2), with its grey in all three colour
+    channels: (H, W, 3) or (H, W, 4), alpha kept. How a grey image joins RGB ones under one
+    shared palette (an 8-bit grey value v then has the colour code ``v * 0x010101``)."""
+    img = image[..., None] if image.ndim == 2 else image
+    return np.ascontiguousarray(img[..., [0, 0, 0] + list(range(1, img.shape[2]))])
+
+
 class Pool:
     """The colours of several images together, for one palette fitted on all of them
     (:func:`fit_palette`, ``kmseg segment --shared-palette``).
@@ -1690,9 +1698,7 @@ class Pool:
         self.check(prep)
         if not (prep.n_channels == 1 and self._mixes(prep)):
             return prep
-        img = prep.image[..., None] if prep.image.ndim == 2 else prep.image
-        rgb = np.ascontiguousarray(img[..., [0, 0, 0] + list(range(1, img.shape[2]))])
-        return Prepared(rgb, color_space=prep.color_space, alpha=prep.has_alpha, scale=None, source=prep.source,
+        return Prepared(grey_as_rgb(prep.image), color_space=prep.color_space, alpha=prep.has_alpha, scale=None, source=prep.source,
                         plane=prep.plane)
 
     def fit(self, k: int, **options: Any) -> tuple[Palette, _engine.FitResult]:
