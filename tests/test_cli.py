@@ -612,6 +612,50 @@ def test_an_interrupted_batch_keeps_what_it_finished(pics, tmp_path, as_json):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
+_LOST_INTERRUPT = """
+import os, signal, sys
+from kmseg import cli
+
+
+class Finalised:
+    def __del__(self):  # Ctrl-C arrives while Python runs a finalizer, as numba's compiler runs many
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):  # the handler runs here: a KeyboardInterrupt Python cannot raise
+            pass
+
+
+segment_file = cli.segment_file
+
+
+def segment_then_ctrl_c(path, args):
+    seg = segment_file(path, args)
+    if path.endswith("b.png"):
+        Finalised()
+    return seg
+
+
+cli.segment_file = segment_then_ctrl_c
+sys.argv = ["kmseg", "segment", *sys.argv[1:]]
+sys.exit(cli.console())
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_ctrl_c_lost_in_a_finalizer_still_stops_the_batch(pics, tmp_path):
+    """Python raises Ctrl-C's KeyboardInterrupt wherever the main thread is; in a finalizer it
+    printed "Exception ignored ... Traceback" and was lost, and the batch ran to its end with
+    exit 0 (seen in CI while numba compiled on first use). Now it stops before the next outputs
+    are written, as any Ctrl-C does, without a traceback."""
+    out = tmp_path / "out"
+    c = save_image(tmp_path / "in" / "c.png", np.zeros((8, 8, 3), np.uint8))
+    proc = subprocess.run([sys.executable, "-c", _LOST_INTERRUPT, str(pics["a"]), str(pics["b"]), str(c), "-k", "3",
+                           "-o", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"kmseg: interrupted after 1 of 3 files; the outputs of the 1 finished file are in {out}"
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert (out / "a-segmented.png").exists() and not list(out.glob("b-*")) and not list(out.glob("c-*"))
+
+
 def test_every_verb_has_a_description(capsys):
     from kmseg.cli import build_parser
 

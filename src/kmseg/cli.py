@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -478,6 +479,7 @@ def save_one(seg: Any, path: str, stem: str, *, out: str, disable: Sequence[int]
         bad = [i for i in disable if i >= seg.k]
         if bad:
             raise UsageError(f"--disable {bad[0]} is out of range; clusters run from 0 to {seg.k - 1}")
+    stop_if_interrupted()  # an interrupt Python swallowed while the file was segmented: write nothing more
     written = seg.save(out, stem=stem, disable=disable, masks=masks, force=force)
     return {
         "input": path,
@@ -830,9 +832,41 @@ def _skip_numba_blas_probe() -> None:
             del sys.modules[blas]
 
 
+#: Set by Ctrl-C (SIGINT) in the ``kmseg`` command (:func:`console`).
+_interrupt = threading.Event()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Python's own reaction to Ctrl-C, a KeyboardInterrupt, and a note that it came. Python
+    raises it wherever the main thread is, and where that is a finalizer (``__del__``), as it
+    often is while numba compiles a kernel on first use, it is printed as "Exception ignored"
+    and lost: the batch went on to its end and exited 0. :func:`stop_if_interrupted` raises it
+    again at the next file's outputs."""
+    _interrupt.set()
+    raise KeyboardInterrupt
+
+
+def _unraisable(u: Any) -> None:
+    """Python's report of an exception it could not raise, but not of a Ctrl-C noted by
+    :func:`_on_sigint` (no traceback: the batch stops at the next file's outputs)."""
+    if not (isinstance(u.exc_value, KeyboardInterrupt) and _interrupt.is_set()):
+        sys.__unraisablehook__(u)
+
+
+def stop_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C came (a lost one included, see :func:`_on_sigint`)."""
+    if _interrupt.is_set():
+        raise KeyboardInterrupt
+
+
 def console() -> int:
-    """The ``kmseg`` command: :func:`main` in a process of its own."""
+    """The ``kmseg`` command: :func:`main` in a process of its own, whose Ctrl-C is never lost."""
+    import signal
+
     _skip_numba_blas_probe()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (not when the caller ignores it)
+        signal.signal(signal.SIGINT, _on_sigint)
+        sys.unraisablehook = _unraisable
     return main()
 
 
